@@ -1,0 +1,11 @@
+// Each subcommand lives in its own file and registers itself on the top-level app; its callback
+// runs the command and throws ecmoe::Error on bad input.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace ecmoe::cli {
+
+void register_info(CLI::App& app);
+void register_bench(CLI::App& app);
+
+}  // namespace ecmoe::cli

@@ -1,0 +1,30 @@
+// ecmoe: command-line entry point. Errors are one line on stderr and a non-zero exit.
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/threads.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ecmoe: Mixture-of-Experts transformers with expert choice routing"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("--threads", threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
+      ->check(CLI::NonNegativeNumber);
+  app.parse_complete_callback([&] { ecmoe::set_thread_count(threads); });
+  ecmoe::cli::register_info(app);
+  ecmoe::cli::register_bench(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const ecmoe::Error& e) {
+    std::fprintf(stderr, "ecmoe: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ecmoe: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
