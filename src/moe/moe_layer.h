@@ -1,0 +1,88 @@
+// The MoE layer: router (logits -> softmax scores), routing plan, experts, combine; forward and
+// backward side by side. x [n, d_model] -> y [n, d_model]. Parameters (names under a prefix):
+//   router.weight  [d_model, e]      (routers with weights only)
+//   experts.w1     [e, d_model, d_ff]
+//   experts.w2     [e, d_ff, d_model]
+// The layer object keeps the activations of its last forward for the backward pass; auxiliary
+// losses and routing statistics are returned as values.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/aligned.h"
+#include "core/tensor_table.h"
+#include "moe/expert_ffn.h"
+#include "moe/moe_config.h"
+#include "moe/router_scores.h"
+#include "moe/routers.h"
+
+namespace ecmoe {
+
+struct MoeWeights {
+  const float* router = nullptr;  // [d, e]
+  const float* w1 = nullptr;      // [e, d, f]
+  const float* w2 = nullptr;      // [e, f, d]
+};
+
+struct MoeGrads {
+  float* router = nullptr;
+  float* w1 = nullptr;
+  float* w2 = nullptr;
+};
+
+void declare_moe_params(TensorTable& table, const std::string& prefix, const MoeConfig& config);
+MoeWeights moe_weights(const FlatBuffer& params, const std::string& prefix,
+                       const MoeConfig& config);
+MoeGrads moe_grads(FlatBuffer& grads, const std::string& prefix, const MoeConfig& config);
+// Normal init: W1 with std 1/sqrt(d), W2 with std 1/sqrt(f), router with std init_router_std.
+void init_moe_params(FlatBuffer& params, const std::string& prefix, const MoeConfig& config,
+                     uint64_t seed, float router_std = 0.02f);
+
+struct MoeInput {
+  const float* x = nullptr;            // [n, d]
+  const int32_t* token_ids = nullptr;  // [n], hash routing
+  int n_tokens = 0;
+  bool training = true;   // picks the capacity factor and enables jitter
+  uint64_t seed = 0;      // jitter noise stream for this call
+};
+
+struct MoeOutput {
+  AuxLosses aux;       // unweighted values and their weighted total (part of the loss)
+  RoutingStats stats;
+};
+
+class MoeLayer {
+ public:
+  explicit MoeLayer(const MoeConfig& config);
+  const MoeConfig& config() const { return config_; }
+
+  // y [n, d] (overwritten)
+  MoeOutput forward(const MoeWeights& w, const MoeInput& in, float* y);
+  // The same with a plan given instead of routed (tests, expert-parallel ranks); the scores are
+  // still computed, so gates defined by scores get their gradient.
+  MoeOutput forward_with_plan(const MoeWeights& w, const MoeInput& in, RoutingPlan plan, float* y);
+  // dy [n, d] -> dx [n, d] (+=), grads (+=); the gradient of the weighted auxiliary losses is
+  // included.
+  void backward(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx);
+
+  const RoutingPlan& plan() const { return plan_; }
+  const FloatVec& scores() const { return probs_; }  // [n, e]
+
+ private:
+  void compute_scores(const MoeWeights& w, const MoeInput& in);
+  AuxLosses run_experts(const MoeWeights& w, const MoeInput& in, RoutingPlan plan, float* y);
+  MoeConfig config_;
+  // Saved by forward for backward.
+  const float* x_ = nullptr;
+  int n_ = 0;
+  FloatVec router_input_;  // [n, d] x times the jitter noise (training with jitter only)
+  FloatVec noise_;         // [n, d]
+  FloatVec logits_;        // [n, e]
+  FloatVec probs_;         // [n, e]
+  RoutingPlan plan_;
+  ExpertActivations act_;
+  ExpertScratch scratch_;
+  bool backward_ready_ = false;
+};
+
+}  // namespace ecmoe

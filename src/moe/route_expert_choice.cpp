@@ -1,0 +1,49 @@
+// Expert choice: per routing group, each expert takes the k tokens with the highest scores
+// (ties: lower token index), gate = score, no renormalisation. Every expert gets exactly k.
+#include <algorithm>
+#include <numeric>
+
+#include "moe/router_scores.h"
+#include "moe/routers.h"
+
+namespace ecmoe {
+
+RouteResult route_expert_choice(const MoeConfig& config, const RouteRequest& request) {
+  const int n = request.n_tokens, e = config.n_experts;
+  const auto groups = routing_groups(n, config.group_size);
+  // chosen[g][i] lists the tokens expert i takes in group g, in token order.
+  std::vector<std::vector<std::vector<int>>> chosen(groups.size(),
+                                                    std::vector<std::vector<int>>(e));
+  RouteResult r;
+  const int n_jobs = int(groups.size()) * e;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int job = 0; job < n_jobs; ++job) {
+    const GroupRange g = groups[job / e];
+    const int i = job % e;
+    const int k = expert_choice_capacity(g.size, e, request.capacity_factor);
+    std::vector<int> order(g.size);
+    std::iota(order.begin(), order.end(), g.begin);
+    const float* p = request.probs;
+    // A strict total order (score descending, then index ascending): the selection is unique.
+    auto better = [&](int a, int b) {
+      const float sa = p[int64_t(a) * e + i], sb = p[int64_t(b) * e + i];
+      return sa > sb || (sa == sb && a < b);
+    };
+    std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), better);
+    order.resize(k);
+    std::sort(order.begin(), order.end());
+    chosen[job / e][i] = std::move(order);
+  }
+  std::vector<Assignment> assignments;
+  for (size_t gi = 0; gi < groups.size(); ++gi)
+    for (int i = 0; i < e; ++i)
+      for (int t : chosen[gi][i]) assignments.push_back({i, t, request.probs[int64_t(t) * e + i]});
+  r.plan = make_routing_plan(n, e, GateKind::kScore, assignments);
+  count_plan(r.plan, r.stats);
+  r.stats.capacity = groups.empty() ? 0 : expert_choice_capacity(groups[0].size, e, request.capacity_factor);
+  r.stats.requested_assignments = r.plan.slot_count();
+  r.stats.max_demand_over_capacity = n ? 1.0 : 0.0;
+  return r;
+}
+
+}  // namespace ecmoe

@@ -1,0 +1,37 @@
+// Routers: scores in, routing plan and statistics out. Each works per routing group and merges
+// the groups into one expert-centric plan (an expert's slots: group 0's, then group 1's, ...).
+#pragma once
+#include <cstdint>
+
+#include "moe/moe_config.h"
+#include "moe/routing_plan.h"
+#include "moe/routing_stats.h"
+
+namespace ecmoe {
+
+struct RouteRequest {
+  const float* probs = nullptr;        // [n, e] softmax scores (routers with weights)
+  const int32_t* token_ids = nullptr;  // [n] (hash routing)
+  int n_tokens = 0;
+  float capacity_factor = 2.f;  // train or eval value, chosen by the caller
+};
+
+struct RouteResult {
+  RoutingPlan plan;
+  RoutingStats stats;
+};
+
+RouteResult route_tokens(const MoeConfig& config, const RouteRequest& request);
+
+// k = clamp(round(c · g / e), 1, g): tokens per expert per group under expert choice.
+int expert_choice_capacity(int group_tokens, int n_experts, float capacity_factor);
+// clamp(round(c · k · g / e), 1, g): slots per expert per group under top-k token choice.
+int token_choice_capacity(int group_tokens, int n_experts, int choices, float capacity_factor);
+
+RouteResult route_expert_choice(const MoeConfig& config, const RouteRequest& request);
+RouteResult route_expert_choice_capped(const MoeConfig& config, const RouteRequest& request);
+RouteResult route_token_choice(const MoeConfig& config, const RouteRequest& request);
+RouteResult route_dense(const MoeConfig& config, const RouteRequest& request);
+RouteResult route_hash(const MoeConfig& config, const RouteRequest& request);
+
+}  // namespace ecmoe
