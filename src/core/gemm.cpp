@@ -79,7 +79,9 @@ void gemm_batch(std::span<const GemmProblem> problems) {
     append_tiles(p, tiles);
   }
   const int count = int(tiles.size());
-  if (count == 1 || omp_in_parallel()) {
+  // Each tile runs inside a parallel region, even a lone one, so the library never splits a
+  // tile's reduction across threads.
+  if (omp_in_parallel()) {
     for (const auto& t : tiles) run_tile(t);
     return;
   }

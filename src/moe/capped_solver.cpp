@@ -118,23 +118,26 @@ CappedSolution solve_capped_plan(const float* probs, int g, int e, int k,
 
   CappedSolution sol;
   double lambda = lambda_start;
-  auto row_residual = [&](int i, const float* v, float* scratch) {
-    return std::abs(capped_mass(v, g, u[i] / lambda, scratch).mass - k) / k;
-  };
-  for (int sweep = 0; sweep < config.max_iterations; ++sweep) {
-    // Rows: each expert's mass to exactly k, entries at most 1.
+  // Worst relative row error of the current plan (columns hold after every column step).
+  auto row_residual = [&]() {
     double worst = 0;
 #pragma omp parallel for schedule(static) reduction(max : worst)
     for (int i = 0; i < e; ++i) {
       std::vector<float> v(g), scratch(g);
       for (int t = 0; t < g; ++t) v[t] = float((scores_t[int64_t(i) * g + t] + c[t]) / lambda);
-      worst = std::max(worst, row_residual(i, v.data(), scratch.data()));
+      worst = std::max(worst, std::abs(capped_mass(v.data(), g, u[i] / lambda, scratch.data()).mass - k) / k);
+    }
+    return worst;
+  };
+  for (int sweep = 0; sweep < config.max_iterations; ++sweep) {
+    if (sweep > 0) lambda = std::max(lambda_final, lambda * decay);
+    // Rows: each expert's mass to exactly k, entries at most 1.
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < e; ++i) {
+      std::vector<float> v(g), scratch(g);
+      for (int t = 0; t < g; ++t) v[t] = float((scores_t[int64_t(i) * g + t] + c[t]) / lambda);
       u[i] = lambda * capped_scaling(v.data(), g, k, scratch.data());
     }
-    // Columns hold at most b after every column step, so the row error is the whole residual.
-    if (sweep > 0) sol.residual = worst;
-    if (sweep > 0 && lambda <= lambda_final && worst < config.tolerance) break;
-    sol.iterations = sweep + 1;
     // Columns: each token's mass to at most b, entries at most 1. Most tokens are already under
     // the cap: find them with one vectorised pass, then solve only the others.
     if (b < e) {
@@ -157,20 +160,15 @@ CappedSolution solve_capped_plan(const float* probs, int g, int e, int k,
         c[t] = lambda * capped_scaling(v.data(), e, b, scratch.data());
       }
     }
-    lambda = std::max(lambda_final, lambda * decay);
+    sol.iterations = sweep + 1;
+    sol.residual = row_residual();
+    if (lambda <= lambda_final && sol.residual < config.tolerance) break;
   }
-  // Final plan and its residual (rows against k; columns hold by the last column step).
   sol.log_plan.resize(int64_t(e) * g);
-  double worst = 0;
-  for (int i = 0; i < e; ++i) {
-    std::vector<float> v(g), scratch(g);
-    for (int t = 0; t < g; ++t) {
-      v[t] = float((scores_t[int64_t(i) * g + t] + c[t]) / lambda);
-      sol.log_plan[int64_t(i) * g + t] = std::min(0.f, float(v[t] + u[i] / lambda));
-    }
-    worst = std::max(worst, row_residual(i, v.data(), scratch.data()));
-  }
-  sol.residual = worst;
+  for (int i = 0; i < e; ++i)
+    for (int t = 0; t < g; ++t)
+      sol.log_plan[int64_t(i) * g + t] = std::min(
+          0.f, float((scores_t[int64_t(i) * g + t] + u[i] + c[t]) / lambda));
   return sol;
 }
 

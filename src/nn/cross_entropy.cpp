@@ -1,0 +1,106 @@
+// logits is [N, V], targets is [N]
+#include "nn/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+#include "core/vecmath.h"
+#include "nn/reduce.h"
+
+namespace ecmoe::nn {
+namespace {
+
+int64_t count_targets(const int* targets, int rows, int vocab) {
+  int64_t count = 0;
+  for (int r = 0; r < rows; ++r) {
+    ECMOE_CHECK(targets[r] == kIgnoreIndex || (targets[r] >= 0 && targets[r] < vocab),
+                "cross entropy: target ", targets[r], " at row ", r, " is outside [0, ", vocab,
+                ") and is not the ignore index ", kIgnoreIndex);
+    count += targets[r] != kIgnoreIndex;
+  }
+  return count;
+}
+
+}  // namespace
+
+CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits, const int* targets,
+                                         int rows, int vocab) {
+  CrossEntropyResult result;
+  result.count = count_targets(targets, rows, vocab);
+  std::vector<double> row_loss(rows, 0.0);
+#pragma omp parallel
+  {
+    std::vector<float> shifted(vocab);
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      if (targets[r] == kIgnoreIndex) {
+        logsumexp[r] = 0.f;
+        continue;
+      }
+      const float* z = logits + int64_t(r) * vocab;
+      const float z_max = detail::max(z, vocab);
+      for (int j = 0; j < vocab; ++j) shifted[j] = z[j] - z_max;
+      vec_exp(shifted.data(), shifted.data(), vocab);
+      logsumexp[r] = z_max + std::log(detail::sum(shifted.data(), vocab));
+      row_loss[r] = double(logsumexp[r]) - double(z[targets[r]]);
+    }
+  }
+  double total = 0;
+  for (int r = 0; r < rows; ++r) total += row_loss[r];
+  result.loss = result.count ? total / double(result.count) : 0.0;
+  return result;
+}
+
+void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
+                            const int* targets, int64_t count, float dloss, int rows, int vocab) {
+  const float scale = count ? dloss / float(count) : 0.f;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    float* g = dlogits + int64_t(r) * vocab;
+    if (targets[r] == kIgnoreIndex) {
+      std::fill(g, g + vocab, 0.f);
+      continue;
+    }
+    const float* z = logits + int64_t(r) * vocab;  // may equal g: read and write the same index
+    for (int j = 0; j < vocab; ++j) g[j] = z[j] - logsumexp[r];
+    vec_exp(g, g, vocab);  // softmax
+    for (int j = 0; j < vocab; ++j) g[j] *= scale;
+    g[targets[r]] -= scale;
+  }
+}
+
+CrossEntropyResult cross_entropy_forward_reference(const double* logits, const int* targets,
+                                                   int rows, int vocab) {
+  CrossEntropyResult result;
+  result.count = count_targets(targets, rows, vocab);
+  for (int r = 0; r < rows; ++r) {
+    if (targets[r] == kIgnoreIndex) continue;
+    const double* z = logits + int64_t(r) * vocab;
+    const double z_max = *std::max_element(z, z + vocab);
+    double total = 0;
+    for (int j = 0; j < vocab; ++j) total += std::exp(z[j] - z_max);
+    result.loss += z_max + std::log(total) - z[targets[r]];
+  }
+  if (result.count) result.loss /= double(result.count);
+  return result;
+}
+
+void cross_entropy_backward_reference(double* dlogits, const double* logits, const int* targets,
+                                      double dloss, int rows, int vocab) {
+  const int64_t count = count_targets(targets, rows, vocab);
+  for (int r = 0; r < rows; ++r) {
+    double* g = dlogits + int64_t(r) * vocab;
+    std::fill(g, g + vocab, 0.0);
+    if (targets[r] == kIgnoreIndex) continue;
+    const double* z = logits + int64_t(r) * vocab;
+    const double z_max = *std::max_element(z, z + vocab);
+    double total = 0;
+    for (int j = 0; j < vocab; ++j) total += std::exp(z[j] - z_max);
+    for (int j = 0; j < vocab; ++j)
+      g[j] = dloss * (std::exp(z[j] - z_max) / total - (j == targets[r])) / double(count);
+  }
+}
+
+}  // namespace ecmoe::nn

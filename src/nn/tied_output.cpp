@@ -1,0 +1,20 @@
+// h is [N, C], table is [V, C], logits is [N, V]
+#include "nn/tied_output.h"
+
+#include "core/gemm.h"
+
+namespace ecmoe::nn {
+
+void tied_output_forward(float* logits, const float* h, const float* table, const LinearShape& s) {
+  gemm(make_gemm(false, true, s.rows, s.out_dim, s.in_dim, h, table, logits));
+}
+
+void tied_output_backward(float* dh, float* dtable, const float* dlogits, const float* h,
+                          const float* table, const LinearShape& s) {
+  if (dh)  // dh += dlogits · E
+    gemm(make_gemm(false, false, s.rows, s.in_dim, s.out_dim, dlogits, table, dh, 1.f));
+  if (dtable)  // dE += dlogitsᵀ · h
+    gemm(make_gemm(true, false, s.out_dim, s.in_dim, s.rows, dlogits, h, dtable, 1.f));
+}
+
+}  // namespace ecmoe::nn

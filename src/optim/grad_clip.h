@@ -1,0 +1,20 @@
+// Global gradient-norm clipping. The norm is summed in a fixed order (fixed chunks, partial sums
+// in double, added in chunk order), so it is bitwise the same for any thread count: a norm that
+// changed with the thread count would change the clipping and the whole run after it.
+#pragma once
+
+#include "core/tensor_table.h"
+
+namespace ecmoe {
+
+// L2 norm over every gradient of the buffer (padding is zero and adds nothing).
+float grad_norm(const FlatBuffer& grads);
+
+// Scales `grads` so their global L2 norm is at most `max_norm` (torch.nn.utils.clip_grad_norm_:
+// factor max_norm / (norm + 1e-6), applied only when below 1), and returns the norm before
+// clipping, for logging and for the caller's skip decision. max_norm <= 0 only measures. A
+// non-finite norm (inf/NaN gradients) leaves the gradients untouched: the caller should skip the
+// step rather than apply a NaN scale.
+float clip_grad_norm(FlatBuffer& grads, float max_norm);
+
+}  // namespace ecmoe

@@ -1,0 +1,101 @@
+// Global gradient-norm clipping: the norm against a double reference and bitwise across thread
+// counts; the clipping factor as torch.nn.utils.clip_grad_norm_ applies it.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/rng.h"
+#include "optim/grad_clip.h"
+
+using namespace ecmoe;
+
+namespace {
+
+TensorTable make_table() {
+  TensorTable t;
+  t.add("a", {333, 101});  // not a multiple of any chunk size
+  t.add("b", {7});
+  t.add("c", {2, 40000});
+  return t;
+}
+
+void fill(FlatBuffer& g, uint64_t seed, float scale) {
+  const Rng rng(seed, 1);
+  for (const TensorSpec& spec : g.table().specs())
+    for (int64_t i = 0; i < spec.numel(); ++i)
+      g.get(spec.name)[i] = scale * rng.normal(uint64_t(spec.offset + i));
+}
+
+double reference_norm(const FlatBuffer& g) {
+  double s = 0;
+  for (const TensorSpec& spec : g.table().specs())
+    for (int64_t i = 0; i < spec.numel(); ++i)
+      s += double(g.get(spec.name)[i]) * g.get(spec.name)[i];
+  return std::sqrt(s);
+}
+
+}  // namespace
+
+TEST(GradClip, NormMatchesReference) {
+  const TensorTable table = make_table();
+  FlatBuffer g(table);
+  fill(g, 1, 0.01f);
+  const double ref = reference_norm(g);
+  EXPECT_NEAR(grad_norm(g), ref, 1e-6 * ref);
+}
+
+TEST(GradClip, ClipsToMaxNormAndReturnsNormBefore) {
+  const TensorTable table = make_table();
+  FlatBuffer g(table);
+  fill(g, 2, 0.01f);
+  const float before = grad_norm(g);
+  const float a0 = g.get("a")[0];
+  EXPECT_EQ(clip_grad_norm(g, 0.5f), before);
+  EXPECT_NEAR(grad_norm(g), 0.5, 1e-5);
+  // torch's factor: max_norm / (norm + 1e-6).
+  EXPECT_FLOAT_EQ(g.get("a")[0], a0 * float(0.5 / (double(before) + 1e-6)));
+}
+
+TEST(GradClip, LeavesSmallOrUnboundedGradsAlone) {
+  const TensorTable table = make_table();
+  FlatBuffer g(table), copy(table);
+  fill(g, 3, 0.01f);
+  std::memcpy(copy.data(), g.data(), size_t(g.size()) * sizeof(float));
+  const float norm = clip_grad_norm(g, 1e6f);
+  EXPECT_GT(norm, 0.f);
+  EXPECT_EQ(clip_grad_norm(g, 0.f), norm);  // max_norm 0: measure only
+  EXPECT_EQ(std::memcmp(copy.data(), g.data(), size_t(g.size()) * sizeof(float)), 0);
+}
+
+TEST(GradClip, NonFiniteNormIsReportedAndGradsUntouched) {
+  const TensorTable table = make_table();
+  FlatBuffer g(table);
+  fill(g, 4, 1.f);
+  g.get("b")[3] = std::numeric_limits<float>::infinity();
+  const float b0 = g.get("b")[0];
+  EXPECT_TRUE(std::isinf(clip_grad_norm(g, 1.f)));
+  EXPECT_EQ(g.get("b")[0], b0);
+  g.get("b")[3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(clip_grad_norm(g, 1.f)));
+}
+
+TEST(GradClip, BitwiseIdenticalForAnyThreadCount) {
+  const TensorTable table = make_table();
+  auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    FlatBuffer g(table);
+    fill(g, 5, 0.03f);
+    const float norm = clip_grad_norm(g, 1.f);
+    std::vector<float> out(g.data(), g.data() + g.size());
+    out.push_back(norm);
+    return out;
+  };
+  const int saved = omp_get_max_threads();
+  const auto one = run(1), two = run(2), three = run(3);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(one.data(), three.data(), one.size() * sizeof(float)), 0);
+}
