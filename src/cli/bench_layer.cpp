@@ -1,5 +1,150 @@
+// `ecmoe bench layer`: forward+backward of one MoE layer, median of several runs, with the share
+// of time spent outside the expert GEMMs and the GEMMs' speed beside the library's own.
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <vector>
+
 #include "cli/commands.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "core/threads.h"
+#include "core/timer.h"
+#include "moe/expert_gemm_problems.h"
+#include "moe/moe_layer.h"
 
 namespace ecmoe::cli {
-void register_bench_layer(CLI::App& bench) { bench.add_subcommand("layer", "MoE layer benchmark"); }
+
+namespace {
+
+struct LayerBenchOptions {
+  std::string router = "expert_choice";
+  int tokens = 4096, d_model = 256, d_ff = 1024, experts = 8;
+  float capacity_factor = 2.f;
+  int cap = 2;
+  int group_size = 0;
+  int repeats = 10, warmup = 2;
+  bool json = false;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+template <typename F>
+std::vector<double> time_runs(int warmup, int repeats, F f) {
+  for (int i = 0; i < warmup; ++i) f();
+  std::vector<double> ms;
+  for (int i = 0; i < repeats; ++i) {
+    const double t0 = now_seconds();
+    f();
+    ms.push_back((now_seconds() - t0) * 1e3);
+  }
+  return ms;
+}
+
+void run_layer_bench(const LayerBenchOptions& o) {
+  ECMOE_CHECK(o.tokens > 0 && o.repeats > 0, "bench layer: tokens and repeats must be positive");
+  MoeConfig cfg = default_moe_config(parse_router_kind(o.router));
+  cfg.d_model = o.d_model;
+  cfg.d_ff = o.d_ff;
+  cfg.n_experts = o.experts;
+  // Training step: the training capacity factor is what the benchmark runs.
+  cfg.capacity_factor_train = cfg.capacity_factor_eval = o.capacity_factor;
+  cfg.capped.max_experts_per_token = o.cap;
+  cfg.group_size = o.group_size;
+  cfg.validate();
+
+  TensorTable table;
+  declare_moe_params(table, "", cfg);
+  FlatBuffer params(table), grads(table);
+  init_moe_params(params, "", cfg, 1, 0.5f);
+  std::vector<float> x(size_t(o.tokens) * o.d_model), dy(x.size()), y(x.size()), dx(x.size());
+  const Rng rng(2, 3);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = rng.normal(i), dy[i] = 1e-3f * rng.normal(i + x.size());
+  std::vector<int32_t> ids(o.tokens);
+  for (int t = 0; t < o.tokens; ++t) ids[t] = int32_t(rng.below(t, 8000));
+
+  MoeLayer layer(cfg);
+  const MoeWeights w = moe_weights(params, "", cfg);
+  MoeGrads g = moe_grads(grads, "", cfg);
+  const MoeInput in{x.data(), ids.data(), o.tokens, true, 0};
+  std::vector<double> fwd_ms, bwd_ms;
+  MoeOutput out;
+  const auto total_ms = time_runs(o.warmup, o.repeats, [&] {
+    const double t0 = now_seconds();
+    out = layer.forward(w, in, y.data());
+    const double t1 = now_seconds();
+    layer.backward(w, g, dy.data(), dx.data());
+    fwd_ms.push_back((t1 - t0) * 1e3);
+    bwd_ms.push_back((now_seconds() - t1) * 1e3);
+  });
+
+  // The same expert GEMMs alone, through our tiling and through plain library calls.
+  ExpertGemmWorkspace ws;
+  const auto problems = make_expert_gemms(layer.plan(), o.d_model, o.d_ff, ws);
+  const double flops = expert_gemm_flops(layer.plan(), o.d_model, o.d_ff);
+  const auto gemm_ms = time_runs(o.warmup, o.repeats, [&] { gemm_batch(problems); });
+  const auto library_ms = time_runs(o.warmup, o.repeats, [&] {
+    for (const auto& p : problems) gemm_library_direct(p);
+  });
+
+  const double t = median(total_ms), tg = median(gemm_ms), tl = median(library_ms);
+  const double outside = std::max(0.0, (t - tg) / t);
+  if (o.json) {
+    nlohmann::json j = {{"router", o.router},
+                        {"tokens", o.tokens},
+                        {"d_model", o.d_model},
+                        {"d_ff", o.d_ff},
+                        {"experts", o.experts},
+                        {"capacity_factor", o.capacity_factor},
+                        {"threads", thread_count()},
+                        {"repeats", o.repeats},
+                        {"ms", t},
+                        {"ms_min", *std::min_element(total_ms.begin(), total_ms.end())},
+                        {"forward_ms", median(fwd_ms)},
+                        {"backward_ms", median(bwd_ms)},
+                        {"expert_gemm_ms", tg},
+                        {"expert_gemm_gflops", flops / tg * 1e-6},
+                        {"library_gemm_ms", tl},
+                        {"library_gemm_gflops", flops / tl * 1e-6},
+                        {"outside_gemm_share", outside},
+                        {"slots", layer.plan().slot_count()},
+                        {"max_experts_per_token", out.stats.max_experts_per_token}};
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("router %s, %d tokens, d_model %d, d_ff %d, %d experts, capacity factor %g, %d threads\n",
+              o.router.c_str(), o.tokens, o.d_model, o.d_ff, o.experts, o.capacity_factor,
+              thread_count());
+  std::printf("forward+backward: %.2f ms median of %d (forward %.2f, backward %.2f)\n", t,
+              o.repeats, median(fwd_ms), median(bwd_ms));
+  std::printf("expert GEMMs:     %.2f ms, %.1f GFLOP/s (library alone: %.1f GFLOP/s; ours %.0f%%)\n",
+              tg, flops / tg * 1e-6, flops / tl * 1e-6, 100.0 * tl / tg);
+  std::printf("outside expert GEMMs (router, routing, dispatch, GELU, combine): %.1f%%\n",
+              100.0 * outside);
+}
+
+}  // namespace
+
+void register_bench_layer(CLI::App& bench) {
+  static LayerBenchOptions o;
+  auto* cmd = bench.add_subcommand("layer", "Time one MoE layer's forward+backward");
+  cmd->add_option("--router", o.router, "expert_choice, expert_choice_capped, top1, top2, dense, hash")
+      ->capture_default_str();
+  cmd->add_option("--tokens", o.tokens, "Tokens in the batch (one routing group)")->capture_default_str();
+  cmd->add_option("--d-model", o.d_model)->capture_default_str();
+  cmd->add_option("--d-ff", o.d_ff)->capture_default_str();
+  cmd->add_option("--experts", o.experts)->capture_default_str();
+  cmd->add_option("--capacity-factor", o.capacity_factor)->capture_default_str();
+  cmd->add_option("--cap", o.cap, "Experts per token cap (expert_choice_capped)")->capture_default_str();
+  cmd->add_option("--group-size", o.group_size, "Tokens per routing group (0 = all)")->capture_default_str();
+  cmd->add_option("--repeats", o.repeats, "Timed runs (the median is reported)")->capture_default_str();
+  cmd->add_option("--warmup", o.warmup)->capture_default_str();
+  cmd->add_flag("--json", o.json, "One JSON object on stdout");
+  cmd->callback([] { run_layer_bench(o); });
+}
+
 }  // namespace ecmoe::cli

@@ -89,6 +89,13 @@ void gemm_batch(std::span<const GemmProblem> problems) {
   for (int i = 0; i < count; ++i) run_tile(tiles[i]);
 }
 
+void gemm_library_direct(const GemmProblem& p) {
+  if (p.m <= 0 || p.n <= 0) return;
+  const dnnl_status_t st = dnnl_sgemm(p.trans_a ? 'T' : 'N', p.trans_b ? 'T' : 'N', p.m, p.n, p.k,
+                                      p.alpha, p.a, p.lda, p.b, p.ldb, p.beta, p.c, p.ldc);
+  if (st != dnnl_success) fail("oneDNN sgemm failed with status ", int(st));
+}
+
 void gemm_reference(const GemmProblem& p) {
   for (int i = 0; i < p.m; ++i)
     for (int j = 0; j < p.n; ++j) {

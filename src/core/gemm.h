@@ -29,6 +29,9 @@ GemmProblem make_gemm(bool trans_a, bool trans_b, int m, int n, int k, const flo
 void gemm(const GemmProblem& p);
 // Many independent problems (e.g. one per expert) share one parallel loop over all their tiles.
 void gemm_batch(std::span<const GemmProblem> problems);
+// One plain library call, threaded as the library chooses (not thread-count invariant): the
+// library's own speed at a shape, for benchmarks.
+void gemm_library_direct(const GemmProblem& p);
 // Slow, obvious reference (double accumulation) for tests.
 void gemm_reference(const GemmProblem& p);
 

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, builds, runs every test with ctest, then builds the
+# unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again.
+#   scripts/test.sh            everything
+#   scripts/test.sh --no-asan  skip the sanitizer build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+(cd build && ctest --output-on-failure -j"$(nproc)")
+if [[ "${1:-}" != "--no-asan" ]]; then
+  BUILD_DIR=build-asan scripts/build.sh -DECMOE_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  # The sanitizer run skips the long statistical and end-to-end suites (label "slow").
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -j"$(nproc)" -LE slow)
+fi
