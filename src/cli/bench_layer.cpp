@@ -63,7 +63,8 @@ void run_layer_bench(const LayerBenchOptions& o) {
   init_moe_params(params, "", cfg, 1, 0.5f);
   std::vector<float> x(size_t(o.tokens) * o.d_model), dy(x.size()), y(x.size()), dx(x.size());
   const Rng rng(2, 3);
-  for (size_t i = 0; i < x.size(); ++i) x[i] = rng.normal(i), dy[i] = 1e-3f * rng.normal(i + x.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = rng.normal(i), dy[i] = 1e-3f * rng.normal(i + x.size());
   std::vector<int32_t> ids(o.tokens);
   for (int t = 0; t < o.tokens; ++t) ids[t] = int32_t(rng.below(t, 8000));
 
@@ -116,13 +117,14 @@ void run_layer_bench(const LayerBenchOptions& o) {
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("router %s, %d tokens, d_model %d, d_ff %d, %d experts, capacity factor %g, %d threads\n",
-              o.router.c_str(), o.tokens, o.d_model, o.d_ff, o.experts, o.capacity_factor,
-              thread_count());
+  std::printf(
+      "router %s, %d tokens, d_model %d, d_ff %d, %d experts, capacity factor %g, %d threads\n",
+      o.router.c_str(), o.tokens, o.d_model, o.d_ff, o.experts, o.capacity_factor, thread_count());
   std::printf("forward+backward: %.2f ms median of %d (forward %.2f, backward %.2f)\n", t,
               o.repeats, median(fwd_ms), median(bwd_ms));
-  std::printf("expert GEMMs:     %.2f ms, %.1f GFLOP/s (library alone: %.1f GFLOP/s; ours %.0f%%)\n",
-              tg, flops / tg * 1e-6, flops / tl * 1e-6, 100.0 * tl / tg);
+  std::printf(
+      "expert GEMMs:     %.2f ms, %.1f GFLOP/s (library alone: %.1f GFLOP/s; ours %.0f%%)\n", tg,
+      flops / tg * 1e-6, flops / tl * 1e-6, 100.0 * tl / tg);
   std::printf("outside expert GEMMs (router, routing, dispatch, GELU, combine): %.1f%%\n",
               100.0 * outside);
 }
@@ -132,16 +134,21 @@ void run_layer_bench(const LayerBenchOptions& o) {
 void register_bench_layer(CLI::App& bench) {
   static LayerBenchOptions o;
   auto* cmd = bench.add_subcommand("layer", "Time one MoE layer's forward+backward");
-  cmd->add_option("--router", o.router, "expert_choice, expert_choice_capped, top1, top2, dense, hash")
+  cmd->add_option("--router", o.router,
+                  "expert_choice, expert_choice_capped, top1, top2, dense, hash")
       ->capture_default_str();
-  cmd->add_option("--tokens", o.tokens, "Tokens in the batch (one routing group)")->capture_default_str();
+  cmd->add_option("--tokens", o.tokens, "Tokens in the batch (one routing group)")
+      ->capture_default_str();
   cmd->add_option("--d-model", o.d_model)->capture_default_str();
   cmd->add_option("--d-ff", o.d_ff)->capture_default_str();
   cmd->add_option("--experts", o.experts)->capture_default_str();
   cmd->add_option("--capacity-factor", o.capacity_factor)->capture_default_str();
-  cmd->add_option("--cap", o.cap, "Experts per token cap (expert_choice_capped)")->capture_default_str();
-  cmd->add_option("--group-size", o.group_size, "Tokens per routing group (0 = all)")->capture_default_str();
-  cmd->add_option("--repeats", o.repeats, "Timed runs (the median is reported)")->capture_default_str();
+  cmd->add_option("--cap", o.cap, "Experts per token cap (expert_choice_capped)")
+      ->capture_default_str();
+  cmd->add_option("--group-size", o.group_size, "Tokens per routing group (0 = all)")
+      ->capture_default_str();
+  cmd->add_option("--repeats", o.repeats, "Timed runs (the median is reported)")
+      ->capture_default_str();
   cmd->add_option("--warmup", o.warmup)->capture_default_str();
   cmd->add_flag("--json", o.json, "One JSON object on stdout");
   cmd->callback([] { run_layer_bench(o); });

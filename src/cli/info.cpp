@@ -28,7 +28,8 @@ double measure_sgemm_gflops(int size) {
 }  // namespace
 
 void register_info(CLI::App& app) {
-  auto* cmd = app.add_subcommand("info", "Print the GEMM backend, its ISA, threads and sgemm speed");
+  auto* cmd =
+      app.add_subcommand("info", "Print the GEMM backend, its ISA, threads and sgemm speed");
   cmd->callback([] {
     const auto info = gemm_backend_info();
     std::printf("ecmoe %s\n", ECMOE_VERSION);

@@ -22,7 +22,9 @@ struct AlignedAllocator {
   }
   void deallocate(T* p, std::size_t) { std::free(p); }
   template <typename U>
-  bool operator==(const AlignedAllocator<U>&) const { return true; }
+  bool operator==(const AlignedAllocator<U>&) const {
+    return true;
+  }
 };
 
 using FloatVec = std::vector<float, AlignedAllocator<float>>;

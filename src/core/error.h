@@ -27,7 +27,7 @@ template <typename... Parts>
 }  // namespace ecmoe
 
 // Checks a condition that depends on user input or configuration; the message parts are streamed.
-#define ECMOE_CHECK(cond, ...)          \
-  do {                                  \
+#define ECMOE_CHECK(cond, ...)               \
+  do {                                       \
     if (!(cond)) ::ecmoe::fail(__VA_ARGS__); \
   } while (0)

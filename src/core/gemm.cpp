@@ -1,7 +1,7 @@
 #include "core/gemm.h"
 
-#include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
 #include <vector>
@@ -26,8 +26,8 @@ void run_tile(const Tile& t) {
   const float* a = p.trans_a ? p.a + t.m0 : p.a + int64_t(t.m0) * p.lda;
   const float* b = p.trans_b ? p.b + int64_t(t.n0) * p.ldb : p.b + t.n0;
   float* c = p.c + int64_t(t.m0) * p.ldc + t.n0;
-  const dnnl_status_t st = dnnl_sgemm(p.trans_a ? 'T' : 'N', p.trans_b ? 'T' : 'N', t.mm, t.nn,
-                                      p.k, p.alpha, a, p.lda, b, p.ldb, p.beta, c, p.ldc);
+  const dnnl_status_t st = dnnl_sgemm(p.trans_a ? 'T' : 'N', p.trans_b ? 'T' : 'N', t.mm, t.nn, p.k,
+                                      p.alpha, a, p.lda, b, p.ldb, p.beta, c, p.ldc);
   if (st != dnnl_success) fail("oneDNN sgemm failed with status ", int(st));
 }
 
@@ -116,15 +116,33 @@ GemmBackendInfo gemm_backend_info() {
   info.library = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
                  std::to_string(v->patch);
   switch (dnnl_get_effective_cpu_isa()) {
-    case dnnl_cpu_isa_sse41: info.isa = "SSE4.1"; break;
-    case dnnl_cpu_isa_avx: info.isa = "AVX"; break;
-    case dnnl_cpu_isa_avx2: info.isa = "AVX2"; break;
-    case dnnl_cpu_isa_avx512_core: info.isa = "AVX-512"; break;
-    case dnnl_cpu_isa_avx512_core_vnni: info.isa = "AVX-512 VNNI"; break;
-    case dnnl_cpu_isa_avx512_core_bf16: info.isa = "AVX-512 BF16"; break;
-    case dnnl_cpu_isa_avx512_core_amx: info.isa = "AVX-512 AMX"; break;
-    case dnnl_cpu_isa_avx2_vnni: info.isa = "AVX2 VNNI"; break;
-    default: info.isa = "isa code " + std::to_string(int(dnnl_get_effective_cpu_isa())); break;
+    case dnnl_cpu_isa_sse41:
+      info.isa = "SSE4.1";
+      break;
+    case dnnl_cpu_isa_avx:
+      info.isa = "AVX";
+      break;
+    case dnnl_cpu_isa_avx2:
+      info.isa = "AVX2";
+      break;
+    case dnnl_cpu_isa_avx512_core:
+      info.isa = "AVX-512";
+      break;
+    case dnnl_cpu_isa_avx512_core_vnni:
+      info.isa = "AVX-512 VNNI";
+      break;
+    case dnnl_cpu_isa_avx512_core_bf16:
+      info.isa = "AVX-512 BF16";
+      break;
+    case dnnl_cpu_isa_avx512_core_amx:
+      info.isa = "AVX-512 AMX";
+      break;
+    case dnnl_cpu_isa_avx2_vnni:
+      info.isa = "AVX2 VNNI";
+      break;
+    default:
+      info.isa = "isa code " + std::to_string(int(dnnl_get_effective_cpu_isa()));
+      break;
   }
   return info;
 }

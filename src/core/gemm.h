@@ -1,5 +1,5 @@
-// Single-precision GEMM on oneDNN, row-major: C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C.
-// Work is split into output tiles whose boundaries depend only on (m, n), each tile computed by
+// Single-precision GEMM on oneDNN, row-major: C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta ·
+// C. Work is split into output tiles whose boundaries depend only on (m, n), each tile computed by
 // one single-threaded library call, never splitting k: results are bitwise identical at any
 // thread count.
 #pragma once

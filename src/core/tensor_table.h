@@ -39,7 +39,8 @@ class TensorTable {
 class FlatBuffer {
  public:
   FlatBuffer() = default;
-  explicit FlatBuffer(const TensorTable& table) : table_(&table), data_(table.total_floats(), 0.f) {}
+  explicit FlatBuffer(const TensorTable& table)
+      : table_(&table), data_(table.total_floats(), 0.f) {}
   float* get(const std::string& name);
   const float* get(const std::string& name) const;
   std::span<float> view(const std::string& name);

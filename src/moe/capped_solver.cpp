@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
-#include <vector>
 #include <limits>
 #include <numeric>
+#include <vector>
 
 #include "core/error.h"
 #include "core/vecmath.h"
@@ -125,13 +125,14 @@ CappedSolution solve_capped_plan(const float* probs, int g, int e, int k,
     for (int i = 0; i < e; ++i) {
       std::vector<float> v(g), scratch(g);
       for (int t = 0; t < g; ++t) v[t] = float((scores_t[int64_t(i) * g + t] + c[t]) / lambda);
-      worst = std::max(worst, std::abs(capped_mass(v.data(), g, u[i] / lambda, scratch.data()).mass - k) / k);
+      worst = std::max(
+          worst, std::abs(capped_mass(v.data(), g, u[i] / lambda, scratch.data()).mass - k) / k);
     }
     return worst;
   };
   for (int sweep = 0; sweep < config.max_iterations; ++sweep) {
     if (sweep > 0) lambda = std::max(lambda_final, lambda * decay);
-    // Rows: each expert's mass to exactly k, entries at most 1.
+      // Rows: each expert's mass to exactly k, entries at most 1.
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < e; ++i) {
       std::vector<float> v(g), scratch(g);
@@ -167,8 +168,8 @@ CappedSolution solve_capped_plan(const float* probs, int g, int e, int k,
   sol.log_plan.resize(int64_t(e) * g);
   for (int i = 0; i < e; ++i)
     for (int t = 0; t < g; ++t)
-      sol.log_plan[int64_t(i) * g + t] = std::min(
-          0.f, float((scores_t[int64_t(i) * g + t] + u[i] + c[t]) / lambda));
+      sol.log_plan[int64_t(i) * g + t] =
+          std::min(0.f, float((scores_t[int64_t(i) * g + t] + u[i] + c[t]) / lambda));
   return sol;
 }
 

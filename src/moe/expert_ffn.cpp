@@ -95,14 +95,14 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScr
                      d_out + int64_t(s0) * d, dw2 + int64_t(i) * f * d, 1.f);
   });
   gelu_backward(d_hidden, d_hidden, act.pre.data(), int64_t(S) * f);  // now d_pre
-  for_each_expert(plan, [&](int i, int s0, int rows) {  // dW1 += x_in^T · d_pre
+  for_each_expert(plan, [&](int i, int s0, int rows) {                // dW1 += x_in^T · d_pre
     return make_gemm(true, false, d, f, rows, act.x_in.data() + int64_t(s0) * d,
                      d_hidden + int64_t(s0) * f, dw1 + int64_t(i) * d * f, 1.f);
   });
   float* d_x_in = d_out;  // d_out is dead: reuse it for the gathered-input gradient
   for_each_expert(plan, [&](int i, int s0, int rows) {  // d_x_in = d_pre · W1^T
-    return make_gemm(false, true, rows, d, f, d_hidden + int64_t(s0) * f,
-                     w1 + int64_t(i) * d * f, d_x_in + int64_t(s0) * d);
+    return make_gemm(false, true, rows, d, f, d_hidden + int64_t(s0) * f, w1 + int64_t(i) * d * f,
+                     d_x_in + int64_t(s0) * d);
   });
 
   // Adjoint of dispatch: each token sums its slots' gradients in expert order.

@@ -15,8 +15,8 @@ struct ExpertActivations {
 };
 
 struct ExpertScratch {  // backward temporaries, kept to avoid reallocating every step
-  FloatVec grad_d;  // [S, d]
-  FloatVec grad_f;  // [S, f]
+  FloatVec grad_d;      // [S, d]
+  FloatVec grad_f;      // [S, f]
 };
 
 // x [n, d] -> y [n, d] (overwritten); tokens with no slot get 0.

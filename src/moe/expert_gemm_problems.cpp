@@ -25,8 +25,10 @@ std::vector<GemmProblem> make_expert_gemms(const RoutingPlan& plan, int d, int f
     problems.push_back(make_gemm(false, false, rows, f, d, x, w1, h));
     problems.push_back(make_gemm(false, false, rows, d, f, h, w2, o));
     problems.push_back(make_gemm(false, true, rows, f, d, o, w2, h));
-    problems.push_back(make_gemm(true, false, f, d, rows, h, o, ws.dw2.data() + int64_t(i) * f * d, 1.f));
-    problems.push_back(make_gemm(true, false, d, f, rows, x, h, ws.dw1.data() + int64_t(i) * d * f, 1.f));
+    problems.push_back(
+        make_gemm(true, false, f, d, rows, h, o, ws.dw2.data() + int64_t(i) * f * d, 1.f));
+    problems.push_back(
+        make_gemm(true, false, d, f, rows, x, h, ws.dw1.data() + int64_t(i) * d * f, 1.f));
     problems.push_back(make_gemm(false, true, rows, d, f, h, w1, x));
   }
   return problems;

@@ -43,9 +43,9 @@ struct MoeConfig {
   bool batch_prioritized = false;   // token choice fills slots by top-1 probability, not position
   float load_balance_weight = 0.f;  // e^2 · mean(f · P), Switch/GShard
   float z_loss_weight = 0.f;        // mean(logsumexp(logits)^2)
-  float jitter = 0.f;               // router input multiplied by U(1 - jitter, 1 + jitter) in training
+  float jitter = 0.f;  // router input multiplied by U(1 - jitter, 1 + jitter) in training
 
-  int expert_count() const;  // 1 for dense
+  int expert_count() const;       // 1 for dense
   int choices_per_token() const;  // token choice only
   void validate() const;          // throws ecmoe::Error naming the bad field
 };

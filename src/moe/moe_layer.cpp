@@ -94,16 +94,17 @@ MoeOutput MoeLayer::forward_with_plan(const MoeWeights& w, const MoeInput& in, R
   out.aux = run_experts(w, in, std::move(plan), y);
   count_plan(plan_, out.stats);
   if (router_has_weights(config_.router) && in.n_tokens > 0)
-    out.stats.router_entropy_sum = router_entropy_sum(probs_.data(), in.n_tokens, config_.n_experts);
+    out.stats.router_entropy_sum =
+        router_entropy_sum(probs_.data(), in.n_tokens, config_.n_experts);
   return out;
 }
 
 AuxLosses MoeLayer::run_experts(const MoeWeights& w, const MoeInput& in, RoutingPlan plan,
                                 float* y) {
   const int n = in.n_tokens, e = config_.expert_count();
-  ECMOE_CHECK(plan.n_tokens == n && plan.n_experts == e, "moe forward: plan is for ",
-              plan.n_tokens, " tokens and ", plan.n_experts, " experts, input has ", n,
-              " tokens and ", e, " experts");
+  ECMOE_CHECK(plan.n_tokens == n && plan.n_experts == e, "moe forward: plan is for ", plan.n_tokens,
+              " tokens and ", plan.n_experts, " experts, input has ", n, " tokens and ", e,
+              " experts");
   x_ = in.x;
   n_ = n;
   plan_ = std::move(plan);

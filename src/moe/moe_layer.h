@@ -42,12 +42,12 @@ struct MoeInput {
   const float* x = nullptr;            // [n, d]
   const int32_t* token_ids = nullptr;  // [n], hash routing
   int n_tokens = 0;
-  bool training = true;   // picks the capacity factor and enables jitter
-  uint64_t seed = 0;      // jitter noise stream for this call
+  bool training = true;  // picks the capacity factor and enables jitter
+  uint64_t seed = 0;     // jitter noise stream for this call
 };
 
 struct MoeOutput {
-  AuxLosses aux;       // unweighted values and their weighted total (part of the loss)
+  AuxLosses aux;  // unweighted values and their weighted total (part of the loss)
   RoutingStats stats;
 };
 

@@ -37,8 +37,8 @@ std::vector<double> moe_forward(const RoutingPlan& plan, const float* x, const f
   for (int i = 0; i < plan.n_experts; ++i)
     for (int s = plan.expert_offsets[i]; s < plan.expert_offsets[i + 1]; ++s) {
       const int t = plan.slot_token[s];
-      const auto out = expert_ffn(x + size_t(t) * d, w1 + size_t(i) * d * f,
-                                  w2 + size_t(i) * f * d, d, f);
+      const auto out =
+          expert_ffn(x + size_t(t) * d, w1 + size_t(i) * d * f, w2 + size_t(i) * f * d, d, f);
       for (int c = 0; c < d; ++c) y[size_t(t) * d + c] += plan.slot_gate[s] * out[c];
     }
   return y;
@@ -49,8 +49,8 @@ std::vector<double> dense_mixture(const float* probs, const float* x, const floa
   std::vector<double> y(size_t(n) * d, 0.0);
   for (int t = 0; t < n; ++t)
     for (int i = 0; i < e; ++i) {
-      const auto out = expert_ffn(x + size_t(t) * d, w1 + size_t(i) * d * f,
-                                  w2 + size_t(i) * f * d, d, f);
+      const auto out =
+          expert_ffn(x + size_t(t) * d, w1 + size_t(i) * d * f, w2 + size_t(i) * f * d, d, f);
       for (int c = 0; c < d; ++c) y[size_t(t) * d + c] += double(probs[t * e + i]) * out[c];
     }
   return y;

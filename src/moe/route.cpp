@@ -1,6 +1,6 @@
 // Router dispatch, capacities, and the two routers without scores (dense, hash).
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "moe/router_scores.h"
@@ -26,14 +26,22 @@ RouteResult route_tokens(const MoeConfig& config, const RouteRequest& request) {
     ECMOE_CHECK(request.probs != nullptr || request.n_tokens == 0, "route: router scores missing");
   RouteResult result;
   switch (config.router) {
-    case RouterKind::kExpertChoice: result = route_expert_choice(config, request); break;
+    case RouterKind::kExpertChoice:
+      result = route_expert_choice(config, request);
+      break;
     case RouterKind::kExpertChoiceCapped:
       result = route_expert_choice_capped(config, request);
       break;
     case RouterKind::kTop1:
-    case RouterKind::kTop2: result = route_token_choice(config, request); break;
-    case RouterKind::kDense: result = route_dense(config, request); break;
-    case RouterKind::kHash: result = route_hash(config, request); break;
+    case RouterKind::kTop2:
+      result = route_token_choice(config, request);
+      break;
+    case RouterKind::kDense:
+      result = route_dense(config, request);
+      break;
+    case RouterKind::kHash:
+      result = route_hash(config, request);
+      break;
   }
   if (router_has_weights(config.router) && request.n_tokens > 0)
     result.stats.router_entropy_sum =
@@ -59,8 +67,8 @@ RouteResult route_hash(const MoeConfig& config, const RouteRequest& request) {
               "hash routing needs token ids");
   std::vector<Assignment> assignments(request.n_tokens);
   for (int t = 0; t < request.n_tokens; ++t) {
-    ECMOE_CHECK(request.token_ids[t] >= 0, "hash routing: negative token id ",
-                request.token_ids[t], " at position ", t);
+    ECMOE_CHECK(request.token_ids[t] >= 0, "hash routing: negative token id ", request.token_ids[t],
+                " at position ", t);
     assignments[t] = {request.token_ids[t] % e, t, 1.f};
   }
   RouteResult r;
@@ -71,8 +79,7 @@ RouteResult route_hash(const MoeConfig& config, const RouteRequest& request) {
   r.stats.capacity = (request.n_tokens + e - 1) / e;
   int64_t busiest = 0;
   for (int64_t c : r.stats.tokens_per_expert) busiest = std::max(busiest, c);
-  r.stats.max_demand_over_capacity =
-      r.stats.capacity ? double(busiest) / r.stats.capacity : 0.0;
+  r.stats.max_demand_over_capacity = r.stats.capacity ? double(busiest) / r.stats.capacity : 0.0;
   return r;
 }
 

@@ -40,7 +40,8 @@ RouteResult route_expert_choice(const MoeConfig& config, const RouteRequest& req
       for (int t : chosen[gi][i]) assignments.push_back({i, t, request.probs[int64_t(t) * e + i]});
   r.plan = make_routing_plan(n, e, GateKind::kScore, assignments);
   count_plan(r.plan, r.stats);
-  r.stats.capacity = groups.empty() ? 0 : expert_choice_capacity(groups[0].size, e, request.capacity_factor);
+  r.stats.capacity =
+      groups.empty() ? 0 : expert_choice_capacity(groups[0].size, e, request.capacity_factor);
   r.stats.requested_assignments = r.plan.slot_count();
   r.stats.max_demand_over_capacity = n ? 1.0 : 0.0;
   return r;

@@ -70,8 +70,8 @@ RouteResult route_token_choice(const MoeConfig& config, const RouteRequest& requ
     plan.token_choices = std::move(choices);
   }
   count_plan(plan, r.stats);
-  r.stats.capacity = groups.empty() ? 0 : token_choice_capacity(groups[0].size, e, k,
-                                                                request.capacity_factor);
+  r.stats.capacity =
+      groups.empty() ? 0 : token_choice_capacity(groups[0].size, e, k, request.capacity_factor);
   r.stats.requested_assignments = int64_t(n) * k;
   r.stats.dropped_assignments = dropped;
   r.stats.max_demand_over_capacity = worst_demand;

@@ -94,8 +94,8 @@ std::vector<double> top1_fractions(const float* probs, GroupRange g, int e) {
 }
 }  // namespace
 
-AuxLosses aux_losses_forward(const float* logits, const float* probs, int n, int e,
-                             int group_size, AuxLossWeights weights) {
+AuxLosses aux_losses_forward(const float* logits, const float* probs, int n, int e, int group_size,
+                             AuxLossWeights weights) {
   AuxLosses out;
   if (n == 0) return out;
   const auto groups = routing_groups(n, group_size);
@@ -165,9 +165,10 @@ void gate_backward(float* dprobs, const RoutingPlan& plan, const float* probs, c
     std::vector<float> dg(k, 0.f);
     for (int j = plan.token_offsets[t]; j < plan.token_offsets[t + 1]; ++j) {
       const int s = plan.token_slots[j];
-      const int expert = int(std::upper_bound(plan.expert_offsets.begin(),
-                                              plan.expert_offsets.end(), s) -
-                             plan.expert_offsets.begin()) - 1;
+      const int expert =
+          int(std::upper_bound(plan.expert_offsets.begin(), plan.expert_offsets.end(), s) -
+              plan.expert_offsets.begin()) -
+          1;
       for (int c = 0; c < k; ++c)
         if (chosen[c] == expert) dg[c] = dgate[s];
     }

@@ -42,8 +42,8 @@ struct AuxLossWeights {
 };
 
 // logits, probs [n, e] -> losses
-AuxLosses aux_losses_forward(const float* logits, const float* probs, int n, int e,
-                             int group_size, AuxLossWeights weights);
+AuxLosses aux_losses_forward(const float* logits, const float* probs, int n, int e, int group_size,
+                             AuxLossWeights weights);
 // accumulates the gradients of weights · losses into dlogits and dprobs [n, e]
 void aux_losses_backward(float* dlogits, float* dprobs, const float* logits, const float* probs,
                          int n, int e, int group_size, AuxLossWeights weights);

@@ -37,9 +37,7 @@ struct RoutingPlan {
   std::vector<int> token_choices;  // [n, choices_per_token]
 
   int slot_count() const { return int(slot_token.size()); }
-  int expert_load(int expert) const {
-    return expert_offsets[expert + 1] - expert_offsets[expert];
-  }
+  int expert_load(int expert) const { return expert_offsets[expert + 1] - expert_offsets[expert]; }
 };
 
 // Builds the layout by a stable counting sort on the expert: within an expert, slots keep the

@@ -16,14 +16,14 @@ struct RoutingStats {
   int64_t requested_assignments = 0;           // token choice: tokens × k; else slots
   int64_t dropped_assignments = 0;             // token choice: choices lost to capacity
   int64_t tokens_without_expert = 0;
-  int capacity = 0;                      // slots per expert in a full routing group (k for EC)
-  double max_demand_over_capacity = 0;   // max over experts and groups of demand / capacity
-  double router_entropy_sum = 0;         // sum over tokens of the router's entropy (nats)
+  int capacity = 0;                     // slots per expert in a full routing group (k for EC)
+  double max_demand_over_capacity = 0;  // max over experts and groups of demand / capacity
+  double router_entropy_sum = 0;        // sum over tokens of the router's entropy (nats)
   // Capped expert choice only.
-  int max_experts_per_token = 0;         // realised maximum over tokens
-  double solver_residual = 0;            // worst relative constraint violation before rounding
-  int solver_iterations = 0;             // worst over groups
-  int64_t rounding_changes = 0;          // slots that differ from the per-expert top-k of A
+  int max_experts_per_token = 0;  // realised maximum over tokens
+  double solver_residual = 0;     // worst relative constraint violation before rounding
+  int solver_iterations = 0;      // worst over groups
+  int64_t rounding_changes = 0;   // slots that differ from the per-expert top-k of A
 
   double dropped_fraction() const {
     return requested_assignments ? double(dropped_assignments) / requested_assignments : 0.0;

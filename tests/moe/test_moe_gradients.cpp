@@ -66,8 +66,8 @@ void check_gradients(const GradCase& gc) {
   };
   std::vector<Target> targets = {{"x", c.x.data(), dx.data(), c.x.size()}};
   for (const auto& spec : c.table.specs())
-    targets.push_back({spec.name, c.params.get(spec.name), grads.get(spec.name),
-                       size_t(spec.numel())});
+    targets.push_back(
+        {spec.name, c.params.get(spec.name), grads.get(spec.name), size_t(spec.numel())});
 
   const double h = 3e-3;
   int flipped = 0, checked = 0;

@@ -22,9 +22,9 @@ std::vector<float> run_forward(LayerCase& c, MoeLayer& layer, MoeOutput* out = n
 }  // namespace
 
 TEST(MoeLayer, EveryRouterMatchesThePerTokenReferenceOnItsOwnPlan) {
-  for (RouterKind kind : {RouterKind::kExpertChoice, RouterKind::kExpertChoiceCapped,
-                          RouterKind::kTop1, RouterKind::kTop2, RouterKind::kDense,
-                          RouterKind::kHash})
+  for (RouterKind kind :
+       {RouterKind::kExpertChoice, RouterKind::kExpertChoiceCapped, RouterKind::kTop1,
+        RouterKind::kTop2, RouterKind::kDense, RouterKind::kHash})
     for (int n : {1, 5, 33}) {
       MoeConfig cfg = small_config(kind, 8, 12, 4);
       if (kind == RouterKind::kExpertChoiceCapped && n * 2 < 4) continue;  // infeasible group
@@ -81,8 +81,8 @@ TEST(MoeLayer, OneExpertTop1IsTheDenseFfn) {
 
 TEST(MoeLayer, AHandBuiltPlanGivesTheSameOutputThroughEveryRoutersPath) {
   const int n = 6, e = 3;
-  std::vector<Assignment> hand = {{0, 1, 0.5f}, {0, 4, 1.f}, {1, 1, 0.25f}, {2, 5, 2.f},
-                                  {2, 0, 1.f}};
+  std::vector<Assignment> hand = {
+      {0, 1, 0.5f}, {0, 4, 1.f}, {1, 1, 0.25f}, {2, 5, 2.f}, {2, 0, 1.f}};
   std::vector<float> first;
   for (RouterKind kind : {RouterKind::kExpertChoice, RouterKind::kExpertChoiceCapped,
                           RouterKind::kTop1, RouterKind::kTop2, RouterKind::kHash}) {
@@ -94,8 +94,8 @@ TEST(MoeLayer, AHandBuiltPlanGivesTheSameOutputThroughEveryRoutersPath) {
                             make_routing_plan(n, e, GateKind::kConstant, hand), y.data());
     if (first.empty()) {
       first = y;
-      const auto ref = reference::moe_forward(layer.plan(), c.x.data(), c.weights().w1,
-                                              c.weights().w2, 8, 12);
+      const auto ref =
+          reference::moe_forward(layer.plan(), c.x.data(), c.weights().w1, c.weights().w2, 8, 12);
       EXPECT_LT(max_abs_diff(y, ref), 1e-4);
     } else {
       for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(y[i], first[i]) << router_name(kind);
@@ -206,12 +206,12 @@ TEST(MoeLayer, MismatchedPlanShapeIsAnError) {
   MoeLayer layer(cfg);
   std::vector<float> y(5 * 8);
   std::vector<Assignment> none;
-  EXPECT_THROW(layer.forward_with_plan(c.weights(), c.input(),
-                                       make_routing_plan(6, 4, GateKind::kConstant, none),
-                                       y.data()),
-               Error);
-  EXPECT_THROW(layer.forward_with_plan(c.weights(), c.input(),
-                                       make_routing_plan(5, 3, GateKind::kConstant, none),
-                                       y.data()),
-               Error);
+  EXPECT_THROW(
+      layer.forward_with_plan(c.weights(), c.input(),
+                              make_routing_plan(6, 4, GateKind::kConstant, none), y.data()),
+      Error);
+  EXPECT_THROW(
+      layer.forward_with_plan(c.weights(), c.input(),
+                              make_routing_plan(5, 3, GateKind::kConstant, none), y.data()),
+      Error);
 }

@@ -6,7 +6,6 @@
 #include <set>
 
 #include "core/error.h"
-
 #include "moe/capped_solver.h"
 #include "moe/reference.h"
 #include "moe/router_scores.h"
@@ -32,9 +31,9 @@ struct Shape {
 };
 
 std::vector<Shape> awkward_shapes() {
-  std::vector<Shape> shapes = {{1, 1, 2.f, 0},  {1, 4, 2.f, 0},  {3, 8, 2.f, 0},  {5, 4, 0.5f, 0},
-                               {7, 3, 2.f, 0},  {10, 3, 1.f, 0}, {16, 4, 8.f, 0}, {17, 5, 1.3f, 4},
-                               {64, 8, 2.f, 16}, {100, 7, 3.f, 33}};
+  std::vector<Shape> shapes = {
+      {1, 1, 2.f, 0},  {1, 4, 2.f, 0},  {3, 8, 2.f, 0},   {5, 4, 0.5f, 0},  {7, 3, 2.f, 0},
+      {10, 3, 1.f, 0}, {16, 4, 8.f, 0}, {17, 5, 1.3f, 4}, {64, 8, 2.f, 16}, {100, 7, 3.f, 33}};
   Rng rng(5, 5);
   for (int j = 0; j < 30; ++j)
     shapes.push_back({1 + int(rng.below(3 * j, 200)), 1 + int(rng.below(3 * j + 1, 16)),
@@ -59,7 +58,8 @@ TEST(ExpertChoice, EveryExpertGetsExactlyKTokensPerGroup) {
       for (int i = 0; i < s.e; ++i) {
         int in_group = 0;
         for (int slot = r.plan.expert_offsets[i]; slot < r.plan.expert_offsets[i + 1]; ++slot)
-          in_group += r.plan.slot_token[slot] >= g.begin && r.plan.slot_token[slot] < g.begin + g.size;
+          in_group +=
+              r.plan.slot_token[slot] >= g.begin && r.plan.slot_token[slot] < g.begin + g.size;
         EXPECT_EQ(in_group, k) << "n=" << s.n << " e=" << s.e << " c=" << s.c << " expert " << i;
       }
     }
@@ -72,7 +72,8 @@ TEST(ExpertChoice, MatchesFullSortReferenceAndGatesAreScores) {
     const auto probs = random_probs(n, e, seed);
     MoeConfig cfg = small_config(RouterKind::kExpertChoice, 4, 4, e);
     const auto r = route_tokens(cfg, {probs.data(), nullptr, n, 2.f});
-    const auto ref = reference::expert_choice(probs.data(), n, e, expert_choice_capacity(n, e, 2.f));
+    const auto ref =
+        reference::expert_choice(probs.data(), n, e, expert_choice_capacity(n, e, 2.f));
     for (int i = 0; i < e; ++i) {
       std::vector<int> got(r.plan.slot_token.begin() + r.plan.expert_offsets[i],
                            r.plan.slot_token.begin() + r.plan.expert_offsets[i + 1]);
@@ -126,15 +127,14 @@ TEST(TokenChoice, NeverExceedsCapacityAndDropsExactlyTheOverflow) {
           for (int t = g.begin; t < g.begin + g.size; ++t) {
             std::vector<int> order(s.e);
             std::iota(order.begin(), order.end(), 0);
-            std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-              return probs[t * s.e + a] > probs[t * s.e + b];
-            });
+            std::stable_sort(order.begin(), order.end(),
+                             [&](int a, int b) { return probs[t * s.e + a] > probs[t * s.e + b]; });
             for (int c = 0; c < k; ++c) ++demand[order[c]];
           }
           for (int i = 0; i < s.e; ++i) {
             for (int slot = r.plan.expert_offsets[i]; slot < r.plan.expert_offsets[i + 1]; ++slot)
-              filled[i] += r.plan.slot_token[slot] >= g.begin &&
-                           r.plan.slot_token[slot] < g.begin + g.size;
+              filled[i] +=
+                  r.plan.slot_token[slot] >= g.begin && r.plan.slot_token[slot] < g.begin + g.size;
             EXPECT_LE(filled[i], cap);
             EXPECT_EQ(filled[i], std::min(demand[i], cap));
             expected_dropped += std::max(0, demand[i] - cap);
@@ -154,12 +154,14 @@ TEST(TokenChoice, FirstChoicesAreServedBeforeSecondChoices) {
   EXPECT_EQ(r.stats.dropped_assignments, 0);
   MoeConfig top1 = small_config(RouterKind::kTop1, 4, 4, e);
   const auto r1 = route_tokens(top1, {probs.data(), nullptr, n, 1.f});  // cap 2
-  std::vector<int> expert0(r1.plan.slot_token.begin(), r1.plan.slot_token.begin() + r1.plan.expert_offsets[1]);
+  std::vector<int> expert0(r1.plan.slot_token.begin(),
+                           r1.plan.slot_token.begin() + r1.plan.expert_offsets[1]);
   EXPECT_EQ(expert0, (std::vector<int>{0, 1}));  // position order: the first two tokens
   top1.batch_prioritized = true;
   std::vector<float> reversed = {0.6f, 0.4f, 0.7f, 0.3f, 0.8f, 0.2f, 0.9f, 0.1f};
   const auto r2 = route_tokens(top1, {reversed.data(), nullptr, n, 1.f});
-  std::vector<int> prio(r2.plan.slot_token.begin(), r2.plan.slot_token.begin() + r2.plan.expert_offsets[1]);
+  std::vector<int> prio(r2.plan.slot_token.begin(),
+                        r2.plan.slot_token.begin() + r2.plan.expert_offsets[1]);
   EXPECT_EQ(prio, (std::vector<int>{3, 2}));  // highest top-1 score first
   EXPECT_EQ(r2.stats.dropped_assignments, 2);
 }
@@ -200,8 +202,8 @@ TEST(CappedExpertChoice, SolverMeetsRowAndColumnConstraints) {
       CappedSolverConfig cfg;
       cfg.max_experts_per_token = b;
       const auto sol = solve_capped_plan(probs.data(), n, e, k, cfg);
-      EXPECT_LT(sol.residual, 1e-2) << "n=" << n << " e=" << e << " b=" << b
-                                    << " iterations=" << sol.iterations;
+      EXPECT_LT(sol.residual, 1e-2)
+          << "n=" << n << " e=" << e << " b=" << b << " iterations=" << sol.iterations;
       for (int i = 0; i < e; ++i) {
         double row = 0;
         for (int t = 0; t < n; ++t) row += std::exp(double(sol.log_plan[i * n + t]));
@@ -240,7 +242,8 @@ TEST(CappedExpertChoice, PlanHasKPerExpertAndNeverExceedsCap) {
         for (int i = 0; i < s.e; ++i) {
           int in_group = 0;
           for (int slot = r.plan.expert_offsets[i]; slot < r.plan.expert_offsets[i + 1]; ++slot)
-            in_group += r.plan.slot_token[slot] >= g.begin && r.plan.slot_token[slot] < g.begin + g.size;
+            in_group +=
+                r.plan.slot_token[slot] >= g.begin && r.plan.slot_token[slot] < g.begin + g.size;
           EXPECT_EQ(in_group, k) << "n=" << s.n << " e=" << s.e << " b=" << b;
         }
       }
