@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { ecmoe::set_thread_count(threads); });
   ecmoe::cli::register_info(app);
   ecmoe::cli::register_bench(app);
+  ecmoe::cli::register_prepare(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,5 +7,6 @@ namespace ecmoe::cli {
 
 void register_info(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_prepare(CLI::App& app);
 
 }  // namespace ecmoe::cli

@@ -112,8 +112,9 @@ TEST(MoeLayer, TokensNoExpertTookGetZero) {
   const auto y = run_forward(c, layer, &out);
   ASSERT_GT(out.stats.experts_per_token[0], 0);
   for (int t = 0; t < 16; ++t)
-    if (layer.plan().token_offsets[t] == layer.plan().token_offsets[t + 1])
+    if (layer.plan().token_offsets[t] == layer.plan().token_offsets[t + 1]) {
       for (int j = 0; j < 8; ++j) EXPECT_EQ(y[t * 8 + j], 0.f);
+    }
 }
 
 TEST(MoeLayer, EvaluationUsesTheEvalCapacityFactor) {

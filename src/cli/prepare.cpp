@@ -1,0 +1,56 @@
+// `ecmoe prepare`: fetch and clean a corpus (or user files), train the tokenizer, write token
+// shards and their manifest. See data/prepare.h for what lands in the output folder.
+#include "data/prepare.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "data/corpus.h"
+
+namespace ecmoe::cli {
+
+void register_prepare(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "prepare",
+      "Fetch and clean a corpus (or your text files), train a tokenizer, write token shards");
+  auto config = std::make_shared<data::PrepareConfig>();
+  std::string corpora;
+  for (const auto& name : data::known_corpora()) corpora += (corpora.empty() ? "" : ", ") + name;
+  auto* corpus = cmd->add_option("--corpus", config->corpus, "Named corpus: " + corpora)
+                     ->capture_default_str();
+  cmd->add_option("--input", config->inputs,
+                  "UTF-8 text files or folders to prepare instead of a named corpus (each file is "
+                  "one document)")
+      ->excludes(corpus);
+  cmd->add_option("--out", config->out_dir, "Output folder (default: data/<corpus>)");
+  cmd->add_option("--cache", config->cache_dir, "Folder for fetched packages")
+      ->capture_default_str();
+  cmd->add_option("--vocab-size", config->vocab_size, "Tokenizer vocabulary size")
+      ->capture_default_str();
+  cmd->add_option("--val-fraction", config->val_fraction,
+                  "Expected share of documents held out for validation")
+      ->capture_default_str();
+  cmd->add_option("--seed", config->seed, "Seed of the split and the tokenizer's text sample")
+      ->capture_default_str();
+  cmd->add_flag("--force", config->force, "Rebuild even if the output folder is valid");
+  cmd->callback([config] {
+    ECMOE_CHECK(config->inputs.empty() || !config->out_dir.empty(),
+                "--input needs --out DIR (where to write the prepared data)");
+    config->log = [](const std::string& line) {
+      std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+    };
+    const auto result = data::prepare(*config);
+    const auto& m = result.manifest;
+    std::printf("corpus %s: vocab %d, %s tokens\n", m.corpus.c_str(), m.vocab_size,
+                data::dtype_name(m.dtype).c_str());
+    for (const auto& [name, s] : m.splits)
+      std::printf("  %-5s %10lld tokens %6lld documents  %s/%s (%lld bytes)\n", name.c_str(),
+                  (long long)s.tokens, (long long)s.documents, result.out_dir.c_str(),
+                  s.file.c_str(), (long long)s.bytes);
+  });
+}
+
+}  // namespace ecmoe::cli
