@@ -1,0 +1,59 @@
+// The attention half of a pre-LayerNorm block, with its saved activations:
+//   h_out = h_in + attn(ln1(h_in)) · Wo + bo,   attn on qkv = ln1(h_in) · Wqkv + bqkv
+// h_in, h_out [rows = batch·seq_len, d]; the FFN half is an MoeLayer (model/transformer.cpp).
+#pragma once
+#include "core/aligned.h"
+#include "nn/attention.h"
+
+namespace ecmoe {
+
+struct AttentionBlockWeights {
+  const float* ln_gain = nullptr;  // [d]
+  const float* ln_bias = nullptr;  // [d]
+  const float* qkv_w = nullptr;    // [d, 3d]
+  const float* qkv_b = nullptr;    // [3d]
+  const float* out_w = nullptr;    // [d, d]
+  const float* out_b = nullptr;    // [d]
+};
+
+struct AttentionBlockGrads {
+  float* ln_gain = nullptr;
+  float* ln_bias = nullptr;
+  float* qkv_w = nullptr;
+  float* qkv_b = nullptr;
+  float* out_w = nullptr;
+  float* out_b = nullptr;
+};
+
+// What forward keeps for backward; sized once per shape (resize to the same size is free).
+struct AttentionBlockActivations {
+  FloatVec ln_out;   // [rows, d]
+  FloatVec ln_mean;  // [rows]
+  FloatVec ln_rstd;  // [rows]
+  FloatVec qkv;      // [rows, 3d]
+  FloatVec probs;    // [batch, heads, T, T]
+  FloatVec att;      // [rows, d] attention output before the output projection
+  void resize(const nn::AttentionConfig& cfg);
+};
+
+// Backward temporaries, shared by every layer (one backward at a time).
+struct AttentionBlockScratch {
+  FloatVec d_att;  // [rows, d]: d(att), then reused for d(ln_out)
+  FloatVec d_qkv;  // [rows, 3d]
+  void resize(const nn::AttentionConfig& cfg);
+};
+
+// h_in [rows, d] -> h_out [rows, d] (overwritten; must not alias h_in). valid_len: [batch] key
+// padding lengths or nullptr.
+void attention_block_forward(float* h_out, AttentionBlockActivations& act, const float* h_in,
+                             const AttentionBlockWeights& w, const nn::AttentionConfig& cfg,
+                             const int* valid_len);
+
+// dh [rows, d] holds dL/dh_out on entry and dL/dh_in on return: the residual passes dh through
+// unchanged and the block's own path is added to it. Weight gradients accumulate (+=).
+void attention_block_backward(float* dh, AttentionBlockGrads& g, AttentionBlockScratch& scratch,
+                              const AttentionBlockActivations& act, const float* h_in,
+                              const AttentionBlockWeights& w, const nn::AttentionConfig& cfg,
+                              const int* valid_len);
+
+}  // namespace ecmoe

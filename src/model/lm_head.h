@@ -1,0 +1,43 @@
+// The language-model head: logits = h · Eᵀ (tied to the token embedding E), mean cross-entropy
+// over the counted positions (target >= 0). Only counted rows go through the [rows, vocab] output
+// GEMM: a masked-LM batch counts ~15% of its positions, so gathering them first saves ~85% of the
+// largest matmul and of the logits memory. When every row counts (a decoder batch without
+// padding), h is used in place, without the gather.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/aligned.h"
+
+namespace ecmoe {
+
+struct LmHeadShape {
+  int rows = 0;   // all positions, batch · seq_len
+  int dim = 0;    // d_model
+  int vocab = 0;  // rows of the table
+};
+
+// State of one forward, kept for backward; buffers grow once and are reused.
+struct LmHead {
+  std::vector<int> rows;         // [M] counted positions, in order
+  std::vector<int> targets;      // [M] their targets
+  FloatVec gathered;             // [M, d] h at the counted rows (unused when M == rows)
+  FloatVec logits;               // [M, V]; backward overwrites it with dlogits
+  FloatVec logsumexp;            // [M]
+  FloatVec d_gathered;           // [M, d]
+  const float* input = nullptr;  // [M, d]: gathered, or h itself when every row counts
+  int64_t count = 0;
+  bool logits_valid = false;  // false once backward has turned them into gradients
+};
+
+// h [rows, dim], targets [rows] (-1: no loss), table [vocab, dim] -> mean cross-entropy over the
+// counted rows (0 when none). h must stay valid until backward.
+double lm_head_forward(LmHead& head, const float* h, const int32_t* targets, const float* table,
+                       const LmHeadShape& shape);
+
+// Gradient of the mean cross-entropy (dloss = 1): dh [rows, dim] (+=) and dtable [vocab, dim]
+// (+=). Once per forward: the logits buffer is reused for their gradient.
+void lm_head_backward(float* dh, float* dtable, LmHead& head, const float* table,
+                      const LmHeadShape& shape);
+
+}  // namespace ecmoe

@@ -1,0 +1,252 @@
+// tokens, targets are [B, T]; the residual stream h is [N = B·T, d]; logits are [counted, V]
+#include "model/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string_view>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "model/attention_block.h"
+#include "model/lm_head.h"
+#include "nn/embedding.h"
+#include "nn/layernorm.h"
+#include "nn/residual.h"
+
+namespace ecmoe {
+
+static_assert(sizeof(int) == sizeof(int32_t), "token ids are passed to the kernels as int");
+
+struct Transformer::Activations {
+  int batch = 0, seq_len = 0;
+  std::vector<int32_t> tokens;     // [B, T] copied: embedding backward needs them
+  std::vector<int32_t> valid_len;  // [B] or empty
+  // The residual stream after the embedding and after each of the 2L sublayers:
+  // stream[2l] enters layer l, stream[2l + 1] is after its attention, stream[2L] enters final_ln.
+  FloatVec stream;                              // [2L + 1, N, d]
+  std::vector<AttentionBlockActivations> attn;  // [L]
+  FloatVec ln2_out;                 // [L, N, d]: the FFN input; MoeLayer keeps a pointer
+  FloatVec ln2_mean, ln2_rstd;      // [L, N]
+  FloatVec final_out;               // [N, d]
+  FloatVec final_mean, final_rstd;  // [N]
+  LmHead head;
+  // Backward temporaries.
+  FloatVec d_stream;  // [N, d] dL/dh at the current depth
+  FloatVec d_tmp;     // [N, d] dL/d(final_out) or dL/d(ln2_out)
+  AttentionBlockScratch attn_scratch;
+  bool backward_ready = false;
+
+  int rows() const { return batch * seq_len; }
+  const int* valid_len_ptr() const { return valid_len.empty() ? nullptr : valid_len.data(); }
+};
+
+namespace {
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// Jitter noise stream of layer l: distinct per layer, a pure function of (seed, l).
+uint64_t layer_seed(uint64_t seed, int layer) {
+  return mix64(seed ^ mix64(0x6c61796572ULL + uint64_t(layer)));
+}
+
+void accumulate_aux(AuxLosses& total, const AuxLosses& layer) {
+  total.load_balance += layer.load_balance;
+  total.z_loss += layer.z_loss;
+  total.weighted_total += layer.weighted_total;
+}
+
+}  // namespace
+
+std::string Transformer::layer_prefix(int layer) { return "layers." + std::to_string(layer) + "."; }
+
+Transformer::Transformer(const ModelConfig& config)
+    : config_(config), act_(std::make_unique<Activations>()) {
+  config_.validate();
+  const int64_t V = config_.vocab_size, T = config_.seq_len, d = config_.d_model;
+  auto offset = [&](int index) { return table_.specs()[index].offset; };
+  embed_tokens_ = offset(table_.add("embed.tokens", {V, d}));
+  embed_positions_ = offset(table_.add("embed.positions", {T, d}));
+  for (int l = 0; l < config_.n_layers; ++l) {
+    const std::string p = layer_prefix(l);
+    LayerOffsets o;
+    o.ln1_gain = offset(table_.add(p + "ln1.gain", {d}));
+    o.ln1_bias = offset(table_.add(p + "ln1.bias", {d}));
+    o.qkv_w = offset(table_.add(p + "attn.qkv.weight", {d, 3 * d}));
+    o.qkv_b = offset(table_.add(p + "attn.qkv.bias", {3 * d}));
+    o.out_w = offset(table_.add(p + "attn.out.weight", {d, d}));
+    o.out_b = offset(table_.add(p + "attn.out.bias", {d}));
+    o.ln2_gain = offset(table_.add(p + "ln2.gain", {d}));
+    o.ln2_bias = offset(table_.add(p + "ln2.bias", {d}));
+    const MoeConfig ffn = config_.ffn_config(l);
+    declare_moe_params(table_, p + "ffn.", ffn);
+    if (router_has_weights(ffn.router)) o.router = table_.spec(p + "ffn.router.weight").offset;
+    o.w1 = table_.spec(p + "ffn.experts.w1").offset;
+    o.w2 = table_.spec(p + "ffn.experts.w2").offset;
+    layers_.push_back(o);
+    ffn_.emplace_back(ffn);
+  }
+  final_gain_ = offset(table_.add("final_ln.gain", {d}));
+  final_bias_ = offset(table_.add("final_ln.bias", {d}));
+}
+
+Transformer::~Transformer() = default;
+Transformer::Transformer(Transformer&&) noexcept = default;
+Transformer& Transformer::operator=(Transformer&&) noexcept = default;
+
+void Transformer::init_params(FlatBuffer& params, uint64_t seed) const {
+  ECMOE_CHECK(params.size() == table_.total_floats(), "init_params: buffer of ", params.size(),
+              " floats does not belong to this model (", table_.total_floats(), ")");
+  const float residual_scale = 1.f / std::sqrt(2.f * float(config_.n_layers));
+  const auto& specs = table_.specs();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const TensorSpec& spec = specs[i];
+    float* v = params.data() + spec.offset;
+    const int64_t n = spec.numel();
+    if (ends_with(spec.name, ".gain")) {
+      std::fill(v, v + n, 1.f);
+    } else if (ends_with(spec.name, ".bias")) {
+      std::fill(v, v + n, 0.f);
+    } else {
+      const bool residual_out =
+          ends_with(spec.name, "attn.out.weight") || ends_with(spec.name, "ffn.experts.w2");
+      const float std = config_.init_std * (residual_out ? residual_scale : 1.f);
+      const Rng rng(seed, i);
+      // Counter-based draws: element j gets value j of the stream whichever thread computes it.
+#pragma omp parallel for schedule(static)
+      for (int64_t j = 0; j < n; ++j) v[j] = std * rng.normal(uint64_t(j));
+    }
+  }
+}
+
+ForwardResult Transformer::forward(const FlatBuffer& params, const Batch& batch, bool training,
+                                   uint64_t seed) {
+  const int B = batch.batch_size, T = batch.seq_len, V = config_.vocab_size;
+  const int d = config_.d_model, L = config_.n_layers;
+  ECMOE_CHECK(params.size() == table_.total_floats(), "model forward: parameter buffer of ",
+              params.size(), " floats does not belong to this model");
+  ECMOE_CHECK(B > 0 && T > 0 && T <= config_.seq_len, "model forward: batch ", B, " x ", T,
+              " (sequence length must be in [1, ", config_.seq_len, "])");
+  const int64_t N64 = int64_t(B) * T;
+  ECMOE_CHECK(N64 <= (int64_t(1) << 30) / d, "model forward: batch too large");
+  const int N = int(N64);
+  ECMOE_CHECK(int64_t(batch.tokens.size()) == N64 && int64_t(batch.targets.size()) == N64,
+              "model forward: tokens/targets must have B·T = ", N64, " entries");
+  ECMOE_CHECK(batch.valid_len.empty() || int(batch.valid_len.size()) == B,
+              "model forward: valid_len must be empty or have one entry per sequence");
+
+  Activations& a = *act_;
+  a.backward_ready = false;
+  a.batch = B;
+  a.seq_len = T;
+  a.tokens = batch.tokens;
+  a.valid_len = batch.valid_len;
+  a.stream.resize((2 * int64_t(L) + 1) * N64 * d);
+  a.attn.resize(L);
+  a.ln2_out.resize(int64_t(L) * N64 * d);
+  a.ln2_mean.resize(int64_t(L) * N);
+  a.ln2_rstd.resize(int64_t(L) * N);
+  a.final_out.resize(N64 * d);
+  a.final_mean.resize(N);
+  a.final_rstd.resize(N);
+
+  const float* p = params.data();
+  auto stream = [&](int i) { return a.stream.data() + int64_t(i) * N64 * d; };
+  const nn::AttentionConfig attn_cfg{B, T, config_.n_heads, config_.head_dim(),
+                                     config_.kind == ModelKind::kDecoder};
+
+  // h = embed(tokens) + positions (the embedding checks every token id)
+  nn::embedding_forward(stream(0), a.tokens.data(), p + embed_tokens_, p + embed_positions_,
+                        {B, T, d, V});
+  ForwardResult result;
+  result.layer_stats.reserve(L);
+  double aux_total = 0;
+  for (int l = 0; l < L; ++l) {
+    const LayerOffsets& o = layers_[l];
+    float* h_in = stream(2 * l);
+    float* h_mid = stream(2 * l + 1);
+    float* h_out = stream(2 * l + 2);
+    // h_mid = h_in + attn(ln1(h_in))
+    const AttentionBlockWeights aw{p + o.ln1_gain, p + o.ln1_bias, p + o.qkv_w,
+                                   p + o.qkv_b,    p + o.out_w,    p + o.out_b};
+    attention_block_forward(h_mid, a.attn[l], h_in, aw, attn_cfg, a.valid_len_ptr());
+    // h_out = h_mid + ffn(ln2(h_mid)); the MoE layer routes all N tokens (its groups, if any,
+    // are consecutive runs of group_size tokens)
+    float* ln2 = a.ln2_out.data() + int64_t(l) * N64 * d;
+    float* mean = a.ln2_mean.data() + int64_t(l) * N;
+    float* rstd = a.ln2_rstd.data() + int64_t(l) * N;
+    nn::layernorm_forward(ln2, mean, rstd, h_mid, p + o.ln2_gain, p + o.ln2_bias, N, d);
+    const MoeWeights mw{o.router >= 0 ? p + o.router : nullptr, p + o.w1, p + o.w2};
+    const MoeInput in{ln2, a.tokens.data(), N, training, layer_seed(seed, l)};
+    MoeOutput out = ffn_[l].forward(mw, in, h_out);
+    nn::add_inplace(h_out, h_mid, N64 * d);
+    accumulate_aux(result.aux, out.aux);
+    aux_total += double(out.aux.weighted_total);
+    result.layer_stats.push_back(std::move(out.stats));
+  }
+  // logits = ln_f(h) · Eᵀ at the counted positions
+  nn::layernorm_forward(a.final_out.data(), a.final_mean.data(), a.final_rstd.data(), stream(2 * L),
+                        p + final_gain_, p + final_bias_, N, d);
+  result.lm_loss = lm_head_forward(a.head, a.final_out.data(), batch.targets.data(),
+                                   p + embed_tokens_, {N, d, V});
+  result.counted = a.head.count;
+  result.loss = result.lm_loss + aux_total;
+  a.backward_ready = true;
+  return result;
+}
+
+void Transformer::backward(const FlatBuffer& params, FlatBuffer& grads) {
+  Activations& a = *act_;
+  ECMOE_CHECK(a.backward_ready,
+              "model backward: needs a forward first (and runs once per forward)");
+  ECMOE_CHECK(params.size() == table_.total_floats() && grads.size() == table_.total_floats(),
+              "model backward: buffers do not belong to this model");
+  a.backward_ready = false;
+  const int B = a.batch, T = a.seq_len, N = a.rows(), V = config_.vocab_size;
+  const int d = config_.d_model, L = config_.n_layers;
+  const int64_t Nd = int64_t(N) * d;
+  const float* p = params.data();
+  float* g = grads.data();
+  auto stream = [&](int i) { return a.stream.data() + int64_t(i) * Nd; };
+  const nn::AttentionConfig attn_cfg{B, T, config_.n_heads, config_.head_dim(),
+                                     config_.kind == ModelKind::kDecoder};
+  a.d_stream.resize(Nd);
+  a.d_tmp.resize(Nd);
+  float* dh = a.d_stream.data();
+  float* dtmp = a.d_tmp.data();
+
+  // Loss head and final LayerNorm: dtmp = dL/d(final_out), then dh = dL/d(stream[2L]).
+  std::fill(dtmp, dtmp + Nd, 0.f);
+  lm_head_backward(dtmp, g + embed_tokens_, a.head, p + embed_tokens_, {N, d, V});
+  std::fill(dh, dh + Nd, 0.f);
+  nn::layernorm_backward(dh, g + final_gain_, g + final_bias_, dtmp, stream(2 * L), p + final_gain_,
+                         a.final_mean.data(), a.final_rstd.data(), N, d);
+  for (int l = L - 1; l >= 0; --l) {
+    const LayerOffsets& o = layers_[l];
+    // FFN half: dh = dL/dh_out passes through the residual; the FFN path adds into it.
+    std::fill(dtmp, dtmp + Nd, 0.f);
+    const MoeWeights mw{o.router >= 0 ? p + o.router : nullptr, p + o.w1, p + o.w2};
+    MoeGrads mg{o.router >= 0 ? g + o.router : nullptr, g + o.w1, g + o.w2};
+    ffn_[l].backward(mw, mg, dh, dtmp);  // dtmp = dL/d(ln2_out), aux-loss gradients included
+    nn::layernorm_backward(dh, g + o.ln2_gain, g + o.ln2_bias, dtmp, stream(2 * l + 1),
+                           p + o.ln2_gain, a.ln2_mean.data() + int64_t(l) * N,
+                           a.ln2_rstd.data() + int64_t(l) * N, N, d);
+    // Attention half: dh becomes dL/dh_in.
+    const AttentionBlockWeights aw{p + o.ln1_gain, p + o.ln1_bias, p + o.qkv_w,
+                                   p + o.qkv_b,    p + o.out_w,    p + o.out_b};
+    AttentionBlockGrads ag{g + o.ln1_gain, g + o.ln1_bias, g + o.qkv_w,
+                           g + o.qkv_b,    g + o.out_w,    g + o.out_b};
+    attention_block_backward(dh, ag, a.attn_scratch, a.attn[l], stream(2 * l), aw, attn_cfg,
+                             a.valid_len_ptr());
+  }
+  nn::embedding_backward(g + embed_tokens_, g + embed_positions_, dh, a.tokens.data(),
+                         {B, T, d, V});
+}
+
+const float* Transformer::final_hidden() const {
+  ECMOE_CHECK(act_->rows() > 0, "final_hidden: no forward yet");
+  return act_->final_out.data();
+}
+
+}  // namespace ecmoe
