@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   ecmoe::cli::register_info(app);
   ecmoe::cli::register_bench(app);
   ecmoe::cli::register_prepare(app);
+  ecmoe::cli::register_train(app);
+  ecmoe::cli::register_eval(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

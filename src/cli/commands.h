@@ -8,5 +8,7 @@ namespace ecmoe::cli {
 void register_info(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_prepare(CLI::App& app);
+void register_train(CLI::App& app);
+void register_eval(CLI::App& app);
 
 }  // namespace ecmoe::cli

@@ -1,0 +1,87 @@
+// `ecmoe train`: a run from a config file (configs/NAME.json or a path) with --set overrides;
+// prints the final validation perplexity and the routing histogram. docs/training.md.
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "train/checkpoint.h"
+#include "train/config_overrides.h"
+#include "train/progress.h"
+#include "train/report.h"
+#include "train/trainer.h"
+
+namespace ecmoe::cli {
+
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  std::vector<std::string> sets;
+  std::string out;
+  bool resume = false;
+  bool print_config = false;
+};
+
+// Every config key with its built-in default, for --help.
+std::string config_keys_help() {
+  std::string text =
+      "Config keys (--set KEY=VALUE; built-in defaults shown, a config file overrides them):\n";
+  for (const auto& [key, value] : flatten_config(config_to_json(TrainConfig{})))
+    text += "  " + key + " = " + value.dump() + "\n";
+  return text;
+}
+
+ConfigJson base_config(const TrainArgs& args) {
+  // `--resume` without --config continues with the checkpoint's own config.
+  if (args.resume && args.config.empty()) {
+    ECMOE_CHECK(!args.out.empty(), "--resume without --config needs --out DIR (the run to resume)");
+    const auto path = (std::filesystem::path(args.out) / kCheckpointFile).string();
+    ECMOE_CHECK(std::filesystem::exists(path), "nothing to resume: ", path, " does not exist");
+    return config_to_json(Checkpoint::open(path).config());
+  }
+  return read_config_file(resolve_config_path(args.config.empty() ? "small" : args.config));
+}
+
+}  // namespace
+
+void register_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a model (masked LM or next-token LM)");
+  auto args = std::make_shared<TrainArgs>();
+  cmd->add_option("--config", args->config,
+                  "Config: a name (configs/NAME.json, looked up in the current directory, then "
+                  "above the ecmoe executable) or a path to a JSON file. Default: small; with "
+                  "--resume: the checkpoint's config");
+  cmd->add_option("--set", args->sets,
+                  "Override a config key, e.g. --set model.moe.router=top2 (repeatable). Setting "
+                  "model.moe.router also resets capacity_factor_train/eval, load_balance_weight "
+                  "and z_loss_weight to that router's defaults, unless they are --set too")
+      ->type_name("KEY=VALUE");
+  cmd->add_option("--out", args->out, "Output folder (same as --set out=DIR)");
+  cmd->add_flag("--resume", args->resume,
+                "Continue the run in the output folder from its checkpoint (bit-identical to a "
+                "run that was never stopped)");
+  cmd->add_flag("--print-config", args->print_config,
+                "Print the resolved config as JSON and exit without training");
+  cmd->footer(config_keys_help());
+  cmd->callback([args] {
+    ConfigJson json = base_config(*args);
+    apply_overrides(json, args->sets);
+    if (!args->out.empty()) json["out"] = args->out;
+    TrainConfig config = config_from_json(json);
+    config.validate();
+    if (args->print_config) {
+      std::printf("%s\n", config_to_json(config).dump(2).c_str());
+      return;
+    }
+    const TrainResult r =
+        train(config, {.resume = args->resume, .terminal = Progress::stderr_is_terminal()});
+    std::printf("trained steps %lld..%lld in %s (%.0f tokens/s); checkpoint: %s\n",
+                (long long)r.first_step, (long long)r.last_step, format_duration(r.seconds).c_str(),
+                r.tokens_per_second, r.checkpoint.c_str());
+    if (r.final_eval)
+      std::printf("validation %s", format_eval_report(r.config.model, *r.final_eval).c_str());
+  });
+}
+
+}  // namespace ecmoe::cli

@@ -1,0 +1,169 @@
+#include "train/checkpoint.h"
+
+#include <map>
+#include <set>
+
+#include "core/error.h"
+#include "data/checksum.h"
+#include "train/config_overrides.h"
+
+namespace ecmoe {
+
+namespace {
+
+// Bookkeeping tensors (I64 scalars), after the flat buffers.
+constexpr const char* kStepTensor = "train.step";
+constexpr const char* kTokensTensor = "train.tokens_seen";
+constexpr const char* kAdamStepTensor = "optim.adam_step";
+
+const std::vector<std::string> kBookkeeping = {kStepTensor, kTokensTensor, kAdamStepTensor};
+
+// Config keys a resumed run may change (see check_resume_config).
+const std::set<std::string> kResumeMayChange = {"steps",
+                                                "out",
+                                                "log_interval",
+                                                "eval.interval",
+                                                "eval.batches",
+                                                "eval.batch_size",
+                                                "checkpoint_interval",
+                                                "data.dir"};
+
+std::string meta(const Metadata& m, const std::string& key, const std::string& path) {
+  const auto it = m.find(key);
+  ECMOE_CHECK(it != m.end(), "checkpoint '", path, "' lacks the metadata key '", key, "'");
+  return it->second;
+}
+
+int64_t parse_int(const std::string& text, const std::string& what, const std::string& path) {
+  try {
+    std::size_t used = 0;
+    const long long v = std::stoll(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  fail("checkpoint '", path, "': metadata ", what, " is not an integer: '", text, "'");
+}
+
+}  // namespace
+
+DataReference data_reference(const std::string& dir, const data::TokenDataset& dataset) {
+  const auto& m = dataset.manifest();
+  return {dir, dataset.tokenizer_path(), data::checksum_to_string(m.tokenizer.checksum),
+          m.source_id, m.vocab_size};
+}
+
+void save_checkpoint(const std::string& path, const TrainConfig& config, const DataReference& data,
+                     const FlatBuffer& params, const AdamW& adam, const TrainState& state) {
+  const int64_t adam_step = adam.step_count();
+  const std::vector<FlatBufferSlot> slots = {
+      {"", &params}, {"adam_m.", &adam.m()}, {"adam_v.", &adam.v()}};
+  const std::vector<TensorRef> others = {{kStepTensor, DType::I64, {}, &state.step},
+                                         {kTokensTensor, DType::I64, {}, &state.tokens_seen},
+                                         {kAdamStepTensor, DType::I64, {}, &adam_step}};
+  // The checksum covers the bytes in the order save_flat_buffers stores them, which is the data
+  // order Checkpoint::open walks.
+  data::Fnv1a64 hash;
+  for (const FlatBufferSlot& slot : slots)
+    for (const TensorSpec& spec : slot.buffer->table().specs())
+      hash.update(slot.buffer->get(spec.name), std::size_t(spec.numel()) * sizeof(float));
+  for (const TensorRef& t : others) hash.update(t.data, sizeof(int64_t));
+
+  Metadata metadata = {
+      {"format", kCheckpointFormat},
+      {"format_version", std::to_string(kCheckpointFormatVersion)},
+      {"ecmoe_version", ECMOE_VERSION},
+      {"config", config_to_json(config).dump()},
+      {"step", std::to_string(state.step)},
+      {"data.dir", data.dir},
+      {"data.tokenizer", data.tokenizer},
+      {"data.tokenizer_checksum", data.tokenizer_checksum},
+      {"data.source_id", data.source_id},
+      {"data.vocab_size", std::to_string(data.vocab_size)},
+      {"tensor_checksum", data::checksum_to_string(hash.value())},
+  };
+  save_flat_buffers(path, slots, metadata, others);
+}
+
+Checkpoint Checkpoint::open(const std::string& path) {
+  Checkpoint c(SafetensorsFile::open(path));
+  const Metadata& m = c.file_.metadata();
+  const auto format = m.find("format");
+  ECMOE_CHECK(format != m.end() && format->second == kCheckpointFormat, "'", path,
+              "' is not an ecmoe training checkpoint (its metadata has no format \"",
+              kCheckpointFormat, "\")");
+  const int64_t version = parse_int(meta(m, "format_version", path), "format_version", path);
+  ECMOE_CHECK(version == kCheckpointFormatVersion, "checkpoint '", path, "' has format version ",
+              version, "; this build reads version ", kCheckpointFormatVersion);
+
+  data::Fnv1a64 hash;
+  for (const TensorInfo& t : c.file_.tensors()) {
+    const auto bytes = c.file_.bytes(t.name);
+    hash.update(bytes.data(), bytes.size());
+  }
+  ECMOE_CHECK(data::checksum_to_string(hash.value()) == meta(m, "tensor_checksum", path),
+              "checkpoint '", path,
+              "' is damaged: its tensor data does not match the checksum in its header");
+
+  try {
+    c.config_ = config_from_json(ConfigJson::parse(meta(m, "config", path)));
+    c.config_.validate();
+  } catch (const nlohmann::json::exception& e) {
+    fail("checkpoint '", path, "': its config metadata is not valid JSON (", e.what(), ")");
+  } catch (const Error& e) {
+    fail("checkpoint '", path, "': its config metadata is unusable: ", e.what());
+  }
+  ECMOE_CHECK(c.config_.model.vocab_size > 0, "checkpoint '", path,
+              "': its config has no vocabulary size");
+  c.data_ = {meta(m, "data.dir", path), meta(m, "data.tokenizer", path),
+             meta(m, "data.tokenizer_checksum", path), meta(m, "data.source_id", path),
+             int(parse_int(meta(m, "data.vocab_size", path), "data.vocab_size", path))};
+  c.file_.read_i64(kStepTensor, &c.state_.step, {});
+  c.file_.read_i64(kTokensTensor, &c.state_.tokens_seen, {});
+  ECMOE_CHECK(c.state_.step >= 0, "checkpoint '", path, "': negative step");
+  return c;
+}
+
+void Checkpoint::load_params(FlatBuffer& params) const {
+  load_flat_buffers(file_, {{"", &params}},
+                    {.other_tensors = kBookkeeping, .ignored_prefixes = {"adam_m.", "adam_v."}});
+}
+
+void Checkpoint::load_training_state(FlatBuffer& params, AdamW& adam, TrainState& state) const {
+  load_flat_buffers(file_, {{"", &params}, {"adam_m.", &adam.m()}, {"adam_v.", &adam.v()}},
+                    {.other_tensors = kBookkeeping});
+  int64_t adam_step = 0;
+  file_.read_i64(kAdamStepTensor, &adam_step, {});
+  ECMOE_CHECK(adam_step == state_.step, "checkpoint '", path(), "': optimizer step ", adam_step,
+              " differs from training step ", state_.step);
+  adam.set_step_count(adam_step);
+  state = state_;
+}
+
+void check_resume_config(const Checkpoint& checkpoint, const TrainConfig& run) {
+  std::map<std::string, ConfigJson> now;
+  for (auto& [key, value] : flatten_config(config_to_json(run))) now[key] = value;
+  std::string differences;
+  for (const auto& [key, value] : flatten_config(config_to_json(checkpoint.config()))) {
+    const auto it = now.find(key);
+    if (kResumeMayChange.count(key) || (it != now.end() && it->second == value)) continue;
+    differences += (differences.empty() ? "" : "; ") + key + " is " + value.dump() +
+                   " in the checkpoint, " +
+                   (it == now.end() ? std::string("unknown") : it->second.dump()) + " in this run";
+  }
+  std::string may_change;
+  for (const auto& k : kResumeMayChange) may_change += (may_change.empty() ? "" : ", ") + k;
+  ECMOE_CHECK(differences.empty(), "checkpoint '", checkpoint.path(),
+              "' does not match the config: ", differences, " (a resumed run may change only ",
+              may_change, ")");
+}
+
+void check_same_data(const Checkpoint& checkpoint, const DataReference& run) {
+  const DataReference& saved = checkpoint.data();
+  ECMOE_CHECK(
+      saved.tokenizer_checksum == run.tokenizer_checksum && saved.vocab_size == run.vocab_size,
+      "checkpoint '", checkpoint.path(), "' was trained on data with tokenizer ",
+      saved.tokenizer_checksum, " (vocab ", saved.vocab_size, ", from ", saved.dir, "), but ",
+      run.dir, " has tokenizer ", run.tokenizer_checksum, " (vocab ", run.vocab_size, ")");
+}
+
+}  // namespace ecmoe

@@ -1,0 +1,74 @@
+// Training checkpoints: one safetensors file (docs/checkpoint-format.md) holding the parameters,
+// the AdamW moments and the step, with the full config and a reference to the data in its
+// metadata, and a checksum of all tensor bytes (safetensors itself has none, and a flipped bit in
+// a weight would otherwise load silently). Batches and the learning rate are pure functions of
+// the step and the seeds, so parameters + moments + step are the whole state of a run: resuming
+// continues bit for bit.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "data/token_dataset.h"
+#include "io/safetensors.h"
+#include "optim/adamw.h"
+#include "train/train_config.h"
+
+namespace ecmoe {
+
+inline constexpr const char* kCheckpointFormat = "ecmoe-train-checkpoint";
+inline constexpr int kCheckpointFormatVersion = 1;
+inline constexpr const char* kCheckpointFile = "checkpoint.safetensors";
+
+// Which data a run was trained on: its tokenizer decides what the ids mean.
+struct DataReference {
+  std::string dir;
+  std::string tokenizer;           // path of the tokenizer model
+  std::string tokenizer_checksum;  // "fnv1a64:...", from the data's manifest
+  std::string source_id;           // what the data was prepared from
+  int vocab_size = 0;
+};
+DataReference data_reference(const std::string& dir, const data::TokenDataset& dataset);
+
+struct TrainState {
+  int64_t step = 0;         // updates done
+  int64_t tokens_seen = 0;  // input tokens of those updates
+};
+
+void save_checkpoint(const std::string& path, const TrainConfig& config, const DataReference& data,
+                     const FlatBuffer& params, const AdamW& adam, const TrainState& state);
+
+class Checkpoint {
+ public:
+  // Opens and validates: safetensors structure, format and version, data checksum, config. Every
+  // problem is an ecmoe::Error naming the file.
+  static Checkpoint open(const std::string& path);
+
+  const std::string& path() const { return file_.path(); }
+  const TrainConfig& config() const { return config_; }  // model.vocab_size is resolved
+  const DataReference& data() const { return data_; }
+  const Metadata& metadata() const { return file_.metadata(); }
+  int64_t step() const { return state_.step; }
+  const TrainState& state() const { return state_; }
+
+  // Parameters only (evaluation); the optimizer state is skipped.
+  void load_params(FlatBuffer& params) const;
+  // Everything a resumed run needs.
+  void load_training_state(FlatBuffer& params, AdamW& adam, TrainState& state) const;
+
+ private:
+  explicit Checkpoint(SafetensorsFile file) : file_(std::move(file)) {}
+  SafetensorsFile file_;
+  TrainConfig config_;
+  DataReference data_;
+  TrainState state_;
+};
+
+// A resumed run may change only how long it runs and what it logs (steps, out, log_interval,
+// eval.*, checkpoint_interval) and where the data lives (data.dir); any other difference from the
+// checkpoint's config would make it a different run. Throws, listing every differing key.
+void check_resume_config(const Checkpoint& checkpoint, const TrainConfig& run);
+// Resuming or evaluating needs the same data (same tokenizer and vocabulary), wherever it lives
+// now: other ids would mean other tokens.
+void check_same_data(const Checkpoint& checkpoint, const DataReference& run);
+
+}  // namespace ecmoe

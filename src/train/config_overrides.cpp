@@ -1,0 +1,203 @@
+#include "train/config_overrides.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "core/error.h"
+#include "moe/moe_config.h"
+
+namespace fs = std::filesystem;
+
+namespace ecmoe {
+
+namespace {
+
+std::vector<std::string> split_key(const std::string& key) {
+  std::vector<std::string> parts;
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t dot = key.find('.', begin);
+    parts.push_back(key.substr(begin, dot - begin));
+    if (dot == std::string::npos) break;
+    begin = dot + 1;
+  }
+  return parts;
+}
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string keys_of(const ConfigJson& object) {
+  std::string keys;
+  for (const auto& [k, v] : object.items()) keys += (keys.empty() ? "" : ", ") + k;
+  return keys;
+}
+
+// The closest full key, if it is close enough to be a likely typo.
+std::string closest_key(const ConfigJson& root, const std::string& key) {
+  std::string best;
+  std::size_t best_distance = std::max<std::size_t>(3, key.size() / 3) + 1;
+  for (const auto& [name, value] : flatten_config(root)) {
+    const std::size_t d = edit_distance(name, key);
+    if (d < best_distance) best = name, best_distance = d;
+  }
+  return best;
+}
+
+template <typename T>
+bool parse_whole(const std::string& text, T& value) {
+  const char* end = text.data() + text.size();
+  const auto r = std::from_chars(text.data(), end, value);
+  return r.ec == std::errc() && r.ptr == end;
+}
+
+// The value of `text` with the JSON type of `current`.
+ConfigJson parse_value(const std::string& key, const std::string& text, const ConfigJson& current) {
+  if (current.is_boolean()) {
+    if (text == "true" || text == "1") return true;
+    if (text == "false" || text == "0") return false;
+    fail("--set ", key, ": expected true or false, got '", text, "'");
+  }
+  if (current.is_number_integer()) {
+    int64_t s;
+    if (parse_whole(text, s)) return s;
+    uint64_t u;
+    if (parse_whole(text, u)) return u;
+    fail("--set ", key, ": expected an integer, got '", text, "'");
+  }
+  if (current.is_number()) {
+    char* end = nullptr;
+    const double x = std::strtod(text.c_str(), &end);
+    ECMOE_CHECK(!text.empty() && end == text.c_str() + text.size(), "--set ", key,
+                ": expected a number, got '", text, "'");
+    return x;
+  }
+  if (current.is_string()) return text;
+  fail("--set ", key, ": cannot set a value of this kind");
+}
+
+// The node at a dotted key, or an error naming the key and what could have been meant.
+ConfigJson& find_key(ConfigJson& root, const std::string& key) {
+  ConfigJson* node = &root;
+  std::string where;
+  for (const std::string& part : split_key(key)) {
+    if (!node->is_object() || !node->contains(part)) {
+      const std::string near = closest_key(root, key);
+      if (!node->is_object())
+        fail("unknown config key '", key, "': ", where, " is a value, not a group");
+      fail("unknown config key '", key, "'", near.empty() ? "" : " (did you mean '" + near + "'?)",
+           "; keys in ", where.empty() ? "the top level" : where, ": ", keys_of(*node));
+    }
+    node = &(*node)[part];
+    where += (where.empty() ? "" : ".") + part;
+  }
+  ECMOE_CHECK(!node->is_object(), "config key '", key,
+              "' is a group; set one of its keys: ", keys_of(*node));
+  return *node;
+}
+
+void collect(const ConfigJson& node, const std::string& prefix,
+             std::vector<std::pair<std::string, ConfigJson>>& out) {
+  for (const auto& [k, v] : node.items()) {
+    const std::string key = prefix.empty() ? k : prefix + "." + k;
+    if (v.is_object())
+      collect(v, key, out);
+    else
+      out.emplace_back(key, v);
+  }
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, ConfigJson>> flatten_config(const ConfigJson& json) {
+  std::vector<std::pair<std::string, ConfigJson>> out;
+  collect(json, "", out);
+  return out;
+}
+
+void apply_overrides(ConfigJson& json, const std::vector<std::string>& assignments) {
+  std::set<std::string> given;
+  for (const std::string& a : assignments) {
+    const std::size_t eq = a.find('=');
+    ECMOE_CHECK(eq != std::string::npos && eq > 0, "--set expects KEY=VALUE, got '", a, "'");
+    const std::string key = a.substr(0, eq);
+    ConfigJson& node = find_key(json, key);
+    node = parse_value(key, a.substr(eq + 1), node);
+    given.insert(key);
+  }
+  if (!given.count("model.moe.router")) return;
+  const MoeConfig defaults =
+      default_moe_config(parse_router_kind(json["model"]["moe"]["router"].get<std::string>()));
+  // Through config_to_json, so the defaults are written exactly as a config file would be.
+  TrainConfig reference;
+  reference.model.moe = defaults;
+  ConfigJson ref = config_to_json(reference);
+  for (const char* key : kRouterDependentKeys)
+    if (!given.count(key)) find_key(json, key) = find_key(ref, key);
+}
+
+std::string resolve_config_path(const std::string& name_or_path) {
+  const bool bare = name_or_path.find('/') == std::string::npos &&
+                    !name_or_path.ends_with(".json") && !name_or_path.empty();
+  if (!bare) {
+    ECMOE_CHECK(fs::is_regular_file(name_or_path), "config file ", name_or_path, " does not exist");
+    return name_or_path;
+  }
+  const std::string file = "configs/" + name_or_path + ".json";
+  std::vector<fs::path> tried = {fs::current_path() / file};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    for (fs::path dir = exe.parent_path(); !dir.empty(); dir = dir.parent_path()) {
+      tried.push_back(dir / file);
+      if (dir == dir.root_path()) break;
+    }
+  for (const fs::path& p : tried)
+    if (fs::is_regular_file(p)) return p.string();
+  fail("no config named '", name_or_path, "': ", file,
+       " is neither in the current directory nor above the ecmoe executable (give a path to use "
+       "another file)");
+}
+
+ConfigJson read_config_file(const std::string& path) {
+  std::ifstream in(path);
+  ECMOE_CHECK(in.good(), "cannot read config file ", path);
+  ConfigJson json;
+  try {
+    json = ConfigJson::parse(in, nullptr, true, /*ignore_comments=*/true);
+  } catch (const nlohmann::json::exception& e) {
+    fail("config file ", path, " is not valid JSON (", e.what(), ")");
+  }
+  try {
+    return config_to_json(config_from_json(json));
+  } catch (const Error& e) {
+    fail(path, ": ", e.what());
+  }
+}
+
+TrainConfig load_train_config(const std::string& name_or_path,
+                              const std::vector<std::string>& assignments) {
+  ConfigJson json = read_config_file(resolve_config_path(name_or_path));
+  apply_overrides(json, assignments);
+  TrainConfig config = config_from_json(json);
+  config.validate();
+  return config;
+}
+
+}  // namespace ecmoe

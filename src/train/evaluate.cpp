@@ -1,0 +1,29 @@
+#include "train/evaluate.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace ecmoe {
+
+EvalResult evaluate(Transformer& model, const FlatBuffer& params, const BatchSource& source,
+                    int batches) {
+  ECMOE_CHECK(batches > 0, "evaluation needs at least one batch");
+  ECMOE_CHECK(source.batches() < 0 || batches <= source.batches(), "asked for ", batches,
+              " evaluation batches of ", source.batches());
+  EvalResult r;
+  double loss_sum = 0;  // sum of per-target losses, so batches with more targets weigh more
+  for (int i = 0; i < batches; ++i) {
+    const ForwardResult f = model.forward(params, source.get(i), /*training=*/false, 0);
+    loss_sum += f.lm_loss * double(f.counted);
+    r.counted += f.counted;
+    if (r.layers.empty()) r.layers.resize(f.layer_stats.size());
+    for (std::size_t l = 0; l < f.layer_stats.size(); ++l) r.layers[l].merge(f.layer_stats[l]);
+  }
+  r.batches = batches;
+  r.loss = r.counted ? loss_sum / double(r.counted) : 0.0;
+  r.perplexity = std::exp(r.loss);
+  return r;
+}
+
+}  // namespace ecmoe

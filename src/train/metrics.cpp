@@ -1,0 +1,84 @@
+#include "train/metrics.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+
+namespace ecmoe {
+
+MetricsJson routing_stats_json(const RoutingStats& s) {
+  MetricsJson j;
+  j["tokens"] = s.tokens;
+  j["tokens_per_expert"] = s.tokens_per_expert;
+  j["experts_per_token"] = s.experts_per_token;  // tokens with 0, 1, 2, 3, 4, >4 experts
+  j["mean_experts_per_token"] = s.mean_experts_per_token();
+  j["tokens_without_expert"] = s.tokens_without_expert;
+  j["dropped_fraction"] = s.dropped_fraction();
+  j["capacity"] = s.capacity;
+  j["max_demand_over_capacity"] = s.max_demand_over_capacity;
+  j["router_entropy"] = s.mean_router_entropy();
+  if (s.solver_iterations > 0) {  // capped expert choice
+    j["max_experts_per_token"] = s.max_experts_per_token;
+    j["solver_residual"] = s.solver_residual;
+    j["solver_iterations"] = s.solver_iterations;
+    j["rounding_changes"] = s.rounding_changes;
+  }
+  return j;
+}
+
+MetricsJson moe_layers_json(const ModelConfig& model, const std::vector<RoutingStats>& layers) {
+  MetricsJson out = MetricsJson::array();
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    if (!model.is_moe_layer(int(l))) continue;
+    MetricsJson j;
+    j["layer"] = l;
+    j.update(routing_stats_json(layers[l]));
+    out.push_back(j);
+  }
+  return out;
+}
+
+MetricsJson eval_json(const ModelConfig& model, const EvalResult& r) {
+  MetricsJson j;
+  j["loss"] = r.loss;
+  j["perplexity"] = r.perplexity;
+  j["targets"] = r.counted;
+  j["batches"] = r.batches;
+  j["moe_layers"] = moe_layers_json(model, r.layers);
+  return j;
+}
+
+MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) : path_(path) {
+  if (keep_through_step >= 0) {
+    std::ifstream in(path);
+    std::ostringstream kept;
+    std::string line;
+    while (std::getline(in, line)) {
+      MetricsJson j = MetricsJson::parse(line, nullptr, /*allow_exceptions=*/false);
+      // A torn last line (the run was killed mid-write) is not valid JSON: drop it too.
+      if (j.is_discarded() || !j.contains("step") || j["step"].get<int64_t>() > keep_through_step)
+        continue;
+      kept << line << '\n';
+    }
+    write_file_atomically(path, kept.str());
+  }
+  file_ = std::fopen(path.c_str(), keep_through_step >= 0 ? "a" : "w");
+  ECMOE_CHECK(file_ != nullptr, "cannot open ", path, ": ", std::strerror(errno));
+}
+
+MetricsLog::~MetricsLog() {
+  if (file_) std::fclose(file_);
+}
+
+void MetricsLog::write(const MetricsJson& line) {
+  const std::string text = line.dump() + "\n";
+  ECMOE_CHECK(
+      std::fwrite(text.data(), 1, text.size(), file_) == text.size() && std::fflush(file_) == 0,
+      "cannot write ", path_, ": ", std::strerror(errno));
+}
+
+}  // namespace ecmoe

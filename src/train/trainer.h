@@ -1,0 +1,37 @@
+// The training loop: for each step, a batch (pure function of the seeds and the step), forward,
+// backward, global-norm clipping, AdamW at the scheduled learning rate; metrics to
+// <out>/metrics.jsonl, progress on stderr, validation and checkpoints at their intervals, and a
+// final checkpoint and validation. Non-finite values stop the run at once, naming the step and
+// the first tensor that went bad, and are never written to a checkpoint.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include "train/evaluate.h"
+#include "train/train_config.h"
+
+namespace ecmoe {
+
+struct TrainOptions {
+  // Continue from <out>/checkpoint.safetensors (its config must match; checkpoint.h). Without it,
+  // an output folder that already holds a checkpoint is refused rather than overwritten.
+  bool resume = false;
+  bool terminal = false;  // progress as a bar redrawn in place, else plain lines
+  std::FILE* progress = stderr;
+};
+
+struct TrainResult {
+  TrainConfig config;      // as run: model.vocab_size resolved from the data
+  int64_t first_step = 0;  // steps already done when this invocation started
+  int64_t last_step = 0;   // steps done at the end
+  double seconds = 0;      // wall time of the steps (evaluations and checkpoints excluded)
+  double tokens_per_second = 0;
+  std::string checkpoint;                // path of the final checkpoint
+  std::optional<EvalResult> final_eval;  // absent when eval.batches is 0
+};
+
+TrainResult train(TrainConfig config, const TrainOptions& options);
+
+}  // namespace ecmoe

@@ -1,0 +1,236 @@
+// Config files and --set overrides: the JSON form round-trips, every key can be set by its type,
+// the router rule applies defaults, and bad input is a one-line error naming the key.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "train/config_overrides.h"
+#include "train/train_config.h"
+#include "train_test_util.h"
+
+using namespace ecmoe;
+using ecmoe::train_test::TempDir;
+
+namespace {
+
+ConfigJson defaults() { return config_to_json(TrainConfig{}); }
+
+TrainConfig with(const std::vector<std::string>& sets) {
+  ConfigJson j = defaults();
+  apply_overrides(j, sets);
+  return config_from_json(j);
+}
+
+// Runs `body`, expects an ecmoe::Error whose message contains every fragment.
+template <typename Body>
+void expect_error(Body body, const std::vector<std::string>& fragments) {
+  try {
+    body();
+    ADD_FAILURE() << "no error; expected one mentioning " << fragments[0];
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    for (const auto& f : fragments) EXPECT_NE(message.find(f), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message;
+  }
+}
+
+}  // namespace
+
+TEST(TrainConfig, JsonRoundTripsEveryField) {
+  TrainConfig c;
+  c.model.kind = ModelKind::kDecoder;
+  c.model.d_model = 48;
+  c.model.moe.router = RouterKind::kExpertChoiceCapped;
+  c.model.moe.capped.lambda = 0.25f;
+  c.data.mask_prob = 0.2f;
+  c.optimizer.beta2 = 0.95;
+  c.schedule.decay = LrDecay::Cosine;
+  c.schedule.total_steps = 77;
+  c.seeds.data = 123456789012345ULL;
+  c.eval.batch_size = 3;
+  c.out = "somewhere";
+  const ConfigJson j = config_to_json(c);
+  EXPECT_EQ(config_to_json(config_from_json(j)), j);
+  EXPECT_EQ(j["model"]["kind"], "decoder");
+  EXPECT_EQ(j["model"]["moe"]["router"], "expert_choice_capped");
+  EXPECT_EQ(j["schedule"]["decay"], "cosine");
+  // Floats are written as their shortest decimal, so files stay readable.
+  EXPECT_EQ(j["data"]["mask_prob"].dump(), "0.2");
+  const TrainConfig back = config_from_json(j);
+  EXPECT_EQ(back.model.d_model, 48);
+  EXPECT_EQ(back.model.moe.capped.lambda, 0.25f);
+  EXPECT_EQ(back.seeds.data, 123456789012345ULL);
+  EXPECT_EQ(back.schedule.decay, LrDecay::Cosine);
+}
+
+TEST(TrainConfig, PartialJsonKeepsDefaults) {
+  const TrainConfig c = config_from_json(ConfigJson::parse(R"({"model": {"d_model": 64}})"));
+  EXPECT_EQ(c.model.d_model, 64);
+  EXPECT_EQ(c.model.n_layers, TrainConfig{}.model.n_layers);
+  EXPECT_EQ(c.steps, TrainConfig{}.steps);
+}
+
+TEST(TrainConfig, StrictJsonReading) {
+  expect_error([] { config_from_json(ConfigJson::parse(R"({"model": {"d_modle": 64}})")); },
+               {"unknown key 'model.d_modle'", "d_model"});
+  expect_error([] { config_from_json(ConfigJson::parse(R"({"stepz": 1})")); },
+               {"unknown key 'stepz'", "steps"});
+  expect_error([] { config_from_json(ConfigJson::parse(R"({"steps": 1.5})")); },
+               {"steps", "integer"});
+  expect_error([] { config_from_json(ConfigJson::parse(R"({"steps": "ten"})")); },
+               {"steps", "integer"});
+  expect_error([] { config_from_json(ConfigJson::parse(R"({"model": 3})")); }, {"model", "object"});
+  expect_error(
+      [] { config_from_json(ConfigJson::parse(R"({"model": {"moe": {"router": "top3"}}})")); },
+      {"model.moe.router", "unknown router 'top3'"});
+  expect_error([] { config_from_json(ConfigJson::parse(R"({"model": {"n_layers": -2e10}})")); },
+               {"model.n_layers"});
+}
+
+TEST(TrainConfig, SetParsesByTheFieldsType) {
+  const TrainConfig c =
+      with({"model.d_model=64", "schedule.peak_lr=2e-3", "out=runs/x",
+            "model.moe.renormalize_gates=false", "seeds.init=18446744073709551615",
+            "model.kind=decoder", "schedule.decay=constant", "clip_norm=0"});
+  EXPECT_EQ(c.model.d_model, 64);
+  EXPECT_FLOAT_EQ(c.schedule.peak_lr, 2e-3f);
+  EXPECT_EQ(c.out, "runs/x");
+  EXPECT_FALSE(c.model.moe.renormalize_gates);
+  EXPECT_EQ(c.seeds.init, 18446744073709551615ULL);
+  EXPECT_EQ(c.model.kind, ModelKind::kDecoder);
+  EXPECT_EQ(c.schedule.decay, LrDecay::Constant);
+  EXPECT_EQ(c.clip_norm, 0.f);
+  // The last --set of a key wins.
+  EXPECT_EQ(with({"steps=5", "steps=7"}).steps, 7);
+  // A string value may contain '='.
+  EXPECT_EQ(with({"data.dir=a=b"}).data.dir, "a=b");
+}
+
+TEST(TrainConfig, SetErrorsNameTheKey) {
+  expect_error([] { with({"model.moe.routr=top2"}); },
+               {"unknown config key 'model.moe.routr'", "did you mean 'model.moe.router'",
+                "keys in model.moe:", "capacity_factor_train"});
+  expect_error([] { with({"modle.d_model=3"}); },
+               {"unknown config key 'modle.d_model'", "did you mean 'model.d_model'",
+                "keys in the top level:"});
+  expect_error([] { with({"model.moe=3"}); }, {"'model.moe' is a group", "router"});
+  expect_error([] { with({"steps.x=3"}); }, {"steps is a value"});
+  expect_error([] { with({"steps"}); }, {"KEY=VALUE"});
+  expect_error([] { with({"=3"}); }, {"KEY=VALUE"});
+  expect_error([] { with({"steps=ten"}); }, {"--set steps", "integer", "'ten'"});
+  expect_error([] { with({"steps=1.5"}); }, {"--set steps", "integer"});
+  expect_error([] { with({"schedule.peak_lr=fast"}); }, {"schedule.peak_lr", "number"});
+  expect_error([] { with({"model.moe.jitter=0.1x"}); }, {"model.moe.jitter", "number"});
+  expect_error([] { with({"model.moe.batch_prioritized=maybe"}); },
+               {"model.moe.batch_prioritized", "true or false"});
+  expect_error([] { with({"model.moe.router=top3"}); }, {"unknown router 'top3'"});
+  expect_error([] { with({"model.kind=ring"}); }, {"model.kind", "encoder or decoder"});
+}
+
+TEST(TrainConfig, ValidationCatchesConfigsThatCannotWork) {
+  expect_error([] { with({"model.n_heads=3"}).validate(); },
+               {"n_heads (3) must divide d_model (256)"});
+  expect_error([] { with({"model.moe.capacity_factor_train=0"}).validate(); },
+               {"capacity factor (train) must be > 0"});
+  expect_error([] { with({"model.moe.capacity_factor_eval=0"}).validate(); },
+               {"capacity factor (eval) must be > 0"});
+  expect_error([] { with({"steps=0"}).validate(); }, {"steps must be positive"});
+  expect_error([] { with({"batch_size=0"}).validate(); }, {"batch_size"});
+  expect_error([] { with({"data.mask_prob=0"}).validate(); }, {"data.mask_prob"});
+  expect_error([] { with({"data.mask_token_prob=0.95"}).validate(); }, {"mask_token_prob"});
+  expect_error([] { with({"optimizer.beta2=1"}).validate(); }, {"beta2"});
+  expect_error([] { with({"schedule.peak_lr=0"}).validate(); }, {"learning rate"});
+  expect_error([] { with({"model.vocab_size=-1"}).validate(); }, {"vocab_size"});
+  expect_error([] { with({"data.dir="}).validate(); }, {"data.dir"});
+  with({}).validate();
+  with({"model.vocab_size=0"}).validate();  // from the data: fine here
+}
+
+TEST(TrainConfig, SettingTheRouterAppliesItsDefaults) {
+  // From expert choice (c = 2, no aux loss) to top-2: GShard's 1.25 / 2.0 and weight 0.01.
+  TrainConfig c = with({"model.moe.router=top2"});
+  EXPECT_EQ(c.model.moe.router, RouterKind::kTop2);
+  EXPECT_FLOAT_EQ(c.model.moe.capacity_factor_train, 1.25f);
+  EXPECT_FLOAT_EQ(c.model.moe.capacity_factor_eval, 2.0f);
+  EXPECT_FLOAT_EQ(c.model.moe.load_balance_weight, 0.01f);
+  // A field set explicitly wins, before or after the router.
+  c = with({"model.moe.capacity_factor_train=1.5", "model.moe.router=top1"});
+  EXPECT_FLOAT_EQ(c.model.moe.capacity_factor_train, 1.5f);
+  EXPECT_FLOAT_EQ(c.model.moe.capacity_factor_eval, 2.0f);
+  EXPECT_FLOAT_EQ(c.model.moe.load_balance_weight, 0.01f);
+  c = with({"model.moe.router=top1", "model.moe.load_balance_weight=0"});
+  EXPECT_FLOAT_EQ(c.model.moe.load_balance_weight, 0.f);
+  // Back to expert choice from a token-choice base: its defaults again.
+  ConfigJson j = config_to_json(with({"model.moe.router=top2"}));
+  apply_overrides(j, {"model.moe.router=expert_choice"});
+  c = config_from_json(j);
+  EXPECT_FLOAT_EQ(c.model.moe.capacity_factor_train, 2.f);
+  EXPECT_FLOAT_EQ(c.model.moe.load_balance_weight, 0.f);
+  // Without a router --set, capacity from the file stays as it is.
+  j = config_to_json(with({"model.moe.router=top2", "model.moe.capacity_factor_train=3"}));
+  apply_overrides(j, {"steps=5"});
+  EXPECT_FLOAT_EQ(config_from_json(j).model.moe.capacity_factor_train, 3.f);
+}
+
+TEST(TrainConfig, FilesByNameOrPath) {
+  TempDir dir("train-config");
+  const std::string path = dir / "mine.json";
+  train_test::write_text(path, R"({
+    // comments are allowed
+    "model": {"d_model": 64, "n_heads": 8}, "steps": 12})");
+  TrainConfig c = load_train_config(path, {"steps=13"});
+  EXPECT_EQ(c.model.d_model, 64);
+  EXPECT_EQ(c.steps, 13);
+
+  // A bare name is configs/NAME.json under the current directory.
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::create_directories(dir / "configs");
+  train_test::write_text(dir / "configs/named.json", R"({"batch_size": 3})");
+  std::filesystem::current_path(dir.str());
+  c = load_train_config("named", {});
+  std::filesystem::current_path(cwd);
+  EXPECT_EQ(c.batch_size, 3);
+
+  train_test::write_text(dir / "bad.json", R"({"model": {"n_expertz": 4}})");
+  expect_error([&] { read_config_file(dir / "bad.json"); },
+               {"bad.json", "unknown key 'model.n_expertz'"});
+  train_test::write_text(dir / "broken.json", R"({"model": )");
+  expect_error([&] { read_config_file(dir / "broken.json"); }, {"broken.json", "not valid JSON"});
+  expect_error([&] { resolve_config_path("no-such-config-name"); },
+               {"no config named 'no-such-config-name'"});
+  expect_error([&] { resolve_config_path(dir / "missing.json"); }, {"does not exist"});
+}
+
+// The shipped configs parse and validate, and say what the docs say they do.
+TEST(TrainConfig, ShippedConfigs) {
+  const std::string configs = std::string(ECMOE_FIXTURE_DIR) + "/../../configs/";
+  const TrainConfig small = load_train_config(configs + "small.json", {});
+  EXPECT_EQ(small.model.kind, ModelKind::kEncoder);
+  EXPECT_EQ(small.model.d_model, 256);
+  EXPECT_EQ(small.model.n_layers, 4);
+  EXPECT_EQ(small.model.n_heads, 4);
+  EXPECT_EQ(small.model.d_ff, 1024);
+  EXPECT_EQ(small.model.seq_len, 128);
+  EXPECT_EQ(small.model.moe.n_experts, 8);
+  EXPECT_EQ(small.model.moe.router, RouterKind::kExpertChoice);
+  EXPECT_FLOAT_EQ(small.model.moe.capacity_factor_train, 2.f);
+  EXPECT_EQ(small.batch_size, 32);
+  EXPECT_EQ(small.model.vocab_size, 0);
+  const TrainConfig tiny = load_train_config(configs + "tiny.json", {});
+  EXPECT_EQ(tiny.model.d_model, 32);
+  EXPECT_EQ(tiny.model.n_layers, 2);
+  EXPECT_EQ(tiny.model.moe.n_experts, 4);
+}
+
+TEST(TrainConfig, FlattenListsEveryLeaf) {
+  const auto flat = flatten_config(defaults());
+  ASSERT_FALSE(flat.empty());
+  EXPECT_EQ(flat.front().first, "model.kind");
+  bool found = false;
+  for (const auto& [key, value] : flat) {
+    EXPECT_FALSE(value.is_object()) << key;
+    found = found || key == "model.moe.capped.lambda";
+  }
+  EXPECT_TRUE(found);
+}

@@ -1,0 +1,107 @@
+// Helpers shared by the training tests (and tests/cli): a prepared data folder written directly
+// (token shards + manifest, no tokenizer training), a tiny config, metrics reading; the scratch
+// folder and file helpers are the data tests'.
+#pragma once
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../data/test_util.h"
+#include "core/rng.h"
+#include "data/checksum.h"
+#include "data/manifest.h"
+#include "data/shard_writer.h"
+#include "data/tokenizer.h"
+#include "train/train_config.h"
+
+namespace ecmoe::train_test {
+
+using data::test::read_text;
+using data::test::TempDir;
+using data::test::write_text;
+
+// A stream with structure a model can learn: "sentences" of 4-12 tokens, each token mostly the
+// previous one plus a small step (mod the ordinary range), each followed by EOS.
+inline std::vector<int32_t> pattern_tokens(int64_t count, int vocab, uint64_t seed) {
+  const Rng rng(seed, 0);
+  std::vector<int32_t> tokens;
+  uint64_t k = 0;
+  const int ordinary = vocab - data::kFirstOrdinaryId;
+  while (int64_t(tokens.size()) < count) {
+    const int length = 4 + int(rng.below(k++, 9));
+    int id = int(rng.below(k++, uint64_t(ordinary)));
+    for (int i = 0; i < length && int64_t(tokens.size()) < count; ++i) {
+      tokens.push_back(data::kFirstOrdinaryId + id);
+      id = (id + 1 + int(rng.below(k++, 3))) % ordinary;
+    }
+    if (int64_t(tokens.size()) < count) tokens.push_back(data::kEosId);
+  }
+  return tokens;
+}
+
+// Writes <dir>/{train.bin, val.bin, tokenizer.model, manifest.json} as `ecmoe prepare` would,
+// with a placeholder tokenizer file (training reads only its checksum).
+inline void write_data_folder(const std::string& dir, int vocab, int64_t train_tokens,
+                              int64_t val_tokens, uint64_t seed = 7) {
+  std::filesystem::create_directories(dir);
+  data::Manifest m;
+  m.corpus = "test-pattern";
+  m.source_id = "pattern-" + std::to_string(seed);
+  m.settings.vocab_size = vocab;
+  m.vocab_size = vocab;
+  m.dtype = data::dtype_for_vocab(vocab);
+  const std::string tokenizer =
+      "placeholder tokenizer " + std::to_string(vocab) + " " + std::to_string(seed);
+  std::ofstream(dir + "/tokenizer.model", std::ios::binary) << tokenizer;
+  m.tokenizer = {"tokenizer.model", int64_t(tokenizer.size()), data::fnv1a64(tokenizer)};
+  for (const auto& [split, count, s] :
+       {std::tuple{"train", train_tokens, seed}, std::tuple{"val", val_tokens, seed + 1}}) {
+    data::TokenStream stream;
+    stream.tokens = pattern_tokens(count, vocab, s);
+    stream.documents = 1;
+    m.splits[split] = data::write_shard(dir, std::string(split) + ".bin", stream, m.dtype);
+  }
+  data::write_manifest(dir, m);
+}
+
+// configs/tiny.json's model, small enough that a step takes milliseconds.
+inline TrainConfig tiny_config(const std::string& data_dir, const std::string& out) {
+  TrainConfig c;
+  c.model.kind = ModelKind::kEncoder;
+  c.model.vocab_size = 0;
+  c.model.seq_len = 16;
+  c.model.d_model = 16;
+  c.model.n_layers = 2;
+  c.model.n_heads = 2;
+  c.model.d_ff = 32;
+  c.model.moe.n_experts = 4;
+  c.data.dir = data_dir;
+  c.schedule.peak_lr = 3e-3f;
+  c.schedule.warmup_steps = 2;
+  c.steps = 6;
+  c.batch_size = 4;
+  c.eval.interval = 2;
+  c.eval.batches = 2;
+  c.checkpoint_interval = 2;
+  c.log_interval = 1;
+  c.out = out;
+  return c;
+}
+
+// The "train" lines of a metrics file.
+inline std::vector<nlohmann::json> train_lines(const std::string& metrics_path) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(metrics_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == "train") lines.push_back(j);
+  }
+  return lines;
+}
+
+}  // namespace ecmoe::train_test
