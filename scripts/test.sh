@@ -10,6 +10,6 @@ scripts/build.sh
 (cd build && ctest --output-on-failure -j"$(nproc)")
 if [[ "${1:-}" != "--no-asan" ]]; then
   BUILD_DIR=build-asan scripts/build.sh -DECMOE_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
-  # The sanitizer run skips the long statistical and end-to-end suites (label "slow").
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -j"$(nproc)" -LE slow)
+  # Leak checking is off: LeakSanitizer cannot run under ptrace-restricted sandboxes.
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -j"$(nproc)")
 fi
