@@ -11,6 +11,7 @@ struct ExpertActivations {
   FloatVec x_in;    // [S, d] gathered inputs
   FloatVec pre;     // [S, f] x_in · W1
   FloatVec hidden;  // [S, f] gelu(pre)
+  FloatVec cdf;     // [S, f] Phi(pre), reused by GELU's backward
   FloatVec out;     // [S, d] hidden · W2, before the gate
 };
 

@@ -1,6 +1,6 @@
 #include "moe/gelu.h"
 
-#include <vector>
+#include <algorithm>
 
 #include "core/vecmath.h"
 
@@ -12,31 +12,46 @@ constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 constexpr int64_t kChunk = 4096;  // fixed chunking: results never depend on the thread count
 }  // namespace
 
-void gelu_forward(float* out, const float* a, int64_t n) {
-#pragma omp parallel for schedule(static)
+namespace {
+void gelu_forward_serial(float* out, float* cdf, const float* a, int64_t n) {
   for (int64_t c = 0; c < n; c += kChunk) {
     const int64_t len = std::min(kChunk, n - c);
-    float buf[kChunk];
-    for (int64_t j = 0; j < len; ++j) buf[j] = a[c + j] * kInvSqrt2;
-    vec_erf(buf, buf, len);
-    for (int64_t j = 0; j < len; ++j) out[c + j] = 0.5f * a[c + j] * (1.f + buf[j]);
+    float* phi = cdf + c;
+    for (int64_t j = 0; j < len; ++j) phi[j] = a[c + j] * kInvSqrt2;
+    vec_erf(phi, phi, len);
+    for (int64_t j = 0; j < len; ++j) {
+      phi[j] = 0.5f * (1.f + phi[j]);
+      out[c + j] = a[c + j] * phi[j];
+    }
   }
 }
 
-void gelu_backward(float* da, const float* dout, const float* a, int64_t n) {
-#pragma omp parallel for schedule(static)
+void gelu_backward_serial(float* da, const float* dout, const float* a, const float* cdf,
+                          int64_t n) {
   for (int64_t c = 0; c < n; c += kChunk) {
     const int64_t len = std::min(kChunk, n - c);
-    float cdf[kChunk], pdf[kChunk];
-    for (int64_t j = 0; j < len; ++j) {
-      cdf[j] = a[c + j] * kInvSqrt2;
-      pdf[j] = -0.5f * a[c + j] * a[c + j];
-    }
-    vec_erf(cdf, cdf, len);
+    float pdf[kChunk];
+    for (int64_t j = 0; j < len; ++j) pdf[j] = -0.5f * a[c + j] * a[c + j];
     vec_exp(pdf, pdf, len);
     for (int64_t j = 0; j < len; ++j)
-      da[c + j] = dout[c + j] * (0.5f * (1.f + cdf[j]) + a[c + j] * kInvSqrt2Pi * pdf[j]);
+      da[c + j] = dout[c + j] * (cdf[c + j] + a[c + j] * kInvSqrt2Pi * pdf[j]);
   }
+}
+
+}  // namespace
+
+// Element results never depend on where a chunk starts (vec_erf/vec_exp pad their tails), so the
+// parallel split is free to differ from any other split.
+void gelu_forward(float* out, float* cdf, const float* a, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < n; c += kChunk)
+    gelu_forward_serial(out + c, cdf + c, a + c, std::min(kChunk, n - c));
+}
+
+void gelu_backward(float* da, const float* dout, const float* a, const float* cdf, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < n; c += kChunk)
+    gelu_backward_serial(da + c, dout + c, a + c, cdf + c, std::min(kChunk, n - c));
 }
 
 }  // namespace ecmoe

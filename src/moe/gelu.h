@@ -1,12 +1,14 @@
-// Exact (erf) GELU: gelu(a) = a · Phi(a), Phi the standard normal CDF.
+// Exact (erf) GELU: gelu(a) = a · Phi(a), Phi the standard normal CDF. Forward keeps Phi(a), so
+// backward needs only one exponential per element (for the density) instead of erf again.
 #pragma once
 #include <cstdint>
 
 namespace ecmoe {
 
-// a [n] -> out [n]
-void gelu_forward(float* out, const float* a, int64_t n);
-// dout, a [n] -> da [n] = dout · (Phi(a) + a · phi(a)), written (not accumulated)
-void gelu_backward(float* da, const float* dout, const float* a, int64_t n);
+// a [n] -> out [n] = gelu(a), cdf [n] = Phi(a)
+void gelu_forward(float* out, float* cdf, const float* a, int64_t n);
+// dout, a, cdf [n] -> da [n] = dout · (Phi(a) + a · phi(a)), written (not accumulated); da may
+// alias dout
+void gelu_backward(float* da, const float* dout, const float* a, const float* cdf, int64_t n);
 
 }  // namespace ecmoe
