@@ -5,24 +5,11 @@
 
 #include "core/error.h"
 #include "data/clean.h"
+#include "data/lines.h"
 
 namespace ecmoe::data {
 
 namespace {
-
-// Calls f(line) for each '\n'-separated line, without the '\n' (and without a trailing '\r').
-template <typename F>
-void for_each_line(std::string_view text, F&& f) {
-  std::size_t start = 0;
-  while (start < text.size()) {
-    std::size_t end = text.find('\n', start);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(start, end - start);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    f(line);
-    start = end + 1;
-  }
-}
 
 std::string numbered(std::string_view prefix, int index) {
   char digits[16];

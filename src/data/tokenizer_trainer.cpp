@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "data/checksum.h"
 #include "data/clean.h"
+#include "data/lines.h"
 #include "data/tokenizer.h"
 
 // Exported by libsentencepiece but declared in no installed header. Training logs a page of INFO
@@ -48,17 +49,6 @@ class QuietLogs {
  private:
   int saved_;
 };
-
-template <typename F>
-void for_each_line(std::string_view text, F&& f) {
-  std::size_t start = 0;
-  while (start < text.size()) {
-    std::size_t end = text.find('\n', start);
-    if (end == std::string_view::npos) end = text.size();
-    f(text.substr(start, end - start));
-    start = end + 1;
-  }
-}
 
 }  // namespace
 
