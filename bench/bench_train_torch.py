@@ -221,18 +221,10 @@ def init_params(mc, seed=1, dtype=torch.float32):
 # The MoE layer, index formulation
 
 
-def round_half_away(v):
-    return int(math.floor(v + 0.5)) if v >= 0 else -int(math.floor(-v + 0.5))
-
-
-def f32(v):
-    """The value a C++ float config field holds."""
-    return struct.unpack("<f", struct.pack("<f", v))[0]
-
-
-def groups_of(n, group_size):
-    size = n if group_size <= 0 else group_size
-    return [(b, min(size, n - b)) for b in range(0, n, size)]
+# Capacity rounding, float32 config values and routing groups exactly as the reference layer
+# (tools/make_moe_fixtures.py) defines them.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from make_moe_fixtures import f32, groups_of, round_half_away  # noqa: E402
 
 
 def route_expert_choice(mc, probs):

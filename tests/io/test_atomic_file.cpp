@@ -14,18 +14,14 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io_test_util.h"
 
 using namespace ecmoe;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using ecmoe::testing::slurp;
 
 std::vector<std::string> listing(const fs::path& dir) {
   std::vector<std::string> names;
@@ -37,9 +33,8 @@ std::vector<std::string> listing(const fs::path& dir) {
 class AtomicFile : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "ecmoe_atomic_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    dir_ = ecmoe::testing::make_temp_dir("ecmoe_atomic");
+    ASSERT_FALSE(dir_.empty());
     target_ = dir_ / "ckpt.bin";
   }
   void TearDown() override {

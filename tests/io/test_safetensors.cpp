@@ -13,18 +13,14 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "io/safetensors.h"
+#include "io_test_util.h"
 
 using namespace ecmoe;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using ecmoe::testing::slurp;
 
 void spill(const fs::path& p, const std::string& bytes) {
   std::ofstream(p, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
@@ -44,9 +40,8 @@ std::string raw_file(const std::string& header, size_t data_bytes) {
 class Safetensors : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "ecmoe_st_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    dir_ = ecmoe::testing::make_temp_dir("ecmoe_st");
+    ASSERT_FALSE(dir_.empty());
     path_ = (dir_ / "x.safetensors").string();
   }
   void TearDown() override { fs::remove_all(dir_); }
