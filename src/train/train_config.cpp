@@ -195,9 +195,13 @@ class Reader {
         value = T(u);
       } else {
         const int64_t s = j.get<int64_t>();
-        ECMOE_CHECK(std::is_signed_v<T> && s >= int64_t(std::numeric_limits<T>::min()) &&
-                        s <= int64_t(std::numeric_limits<T>::max()),
-                    "config: ", name, " is out of range: ", j.dump());
+        // Unsigned fields take non-negative signed values too (`--set seeds.init=1` parses as
+        // a signed integer).
+        const bool in_range = std::is_signed_v<T>
+                                  ? s >= int64_t(std::numeric_limits<T>::min()) &&
+                                        s <= int64_t(std::numeric_limits<T>::max())
+                                  : s >= 0 && uint64_t(s) <= uint64_t(std::numeric_limits<T>::max());
+        ECMOE_CHECK(in_range, "config: ", name, " is out of range: ", j.dump());
         value = T(s);
       }
     }

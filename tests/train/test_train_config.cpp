@@ -101,6 +101,9 @@ TEST(TrainConfig, SetParsesByTheFieldsType) {
   EXPECT_EQ(c.model.kind, ModelKind::kDecoder);
   EXPECT_EQ(c.schedule.decay, LrDecay::Constant);
   EXPECT_EQ(c.clip_norm, 0.f);
+  // A small value of an unsigned field parses as a signed integer and must still be accepted.
+  EXPECT_EQ(with({"seeds.data=7"}).seeds.data, 7u);
+  expect_error([] { with({"seeds.data=-1"}); }, {"seeds.data", "out of range"});
   // The last --set of a key wins.
   EXPECT_EQ(with({"steps=5", "steps=7"}).steps, 7);
   // A string value may contain '='.

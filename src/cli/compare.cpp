@@ -1,0 +1,129 @@
+// `ecmoe compare`: runs a suite of training runs that differ only in routing (compare/suite.h)
+// and writes the comparison report (compare/report.h). docs/compare.md.
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+
+#include "cli/commands.h"
+#include "compare/report.h"
+#include "compare/runner.h"
+#include "compare/suite.h"
+#include "core/error.h"
+#include "core/threads.h"
+#include "core/timer.h"
+
+namespace ecmoe::cli {
+
+namespace {
+
+struct CompareArgs {
+  std::string suite = "paper-small";
+  bool quick = false;
+  std::string out;
+  std::string report;
+  std::vector<std::string> sets;
+  bool report_only = false;
+  bool list = false;
+};
+
+// Output of a shell command's first line, or "" when it fails.
+std::string first_line_of(const std::string& command) {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  if (!pipe) return "";
+  char buffer[256] = {};
+  if (!std::fgets(buffer, sizeof(buffer), pipe.get())) return "";
+  std::string line(buffer);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  return line;
+}
+
+// The source revision, when run inside the git checkout it was built from.
+std::string source_commit() {
+  const std::string commit = first_line_of("git rev-parse --short=12 HEAD 2>/dev/null");
+  if (commit.empty()) return "unknown (not run in a git checkout)";
+  const bool dirty =
+      !first_line_of("git status --porcelain --untracked-files=no 2>/dev/null").empty();
+  return commit + (dirty ? " (with uncommitted changes)" : "");
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  char text[64];
+  std::strftime(text, sizeof(text), "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
+  return text;
+}
+
+std::string command_line(const CompareArgs& a, const std::string& out, const std::string& report) {
+  std::string c = "ecmoe compare --suite " + a.suite + (a.quick ? " --quick" : "");
+  c += " --out " + out + " --report " + report;
+  for (const std::string& s : a.sets) c += " --set " + s;
+  return c;
+}
+
+void list_suite(const compare::Suite& suite) {
+  std::printf("%s\n  base config: %s, then:", suite.description.c_str(),
+              suite.base_config.c_str());
+  for (const std::string& s : suite.base_sets) std::printf(" %s", s.c_str());
+  std::printf("\n");
+  for (const compare::SuiteRun& r : suite.runs) {
+    std::printf("  %-14s %-16s %-8s seed %llu:", r.name.c_str(), r.variant.c_str(),
+                r.family.c_str(), (unsigned long long)r.seed);
+    for (const std::string& s : r.sets) std::printf(" %s", s.c_str());
+    std::printf("%s\n", r.measure_leakage ? " (+ leakage)" : "");
+  }
+}
+
+}  // namespace
+
+void register_compare(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "compare", "Run a suite of training runs that differ only in routing, and report on them");
+  auto args = std::make_shared<CompareArgs>();
+  cmd->add_option("--suite", args->suite, "Suite to run (paper-small)");
+  cmd->add_flag("--quick", args->quick,
+                "The suite's runs on the tiny model for a few steps (~2 minutes): checks the "
+                "plumbing, says nothing about the routers");
+  cmd->add_option("--out", args->out,
+                  "Folder of the runs (default runs/compare/SUITE, or SUITE-quick). Finished runs "
+                  "found there are kept, so a stopped suite continues where it was");
+  cmd->add_option("--report", args->report,
+                  "Markdown report to write; figures and raw metrics go to the folder of the same "
+                  "name beside it (default OUT/report.md)");
+  cmd->add_option("--set", args->sets,
+                  "Override a config key in every run, e.g. --set data.dir=DIR (repeatable)")
+      ->type_name("KEY=VALUE");
+  cmd->add_flag("--report-only", args->report_only,
+                "Write the report from the finished runs in --out without training");
+  cmd->add_flag("--list", args->list, "Print the suite's runs and exit");
+  cmd->callback([args] {
+    const compare::Suite suite = compare::make_suite(args->suite, args->quick);
+    if (args->list) {
+      list_suite(suite);
+      return;
+    }
+    const std::string out = !args->out.empty() ? args->out
+                                               : "runs/compare/" + suite.name +
+                                                     (args->quick ? "-quick" : "");
+    const std::string report =
+        !args->report.empty() ? args->report : (std::filesystem::path(out) / "report.md").string();
+    const double start = now_seconds();
+    std::vector<std::string> dirs;
+    if (args->report_only) {
+      for (const compare::SuiteRun& r : suite.runs)
+        dirs.push_back((std::filesystem::path(out) / r.name).string());
+    } else {
+      dirs = compare::run_suite(suite, {.out = out, .extra_sets = args->sets});
+    }
+    compare::write_report(report, dirs,
+                          {.suite_description = suite.description,
+                           .command = command_line(*args, out, report),
+                           .commit = source_commit(),
+                           .date = utc_now(),
+                           .threads = thread_count(),
+                           .wall_seconds = args->report_only ? 0.0 : now_seconds() - start});
+    std::printf("report: %s\n", report.c_str());
+  });
+}
+
+}  // namespace ecmoe::cli

@@ -1,0 +1,136 @@
+#include "compare/run_record.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace ecmoe::compare {
+
+namespace {
+
+Json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  ECMOE_CHECK(in.good(), "cannot read ", path);
+  Json j = Json::parse(in, nullptr, /*allow_exceptions=*/false);
+  ECMOE_CHECK(!j.is_discarded(), path, " is not valid JSON");
+  return j;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+void read_metrics(const std::string& path, RunRecord& r) {
+  std::ifstream in(path);
+  ECMOE_CHECK(in.good(), "cannot read ", path);
+  std::map<int64_t, double> seconds_through;  // step -> training seconds up to it
+  std::vector<double> step_seconds;
+  double elapsed = 0, dropped = 0, without = 0, demand = 0;
+  int64_t layer_steps = 0, steps_with_layers = 0;
+  std::vector<Json> evals;
+  std::string line;
+  int line_number = 0;
+  while (std::getline(in, line)) {
+    ++line_number;
+    const Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ECMOE_CHECK(!j.is_discarded() && j.contains("type"), path, ":", line_number,
+                ": not a metrics line");
+    const std::string type = j["type"];
+    if (type == "train") {
+      const double dt = j.at("step_seconds").get<double>();
+      elapsed += dt;
+      step_seconds.push_back(dt);
+      seconds_through[j.at("step").get<int64_t>()] = elapsed;
+      double max_demand = 0;
+      for (const Json& layer : j.at("moe_layers")) {
+        dropped += layer.at("dropped_fraction").get<double>();
+        without += double(layer.at("tokens_without_expert").get<int64_t>()) /
+                   std::max<int64_t>(1, layer.at("tokens").get<int64_t>());
+        max_demand = std::max(max_demand, layer.at("max_demand_over_capacity").get<double>());
+        ++layer_steps;
+      }
+      if (!j.at("moe_layers").empty()) {
+        demand += max_demand;
+        ++steps_with_layers;
+      }
+    } else if (type == "eval") {
+      evals.push_back(j);
+    }
+  }
+  ECMOE_CHECK(!evals.empty(), path, " has no validation lines");
+  r.median_step_seconds = median(step_seconds);
+  if (layer_steps > 0) {
+    r.train_dropped_fraction = dropped / double(layer_steps);
+    r.train_tokens_without_expert = without / double(layer_steps);
+  }
+  if (steps_with_layers > 0) r.train_max_demand_over_capacity = demand / double(steps_with_layers);
+  for (const Json& e : evals) {
+    EvalPoint p;
+    p.step = e.at("step").get<int64_t>();
+    p.loss = e.at("loss").get<double>();
+    p.perplexity = e.at("perplexity").get<double>();
+    const auto it = seconds_through.find(p.step);
+    p.train_seconds = it == seconds_through.end() ? 0.0 : it->second;
+    r.curve.push_back(p);
+  }
+  const Json& last = evals.back();
+  r.experts_per_token = {};
+  double eval_dropped = 0;
+  for (const Json& layer : last.at("moe_layers")) {
+    const auto hist = layer.at("experts_per_token").get<std::array<int64_t, 6>>();
+    for (std::size_t i = 0; i < hist.size(); ++i) r.experts_per_token[i] += hist[i];
+    eval_dropped += layer.at("dropped_fraction").get<double>();
+  }
+  if (!last.at("moe_layers").empty())
+    r.eval_dropped_fraction = eval_dropped / double(last.at("moe_layers").size());
+}
+
+}  // namespace
+
+Json leakage_to_json(const LeakageRecord& l) {
+  Json j;
+  j["max_abs_logprob_change"] = l.max_abs_logprob_change;
+  j["mean_abs_logprob_change"] = l.mean_abs_logprob_change;
+  j["loss_change"] = l.loss_change;
+  j["positions"] = l.positions;
+  return j;
+}
+
+RunRecord load_run_record(const std::string& dir) {
+  const std::string result_path = (fs::path(dir) / kResultFile).string();
+  const Json j = read_json_file(result_path);
+  RunRecord r;
+  try {
+    r.run.name = j.at("name");
+    r.run.variant = j.at("variant");
+    r.run.family = j.at("family");
+    r.run.seed = j.at("seed");
+    r.router = j.at("router");
+    r.steps = j.at("steps");
+    r.tokens_per_step = j.at("tokens_per_step");
+    r.train_seconds = j.at("train_seconds");
+    r.final_loss = j.at("final").at("loss");
+    r.final_perplexity = j.at("final").at("perplexity");
+    if (j.contains("leakage")) {
+      const Json& l = j["leakage"];
+      r.leakage = LeakageRecord{.max_abs_logprob_change = l.at("max_abs_logprob_change"),
+                                .mean_abs_logprob_change = l.at("mean_abs_logprob_change"),
+                                .loss_change = l.at("loss_change"),
+                                .positions = l.at("positions")};
+    }
+  } catch (const Json::exception& e) {
+    fail(result_path, ": ", e.what());
+  }
+  read_metrics((fs::path(dir) / "metrics.jsonl").string(), r);
+  return r;
+}
+
+}  // namespace ecmoe::compare

@@ -1,0 +1,62 @@
+// What one finished run of a suite left behind, read back for the report: its result.json
+// (written by the runner when the run completes) and the curves and routing statistics in its
+// metrics.jsonl (docs/training.md). Reports are made from these files alone, so a report can be
+// regenerated, or made from runs copied from another machine, without training again.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compare/suite.h"
+
+namespace ecmoe::compare {
+
+using Json = nlohmann::ordered_json;
+
+inline constexpr const char* kResultFile = "result.json";
+
+struct EvalPoint {
+  int64_t step = 0;
+  double train_seconds = 0;  // training time up to this step (evaluations excluded)
+  double loss = 0;
+  double perplexity = 0;
+};
+
+// How much a decoder's predictions at positions <= t move when the tokens after t change.
+struct LeakageRecord {
+  double max_abs_logprob_change = 0;
+  double mean_abs_logprob_change = 0;
+  double loss_change = 0;  // mean loss over the compared positions, after minus before
+  int64_t positions = 0;
+};
+
+struct RunRecord {
+  SuiteRun run;
+  std::string router;
+  int64_t steps = 0;
+  int64_t tokens_per_step = 0;
+  double train_seconds = 0;
+  double median_step_seconds = 0;
+  double final_loss = 0;
+  double final_perplexity = 0;
+  std::vector<EvalPoint> curve;  // validation points in step order, the final one included
+  // Final validation, summed over MoE layers: tokens with 0, 1, 2, 3, 4, >4 experts.
+  std::array<int64_t, 6> experts_per_token{};
+  double eval_dropped_fraction = 0;  // final validation, mean over MoE layers
+  // Training, mean over steps and MoE layers (token choice: choices lost to capacity).
+  double train_dropped_fraction = 0;
+  double train_tokens_without_expert = 0;  // fraction of tokens that no expert took
+  double train_max_demand_over_capacity = 0;
+  std::optional<LeakageRecord> leakage;
+};
+
+Json leakage_to_json(const LeakageRecord& leakage);
+
+// Reads <dir>/result.json and <dir>/metrics.jsonl; throws ecmoe::Error naming the file on a
+// missing or malformed one.
+RunRecord load_run_record(const std::string& dir);
+
+}  // namespace ecmoe::compare

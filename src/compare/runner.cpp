@@ -1,0 +1,93 @@
+#include "compare/runner.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "compare/run_record.h"
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "train/checkpoint.h"
+#include "train/config_overrides.h"
+#include "train/progress.h"
+#include "train/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace ecmoe::compare {
+
+namespace {
+
+TrainConfig run_config(const Suite& suite, const SuiteRun& run, const RunnerOptions& options,
+                       const std::string& dir) {
+  ConfigJson json = read_config_file(resolve_config_path(suite.base_config));
+  std::vector<std::string> sets = run_overrides(suite, run);
+  sets.insert(sets.end(), options.extra_sets.begin(), options.extra_sets.end());
+  apply_overrides(json, sets);
+  json["out"] = dir;
+  TrainConfig config = config_from_json(json);
+  config.validate();
+  return config;
+}
+
+// True when <dir> holds a finished run of exactly this config.
+bool already_done(const std::string& dir, const TrainConfig& config) {
+  const fs::path result = fs::path(dir) / kResultFile;
+  if (!fs::exists(result)) return false;
+  std::ifstream in(result);
+  const Json j = Json::parse(in, nullptr, /*allow_exceptions=*/false);
+  ECMOE_CHECK(!j.is_discarded() && j.contains("config"), result.string(),
+              " is not a result file: delete the folder to run it again");
+  TrainConfig done = config_from_json(j["config"]);
+  done.model.vocab_size = config.model.vocab_size;  // 0 (from the data) before a run resolves it
+  ECMOE_CHECK(config_to_json(done) == config_to_json(config), dir,
+              " holds a finished run with a different config: choose another --out, or delete "
+              "the folder to run it again");
+  return true;
+}
+
+Json result_json(const SuiteRun& run, const TrainResult& r) {
+  Json j;
+  j["name"] = run.name;
+  j["variant"] = run.variant;
+  j["family"] = run.family;
+  j["seed"] = run.seed;
+  j["router"] = router_name(r.config.model.moe.router);
+  j["steps"] = r.last_step;
+  j["tokens_per_step"] = int64_t(r.config.batch_size) * r.config.model.seq_len;
+  j["train_seconds"] = r.seconds;
+  j["tokens_per_second"] = r.tokens_per_second;
+  ECMOE_CHECK(r.final_eval.has_value(), run.name, ": a suite run needs eval.batches > 0");
+  j["final"] = {{"loss", r.final_eval->loss}, {"perplexity", r.final_eval->perplexity}};
+  j["checkpoint"] = r.checkpoint;
+  j["config"] = config_to_json(r.config);
+  return j;
+}
+
+}  // namespace
+
+std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& options) {
+  ECMOE_CHECK(!options.out.empty(), "compare needs an output folder");
+  std::vector<std::string> dirs;
+  const int total = int(suite.runs.size());
+  for (int i = 0; i < total; ++i) {
+    const SuiteRun& run = suite.runs[i];
+    const std::string dir = (fs::path(options.out) / run.name).string();
+    dirs.push_back(dir);
+    TrainConfig config = run_config(suite, run, options, dir);
+    if (already_done(dir, config)) {
+      std::fprintf(options.log, "[%d/%d] %s: done before, kept\n", i + 1, total, run.name.c_str());
+      continue;
+    }
+    // A run killed after a checkpoint continues from it; one killed before starts again.
+    const bool resume = fs::exists(fs::path(dir) / kCheckpointFile);
+    std::fprintf(options.log, "[%d/%d] %s (%s, seed %llu)%s\n", i + 1, total, run.name.c_str(),
+                 run.variant.c_str(), (unsigned long long)run.seed, resume ? ": resuming" : "");
+    std::fflush(options.log);
+    const TrainResult r = train(config, {.resume = resume, .terminal = false, .progress = options.log});
+    Json result = result_json(run, r);
+    write_file_atomically((fs::path(dir) / kResultFile).string(), result.dump(2) + "\n");
+  }
+  return dirs;
+}
+
+}  // namespace ecmoe::compare

@@ -1,0 +1,22 @@
+// Runs a suite: each run trains in its own folder under the suite's output folder, then leaves a
+// result.json. A run whose result.json is already there (same config) is skipped, so a suite
+// that was stopped continues where it was; a folder that holds a different run is an error.
+#pragma once
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "compare/suite.h"
+
+namespace ecmoe::compare {
+
+struct RunnerOptions {
+  std::string out;                      // the suite's folder; run r trains in <out>/<r.name>
+  std::vector<std::string> extra_sets;  // the user's --set, applied to every run last
+  std::FILE* log = stderr;              // one line per run, and the runs' progress lines
+};
+
+// Returns each run's folder, in suite order.
+std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& options);
+
+}  // namespace ecmoe::compare

@@ -1,0 +1,108 @@
+#include "compare/suite.h"
+
+#include "core/error.h"
+
+namespace ecmoe::compare {
+
+namespace {
+
+struct Variant {
+  std::string slug;   // folder prefix
+  std::string label;  // report label
+  std::vector<std::string> sets;
+  int seeds;
+};
+
+// paper-small: the paper's Table/Figure comparisons on the `small` encoder (masked LM). Switching
+// model.moe.router brings the router's defaults (config_overrides.h): top-1/top-2 train at
+// capacity factor 1.25, evaluate at 2.0, load-balancing weight 0.01; expert choice c = 2.
+std::vector<Variant> encoder_variants(int core_seeds) {
+  const std::string cf = "model.moe.capacity_factor_";
+  return {
+      {"dense", "dense", {"model.moe.router=dense"}, core_seeds},
+      {"top1", "top-1", {"model.moe.router=top1"}, core_seeds},
+      {"top2", "top-2", {"model.moe.router=top2"}, core_seeds},
+      {"ec-c2", "EC c=2", {"model.moe.router=expert_choice"}, core_seeds},
+      {"ec-c1",
+       "EC c=1",
+       {"model.moe.router=expert_choice", cf + "train=1", cf + "eval=1"},
+       1},
+      {"ec-c0.5",
+       "EC c=0.5",
+       {"model.moe.router=expert_choice", cf + "train=0.5", cf + "eval=0.5"},
+       1},
+      {"ec-cap2",
+       "EC-CAP b=2",
+       {"model.moe.router=expert_choice_capped", "model.moe.capped.max_experts_per_token=2"},
+       1},
+      {"ec-cap3",
+       "EC-CAP b=3",
+       {"model.moe.router=expert_choice_capped", "model.moe.capped.max_experts_per_token=3"},
+       1},
+      {"hash", "hash", {"model.moe.router=hash"}, 1},
+  };
+}
+
+// The decoder pair: next-token LM, top-2 against expert choice. Top-2 routes each sequence on its
+// own (group = one sequence), the only token-choice setting that is causal here: with a
+// batch-wide group, capacity competition lets one sequence's tokens displace another's. Expert
+// choice keeps the paper's batch-wide group, which is exactly what leaks.
+std::vector<Variant> decoder_variants(int core_seeds, int seq_len) {
+  const std::string group = "model.moe.group_size=" + std::to_string(seq_len);
+  return {
+      {"dec-top2", "decoder top-2", {"model.kind=decoder", "model.moe.router=top2", group},
+       core_seeds},
+      {"dec-ec-c2", "decoder EC c=2", {"model.kind=decoder", "model.moe.router=expert_choice"},
+       core_seeds},
+  };
+}
+
+void add_runs(Suite& suite, const std::string& family, const std::vector<Variant>& variants,
+              bool leakage) {
+  for (const Variant& v : variants)
+    for (int s = 1; s <= v.seeds; ++s)
+      suite.runs.push_back({.name = v.slug + "-s" + std::to_string(s),
+                            .variant = v.label,
+                            .family = family,
+                            .seed = uint64_t(s),
+                            .sets = v.sets,
+                            .measure_leakage = leakage});
+}
+
+}  // namespace
+
+std::vector<std::string> suite_names() { return {"paper-small"}; }
+
+Suite make_suite(const std::string& name, bool quick) {
+  ECMOE_CHECK(name == "paper-small", "unknown suite '", name, "' (known: paper-small)");
+  Suite suite;
+  suite.name = name;
+  if (quick) {
+    suite.description = "paper-small --quick: the tiny model for 40 steps (plumbing check only)";
+    suite.base_config = "tiny";
+    suite.base_sets = {"steps=40", "schedule.warmup_steps=5", "eval.interval=10",
+                       "eval.batches=2", "checkpoint_interval=0", "log_interval=10"};
+    add_runs(suite, "encoder", encoder_variants(2), false);
+    add_runs(suite, "decoder", decoder_variants(1, 32), true);
+    return suite;
+  }
+  suite.description =
+      "paper-small: the `small` encoder (d 256, 4 layers, 8 experts in layers 1 and 3, seq 128, "
+      "batch 32) trained for 200 steps (819k tokens) per run";
+  suite.base_config = "small";
+  suite.base_sets = {"steps=200",           "schedule.warmup_steps=50", "eval.interval=20",
+                     "eval.batches=8",      "checkpoint_interval=0",    "log_interval=20"};
+  add_runs(suite, "encoder", encoder_variants(3), false);
+  add_runs(suite, "decoder", decoder_variants(2, 128), true);
+  return suite;
+}
+
+std::vector<std::string> run_overrides(const Suite& suite, const SuiteRun& run) {
+  std::vector<std::string> sets = suite.base_sets;
+  sets.insert(sets.end(), run.sets.begin(), run.sets.end());
+  sets.push_back("seeds.init=" + std::to_string(run.seed));
+  sets.push_back("seeds.data=" + std::to_string(run.seed));
+  return sets;
+}
+
+}  // namespace ecmoe::compare

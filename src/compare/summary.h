@@ -1,0 +1,49 @@
+// Aggregates of a suite's runs, per variant (the seeds of one setting): final perplexity mean and
+// spread, the mean validation curve, step times, routing statistics; and the "steps to reach"
+// measure behind the paper's convergence speed-up.
+#pragma once
+#include <array>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compare/run_record.h"
+
+namespace ecmoe::compare {
+
+struct VariantSummary {
+  std::string variant;
+  std::string family;
+  std::string router;
+  int seeds = 0;
+  double perplexity_mean = 0;
+  double perplexity_std = 0;  // sample standard deviation over seeds (0 with one seed)
+  double loss_mean = 0;
+  double step_seconds = 0;  // mean over seeds of each run's median step time
+  double tokens_per_second = 0;
+  // Validation points averaged over seeds: perplexity as exp(mean log-perplexity), seconds as
+  // the mean training time to that step.
+  std::vector<EvalPoint> curve;
+  std::array<int64_t, 6> experts_per_token{};  // final validation, summed over layers and seeds
+  double train_dropped_fraction = 0;           // means over seeds
+  double train_tokens_without_expert = 0;
+  double train_max_demand_over_capacity = 0;
+  double eval_dropped_fraction = 0;
+  std::optional<LeakageRecord> leakage;  // worst max, mean of means, mean loss change
+
+  double share_of_tokens(int bin) const;  // experts_per_token[bin] / tokens
+};
+
+// One summary per variant, in the order the variants first appear. Throws if the seeds of one
+// variant were evaluated at different steps.
+std::vector<VariantSummary> summarize(const std::vector<RunRecord>& runs);
+
+const VariantSummary* find_variant(const std::vector<VariantSummary>& summaries,
+                                   const std::string& variant);
+
+// The first step (resp. training second) at which the curve reaches `perplexity` or lower,
+// interpolating linearly in log-perplexity between validation points; none if it never does.
+std::optional<double> steps_to_reach(const std::vector<EvalPoint>& curve, double perplexity);
+std::optional<double> seconds_to_reach(const std::vector<EvalPoint>& curve, double perplexity);
+
+}  // namespace ecmoe::compare

@@ -1,0 +1,142 @@
+// `ecmoe compare --quick` end to end on a data folder the test writes: every run trains, the
+// report has every table with numbers that obey the routers' invariants, the figures are PNGs,
+// the raw metrics are copied, a second invocation keeps the finished runs, and a folder that
+// holds a different run is refused.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <regex>
+
+#include "../train/train_test_util.h"
+
+namespace ecmoe {
+namespace {
+
+namespace fs = std::filesystem;
+using train_test::read_text;
+using train_test::TempDir;
+
+struct Command {
+  int status;
+  std::string output;
+};
+
+Command run(const std::string& args) {
+  const std::string line = std::string(ECMOE_BINARY) + " " + args + " 2>&1";
+  Command c{0, ""};
+  FILE* pipe = popen(line.c_str(), "r");
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof(buffer), pipe)) c.output += buffer;
+  c.status = pclose(pipe);
+  return c;
+}
+
+// The table row of a variant in the report ("| EC c=2 | ...").
+std::string row(const std::string& report, const std::string& variant) {
+  const std::size_t at = report.find("\n| " + variant + " |");
+  if (at == std::string::npos) return "";
+  return report.substr(at + 1, report.find('\n', at + 1) - at - 1);
+}
+
+// The numbers in the cells after the variant's name of a "%"-table row.
+std::vector<double> percents(const std::string& line) {
+  std::vector<double> out;
+  static const std::regex number(R"(([0-9]+\.[0-9]+)%)");
+  for (auto it = std::sregex_iterator(line.begin(), line.end(), number);
+       it != std::sregex_iterator(); ++it)
+    out.push_back(std::stod((*it)[1]));
+  return out;
+}
+
+bool is_png(const std::string& path) {
+  const std::string bytes = read_text(path);
+  return bytes.size() > 1000 && bytes.compare(1, 3, "PNG") == 0;
+}
+
+TEST(CompareCli, QuickSuiteWritesACompleteReport) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
+    GTEST_FAIL() << "gnuplot is needed for the report's figures (scripts/install-deps.sh)";
+  TempDir dir("compare");
+  train_test::write_data_folder(dir / "data", 300, 40000, 8000);
+  const std::string out = dir / "runs", report = dir / "docs/pretrain.md";
+  const std::string args = "--threads 2 compare --quick --out " + out + " --report " + report +
+                           " --set data.dir=" + (dir / "data");
+  const Command first = run(args);
+  ASSERT_EQ(first.status, 0) << first.output;
+  const std::string md = read_text(report);
+
+  for (const char* variant : {"dense", "top-1", "top-2", "EC c=2", "EC c=1", "EC c=0.5",
+                              "EC-CAP b=2", "EC-CAP b=3", "hash", "decoder top-2",
+                              "decoder EC c=2"})
+    EXPECT_NE(row(md, variant), "") << "no row for " << variant;
+  EXPECT_NE(md.find("did not hold here**") == std::string::npos &&
+                md.find("held here**") == std::string::npos,
+            true)
+      << "no verdict on the 2x claim";
+  EXPECT_NE(md.find("steps to top-2's final ppl"), std::string::npos);
+  EXPECT_NE(md.find("Made by `ecmoe compare --suite paper-small --quick"), std::string::npos);
+  // Seeds: the core routers were run twice in --quick, so they show a spread.
+  EXPECT_NE(row(md, "top-2").find(" | 2 | "), std::string::npos);
+  EXPECT_NE(row(md, "top-2").find(" ± "), std::string::npos);
+
+  // Experts-per-token histograms: shares sum to 100%, and their mean is the capacity factor
+  // exactly (each expert takes exactly k = c·n/e tokens per group), up to the table's rounding.
+  const std::string hist_section = md.substr(md.find("### Experts per token"));
+  for (const auto& [variant, c] : {std::pair{"EC c=2", 2.0}, {"EC c=1", 1.0},
+                                   {"EC c=0.5", 0.5}, {"EC-CAP b=3", 2.0}}) {
+    const std::vector<double> p = percents(row(hist_section, variant));
+    ASSERT_EQ(p.size(), 7u) << row(hist_section, variant);
+    double sum = 0, mean = 0;
+    for (int b = 0; b < 6; ++b) {
+      sum += p[b];
+      mean += b * p[b] / 100;
+    }
+    EXPECT_NEAR(sum, 100.0, 0.3) << variant;
+    EXPECT_NEAR(mean, c, 0.02) << variant;
+    EXPECT_NEAR(p[6], p[3] + p[4], 0.11) << variant;
+  }
+  // The cap holds: under b = 2 no token has more than two experts.
+  const std::vector<double> capped = percents(row(hist_section, "EC-CAP b=2"));
+  ASSERT_EQ(capped.size(), 7u);
+  EXPECT_EQ(capped[3] + capped[4] + capped[5], 0.0);
+  // Token choice drops something at capacity factor 1.25 with a near-uniform router, never more
+  // than all of it; expert choice never drops (it has no such row).
+  const std::string cap_section = md.substr(md.find("### Capacity in token choice"));
+  const std::vector<double> top1 = percents(row(cap_section, "top-1"));
+  ASSERT_GE(top1.size(), 3u);
+  EXPECT_LE(top1[0], 100.0);
+  EXPECT_EQ(row(cap_section, "EC c=2"), "");
+
+  // Figures and raw metrics.
+  const fs::path figures = fs::path(dir / "docs") / "pretrain";
+  for (const char* png : {"perplexity_vs_step.png", "perplexity_vs_time.png",
+                          "experts_per_token.png", "decoder_perplexity_vs_step.png"}) {
+    EXPECT_TRUE(is_png((figures / png).string())) << png;
+    EXPECT_NE(md.find(std::string("pretrain/") + png), std::string::npos) << png;
+  }
+  EXPECT_TRUE(fs::exists(figures / "plots.gp"));
+  for (const char* run : {"ec-c2-s2", "dec-ec-c2-s1", "hash-s1"})
+    EXPECT_GT(fs::file_size(figures / "runs" / run / "metrics.jsonl"), 100u) << run;
+
+  // Again: every run is kept, and the report is rewritten from the same runs.
+  const Command second = run(args);
+  ASSERT_EQ(second.status, 0) << second.output;
+  EXPECT_NE(second.output.find("[1/"), std::string::npos);
+  EXPECT_EQ(second.output.find("seed 1)\n"), std::string::npos) << "a finished run was redone";
+  EXPECT_EQ(row(read_text(report), "EC c=2"), row(md, "EC c=2"));
+
+  // A different budget in the same folder is refused, naming the folder.
+  const Command changed = run(args + " --set steps=41");
+  EXPECT_NE(changed.status, 0);
+  EXPECT_NE(changed.output.find("holds a finished run with a different config"), std::string::npos)
+      << changed.output;
+  EXPECT_EQ(changed.output.find('\n'), changed.output.size() - 1) << "not one line";
+
+  const Command unknown = run("compare --suite nope --out " + out);
+  EXPECT_NE(unknown.status, 0);
+  EXPECT_NE(unknown.output.find("unknown suite 'nope'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ecmoe
