@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs every Debian package ecmoe needs (idempotent; run as root on Debian 12).
-#   scripts/install-deps.sh          build, test and data dependencies
-#   scripts/install-deps.sh --bench  also PyTorch (the peer in benchmarks) and gnuplot
+#   scripts/install-deps.sh          build, test and data dependencies, gnuplot (report figures)
+#   scripts/install-deps.sh --bench  also PyTorch (the peer in benchmarks)
 set -euo pipefail
 packages=(build-essential cmake pkg-config git libdnnl-dev libomp-dev nlohmann-json3-dev
           libcli11-dev libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev
-          python3 nodejs npm bible-kjv)
+          python3 nodejs npm bible-kjv gnuplot-nox)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3-torch gnuplot-nox)
+  packages+=(python3-torch)
 fi
 missing=()
 for p in "${packages[@]}"; do
