@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   ecmoe::cli::register_train(app);
   ecmoe::cli::register_eval(app);
   ecmoe::cli::register_compare(app);
+  ecmoe::cli::register_finetune(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

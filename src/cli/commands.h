@@ -11,5 +11,6 @@ void register_prepare(CLI::App& app);
 void register_train(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_compare(CLI::App& app);
+void register_finetune(CLI::App& app);
 
 }  // namespace ecmoe::cli

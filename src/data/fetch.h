@@ -28,4 +28,8 @@ std::string fetch_npm_package(const NpmPackage& package, const FetchConfig& conf
 // `apt-get download` and unpacks them with `dpkg -x` into the cache.
 std::string fetch_kjv_text(const FetchConfig& config);
 
+// The files of a Debian package, unpacked (not installed: no root needed) into
+// <cache>/deb-NAME with `apt-get download` + `dpkg -x`; returns that folder, the package's "/".
+std::string fetch_debian_package(const std::string& package, const FetchConfig& config);
+
 }  // namespace ecmoe::data

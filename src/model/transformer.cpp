@@ -35,6 +35,7 @@ struct Transformer::Activations {
   FloatVec d_tmp;     // [N, d] dL/d(final_out) or dL/d(ln2_out)
   AttentionBlockScratch attn_scratch;
   bool backward_ready = false;
+  bool lm_head_ready = false;  // the last forward ran the LM head (forward, not forward_hidden)
 
   int rows() const { return batch * seq_len; }
   const int* valid_len_ptr() const { return valid_len.empty() ? nullptr : valid_len.data(); }
@@ -122,6 +123,28 @@ void Transformer::init_params(FlatBuffer& params, uint64_t seed) const {
 
 ForwardResult Transformer::forward(const FlatBuffer& params, const Batch& batch, bool training,
                                    uint64_t seed) {
+  ECMOE_CHECK(int64_t(batch.targets.size()) == batch.token_count(),
+              "model forward: targets must have B·T = ", batch.token_count(), " entries");
+  ForwardResult result = forward_trunk(params, batch, training, seed);
+  Activations& a = *act_;
+  const int N = a.rows();
+  // logits = ln_f(h) · Eᵀ at the counted positions
+  result.lm_loss =
+      lm_head_forward(a.head, a.final_out.data(), batch.targets.data(),
+                      params.data() + embed_tokens_, {N, config_.d_model, config_.vocab_size});
+  result.counted = a.head.count;
+  result.loss += result.lm_loss;
+  a.lm_head_ready = true;
+  return result;
+}
+
+ForwardResult Transformer::forward_hidden(const FlatBuffer& params, const Batch& batch,
+                                          bool training, uint64_t seed) {
+  return forward_trunk(params, batch, training, seed);
+}
+
+ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const Batch& batch,
+                                         bool training, uint64_t seed) {
   const int B = batch.batch_size, T = batch.seq_len, V = config_.vocab_size;
   const int d = config_.d_model, L = config_.n_layers;
   ECMOE_CHECK(params.size() == table_.total_floats(), "model forward: parameter buffer of ",
@@ -131,13 +154,14 @@ ForwardResult Transformer::forward(const FlatBuffer& params, const Batch& batch,
   const int64_t N64 = int64_t(B) * T;
   ECMOE_CHECK(N64 <= (int64_t(1) << 30) / d, "model forward: batch too large");
   const int N = int(N64);
-  ECMOE_CHECK(int64_t(batch.tokens.size()) == N64 && int64_t(batch.targets.size()) == N64,
-              "model forward: tokens/targets must have B·T = ", N64, " entries");
+  ECMOE_CHECK(int64_t(batch.tokens.size()) == N64, "model forward: tokens must have B·T = ", N64,
+              " entries");
   ECMOE_CHECK(batch.valid_len.empty() || int(batch.valid_len.size()) == B,
               "model forward: valid_len must be empty or have one entry per sequence");
 
   Activations& a = *act_;
   a.backward_ready = false;
+  a.lm_head_ready = false;
   a.batch = B;
   a.seq_len = T;
   a.tokens = batch.tokens;
@@ -185,24 +209,43 @@ ForwardResult Transformer::forward(const FlatBuffer& params, const Batch& batch,
     aux_total += double(out.aux.weighted_total);
     result.layer_stats.push_back(std::move(out.stats));
   }
-  // logits = ln_f(h) · Eᵀ at the counted positions
   nn::layernorm_forward(a.final_out.data(), a.final_mean.data(), a.final_rstd.data(), stream(2 * L),
                         p + final_gain_, p + final_bias_, N, d);
-  result.lm_loss = lm_head_forward(a.head, a.final_out.data(), batch.targets.data(),
-                                   p + embed_tokens_, {N, d, V});
-  result.counted = a.head.count;
-  result.loss = result.lm_loss + aux_total;
+  result.loss = aux_total;
   a.backward_ready = true;
   return result;
 }
 
 void Transformer::backward(const FlatBuffer& params, FlatBuffer& grads) {
   Activations& a = *act_;
+  ECMOE_CHECK(a.backward_ready && a.lm_head_ready,
+              "model backward: needs a forward first (and runs once per forward)");
+  ECMOE_CHECK(params.size() == table_.total_floats() && grads.size() == table_.total_floats(),
+              "model backward: buffers do not belong to this model");
+  const int64_t Nd = int64_t(a.rows()) * config_.d_model;
+  a.d_tmp.resize(Nd);
+  std::fill(a.d_tmp.begin(), a.d_tmp.end(), 0.f);
+  lm_head_backward(a.d_tmp.data(), grads.data() + embed_tokens_, a.head,
+                   params.data() + embed_tokens_, {a.rows(), config_.d_model, config_.vocab_size});
+  backward_trunk(params, grads);
+}
+
+void Transformer::backward_from_hidden(const FlatBuffer& params, FlatBuffer& grads,
+                                       const float* d_hidden) {
+  Activations& a = *act_;
   ECMOE_CHECK(a.backward_ready,
               "model backward: needs a forward first (and runs once per forward)");
   ECMOE_CHECK(params.size() == table_.total_floats() && grads.size() == table_.total_floats(),
               "model backward: buffers do not belong to this model");
+  const int64_t Nd = int64_t(a.rows()) * config_.d_model;
+  a.d_tmp.assign(d_hidden, d_hidden + Nd);
+  backward_trunk(params, grads);
+}
+
+void Transformer::backward_trunk(const FlatBuffer& params, FlatBuffer& grads) {
+  Activations& a = *act_;
   a.backward_ready = false;
+  a.lm_head_ready = false;
   const int B = a.batch, T = a.seq_len, N = a.rows(), V = config_.vocab_size;
   const int d = config_.d_model, L = config_.n_layers;
   const int64_t Nd = int64_t(N) * d;
@@ -212,13 +255,10 @@ void Transformer::backward(const FlatBuffer& params, FlatBuffer& grads) {
   const nn::AttentionConfig attn_cfg{B, T, config_.n_heads, config_.head_dim(),
                                      config_.kind == ModelKind::kDecoder};
   a.d_stream.resize(Nd);
-  a.d_tmp.resize(Nd);
   float* dh = a.d_stream.data();
-  float* dtmp = a.d_tmp.data();
+  float* dtmp = a.d_tmp.data();  // holds dL/d(final_out) on entry
 
-  // Loss head and final LayerNorm: dtmp = dL/d(final_out), then dh = dL/d(stream[2L]).
-  std::fill(dtmp, dtmp + Nd, 0.f);
-  lm_head_backward(dtmp, g + embed_tokens_, a.head, p + embed_tokens_, {N, d, V});
+  // Final LayerNorm: dh = dL/d(stream[2L]).
   std::fill(dh, dh + Nd, 0.f);
   nn::layernorm_backward(dh, g + final_gain_, g + final_bias_, dtmp, stream(2 * L), p + final_gain_,
                          a.final_mean.data(), a.final_rstd.data(), N, d);

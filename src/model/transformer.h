@@ -69,12 +69,23 @@ class Transformer {
   // Final hidden states [B·T, d] (after final_ln) of the last forward, for task heads.
   const float* final_hidden() const;
 
+  // For task heads: forward stops at the final hidden states (no LM head; batch.targets may be
+  // empty); loss holds the weighted auxiliary losses only. backward_from_hidden takes the task
+  // loss's gradient d_hidden [B·T, d] = dL/d(final_hidden) and accumulates (+=) every parameter
+  // gradient into grads, the auxiliary losses' included. Once per forward_hidden.
+  ForwardResult forward_hidden(const FlatBuffer& params, const Batch& batch, bool training,
+                               uint64_t seed);
+  void backward_from_hidden(const FlatBuffer& params, FlatBuffer& grads, const float* d_hidden);
+
   // Layer l's FFN (its routing plan and scores of the last forward), for tests and statistics.
   const MoeLayer& ffn_layer(int layer) const { return ffn_.at(layer); }
   static std::string layer_prefix(int layer);  // "layers.L."
 
  private:
   struct Activations;
+  ForwardResult forward_trunk(const FlatBuffer& params, const Batch& batch, bool training,
+                              uint64_t seed);
+  void backward_trunk(const FlatBuffer& params, FlatBuffer& grads);  // from act_->d_tmp
   // Offsets (in floats) of one layer's tensors in any flat buffer of the table.
   struct LayerOffsets {
     int64_t ln1_gain, ln1_bias, qkv_w, qkv_b, out_w, out_b, ln2_gain, ln2_bias;

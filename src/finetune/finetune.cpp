@@ -1,0 +1,305 @@
+#include "finetune/finetune.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "core/timer.h"
+#include "data/checksum.h"
+#include "data/tokenizer.h"
+#include "finetune/builtin_tasks.h"
+#include "finetune/classifier_head.h"
+#include "finetune/encode.h"
+#include "io/atomic_file.h"
+#include "model/transformer.h"
+#include "optim/adamw.h"
+#include "optim/grad_clip.h"
+#include "train/checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace ecmoe::finetune {
+
+namespace {
+
+// Streams of Rng(config.seed, ·): disjoint uses of the one seed.
+constexpr uint64_t kHeadInitStream = 1;
+constexpr uint64_t kNoiseStream = 2;
+constexpr uint64_t kOrderStream = uint64_t(1) << 40;  // + epoch
+
+// The tokenizer the encoder was trained with: another one would give its embeddings other
+// meanings, so the file's checksum must be the one the checkpoint recorded.
+data::Tokenizer load_matching_tokenizer(const FinetuneConfig& config, const Checkpoint& ck) {
+  const std::string path = config.tokenizer.empty() ? ck.data().tokenizer : config.tokenizer;
+  ECMOE_CHECK(fs::exists(path), "tokenizer ", path, " of checkpoint ", ck.path(),
+              " does not exist (run from the folder the model was trained in, or pass "
+              "--set tokenizer=PATH)");
+  const std::string sum = data::checksum_to_string(data::checksum_file(path));
+  ECMOE_CHECK(sum == ck.data().tokenizer_checksum, "tokenizer ", path, " (", sum,
+              ") is not the one checkpoint ", ck.path(), " was trained with (",
+              ck.data().tokenizer_checksum, ")");
+  data::Tokenizer tokenizer = data::Tokenizer::load(path);
+  ECMOE_CHECK(tokenizer.vocab_size() == ck.config().model.vocab_size, "tokenizer ", path, " has ",
+              tokenizer.vocab_size(), " pieces but the model ", ck.config().model.vocab_size);
+  return tokenizer;
+}
+
+// Training order: each epoch is a fresh permutation of the split, Rng(seed, epoch) keys.
+class BatchOrder {
+ public:
+  BatchOrder(int64_t n, uint64_t seed) : n_(n), seed_(seed) {}
+  std::vector<int64_t> batch(int64_t step, int batch_size) {
+    std::vector<int64_t> out(batch_size);
+    for (int j = 0; j < batch_size; ++j) {
+      const int64_t i = step * batch_size + j;
+      const int64_t epoch = i / n_;
+      if (epoch != epoch_) shuffle(epoch);
+      out[j] = perm_[i % n_];
+    }
+    return out;
+  }
+
+ private:
+  void shuffle(int64_t epoch) {
+    const Rng rng(seed_, kOrderStream + uint64_t(epoch));
+    std::vector<std::pair<uint64_t, int64_t>> keys(n_);
+    for (int64_t i = 0; i < n_; ++i) keys[i] = {rng.bits(uint64_t(i)), i};
+    std::sort(keys.begin(), keys.end());
+    perm_.resize(n_);
+    for (int64_t i = 0; i < n_; ++i) perm_[i] = keys[i].second;
+    epoch_ = epoch;
+  }
+  int64_t n_;
+  uint64_t seed_;
+  int64_t epoch_ = -1;
+  std::vector<int64_t> perm_;
+};
+
+struct Classifier {
+  Transformer& model;
+  const FlatBuffer& params;
+  const FlatBuffer& head;
+  Pooling pooling;
+  int classes;
+};
+
+// Predictions for a whole split, in batches of similar lengths (sorted by length, then index, so
+// batches need little padding; the grouping is fixed, so results are reproducible).
+std::vector<int> predict(const Classifier& c, const EncodedSplit& split, int batch_size,
+                         HeadState& state) {
+  const int64_t n = int64_t(split.tokens.size());
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return split.tokens[a].size() < split.tokens[b].size();
+  });
+  std::vector<int> predicted(n);
+  std::vector<int32_t> labels;
+  const int d = c.model.config().d_model;
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const int64_t count = std::min<int64_t>(batch_size, n - start);
+    const std::span<const int64_t> idx(order.data() + start, size_t(count));
+    const Batch batch = make_padded_batch(split, idx, labels);
+    c.model.forward_hidden(c.params, batch, /*training=*/false, 0);
+    const HeadShape shape{batch.batch_size, batch.seq_len, d, c.classes};
+    head_forward(state, c.model.final_hidden(), batch.valid_len.data(), nullptr,
+                 c.head.get("head.weight"), c.head.get("head.bias"), c.pooling, shape);
+    for (int b = 0; b < batch.batch_size; ++b)
+      predicted[idx[b]] = head_prediction(state, b, c.classes);
+  }
+  return predicted;
+}
+
+// Scales both gradient buffers so their joint L2 norm is at most max_norm; returns the norm.
+float clip_joint_norm(FlatBuffer& a, FlatBuffer& b, float max_norm) {
+  const double na = grad_norm(a), nb = grad_norm(b);
+  const float norm = float(std::sqrt(na * na + nb * nb));
+  if (max_norm > 0 && std::isfinite(norm)) {
+    const float factor = max_norm / (norm + 1e-6f);
+    if (factor < 1.f)
+      for (FlatBuffer* g : {&a, &b}) {
+        float* p = g->data();
+        for (int64_t i = 0; i < g->size(); ++i) p[i] *= factor;
+      }
+  }
+  return norm;
+}
+
+ConfigJson metrics_json(const ClassMetrics& m) {
+  ConfigJson j;
+  j["accuracy"] = m.accuracy;
+  j["macro_f1"] = m.macro_f1;
+  j["examples"] = m.examples;
+  return j;
+}
+
+}  // namespace
+
+FinetuneResult run_finetune(const FinetuneConfig& config, const FinetuneOptions& options) {
+  config.validate();
+  const TaskData task = load_task(config.task, {config.cache_dir, "", nullptr});
+  return run_finetune(config, task, options);
+}
+
+FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
+                            const FinetuneOptions& options) {
+  const double t_start = now_seconds();
+  config.validate();
+  check_task(task);
+  const Checkpoint ck = Checkpoint::open(config.checkpoint);
+  const ModelConfig& model_config = ck.config().model;
+  ECMOE_CHECK(model_config.kind == ModelKind::kEncoder, "checkpoint ", ck.path(),
+              " holds a decoder; fine-tuning a classifier needs an encoder");
+  ECMOE_CHECK(config.max_len <= model_config.seq_len, "finetune: max_len ", config.max_len,
+              " exceeds the model's seq_len ", model_config.seq_len);
+  const int max_len = config.max_len > 0 ? config.max_len : model_config.seq_len;
+  const data::Tokenizer tokenizer = load_matching_tokenizer(config, ck);
+  const size_t n_train = config.max_train_examples > 0
+                             ? std::min(task.train.size(), size_t(config.max_train_examples))
+                             : task.train.size();
+  const EncodedSplit train =
+      encode_split(std::vector<Example>(task.train.begin(), task.train.begin() + int64_t(n_train)),
+                   tokenizer, max_len);
+  const EncodedSplit dev = encode_split(task.dev, tokenizer, max_len);
+  const EncodedSplit test = encode_split(task.test, tokenizer, max_len);
+  const int classes = int(task.labels.size());
+  const int d = model_config.d_model;
+
+  Transformer model(model_config);
+  FlatBuffer params(model.table()), grads(model.table());
+  ck.load_params(params);
+  const TensorTable head_tab = head_table(d, classes);
+  FlatBuffer head(head_tab), head_grads(head_tab);
+  init_head(head, config.head_init_std, mix64(config.seed ^ kHeadInitStream));
+  AdamWConfig adam_config;
+  adam_config.weight_decay = config.weight_decay;
+  AdamW adam(model.table(), adam_config), head_adam(head_tab, adam_config);
+
+  double length_sum = 0;
+  for (const auto& ids : train.tokens) length_sum += double(ids.size());
+  const int64_t steps = config.resolved_steps(length_sum / double(train.tokens.size()));
+  const int64_t eval_interval = config.resolved_eval_interval(steps);
+
+  FinetuneResult result;
+  result.task = task.name;
+  result.checkpoint = config.checkpoint;
+  result.labels = task.labels;
+  result.planned_steps = steps;
+  result.train_examples = int64_t(train.tokens.size());
+  result.dev_examples = int64_t(dev.tokens.size());
+  result.test_examples = int64_t(test.tokens.size());
+  const int majority = majority_class(train.labels, classes);
+  result.majority_baseline =
+      class_metrics(test.labels, std::vector<int>(test.labels.size(), majority), classes);
+
+  HeadState state;
+  const Classifier classifier{model, params, head, config.pooling, classes};
+  FlatBuffer best_params = params, best_head = head;
+  double best_dev = -1;
+  int evals_without_gain = 0;
+  double loss_sum = 0;
+  int64_t loss_steps = 0;
+  BatchOrder order(int64_t(train.tokens.size()), config.seed);
+  const Rng noise(config.seed, kNoiseStream);
+  std::vector<int32_t> labels;
+  FloatVec d_hidden;
+
+  const auto evaluate_dev = [&](int64_t step) {
+    const ClassMetrics m =
+        class_metrics(dev.labels, predict(classifier, dev, config.eval_batch_size, state), classes);
+    result.history.push_back({step, loss_steps ? loss_sum / double(loss_steps) : 0.0, m});
+    if (options.progress)
+      std::fprintf(options.progress, "finetune %s step %lld: train loss %.4f, dev accuracy %.4f\n",
+                   task.name.c_str(), (long long)step, result.history.back().train_loss,
+                   m.accuracy);
+    loss_sum = 0;
+    loss_steps = 0;
+    if (m.accuracy > best_dev) {
+      best_dev = m.accuracy;
+      best_params = params;
+      best_head = head;
+      result.best_step = step;
+      result.dev = m;
+      evals_without_gain = 0;
+    } else {
+      ++evals_without_gain;
+    }
+  };
+
+  for (int64_t s = 0; s < steps; ++s) {
+    const std::vector<int64_t> idx = order.batch(s, config.batch_size);
+    const Batch batch = make_padded_batch(train, idx, labels);
+    grads.zero();
+    head_grads.zero();
+    const ForwardResult f =
+        model.forward_hidden(params, batch, /*training=*/true, noise.bits(uint64_t(s)));
+    const HeadShape shape{batch.batch_size, batch.seq_len, d, classes};
+    const double loss =
+        head_forward(state, model.final_hidden(), batch.valid_len.data(), labels.data(),
+                     head.get("head.weight"), head.get("head.bias"), config.pooling, shape);
+    ECMOE_CHECK(std::isfinite(loss) && std::isfinite(f.loss), "fine-tuning diverged at step ",
+                s + 1, ": the loss is ", loss + f.loss, "; lower peak_lr");
+    d_hidden.assign(size_t(batch.token_count()) * d, 0.f);
+    head_backward(d_hidden.data(), head_grads.get("head.weight"), head_grads.get("head.bias"),
+                  state, head.get("head.weight"), shape);
+    model.backward_from_hidden(params, grads, d_hidden.data());
+    const float norm = clip_joint_norm(grads, head_grads, config.clip_norm);
+    ECMOE_CHECK(std::isfinite(norm), "fine-tuning diverged at step ", s + 1,
+                ": the gradient norm is ", norm, "; lower peak_lr");
+    const float lr = config.lr_at(s, steps);
+    adam.step(params, grads, lr);
+    head_adam.step(head, head_grads, lr);
+    loss_sum += loss;
+    ++loss_steps;
+    result.steps = s + 1;
+    if (result.steps % eval_interval == 0 || result.steps == steps) {
+      evaluate_dev(result.steps);
+      if (config.patience > 0 && evals_without_gain >= config.patience && result.steps < steps) {
+        result.stopped_early = true;
+        break;
+      }
+    }
+  }
+
+  const Classifier best{model, best_params, best_head, config.pooling, classes};
+  result.test =
+      class_metrics(test.labels, predict(best, test, config.eval_batch_size, state), classes);
+  result.seconds = now_seconds() - t_start;
+  if (!config.out.empty()) {
+    fs::create_directories(config.out);
+    write_file_atomically((fs::path(config.out) / "config.json").string(),
+                          finetune_config_to_json(config).dump(2) + "\n");
+    write_file_atomically((fs::path(config.out) / "result.json").string(),
+                          result_to_json(result).dump(2) + "\n");
+  }
+  return result;
+}
+
+ConfigJson result_to_json(const FinetuneResult& r) {
+  ConfigJson j;
+  j["task"] = r.task;
+  j["checkpoint"] = r.checkpoint;
+  j["classes"] = r.labels.size();
+  j["examples"] = {{"train", r.train_examples}, {"dev", r.dev_examples}, {"test", r.test_examples}};
+  j["dev"] = metrics_json(r.dev);
+  j["test"] = metrics_json(r.test);
+  j["majority_baseline"] = metrics_json(r.majority_baseline);
+  j["best_step"] = r.best_step;
+  j["planned_steps"] = r.planned_steps;
+  j["steps"] = r.steps;
+  j["stopped_early"] = r.stopped_early;
+  j["seconds"] = r.seconds;
+  ConfigJson history = ConfigJson::array();
+  for (const EvalPoint& p : r.history)
+    history.push_back({{"step", p.step},
+                       {"train_loss", p.train_loss},
+                       {"dev_accuracy", p.dev.accuracy},
+                       {"dev_macro_f1", p.dev.macro_f1}});
+  j["history"] = history;
+  return j;
+}
+
+}  // namespace ecmoe::finetune

@@ -1,0 +1,56 @@
+// One fine-tuning run: a pre-trained encoder checkpoint (its parameters only; the optimizer starts
+// afresh) plus a new classification head, trained together on a task's train split with AdamW,
+// linear warm-up and decay, evaluated on dev every eval_interval steps; the parameters of the best
+// dev accuracy are kept (early stopping with patience) and scored on test. The whole encoder is
+// trained, routers included: expert choice picks its top-k tokens per expert among the tokens of
+// each fine-tuning batch, [PAD] included (transformer.h). Deterministic for a config: batches,
+// head init and router jitter are pure functions of config.seed, and every kernel is bitwise
+// thread-count invariant.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "finetune/class_metrics.h"
+#include "finetune/finetune_config.h"
+#include "finetune/task_data.h"
+
+namespace ecmoe::finetune {
+
+struct FinetuneOptions {
+  std::FILE* progress = stderr;  // one line per evaluation; nullptr: silent
+};
+
+struct EvalPoint {
+  int64_t step = 0;
+  double train_loss = 0;  // mean over the steps since the previous evaluation
+  ClassMetrics dev;
+};
+
+struct FinetuneResult {
+  std::string task;
+  std::string checkpoint;
+  std::vector<std::string> labels;
+  int64_t train_examples = 0, dev_examples = 0, test_examples = 0;
+  ClassMetrics dev;   // of the kept (best) parameters
+  ClassMetrics test;  // of the kept parameters
+  // Always answering the training set's most frequent class, scored on test: the bar to beat.
+  ClassMetrics majority_baseline;
+  int64_t best_step = 0;
+  int64_t planned_steps = 0;  // config.steps, or the token budget's count
+  int64_t steps = 0;          // updates run (fewer than planned when stopped early)
+  bool stopped_early = false;
+  double seconds = 0;  // the whole run, loading and evaluation included
+  std::vector<EvalPoint> history;
+};
+
+// Loads the task (load_task) and runs.
+FinetuneResult run_finetune(const FinetuneConfig& config, const FinetuneOptions& options = {});
+// With a task already in memory (tests, or a suite that reuses one task across runs).
+FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
+                            const FinetuneOptions& options = {});
+
+ConfigJson result_to_json(const FinetuneResult& result);
+
+}  // namespace ecmoe::finetune

@@ -1,0 +1,54 @@
+// Everything one fine-tuning run is made of. Like TrainConfig it has one JSON form (written to
+// <out>/config.json, and the `--set KEY=VALUE` names of `ecmoe finetune`), produced from the
+// struct. Defaults size one run of a built-in task with the `small` model at about 20-30 s on 2
+// cores (docs/finetune.md).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "finetune/classifier_head.h"
+#include "train/train_config.h"
+
+namespace ecmoe::finetune {
+
+struct FinetuneConfig {
+  std::string checkpoint;         // a checkpoint written by `ecmoe train`
+  std::string task = "polarity";  // builtin_tasks.h: a built-in name or glue:NAME:DIR
+  std::string tokenizer;          // empty: the checkpoint's (its checksum must match either way)
+  std::string cache_dir = "data/cache";  // raw task data is fetched here
+  Pooling pooling = Pooling::kFirst;     // [CLS] token (prepended to every example) or mean
+  int max_len = 0;  // tokens per example, [CLS] included, cut beyond; 0: the model's seq_len
+  // Updates: `steps`, or with steps 0 as many as it takes to read about `token_budget` tokens
+  // (token_budget / (batch_size · mean encoded length of the training examples), clamped to
+  // [20, 2000]), so short-sentence and long-document tasks cost about the same time.
+  int64_t steps = 0;
+  int64_t token_budget = 120000;
+  // Training examples used: the first max_train_examples of the task's (fixed, shuffled) train
+  // split; 0: all. A budgeted run reads only a few thousand, and encoding all would cost more.
+  int64_t max_train_examples = 4000;
+  int batch_size = 32;
+  int eval_batch_size = 64;
+  float peak_lr = 3e-4f;
+  float warmup_fraction = 0.1f;  // linear warm-up over this share of `steps`, then linear decay
+  float weight_decay = 0.01f;
+  float clip_norm = 1.f;  // global norm over the encoder and the head; 0: no clipping
+  float head_init_std = 0.02f;
+  int64_t eval_interval = 0;  // dev evaluation every N steps and after the last; 0: steps / 4
+  int patience = 2;           // stop after this many evaluations without a better dev accuracy
+                              // (0: never stop early)
+  uint64_t seed = 1;          // head init, batch order, router jitter
+  std::string out;            // empty: write nothing; else <out>/config.json and result.json
+
+  // The learning rate at 0-based `step` of a run of `total` steps.
+  float lr_at(int64_t step, int64_t total) const;
+  // steps, or the token-budget count for training examples of this mean length.
+  int64_t resolved_steps(double mean_length) const;
+  int64_t resolved_eval_interval(int64_t total) const;
+  void validate() const;  // throws ecmoe::Error naming the bad field
+};
+
+ConfigJson finetune_config_to_json(const FinetuneConfig& config);
+// Strict: unknown keys and wrongly typed values are errors naming the key.
+FinetuneConfig finetune_config_from_json(const ConfigJson& json);
+
+}  // namespace ecmoe::finetune

@@ -1,0 +1,171 @@
+// A tiny end-to-end fine-tune: a real tokenizer and a tiny encoder pre-trained here, then a
+// synthetic but learnable task written here (does the sentence mention the sea?), which the
+// fine-tuned classifier must solve clearly better than the majority class. Also: the run is the
+// same at any thread count, and the result lands in <out>/result.json.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "../train/train_test_util.h"
+#include "core/error.h"
+#include "core/threads.h"
+#include "data/prepare.h"
+#include "finetune/finetune.h"
+#include "train/trainer.h"
+
+namespace ecmoe::finetune {
+namespace {
+
+using train_test::TempDir;
+
+// Sentences from the data tests' vocabulary; label 1 iff one of the sea words occurs.
+TaskData sea_task(int n, uint64_t seed) {
+  static const std::vector<std::string> land = {"the",  "quick", "brown", "fox",   "jumps", "over",
+                                                "lazy", "dog",   "king",  "house", "city",  "law"};
+  static const std::vector<std::string> sea = {"whale", "ship", "sea", "captain", "water"};
+  const Rng rng(seed, 0);
+  uint64_t k = 0;
+  std::vector<Example> pool;
+  for (int i = 0; i < n; ++i) {
+    const int label = rng.below(k++, 10) < 4 ? 1 : 0;  // 40% positive: majority baseline ~0.6
+    const int words = 5 + int(rng.below(k++, 5));
+    const int sea_at = label ? int(rng.below(k++, uint64_t(words))) : -1;
+    std::string text;
+    for (int w = 0; w < words; ++w) {
+      if (w) text += ' ';
+      text += w == sea_at ? sea[rng.below(k++, sea.size())] : land[rng.below(k++, land.size())];
+    }
+    pool.push_back({text + ".", "", label});
+  }
+  TaskData task;
+  task.name = "sea";
+  task.labels = {"land", "sea"};
+  split_examples(std::move(pool), {150, 100, 0, 5}, task);
+  return task;
+}
+
+class EndToEnd : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir("ft-e2e");
+    for (int i = 0; i < 6; ++i)
+      data::test::write_text(*dir_ / ("in/part" + std::to_string(i) + ".txt"),
+                             data::test::sample_text(200 + i, 80));
+    data::PrepareConfig prep;
+    prep.inputs = {*dir_ / "in"};
+    prep.out_dir = *dir_ / "data";
+    prep.vocab_size = 320;
+    prep.val_fraction = 0.2;
+    data::prepare(prep);
+    TrainConfig c = train_test::tiny_config(*dir_ / "data", *dir_ / "pretrain");
+    c.steps = 30;
+    c.checkpoint_interval = 0;
+    c.eval.interval = 0;
+    std::FILE* quiet = std::fopen("/dev/null", "w");
+    checkpoint_ = new std::string(
+        train(c, {.resume = false, .terminal = false, .progress = quiet}).checkpoint);
+    std::fclose(quiet);
+  }
+  static void TearDownTestSuite() {
+    delete checkpoint_;
+    delete dir_;
+  }
+  static FinetuneConfig config() {
+    FinetuneConfig c;
+    c.checkpoint = *checkpoint_;
+    c.task = "sea";
+    c.steps = 120;
+    c.batch_size = 16;
+    c.eval_batch_size = 32;
+    c.peak_lr = 3e-3f;
+    c.eval_interval = 20;
+    c.patience = 0;
+    c.seed = 3;
+    return c;
+  }
+  static TempDir* dir_;
+  static std::string* checkpoint_;
+};
+TempDir* EndToEnd::dir_ = nullptr;
+std::string* EndToEnd::checkpoint_ = nullptr;
+
+TEST_F(EndToEnd, BeatsTheMajorityClass) {
+  const TaskData task = sea_task(1000, 9);
+  FinetuneConfig c = config();
+  c.out = *dir_ / "ft";
+  const FinetuneResult r = run_finetune(c, task, {.progress = nullptr});
+  EXPECT_EQ(r.steps, 120);
+  EXPECT_EQ(r.history.size(), 6u);
+  EXPECT_GT(r.majority_baseline.accuracy, 0.5);
+  EXPECT_GT(r.test.accuracy, r.majority_baseline.accuracy + 0.15)
+      << "test " << r.test.accuracy << " vs majority " << r.majority_baseline.accuracy;
+  EXPECT_GT(r.test.macro_f1, 0.7);
+  EXPECT_GE(r.dev.accuracy, r.history.front().dev.accuracy);  // the kept parameters are the best
+  const auto saved = nlohmann::json::parse(data::test::read_text(*dir_ / "ft/result.json"));
+  EXPECT_DOUBLE_EQ(saved["test"]["accuracy"].get<double>(), r.test.accuracy);
+  EXPECT_EQ(saved["steps"].get<int>(), 120);
+}
+
+TEST_F(EndToEnd, SameResultAtAnyThreadCountAndMeanPoolingLearnsToo) {
+  const TaskData task = sea_task(600, 4);
+  FinetuneConfig c = config();
+  c.steps = 40;
+  c.pooling = Pooling::kMean;
+  const int threads = thread_count();
+  set_thread_count(1);
+  const FinetuneResult one = run_finetune(c, task, {.progress = nullptr});
+  set_thread_count(2);
+  const FinetuneResult two = run_finetune(c, task, {.progress = nullptr});
+  set_thread_count(threads);
+  ASSERT_EQ(one.history.size(), two.history.size());
+  for (size_t i = 0; i < one.history.size(); ++i) {
+    EXPECT_EQ(one.history[i].train_loss, two.history[i].train_loss) << i;
+    EXPECT_EQ(one.history[i].dev.accuracy, two.history[i].dev.accuracy) << i;
+  }
+  EXPECT_EQ(one.test.accuracy, two.test.accuracy);
+  EXPECT_GT(one.test.accuracy, one.majority_baseline.accuracy);
+}
+
+TEST_F(EndToEnd, EarlyStoppingAndBadConfigs) {
+  const TaskData task = sea_task(400, 6);
+  FinetuneConfig c = config();
+  c.steps = 200;
+  c.eval_interval = 1;
+  c.patience = 1;
+  c.peak_lr = 1e-7f;  // too small to improve dev accuracy: stops at the second evaluation
+  const FinetuneResult r = run_finetune(c, task, {.progress = nullptr});
+  EXPECT_TRUE(r.stopped_early);
+  EXPECT_LT(r.steps, 200);
+  EXPECT_EQ(r.best_step, r.history.front().step);
+
+  FinetuneConfig bad = config();
+  bad.max_len = 1000;
+  EXPECT_THROW(run_finetune(bad, task, {.progress = nullptr}), Error);
+  bad = config();
+  bad.tokenizer = *dir_ / "in/part0.txt";  // not the checkpoint's tokenizer
+  EXPECT_THROW(run_finetune(bad, task, {.progress = nullptr}), Error);
+  TaskData empty = task;
+  empty.dev.clear();
+  EXPECT_THROW(run_finetune(config(), empty, {.progress = nullptr}), Error);
+}
+
+TEST(FinetuneConfigJson, RoundTripsAndRejectsUnknownKeys) {
+  FinetuneConfig c;
+  c.task = "spam";
+  c.pooling = Pooling::kMean;
+  c.peak_lr = 3e-4f;
+  const ConfigJson j = finetune_config_to_json(c);
+  EXPECT_EQ(j["peak_lr"].dump(), "0.0003");
+  const FinetuneConfig back = finetune_config_from_json(j);
+  EXPECT_EQ(finetune_config_to_json(back), j);
+  ConfigJson bad = j;
+  bad["learning_rate"] = 1;
+  EXPECT_THROW(finetune_config_from_json(bad), Error);
+  bad = j;
+  bad["steps"] = "many";
+  EXPECT_THROW(finetune_config_from_json(bad), Error);
+}
+
+}  // namespace
+}  // namespace ecmoe::finetune
