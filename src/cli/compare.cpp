@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "compare/finetune_suite.h"
 #include "compare/report.h"
 #include "compare/runner.h"
 #include "compare/suite.h"
@@ -25,6 +26,9 @@ struct CompareArgs {
   std::vector<std::string> sets;
   bool report_only = false;
   bool list = false;
+  std::string pretrained;          // finetune-small: paper-small's --out
+  std::vector<std::string> tasks;  // finetune-small: task specs (default: the built-in ones)
+  std::string cache_dir = "data/cache";
 };
 
 // Output of a shell command's first line, or "" when it fails.
@@ -56,6 +60,8 @@ std::string utc_now() {
 
 std::string command_line(const CompareArgs& a, const std::string& out, const std::string& report) {
   std::string c = "ecmoe compare --suite " + a.suite + (a.quick ? " --quick" : "");
+  if (!a.pretrained.empty()) c += " --pretrained " + a.pretrained;
+  for (const std::string& t : a.tasks) c += " --task " + t;
   c += " --out " + out + " --report " + report;
   for (const std::string& s : a.sets) c += " --set " + s;
   return c;
@@ -74,13 +80,48 @@ void list_suite(const compare::Suite& suite) {
   }
 }
 
+void run_finetune_command(const CompareArgs& a) {
+  compare::FinetuneSuiteOptions options;
+  options.quick = a.quick;
+  options.pretrained = !a.pretrained.empty()
+                           ? a.pretrained
+                           : std::string("runs/compare/paper-small") + (a.quick ? "-quick" : "");
+  options.out = !a.out.empty() ? a.out
+                               : std::string("runs/compare/finetune-small") + (a.quick ? "-quick" : "");
+  options.tasks = a.tasks;
+  options.sets = a.sets;
+  options.cache_dir = a.cache_dir;
+  const std::string report =
+      !a.report.empty() ? a.report : (std::filesystem::path(options.out) / "report.md").string();
+  const std::vector<compare::FinetuneRunInfo> runs = compare::finetune_suite_runs(options);
+  if (a.list) {
+    for (const compare::FinetuneRunInfo& r : runs)
+      std::printf("  %-12s %-12s seed %llu  %s\n", r.variant.c_str(), r.task.c_str(),
+                  (unsigned long long)r.seed, r.checkpoint.c_str());
+    return;
+  }
+  const double start = now_seconds();
+  if (!a.report_only) compare::run_finetune_suite(runs, options);
+  CompareArgs shown = a;
+  shown.pretrained = options.pretrained;
+  compare::write_finetune_report(report, runs,
+                                 {.command = command_line(shown, options.out, report),
+                                  .commit = source_commit(),
+                                  .date = utc_now(),
+                                  .threads = thread_count(),
+                                  .wall_seconds = a.report_only ? 0.0 : now_seconds() - start});
+  std::printf("report: %s\n", report.c_str());
+}
+
 }  // namespace
 
 void register_compare(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "compare", "Run a suite of training runs that differ only in routing, and report on them");
   auto args = std::make_shared<CompareArgs>();
-  cmd->add_option("--suite", args->suite, "Suite to run (paper-small)");
+  cmd->add_option("--suite", args->suite,
+                  "Suite to run: paper-small (pre-training) or finetune-small (fine-tunes "
+                  "paper-small's encoders; docs/compare.md)");
   cmd->add_flag("--quick", args->quick,
                 "The suite's runs on the tiny model for a few steps (~2 minutes): checks the "
                 "plumbing, says nothing about the routers");
@@ -96,7 +137,19 @@ void register_compare(CLI::App& app) {
   cmd->add_flag("--report-only", args->report_only,
                 "Write the report from the finished runs in --out without training");
   cmd->add_flag("--list", args->list, "Print the suite's runs and exit");
+  cmd->add_option("--pretrained", args->pretrained,
+                  "finetune-small: the --out folder of paper-small (default runs/compare/"
+                  "paper-small, or paper-small-quick)");
+  cmd->add_option("--task", args->tasks,
+                  "finetune-small: a task to fine-tune on, as for `ecmoe finetune --task` "
+                  "(repeatable; default: every built-in task)");
+  cmd->add_option("--cache", args->cache_dir,
+                  "finetune-small: where the built-in tasks' raw data is fetched (data/cache)");
   cmd->callback([args] {
+    if (args->suite == "finetune-small") {
+      run_finetune_command(*args);
+      return;
+    }
     const compare::Suite suite = compare::make_suite(args->suite, args->quick);
     if (args->list) {
       list_suite(suite);

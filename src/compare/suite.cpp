@@ -71,10 +71,10 @@ void add_runs(Suite& suite, const std::string& family, const std::vector<Variant
 
 }  // namespace
 
-std::vector<std::string> suite_names() { return {"paper-small"}; }
+std::vector<std::string> suite_names() { return {"paper-small", "finetune-small"}; }
 
 Suite make_suite(const std::string& name, bool quick) {
-  ECMOE_CHECK(name == "paper-small", "unknown suite '", name, "' (known: paper-small)");
+  ECMOE_CHECK(name == "paper-small", "unknown suite '", name, "' (known: paper-small, finetune-small)");
   Suite suite;
   suite.name = name;
   if (quick) {
