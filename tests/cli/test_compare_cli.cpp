@@ -9,6 +9,7 @@
 #include <regex>
 
 #include "../train/train_test_util.h"
+#include "data/prepare.h"
 
 namespace ecmoe {
 namespace {
@@ -136,6 +137,76 @@ TEST(CompareCli, QuickSuiteWritesACompleteReport) {
   const Command unknown = run("compare --suite nope --out " + out);
   EXPECT_NE(unknown.status, 0);
   EXPECT_NE(unknown.output.find("unknown suite 'nope'"), std::string::npos);
+}
+
+// finetune-small --quick on paper-small --quick's checkpoints, with a GLUE SST-2 folder the test
+// writes (the built-in tasks need fetched data): every pre-trained variant fine-tunes with three
+// seeds, and the report has its Table-2-style rows.
+TEST(CompareCli, QuickFinetuneSuiteReportsEveryVariant) {
+  TempDir dir("compare-ft");
+  for (int i = 0; i < 6; ++i)
+    train_test::write_text(dir / ("in/part" + std::to_string(i) + ".txt"),
+                           data::test::sample_text(300 + i, 80));
+  data::PrepareConfig prep;
+  prep.inputs = {dir / "in"};
+  prep.out_dir = dir / "data";
+  prep.vocab_size = 320;
+  prep.val_fraction = 0.2;
+  data::prepare(prep);
+  const std::string pretrained = dir / "pretrain";
+  const Command pre = run("compare --quick --out " + pretrained + " --set data.dir=" +
+                          (dir / "data") + " --report " + (dir / "pretrain.md"));
+  ASSERT_EQ(pre.status, 0) << pre.output;
+
+  // SST-2 layout: "sentence<TAB>label"; label 1 when a sea word occurs.
+  const Rng rng(5, 0);
+  uint64_t k = 0;
+  std::string train_tsv = "sentence\tlabel\n", dev_tsv = "sentence\tlabel\n";
+  for (int i = 0; i < 260; ++i) {
+    const bool sea = rng.below(k++, 2) == 1;
+    std::string& file = i < 200 ? train_tsv : dev_tsv;
+    file.append(sea ? "the ship was on the sea " : "the king was in the house ");
+    file.append(std::to_string(rng.below(k++, 50)));
+    file.append(sea ? "\t1\n" : "\t0\n");
+  }
+  train_test::write_text(dir / "sst2/train.tsv", train_tsv);
+  train_test::write_text(dir / "sst2/dev.tsv", dev_tsv);
+
+  const std::string report = dir / "docs/finetune.md";
+  const std::string args = "compare --suite finetune-small --quick --pretrained " + pretrained +
+                           " --task glue:sst2:" + (dir / "sst2") + " --out " + (dir / "ft") +
+                           " --report " + report;
+  const Command ft = run(args);
+  ASSERT_EQ(ft.status, 0) << ft.output;
+  const std::string md = read_text(report);
+  EXPECT_NE(md.find("| pre-trained with | glue:sst2 | average |"), std::string::npos) << md;
+  for (const char* variant : {"dense", "top-1", "top-2", "EC c=2", "EC-CAP b=2", "EC-CAP b=3"}) {
+    const std::string line = row(md, variant);
+    ASSERT_NE(line, "") << variant;
+    static const std::regex cell(R"(([0-9]+\.[0-9]) ± ([0-9]+\.[0-9]))");
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(line, m, cell)) << line;
+    EXPECT_LE(std::stod(m[1]), 100.0);
+  }
+  EXPECT_NE(row(md, "majority class"), "");
+  EXPECT_NE(md.find("Ranking by average test accuracy: "), std::string::npos);
+  int results = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir / "docs/finetune/runs"))
+    results += entry.path().filename() == "result.json";
+  EXPECT_EQ(results, 6 * 3);
+
+  // Finished runs are kept on a second invocation.
+  const Command again = run(args);
+  ASSERT_EQ(again.status, 0) << again.output;
+  EXPECT_NE(again.output.find("done before, kept"), std::string::npos);
+  EXPECT_EQ(row(read_text(report), "EC c=2"), row(md, "EC c=2"));
+
+  // Without the pre-training runs: a clear one-line error naming the missing checkpoint.
+  const Command missing =
+      run("compare --suite finetune-small --quick --pretrained " + (dir / "nothing"));
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.output.find("missing pre-trained checkpoint"), std::string::npos)
+      << missing.output;
 }
 
 }  // namespace
