@@ -70,9 +70,10 @@ void register_finetune(CLI::App& app) {
       std::printf("%s\n", finetune::result_to_json(r).dump(2).c_str());
       return;
     }
-    std::printf("%s: %lld steps%s, best dev at step %lld, %.1f s\n", r.task.c_str(),
-                (long long)r.steps, r.stopped_early ? " (stopped early)" : "",
-                (long long)r.best_step, r.seconds);
+    std::printf(
+        "%s: %lld steps%s, best dev at step %lld, %.1f s (training %.1f s, evaluation %.1f s)\n",
+        r.task.c_str(), (long long)r.steps, r.stopped_early ? " (stopped early)" : "",
+        (long long)r.best_step, r.seconds, r.train_seconds, r.eval_seconds);
     print_metrics("dev", r.dev);
     print_metrics("test", r.test);
     print_metrics("majority", r.majority_baseline);

@@ -78,6 +78,23 @@ class BatchOrder {
   std::vector<int64_t> perm_;
 };
 
+// config.steps, or the number of the run's own batches (padded as they will be) that fill the
+// token budget.
+int64_t planned_steps(const FinetuneConfig& config, const EncodedSplit& train) {
+  if (config.steps > 0) return config.steps;
+  constexpr int64_t kMinSteps = 20, kMaxSteps = 2000;
+  BatchOrder order(int64_t(train.tokens.size()), config.seed);
+  int64_t tokens = 0, steps = 0;
+  while (steps < kMaxSteps && tokens < config.token_budget) {
+    size_t longest = 1;
+    for (const int64_t i : order.batch(steps, config.batch_size))
+      longest = std::max(longest, train.tokens[i].size());
+    tokens += int64_t(config.batch_size) * int64_t(longest);
+    ++steps;
+  }
+  return std::max(kMinSteps, steps);
+}
+
 struct Classifier {
   Transformer& model;
   const FlatBuffer& params;
@@ -178,9 +195,7 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   adam_config.weight_decay = config.weight_decay;
   AdamW adam(model.table(), adam_config), head_adam(head_tab, adam_config);
 
-  double length_sum = 0;
-  for (const auto& ids : train.tokens) length_sum += double(ids.size());
-  const int64_t steps = config.resolved_steps(length_sum / double(train.tokens.size()));
+  const int64_t steps = planned_steps(config, train);
   const int64_t eval_interval = config.resolved_eval_interval(steps);
 
   FinetuneResult result;
@@ -208,8 +223,10 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   FloatVec d_hidden;
 
   const auto evaluate_dev = [&](int64_t step) {
+    const double t0 = now_seconds();
     const ClassMetrics m =
         class_metrics(dev.labels, predict(classifier, dev, config.eval_batch_size, state), classes);
+    result.eval_seconds += now_seconds() - t0;
     result.history.push_back({step, loss_steps ? loss_sum / double(loss_steps) : 0.0, m});
     if (options.progress)
       std::fprintf(options.progress, "finetune %s step %lld: train loss %.4f, dev accuracy %.4f\n",
@@ -230,6 +247,7 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   };
 
   for (int64_t s = 0; s < steps; ++s) {
+    const double t0 = now_seconds();
     const std::vector<int64_t> idx = order.batch(s, config.batch_size);
     const Batch batch = make_padded_batch(train, idx, labels);
     grads.zero();
@@ -254,6 +272,7 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
     head_adam.step(head, head_grads, lr);
     loss_sum += loss;
     ++loss_steps;
+    result.train_seconds += now_seconds() - t0;
     result.steps = s + 1;
     if (result.steps % eval_interval == 0 || result.steps == steps) {
       evaluate_dev(result.steps);
@@ -265,8 +284,10 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   }
 
   const Classifier best{model, best_params, best_head, config.pooling, classes};
+  const double t_test = now_seconds();
   result.test =
       class_metrics(test.labels, predict(best, test, config.eval_batch_size, state), classes);
+  result.eval_seconds += now_seconds() - t_test;
   result.seconds = now_seconds() - t_start;
   if (!config.out.empty()) {
     fs::create_directories(config.out);
@@ -292,6 +313,8 @@ ConfigJson result_to_json(const FinetuneResult& r) {
   j["steps"] = r.steps;
   j["stopped_early"] = r.stopped_early;
   j["seconds"] = r.seconds;
+  j["train_seconds"] = r.train_seconds;
+  j["eval_seconds"] = r.eval_seconds;
   ConfigJson history = ConfigJson::array();
   for (const EvalPoint& p : r.history)
     history.push_back({{"step", p.step},

@@ -41,7 +41,9 @@ struct FinetuneResult {
   int64_t planned_steps = 0;  // config.steps, or the token budget's count
   int64_t steps = 0;          // updates run (fewer than planned when stopped early)
   bool stopped_early = false;
-  double seconds = 0;  // the whole run, loading and evaluation included
+  double seconds = 0;        // the whole run, loading and evaluation included
+  double train_seconds = 0;  // of which training steps
+  double eval_seconds = 0;   // of which dev and test evaluation
   std::vector<EvalPoint> history;
 };
 

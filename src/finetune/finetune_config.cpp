@@ -103,12 +103,6 @@ float FinetuneConfig::lr_at(int64_t step, int64_t total) const {
   return peak_lr * float(std::max<int64_t>(1, total - step)) / float(rest + 1);
 }
 
-int64_t FinetuneConfig::resolved_steps(double mean_length) const {
-  if (steps > 0) return steps;
-  const double per_step = double(batch_size) * std::max(1.0, mean_length);
-  return std::clamp<int64_t>(int64_t(std::llround(double(token_budget) / per_step)), 20, 2000);
-}
-
 int64_t FinetuneConfig::resolved_eval_interval(int64_t total) const {
   return eval_interval > 0 ? eval_interval : std::max<int64_t>(1, total / 4);
 }

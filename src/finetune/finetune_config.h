@@ -18,9 +18,9 @@ struct FinetuneConfig {
   std::string cache_dir = "data/cache";  // raw task data is fetched here
   Pooling pooling = Pooling::kFirst;     // [CLS] token (prepended to every example) or mean
   int max_len = 0;  // tokens per example, [CLS] included, cut beyond; 0: the model's seq_len
-  // Updates: `steps`, or with steps 0 as many as it takes to read about `token_budget` tokens
-  // (token_budget / (batch_size · mean encoded length of the training examples), clamped to
-  // [20, 2000]), so short-sentence and long-document tasks cost about the same time.
+  // Updates: `steps`, or with steps 0 as many as it takes the run's batches (padded to their
+  // longest sequence, as run) to hold `token_budget` tokens, clamped to [20, 2000]: short-sentence
+  // and long-document tasks then cost about the same time.
   int64_t steps = 0;
   int64_t token_budget = 120000;
   // Training examples used: the first max_train_examples of the task's (fixed, shuffled) train
@@ -41,8 +41,6 @@ struct FinetuneConfig {
 
   // The learning rate at 0-based `step` of a run of `total` steps.
   float lr_at(int64_t step, int64_t total) const;
-  // steps, or the token-budget count for training examples of this mean length.
-  int64_t resolved_steps(double mean_length) const;
   int64_t resolved_eval_interval(int64_t total) const;
   void validate() const;  // throws ecmoe::Error naming the bad field
 };

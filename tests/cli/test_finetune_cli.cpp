@@ -1,0 +1,93 @@
+// `ecmoe finetune` through the real binary: prepare + train a tiny encoder, fine-tune it on an
+// SST-2-layout task the test writes (JSON result, result.json), and one-line errors for bad TSVs.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "../train/train_test_util.h"
+
+using ecmoe::train_test::TempDir;
+
+namespace {
+
+struct CliRun {
+  int status;
+  std::string out;
+  std::string err;
+};
+
+CliRun run_ecmoe(const std::string& args, const std::string& err_file) {
+  const std::string command = std::string(ECMOE_BINARY) + " " + args + " 2>" + err_file;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return {-1, "popen failed", ""};
+  std::string output;
+  char buffer[4096];
+  while (std::size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output,
+          ecmoe::train_test::read_text(err_file)};
+}
+
+// SST-2 layout; label 1 iff the sentence names a sea word.
+std::string sst2_file(int rows, uint64_t seed) {
+  static const char* land[] = {"the", "quick", "brown", "fox", "king", "house", "city", "law"};
+  static const char* sea[] = {"whale", "ship", "sea", "captain"};
+  const ecmoe::Rng rng(seed, 0);
+  uint64_t k = 0;
+  std::string text = "sentence\tlabel\n";
+  for (int i = 0; i < rows; ++i) {
+    const bool positive = rng.below(k++, 2) == 1;
+    const int words = 5 + int(rng.below(k++, 4));
+    const int at = int(rng.below(k++, uint64_t(words)));
+    for (int w = 0; w < words; ++w)
+      text += std::string(w ? " " : "") +
+              (positive && w == at ? sea[rng.below(k++, 4)] : land[rng.below(k++, 8)]);
+    text += std::string(" .\t") + (positive ? "1" : "0") + "\n";
+  }
+  return text;
+}
+
+TEST(FinetuneCli, TrainsOnGlueLayoutAndReportsErrorsWithFileAndLine) {
+  ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY));
+  TempDir dir("ft-cli");
+  const auto run = [&](const std::string& args) { return run_ecmoe(args, dir / "stderr.txt"); };
+  for (int i = 0; i < 4; ++i)
+    ecmoe::train_test::write_text(dir / ("in/part" + std::to_string(i) + ".txt"),
+                                  ecmoe::data::test::sample_text(300 + i, 80));
+  ASSERT_EQ(run("prepare --input " + (dir / "in") + " --out " + (dir / "data") +
+                " --vocab-size 320 --val-fraction 0.25")
+                .status,
+            0);
+  const CliRun train = run("train --config tiny --set data.dir=" + (dir / "data") +
+                           " --set steps=10 --out " + (dir / "pre"));
+  ASSERT_EQ(train.status, 0) << train.err;
+  ecmoe::train_test::write_text(dir / "sst/train.tsv", sst2_file(400, 1));
+  ecmoe::train_test::write_text(dir / "sst/dev.tsv", sst2_file(100, 2));
+  const std::string ckpt = " --checkpoint " + (dir / "pre/checkpoint.safetensors");
+  const CliRun ft = run("finetune" + ckpt + " --task glue:sst2:" + (dir / "sst") +
+                        " --seed 4 --set steps=60 --set peak_lr=0.003 --set patience=0 --json"
+                        " --out " +
+                        (dir / "ft"));
+  ASSERT_EQ(ft.status, 0) << ft.err;
+  const auto j = nlohmann::json::parse(ft.out);
+  EXPECT_EQ(j["task"], "glue:sst2");
+  EXPECT_EQ(j["steps"], 60);
+  EXPECT_EQ(j["examples"]["test"], 100);
+  EXPECT_GT(j["test"]["accuracy"].get<double>(), j["majority_baseline"]["accuracy"].get<double>());
+  EXPECT_TRUE(std::filesystem::exists(dir / "ft/result.json"));
+  EXPECT_EQ(nlohmann::json::parse(ecmoe::train_test::read_text(dir / "ft/config.json"))["seed"], 4);
+
+  ecmoe::train_test::write_text(dir / "bad/train.tsv", "sentence\tlabel\nfine\t1\nbroken\n");
+  ecmoe::train_test::write_text(dir / "bad/dev.tsv", "sentence\tlabel\nfine\t1\n");
+  const CliRun bad = run("finetune" + ckpt + " --task glue:sst2:" + (dir / "bad"));
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("bad/train.tsv:3: 1 columns, expected 2"), std::string::npos) << bad.err;
+  const CliRun key = run("finetune" + ckpt + " --task polarity --set learning_rate=1");
+  EXPECT_EQ(key.status, 1);
+  EXPECT_NE(key.err.find("learning_rate"), std::string::npos) << key.err;
+}
+
+}  // namespace
