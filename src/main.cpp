@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   ecmoe::cli::register_prepare(app);
   ecmoe::cli::register_train(app);
   ecmoe::cli::register_eval(app);
+  ecmoe::cli::register_calibrate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,5 +10,6 @@ void register_bench(CLI::App& app);
 void register_prepare(CLI::App& app);
 void register_train(CLI::App& app);
 void register_eval(CLI::App& app);
+void register_calibrate(CLI::App& app);
 
 }  // namespace ecmoe::cli
