@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   ecmoe::cli::register_train(app);
   ecmoe::cli::register_eval(app);
   ecmoe::cli::register_calibrate(app);
+  ecmoe::cli::register_generate(app);
+  ecmoe::cli::register_inspect(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -11,5 +11,7 @@ void register_prepare(CLI::App& app);
 void register_train(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_calibrate(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_inspect(CLI::App& app);
 
 }  // namespace ecmoe::cli
