@@ -92,20 +92,23 @@ void register_generate(CLI::App& app) {
 
     KvDecoder decoder(model, params, state);
     const Rng rng(args->seed, 0x67656eULL);
-    std::vector<int> generated;
-    std::string printed;
+    // SentencePiece decodes a word's leading space only after other text, so the continuation is
+    // decoded together with the prompt and what lies past the decoded prompt is printed.
+    std::vector<int> context(prompt.begin(), prompt.end());
+    std::string printed = tokenizer.decode(context);
+    std::size_t generated = 0;
     std::printf("%s", args->prompt.c_str());
     std::fflush(stdout);
     const double t0 = now_seconds();
     const std::vector<float>* logits = nullptr;
     for (int id : prompt) logits = &decoder.step(id);
     const double t_prompt = now_seconds();
-    while (int(generated.size()) < args->max_tokens) {
-      const int next = sample_token(*logits, args->sampling, rng.uniform(generated.size()));
+    while (int(generated) < args->max_tokens) {
+      const int next = sample_token(*logits, args->sampling, rng.uniform(generated));
       if (next == data::kEosId) break;
-      generated.push_back(next);
-      // Decoding the whole continuation keeps SentencePiece's spacing right; print what is new.
-      const std::string text = tokenizer.decode(generated);
+      context.push_back(next);
+      ++generated;
+      const std::string text = tokenizer.decode(context);
       if (text.size() >= printed.size() && text.compare(0, printed.size(), printed) == 0) {
         std::printf("%s", text.c_str() + printed.size());
         std::fflush(stdout);
@@ -119,9 +122,9 @@ void register_generate(CLI::App& app) {
     std::fprintf(stderr,
                  "%zu tokens in %.3f s (%.1f tokens/s; prompt of %zu tokens in %.3f s), router "
                  "%s\n",
-                 generated.size(), t1 - t_prompt,
-                 (t1 - t_prompt) > 0 ? double(generated.size()) / (t1 - t_prompt) : 0.0,
-                 prompt.size(), t_prompt - t0, router_name(model_config.moe.router).c_str());
+                 generated, t1 - t_prompt,
+                 (t1 - t_prompt) > 0 ? double(generated) / (t1 - t_prompt) : 0.0, prompt.size(),
+                 t_prompt - t0, router_name(model_config.moe.router).c_str());
   });
 }
 

@@ -48,7 +48,16 @@ void write_png(const std::string& path, const std::vector<std::vector<float>>& g
   std::string xtics;
   for (std::size_t t = 0; t < pieces.size(); ++t) {
     std::string label;
-    for (char ch : pieces[t]) label += (ch == '"' || ch == '\\') ? '_' : ch;
+    const std::string& piece = pieces[t];
+    for (std::size_t i = 0; i < piece.size(); ++i) {
+      if (piece.compare(i, 3, "\xE2\x96\x81") == 0) {  // SentencePiece's word-start mark
+        label.push_back(' ');
+        i += 2;
+      } else {
+        const char ch = piece[i];
+        label.push_back(ch == '"' || ch == '\\' || ch == '\'' ? '_' : ch);
+      }
+    }
     xtics += (t ? ", " : "") + std::string("\"") + label + "\" " + std::to_string(t);
   }
   const int width = std::max(640, 24 * int(pieces.size()) + 200);
@@ -56,9 +65,12 @@ void write_png(const std::string& path, const std::vector<std::vector<float>>& g
   const std::string script =
       "set terminal png size " + std::to_string(width) + "," + std::to_string(height) +
       "\nset output '" + png + "'\nset title 'gate per token (x) and layer:expert (y)'\n" +
-      "set xtics rotate by 90 (" + xtics + ")\nset ylabel 'layer * " + std::to_string(experts) +
-      " + expert'\nset cblabel 'gate'\nset palette defined (0 'white', 1 'dark-blue')\n" +
-      "plot '" + data + "' matrix using 2:1:3 with image notitle\n";
+      "set bmargin 8\nset xtics rotate by 90 right (" + xtics +
+      ")\nset ylabel 'MoE layer (0, 1, ...) * " + std::to_string(experts) +
+      " + expert'\nset xrange [-0.5:" + std::to_string(double(pieces.size()) - 0.5) +
+      "]\nset yrange [-0.5:" + std::to_string(double(n_layers_shown * experts) - 0.5) +
+      "]\nset cblabel 'gate'\nset palette defined (0 'white', 1 'dark-blue')\n" + "plot '" + data +
+      "' matrix using 2:1:3 with image notitle\n";
   const std::string script_path = path + ".tmp-gnuplot";
   write_file_atomically(script_path, script);
   const int rc = std::system(("gnuplot '" + script_path + "' 2>&1").c_str());
