@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   ecmoe::cli::register_eval(app);
   ecmoe::cli::register_compare(app);
   ecmoe::cli::register_finetune(app);
+  ecmoe::cli::register_calibrate(app);
+  ecmoe::cli::register_generate(app);
+  ecmoe::cli::register_inspect(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

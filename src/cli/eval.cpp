@@ -1,6 +1,7 @@
 // `ecmoe eval`: loss, perplexity and routing statistics of a checkpoint on fixed windows of a
 // data split (the windows validation uses during training, for --split val).
 #include <cstdio>
+#include <string>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -9,6 +10,7 @@
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
+#include "train/leakage.h"
 #include "train/metrics.h"
 #include "train/report.h"
 
@@ -22,7 +24,36 @@ struct EvalArgs {
   int batch_size = 0;
   std::string data;
   bool json = false;
+  std::string router;  // replaces the checkpoint's router (expert_choice <-> expert_threshold)
+  bool leakage = false;
+  int leakage_cuts = 4;
 };
+
+MetricsJson leakage_json(const LeakageResult& r) {
+  MetricsJson j;
+  j["max_abs_change"] = r.max_abs_change;
+  j["mean_abs_change"] = r.mean_abs_change;
+  j["positions"] = r.positions;
+  j["changed_positions"] = r.changed_positions;
+  j["base_loss"] = r.base_loss;
+  j["loss_change"] = r.loss_change;
+  j["batches"] = r.batches;
+  j["cuts"] = r.cuts;
+  j["exact"] = r.exact();
+  return j;
+}
+
+std::string format_leakage(const LeakageResult& r) {
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "leakage (future tokens replaced, %lld positions compared over %d batches x %d "
+                "cuts): max |dlogp| %.3g, mean %.3g, changed %lld (%s); loss there %.4f, "
+                "change %+.4g\n",
+                (long long)r.positions, r.batches, r.cuts, r.max_abs_change, r.mean_abs_change,
+                (long long)r.changed_positions, r.exact() ? "bitwise 0: causal" : "LEAKS",
+                r.base_loss, r.loss_change);
+  return line;
+}
 }  // namespace
 
 void register_eval(CLI::App& app) {
@@ -44,23 +75,52 @@ void register_eval(CLI::App& app) {
                   "Prepared data folder (default: the one recorded in the checkpoint's config); "
                   "it must have the same tokenizer");
   cmd->add_flag("--json", args->json, "Print one JSON object instead of text");
+  cmd->add_option("--router", args->router,
+                  "Route with this router instead of the checkpoint's: expert_threshold for an "
+                  "expert-choice checkpoint (its cutoffs), or expert_choice for a threshold one");
+  cmd->add_flag("--leakage", args->leakage,
+                "Decoders: also measure how much log p(target) at positions <= t changes when "
+                "the tokens after t are replaced (0 for a causal router)");
+  cmd->add_option("--leakage-cuts", args->leakage_cuts, "Cut points per batch for --leakage")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->callback([args] {
     const Checkpoint checkpoint = Checkpoint::open(args->checkpoint);
     const TrainConfig& config = checkpoint.config();
+    ECMOE_CHECK(!args->leakage || config.model.kind == ModelKind::kDecoder,
+                "eval --leakage: needs a decoder checkpoint (an encoder reads the whole sequence "
+                "by design)");
     const std::string dir = args->data.empty() ? config.data.dir : args->data;
     const auto dataset = data::TokenDataset::open(dir, args->split);
     check_same_data(checkpoint, data_reference(dir, dataset));
 
-    Transformer model(config.model);
+    ModelConfig model_config = config.model;
+    if (!args->router.empty()) {
+      const RouterKind router = parse_router_kind(args->router);
+      ECMOE_CHECK(router == model_config.moe.router ||
+                      (router_has_cutoffs(router) && router_has_cutoffs(model_config.moe.router)),
+                  "eval --router: a checkpoint trained with ", router_name(model_config.moe.router),
+                  " cannot be evaluated with ", router_name(router),
+                  " (only expert_choice and expert_threshold replace each other)");
+      model_config.moe.router = router;
+    }
+    Transformer model(model_config);
     FlatBuffer params(model.table());
     checkpoint.load_params(params);
+    FlatBuffer router_state(model.state_table());
+    model.init_state(router_state);
+    checkpoint.load_router_state(router_state);
     const int batches = args->batches > 0         ? args->batches
                         : config.eval.batches > 0 ? config.eval.batches
                                                   : 8;
     const BatchSpec spec =
         batch_spec(config, args->batch_size > 0 ? args->batch_size : config.eval_batch_size());
-    const EvalResult r =
-        evaluate(model, params, BatchSource::fixed(dataset, spec, batches), batches);
+    const BatchSource source = BatchSource::fixed(dataset, spec, batches);
+    const EvalResult r = evaluate(model, params, source, batches, &router_state);
+    LeakageResult leak;
+    if (args->leakage)
+      leak = measure_leakage(model, params, source, {batches, args->leakage_cuts, 1, 0},
+                             &router_state);
 
     if (args->json) {
       MetricsJson j;
@@ -68,13 +128,16 @@ void register_eval(CLI::App& app) {
       j["step"] = checkpoint.step();
       j["split"] = args->split;
       j["model"] = model_kind_name(config.model.kind);
-      j["router"] = router_name(config.model.moe.router);
-      j.update(eval_json(config.model, r));
+      j["router"] = router_name(model_config.moe.router);
+      j["trained_router"] = router_name(config.model.moe.router);
+      j.update(eval_json(model_config, r));
+      if (args->leakage) j["leakage"] = leakage_json(leak);
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("%s at step %lld, %s split of %s:\n%s", args->checkpoint.c_str(),
                   (long long)checkpoint.step(), args->split.c_str(), dir.c_str(),
-                  format_eval_report(config.model, r).c_str());
+                  format_eval_report(model_config, r).c_str());
+      if (args->leakage) std::printf("%s", format_leakage(leak).c_str());
     }
   });
 }

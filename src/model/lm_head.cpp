@@ -45,6 +45,12 @@ double lm_head_forward(LmHead& head, const float* h, const int32_t* targets, con
   return ce.loss;
 }
 
+void lm_head_target_log_probs(float* out, const LmHead& head, int vocab) {
+  ECMOE_CHECK(head.logits_valid, "model: log-probabilities need a forward (before backward)");
+  for (int64_t j = 0; j < head.count; ++j)
+    out[j] = head.logits[j * vocab + head.targets[j]] - head.logsumexp[j];
+}
+
 void lm_head_backward(float* dh, float* dtable, LmHead& head, const float* table,
                       const LmHeadShape& s) {
   const int m = int(head.count);

@@ -35,6 +35,10 @@ struct LmHead {
 double lm_head_forward(LmHead& head, const float* h, const int32_t* targets, const float* table,
                        const LmHeadShape& shape);
 
+// log p(target) of each counted row of the last forward, [count] in the order of head.rows:
+// logit[target] − logsumexp. Valid until backward turns the logits into gradients.
+void lm_head_target_log_probs(float* out, const LmHead& head, int vocab);
+
 // Gradient of the mean cross-entropy (dloss = 1): dh [rows, dim] (+=) and dtable [vocab, dim]
 // (+=). Once per forward: the logits buffer is reused for their gradient.
 void lm_head_backward(float* dh, float* dtable, LmHead& head, const float* table,

@@ -87,6 +87,7 @@ Transformer::Transformer(const ModelConfig& config)
     o.w2 = table_.spec(p + "ffn.experts.w2").offset;
     layers_.push_back(o);
     ffn_.emplace_back(ffn);
+    if (router_has_cutoffs(ffn.router)) state_table_.add(p + "ffn.router.cutoff", {ffn.n_experts});
   }
   final_gain_ = offset(table_.add("final_ln.gain", {d}));
   final_bias_ = offset(table_.add("final_ln.bias", {d}));
@@ -121,11 +122,53 @@ void Transformer::init_params(FlatBuffer& params, uint64_t seed) const {
   }
 }
 
+void Transformer::init_state(FlatBuffer& state) const {
+  ECMOE_CHECK(state.size() == state_table_.total_floats(),
+              "init_state: buffer does not belong to this model's router state");
+  for (const TensorSpec& spec : state_table_.specs()) {
+    float* v = state.data() + spec.offset;
+    std::fill(v, v + spec.numel(), -1.f);
+  }
+}
+
+void Transformer::update_cutoffs(FlatBuffer& state, const std::vector<RoutingStats>& layer_stats,
+                                 float rate) const {
+  ECMOE_CHECK(state.size() == state_table_.total_floats(),
+              "update_cutoffs: buffer does not belong to this model's router state");
+  ECMOE_CHECK(rate > 0.f && rate <= 1.f, "update_cutoffs: rate must be in (0, 1], got ", rate);
+  for (int l = 0; l < config_.n_layers && l < int(layer_stats.size()); ++l) {
+    const std::string name = layer_prefix(l) + "ffn.router.cutoff";
+    if (!state_table_.contains(name)) continue;
+    const std::vector<double> target = layer_stats[l].mean_kth_scores();
+    if (target.empty()) continue;  // no routing group (empty batch)
+    float* cutoff = state.get(name);
+    const int64_t e = state_table_.spec(name).numel();
+    ECMOE_CHECK(int64_t(target.size()) == e, "update_cutoffs: layer ", l, " reports ",
+                target.size(), " k-th scores for ", e, " experts");
+    for (int64_t i = 0; i < e; ++i)
+      cutoff[i] = (cutoff[i] < 0.f || rate == 1.f)
+                      ? float(target[i])
+                      : cutoff[i] + rate * (float(target[i]) - cutoff[i]);
+  }
+}
+
 ForwardResult Transformer::forward(const FlatBuffer& params, const Batch& batch, bool training,
                                    uint64_t seed) {
+  return forward_impl(params, nullptr, batch, training, seed);
+}
+
+ForwardResult Transformer::forward(const FlatBuffer& params, const FlatBuffer& state,
+                                   const Batch& batch, bool training, uint64_t seed) {
+  ECMOE_CHECK(state.size() == state_table_.total_floats(),
+              "model forward: router state buffer does not belong to this model");
+  return forward_impl(params, &state, batch, training, seed);
+}
+
+ForwardResult Transformer::forward_impl(const FlatBuffer& params, const FlatBuffer* state,
+                                        const Batch& batch, bool training, uint64_t seed) {
   ECMOE_CHECK(int64_t(batch.targets.size()) == batch.token_count(),
               "model forward: targets must have B·T = ", batch.token_count(), " entries");
-  ForwardResult result = forward_trunk(params, batch, training, seed);
+  ForwardResult result = forward_trunk(params, state, batch, training, seed);
   Activations& a = *act_;
   const int N = a.rows();
   // logits = ln_f(h) · Eᵀ at the counted positions
@@ -140,11 +183,11 @@ ForwardResult Transformer::forward(const FlatBuffer& params, const Batch& batch,
 
 ForwardResult Transformer::forward_hidden(const FlatBuffer& params, const Batch& batch,
                                           bool training, uint64_t seed) {
-  return forward_trunk(params, batch, training, seed);
+  return forward_trunk(params, nullptr, batch, training, seed);
 }
 
-ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const Batch& batch,
-                                         bool training, uint64_t seed) {
+ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuffer* state,
+                                         const Batch& batch, bool training, uint64_t seed) {
   const int B = batch.batch_size, T = batch.seq_len, V = config_.vocab_size;
   const int d = config_.d_model, L = config_.n_layers;
   ECMOE_CHECK(params.size() == table_.total_floats(), "model forward: parameter buffer of ",
@@ -202,7 +245,13 @@ ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const Batch& 
     float* rstd = a.ln2_rstd.data() + int64_t(l) * N;
     nn::layernorm_forward(ln2, mean, rstd, h_mid, p + o.ln2_gain, p + o.ln2_bias, N, d);
     const MoeWeights mw{o.router >= 0 ? p + o.router : nullptr, p + o.w1, p + o.w2};
-    const MoeInput in{ln2, a.tokens.data(), N, training, layer_seed(seed, l)};
+    const std::string cutoff_name = layer_prefix(l) + "ffn.router.cutoff";
+    const MoeConfig& fc = ffn_[l].config();
+    ECMOE_CHECK(fc.router != RouterKind::kExpertThreshold || state != nullptr,
+                "model forward: expert_threshold routing needs the router state (cutoffs)");
+    const float* cutoffs =
+        state && state_table_.contains(cutoff_name) ? state->get(cutoff_name) : nullptr;
+    const MoeInput in{ln2, a.tokens.data(), N, training, layer_seed(seed, l), cutoffs};
     MoeOutput out = ffn_[l].forward(mw, in, h_out);
     nn::add_inplace(h_out, h_mid, N64 * d);
     accumulate_aux(result.aux, out.aux);
@@ -282,6 +331,15 @@ void Transformer::backward_trunk(const FlatBuffer& params, FlatBuffer& grads) {
   }
   nn::embedding_backward(g + embed_tokens_, g + embed_positions_, dh, a.tokens.data(),
                          {B, T, d, V});
+}
+
+std::vector<float> Transformer::target_log_probs() const {
+  const LmHead& head = act_->head;
+  std::vector<float> counted(std::size_t(head.count));
+  if (head.count > 0) lm_head_target_log_probs(counted.data(), head, config_.vocab_size);
+  std::vector<float> out(std::size_t(act_->rows()), 0.f);
+  for (std::size_t j = 0; j < counted.size(); ++j) out[std::size_t(head.rows[j])] = counted[j];
+  return out;
 }
 
 const float* Transformer::final_hidden() const {

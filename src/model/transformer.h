@@ -9,6 +9,9 @@
 //   layers.L.attn.out.weight [d, d], layers.L.attn.out.bias [d], layers.L.ln2.gain/bias [d],
 //   layers.L.ffn.router.weight [d, e] (MoE with a router), layers.L.ffn.experts.w1 [e, d, f],
 //   layers.L.ffn.experts.w2 [e, f, d], final_ln.gain/bias [d].
+// Router state (not parameters: never optimised or decayed; its own table and buffer): for each
+// layer routed by expert choice or thresholds, layers.L.ffn.router.cutoff [e], each expert's
+// score cutoff for threshold routing (docs/causal.md); -1 until calibrated.
 // A dense layer's FFN is one expert (experts.w1 [1, d, f], no router); nothing has an FFN bias.
 // Initialisation (init_params), GPT-2 style, a pure function of the seed (tensor i of the table
 // draws from Rng(seed, i)):
@@ -59,9 +62,20 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   const TensorTable& table() const { return table_; }
   void init_params(FlatBuffer& params, uint64_t seed) const;
+  const TensorTable& state_table() const { return state_table_; }
+  bool has_cutoffs() const { return !state_table_.specs().empty(); }
+  void init_state(FlatBuffer& state) const;  // every cutoff -1: not calibrated
 
   // training: routers use the training capacity factor and jitter (noise stream from seed).
   ForwardResult forward(const FlatBuffer& params, const Batch& batch, bool training, uint64_t seed);
+  // The same with the router state (required by expert_threshold routing).
+  ForwardResult forward(const FlatBuffer& params, const FlatBuffer& state, const Batch& batch,
+                        bool training, uint64_t seed);
+  // Moves each cutoff toward its layer's mean k-th selected score of a forward (layer_stats from
+  // ForwardResult or merged over an evaluation): cutoff += rate · (target − cutoff); a cutoff not
+  // yet calibrated, or rate 1, takes the target itself.
+  void update_cutoffs(FlatBuffer& state, const std::vector<RoutingStats>& layer_stats,
+                      float rate) const;
   // Gradient of the last forward's loss, accumulated (+=) into grads. Once per forward (the
   // logits buffer becomes their gradient); params must be the forward's.
   void backward(const FlatBuffer& params, FlatBuffer& grads);
@@ -76,6 +90,9 @@ class Transformer {
   ForwardResult forward_hidden(const FlatBuffer& params, const Batch& batch, bool training,
                                uint64_t seed);
   void backward_from_hidden(const FlatBuffer& params, FlatBuffer& grads, const float* d_hidden);
+  // log p(target) at each position of the last forward, [B·T] (0 where the target is -1), for
+  // per-position measures such as leakage. Before backward (which reuses the logits).
+  std::vector<float> target_log_probs() const;
 
   // Layer l's FFN (its routing plan and scores of the last forward), for tests and statistics.
   const MoeLayer& ffn_layer(int layer) const { return ffn_.at(layer); }
@@ -83,8 +100,9 @@ class Transformer {
 
  private:
   struct Activations;
-  ForwardResult forward_trunk(const FlatBuffer& params, const Batch& batch, bool training,
-                              uint64_t seed);
+  // Everything up to the final hidden states; state: the router state (nullptr if none).
+  ForwardResult forward_trunk(const FlatBuffer& params, const FlatBuffer* state, const Batch& batch,
+                              bool training, uint64_t seed);
   void backward_trunk(const FlatBuffer& params, FlatBuffer& grads);  // from act_->d_tmp
   // Offsets (in floats) of one layer's tensors in any flat buffer of the table.
   struct LayerOffsets {
@@ -92,8 +110,11 @@ class Transformer {
     int64_t router = -1;  // -1: no router (dense, hash)
     int64_t w1, w2;
   };
+  ForwardResult forward_impl(const FlatBuffer& params, const FlatBuffer* state, const Batch& batch,
+                             bool training, uint64_t seed);
   ModelConfig config_;
   TensorTable table_;
+  TensorTable state_table_;
   std::vector<LayerOffsets> layers_;
   int64_t embed_tokens_ = 0, embed_positions_ = 0, final_gain_ = 0, final_bias_ = 0;
   std::vector<MoeLayer> ffn_;

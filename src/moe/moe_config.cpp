@@ -16,6 +16,7 @@ constexpr RouterName kRouterNames[] = {
     {RouterKind::kTop2, "top2"},
     {RouterKind::kDense, "dense"},
     {RouterKind::kHash, "hash"},
+    {RouterKind::kExpertThreshold, "expert_threshold"},
 };
 }  // namespace
 
@@ -25,7 +26,8 @@ RouterKind parse_router_kind(const std::string& name) {
   if (name == "ec") return RouterKind::kExpertChoice;
   if (name == "ec_cap" || name == "ec-cap") return RouterKind::kExpertChoiceCapped;
   fail("unknown router '", name,
-       "' (expected expert_choice, expert_choice_capped, top1, top2, dense or hash)");
+       "' (expected expert_choice, expert_choice_capped, top1, top2, dense, hash or "
+       "expert_threshold)");
 }
 
 std::string router_name(RouterKind kind) {
@@ -40,6 +42,10 @@ bool router_has_weights(RouterKind kind) {
 
 bool router_is_token_choice(RouterKind kind) {
   return kind == RouterKind::kTop1 || kind == RouterKind::kTop2;
+}
+
+bool router_has_cutoffs(RouterKind kind) {
+  return kind == RouterKind::kExpertChoice || kind == RouterKind::kExpertThreshold;
 }
 
 int MoeConfig::expert_count() const { return router == RouterKind::kDense ? 1 : n_experts; }
@@ -63,6 +69,10 @@ void MoeConfig::validate() const {
   ECMOE_CHECK(load_balance_weight >= 0.f, "moe: load-balancing weight must be >= 0");
   ECMOE_CHECK(z_loss_weight >= 0.f, "moe: z-loss weight must be >= 0");
   ECMOE_CHECK(jitter >= 0.f && jitter < 1.f, "moe: jitter must be in [0, 1), got ", jitter);
+  ECMOE_CHECK(threshold_ema_rate > 0.f && threshold_ema_rate <= 1.f,
+              "moe: threshold_ema_rate must be in (0, 1], got ", threshold_ema_rate);
+  ECMOE_CHECK(threshold_warmup_steps >= 0, "moe: threshold_warmup_steps must be >= 0, got ",
+              threshold_warmup_steps);
   if (router == RouterKind::kExpertChoiceCapped) {
     ECMOE_CHECK(capped.max_experts_per_token >= 1,
                 "moe: cap on experts per token must be >= 1, got ", capped.max_experts_per_token);

@@ -11,12 +11,19 @@ enum class RouterKind {
   kTop2,                // GShard: each token picks its two best experts, capacity-limited
   kDense,               // an ordinary FFN (one expert, every token, gate 1)
   kHash,                // expert = token id mod e, gate 1 (Roller et al. hash layers)
+  // Each expert takes every token whose score reaches its cutoff (an EMA of the score of the k-th
+  // token it took under expert choice in training): a decision per token, so causal. Same plan
+  // layout and gates as expert choice; docs/causal.md.
+  kExpertThreshold,
 };
 
 RouterKind parse_router_kind(const std::string& name);  // "expert_choice", "top2", ...
 std::string router_name(RouterKind kind);
 bool router_has_weights(RouterKind kind);  // dense and hash have no router
 bool router_is_token_choice(RouterKind kind);
+// Expert choice and threshold routing: the layer reports each expert's k-th selected score and
+// the model keeps a cutoff per expert (docs/causal.md).
+bool router_has_cutoffs(RouterKind kind);
 
 // The entropy-regularised assignment solved for capped expert choice:
 // max <S^T, A> + lambda·H(A), rows sum to k, columns sum to <= max_experts_per_token, 0 <= A <= 1.
@@ -44,6 +51,11 @@ struct MoeConfig {
   float load_balance_weight = 0.f;  // e^2 · mean(f · P), Switch/GShard
   float z_loss_weight = 0.f;        // mean(logsumexp(logits)^2)
   float jitter = 0.f;  // router input multiplied by U(1 - jitter, 1 + jitter) in training
+  // Threshold routing (docs/causal.md): each step, cutoff += rate · (k-th selected score − cutoff);
+  // a threshold-routed model trains with expert choice for its first warm-up steps (>= 1, so the
+  // cutoffs exist before they are used).
+  float threshold_ema_rate = 0.05f;
+  int threshold_warmup_steps = 100;
 
   int expert_count() const;       // 1 for dense
   int choices_per_token() const;  // token choice only

@@ -78,6 +78,7 @@ MoeOutput MoeLayer::forward(const MoeWeights& w, const MoeInput& in, float* y) {
   request.probs = probs_.data();
   request.token_ids = in.token_ids;
   request.n_tokens = in.n_tokens;
+  request.cutoffs = in.cutoffs;
   request.capacity_factor =
       in.training ? config_.capacity_factor_train : config_.capacity_factor_eval;
   RouteResult routed = route_tokens(config_, request);

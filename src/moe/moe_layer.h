@@ -42,8 +42,9 @@ struct MoeInput {
   const float* x = nullptr;            // [n, d]
   const int32_t* token_ids = nullptr;  // [n], hash routing
   int n_tokens = 0;
-  bool training = true;  // picks the capacity factor and enables jitter
-  uint64_t seed = 0;     // jitter noise stream for this call
+  bool training = true;            // picks the capacity factor and enables jitter
+  uint64_t seed = 0;               // jitter noise stream for this call
+  const float* cutoffs = nullptr;  // [e] expert_threshold routing: each expert's score cutoff
 };
 
 struct MoeOutput {

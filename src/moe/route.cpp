@@ -42,6 +42,9 @@ RouteResult route_tokens(const MoeConfig& config, const RouteRequest& request) {
     case RouterKind::kHash:
       result = route_hash(config, request);
       break;
+    case RouterKind::kExpertThreshold:
+      result = route_expert_threshold(config, request);
+      break;
   }
   if (router_has_weights(config.router) && request.n_tokens > 0)
     result.stats.router_entropy_sum =

@@ -14,6 +14,7 @@ RouteResult route_expert_choice(const MoeConfig& config, const RouteRequest& req
   // chosen[g][i] lists the tokens expert i takes in group g, in token order.
   std::vector<std::vector<std::vector<int>>> chosen(groups.size(),
                                                     std::vector<std::vector<int>>(e));
+  std::vector<float> kth(groups.size() * e);  // [groups, e] score of each expert's k-th token
   RouteResult r;
   const int n_jobs = int(groups.size()) * e;
 #pragma omp parallel for schedule(dynamic, 1)
@@ -30,6 +31,7 @@ RouteResult route_expert_choice(const MoeConfig& config, const RouteRequest& req
       return sa > sb || (sa == sb && a < b);
     };
     std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), better);
+    kth[job] = p[int64_t(order[k - 1]) * e + i];
     order.resize(k);
     std::sort(order.begin(), order.end());
     chosen[job / e][i] = std::move(order);
@@ -44,6 +46,11 @@ RouteResult route_expert_choice(const MoeConfig& config, const RouteRequest& req
       groups.empty() ? 0 : expert_choice_capacity(groups[0].size, e, request.capacity_factor);
   r.stats.requested_assignments = r.plan.slot_count();
   r.stats.max_demand_over_capacity = n ? 1.0 : 0.0;
+  // Summed over groups in group order: the same value at any thread count.
+  r.stats.kth_score_sum.assign(e, 0.0);
+  for (size_t gi = 0; gi < groups.size(); ++gi)
+    for (int i = 0; i < e; ++i) r.stats.kth_score_sum[i] += kth[gi * e + i];
+  r.stats.kth_score_groups = int64_t(groups.size());
   return r;
 }
 

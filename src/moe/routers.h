@@ -13,7 +13,8 @@ struct RouteRequest {
   const float* probs = nullptr;        // [n, e] softmax scores (routers with weights)
   const int32_t* token_ids = nullptr;  // [n] (hash routing)
   int n_tokens = 0;
-  float capacity_factor = 2.f;  // train or eval value, chosen by the caller
+  float capacity_factor = 2.f;     // train or eval value, chosen by the caller
+  const float* cutoffs = nullptr;  // [e] expert_threshold: each expert's score cutoff
 };
 
 struct RouteResult {
@@ -31,6 +32,10 @@ int token_choice_capacity(int group_tokens, int n_experts, int choices, float ca
 RouteResult route_expert_choice(const MoeConfig& config, const RouteRequest& request);
 RouteResult route_expert_choice_capped(const MoeConfig& config, const RouteRequest& request);
 RouteResult route_token_choice(const MoeConfig& config, const RouteRequest& request);
+// Per routing group and expert, the score of the k-th token expert choice would select (ties:
+// lower index), summed into stats.kth_score_sum over the groups.
+void add_kth_scores(const MoeConfig& config, const RouteRequest& request, RoutingStats& stats);
+RouteResult route_expert_threshold(const MoeConfig& config, const RouteRequest& request);
 RouteResult route_dense(const MoeConfig& config, const RouteRequest& request);
 RouteResult route_hash(const MoeConfig& config, const RouteRequest& request);
 

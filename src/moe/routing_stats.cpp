@@ -10,6 +10,13 @@ double RoutingStats::mean_experts_per_token() const {
   return tokens ? double(slots) / tokens : 0.0;
 }
 
+std::vector<double> RoutingStats::mean_kth_scores() const {
+  std::vector<double> mean;
+  if (kth_score_groups == 0) return mean;
+  for (double s : kth_score_sum) mean.push_back(s / double(kth_score_groups));
+  return mean;
+}
+
 void RoutingStats::merge(const RoutingStats& o) {
   tokens += o.tokens;
   if (tokens_per_expert.size() < o.tokens_per_expert.size())
@@ -28,6 +35,10 @@ void RoutingStats::merge(const RoutingStats& o) {
   solver_residual = std::max(solver_residual, o.solver_residual);
   solver_iterations = std::max(solver_iterations, o.solver_iterations);
   rounding_changes += o.rounding_changes;
+  if (kth_score_sum.size() < o.kth_score_sum.size())
+    kth_score_sum.resize(o.kth_score_sum.size(), 0.0);
+  for (size_t i = 0; i < o.kth_score_sum.size(); ++i) kth_score_sum[i] += o.kth_score_sum[i];
+  kth_score_groups += o.kth_score_groups;
 }
 
 void count_plan(const RoutingPlan& plan, RoutingStats& stats) {

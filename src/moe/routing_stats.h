@@ -24,12 +24,18 @@ struct RoutingStats {
   double solver_residual = 0;     // worst relative constraint violation before rounding
   int solver_iterations = 0;      // worst over groups
   int64_t rounding_changes = 0;   // slots that differ from the per-expert top-k of A
+  // Expert choice and threshold routing: per expert, the sum over routing groups of the score of
+  // the k-th token expert choice selects in that group, and the number of groups. Their mean is
+  // the target of the threshold cutoffs (docs/causal.md).
+  std::vector<double> kth_score_sum;  // [e]
+  int64_t kth_score_groups = 0;
 
   double dropped_fraction() const {
     return requested_assignments ? double(dropped_assignments) / requested_assignments : 0.0;
   }
   double mean_router_entropy() const { return tokens ? router_entropy_sum / tokens : 0.0; }
   double mean_experts_per_token() const;
+  std::vector<double> mean_kth_scores() const;  // [e], empty without groups
   void merge(const RoutingStats& other);
 };
 

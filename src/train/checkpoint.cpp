@@ -16,6 +16,9 @@ constexpr const char* kStepTensor = "train.step";
 constexpr const char* kTokensTensor = "train.tokens_seen";
 constexpr const char* kAdamStepTensor = "optim.adam_step";
 
+// Non-trainable router state (threshold cutoffs), after the optimizer moments.
+constexpr const char* kRouterStatePrefix = "state.";
+
 const std::vector<std::string> kBookkeeping = {kStepTensor, kTokensTensor, kAdamStepTensor};
 
 // Config keys a resumed run may change (see check_resume_config).
@@ -53,10 +56,13 @@ DataReference data_reference(const std::string& dir, const data::TokenDataset& d
 }
 
 void save_checkpoint(const std::string& path, const TrainConfig& config, const DataReference& data,
-                     const FlatBuffer& params, const AdamW& adam, const TrainState& state) {
+                     const FlatBuffer& params, const AdamW& adam, const TrainState& state,
+                     const FlatBuffer* router_state) {
   const int64_t adam_step = adam.step_count();
-  const std::vector<FlatBufferSlot> slots = {
+  std::vector<FlatBufferSlot> slots = {
       {"", &params}, {"adam_m.", &adam.m()}, {"adam_v.", &adam.v()}};
+  if (router_state && !router_state->table().specs().empty())
+    slots.push_back({kRouterStatePrefix, router_state});
   const std::vector<TensorRef> others = {{kStepTensor, DType::I64, {}, &state.step},
                                          {kTokensTensor, DType::I64, {}, &state.tokens_seen},
                                          {kAdamStepTensor, DType::I64, {}, &adam_step}};
@@ -125,12 +131,30 @@ Checkpoint Checkpoint::open(const std::string& path) {
 
 void Checkpoint::load_params(FlatBuffer& params) const {
   load_flat_buffers(file_, {{"", &params}},
-                    {.other_tensors = kBookkeeping, .ignored_prefixes = {"adam_m.", "adam_v."}});
+                    {.other_tensors = kBookkeeping,
+                     .ignored_prefixes = {"adam_m.", "adam_v.", kRouterStatePrefix}});
+}
+
+bool Checkpoint::load_router_state(FlatBuffer& state) const {
+  int present = 0;
+  const auto& specs = state.table().specs();
+  for (const TensorSpec& spec : specs) present += file_.contains(kRouterStatePrefix + spec.name);
+  if (present == 0) return false;
+  ECMOE_CHECK(present == int(specs.size()), "checkpoint '", path(), "' has ", present, " of the ",
+              specs.size(), " router state tensors");
+  for (const TensorSpec& spec : specs) {
+    const std::string name = kRouterStatePrefix + spec.name;
+    const TensorInfo& t = file_.info(name);
+    ECMOE_CHECK(t.dtype == DType::F32 && t.shape == spec.shape, "checkpoint '", path(),
+                "': tensor '", name, "' is not F32 of shape ", spec.shape_string());
+    file_.read_f32(name, state.get(spec.name), spec.shape);
+  }
+  return true;
 }
 
 void Checkpoint::load_training_state(FlatBuffer& params, AdamW& adam, TrainState& state) const {
   load_flat_buffers(file_, {{"", &params}, {"adam_m.", &adam.m()}, {"adam_v.", &adam.v()}},
-                    {.other_tensors = kBookkeeping});
+                    {.other_tensors = kBookkeeping, .ignored_prefixes = {kRouterStatePrefix}});
   int64_t adam_step = 0;
   file_.read_i64(kAdamStepTensor, &adam_step, {});
   ECMOE_CHECK(adam_step == state_.step, "checkpoint '", path(), "': optimizer step ", adam_step,

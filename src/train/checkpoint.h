@@ -34,8 +34,10 @@ struct TrainState {
   int64_t tokens_seen = 0;  // input tokens of those updates
 };
 
+// router_state (the model's state_table(), e.g. threshold cutoffs) is stored as "state." + name.
 void save_checkpoint(const std::string& path, const TrainConfig& config, const DataReference& data,
-                     const FlatBuffer& params, const AdamW& adam, const TrainState& state);
+                     const FlatBuffer& params, const AdamW& adam, const TrainState& state,
+                     const FlatBuffer* router_state = nullptr);
 
 class Checkpoint {
  public:
@@ -52,7 +54,10 @@ class Checkpoint {
 
   // Parameters only (evaluation); the optimizer state is skipped.
   void load_params(FlatBuffer& params) const;
-  // Everything a resumed run needs.
+  // The router state ("state." tensors). False, leaving the buffer as it was, when the file has
+  // none of them (a checkpoint from before they existed); a partial or misshapen set is an error.
+  bool load_router_state(FlatBuffer& state) const;
+  // Everything a resumed run needs (the router state separately, above).
   void load_training_state(FlatBuffer& params, AdamW& adam, TrainState& state) const;
 
  private:

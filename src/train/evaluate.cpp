@@ -7,14 +7,16 @@
 namespace ecmoe {
 
 EvalResult evaluate(Transformer& model, const FlatBuffer& params, const BatchSource& source,
-                    int batches) {
+                    int batches, const FlatBuffer* router_state) {
   ECMOE_CHECK(batches > 0, "evaluation needs at least one batch");
   ECMOE_CHECK(source.batches() < 0 || batches <= source.batches(), "asked for ", batches,
               " evaluation batches of ", source.batches());
   EvalResult r;
   double loss_sum = 0;  // sum of per-target losses, so batches with more targets weigh more
   for (int i = 0; i < batches; ++i) {
-    const ForwardResult f = model.forward(params, source.get(i), /*training=*/false, 0);
+    const Batch batch = source.get(i);
+    const ForwardResult f = router_state ? model.forward(params, *router_state, batch, false, 0)
+                                         : model.forward(params, batch, /*training=*/false, 0);
     loss_sum += f.lm_loss * double(f.counted);
     r.counted += f.counted;
     if (r.layers.empty()) r.layers.resize(f.layer_stats.size());

@@ -19,7 +19,8 @@ struct EvalResult {
 };
 
 // Batches 0 .. batches-1 of `source` (a fixed source: batches <= source.batches()).
+// router_state: the model's state_table() buffer (needed by expert_threshold routing).
 EvalResult evaluate(Transformer& model, const FlatBuffer& params, const BatchSource& source,
-                    int batches);
+                    int batches, const FlatBuffer* router_state = nullptr);
 
 }  // namespace ecmoe

@@ -7,6 +7,7 @@ double experts_per_token(const MoeConfig& moe) {
   switch (moe.router) {
     case RouterKind::kExpertChoice:
     case RouterKind::kExpertChoiceCapped:
+    case RouterKind::kExpertThreshold:  // c on average (the cutoffs track expert choice's k)
       return moe.capacity_factor_train;
     case RouterKind::kTop1:
     case RouterKind::kTop2:

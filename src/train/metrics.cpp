@@ -21,7 +21,8 @@ MetricsJson routing_stats_json(const RoutingStats& s) {
   j["capacity"] = s.capacity;
   j["max_demand_over_capacity"] = s.max_demand_over_capacity;
   j["router_entropy"] = s.mean_router_entropy();
-  if (s.solver_iterations > 0) {  // capped expert choice
+  if (s.kth_score_groups > 0) j["kth_score"] = s.mean_kth_scores();  // cutoff target (EC)
+  if (s.solver_iterations > 0) {                                     // capped expert choice
     j["max_experts_per_token"] = s.max_experts_per_token;
     j["solver_residual"] = s.solver_residual;
     j["solver_iterations"] = s.solver_iterations;

@@ -68,6 +68,8 @@ void visit_fields(Visitor& v, TrainConfig& c) {
       v.field("load_balance_weight", e.load_balance_weight);
       v.field("z_loss_weight", e.z_loss_weight);
       v.field("jitter", e.jitter);
+      v.field("threshold_ema_rate", e.threshold_ema_rate);
+      v.field("threshold_warmup_steps", e.threshold_warmup_steps);
       v.group("capped", [&] {
         v.field("max_experts_per_token", e.capped.max_experts_per_token);
         v.field("lambda", e.capped.lambda);

@@ -93,11 +93,27 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   FlatBuffer params(model.table()), grads(model.table());
   AdamW adam(model.table(), config.optimizer);
   TrainState state;
+  // Router state: threshold cutoffs, moved toward each step's k-th selected scores (every expert-
+  // choice run keeps them, so its checkpoint can be evaluated with thresholds).
+  FlatBuffer router_state(model.state_table());
+  model.init_state(router_state);
+  const MoeConfig& moe = config.model.moe;
+  // A threshold-routed run trains its first steps with expert choice, which sets the cutoffs.
+  std::optional<Transformer> warmup_model;
+  if (moe.router == RouterKind::kExpertThreshold) {
+    ECMOE_CHECK(moe.threshold_warmup_steps >= 1,
+                "model.moe.threshold_warmup_steps must be >= 1 for expert_threshold training (the "
+                "cutoffs come from expert-choice steps)");
+    ModelConfig warm = config.model;
+    warm.moe.router = RouterKind::kExpertChoice;
+    warmup_model.emplace(warm);
+  }
   if (options.resume) {
     const Checkpoint checkpoint = Checkpoint::open(checkpoint_path);
     check_resume_config(checkpoint, config);
     check_same_data(checkpoint, data_ref);
     checkpoint.load_training_state(params, adam, state);
+    checkpoint.load_router_state(router_state);
   } else {
     model.init_params(params, config.seeds.init);
   }
@@ -125,7 +141,7 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   Progress progress(state.step, config.steps, config.log_interval, options.terminal,
                     options.progress);
   const auto run_eval = [&](int64_t step) {
-    EvalResult r = evaluate(model, params, *val_batches, config.eval.batches);
+    EvalResult r = evaluate(model, params, *val_batches, config.eval.batches, &router_state);
     MetricsJson j;
     j["type"] = "eval";
     j["step"] = step;
@@ -139,7 +155,7 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
     if (const auto bad = first_nonfinite(params))
       fail("refusing to checkpoint non-finite parameters at step ", state.step, ": ",
            describe(*bad));
-    save_checkpoint(checkpoint_path, config, data_ref, params, adam, state);
+    save_checkpoint(checkpoint_path, config, data_ref, params, adam, state, &router_state);
   };
 
   TrainResult result;
@@ -150,9 +166,12 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
     const int64_t step = s + 1;  // 1-based in everything the user sees
     const Batch batch = train_batches.get(s);
     grads.zero();
+    Transformer& routed = warmup_model && s < moe.threshold_warmup_steps ? *warmup_model : model;
     const ForwardResult f =
-        model.forward(params, batch, /*training=*/true, noise.bits(uint64_t(s)));
-    model.backward(params, grads);
+        routed.forward(params, router_state, batch, /*training=*/true, noise.bits(uint64_t(s)));
+    routed.backward(params, grads);
+    if (model.has_cutoffs())
+      model.update_cutoffs(router_state, f.layer_stats, moe.threshold_ema_rate);
     if (!std::isfinite(f.loss))
       fail_nonfinite(step, "the loss is " + std::to_string(f.loss), params, grads);
     const float norm = clip_grad_norm(grads, config.clip_norm);
