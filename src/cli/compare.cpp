@@ -100,13 +100,14 @@ void run_finetune_command(const CompareArgs& a) {
                   (unsigned long long)r.seed, r.checkpoint.c_str());
     return;
   }
+  const std::string commit = source_commit();
   const double start = now_seconds();
   if (!a.report_only) compare::run_finetune_suite(runs, options);
   CompareArgs shown = a;
   shown.pretrained = options.pretrained;
   compare::write_finetune_report(report, runs,
                                  {.command = command_line(shown, options.out, report),
-                                  .commit = source_commit(),
+                                  .commit = commit,
                                   .date = utc_now(),
                                   .threads = thread_count(),
                                   .wall_seconds = a.report_only ? 0.0 : now_seconds() - start});
@@ -160,6 +161,8 @@ void register_compare(CLI::App& app) {
                                                      (args->quick ? "-quick" : "");
     const std::string report =
         !args->report.empty() ? args->report : (std::filesystem::path(out) / "report.md").string();
+    // The revision is read before the runs: the tree may change while a long suite runs.
+    const std::string commit = source_commit();
     const double start = now_seconds();
     std::vector<std::string> dirs;
     if (args->report_only) {
@@ -171,7 +174,7 @@ void register_compare(CLI::App& app) {
     compare::write_report(report, dirs,
                           {.suite_description = suite.description,
                            .command = command_line(*args, out, report),
-                           .commit = source_commit(),
+                           .commit = commit,
                            .date = utc_now(),
                            .threads = thread_count(),
                            .wall_seconds = args->report_only ? 0.0 : now_seconds() - start});

@@ -1,5 +1,7 @@
 #include "compare/run_record.h"
 
+#include "compare/post_eval.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -95,15 +97,6 @@ void read_metrics(const std::string& path, RunRecord& r) {
 
 }  // namespace
 
-Json leakage_to_json(const LeakageRecord& l) {
-  Json j;
-  j["max_abs_logprob_change"] = l.max_abs_logprob_change;
-  j["mean_abs_logprob_change"] = l.mean_abs_logprob_change;
-  j["loss_change"] = l.loss_change;
-  j["positions"] = l.positions;
-  return j;
-}
-
 RunRecord load_run_record(const std::string& dir) {
   const std::string result_path = (fs::path(dir) / kResultFile).string();
   const Json j = read_json_file(result_path);
@@ -119,13 +112,9 @@ RunRecord load_run_record(const std::string& dir) {
     r.train_seconds = j.at("train_seconds");
     r.final_loss = j.at("final").at("loss");
     r.final_perplexity = j.at("final").at("perplexity");
-    if (j.contains("leakage")) {
-      const Json& l = j["leakage"];
-      r.leakage = LeakageRecord{.max_abs_logprob_change = l.at("max_abs_logprob_change"),
-                                .mean_abs_logprob_change = l.at("mean_abs_logprob_change"),
-                                .loss_change = l.at("loss_change"),
-                                .positions = l.at("positions")};
-    }
+    if (j.contains("post_evals"))
+      for (const Json& e : j["post_evals"]) r.post_evals.push_back(post_eval_from_json(e));
+    if (!r.post_evals.empty()) r.leakage = r.post_evals.front().leakage;
   } catch (const Json::exception& e) {
     fail(result_path, ": ", e.what());
   }

@@ -33,6 +33,18 @@ struct LeakageRecord {
   int64_t positions = 0;
 };
 
+// A decoder checkpoint evaluated after training (post_eval.h).
+struct PostEval {
+  std::string router;  // the routing used
+  double loss = 0;
+  double perplexity = 0;
+  LeakageRecord leakage;
+  double mean_experts_per_token = 0;  // over MoE layers
+  double min_load_share = 0;          // smallest and largest expert's share of the slots, over
+  double max_load_share = 0;          // MoE layers (1/e each under expert choice)
+  double generation_tokens_per_second = 0;  // greedy KV-cache decoding; 0: not causal per token
+};
+
 struct RunRecord {
   SuiteRun run;
   std::string router;
@@ -50,10 +62,9 @@ struct RunRecord {
   double train_dropped_fraction = 0;
   double train_tokens_without_expert = 0;  // fraction of tokens that no expert took
   double train_max_demand_over_capacity = 0;
-  std::optional<LeakageRecord> leakage;
+  std::optional<LeakageRecord> leakage;  // under the trained router (decoders)
+  std::vector<PostEval> post_evals;      // the trained router's first, then others
 };
-
-Json leakage_to_json(const LeakageRecord& leakage);
 
 // Reads <dir>/result.json and <dir>/metrics.jsonl; throws ecmoe::Error naming the file on a
 // missing or malformed one.

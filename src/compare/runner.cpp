@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "compare/post_eval.h"
 #include "compare/run_record.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
@@ -85,6 +86,13 @@ std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& opti
     std::fflush(options.log);
     const TrainResult r = train(config, {.resume = resume, .terminal = false, .progress = options.log});
     Json result = result_json(run, r);
+    if (run.measure_leakage) {
+      Json post = Json::array();
+      post.push_back(post_eval_to_json(evaluate_checkpoint(r.checkpoint, "")));
+      for (const std::string& router : run.eval_routers)
+        post.push_back(post_eval_to_json(evaluate_checkpoint(r.checkpoint, router)));
+      result["post_evals"] = post;
+    }
     write_file_atomically((fs::path(dir) / kResultFile).string(), result.dump(2) + "\n");
   }
   return dirs;

@@ -11,6 +11,7 @@ struct Variant {
   std::string label;  // report label
   std::vector<std::string> sets;
   int seeds;
+  std::vector<std::string> eval_routers = {};
 };
 
 // paper-small: the paper's Table/Figure comparisons on the `small` encoder (masked LM). Switching
@@ -43,16 +44,26 @@ std::vector<Variant> encoder_variants(int core_seeds) {
   };
 }
 
-// The decoder pair: next-token LM, top-2 against expert choice. Top-2 routes each sequence on its
-// own (group = one sequence), the only token-choice setting that is causal here: with a
-// batch-wide group, capacity competition lets one sequence's tokens displace another's. Expert
-// choice keeps the paper's batch-wide group, which is exactly what leaks.
-std::vector<Variant> decoder_variants(int core_seeds, int seq_len) {
+// The decoder comparison: next-token LM, top-2 against expert choice, and expert choice made
+// causal by thresholds (docs/causal.md). Top-2 routes each sequence on its own (group = one
+// sequence): with a batch-wide group, capacity lets one sequence's tokens displace another's.
+// Expert choice keeps the paper's batch-wide group, which is exactly what leaks; its checkpoints
+// are also evaluated with the thresholds they calibrated while training. The threshold-trained
+// variant routes by expert choice for its first quarter (warm-up), then by its cutoffs.
+std::vector<Variant> decoder_variants(int core_seeds, int seq_len, int threshold_warmup) {
   const std::string group = "model.moe.group_size=" + std::to_string(seq_len);
   return {
       {"dec-top2", "decoder top-2", {"model.kind=decoder", "model.moe.router=top2", group},
        core_seeds},
-      {"dec-ec-c2", "decoder EC c=2", {"model.kind=decoder", "model.moe.router=expert_choice"},
+      {"dec-ec-c2",
+       "decoder EC c=2",
+       {"model.kind=decoder", "model.moe.router=expert_choice"},
+       core_seeds,
+       {"expert_threshold"}},
+      {"dec-thr-c2",
+       "decoder EC-threshold-trained c=2",
+       {"model.kind=decoder", "model.moe.router=expert_threshold",
+        "model.moe.threshold_warmup_steps=" + std::to_string(threshold_warmup)},
        core_seeds},
   };
 }
@@ -66,7 +77,8 @@ void add_runs(Suite& suite, const std::string& family, const std::vector<Variant
                             .family = family,
                             .seed = uint64_t(s),
                             .sets = v.sets,
-                            .measure_leakage = leakage});
+                            .measure_leakage = leakage,
+                            .eval_routers = v.eval_routers});
 }
 
 }  // namespace
@@ -83,7 +95,7 @@ Suite make_suite(const std::string& name, bool quick) {
     suite.base_sets = {"steps=40", "schedule.warmup_steps=5", "eval.interval=10",
                        "eval.batches=2", "checkpoint_interval=0", "log_interval=10"};
     add_runs(suite, "encoder", encoder_variants(2), false);
-    add_runs(suite, "decoder", decoder_variants(1, 32), true);
+    add_runs(suite, "decoder", decoder_variants(1, 32, 10), true);
     return suite;
   }
   suite.description =
@@ -93,7 +105,7 @@ Suite make_suite(const std::string& name, bool quick) {
   suite.base_sets = {"steps=200",           "schedule.warmup_steps=50", "eval.interval=20",
                      "eval.batches=8",      "checkpoint_interval=0",    "log_interval=20"};
   add_runs(suite, "encoder", encoder_variants(3), false);
-  add_runs(suite, "decoder", decoder_variants(2, 128), true);
+  add_runs(suite, "decoder", decoder_variants(2, 128, 50), true);
   return suite;
 }
 

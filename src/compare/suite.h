@@ -15,6 +15,8 @@ struct SuiteRun {
   uint64_t seed = 1;    // seeds.init and seeds.data (validation set and masks stay fixed)
   std::vector<std::string> sets;  // --set overrides on top of the suite's base
   bool measure_leakage = false;   // decoders: how much the future changes the past's loss
+  // Decoders: routers to evaluate the final checkpoint with besides its own (post_eval.h).
+  std::vector<std::string> eval_routers;
 };
 
 struct Suite {

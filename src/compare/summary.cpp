@@ -114,6 +114,33 @@ std::vector<VariantSummary> summarize(const std::vector<RunRecord>& runs) {
     if (!leak_mean.empty())
       s.leakage = LeakageRecord{leak_max, mean(leak_mean), mean(leak_loss), leak_positions};
     s.curve = mean_curve(group);
+    for (std::size_t k = 0; k < group.front()->post_evals.size(); ++k) {
+      PostEvalSummary p;
+      p.router = group.front()->post_evals[k].router;
+      std::vector<double> ppl_k, leak_k, change_k, ept_k, gen_k;
+      p.min_load_share = 1;
+      for (const RunRecord* r : group) {
+        ECMOE_CHECK(k < r->post_evals.size() && r->post_evals[k].router == p.router, "runs ",
+                    group.front()->run.name, " and ", r->run.name,
+                    " of one variant were evaluated differently");
+        const PostEval& e = r->post_evals[k];
+        ppl_k.push_back(e.perplexity);
+        p.leak_max = std::max(p.leak_max, e.leakage.max_abs_logprob_change);
+        leak_k.push_back(e.leakage.mean_abs_logprob_change);
+        change_k.push_back(e.leakage.loss_change);
+        ept_k.push_back(e.mean_experts_per_token);
+        gen_k.push_back(e.generation_tokens_per_second);
+        p.min_load_share = std::min(p.min_load_share, e.min_load_share);
+        p.max_load_share = std::max(p.max_load_share, e.max_load_share);
+      }
+      p.perplexity_mean = mean(ppl_k);
+      p.perplexity_std = sample_std(ppl_k);
+      p.leak_mean = mean(leak_k);
+      p.loss_change = mean(change_k);
+      p.mean_experts_per_token = mean(ept_k);
+      p.generation_tokens_per_second = mean(gen_k);
+      s.post_evals.push_back(p);
+    }
     out.push_back(std::move(s));
   }
   return out;

@@ -11,6 +11,18 @@
 
 namespace ecmoe::compare {
 
+// One post-training evaluation (post_eval.h) over a variant's seeds.
+struct PostEvalSummary {
+  std::string router;
+  double perplexity_mean = 0, perplexity_std = 0;
+  double leak_max = 0;   // worst over seeds
+  double leak_mean = 0;  // means over seeds from here on
+  double loss_change = 0;
+  double mean_experts_per_token = 0;
+  double min_load_share = 0, max_load_share = 0;  // extremes over seeds
+  double generation_tokens_per_second = 0;
+};
+
 struct VariantSummary {
   std::string variant;
   std::string family;
@@ -30,6 +42,7 @@ struct VariantSummary {
   double train_max_demand_over_capacity = 0;
   double eval_dropped_fraction = 0;
   std::optional<LeakageRecord> leakage;  // worst max, mean of means, mean loss change
+  std::vector<PostEvalSummary> post_evals;
 
   double share_of_tokens(int bin) const;  // experts_per_token[bin] / tokens
 };

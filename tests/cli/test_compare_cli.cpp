@@ -69,7 +69,7 @@ TEST(CompareCli, QuickSuiteWritesACompleteReport) {
 
   for (const char* variant : {"dense", "top-1", "top-2", "EC c=2", "EC c=1", "EC c=0.5",
                               "EC-CAP b=2", "EC-CAP b=3", "hash", "decoder top-2",
-                              "decoder EC c=2"})
+                              "decoder EC c=2", "decoder EC-threshold-trained c=2"})
     EXPECT_NE(row(md, variant), "") << "no row for " << variant;
   EXPECT_NE(md.find("did not hold here**") == std::string::npos &&
                 md.find("held here**") == std::string::npos,
@@ -80,6 +80,27 @@ TEST(CompareCli, QuickSuiteWritesACompleteReport) {
   // Seeds: the core routers were run twice in --quick, so they show a spread.
   EXPECT_NE(row(md, "top-2").find(" | 2 | "), std::string::npos);
   EXPECT_NE(row(md, "top-2").find(" ± "), std::string::npos);
+
+  // Decoders: every row has its leakage, exactly 0 for the causal routings and not for batch
+  // expert choice; the expert-choice checkpoints are also evaluated with their thresholds.
+  const std::string dec = md.substr(md.find("## Decoder"));
+  const std::string top2_row = row(dec, "decoder top-2");
+  EXPECT_NE(top2_row.find("| top2 | 1 |"), std::string::npos) << top2_row;
+  EXPECT_NE(top2_row.find("**0** (exact)"), std::string::npos) << top2_row;
+  EXPECT_NE(top2_row.find("tokens/s"), std::string::npos) << top2_row;
+  const std::size_t ec_at = dec.find("\n| decoder EC c=2 | expert_choice |");
+  ASSERT_NE(ec_at, std::string::npos) << dec;
+  const std::string ec_row = dec.substr(ec_at + 1, dec.find('\n', ec_at + 1) - ec_at - 1);
+  EXPECT_EQ(ec_row.find("(exact)"), std::string::npos) << "batch expert choice did not leak";
+  EXPECT_NE(ec_row.find("not causal per token"), std::string::npos) << ec_row;
+  for (const char* causal : {"\n| decoder EC c=2 | expert_threshold |",
+                             "\n| decoder EC-threshold-trained c=2 | expert_threshold |"}) {
+    const std::size_t at = dec.find(causal);
+    ASSERT_NE(at, std::string::npos) << causal;
+    EXPECT_NE(dec.substr(at, dec.find('\n', at + 1) - at).find("**0** (exact)"), std::string::npos)
+        << causal;
+  }
+  EXPECT_NE(md.find("so the leak was worth"), std::string::npos);
 
   // Experts-per-token histograms: shares sum to 100%, and their mean is the capacity factor
   // exactly (each expert takes exactly k = c·n/e tokens per group), up to the table's rounding.
