@@ -47,35 +47,58 @@ data::Tokenizer load_matching_tokenizer(const FinetuneConfig& config, const Chec
   return tokenizer;
 }
 
-// Training order: each epoch is a fresh permutation of the split, Rng(seed, epoch) keys.
+// Training order: each epoch is a fresh permutation of the split (Rng(seed, epoch) keys), cut
+// into chunks of kBucketBatches batches; within a chunk the examples are sorted by length and the
+// chunk's batches are put in a random order. Batches then hold sequences of similar lengths and
+// need little padding (padded tokens cost as much as real ones), while which examples share a
+// chunk, and which batch comes first, stay random.
 class BatchOrder {
  public:
-  BatchOrder(int64_t n, uint64_t seed) : n_(n), seed_(seed) {}
-  std::vector<int64_t> batch(int64_t step, int batch_size) {
-    std::vector<int64_t> out(batch_size);
-    for (int j = 0; j < batch_size; ++j) {
-      const int64_t i = step * batch_size + j;
+  static constexpr int64_t kBucketBatches = 8;
+  BatchOrder(const EncodedSplit& split, int batch_size, uint64_t seed)
+      : split_(&split), n_(int64_t(split.tokens.size())), batch_size_(batch_size), seed_(seed) {}
+  std::vector<int64_t> batch(int64_t step) {
+    std::vector<int64_t> out(batch_size_);
+    for (int j = 0; j < batch_size_; ++j) {
+      const int64_t i = step * batch_size_ + j;
       const int64_t epoch = i / n_;
       if (epoch != epoch_) shuffle(epoch);
-      out[j] = perm_[i % n_];
+      out[j] = order_[i % n_];
     }
     return out;
   }
 
  private:
   void shuffle(int64_t epoch) {
-    const Rng rng(seed_, kOrderStream + uint64_t(epoch));
+    const Rng rng(seed_, kOrderStream + 2 * uint64_t(epoch));
+    const Rng batch_rng(seed_, kOrderStream + 2 * uint64_t(epoch) + 1);
     std::vector<std::pair<uint64_t, int64_t>> keys(n_);
     for (int64_t i = 0; i < n_; ++i) keys[i] = {rng.bits(uint64_t(i)), i};
     std::sort(keys.begin(), keys.end());
-    perm_.resize(n_);
-    for (int64_t i = 0; i < n_; ++i) perm_[i] = keys[i].second;
+    std::vector<int64_t> perm(n_);
+    for (int64_t i = 0; i < n_; ++i) perm[i] = keys[i].second;
+    const auto length = [&](int64_t i) { return split_->tokens[i].size(); };
+    order_.clear();
+    const int64_t chunk = kBucketBatches * batch_size_;
+    for (int64_t c0 = 0; c0 < n_; c0 += chunk) {
+      const auto first = perm.begin() + c0, last = perm.begin() + std::min(n_, c0 + chunk);
+      std::stable_sort(first, last, [&](int64_t a, int64_t b) { return length(a) < length(b); });
+      std::vector<std::pair<uint64_t, int64_t>> batches;  // (key, start)
+      for (int64_t b0 = c0; b0 < c0 + (last - first); b0 += batch_size_)
+        batches.push_back({batch_rng.bits(uint64_t(b0)), b0});
+      std::sort(batches.begin(), batches.end());
+      for (const auto& [key, b0] : batches)
+        for (int64_t i = b0; i < std::min<int64_t>(b0 + batch_size_, c0 + (last - first)); ++i)
+          order_.push_back(perm[i]);
+    }
     epoch_ = epoch;
   }
+  const EncodedSplit* split_;
   int64_t n_;
+  int batch_size_;
   uint64_t seed_;
   int64_t epoch_ = -1;
-  std::vector<int64_t> perm_;
+  std::vector<int64_t> order_;
 };
 
 // config.steps, or the number of the run's own batches (padded as they will be) that fill the
@@ -83,12 +106,11 @@ class BatchOrder {
 int64_t planned_steps(const FinetuneConfig& config, const EncodedSplit& train) {
   if (config.steps > 0) return config.steps;
   constexpr int64_t kMinSteps = 20, kMaxSteps = 2000;
-  BatchOrder order(int64_t(train.tokens.size()), config.seed);
+  BatchOrder order(train, config.batch_size, config.seed);
   int64_t tokens = 0, steps = 0;
   while (steps < kMaxSteps && tokens < config.token_budget) {
     size_t longest = 1;
-    for (const int64_t i : order.batch(steps, config.batch_size))
-      longest = std::max(longest, train.tokens[i].size());
+    for (const int64_t i : order.batch(steps)) longest = std::max(longest, train.tokens[i].size());
     tokens += int64_t(config.batch_size) * int64_t(longest);
     ++steps;
   }
@@ -217,7 +239,7 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   int evals_without_gain = 0;
   double loss_sum = 0;
   int64_t loss_steps = 0;
-  BatchOrder order(int64_t(train.tokens.size()), config.seed);
+  BatchOrder order(train, config.batch_size, config.seed);
   const Rng noise(config.seed, kNoiseStream);
   std::vector<int32_t> labels;
   FloatVec d_hidden;
@@ -248,7 +270,7 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
 
   for (int64_t s = 0; s < steps; ++s) {
     const double t0 = now_seconds();
-    const std::vector<int64_t> idx = order.batch(s, config.batch_size);
+    const std::vector<int64_t> idx = order.batch(s);
     const Batch batch = make_padded_batch(train, idx, labels);
     grads.zero();
     head_grads.zero();

@@ -104,7 +104,7 @@ float FinetuneConfig::lr_at(int64_t step, int64_t total) const {
 }
 
 int64_t FinetuneConfig::resolved_eval_interval(int64_t total) const {
-  return eval_interval > 0 ? eval_interval : std::max<int64_t>(1, total / 4);
+  return eval_interval > 0 ? eval_interval : std::max<int64_t>(1, total / 5);
 }
 
 void FinetuneConfig::validate() const {

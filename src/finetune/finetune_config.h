@@ -16,7 +16,10 @@ struct FinetuneConfig {
   std::string task = "polarity";  // builtin_tasks.h: a built-in name or glue:NAME:DIR
   std::string tokenizer;          // empty: the checkpoint's (its checksum must match either way)
   std::string cache_dir = "data/cache";  // raw task data is fetched here
-  Pooling pooling = Pooling::kFirst;     // [CLS] token (prepended to every example) or mean
+  // Mean over the valid positions, or the [CLS] token prepended to every example. Mean is the
+  // default: pre-training never trains the [CLS] slot, and with a run this short mean pooling
+  // learned better (polarity test accuracy 0.63 vs 0.53, docs/finetune.md).
+  Pooling pooling = Pooling::kMean;
   int max_len = 0;  // tokens per example, [CLS] included, cut beyond; 0: the model's seq_len
   // Updates: `steps`, or with steps 0 as many as it takes the run's batches (padded to their
   // longest sequence, as run) to hold `token_budget` tokens, clamped to [20, 2000]: short-sentence
@@ -33,8 +36,8 @@ struct FinetuneConfig {
   float weight_decay = 0.01f;
   float clip_norm = 1.f;  // global norm over the encoder and the head; 0: no clipping
   float head_init_std = 0.02f;
-  int64_t eval_interval = 0;  // dev evaluation every N steps and after the last; 0: steps / 4
-  int patience = 2;           // stop after this many evaluations without a better dev accuracy
+  int64_t eval_interval = 0;  // dev evaluation every N steps and after the last; 0: steps / 5
+  int patience = 3;           // stop after this many evaluations without a better dev accuracy
                               // (0: never stop early)
   uint64_t seed = 1;          // head init, batch order, router jitter
   std::string out;            // empty: write nothing; else <out>/config.json and result.json
