@@ -8,6 +8,7 @@
 #include "model/transformer.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
 #include "train/report.h"
@@ -52,6 +53,7 @@ void register_eval(CLI::App& app) {
     check_same_data(checkpoint, data_reference(dir, dataset));
 
     Transformer model(config.model);
+    model.set_comm(&comm());
     FlatBuffer params(model.table());
     checkpoint.load_params(params);
     const int batches = args->batches > 0         ? args->batches
@@ -59,8 +61,10 @@ void register_eval(CLI::App& app) {
                                                   : 8;
     const BatchSpec spec =
         batch_spec(config, args->batch_size > 0 ? args->batch_size : config.eval_batch_size());
+    check_batch_splits(spec.batch_size, comm(), "--batch-size");
     const EvalResult r =
-        evaluate(model, params, BatchSource::fixed(dataset, spec, batches), batches);
+        evaluate(model, params, BatchSource::fixed(dataset, spec, batches), batches, &comm());
+    if (!comm().is_root()) return;
 
     if (args->json) {
       MetricsJson j;
