@@ -60,22 +60,27 @@ void report_parallel_layer_bench(const LayerBenchOptions& o, const dist::Comm& c
   const double a2a_ms = sums[0] / c.size(), bytes = sums[1] / c.size();
   if (!c.is_root()) return;
   if (o.json) {
-    const nlohmann::json j = {{"router", o.router},         {"tokens_per_rank", o.tokens},
-                              {"ranks", c.size()},          {"d_model", o.d_model},
-                              {"d_ff", o.d_ff},             {"experts", o.experts},
-                              {"threads", thread_count()},  {"repeats", o.repeats},
-                              {"ms", ms},                   {"forward_ms", median(fwd_ms)},
-                              {"backward_ms", median(bwd_ms)}, {"all_to_all_ms", a2a_ms},
+    const nlohmann::json j = {{"router", o.router},
+                              {"tokens_per_rank", o.tokens},
+                              {"ranks", c.size()},
+                              {"d_model", o.d_model},
+                              {"d_ff", o.d_ff},
+                              {"experts", o.experts},
+                              {"threads", thread_count()},
+                              {"repeats", o.repeats},
+                              {"ms", ms},
+                              {"forward_ms", median(fwd_ms)},
+                              {"backward_ms", median(bwd_ms)},
+                              {"all_to_all_ms", a2a_ms},
                               {"bytes_sent_per_token", bytes}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
   std::printf("router %s, %d ranks x %d tokens, d_model %d, d_ff %d, %d experts, %d threads\n",
-              o.router.c_str(), c.size(), o.tokens, o.d_model, o.d_ff, o.experts,
-              thread_count());
+              o.router.c_str(), c.size(), o.tokens, o.d_model, o.d_ff, o.experts, thread_count());
   std::printf("forward+backward: %.2f ms (slowest rank's median of %d)\n", ms, o.repeats);
-  std::printf("all-to-all:       %.2f ms per forward+backward (%.0f%%), mean over ranks\n",
-              a2a_ms, 100.0 * a2a_ms / ms);
+  std::printf("all-to-all:       %.2f ms per forward+backward (%.0f%%), mean over ranks\n", a2a_ms,
+              100.0 * a2a_ms / ms);
   std::printf("sent to other ranks: %.0f bytes per token per layer (forward+backward)\n", bytes);
 }
 

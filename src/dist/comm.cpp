@@ -111,9 +111,9 @@ std::vector<int> Comm::alltoall(std::span<const int> send, int per_rank) const {
   std::vector<int> recv(send.begin(), send.end());
   if (!mpi_ || size_ == 1) return recv;
   const double t0 = now_seconds();
-  check_mpi(MPI_Alltoall(send.data(), per_rank, MPI_INT, recv.data(), per_rank, MPI_INT,
-                         MPI_COMM_WORLD),
-            "MPI_Alltoall");
+  check_mpi(
+      MPI_Alltoall(send.data(), per_rank, MPI_INT, recv.data(), per_rank, MPI_INT, MPI_COMM_WORLD),
+      "MPI_Alltoall");
   counters_.seconds += now_seconds() - t0;
   return recv;
 }

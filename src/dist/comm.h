@@ -12,7 +12,7 @@ namespace ecmoe::dist {
 
 // Time and volume spent in the expert exchange, accumulated by the caller's communicator.
 struct ExchangeCounters {
-  double seconds = 0;    // inside all-to-all calls (counts and rows)
+  double seconds = 0;      // inside all-to-all calls (counts and rows)
   int64_t bytes_sent = 0;  // row bytes sent to other ranks (rows kept on this rank excluded)
   int64_t calls = 0;
 };

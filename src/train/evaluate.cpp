@@ -17,7 +17,8 @@ EvalResult evaluate(Transformer& model, const FlatBuffer& params, const BatchSou
   EvalResult r;
   double loss_sum = 0;  // sum of per-target losses, so batches with more targets weigh more
   for (int i = 0; i < batches; ++i) {
-    const ForwardResult f = model.forward(params, slice_batch(source.get(i), c), /*training=*/false, 0);
+    const ForwardResult f =
+        model.forward(params, slice_batch(source.get(i), c), /*training=*/false, 0);
     loss_sum += f.lm_loss * double(f.counted);
     r.counted += f.counted;
     if (r.layers.empty()) r.layers.resize(f.layer_stats.size());

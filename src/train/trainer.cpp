@@ -86,15 +86,16 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   const dist::Comm& comm = options.comm ? *options.comm : single;
   const bool root = comm.is_root();
   if (comm.parallel()) {
-    comm.check_same(dist::fingerprint(std::string(ECMOE_VERSION) + "\n" +
-                                      config_to_json(config).dump()),
-                    "the ecmoe version or the training config");
+    comm.check_same(
+        dist::fingerprint(std::string(ECMOE_VERSION) + "\n" + config_to_json(config).dump()),
+        "the ecmoe version or the training config");
     comm.check_same(dist::fingerprint(data_ref.tokenizer_checksum + "\n" + data_ref.source_id +
                                       "\n" + std::to_string(train_data.size()) + "\n" +
                                       std::to_string(val_data.size())),
                     "the training data");
     check_batch_splits(config.batch_size, comm, "batch_size");
-    if (config.eval.batches > 0) check_batch_splits(config.eval_batch_size(), comm, "eval.batch_size");
+    if (config.eval.batches > 0)
+      check_batch_splits(config.eval_batch_size(), comm, "eval.batch_size");
   }
 
   fs::create_directories(config.out);
@@ -153,9 +154,8 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
 
   std::FILE* null_out = root ? nullptr : std::fopen("/dev/null", "w");
   ECMOE_CHECK(root || null_out, "cannot open /dev/null");
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> null_guard(null_out, [](std::FILE* f) {
-    return f ? std::fclose(f) : 0;
-  });
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> null_guard(
+      null_out, [](std::FILE* f) { return f ? std::fclose(f) : 0; });
   Progress progress(state.step, config.steps, config.log_interval, root && options.terminal,
                     root ? options.progress : null_out);
   const auto run_eval = [&](int64_t step) {

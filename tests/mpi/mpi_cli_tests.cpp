@@ -19,13 +19,13 @@ namespace {
 
 using ecmoe::train_test::TempDir;
 
-struct Run {
+struct CliRun {
   int status;
   std::string out, err;
 };
 
 // `ranks` 0: the plain binary, no mpirun.
-Run run(int ranks, const std::string& args, const std::string& err_file) {
+CliRun run(int ranks, const std::string& args, const std::string& err_file) {
   std::string command = ranks == 0 ? std::string(ECMOE_BINARY)
                                    : std::string(ECMOE_MPIRUN) +
                                          " --allow-run-as-root --oversubscribe -np " +
@@ -62,7 +62,7 @@ class MpiCli : public ::testing::Test {
     ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY)) << ECMOE_BINARY;
     ecmoe::train_test::write_data_folder(dir / "data", 64, 20000, 3000);
   }
-  Run ecmoe(int ranks, const std::string& args) { return run(ranks, args, dir / "stderr.txt"); }
+  CliRun ecmoe(int ranks, const std::string& args) { return run(ranks, args, dir / "stderr.txt"); }
   // tiny: 8 sequences of 32 per step; groups of 64 tokens = one rank's share under 4 ranks.
   std::string config() const {
     return "--config tiny --set data.dir=" + (dir / "data") +
@@ -73,14 +73,14 @@ class MpiCli : public ::testing::Test {
 
 TEST_F(MpiCli, SavedUnderTwoRanksEvaluatesTheSameUnderOneAndFour) {
   const std::string out = dir / "run";
-  const Run train = ecmoe(2, "train " + config() + " --set steps=3 --out " + out);
+  const CliRun train = ecmoe(2, "train " + config() + " --set steps=3 --out " + out);
   ASSERT_EQ(train.status, 0) << train.out << train.err;
   EXPECT_EQ(count(train.out, "trained steps 0..3"), 1) << "only rank 0 reports: " << train.out;
 
   const std::string eval = "eval --checkpoint " + out + "/checkpoint.safetensors --json";
   std::vector<nlohmann::json> results;
   for (const int ranks : {0, 1, 4}) {
-    const Run r = ecmoe(ranks, eval);
+    const CliRun r = ecmoe(ranks, eval);
     ASSERT_EQ(r.status, 0) << ranks << " ranks: " << r.out << r.err;
     results.push_back(nlohmann::json::parse(r.out));
   }
@@ -101,7 +101,7 @@ TEST_F(MpiCli, ResumeUnderTwoRanksIsBitIdentical) {
   const std::string whole = dir / "whole", parts = dir / "parts";
   ASSERT_EQ(ecmoe(2, "train " + config() + " --set steps=4 --out " + whole).status, 0);
   ASSERT_EQ(ecmoe(2, "train " + config() + " --set steps=2 --out " + parts).status, 0);
-  const Run resumed = ecmoe(2, "train --resume --out " + parts + " --set steps=4");
+  const CliRun resumed = ecmoe(2, "train --resume --out " + parts + " --set steps=4");
   ASSERT_EQ(resumed.status, 0) << resumed.out << resumed.err;
   EXPECT_TRUE(checkpoint_params(whole + "/checkpoint.safetensors") ==
               checkpoint_params(parts + "/checkpoint.safetensors"));
@@ -109,25 +109,24 @@ TEST_F(MpiCli, ResumeUnderTwoRanksIsBitIdentical) {
 
 TEST_F(MpiCli, DisagreeingRanksStopWithAnErrorOnEveryRank) {
   const std::string base = "train " + config() + " --out " + (dir / "mismatch");
-  const Run r = ecmoe(1, base + " --set steps=3 : -np 1 " + ECMOE_BINARY + " " + base +
-                             " --set steps=4");
+  const CliRun r =
+      ecmoe(1, base + " --set steps=3 : -np 1 " + ECMOE_BINARY + " " + base + " --set steps=4");
   EXPECT_NE(r.status, 0);
-  EXPECT_EQ(count(r.err, "ranks disagree on the ecmoe version or the training config"), 2)
-      << r.err;
+  EXPECT_EQ(count(r.err, "ranks disagree on the ecmoe version or the training config"), 2) << r.err;
 }
 
 TEST_F(MpiCli, OneFailingRankEndsTheJob) {
   // Rank 1 cannot open its data and fails before any collective; rank 0 waits in the first one.
   const std::string args = " --set steps=3 --out " + (dir / "failing");
-  const Run r = ecmoe(1, "train " + config() + args + " : -np 1 " + ECMOE_BINARY + " train " +
-                             config() + " --set data.dir=" + (dir / "missing") + args);
+  const CliRun r = ecmoe(1, "train " + config() + args + " : -np 1 " + ECMOE_BINARY + " train " +
+                                config() + " --set data.dir=" + (dir / "missing") + args);
   EXPECT_NE(r.status, 0);
   EXPECT_EQ(count(r.err, "ecmoe: error (rank 1 of 2): data folder"), 1) << r.err;
 }
 
 TEST_F(MpiCli, ExpertsMustSplitOverTheRanks) {
-  const Run r = ecmoe(3, "train " + config() + " --set batch_size=6 --set eval.batches=0 --out " +
-                             (dir / "three"));
+  const CliRun r = ecmoe(
+      3, "train " + config() + " --set batch_size=6 --set eval.batches=0 --out " + (dir / "three"));
   EXPECT_NE(r.status, 0);
   EXPECT_GE(count(r.err, "moe.n_experts (4) must be divisible by the number of MPI ranks (3)"), 1)
       << r.err;
