@@ -53,6 +53,26 @@ void ordered_allreduce(std::span<T> data, int P, MPI_Datatype type) {
             "MPI_Allgatherv");
 }
 
+template <typename T>
+std::vector<T> allgatherv_impl(std::span<const T> mine, int P, MPI_Datatype type) {
+  ECMOE_CHECK(mine.size() < (size_t(1) << 31), "allgatherv: too many values");
+  const int n = int(mine.size());
+  std::vector<int> counts(P), displs(P);
+  check_mpi(MPI_Allgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD),
+            "MPI_Allgather");
+  int64_t total = 0;
+  for (int r = 0; r < P; ++r) {
+    displs[r] = int(total);
+    total += counts[r];
+    ECMOE_CHECK(total < (int64_t(1) << 31), "allgatherv: too many values");
+  }
+  std::vector<T> out(total);
+  check_mpi(MPI_Allgatherv(mine.data(), n, type, out.data(), counts.data(), displs.data(), type,
+                           MPI_COMM_WORLD),
+            "MPI_Allgatherv");
+  return out;
+}
+
 }  // namespace
 
 Comm Comm::single() { return Comm(0, 1, false); }
@@ -90,6 +110,16 @@ std::vector<uint64_t> Comm::allgather(uint64_t value) const {
     check_mpi(MPI_Allgather(&value, 1, MPI_UINT64_T, out.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD),
               "MPI_Allgather");
   return out;
+}
+
+std::vector<float> Comm::allgatherv(std::span<const float> mine) const {
+  if (!mpi_ || size_ == 1) return std::vector<float>(mine.begin(), mine.end());
+  return allgatherv_impl(mine, size_, MPI_FLOAT);
+}
+
+std::vector<int32_t> Comm::allgatherv(std::span<const int32_t> mine) const {
+  if (!mpi_ || size_ == 1) return std::vector<int32_t>(mine.begin(), mine.end());
+  return allgatherv_impl(mine, size_, MPI_INT32_T);
 }
 
 void Comm::broadcast(std::string& data) const {

@@ -35,6 +35,9 @@ class Comm {
   double allreduce_max(double value) const;
   // Every rank's value, in rank order.
   std::vector<uint64_t> allgather(uint64_t value) const;
+  // Every rank's values concatenated in rank order (ranks may give different counts).
+  std::vector<float> allgatherv(std::span<const float> mine) const;
+  std::vector<int32_t> allgatherv(std::span<const int32_t> mine) const;
   // Rank 0's bytes to every rank (data resized on the others).
   void broadcast(std::string& data) const;
   void barrier() const;

@@ -80,7 +80,8 @@ MoeOutput MoeLayer::forward(const MoeWeights& w, const MoeInput& in, float* y) {
   request.n_tokens = in.n_tokens;
   request.capacity_factor =
       in.training ? config_.capacity_factor_train : config_.capacity_factor_eval;
-  RouteResult routed = route_tokens(config_, request);
+  RouteResult routed =
+      comm_ && config_.global_routing ? route_global(request) : route_tokens(config_, request);
   MoeOutput out;
   out.aux = run_experts(w, in, std::move(routed.plan), y);
   out.stats = std::move(routed.stats);

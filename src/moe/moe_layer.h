@@ -81,6 +81,7 @@ class MoeLayer {
  private:
   void compute_scores(const MoeWeights& w, const MoeInput& in);
   AuxLosses run_experts(const MoeWeights& w, const MoeInput& in, RoutingPlan plan, float* y);
+  RouteResult route_global(const RouteRequest& local);
   void experts_forward_parallel(const MoeWeights& w, const float* x, float* y);
   void experts_backward_parallel(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx,
                                  float* dgate);

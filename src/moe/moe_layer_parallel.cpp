@@ -24,6 +24,56 @@ void MoeLayer::set_comm(const dist::Comm* comm) {
   comm_ = comm;
 }
 
+// Every rank routes the all-gathered scores of all ranks' tokens (the same computation, so the
+// same plan everywhere) and keeps its own tokens' slots, in the global plan's order. Gates depend
+// only on a token's own scores, so the backward pass stays local. Additive statistics describe
+// the global route and are carried by rank 0 alone, so that reducing over ranks gives them once.
+RouteResult MoeLayer::route_global(const RouteRequest& local) {
+  const int me = comm_->rank(), n = local.n_tokens, e = config_.n_experts;
+  const std::vector<uint64_t> counts = comm_->allgather(uint64_t(n));
+  int first = 0;
+  for (int r = 0; r < me; ++r) first += int(counts[r]);
+  std::vector<float> probs;
+  std::vector<int32_t> ids;
+  RouteRequest global = local;
+  if (local.probs) {
+    probs = comm_->allgatherv(std::span<const float>(local.probs, size_t(n) * e));
+    global.probs = probs.data();
+  }
+  if (local.token_ids) {
+    ids = comm_->allgatherv(std::span<const int32_t>(local.token_ids, size_t(n)));
+    global.token_ids = ids.data();
+  }
+  global.n_tokens = int(probs.empty() ? ids.size() : probs.size() / e);
+  RouteResult all = route_tokens(config_, global);
+
+  const RoutingPlan& plan = all.plan;
+  std::vector<Assignment> mine;
+  for (int i = 0; i < plan.n_experts; ++i)
+    for (int s = plan.expert_offsets[i]; s < plan.expert_offsets[i + 1]; ++s)
+      if (plan.slot_token[s] >= first && plan.slot_token[s] < first + n)
+        mine.push_back({i, plan.slot_token[s] - first, plan.slot_gate[s]});
+  RouteResult r;
+  r.plan = make_routing_plan(n, plan.n_experts, plan.gate_kind, mine);
+  r.plan.choices_per_token = plan.choices_per_token;
+  if (plan.choices_per_token > 0)
+    r.plan.token_choices.assign(
+        plan.token_choices.begin() + int64_t(first) * plan.choices_per_token,
+        plan.token_choices.begin() + int64_t(first + n) * plan.choices_per_token);
+  r.stats = all.stats;
+  if (me != 0) {
+    RoutingStats zero;
+    zero.tokens_per_expert.assign(all.stats.tokens_per_expert.size(), 0);
+    zero.capacity = all.stats.capacity;
+    zero.max_demand_over_capacity = all.stats.max_demand_over_capacity;
+    zero.max_experts_per_token = all.stats.max_experts_per_token;
+    zero.solver_residual = all.stats.solver_residual;
+    zero.solver_iterations = all.stats.solver_iterations;
+    r.stats = zero;
+  }
+  return r;
+}
+
 void MoeLayer::experts_forward_parallel(const MoeWeights& w, const float* x, float* y) {
   const int P = comm_->size(), me = comm_->rank(), e = config_.n_experts, el = e / P;
   const int d = config_.d_model, f = config_.d_ff, S = plan_.slot_count(), n = plan_.n_tokens;
