@@ -45,6 +45,45 @@ std::vector<double> time_runs(int warmup, int repeats, F f) {
   return ms;
 }
 
+// Under mpirun: the step time (the slowest rank's median), the time inside the all-to-all calls
+// and the bytes each rank sent to other ranks, per token of the rank and per layer call
+// (forward + backward). Counters cover the warm-up runs too, so they are divided by all runs.
+void report_parallel_layer_bench(const LayerBenchOptions& o, const dist::Comm& c,
+                                 const std::vector<double>& total_ms,
+                                 const std::vector<double>& fwd_ms,
+                                 const std::vector<double>& bwd_ms) {
+  const int runs = o.warmup + o.repeats;
+  const dist::ExchangeCounters& k = c.counters();
+  double sums[2] = {k.seconds * 1e3 / runs, double(k.bytes_sent) / runs / o.tokens};
+  c.allreduce_sum(std::span<double>(sums, 2));
+  const double ms = c.allreduce_max(median(total_ms));
+  const double a2a_ms = sums[0] / c.size(), bytes = sums[1] / c.size();
+  if (!c.is_root()) return;
+  if (o.json) {
+    const nlohmann::json j = {{"router", o.router},
+                              {"tokens_per_rank", o.tokens},
+                              {"ranks", c.size()},
+                              {"d_model", o.d_model},
+                              {"d_ff", o.d_ff},
+                              {"experts", o.experts},
+                              {"threads", thread_count()},
+                              {"repeats", o.repeats},
+                              {"ms", ms},
+                              {"forward_ms", median(fwd_ms)},
+                              {"backward_ms", median(bwd_ms)},
+                              {"all_to_all_ms", a2a_ms},
+                              {"bytes_sent_per_token", bytes}};
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("router %s, %d ranks x %d tokens, d_model %d, d_ff %d, %d experts, %d threads\n",
+              o.router.c_str(), c.size(), o.tokens, o.d_model, o.d_ff, o.experts, thread_count());
+  std::printf("forward+backward: %.2f ms (slowest rank's median of %d)\n", ms, o.repeats);
+  std::printf("all-to-all:       %.2f ms per forward+backward (%.0f%%), mean over ranks\n", a2a_ms,
+              100.0 * a2a_ms / ms);
+  std::printf("sent to other ranks: %.0f bytes per token per layer (forward+backward)\n", bytes);
+}
+
 void run_layer_bench(const LayerBenchOptions& o) {
   ECMOE_CHECK(o.tokens > 0 && o.repeats > 0, "bench layer: tokens and repeats must be positive");
   MoeConfig cfg = default_moe_config(parse_router_kind(o.router));
@@ -67,8 +106,14 @@ void run_layer_bench(const LayerBenchOptions& o) {
     x[i] = rng.normal(i), dy[i] = 1e-3f * rng.normal(i + x.size());
   std::vector<int32_t> ids(o.tokens);
   for (int t = 0; t < o.tokens; ++t) ids[t] = int32_t(rng.below(t, 8000));
+  const dist::Comm& c = comm();  // under mpirun: --tokens per rank, experts sharded
+  if (c.parallel()) {
+    const Rng mine(2, 4 + uint64_t(c.rank()));  // each rank its own tokens
+    for (size_t i = 0; i < x.size(); ++i) x[i] = mine.normal(i);
+  }
 
   MoeLayer layer(cfg);
+  layer.set_comm(&c);
   const MoeWeights w = moe_weights(params, "", cfg);
   MoeGrads g = moe_grads(grads, "", cfg);
   const MoeInput in{x.data(), ids.data(), o.tokens, true, 0};
@@ -83,6 +128,10 @@ void run_layer_bench(const LayerBenchOptions& o) {
     bwd_ms.push_back((now_seconds() - t1) * 1e3);
   });
 
+  if (c.parallel()) {
+    report_parallel_layer_bench(o, c, total_ms, fwd_ms, bwd_ms);
+    return;
+  }
   // The same expert GEMMs alone, through our tiling and through plain library calls.
   ExpertGemmWorkspace ws;
   const auto problems = make_expert_gemms(layer.plan(), o.d_model, o.d_ff, ws);

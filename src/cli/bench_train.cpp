@@ -19,6 +19,7 @@
 #include "optim/grad_clip.h"
 #include "train/batches.h"
 #include "train/config_overrides.h"
+#include "train/data_parallel.h"
 #include "train/flops.h"
 #include "train/metrics.h"
 
@@ -60,25 +61,48 @@ void run(const BenchTrainArgs& args) {
   std::optional<BatchSource> source;
   if (dataset) source = BatchSource::random(*dataset, spec);
 
+  // Under mpirun: config.batch_size is the global batch, experts sharded (as in `ecmoe train`).
+  const dist::Comm& c = comm();
+  check_batch_splits(config.batch_size, c, "batch_size");
   Transformer model(config.model);
+  model.set_comm(&c);
   FlatBuffer params(model.table()), grads(model.table());
   model.init_params(params, config.seeds.init);
   AdamW adam(model.table(), config.optimizer);
   std::vector<double> seconds;
+  dist::ExchangeCounters at_warmup;
+  double allreduce_seconds = 0;
   for (int s = 0; s < args.warmup + args.steps; ++s) {
+    if (s == args.warmup) at_warmup = c.counters();
     const double t0 = now_seconds();
-    const Batch batch = source ? source->get(s) : synthetic_batch(spec, s);
+    const Batch batch = slice_batch(source ? source->get(s) : synthetic_batch(spec, s), c);
     grads.zero();
     model.forward(params, batch, /*training=*/true, uint64_t(s));
     model.backward(params, grads);
+    const double t1 = now_seconds();
+    average_gradients(grads, c);
+    if (s >= args.warmup) allreduce_seconds += now_seconds() - t1;
     clip_grad_norm(grads, config.clip_norm);
     adam.step(params, grads, config.schedule.lr_at(s));
     if (s >= args.warmup) seconds.push_back(now_seconds() - t0);
   }
   std::sort(seconds.begin(), seconds.end());
-  const double median = seconds.size() % 2
-                            ? seconds[seconds.size() / 2]
-                            : 0.5 * (seconds[seconds.size() / 2 - 1] + seconds[seconds.size() / 2]);
+  const double median = c.allreduce_max(
+      seconds.size() % 2 ? seconds[seconds.size() / 2]
+                         : 0.5 * (seconds[seconds.size() / 2 - 1] + seconds[seconds.size() / 2]));
+  // Per step, mean over ranks: time in the expert all-to-alls and in the gradient all-reduce;
+  // bytes a rank sent to others per token of its slice and per MoE layer (forward + backward).
+  int moe_layers = 0;
+  for (int l = 0; l < config.model.n_layers; ++l)
+    moe_layers += config.model.ffn_config(l).router != RouterKind::kDense;
+  const double local_tokens = double(config.batch_size / c.size()) * config.model.seq_len;
+  double comm_sums[3] = {(c.counters().seconds - at_warmup.seconds) / args.steps,
+                         allreduce_seconds / args.steps,
+                         double(c.counters().bytes_sent - at_warmup.bytes_sent) / args.steps /
+                             local_tokens / std::max(1, moe_layers)};
+  c.allreduce_sum(std::span<double>(comm_sums, 3));
+  for (double& v : comm_sums) v /= c.size();
+  if (!c.is_root()) return;
   const double tokens_per_step = double(config.batch_size) * config.model.seq_len;
   const double tokens_per_second = tokens_per_step / median;
   const double targets_per_token =
@@ -103,6 +127,10 @@ void run(const BenchTrainArgs& args) {
     j["gflops"] = gflops;
     j["peak_gflops"] = args.peak_gflops;
     j["mfu"] = gflops / args.peak_gflops;
+    j["ranks"] = c.size();
+    j["all_to_all_seconds"] = comm_sums[0];
+    j["allreduce_seconds"] = comm_sums[1];
+    j["bytes_sent_per_token_per_layer"] = comm_sums[2];
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -116,6 +144,11 @@ void run(const BenchTrainArgs& args) {
               args.steps, args.warmup, tokens_per_second);
   std::printf("%.1f GFLOP/s = %.1f%% of %.0f GFLOP/s peak (MFU)\n", gflops,
               100 * gflops / args.peak_gflops, args.peak_gflops);
+  if (c.parallel())
+    std::printf(
+        "%d ranks: per step %.1f ms in expert all-to-all, %.1f ms in the gradient "
+        "all-reduce; %.0f bytes sent per token per MoE layer\n",
+        c.size(), 1e3 * comm_sums[0], 1e3 * comm_sums[1], comm_sums[2]);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include "dist/comm.h"
+
 namespace ecmoe::cli {
 
 void register_info(CLI::App& app);
@@ -15,5 +17,10 @@ void register_finetune(CLI::App& app);
 void register_calibrate(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_inspect(CLI::App& app);
+
+// The ranks commands run on: set once by main (dist::MpiSession) before parsing; one process
+// until then. train and eval shard over them; only rank 0 prints results.
+void set_comm(const dist::Comm* comm);
+const dist::Comm& comm();
 
 }  // namespace ecmoe::cli

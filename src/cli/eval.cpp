@@ -9,6 +9,7 @@
 #include "model/transformer.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/evaluate.h"
 #include "train/leakage.h"
 #include "train/metrics.h"
@@ -104,7 +105,11 @@ void register_eval(CLI::App& app) {
                   " (only expert_choice and expert_threshold replace each other)");
       model_config.moe.router = router;
     }
+    // Leakage compares whole batches in one process; every rank gets the same error.
+    ECMOE_CHECK(!args->leakage || !comm().parallel(),
+                "eval --leakage runs in one process (not under mpirun)");
     Transformer model(model_config);
+    model.set_comm(&comm());
     FlatBuffer params(model.table());
     checkpoint.load_params(params);
     FlatBuffer router_state(model.state_table());
@@ -115,12 +120,14 @@ void register_eval(CLI::App& app) {
                                                   : 8;
     const BatchSpec spec =
         batch_spec(config, args->batch_size > 0 ? args->batch_size : config.eval_batch_size());
+    check_batch_splits(spec.batch_size, comm(), "--batch-size");
     const BatchSource source = BatchSource::fixed(dataset, spec, batches);
-    const EvalResult r = evaluate(model, params, source, batches, &router_state);
+    const EvalResult r = evaluate(model, params, source, batches, &router_state, &comm());
     LeakageResult leak;
     if (args->leakage)
       leak = measure_leakage(model, params, source, {batches, args->leakage_cuts, 1, 0},
                              &router_state);
+    if (!comm().is_root()) return;
 
     if (args->json) {
       MetricsJson j;

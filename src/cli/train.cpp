@@ -74,8 +74,10 @@ void register_train(CLI::App& app) {
       std::printf("%s\n", config_to_json(config).dump(2).c_str());
       return;
     }
-    const TrainResult r =
-        train(config, {.resume = args->resume, .terminal = Progress::stderr_is_terminal()});
+    const TrainResult r = train(
+        config,
+        {.resume = args->resume, .terminal = Progress::stderr_is_terminal(), .comm = &comm()});
+    if (!comm().is_root()) return;
     std::printf("trained steps %lld..%lld in %s (%.0f tokens/s); checkpoint: %s\n",
                 (long long)r.first_step, (long long)r.last_step, format_duration(r.seconds).c_str(),
                 r.tokens_per_second, r.checkpoint.c_str());

@@ -97,6 +97,10 @@ Transformer::~Transformer() = default;
 Transformer::Transformer(Transformer&&) noexcept = default;
 Transformer& Transformer::operator=(Transformer&&) noexcept = default;
 
+void Transformer::set_comm(const dist::Comm* comm) {
+  for (MoeLayer& layer : ffn_) layer.set_comm(comm);
+}
+
 void Transformer::init_params(FlatBuffer& params, uint64_t seed) const {
   ECMOE_CHECK(params.size() == table_.total_floats(), "init_params: buffer of ", params.size(),
               " floats does not belong to this model (", table_.total_floats(), ")");

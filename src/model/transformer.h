@@ -80,6 +80,10 @@ class Transformer {
   // logits buffer becomes their gradient); params must be the forward's.
   void backward(const FlatBuffer& params, FlatBuffer& grads);
 
+  // Expert parallelism for every MoE layer (MoeLayer::set_comm): each rank gives forward its own
+  // tokens and gets the gradient of its own loss; the caller averages gradients over ranks.
+  void set_comm(const dist::Comm* comm);
+
   // Final hidden states [B·T, d] (after final_ln) of the last forward, for task heads.
   const float* final_hidden() const;
 

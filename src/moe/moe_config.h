@@ -44,6 +44,9 @@ struct MoeConfig {
   float capacity_factor_train = 2.f;
   float capacity_factor_eval = 2.f;
   int group_size = 0;  // tokens per routing group; 0 = the whole batch is one group
+  // Expert parallelism only: route over all ranks' tokens as one batch (scores all-gathered;
+  // group_size then counts global tokens) instead of each rank routing its own tokens.
+  bool global_routing = false;
   CappedSolverConfig capped;
   int token_choice_k = 0;           // choices per token for token choice; 0 = from the router
   bool renormalize_gates = true;    // top-k gates divided by their sum (GShard top-2)

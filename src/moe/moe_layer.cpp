@@ -81,7 +81,8 @@ MoeOutput MoeLayer::forward(const MoeWeights& w, const MoeInput& in, float* y) {
   request.cutoffs = in.cutoffs;
   request.capacity_factor =
       in.training ? config_.capacity_factor_train : config_.capacity_factor_eval;
-  RouteResult routed = route_tokens(config_, request);
+  RouteResult routed =
+      comm_ && config_.global_routing ? route_global(request) : route_tokens(config_, request);
   MoeOutput out;
   out.aux = run_experts(w, in, std::move(routed.plan), y);
   out.stats = std::move(routed.stats);
@@ -109,7 +110,10 @@ AuxLosses MoeLayer::run_experts(const MoeWeights& w, const MoeInput& in, Routing
   x_ = in.x;
   n_ = n;
   plan_ = std::move(plan);
-  experts_forward(y, act_, plan_, in.x, w.w1, w.w2, config_.d_model, config_.d_ff);
+  if (comm_)
+    experts_forward_parallel(w, in.x, y);
+  else
+    experts_forward(y, act_, plan_, in.x, w.w1, w.w2, config_.d_model, config_.d_ff);
   backward_ready_ = true;
   if (!router_has_weights(config_.router) || n == 0) return {};
   return aux_losses_forward(logits_.data(), probs_.data(), n, e, config_.group_size,
@@ -120,8 +124,11 @@ void MoeLayer::backward(const MoeWeights& w, MoeGrads& g, const float* dy, float
   ECMOE_CHECK(backward_ready_, "moe backward called without a forward");
   const int n = n_, d = config_.d_model, e = config_.expert_count();
   std::vector<float> dgate(plan_.slot_count());
-  experts_backward(dx, g.w1, g.w2, dgate.data(), scratch_, dy, act_, plan_, w.w1, w.w2, d,
-                   config_.d_ff);
+  if (comm_)
+    experts_backward_parallel(w, g, dy, dx, dgate.data());
+  else
+    experts_backward(dx, g.w1, g.w2, dgate.data(), scratch_, dy, act_, plan_, w.w1, w.w2, d,
+                     config_.d_ff);
   if (!router_has_weights(config_.router) || n == 0) return;
 
   std::vector<float> dprobs(int64_t(n) * e, 0.f), dlogits(int64_t(n) * e, 0.f);

@@ -11,6 +11,7 @@
 
 #include "core/aligned.h"
 #include "core/tensor_table.h"
+#include "dist/comm.h"
 #include "moe/expert_ffn.h"
 #include "moe/moe_config.h"
 #include "moe/router_scores.h"
@@ -66,13 +67,33 @@ class MoeLayer {
   // included.
   void backward(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx);
 
+  // Expert parallelism (docs/architecture.md): with a communicator of P > 1 ranks, this rank
+  // routes its own tokens, sends each slot's row to the rank that owns the slot's expert (rank r
+  // owns experts [r·e/P, (r+1)·e/P)), runs its own experts on what it receives and combines the
+  // returned rows; backward mirrors it. Only the owned slices of experts.w1/w2 are read, and
+  // only they receive gradient. e must be divisible by P. Dense layers stay replicated. The
+  // communicator must outlive the layer; nullptr (the default) runs everything locally.
+  void set_comm(const dist::Comm* comm);
+  bool expert_parallel() const { return comm_ != nullptr; }
+
   const RoutingPlan& plan() const { return plan_; }
   const FloatVec& scores() const { return probs_; }  // [n, e]
 
  private:
   void compute_scores(const MoeWeights& w, const MoeInput& in);
   AuxLosses run_experts(const MoeWeights& w, const MoeInput& in, RoutingPlan plan, float* y);
+  RouteResult route_global(const RouteRequest& local);
+  void experts_forward_parallel(const MoeWeights& w, const float* x, float* y);
+  void experts_backward_parallel(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx,
+                                 float* dgate);
   MoeConfig config_;
+  const dist::Comm* comm_ = nullptr;
+  // Expert parallelism, saved by forward: rows sent to / received from each rank, the plan over
+  // the received rows (local expert j: rank 0's rows, then rank 1's, ...) and this rank's slot
+  // outputs returned by their owners [S, d], before the gate.
+  std::vector<int> send_rows_, recv_rows_;
+  RoutingPlan local_plan_;
+  FloatVec slot_out_;
   // Saved by forward for backward.
   const float* x_ = nullptr;
   int n_ = 0;

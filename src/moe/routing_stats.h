@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "dist/comm.h"
 #include "moe/routing_plan.h"
 
 namespace ecmoe {
@@ -41,5 +42,9 @@ struct RoutingStats {
 
 // Fills the plan-derived counts (per-expert load, experts-per-token histogram, realised maximum).
 void count_plan(const RoutingPlan& plan, RoutingStats& stats);
+
+// The statistics of all ranks, merged (sums and maxima; the same on every rank). A rank's
+// tokens_per_expert may be empty or shorter (a rank that saw no tokens) and is padded first.
+RoutingStats reduce_routing_stats(const RoutingStats& stats, const dist::Comm& comm);
 
 }  // namespace ecmoe

@@ -18,9 +18,12 @@ struct EvalResult {
   std::vector<RoutingStats> layers;  // per layer, merged over the batches
 };
 
-// Batches 0 .. batches-1 of `source` (a fixed source: batches <= source.batches()).
+// Batches 0 .. batches-1 of `source` (a fixed source: batches <= source.batches()). With a
+// communicator of P ranks, each rank evaluates its slice of every batch (data_parallel.h) and
+// the sums are reduced: every rank returns the whole result.
 // router_state: the model's state_table() buffer (needed by expert_threshold routing).
 EvalResult evaluate(Transformer& model, const FlatBuffer& params, const BatchSource& source,
-                    int batches, const FlatBuffer* router_state = nullptr);
+                    int batches, const FlatBuffer* router_state = nullptr,
+                    const dist::Comm* comm = nullptr);
 
 }  // namespace ecmoe

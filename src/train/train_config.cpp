@@ -62,6 +62,7 @@ void visit_fields(Visitor& v, TrainConfig& c) {
       v.field("capacity_factor_train", e.capacity_factor_train);
       v.field("capacity_factor_eval", e.capacity_factor_eval);
       v.field("group_size", e.group_size);
+      v.field("global_routing", e.global_routing);
       v.field("token_choice_k", e.token_choice_k);
       v.field("renormalize_gates", e.renormalize_gates);
       v.field("batch_prioritized", e.batch_prioritized);

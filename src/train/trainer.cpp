@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
@@ -14,6 +16,7 @@
 #include "optim/grad_clip.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/metrics.h"
 #include "train/nonfinite.h"
 #include "train/progress.h"
@@ -79,6 +82,21 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   config.model.vocab_size = train_data.vocab_size();
   config.model.validate();
   const DataReference data_ref = data_reference(config.data.dir, train_data);
+  const dist::Comm single = dist::Comm::single();
+  const dist::Comm& comm = options.comm ? *options.comm : single;
+  const bool root = comm.is_root();
+  if (comm.parallel()) {
+    comm.check_same(
+        dist::fingerprint(std::string(ECMOE_VERSION) + "\n" + config_to_json(config).dump()),
+        "the ecmoe version or the training config");
+    comm.check_same(dist::fingerprint(data_ref.tokenizer_checksum + "\n" + data_ref.source_id +
+                                      "\n" + std::to_string(train_data.size()) + "\n" +
+                                      std::to_string(val_data.size())),
+                    "the training data");
+    check_batch_splits(config.batch_size, comm, "batch_size");
+    if (config.eval.batches > 0)
+      check_batch_splits(config.eval_batch_size(), comm, "eval.batch_size");
+  }
 
   fs::create_directories(config.out);
   const std::string checkpoint_path = (fs::path(config.out) / kCheckpointFile).string();
@@ -90,6 +108,7 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
               "another --out");
 
   Transformer model(config.model);
+  model.set_comm(&comm);
   FlatBuffer params(model.table()), grads(model.table());
   AdamW adam(model.table(), config.optimizer);
   TrainState state;
@@ -117,17 +136,28 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   } else {
     model.init_params(params, config.seeds.init);
   }
-  write_file_atomically((fs::path(config.out) / "config.json").string(),
-                        config_to_json(config).dump(2) + "\n");
+  if (root)
+    write_file_atomically((fs::path(config.out) / "config.json").string(),
+                          config_to_json(config).dump(2) + "\n");
 
-  MetricsLog metrics((fs::path(config.out) / "metrics.jsonl").string(),
-                     options.resume ? state.step : -1);
+  // Only rank 0 writes; the other ranks' logs go nowhere.
+  std::optional<MetricsLog> metrics_log;
+  if (root)
+    metrics_log.emplace((fs::path(config.out) / "metrics.jsonl").string(),
+                        options.resume ? state.step : -1);
+  struct {
+    std::optional<MetricsLog>* log;
+    void write(const MetricsJson& j) {
+      if (*log) (*log)->write(j);
+    }
+  } metrics{&metrics_log};
   MetricsJson start;
   start["type"] = "start";
   start["step"] = state.step;
   start["resumed"] = options.resume;
   start["parameters"] = model.table().parameter_count();
   start["ecmoe_version"] = ECMOE_VERSION;
+  start["ranks"] = comm.size();
   metrics.write(start);
 
   const BatchSource train_batches =
@@ -138,10 +168,15 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
                                      config.eval.batches);
   const Rng noise(config.seeds.mask, kNoiseStream);
 
-  Progress progress(state.step, config.steps, config.log_interval, options.terminal,
-                    options.progress);
+  std::FILE* null_out = root ? nullptr : std::fopen("/dev/null", "w");
+  ECMOE_CHECK(root || null_out, "cannot open /dev/null");
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> null_guard(
+      null_out, [](std::FILE* f) { return f ? std::fclose(f) : 0; });
+  Progress progress(state.step, config.steps, config.log_interval, root && options.terminal,
+                    root ? options.progress : null_out);
   const auto run_eval = [&](int64_t step) {
-    EvalResult r = evaluate(model, params, *val_batches, config.eval.batches, &router_state);
+    EvalResult r =
+        evaluate(model, params, *val_batches, config.eval.batches, &router_state, &comm);
     MetricsJson j;
     j["type"] = "eval";
     j["step"] = step;
@@ -155,7 +190,8 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
     if (const auto bad = first_nonfinite(params))
       fail("refusing to checkpoint non-finite parameters at step ", state.step, ": ",
            describe(*bad));
-    save_checkpoint(checkpoint_path, config, data_ref, params, adam, state, &router_state);
+    if (root)
+      save_checkpoint(checkpoint_path, config, data_ref, params, adam, state, &router_state);
   };
 
   TrainResult result;
@@ -164,12 +200,15 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   for (int64_t s = state.step; s < config.steps; ++s) {
     const double t0 = now_seconds();
     const int64_t step = s + 1;  // 1-based in everything the user sees
-    const Batch batch = train_batches.get(s);
+    const Batch batch = slice_batch(train_batches.get(s), comm);
     grads.zero();
     Transformer& routed = warmup_model && s < moe.threshold_warmup_steps ? *warmup_model : model;
-    const ForwardResult f =
+    const ForwardResult local =
         routed.forward(params, router_state, batch, /*training=*/true, noise.bits(uint64_t(s)));
     routed.backward(params, grads);
+    average_gradients(grads, comm);
+    // Reduced over ranks, so every rank moves its cutoffs identically.
+    const ForwardResult f = reduce_forward_result(local, comm);
     if (model.has_cutoffs())
       model.update_cutoffs(router_state, f.layer_stats, moe.threshold_ema_rate);
     if (!std::isfinite(f.loss))

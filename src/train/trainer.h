@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "dist/comm.h"
 #include "train/evaluate.h"
 #include "train/train_config.h"
 
@@ -20,6 +21,10 @@ struct TrainOptions {
   bool resume = false;
   bool terminal = false;  // progress as a bar redrawn in place, else plain lines
   std::FILE* progress = stderr;
+  // MPI ranks (docs/architecture.md): experts sharded, the rest data-parallel; config.batch_size
+  // is the global batch. Rank 0 alone writes metrics, progress and checkpoints. nullptr: one
+  // process.
+  const dist::Comm* comm = nullptr;
 };
 
 struct TrainResult {
