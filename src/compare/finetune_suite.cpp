@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "compare/run_record.h"
+#include "compare/seed_stats.h"
 #include "compare/suite.h"
 #include "core/error.h"
 #include "finetune/builtin_tasks.h"
@@ -79,24 +80,17 @@ Json read_json(const std::string& path) {
   return j;
 }
 
+// The pooling a run used, from its saved config.
+std::string pooling_of(const FinetuneRunInfo& run) {
+  const Json config = read_json((fs::path(run.dir) / "config.json").string());
+  return config.contains("pooling") ? config["pooling"].get<std::string>() : "?";
+}
+
 struct Cell {
   std::vector<double> accuracy, macro_f1, seconds, steps;
   double majority = 0;
 };
 
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0.0 : s / double(v.size());
-}
-
-double sample_std(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / double(v.size() - 1));
-}
 
 std::string pct(double mean_value, double std_value, bool with_std) {
   char text[64];
@@ -206,8 +200,10 @@ void write_finetune_report(const std::string& path, const std::vector<FinetuneRu
   }
   md << ". Each pre-trained encoder of suite paper-small ([pretrain.md](pretrain.md)) is "
         "fine-tuned as a whole (router included; expert choice keeps choosing its top-k tokens "
-        "within each fine-tuning batch) with a classification head on the [CLS] position, with "
-        "early stopping on dev; the numbers are test accuracy (%) of the best dev checkpoint, "
+        "within each fine-tuning batch) with a linear classification head on the hidden states "
+        "(pooling: "
+     << (runs.empty() ? std::string("?") : pooling_of(runs.front()))
+     << "), with early stopping on dev; the numbers are test accuracy (%) of the best dev checkpoint, "
         "mean ± std over "
      << kSeeds
      << " seeds (docs/compare.md says how seeds pair with pre-training seeds). Tasks, splits and "

@@ -4,25 +4,13 @@
 #include <cmath>
 #include <map>
 
+#include "compare/seed_stats.h"
 #include "core/error.h"
 
 namespace ecmoe::compare {
 
 namespace {
 
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0.0 : s / double(v.size());
-}
-
-double sample_std(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / double(v.size() - 1));
-}
 
 std::vector<EvalPoint> mean_curve(const std::vector<const RunRecord*>& runs) {
   const std::vector<EvalPoint>& first = runs.front()->curve;

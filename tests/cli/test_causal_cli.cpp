@@ -7,20 +7,14 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "../train/train_test_util.h"
+#include "cli_test_util.h"
 
 using ecmoe::train_test::TempDir;
 
 namespace {
 
-struct CliRun {
-  int status;
-  std::string out, err;
-};
-
-bool contains(const std::string& text, const std::string& fragment) {
-  return text.find(fragment) != std::string::npos;
-}
+using ecmoe::cli_test::CliRun;
+using ecmoe::cli_test::contains;
 
 class CausalCli : public ::testing::Test {
  protected:
@@ -28,18 +22,7 @@ class CausalCli : public ::testing::Test {
     ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY)) << ECMOE_BINARY << " is missing";
     ecmoe::train_test::write_data_folder(dir / "data", 64, 20000, 4000);
   }
-  CliRun run(const std::string& args) {
-    const std::string err_file = dir / "stderr.txt";
-    const std::string command = std::string(ECMOE_BINARY) + " " + args + " 2>" + err_file;
-    FILE* pipe = ::popen(command.c_str(), "r");
-    if (!pipe) return {-1, "popen failed", ""};
-    std::string output;
-    char buffer[4096];
-    while (std::size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
-    const int status = ::pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output,
-            ecmoe::train_test::read_text(err_file)};
-  }
+  CliRun run(const std::string& args) { return ecmoe::cli_test::run_ecmoe(args, dir / "stderr.txt"); }
   void expect_error(const std::string& args, const std::string& fragment) {
     const CliRun r = run(args);
     EXPECT_EQ(r.status, 1) << args << "\n" << r.out << r.err;

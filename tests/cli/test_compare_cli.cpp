@@ -4,11 +4,13 @@
 // holds a different run is refused.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <regex>
 
-#include "../train/train_test_util.h"
+#include "cli_test_util.h"
 #include "data/prepare.h"
 
 namespace ecmoe {
@@ -20,17 +22,15 @@ using train_test::TempDir;
 
 struct Command {
   int status;
-  std::string output;
+  std::string output;  // stdout then stderr
 };
 
 Command run(const std::string& args) {
-  const std::string line = std::string(ECMOE_BINARY) + " " + args + " 2>&1";
-  Command c{0, ""};
-  FILE* pipe = popen(line.c_str(), "r");
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof(buffer), pipe)) c.output += buffer;
-  c.status = pclose(pipe);
-  return c;
+  const auto err = std::filesystem::temp_directory_path() /
+                   ("ecmoe-compare-stderr-" + std::to_string(::getpid()));
+  const cli_test::CliRun r = cli_test::run_ecmoe(args, err.string());
+  std::filesystem::remove(err);
+  return {r.status, r.out + r.err};
 }
 
 // The table row of a variant in the report ("| EC c=2 | ...").

@@ -6,33 +6,15 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "../train/train_test_util.h"
+#include "cli_test_util.h"
 
 using ecmoe::train_test::TempDir;
 
 namespace {
 
-struct CliRun {
-  int status;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
-
-CliRun run_ecmoe(const std::string& args, const std::string& err_file) {
-  const std::string command = std::string(ECMOE_BINARY) + " " + args + " 2>" + err_file;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return {-1, "popen failed", ""};
-  std::string output;
-  char buffer[4096];
-  while (std::size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output,
-          ecmoe::train_test::read_text(err_file)};
-}
-
-bool contains(const std::string& text, const std::string& fragment) {
-  return text.find(fragment) != std::string::npos;
-}
+using ecmoe::cli_test::CliRun;
+using ecmoe::cli_test::contains;
+using ecmoe::cli_test::run_ecmoe;
 
 class TrainCli : public ::testing::Test {
  protected:

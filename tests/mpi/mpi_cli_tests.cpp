@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "../train/train_test_util.h"
+#include "../cli/cli_test_util.h"
 #include "model/transformer.h"
 #include "train/checkpoint.h"
 
@@ -19,10 +19,7 @@ namespace {
 
 using ecmoe::train_test::TempDir;
 
-struct CliRun {
-  int status;
-  std::string out, err;
-};
+using ecmoe::cli_test::CliRun;
 
 // `ranks` 0: the plain binary, no mpirun.
 CliRun run(int ranks, const std::string& args, const std::string& err_file) {
@@ -30,15 +27,7 @@ CliRun run(int ranks, const std::string& args, const std::string& err_file) {
                                    : std::string(ECMOE_MPIRUN) +
                                          " --allow-run-as-root --oversubscribe -np " +
                                          std::to_string(ranks) + " " + ECMOE_BINARY;
-  command += " " + args + " 2>" + err_file;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return {-1, "popen failed", ""};
-  std::string output;
-  char buffer[4096];
-  while (std::size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output,
-          ecmoe::train_test::read_text(err_file)};
+  return ecmoe::cli_test::run_command(command + " " + args, err_file);
 }
 
 int count(const std::string& text, const std::string& fragment) {
