@@ -169,7 +169,7 @@ void register_compare(CLI::App& app) {
       for (const compare::SuiteRun& r : suite.runs)
         dirs.push_back((std::filesystem::path(out) / r.name).string());
     } else {
-      dirs = compare::run_suite(suite, {.out = out, .extra_sets = args->sets});
+      dirs = compare::run_suite(suite, {.out = out, .extra_sets = args->sets, .commit = commit});
     }
     compare::write_report(report, dirs,
                           {.suite_description = suite.description,
@@ -177,7 +177,8 @@ void register_compare(CLI::App& app) {
                            .commit = commit,
                            .date = utc_now(),
                            .threads = thread_count(),
-                           .wall_seconds = args->report_only ? 0.0 : now_seconds() - start});
+                           .wall_seconds = args->report_only ? 0.0 : now_seconds() - start,
+                           .report_only = args->report_only});
     std::printf("report: %s\n", report.c_str());
   });
 }

@@ -171,7 +171,11 @@ void write_finetune_report(const std::string& path, const std::vector<FinetuneRu
   std::map<std::pair<std::string, std::string>, Cell> cells;
   const fs::path report(path);
   const fs::path raw = report.parent_path() / report.stem() / "runs";
+  int finished = 0;
   for (const FinetuneRunInfo& run : runs) {
+    // A report of a suite still running (or stopped) covers the runs finished so far.
+    if (!fs::exists(fs::path(run.dir) / "result.json")) continue;
+    ++finished;
     const Json r = read_json((fs::path(run.dir) / "result.json").string());
     const std::string task = r.at("task").get<std::string>();
     if (std::find(variants.begin(), variants.end(), run.variant) == variants.end())
@@ -189,8 +193,13 @@ void write_finetune_report(const std::string& path, const std::vector<FinetuneRu
       fs::copy_file(fs::path(run.dir) / file, to / file, fs::copy_options::overwrite_existing);
   }
 
+  ECMOE_CHECK(finished > 0, "no finished fine-tuning runs to report");
   std::ostringstream md;
-  md << "# Fine-tuning comparison: suite finetune-small\n\n"
+  md << "# Fine-tuning comparison: suite finetune-small\n\n";
+  if (finished < int(runs.size()))
+    md << "**Partial: " << finished << " of " << runs.size()
+       << " runs finished; cells average the seeds that did.**\n\n";
+  md
      << "Made by `" << info.command << "` at commit `" << info.commit << "` on " << info.date
      << ", " << info.threads << " threads";
   if (info.wall_seconds > 0) {
@@ -213,7 +222,9 @@ void write_finetune_report(const std::string& path, const std::vector<FinetuneRu
   auto average_over_tasks = [&](const std::string& variant, bool f1) {
     std::vector<double> per_seed(kSeeds, 0.0);
     for (const std::string& task : tasks) {
-      const Cell& c = cells.at({variant, task});
+      const auto it = cells.find({variant, task});
+      if (it == cells.end()) continue;
+      const Cell& c = it->second;
       const auto& v = f1 ? c.macro_f1 : c.accuracy;
       for (int s = 0; s < kSeeds && s < int(v.size()); ++s) per_seed[s] += v[s] / double(tasks.size());
     }
@@ -228,8 +239,12 @@ void write_finetune_report(const std::string& path, const std::vector<FinetuneRu
     for (const std::string& v : variants) {
       md << "| " << v << " |";
       for (const std::string& t : tasks) {
-        const Cell& c = cells.at({v, t});
-        const auto& x = f1 ? c.macro_f1 : c.accuracy;
+        const auto it = cells.find({v, t});
+        if (it == cells.end()) {
+          md << " - |";
+          continue;
+        }
+        const auto& x = f1 ? it->second.macro_f1 : it->second.accuracy;
         md << ' ' << pct(mean(x), sample_std(x), true) << " |";
       }
       const std::vector<double> avg = average_over_tasks(v, f1);
@@ -265,7 +280,9 @@ void write_finetune_report(const std::string& path, const std::vector<FinetuneRu
   for (const std::string& v : variants) {
     std::vector<double> steps, seconds;
     for (const std::string& t : tasks) {
-      const Cell& c = cells.at({v, t});
+      const auto it = cells.find({v, t});
+      if (it == cells.end()) continue;
+      const Cell& c = it->second;
       steps.insert(steps.end(), c.steps.begin(), c.steps.end());
       seconds.insert(seconds.end(), c.seconds.begin(), c.seconds.end());
     }

@@ -1,5 +1,6 @@
 #include "compare/report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -178,8 +179,11 @@ void verdict(std::ostringstream& md, const std::vector<VariantSummary>& all) {
       if (const VariantSummary* v = find_variant(all, name))
         md << "- " << name << " (" << fmt("%.1f", v->perplexity_mean) << ") "
            << (v->perplexity_mean < top1->perplexity_mean ? "beat" : "did not beat")
-           << " top-1 (" << mean_std(*top1) << ")"
-           << (v->seeds < 2 ? ", one seed" : "") << ".\n";
+           << " top-1 (" << mean_std(*top1) << ")" << (v->seeds < 2 ? ", one seed" : "")
+           << (std::fabs(v->perplexity_mean - top1->perplexity_mean) < 2 * top1->perplexity_std
+                   ? ", within twice top-1's seed spread"
+                   : "")
+           << ".\n";
   }
   if (ec2) {
     for (const char* name : {"EC-CAP b=2", "EC-CAP b=3"})
@@ -206,7 +210,13 @@ void verdict(std::ostringstream& md, const std::vector<VariantSummary>& all) {
         md << " Threshold-trained: " << fmt("%.1f", thr->post_evals[0].perplexity_mean) << ".";
     if (const VariantSummary* top2 = find_variant(all, "decoder top-2"))
       if (!top2->post_evals.empty())
-        md << " Top-2 (causal): " << fmt("%.1f", top2->post_evals[0].perplexity_mean) << ".";
+        md << " Top-2 routed per sequence: " << fmt("%.1f", top2->post_evals[0].perplexity_mean)
+           << (top2->post_evals[0].leak_max > 0
+                   ? ", and it leaks too (max |Δ log p| " + fmt("%.3g", top2->post_evals[0].leak_max) +
+                         "): with capacity, later tokens' first choices are placed before earlier "
+                         "tokens' second choices and can take their slots"
+                   : std::string(", exactly causal"))
+           << ".";
     md << '\n';
   }
   md << '\n';
@@ -253,6 +263,14 @@ void write_report(const std::string& path, const std::vector<std::string>& run_d
      << "Made by `" << info.command << "` at commit `" << info.commit << "` on " << info.date
      << ", " << info.threads << " threads";
   if (info.wall_seconds > 0) md << ", " << fmt("%.1f", info.wall_seconds / 60) << " minutes in all";
+  if (info.report_only) {
+    std::vector<std::string> commits;
+    for (const RunRecord& r : runs)
+      if (std::find(commits.begin(), commits.end(), r.commit) == commits.end())
+        commits.push_back(r.commit.empty() ? "not recorded" : r.commit);
+    md << " (report only); the runs themselves were made at commit";
+    for (std::size_t i = 0; i < commits.size(); ++i) md << (i ? ", `" : " `") << commits[i] << '`';
+  }
   md << ". Each variant differs from the others only in routing; all share the architecture, the "
         "data, the token budget, the schedule and the validation set. Seeds vary the "
         "initialisation and the order of the training windows. Perplexities are on the "

@@ -16,6 +16,7 @@ struct ReportInfo {
   std::string date;
   int threads = 0;
   double wall_seconds = 0;  // the whole suite, evaluations included (0: not known)
+  bool report_only = false;  // the runs were made earlier (their revision is in result.json)
 };
 
 // Writes <path> (Markdown) and <stem>/: the figures, their data and script, and runs/<name>/

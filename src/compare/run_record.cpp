@@ -107,6 +107,7 @@ RunRecord load_run_record(const std::string& dir) {
     r.run.family = j.at("family");
     r.run.seed = j.at("seed");
     r.router = j.at("router");
+    r.commit = j.value("commit", "");
     r.steps = j.at("steps");
     r.tokens_per_step = j.at("tokens_per_step");
     r.train_seconds = j.at("train_seconds");

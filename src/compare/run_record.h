@@ -47,6 +47,7 @@ struct PostEval {
 
 struct RunRecord {
   SuiteRun run;
+  std::string commit;  // source revision that trained it ("" in results written before it was kept)
   std::string router;
   int64_t steps = 0;
   int64_t tokens_per_step = 0;

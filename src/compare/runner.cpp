@@ -86,6 +86,7 @@ std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& opti
     std::fflush(options.log);
     const TrainResult r = train(config, {.resume = resume, .terminal = false, .progress = options.log});
     Json result = result_json(run, r);
+    result["commit"] = options.commit;
     if (run.measure_leakage) {
       Json post = Json::array();
       post.push_back(post_eval_to_json(evaluate_checkpoint(r.checkpoint, "")));

@@ -14,6 +14,7 @@ struct RunnerOptions {
   std::string out;                      // the suite's folder; run r trains in <out>/<r.name>
   std::vector<std::string> extra_sets;  // the user's --set, applied to every run last
   std::FILE* log = stderr;              // one line per run, and the runs' progress lines
+  std::string commit;                   // source revision, recorded in each result.json
 };
 
 // Returns each run's folder, in suite order.

@@ -46,8 +46,10 @@ std::vector<Variant> encoder_variants(int core_seeds) {
 
 // The decoder comparison: next-token LM, top-2 against expert choice, and expert choice made
 // causal by thresholds (docs/causal.md). Top-2 routes each sequence on its own (group = one
-// sequence): with a batch-wide group, capacity lets one sequence's tokens displace another's.
-// Expert choice keeps the paper's batch-wide group, which is exactly what leaks; its checkpoints
+// sequence), which removes leaks between sequences but not within one: first choices are placed
+// before second choices, so a later token can take an earlier token's second slot once capacity
+// binds (the report measures it). Expert choice keeps the paper's batch-wide group, which leaks
+// by design; its checkpoints
 // are also evaluated with the thresholds they calibrated while training. The threshold-trained
 // variant routes by expert choice for its first quarter (warm-up), then by its cutoffs.
 std::vector<Variant> decoder_variants(int core_seeds, int seq_len, int threshold_warmup) {
