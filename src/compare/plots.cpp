@@ -29,13 +29,16 @@ std::string curve_data(const VariantSummary& s) {
   return o.str();
 }
 
+// x_from > 0 zooms in on the points from that x on (the late part, where the curves separate).
 std::string curve_plot(const std::vector<const VariantSummary*>& variants, int x_column,
                        const std::string& output, const std::string& title,
-                       const std::string& xlabel) {
+                       const std::string& xlabel, double x_from = 0) {
   std::ostringstream o;
   o << "set output '" << output << "'\n"
     << "set title '" << title << "'\nset xlabel '" << xlabel << "'\n"
     << "set ylabel 'validation perplexity (log scale)'\nset logscale y\n"
+    << "set autoscale yfix\nset offsets 0, 0, graph 0.03, graph 0.03\n"
+    << (x_from > 0 ? "set xrange [" + std::to_string(x_from) + ":*]\n" : "set xrange [*:*]\n")
     << "plot ";
   for (std::size_t i = 0; i < variants.size(); ++i)
     o << (i ? ", \\\n     " : "") << "'" << slug(variants[i]->variant) << ".dat' using "
@@ -71,7 +74,13 @@ PlotFiles write_plots(const std::string& dir, const std::vector<VariantSummary>&
     gp << curve_plot(encoder, 2, "perplexity_vs_time.png",
                      "Encoder (masked LM): validation against training time",
                      "training seconds (evaluation excluded)");
+    const double last_step = double(encoder.front()->curve.back().step);
+    gp << curve_plot(encoder, 1, "perplexity_vs_step_late.png",
+                     "Encoder (masked LM): validation, second half of training", "training step",
+                     last_step / 2);
+    gp << "set xrange [*:*]\n";
     files.png.push_back("perplexity_vs_step.png");
+    files.png.push_back("perplexity_vs_step_late.png");
     files.png.push_back("perplexity_vs_time.png");
   }
   if (!decoder.empty()) {
@@ -95,7 +104,7 @@ PlotFiles write_plots(const std::string& dir, const std::vector<VariantSummary>&
        << "set title 'Experts per token under expert choice (final validation)'\n"
        << "set xlabel 'experts that took the token'\nset ylabel '% of tokens'\n"
        << "set style data histograms\nset style histogram clustered gap 1\n"
-       << "set style fill solid 0.8 border -1\nset yrange [0:*]\n"
+       << "set style fill solid 0.8 border -1\nset yrange [0:*]\nset offsets 0, 0, 0, 0\n"
        << "plot ";
     for (std::size_t i = 0; i < ec.size(); ++i)
       gp << (i ? ", \\\n     " : "") << "'experts_per_token.dat' using " << i + 2

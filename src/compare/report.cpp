@@ -282,6 +282,7 @@ void write_report(const std::string& path, const std::vector<std::string>& run_d
     md << "## Encoder (masked LM)\n\n";
     perplexity_table(md, encoder);
     md << "![validation perplexity against steps](" << rel << "/perplexity_vs_step.png)\n\n"
+       << "![the second half, zoomed](" << rel << "/perplexity_vs_step_late.png)\n\n"
        << "![validation perplexity against training time](" << rel
        << "/perplexity_vs_time.png)\n\n";
   }

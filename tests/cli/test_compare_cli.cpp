@@ -132,8 +132,9 @@ TEST(CompareCli, QuickSuiteWritesACompleteReport) {
 
   // Figures and raw metrics.
   const fs::path figures = fs::path(dir / "docs") / "pretrain";
-  for (const char* png : {"perplexity_vs_step.png", "perplexity_vs_time.png",
-                          "experts_per_token.png", "decoder_perplexity_vs_step.png"}) {
+  for (const char* png :
+       {"perplexity_vs_step.png", "perplexity_vs_step_late.png", "perplexity_vs_time.png",
+        "experts_per_token.png", "decoder_perplexity_vs_step.png"}) {
     EXPECT_TRUE(is_png((figures / png).string())) << png;
     EXPECT_NE(md.find(std::string("pretrain/") + png), std::string::npos) << png;
   }
