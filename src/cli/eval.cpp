@@ -97,13 +97,8 @@ void register_eval(CLI::App& app) {
 
     ModelConfig model_config = config.model;
     if (!args->router.empty()) {
-      const RouterKind router = parse_router_kind(args->router);
-      ECMOE_CHECK(router == model_config.moe.router ||
-                      (router_has_cutoffs(router) && router_has_cutoffs(model_config.moe.router)),
-                  "eval --router: a checkpoint trained with ", router_name(model_config.moe.router),
-                  " cannot be evaluated with ", router_name(router),
-                  " (only expert_choice and expert_threshold replace each other)");
-      model_config.moe.router = router;
+      model_config.moe.router =
+          evaluation_router(model_config.moe.router, args->router, "eval --router");
     }
     // Leakage compares whole batches in one process; every rank gets the same error.
     ECMOE_CHECK(!args->leakage || !comm().parallel(),

@@ -42,12 +42,7 @@ PostEval evaluate_checkpoint(const std::string& path, const std::string& router)
   ECMOE_CHECK(config.model.kind == ModelKind::kDecoder, path, ": not a decoder checkpoint");
   ModelConfig model_config = config.model;
   if (!router.empty()) {
-    const RouterKind kind = parse_router_kind(router);
-    ECMOE_CHECK(kind == model_config.moe.router ||
-                    (router_has_cutoffs(kind) && router_has_cutoffs(model_config.moe.router)),
-                path, ": trained with ", router_name(model_config.moe.router),
-                ", cannot be evaluated with ", router);
-    model_config.moe.router = kind;
+    model_config.moe.router = evaluation_router(model_config.moe.router, router, path);
   }
   Transformer model(model_config);
   FlatBuffer params(model.table());

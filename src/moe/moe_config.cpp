@@ -48,6 +48,16 @@ bool router_has_cutoffs(RouterKind kind) {
   return kind == RouterKind::kExpertChoice || kind == RouterKind::kExpertThreshold;
 }
 
+RouterKind evaluation_router(RouterKind trained, const std::string& name,
+                             const std::string& context) {
+  const RouterKind router = parse_router_kind(name);
+  ECMOE_CHECK(router == trained || (router_has_cutoffs(router) && router_has_cutoffs(trained)),
+              context, ": a checkpoint trained with ", router_name(trained),
+              " cannot be evaluated with ", router_name(router),
+              " (only expert_choice and expert_threshold replace each other)");
+  return router;
+}
+
 int MoeConfig::expert_count() const { return router == RouterKind::kDense ? 1 : n_experts; }
 
 int MoeConfig::choices_per_token() const {

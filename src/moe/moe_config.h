@@ -24,6 +24,11 @@ bool router_is_token_choice(RouterKind kind);
 // Expert choice and threshold routing: the layer reports each expert's k-th selected score and
 // the model keeps a cutoff per expert (docs/causal.md).
 bool router_has_cutoffs(RouterKind kind);
+// The router to evaluate a checkpoint trained with `trained` when `name` is asked for: the same
+// one, or expert_choice and expert_threshold in place of each other (both keep cutoffs). Throws
+// "<context>: a checkpoint trained with X cannot be evaluated with Y (...)" otherwise.
+RouterKind evaluation_router(RouterKind trained, const std::string& name,
+                             const std::string& context);
 
 // The entropy-regularised assignment solved for capped expert choice:
 // max <S^T, A> + lambda·H(A), rows sum to k, columns sum to <= max_experts_per_token, 0 <= A <= 1.
