@@ -96,8 +96,9 @@ void run_layer_bench(const LayerBenchOptions& o) {
   cfg.group_size = o.group_size;
   cfg.validate();
 
+  const dist::Comm& c = comm();  // under mpirun: --tokens per rank, experts sharded
   TensorTable table;
-  declare_moe_params(table, "", cfg);
+  declare_moe_params(table, "", cfg, expert_shard(cfg, &c));
   FlatBuffer params(table), grads(table);
   init_moe_params(params, "", cfg, 1, 0.5f);
   std::vector<float> x(size_t(o.tokens) * o.d_model), dy(x.size()), y(x.size()), dx(x.size());
@@ -106,7 +107,6 @@ void run_layer_bench(const LayerBenchOptions& o) {
     x[i] = rng.normal(i), dy[i] = 1e-3f * rng.normal(i + x.size());
   std::vector<int32_t> ids(o.tokens);
   for (int t = 0; t < o.tokens; ++t) ids[t] = int32_t(rng.below(t, 8000));
-  const dist::Comm& c = comm();  // under mpirun: --tokens per rank, experts sharded
   if (c.parallel()) {
     const Rng mine(2, 4 + uint64_t(c.rank()));  // each rank its own tokens
     for (size_t i = 0; i < x.size(); ++i) x[i] = mine.normal(i);

@@ -64,8 +64,7 @@ void run(const BenchTrainArgs& args) {
   // Under mpirun: config.batch_size is the global batch, experts sharded (as in `ecmoe train`).
   const dist::Comm& c = comm();
   check_batch_splits(config.batch_size, c, "batch_size");
-  Transformer model(config.model);
-  model.set_comm(&c);
+  Transformer model(config.model, &c);
   FlatBuffer params(model.table()), grads(model.table());
   model.init_params(params, config.seeds.init);
   AdamW adam(model.table(), config.optimizer);
@@ -82,7 +81,7 @@ void run(const BenchTrainArgs& args) {
     const double t1 = now_seconds();
     average_gradients(grads, c);
     if (s >= args.warmup) allreduce_seconds += now_seconds() - t1;
-    clip_grad_norm(grads, config.clip_norm);
+    clip_grad_norm(grads, config.clip_norm, &c);
     adam.step(params, grads, config.schedule.lr_at(s));
     if (s >= args.warmup) seconds.push_back(now_seconds() - t0);
   }
@@ -102,6 +101,8 @@ void run(const BenchTrainArgs& args) {
                              local_tokens / std::max(1, moe_layers)};
   c.allreduce_sum(std::span<double>(comm_sums, 3));
   for (double& v : comm_sums) v /= c.size();
+  // Parameters, gradients and the two AdamW moments: four buffers of this rank's table.
+  const double training_state_bytes = 4.0 * double(model.table().total_floats()) * sizeof(float);
   if (!c.is_root()) return;
   const double tokens_per_step = double(config.batch_size) * config.model.seq_len;
   const double tokens_per_second = tokens_per_step / median;
@@ -121,7 +122,9 @@ void run(const BenchTrainArgs& args) {
     j["warmup"] = args.warmup;
     j["median_step_seconds"] = median;
     j["tokens_per_second"] = tokens_per_second;
-    j["parameters"] = model.table().parameter_count();
+    j["parameters"] = model.table().model_parameter_count();
+    j["parameters_on_rank"] = model.table().parameter_count();
+    j["training_state_bytes_on_rank"] = training_state_bytes;
     j["activated_parameters"] = activated_params(config.model);
     j["flops_per_token"] = flops_per_token;
     j["gflops"] = gflops;
@@ -138,8 +141,12 @@ void run(const BenchTrainArgs& args) {
               router_name(config.model.moe.router).c_str(),
               dataset ? config.data.dir.c_str() : "synthetic", thread_count());
   std::printf("parameters %lld, activated per token %.0f, %.3g training FLOPs per token\n",
-              (long long)model.table().parameter_count(), activated_params(config.model),
+              (long long)model.table().model_parameter_count(), activated_params(config.model),
               flops_per_token);
+  if (c.parallel())
+    std::printf(
+        "on each rank: %lld parameters, %.1f MB of parameters, gradients and AdamW moments\n",
+        (long long)model.table().parameter_count(), training_state_bytes / 1e6);
   std::printf("median step %.3f s over %d steps (after %d warm-up): %.0f tokens/s\n", median,
               args.steps, args.warmup, tokens_per_second);
   std::printf("%.1f GFLOP/s = %.1f%% of %.0f GFLOP/s peak (MFU)\n", gflops,

@@ -103,8 +103,7 @@ void register_eval(CLI::App& app) {
     // Leakage compares whole batches in one process; every rank gets the same error.
     ECMOE_CHECK(!args->leakage || !comm().parallel(),
                 "eval --leakage runs in one process (not under mpirun)");
-    Transformer model(model_config);
-    model.set_comm(&comm());
+    Transformer model(model_config, &comm());
     FlatBuffer params(model.table());
     checkpoint.load_params(params);
     FlatBuffer router_state(model.state_table());

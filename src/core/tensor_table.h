@@ -13,21 +13,38 @@ namespace ecmoe {
 
 struct TensorSpec {
   std::string name;
-  std::vector<int64_t> shape;
-  int64_t offset = 0;  // in floats, into the flat buffer; multiple of 16 (64 bytes)
+  std::vector<int64_t> shape;  // what this process stores
+  int64_t offset = 0;          // in floats, into the flat buffer; multiple of 16 (64 bytes)
+  // Expert parallelism: a tensor split along dimension 0 over processes holds rows
+  // [shard_begin, shard_begin + shape[0]) of the model's tensor of shape full_shape. Empty
+  // full_shape: the whole tensor (replicated on every process).
+  std::vector<int64_t> full_shape;
+  int64_t shard_begin = 0;
+
   int64_t numel() const;
-  std::string shape_string() const;  // e.g. "[8, 256, 1024]"
+  bool sharded() const { return !full_shape.empty(); }
+  const std::vector<int64_t>& model_shape() const { return sharded() ? full_shape : shape; }
+  int64_t model_numel() const;  // elements of the whole tensor
+  // Floats before this shard in the whole tensor (0 when not sharded).
+  int64_t shard_offset() const;
+  std::string shape_string() const;  // e.g. "[8, 256, 1024]", the whole tensor's shape
 };
 
 class TensorTable {
  public:
   // Adds a tensor; returns its index. Names must be unique.
   int add(const std::string& name, std::vector<int64_t> shape);
+  // Adds this process's rows [first_row, first_row + rows) of a tensor of shape full_shape, split
+  // along dimension 0 (TensorSpec::full_shape); returns its index.
+  int add_shard(const std::string& name, std::vector<int64_t> full_shape, int64_t first_row,
+                int64_t rows);
   const std::vector<TensorSpec>& specs() const { return specs_; }
   const TensorSpec& spec(const std::string& name) const;
   bool contains(const std::string& name) const { return index_.count(name) > 0; }
   int64_t total_floats() const { return total_; }  // with alignment padding
-  int64_t parameter_count() const;                 // without padding
+  int64_t parameter_count() const;                 // stored here, without padding
+  int64_t model_parameter_count() const;           // of the whole model, shards counted whole
+  bool has_shards() const;
 
  private:
   std::vector<TensorSpec> specs_;

@@ -131,6 +131,40 @@ void Comm::broadcast(std::string& data) const {
   check_mpi(MPI_Bcast(data.data(), int(n), MPI_CHAR, 0, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
+void Comm::gather_to_root(std::span<const float> mine,
+                          const std::function<void(std::span<const float>)>& take) const {
+  constexpr int kCountTag = 71, kPieceTag = 72;
+  if (!mpi_ || size_ == 1) {
+    take(mine);
+    return;
+  }
+  if (rank_ != 0) {
+    const int64_t n = int64_t(mine.size());
+    check_mpi(MPI_Send(&n, 1, MPI_INT64_T, 0, kCountTag, MPI_COMM_WORLD), "MPI_Send");
+    for (int64_t at = 0; at < n; at += kGatherPieceFloats) {
+      const int piece = int(std::min(kGatherPieceFloats, n - at));
+      check_mpi(MPI_Send(mine.data() + at, piece, MPI_FLOAT, 0, kPieceTag, MPI_COMM_WORLD),
+                "MPI_Send");
+    }
+    return;
+  }
+  take(mine);
+  std::vector<float> buffer;
+  for (int r = 1; r < size_; ++r) {
+    int64_t n = 0;
+    check_mpi(MPI_Recv(&n, 1, MPI_INT64_T, r, kCountTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
+              "MPI_Recv");
+    for (int64_t at = 0; at < n; at += kGatherPieceFloats) {
+      const int piece = int(std::min(kGatherPieceFloats, n - at));
+      buffer.resize(size_t(piece));
+      check_mpi(MPI_Recv(buffer.data(), piece, MPI_FLOAT, r, kPieceTag, MPI_COMM_WORLD,
+                         MPI_STATUS_IGNORE),
+                "MPI_Recv");
+      take(std::span<const float>(buffer));
+    }
+  }
+}
+
 void Comm::barrier() const {
   if (mpi_ && size_ > 1) check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
 }

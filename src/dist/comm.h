@@ -4,6 +4,7 @@
 // Shapes: "rows" are float rows of `width` floats; per-rank arrays have P entries.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -38,6 +39,12 @@ class Comm {
   // Every rank's values concatenated in rank order (ranks may give different counts).
   std::vector<float> allgatherv(std::span<const float> mine) const;
   std::vector<int32_t> allgatherv(std::span<const int32_t> mine) const;
+  // Rank 0 receives every rank's floats in rank order, its own first, through `take`, in pieces
+  // of at most kGatherPieceFloats (so it never holds another rank's whole part); the other ranks
+  // send theirs and `take` is not called there. Every rank calls it; counts may differ.
+  static constexpr int64_t kGatherPieceFloats = int64_t(1) << 24;  // 64 MiB
+  void gather_to_root(std::span<const float> mine,
+                      const std::function<void(std::span<const float>)>& take) const;
   // Rank 0's bytes to every rank (data resized on the others).
   void broadcast(std::string& data) const;
   void barrier() const;

@@ -90,6 +90,23 @@ bool parse_dtype(const std::string& name, DType* out) {
 
 void save_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                       const Metadata& metadata) {
+  std::vector<TensorSource> sources;
+  sources.reserve(tensors.size());
+  for (const TensorRef& t : tensors) {
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) numel *= uint64_t(std::max<int64_t>(d, 0));
+    ECMOE_CHECK(numel * dtype_size(t.dtype) == 0 || t.data != nullptr, "cannot write '", path,
+                "': tensor '", t.name, "' has no data");
+    const std::size_t bytes = numel * dtype_size(t.dtype);
+    sources.push_back({t.name, t.dtype, t.shape, [data = t.data, bytes](const ByteSink& sink) {
+                         if (bytes > 0) sink(data, bytes);
+                       }});
+  }
+  save_safetensors_streamed(path, sources, metadata);
+}
+
+void save_safetensors_streamed(const std::string& path, const std::vector<TensorSource>& tensors,
+                               const Metadata& metadata) {
   // ordered_json keeps insertion order, so the header lists tensors in data order like the
   // reference writer does; key order inside an entry matches it too.
   using ordered_json = nlohmann::ordered_json;
@@ -102,7 +119,7 @@ void save_safetensors(const std::string& path, const std::vector<TensorRef>& ten
   std::set<std::string> seen;
   std::vector<uint64_t> sizes;
   uint64_t offset = 0;
-  for (const TensorRef& t : tensors) {
+  for (const TensorSource& t : tensors) {
     ECMOE_CHECK(!t.name.empty(), "cannot write '", path, "': a tensor has an empty name");
     ECMOE_CHECK(t.name != "__metadata__", "cannot write '", path,
                 "': '__metadata__' is reserved and cannot name a tensor");
@@ -115,8 +132,6 @@ void save_safetensors(const std::string& path, const std::vector<TensorRef>& ten
       numel *= uint64_t(d);
     }
     const uint64_t bytes = numel * dtype_size(t.dtype);
-    ECMOE_CHECK(bytes == 0 || t.data != nullptr, "cannot write '", path, "': tensor '", t.name,
-                "' has no data");
     ordered_json entry = ordered_json::object();
     entry["dtype"] = dtype_name(t.dtype);
     entry["shape"] = t.shape;
@@ -141,7 +156,16 @@ void save_safetensors(const std::string& path, const std::vector<TensorRef>& ten
     out.write(length, sizeof(length));
     out.write(text);
     for (size_t i = 0; i < tensors.size(); ++i) {
-      if (sizes[i] > 0) out.write(tensors[i].data, sizes[i]);
+      uint64_t given = 0;
+      if (tensors[i].produce)
+        tensors[i].produce([&](const void* data, std::size_t bytes) {
+          ECMOE_CHECK(given + bytes <= sizes[i], "cannot write '", path, "': tensor '",
+                      tensors[i].name, "' produced more than its ", sizes[i], " bytes");
+          out.write(data, bytes);
+          given += bytes;
+        });
+      ECMOE_CHECK(given == sizes[i], "cannot write '", path, "': tensor '", tensors[i].name,
+                  "' produced ", given, " of its ", sizes[i], " bytes");
     }
   });
 }
@@ -360,6 +384,8 @@ void save_flat_buffers(const std::string& path, const std::vector<FlatBufferSlot
   for (const FlatBufferSlot& slot : slots) {
     ECMOE_CHECK(slot.buffer != nullptr, "cannot write '", path, "': no buffer for prefix '",
                 slot.prefix, "'");
+    ECMOE_CHECK(!slot.buffer->table().has_shards(), "cannot write '", path, "': buffer '",
+                slot.prefix, "' holds expert shards; gather the whole tensors to save them");
     for (const TensorSpec& spec : slot.buffer->table().specs()) {
       refs.push_back(
           {slot.prefix + spec.name, DType::F32, spec.shape, slot.buffer->data() + spec.offset});
@@ -383,8 +409,8 @@ void load_flat_buffers(const SafetensorsFile& file, const std::vector<FlatBuffer
       const TensorInfo& t = file.info(name);
       ECMOE_CHECK(t.dtype == DType::F32, "checkpoint '", path, "': tensor '", name, "' is ",
                   dtype_name(t.dtype), ", expected F32");
-      ECMOE_CHECK(t.shape == spec.shape, "checkpoint '", path, "': tensor '", name, "' has shape ",
-                  shape_string(t.shape), ", expected ", spec.shape_string());
+      ECMOE_CHECK(t.shape == spec.model_shape(), "checkpoint '", path, "': tensor '", name,
+                  "' has shape ", shape_string(t.shape), ", expected ", spec.shape_string());
     }
   }
   for (const TensorInfo& t : file.tensors()) {
@@ -401,7 +427,16 @@ void load_flat_buffers(const SafetensorsFile& file, const std::vector<FlatBuffer
   }
   for (const FlatBufferTarget& target : targets) {
     for (const TensorSpec& spec : target.buffer->table().specs()) {
-      file.read_f32(target.prefix + spec.name, target.buffer->data() + spec.offset, spec.shape);
+      float* dst = target.buffer->data() + spec.offset;
+      const std::string name = target.prefix + spec.name;
+      if (!spec.sharded()) {
+        file.read_f32(name, dst, spec.shape);
+        continue;
+      }
+      // A shard's rows are one contiguous run of the whole tensor (split along dimension 0).
+      const auto bytes = file.bytes(name);
+      std::memcpy(dst, bytes.data() + spec.shard_offset() * int64_t(sizeof(float)),
+                  std::size_t(spec.numel()) * sizeof(float));
     }
   }
 }

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -37,6 +38,24 @@ struct TensorRef {
 // (io/atomic_file.h). Names must be unique, non-empty and not "__metadata__".
 void save_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                       const Metadata& metadata = {});
+
+// Takes a tensor's bytes while a file is written, in one or more pieces.
+using ByteSink = std::function<void(const void* data, std::size_t bytes)>;
+
+// A tensor whose bytes are produced while the file is written, e.g. gathered piece by piece from
+// the processes that hold its parts: `produce` must give the sink exactly numel × dtype_size
+// bytes, in order (a different count is an error and the file is not replaced).
+struct TensorSource {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::function<void(const ByteSink&)> produce;
+};
+
+// save_safetensors for produced tensors: the header from names and shapes, then each tensor's
+// produce() in order, straight into the file.
+void save_safetensors_streamed(const std::string& path, const std::vector<TensorSource>& tensors,
+                               const Metadata& metadata = {});
 
 // One tensor of an opened file; offsets are bytes from the start of the data buffer.
 struct TensorInfo {
@@ -106,7 +125,8 @@ struct FlatBufferSlot {
 };
 
 // Writes every tensor of every slot (F32, table order, padding dropped), then `other_tensors`
-// (bookkeeping such as the step), atomically.
+// (bookkeeping such as the step), atomically. Tables with expert shards (TensorSpec::sharded) are
+// refused: their whole tensors must be gathered first (train/checkpoint.h does).
 void save_flat_buffers(const std::string& path, const std::vector<FlatBufferSlot>& slots,
                        const Metadata& metadata = {},
                        const std::vector<TensorRef>& other_tensors = {});
@@ -126,9 +146,10 @@ struct FlatBufferTarget {
 };
 
 // Fills each target's buffer from the file. Every tensor of each table must be present, F32 and
-// of the table's shape; a file tensor that belongs to no target, is not in
-// options.other_tensors and matches no ignored prefix is an error too (a checkpoint of another
-// model must not half-load). The first problem found is reported. Padding is left untouched.
+// of the table's shape (the whole tensor's for a shard, which copies its own rows); a file tensor
+// that belongs to no target, is not in options.other_tensors and matches no ignored prefix is an
+// error too (a checkpoint of another model must not half-load). The first problem found is
+// reported. Padding is left untouched.
 void load_flat_buffers(const SafetensorsFile& file, const std::vector<FlatBufferTarget>& targets,
                        const LoadFlatBuffersOptions& options = {});
 // One buffer; the file must hold exactly its tensors (under `prefix`), nothing else.

@@ -62,7 +62,7 @@ void accumulate_aux(AuxLosses& total, const AuxLosses& layer) {
 
 std::string Transformer::layer_prefix(int layer) { return "layers." + std::to_string(layer) + "."; }
 
-Transformer::Transformer(const ModelConfig& config)
+Transformer::Transformer(const ModelConfig& config, const dist::Comm* comm)
     : config_(config), act_(std::make_unique<Activations>()) {
   config_.validate();
   const int64_t V = config_.vocab_size, T = config_.seq_len, d = config_.d_model;
@@ -81,12 +81,13 @@ Transformer::Transformer(const ModelConfig& config)
     o.ln2_gain = offset(table_.add(p + "ln2.gain", {d}));
     o.ln2_bias = offset(table_.add(p + "ln2.bias", {d}));
     const MoeConfig ffn = config_.ffn_config(l);
-    declare_moe_params(table_, p + "ffn.", ffn);
+    declare_moe_params(table_, p + "ffn.", ffn, expert_shard(ffn, comm));
     if (router_has_weights(ffn.router)) o.router = table_.spec(p + "ffn.router.weight").offset;
     o.w1 = table_.spec(p + "ffn.experts.w1").offset;
     o.w2 = table_.spec(p + "ffn.experts.w2").offset;
     layers_.push_back(o);
     ffn_.emplace_back(ffn);
+    ffn_.back().set_comm(comm);
     if (router_has_cutoffs(ffn.router)) state_table_.add(p + "ffn.router.cutoff", {ffn.n_experts});
   }
   final_gain_ = offset(table_.add("final_ln.gain", {d}));
@@ -96,10 +97,6 @@ Transformer::Transformer(const ModelConfig& config)
 Transformer::~Transformer() = default;
 Transformer::Transformer(Transformer&&) noexcept = default;
 Transformer& Transformer::operator=(Transformer&&) noexcept = default;
-
-void Transformer::set_comm(const dist::Comm* comm) {
-  for (MoeLayer& layer : ffn_) layer.set_comm(comm);
-}
 
 void Transformer::init_params(FlatBuffer& params, uint64_t seed) const {
   ECMOE_CHECK(params.size() == table_.total_floats(), "init_params: buffer of ", params.size(),
@@ -119,9 +116,11 @@ void Transformer::init_params(FlatBuffer& params, uint64_t seed) const {
           ends_with(spec.name, "attn.out.weight") || ends_with(spec.name, "ffn.experts.w2");
       const float std = config_.init_std * (residual_out ? residual_scale : 1.f);
       const Rng rng(seed, i);
-      // Counter-based draws: element j gets value j of the stream whichever thread computes it.
+      // Counter-based draws: element j of the whole tensor gets value j of the stream whichever
+      // thread (or rank, for an expert shard) computes it.
+      const uint64_t first = uint64_t(spec.shard_offset());
 #pragma omp parallel for schedule(static)
-      for (int64_t j = 0; j < n; ++j) v[j] = std * rng.normal(uint64_t(j));
+      for (int64_t j = 0; j < n; ++j) v[j] = std * rng.normal(first + uint64_t(j));
     }
   }
 }

@@ -14,7 +14,8 @@
 // score cutoff for threshold routing (docs/causal.md); -1 until calibrated.
 // A dense layer's FFN is one expert (experts.w1 [1, d, f], no router); nothing has an FFN bias.
 // Initialisation (init_params), GPT-2 style, a pure function of the seed (tensor i of the table
-// draws from Rng(seed, i)):
+// draws from Rng(seed, i); an expert shard draws its rows' values, so any number of ranks starts
+// from the same model):
 //   every matrix (embed.*, attn.*.weight, router.weight, experts.w1/w2)  N(0, init_std²);
 //   the projections that write into the residual stream, attn.out.weight and experts.w2, are
 //   further scaled by 1/sqrt(2·n_layers), so the stream's variance does not grow with depth;
@@ -55,7 +56,13 @@ struct ForwardResult {
 
 class Transformer {
  public:
-  explicit Transformer(const ModelConfig& config);
+  // With a parallel communicator (expert parallelism, docs/architecture.md) every MoE layer's
+  // experts are split over the ranks: table() declares this rank's experts only (TensorSpec::
+  // full_shape gives the whole tensor), so parameters, gradients and optimizer state of the
+  // experts are stored once across the job; everything else is replicated. Each rank gives
+  // forward its own tokens and gets the gradient of its own loss (average_gradients then makes
+  // the step's gradient). The communicator must outlive the model.
+  explicit Transformer(const ModelConfig& config, const dist::Comm* comm = nullptr);
   ~Transformer();
   Transformer(Transformer&&) noexcept;  // activations move with the model (heap, not copied)
   Transformer& operator=(Transformer&&) noexcept;
@@ -79,10 +86,6 @@ class Transformer {
   // Gradient of the last forward's loss, accumulated (+=) into grads. Once per forward (the
   // logits buffer becomes their gradient); params must be the forward's.
   void backward(const FlatBuffer& params, FlatBuffer& grads);
-
-  // Expert parallelism for every MoE layer (MoeLayer::set_comm): each rank gives forward its own
-  // tokens and gets the gradient of its own loss; the caller averages gradients over ranks.
-  void set_comm(const dist::Comm* comm);
 
   // Final hidden states [B·T, d] (after final_ln) of the last forward, for task heads.
   const float* final_hidden() const;

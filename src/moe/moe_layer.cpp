@@ -8,12 +8,19 @@
 
 namespace ecmoe {
 
-void declare_moe_params(TensorTable& table, const std::string& prefix, const MoeConfig& config) {
+void declare_moe_params(TensorTable& table, const std::string& prefix, const MoeConfig& config,
+                        ExpertShard shard) {
   config.validate();
   const int64_t d = config.d_model, f = config.d_ff, e = config.expert_count();
   if (router_has_weights(config.router)) table.add(prefix + "router.weight", {d, e});
-  table.add(prefix + "experts.w1", {e, d, f});
-  table.add(prefix + "experts.w2", {e, f, d});
+  if (!shard.split()) {
+    table.add(prefix + "experts.w1", {e, d, f});
+    table.add(prefix + "experts.w2", {e, f, d});
+    return;
+  }
+  const int64_t owned = e / shard.ranks, first = owned * shard.rank;
+  table.add_shard(prefix + "experts.w1", {e, d, f}, first, owned);
+  table.add_shard(prefix + "experts.w2", {e, f, d}, first, owned);
 }
 
 MoeWeights moe_weights(const FlatBuffer& params, const std::string& prefix,
@@ -35,10 +42,12 @@ MoeGrads moe_grads(FlatBuffer& grads, const std::string& prefix, const MoeConfig
 
 void init_moe_params(FlatBuffer& params, const std::string& prefix, const MoeConfig& config,
                      uint64_t seed, float router_std) {
+  // A shard draws the values of its rows of the whole tensor (counter-based stream).
   auto fill = [&](const std::string& name, float std, uint64_t stream) {
     auto v = params.view(name);
+    const uint64_t first = uint64_t(params.table().spec(name).shard_offset());
     const Rng rng(seed, stream);
-    for (size_t j = 0; j < v.size(); ++j) v[j] = std * rng.normal(j);
+    for (size_t j = 0; j < v.size(); ++j) v[j] = std * rng.normal(first + j);
   };
   const uint64_t base = std::hash<std::string>{}(prefix);
   if (router_has_weights(config.router)) fill(prefix + "router.weight", router_std, base + 1);

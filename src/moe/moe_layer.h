@@ -31,7 +31,21 @@ struct MoeGrads {
   float* w2 = nullptr;
 };
 
-void declare_moe_params(TensorTable& table, const std::string& prefix, const MoeConfig& config);
+// Which experts this process stores and runs under expert parallelism: rank r of P owns experts
+// [r·e/P, (r+1)·e/P). Dense layers are never split ({0, 1}).
+struct ExpertShard {
+  int rank = 0;
+  int ranks = 1;
+  bool split() const { return ranks > 1; }
+};
+// The shard of `comm`'s rank ({0, 1} without a parallel communicator or for a dense layer).
+// Throws unless n_experts is divisible by the number of ranks.
+ExpertShard expert_shard(const MoeConfig& config, const dist::Comm* comm);
+
+// With a split shard, experts.w1/w2 are declared as the owned rows [e/P, d, f] and [e/P, f, d]
+// of the whole tensors (TensorTable::add_shard); the router is whole on every process.
+void declare_moe_params(TensorTable& table, const std::string& prefix, const MoeConfig& config,
+                        ExpertShard shard = {});
 MoeWeights moe_weights(const FlatBuffer& params, const std::string& prefix,
                        const MoeConfig& config);
 MoeGrads moe_grads(FlatBuffer& grads, const std::string& prefix, const MoeConfig& config);
@@ -70,9 +84,10 @@ class MoeLayer {
   // Expert parallelism (docs/architecture.md): with a communicator of P > 1 ranks, this rank
   // routes its own tokens, sends each slot's row to the rank that owns the slot's expert (rank r
   // owns experts [r·e/P, (r+1)·e/P)), runs its own experts on what it receives and combines the
-  // returned rows; backward mirrors it. Only the owned slices of experts.w1/w2 are read, and
-  // only they receive gradient. e must be divisible by P. Dense layers stay replicated. The
-  // communicator must outlive the layer; nullptr (the default) runs everything locally.
+  // returned rows; backward mirrors it. MoeWeights::w1/w2 and MoeGrads::w1/w2 then hold only the
+  // owned experts, [e/P, d, f] and [e/P, f, d] (declare_moe_params with expert_shard). e must be
+  // divisible by P. Dense layers stay replicated. The communicator must outlive the layer;
+  // nullptr (the default) runs everything locally.
   void set_comm(const dist::Comm* comm);
   bool expert_parallel() const { return comm_ != nullptr; }
 

@@ -15,13 +15,16 @@
 
 namespace ecmoe {
 
-void MoeLayer::set_comm(const dist::Comm* comm) {
-  comm_ = nullptr;
-  if (comm == nullptr || !comm->parallel() || config_.router == RouterKind::kDense) return;
-  ECMOE_CHECK(config_.n_experts % comm->size() == 0, "expert parallelism: moe.n_experts (",
-              config_.n_experts, ") must be divisible by the number of MPI ranks (", comm->size(),
+ExpertShard expert_shard(const MoeConfig& config, const dist::Comm* comm) {
+  if (comm == nullptr || !comm->parallel() || config.router == RouterKind::kDense) return {};
+  ECMOE_CHECK(config.n_experts % comm->size() == 0, "expert parallelism: moe.n_experts (",
+              config.n_experts, ") must be divisible by the number of MPI ranks (", comm->size(),
               ")");
-  comm_ = comm;
+  return {comm->rank(), comm->size()};
+}
+
+void MoeLayer::set_comm(const dist::Comm* comm) {
+  comm_ = expert_shard(config_, comm).split() ? comm : nullptr;
 }
 
 // Every rank routes the all-gathered scores of all ranks' tokens (the same computation, so the
@@ -75,7 +78,7 @@ RouteResult MoeLayer::route_global(const RouteRequest& local) {
 }
 
 void MoeLayer::experts_forward_parallel(const MoeWeights& w, const float* x, float* y) {
-  const int P = comm_->size(), me = comm_->rank(), e = config_.n_experts, el = e / P;
+  const int P = comm_->size(), e = config_.n_experts, el = e / P;
   const int d = config_.d_model, f = config_.d_ff, S = plan_.slot_count(), n = plan_.n_tokens;
 
   FloatVec send(int64_t(S) * d);
@@ -108,10 +111,8 @@ void MoeLayer::experts_forward_parallel(const MoeWeights& w, const float* x, flo
   local_plan_ = make_routing_plan(R, el, GateKind::kConstant, rows);
 
   // Gate 1 and one slot per row make the local combine a plain copy (1·o + 0 is exact).
-  const int64_t expert_floats = int64_t(d) * f;
   FloatVec out(int64_t(R) * d);
-  experts_forward(out.data(), act_, local_plan_, recv.data(), w.w1 + me * el * expert_floats,
-                  w.w2 + me * el * expert_floats, d, f);
+  experts_forward(out.data(), act_, local_plan_, recv.data(), w.w1, w.w2, d, f);
   slot_out_.resize(int64_t(S) * d);
   comm_->alltoallv(out.data(), recv_rows_, slot_out_.data(), send_rows_, d);
 
@@ -131,7 +132,6 @@ void MoeLayer::experts_forward_parallel(const MoeWeights& w, const float* x, flo
 
 void MoeLayer::experts_backward_parallel(const MoeWeights& w, MoeGrads& g, const float* dy,
                                          float* dx, float* dgate) {
-  const int P = comm_->size(), me = comm_->rank(), el = config_.n_experts / P;
   const int d = config_.d_model, f = config_.d_ff, S = plan_.slot_count(), n = plan_.n_tokens;
   const int R = local_plan_.n_tokens;
 
@@ -153,12 +153,10 @@ void MoeLayer::experts_backward_parallel(const MoeWeights& w, MoeGrads& g, const
   FloatVec recv(int64_t(R) * d);
   comm_->alltoallv(d_out.data(), send_rows_, recv.data(), recv_rows_, d);
 
-  const int64_t expert_floats = int64_t(d) * f;
   FloatVec d_rows(int64_t(R) * d, 0.f);
   std::vector<float> unused_dgate(R);
-  experts_backward(d_rows.data(), g.w1 + me * el * expert_floats, g.w2 + me * el * expert_floats,
-                   unused_dgate.data(), scratch_, recv.data(), act_, local_plan_,
-                   w.w1 + me * el * expert_floats, w.w2 + me * el * expert_floats, d, f);
+  experts_backward(d_rows.data(), g.w1, g.w2, unused_dgate.data(), scratch_, recv.data(), act_,
+                   local_plan_, w.w1, w.w2, d, f);
   FloatVec d_slots(int64_t(S) * d);
   comm_->alltoallv(d_rows.data(), recv_rows_, d_slots.data(), send_rows_, d);
 

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <vector>
 
+#include "core/error.h"
+
 namespace ecmoe {
 
 namespace {
@@ -24,11 +26,8 @@ double chunk_sum_of_squares(const float* x, int64_t n) {
   return sum;
 }
 
-}  // namespace
-
-float grad_norm(const FlatBuffer& grads) {
-  const float* g = grads.data();
-  const int64_t n = grads.size();
+// Sum of squares of g[0, n) in fixed chunks, added in chunk order.
+double sum_of_squares(const float* g, int64_t n) {
   const int64_t n_chunks = (n + kChunkFloats - 1) / kChunkFloats;
   std::vector<double> partial(size_t(n_chunks), 0.0);
 #pragma omp parallel for schedule(static)
@@ -38,11 +37,25 @@ float grad_norm(const FlatBuffer& grads) {
   }
   double total = 0.0;
   for (double p : partial) total += p;
-  return float(std::sqrt(total));
+  return total;
 }
 
-float clip_grad_norm(FlatBuffer& grads, float max_norm) {
-  const float norm = grad_norm(grads);
+}  // namespace
+
+float grad_norm(const FlatBuffer& grads, const dist::Comm* comm) {
+  if (!grads.table().has_shards())
+    return float(std::sqrt(sum_of_squares(grads.data(), grads.size())));
+  ECMOE_CHECK(comm != nullptr, "grad_norm: a table with expert shards needs the communicator");
+  double replicated = 0.0, sharded = 0.0;
+  for (const TensorSpec& spec : grads.table().specs())
+    (spec.sharded() ? sharded : replicated) +=
+        sum_of_squares(grads.data() + spec.offset, spec.numel());
+  comm->allreduce_sum(std::span<double>(&sharded, 1));
+  return float(std::sqrt(replicated + sharded));
+}
+
+float clip_grad_norm(FlatBuffer& grads, float max_norm, const dist::Comm* comm) {
+  const float norm = grad_norm(grads, comm);
   if (max_norm <= 0.f || !std::isfinite(norm)) return norm;
   const double coef = double(max_norm) / (double(norm) + 1e-6);
   if (coef >= 1.0) return norm;

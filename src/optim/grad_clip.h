@@ -4,17 +4,21 @@
 #pragma once
 
 #include "core/tensor_table.h"
+#include "dist/comm.h"
 
 namespace ecmoe {
 
-// L2 norm over every gradient of the buffer (padding is zero and adds nothing).
-float grad_norm(const FlatBuffer& grads);
+// L2 norm over every gradient of the buffer (padding is zero and adds nothing). A table with
+// expert shards (TensorSpec::sharded) needs the communicator: the shards' squares are summed over
+// ranks (in rank order) and the replicated tensors' counted once, so every rank gets the norm of
+// the whole model's gradient, the same bits everywhere.
+float grad_norm(const FlatBuffer& grads, const dist::Comm* comm = nullptr);
 
 // Scales `grads` so their global L2 norm is at most `max_norm` (torch.nn.utils.clip_grad_norm_:
 // factor max_norm / (norm + 1e-6), applied only when below 1), and returns the norm before
 // clipping, for logging and for the caller's skip decision. max_norm <= 0 only measures. A
 // non-finite norm (inf/NaN gradients) leaves the gradients untouched: the caller should skip the
 // step rather than apply a NaN scale.
-float clip_grad_norm(FlatBuffer& grads, float max_norm);
+float clip_grad_norm(FlatBuffer& grads, float max_norm, const dist::Comm* comm = nullptr);
 
 }  // namespace ecmoe

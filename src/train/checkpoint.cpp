@@ -57,22 +57,48 @@ DataReference data_reference(const std::string& dir, const data::TokenDataset& d
 
 void save_checkpoint(const std::string& path, const TrainConfig& config, const DataReference& data,
                      const FlatBuffer& params, const AdamW& adam, const TrainState& state,
-                     const FlatBuffer* router_state) {
+                     const FlatBuffer* router_state, const dist::Comm* comm) {
+  const bool root = comm == nullptr || comm->is_root();
+  const bool gather = params.table().has_shards();
+  ECMOE_CHECK(!gather || comm != nullptr, "cannot write '", path,
+              "': a model with expert shards needs its communicator to gather them");
+  if (!root && !gather) return;
   const int64_t adam_step = adam.step_count();
   std::vector<FlatBufferSlot> slots = {
       {"", &params}, {"adam_m.", &adam.m()}, {"adam_v.", &adam.v()}};
   if (router_state && !router_state->table().specs().empty())
     slots.push_back({kRouterStatePrefix, router_state});
-  const std::vector<TensorRef> others = {{kStepTensor, DType::I64, {}, &state.step},
-                                         {kTokensTensor, DType::I64, {}, &state.tokens_seen},
-                                         {kAdamStepTensor, DType::I64, {}, &adam_step}};
-  // The checksum covers the bytes in the order save_flat_buffers stores them, which is the data
-  // order Checkpoint::open walks.
+  // Every tensor as it appears in the file: whole shapes, shards gathered in rank order.
+  std::vector<TensorSource> sources;
+  for (const FlatBufferSlot& slot : slots) {
+    for (const TensorSpec& spec : slot.buffer->table().specs()) {
+      const std::span<const float> mine(slot.buffer->get(spec.name), size_t(spec.numel()));
+      std::function<void(const ByteSink&)> produce = [mine](const ByteSink& sink) {
+        sink(mine.data(), mine.size_bytes());
+      };
+      if (spec.sharded())
+        produce = [mine, comm](const ByteSink& sink) {
+          comm->gather_to_root(
+              mine, [&](std::span<const float> piece) { sink(piece.data(), piece.size_bytes()); });
+        };
+      sources.push_back({slot.prefix + spec.name, DType::F32, spec.model_shape(), produce});
+    }
+  }
+  for (const auto& [name, value] :
+       {std::pair{kStepTensor, &state.step}, std::pair{kTokensTensor, &state.tokens_seen},
+        std::pair{kAdamStepTensor, &adam_step}})
+    sources.push_back(
+        {name, DType::I64, {}, [value](const ByteSink& sink) { sink(value, sizeof(int64_t)); }});
+  // The checksum covers the bytes in file order, which is the data order Checkpoint::open walks.
   data::Fnv1a64 hash;
-  for (const FlatBufferSlot& slot : slots)
-    for (const TensorSpec& spec : slot.buffer->table().specs())
-      hash.update(slot.buffer->get(spec.name), std::size_t(spec.numel()) * sizeof(float));
-  for (const TensorRef& t : others) hash.update(t.data, sizeof(int64_t));
+  for (const TensorSource& t : sources)
+    t.produce([&](const void* bytes, std::size_t n) {
+      if (root) hash.update(bytes, n);
+    });
+  if (!root) {  // the second gather, for the file
+    for (const TensorSource& t : sources) t.produce([](const void*, std::size_t) {});
+    return;
+  }
 
   Metadata metadata = {
       {"format", kCheckpointFormat},
@@ -87,7 +113,7 @@ void save_checkpoint(const std::string& path, const TrainConfig& config, const D
       {"data.vocab_size", std::to_string(data.vocab_size)},
       {"tensor_checksum", data::checksum_to_string(hash.value())},
   };
-  save_flat_buffers(path, slots, metadata, others);
+  save_safetensors_streamed(path, sources, metadata);
 }
 
 Checkpoint Checkpoint::open(const std::string& path) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "data/token_dataset.h"
+#include "dist/comm.h"
 #include "io/safetensors.h"
 #include "optim/adamw.h"
 #include "train/train_config.h"
@@ -35,9 +36,13 @@ struct TrainState {
 };
 
 // router_state (the model's state_table(), e.g. threshold cutoffs) is stored as "state." + name.
+// Under expert parallelism every rank of `comm` calls it and rank 0 writes the one file, the same
+// as a single process would: each expert tensor (parameters and moments) is gathered to rank 0 a
+// piece at a time, twice (once for the checksum in the header, once into the file), so rank 0
+// never holds another rank's experts whole. Without expert shards only rank 0 does anything.
 void save_checkpoint(const std::string& path, const TrainConfig& config, const DataReference& data,
                      const FlatBuffer& params, const AdamW& adam, const TrainState& state,
-                     const FlatBuffer* router_state = nullptr);
+                     const FlatBuffer* router_state = nullptr, const dist::Comm* comm = nullptr);
 
 class Checkpoint {
  public:
@@ -52,7 +57,8 @@ class Checkpoint {
   int64_t step() const { return state_.step; }
   const TrainState& state() const { return state_; }
 
-  // Parameters only (evaluation); the optimizer state is skipped.
+  // Parameters only (evaluation); the optimizer state is skipped. Buffers of a table with expert
+  // shards take their own rows of each expert tensor, so any number of ranks can load.
   void load_params(FlatBuffer& params) const;
   // The router state ("state." tensors). False, leaving the buffer as it was, when the file has
   // none of them (a checkpoint from before they existed); a partial or misshapen set is an error.

@@ -30,10 +30,31 @@ Batch slice_batch(const Batch& batch, const dist::Comm& comm) {
 
 void average_gradients(FlatBuffer& grads, const dist::Comm& comm) {
   if (!comm.parallel()) return;
-  std::span<float> all(grads.data(), size_t(grads.size()));
-  comm.allreduce_sum(all);
   const float scale = 1.f / float(comm.size());
-  for (float& g : all) g *= scale;
+  const auto& specs = grads.table().specs();
+  // The replicated tensors' gradients, packed so that one all-reduce carries them all.
+  int64_t packed_floats = 0;
+  for (const TensorSpec& spec : specs)
+    if (!spec.sharded()) packed_floats += spec.numel();
+  std::vector<float> packed(static_cast<size_t>(packed_floats));
+  int64_t at = 0;
+  for (const TensorSpec& spec : specs) {
+    if (spec.sharded()) continue;
+    std::copy_n(grads.data() + spec.offset, spec.numel(), packed.data() + at);
+    at += spec.numel();
+  }
+  comm.allreduce_sum(std::span<float>(packed));
+  at = 0;
+  for (const TensorSpec& spec : specs) {
+    float* g = grads.data() + spec.offset;
+    if (spec.sharded()) {
+      // The owner ran its experts on every rank's rows: it already holds the sum over ranks.
+      for (int64_t i = 0; i < spec.numel(); ++i) g[i] *= scale;
+      continue;
+    }
+    for (int64_t i = 0; i < spec.numel(); ++i) g[i] = packed[size_t(at + i)] * scale;
+    at += spec.numel();
+  }
 }
 
 ForwardResult reduce_forward_result(const ForwardResult& f, const dist::Comm& comm) {

@@ -107,8 +107,7 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
               " already holds a checkpoint: pass --resume to continue that run, or choose "
               "another --out");
 
-  Transformer model(config.model);
-  model.set_comm(&comm);
+  Transformer model(config.model, &comm);
   FlatBuffer params(model.table()), grads(model.table());
   AdamW adam(model.table(), config.optimizer);
   TrainState state;
@@ -125,7 +124,7 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
                 "cutoffs come from expert-choice steps)");
     ModelConfig warm = config.model;
     warm.moe.router = RouterKind::kExpertChoice;
-    warmup_model.emplace(warm);
+    warmup_model.emplace(warm, &comm);
   }
   if (options.resume) {
     const Checkpoint checkpoint = Checkpoint::open(checkpoint_path);
@@ -155,7 +154,8 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   start["type"] = "start";
   start["step"] = state.step;
   start["resumed"] = options.resume;
-  start["parameters"] = model.table().parameter_count();
+  start["parameters"] = model.table().model_parameter_count();
+  start["parameters_on_rank"] = model.table().parameter_count();
   start["ecmoe_version"] = ECMOE_VERSION;
   start["ranks"] = comm.size();
   metrics.write(start);
@@ -175,8 +175,7 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   Progress progress(state.step, config.steps, config.log_interval, root && options.terminal,
                     root ? options.progress : null_out);
   const auto run_eval = [&](int64_t step) {
-    EvalResult r =
-        evaluate(model, params, *val_batches, config.eval.batches, &router_state, &comm);
+    EvalResult r = evaluate(model, params, *val_batches, config.eval.batches, &router_state, &comm);
     MetricsJson j;
     j["type"] = "eval";
     j["step"] = step;
@@ -190,8 +189,7 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
     if (const auto bad = first_nonfinite(params))
       fail("refusing to checkpoint non-finite parameters at step ", state.step, ": ",
            describe(*bad));
-    if (root)
-      save_checkpoint(checkpoint_path, config, data_ref, params, adam, state, &router_state);
+    save_checkpoint(checkpoint_path, config, data_ref, params, adam, state, &router_state, &comm);
   };
 
   TrainResult result;
@@ -213,7 +211,7 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
       model.update_cutoffs(router_state, f.layer_stats, moe.threshold_ema_rate);
     if (!std::isfinite(f.loss))
       fail_nonfinite(step, "the loss is " + std::to_string(f.loss), params, grads);
-    const float norm = clip_grad_norm(grads, config.clip_norm);
+    const float norm = clip_grad_norm(grads, config.clip_norm, &comm);
     if (!std::isfinite(norm))
       fail_nonfinite(step, "the gradient norm is " + std::to_string(norm), params, grads);
     const float lr = config.schedule.lr_at(s);

@@ -383,3 +383,78 @@ TEST_F(Safetensors, SingleFlatBuffer) {
   for (const auto& spec : table.specs())
     EXPECT_EQ(std::memcmp(back.get(spec.name), params.get(spec.name), spec.numel() * 4), 0);
 }
+
+// Runs `action`, which must throw an ecmoe::Error naming `path` and containing `problem`.
+template <typename Action>
+void expect_error_naming(Action&& action, const std::string& path, const std::string& problem) {
+  try {
+    action();
+    ADD_FAILURE() << "expected: " << problem;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(problem), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+}
+
+// A shard of rows of a tensor: the table records the whole shape and where the rows start; a
+// file of the whole tensor loads the rows into the shard; a sharded buffer is never written as if
+// it were whole.
+TEST_F(Safetensors, ShardsLoadTheirRowsOfTheWholeTensor) {
+  TensorTable whole;
+  whole.add("w", {4, 2, 3});
+  whole.add("b", {5});
+  FlatBuffer full(whole);
+  fill(full, 1.f);
+  save_flat_buffers(path_, {{"", &full}});
+
+  TensorTable part;
+  const int w = part.add_shard("w", {4, 2, 3}, 2, 2);  // rows 2 and 3
+  part.add("b", {5});
+  const TensorSpec& spec = part.specs()[w];
+  EXPECT_TRUE(spec.sharded());
+  EXPECT_EQ(spec.shape, (std::vector<int64_t>{2, 2, 3}));
+  EXPECT_EQ(spec.shape_string(), "[4, 2, 3]");
+  EXPECT_EQ(spec.shard_offset(), 12);
+  EXPECT_EQ(part.parameter_count(), 12 + 5);
+  EXPECT_EQ(part.model_parameter_count(), 24 + 5);
+  EXPECT_TRUE(part.has_shards());
+  EXPECT_FALSE(whole.has_shards());
+
+  FlatBuffer mine(part);
+  load_flat_buffer(SafetensorsFile::open(path_), "", mine);
+  EXPECT_EQ(std::memcmp(mine.get("w"), full.get("w") + 12, 12 * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(mine.get("b"), full.get("b"), 5 * sizeof(float)), 0);
+  expect_error_naming(
+      [&] {
+        save_flat_buffers(path_, {{"", &mine}});
+      },
+      path_, "holds expert shards");
+  EXPECT_THROW(part.add_shard("x", {4, 2}, 3, 2), Error);  // rows past the end
+}
+
+// Produced tensors: pieces go straight into the file; a producer that gives the wrong number of
+// bytes fails the write and leaves the previous file in place.
+TEST_F(Safetensors, StreamedTensorsMustProduceTheirBytes) {
+  const float a[4] = {1, 2, 3, 4};
+  save_safetensors_streamed(path_, {{"a", DType::F32, {4}, [&](const ByteSink& sink) {
+                                       sink(a, 8);
+                                       sink(a + 2, 8);
+                                     }}});
+  const std::string good = slurp(path_);
+  std::vector<float> back(4);
+  SafetensorsFile::open(path_).read_f32("a", back.data(), {4});
+  EXPECT_EQ(back, (std::vector<float>{1, 2, 3, 4}));
+  expect_error_naming(
+      [&] {
+        save_safetensors_streamed(path_,
+                                  {{"a", DType::F32, {4}, [&](const ByteSink& s) { s(a, 8); }}});
+      },
+      path_, "tensor 'a' produced 8 of its 16 bytes");
+  expect_error_naming(
+      [&] {
+        save_safetensors_streamed(path_,
+                                  {{"a", DType::F32, {1}, [&](const ByteSink& s) { s(a, 8); }}});
+      },
+      path_, "produced more than its 4 bytes");
+  EXPECT_EQ(slurp(path_), good);
+}

@@ -37,15 +37,18 @@ TEST_P(MpiLayer, RanksEqualOneProcessOverAllTheirTokens) {
   MoeGrads gr = moe_grads(g_ref, "", c);
   ref.backward(whole.weights(), gr, dy.data(), dx_ref.data());
 
+  // The rank's layer reads and writes only its own experts (a sharded table's view of whole
+  // tensors); summing the rank's gradients, zero outside its part, gives the whole gradient.
   MoeLayer layer(c);
   layer.set_comm(&comm());
   const int64_t first = int64_t(rank) * n * d;
   const MoeInput in{whole.x.data() + first, whole.token_ids.data() + rank * n, n, true, 0};
   std::vector<float> y(size_t(n) * d), dx(size_t(n) * d, 0.f);
-  const MoeOutput out = layer.forward(whole.weights(), in, y.data());
+  const MoeWeights w = mpi_test::owned_experts(whole.weights(), c, comm());
+  const MoeOutput out = layer.forward(w, in, y.data());
   FlatBuffer g(whole.table);
-  MoeGrads gl = moe_grads(g, "", c);
-  layer.backward(whole.weights(), gl, dy.data() + first, dx.data());
+  MoeGrads gl = mpi_test::owned_experts(moe_grads(g, "", c), c, comm());
+  layer.backward(w, gl, dy.data() + first, dx.data());
   comm().allreduce_sum(std::span<float>(g.data(), size_t(g.size())));
 
   EXPECT_EQ(layer.expert_parallel(), P > 1 && GetParam() != RouterKind::kDense);
@@ -115,15 +118,18 @@ TEST_P(MpiGlobalRouting, RanksRouteLikeOneProcessOverTheGlobalBatch) {
   MoeGrads gr = moe_grads(g_ref, "", c);
   ref.backward(whole.weights(), gr, dy.data(), dx_ref.data());
 
+  // The rank's layer reads and writes only its own experts (a sharded table's view of whole
+  // tensors); summing the rank's gradients, zero outside its part, gives the whole gradient.
   MoeLayer layer(c);
   layer.set_comm(&comm());
   const int64_t first = int64_t(rank) * n * d;
   const MoeInput in{whole.x.data() + first, whole.token_ids.data() + rank * n, n, true, 0};
   std::vector<float> y(size_t(n) * d), dx(size_t(n) * d, 0.f);
-  const MoeOutput out = layer.forward(whole.weights(), in, y.data());
+  const MoeWeights w = mpi_test::owned_experts(whole.weights(), c, comm());
+  const MoeOutput out = layer.forward(w, in, y.data());
   FlatBuffer g(whole.table);
-  MoeGrads gl = moe_grads(g, "", c);
-  layer.backward(whole.weights(), gl, dy.data() + first, dx.data());
+  MoeGrads gl = mpi_test::owned_experts(moe_grads(g, "", c), c, comm());
+  layer.backward(w, gl, dy.data() + first, dx.data());
   comm().allreduce_sum(std::span<float>(g.data(), size_t(g.size())));
 
   EXPECT_TRUE(mpi_test::group_slots(ref.plan(), rank * n, n) ==

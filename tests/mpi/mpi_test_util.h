@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "dist/comm.h"
+#include "moe/moe_layer.h"
 #include "moe/routing_plan.h"
 
 namespace ecmoe::mpi_test {
@@ -33,6 +34,20 @@ inline GroupSlots group_slots(const RoutingPlan& plan, int first, int count) {
     g.expert_offsets.push_back(int(g.slot_token.size()));
   }
   return g;
+}
+
+// Floats before the experts `shard` owns in a whole experts.w1/w2 tensor of config `c`.
+inline int64_t owned_offset(const MoeConfig& c, ExpertShard shard) {
+  return int64_t(c.n_experts / shard.ranks) * shard.rank * c.d_model * c.d_ff;
+}
+
+// The owned experts' part of whole weights or gradients: what a rank's sharded table holds.
+template <typename Tensors>
+Tensors owned_experts(Tensors t, const MoeConfig& c, const dist::Comm& comm) {
+  const ExpertShard shard = expert_shard(c, &comm);
+  t.w1 += owned_offset(c, shard);
+  t.w2 += owned_offset(c, shard);
+  return t;
 }
 
 // max |a - b| / max(1, max |b|)
