@@ -55,6 +55,7 @@ void register_calibrate(CLI::App& app) {
                   "Prepared data folder (default: the one recorded in the checkpoint's config)");
   cmd->add_flag("--json", args->json, "Print one JSON object instead of text");
   cmd->callback([args] {
+    require_one_process("calibrate");
     const Checkpoint checkpoint = Checkpoint::open(args->checkpoint);
     const TrainConfig& config = checkpoint.config();
     ECMOE_CHECK(router_has_cutoffs(config.model.moe.router), "calibrate: '", args->checkpoint,

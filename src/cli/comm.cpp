@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "core/error.h"
 
 namespace ecmoe::cli {
 
@@ -9,5 +10,11 @@ const dist::Comm* g_comm = &kSingle;  // main's MpiSession outlives every comman
 
 void set_comm(const dist::Comm* comm) { g_comm = comm ? comm : &kSingle; }
 const dist::Comm& comm() { return *g_comm; }
+
+void require_one_process(const std::string& command) {
+  ECMOE_CHECK(!comm().parallel(), "`ecmoe ", command,
+              "` runs in one process: start it without mpirun (train, eval, compare's "
+              "pre-training suites and bench run under mpirun)");
+}
 
 }  // namespace ecmoe::cli

@@ -22,5 +22,9 @@ void register_inspect(CLI::App& app);
 // until then. train and eval shard over them; only rank 0 prints results.
 void set_comm(const dist::Comm* comm);
 const dist::Comm& comm();
+// Commands that are not parallel (everything but train, eval, compare's pre-training suites and
+// bench) refuse to run under mpirun, instead of every rank doing the same work and writing the
+// same files: "`ecmoe <command>` runs in one process ...".
+void require_one_process(const std::string& command);
 
 }  // namespace ecmoe::cli

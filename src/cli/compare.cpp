@@ -68,8 +68,7 @@ std::string command_line(const CompareArgs& a, const std::string& out, const std
 }
 
 void list_suite(const compare::Suite& suite) {
-  std::printf("%s\n  base config: %s, then:", suite.description.c_str(),
-              suite.base_config.c_str());
+  std::printf("%s\n  base config: %s, then:", suite.description.c_str(), suite.base_config.c_str());
   for (const std::string& s : suite.base_sets) std::printf(" %s", s.c_str());
   std::printf("\n");
   for (const compare::SuiteRun& r : suite.runs) {
@@ -86,8 +85,9 @@ void run_finetune_command(const CompareArgs& a) {
   options.pretrained = !a.pretrained.empty()
                            ? a.pretrained
                            : std::string("runs/compare/paper-small") + (a.quick ? "-quick" : "");
-  options.out = !a.out.empty() ? a.out
-                               : std::string("runs/compare/finetune-small") + (a.quick ? "-quick" : "");
+  options.out = !a.out.empty()
+                    ? a.out
+                    : std::string("runs/compare/finetune-small") + (a.quick ? "-quick" : "");
   options.tasks = a.tasks;
   options.sets = a.sets;
   options.cache_dir = a.cache_dir;
@@ -148,6 +148,7 @@ void register_compare(CLI::App& app) {
                   "finetune-small: where the built-in tasks' raw data is fetched (data/cache)");
   cmd->callback([args] {
     if (args->suite == "finetune-small") {
+      require_one_process("compare --suite finetune-small");
       run_finetune_command(*args);
       return;
     }
@@ -156,9 +157,9 @@ void register_compare(CLI::App& app) {
       list_suite(suite);
       return;
     }
-    const std::string out = !args->out.empty() ? args->out
-                                               : "runs/compare/" + suite.name +
-                                                     (args->quick ? "-quick" : "");
+    const std::string out = !args->out.empty()
+                                ? args->out
+                                : "runs/compare/" + suite.name + (args->quick ? "-quick" : "");
     const std::string report =
         !args->report.empty() ? args->report : (std::filesystem::path(out) / "report.md").string();
     // The revision is read before the runs: the tree may change while a long suite runs.
@@ -169,14 +170,17 @@ void register_compare(CLI::App& app) {
       for (const compare::SuiteRun& r : suite.runs)
         dirs.push_back((std::filesystem::path(out) / r.name).string());
     } else {
-      dirs = compare::run_suite(suite, {.out = out, .extra_sets = args->sets, .commit = commit});
+      dirs = compare::run_suite(
+          suite, {.out = out, .extra_sets = args->sets, .commit = commit, .comm = &comm()});
     }
+    if (!comm().is_root()) return;  // rank 0 writes the report
     compare::write_report(report, dirs,
                           {.suite_description = suite.description,
                            .command = command_line(*args, out, report),
                            .commit = commit,
                            .date = utc_now(),
                            .threads = thread_count(),
+                           .ranks = comm().size(),
                            .wall_seconds = args->report_only ? 0.0 : now_seconds() - start,
                            .report_only = args->report_only});
     std::printf("report: %s\n", report.c_str());

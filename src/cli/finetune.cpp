@@ -58,6 +58,7 @@ void register_finetune(CLI::App& app) {
   cmd->add_flag("--json", args->json, "Print the result as JSON instead of a summary");
   cmd->footer(keys_help());
   cmd->callback([args] {
+    require_one_process("finetune");
     ConfigJson json = finetune::finetune_config_to_json(finetune::FinetuneConfig{});
     apply_overrides(json, args->sets);
     json["checkpoint"] = args->checkpoint;

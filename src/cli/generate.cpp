@@ -66,6 +66,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--tokenizer", args->tokenizer,
                   "Tokenizer model (default: the one recorded in the checkpoint)");
   cmd->callback([args] {
+    require_one_process("generate");
     args->sampling.validate();
     const Checkpoint checkpoint = Checkpoint::open(args->checkpoint);
     const TrainConfig& config = checkpoint.config();

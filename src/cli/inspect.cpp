@@ -94,6 +94,7 @@ void register_inspect(CLI::App& app) {
   cmd->add_option("--tokenizer", args->tokenizer,
                   "Tokenizer model (default: the one recorded in the checkpoint)");
   cmd->callback([args] {
+    require_one_process("inspect");
     const Checkpoint checkpoint = Checkpoint::open(args->checkpoint);
     const TrainConfig& config = checkpoint.config();
     ModelConfig model_config = config.model;

@@ -36,6 +36,7 @@ void register_prepare(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--force", config->force, "Rebuild even if the output folder is valid");
   cmd->callback([config] {
+    require_one_process("prepare");
     ECMOE_CHECK(config->inputs.empty() || !config->out_dir.empty(),
                 "--input needs --out DIR (where to write the prepared data)");
     config->log = [](const std::string& line) {

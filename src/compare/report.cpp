@@ -151,8 +151,8 @@ void verdict(std::ostringstream& md, const std::vector<VariantSummary>& all) {
       md << "did not hold here**: ";
     if (r.steps)
       md << "EC c=2 reached top-2's final perplexity " << fmt("%.1f", top2->perplexity_mean)
-         << " after " << fmt("%.0f", *r.steps) << " of " << fmt("%.0f", total)
-         << " steps, a " << fmt("%.2fx", total / *r.steps) << " step speed-up";
+         << " after " << fmt("%.0f", *r.steps) << " of " << fmt("%.0f", total) << " steps, a "
+         << fmt("%.2fx", total / *r.steps) << " step speed-up";
     else
       md << "EC c=2 never reached top-2's final perplexity " << fmt("%.1f", top2->perplexity_mean);
     if (r.seconds)
@@ -160,7 +160,8 @@ void verdict(std::ostringstream& md, const std::vector<VariantSummary>& all) {
          << " in training time)";
     md << ". Final perplexity " << mean_std(*ec2) << " against " << mean_std(*top2)
        << " (difference " << fmt("%.1f", gap) << ", largest seed std " << fmt("%.1f", spread)
-       << (std::fabs(gap) > 2 * spread ? ", larger than the seed spread" : ", within twice the seed spread")
+       << (std::fabs(gap) > 2 * spread ? ", larger than the seed spread"
+                                       : ", within twice the seed spread")
        << ").\n";
   }
   if (ec2 && top1) {
@@ -178,8 +179,8 @@ void verdict(std::ostringstream& md, const std::vector<VariantSummary>& all) {
     for (const char* name : {"EC c=1", "EC c=0.5"})
       if (const VariantSummary* v = find_variant(all, name))
         md << "- " << name << " (" << fmt("%.1f", v->perplexity_mean) << ") "
-           << (v->perplexity_mean < top1->perplexity_mean ? "beat" : "did not beat")
-           << " top-1 (" << mean_std(*top1) << ")" << (v->seeds < 2 ? ", one seed" : "")
+           << (v->perplexity_mean < top1->perplexity_mean ? "beat" : "did not beat") << " top-1 ("
+           << mean_std(*top1) << ")" << (v->seeds < 2 ? ", one seed" : "")
            << (std::fabs(v->perplexity_mean - top1->perplexity_mean) < 2 * top1->perplexity_std
                    ? ", within twice top-1's seed spread"
                    : "")
@@ -201,8 +202,8 @@ void verdict(std::ostringstream& md, const std::vector<VariantSummary>& all) {
        << " (max |Δ log p| " << fmt("%.3g", batch.leak_max) << ", Δ loss "
        << fmt("%+.3g", batch.loss_change) << " nats when the future is replaced). The same "
        << "checkpoints evaluated causally with thresholds: perplexity "
-       << fmt("%.1f", thresholds.perplexity_mean) << " against " << fmt("%.1f", batch.perplexity_mean)
-       << " with batch routing, so the leak was worth "
+       << fmt("%.1f", thresholds.perplexity_mean) << " against "
+       << fmt("%.1f", batch.perplexity_mean) << " with batch routing, so the leak was worth "
        << fmt("%+.1f%%", 100.0 * (thresholds.perplexity_mean / batch.perplexity_mean - 1))
        << " perplexity here.";
     if (const VariantSummary* thr = find_variant(all, "decoder EC-threshold-trained c=2"))
@@ -212,7 +213,8 @@ void verdict(std::ostringstream& md, const std::vector<VariantSummary>& all) {
       if (!top2->post_evals.empty())
         md << " Top-2 routed per sequence: " << fmt("%.1f", top2->post_evals[0].perplexity_mean)
            << (top2->post_evals[0].leak_max > 0
-                   ? ", and it leaks too (max |Δ log p| " + fmt("%.3g", top2->post_evals[0].leak_max) +
+                   ? ", and it leaks too (max |Δ log p| " +
+                         fmt("%.3g", top2->post_evals[0].leak_max) +
                          "): with capacity, later tokens' first choices are placed before earlier "
                          "tokens' second choices and can take their slots"
                    : std::string(", exactly causal"))
@@ -262,6 +264,7 @@ void write_report(const std::string& path, const std::vector<std::string>& run_d
   md << "# Pre-training comparison: " << info.suite_description << "\n\n"
      << "Made by `" << info.command << "` at commit `" << info.commit << "` on " << info.date
      << ", " << info.threads << " threads";
+  if (info.ranks > 1) md << " on each of " << info.ranks << " MPI ranks";
   if (info.wall_seconds > 0) md << ", " << fmt("%.1f", info.wall_seconds / 60) << " minutes in all";
   if (info.report_only) {
     std::vector<std::string> commits;

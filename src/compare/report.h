@@ -15,7 +15,8 @@ struct ReportInfo {
   std::string commit;   // source revision of the binary that made them
   std::string date;
   int threads = 0;
-  double wall_seconds = 0;  // the whole suite, evaluations included (0: not known)
+  int ranks = 1;             // MPI ranks the runs trained on (threads are per rank)
+  double wall_seconds = 0;   // the whole suite, evaluations included (0: not known)
   bool report_only = false;  // the runs were made earlier (their revision is in result.json)
 };
 

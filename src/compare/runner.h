@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "compare/suite.h"
+#include "dist/comm.h"
 
 namespace ecmoe::compare {
 
@@ -15,6 +16,9 @@ struct RunnerOptions {
   std::vector<std::string> extra_sets;  // the user's --set, applied to every run last
   std::FILE* log = stderr;              // one line per run, and the runs' progress lines
   std::string commit;                   // source revision, recorded in each result.json
+  // Under mpirun: every run trains on all ranks (experts sharded, batches split); rank 0 decides
+  // which runs are done, logs, measures the post-training evaluations and writes result.json.
+  const dist::Comm* comm = nullptr;
 };
 
 // Returns each run's folder, in suite order.

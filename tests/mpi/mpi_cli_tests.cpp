@@ -121,4 +121,29 @@ TEST_F(MpiCli, ExpertsMustSplitOverTheRanks) {
       << r.err;
 }
 
+TEST_F(MpiCli, CompareSuiteRunsOnTwoRanksAndKeepsFinishedRuns) {
+  const std::string out = dir / "compare";
+  const std::string args =
+      "compare --suite paper-small --quick --out " + out + " --set data.dir=" + (dir / "data");
+  const CliRun first = ecmoe(2, args);
+  ASSERT_EQ(first.status, 0) << first.out << first.err;
+  EXPECT_EQ(count(first.out, "report: "), 1) << "rank 0 alone reports: " << first.out;
+  const std::string report = ecmoe::train_test::read_text(out + "/report.md");
+  EXPECT_NE(report.find("on each of 2 MPI ranks"), std::string::npos);
+  for (const char* row : {"| EC c=2 |", "| top-2 |", "| EC-CAP b=2 |", "| hash |"})
+    EXPECT_NE(report.find(row), std::string::npos) << row;
+  const std::string metrics = ecmoe::train_test::read_text(out + "/ec-c2-s1/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"ranks\":2"), std::string::npos);
+  const CliRun again = ecmoe(2, args);
+  ASSERT_EQ(again.status, 0) << again.out << again.err;
+  EXPECT_GE(count(again.err, "done before, kept"), 10) << again.err;
+}
+
+TEST_F(MpiCli, CommandsThatAreNotParallelRefuseMpirun) {
+  const CliRun r = ecmoe(2, "calibrate --checkpoint " + (dir / "none.safetensors"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_GE(count(r.err, "`ecmoe calibrate` runs in one process: start it without mpirun"), 1)
+      << r.err;
+}
+
 }  // namespace
