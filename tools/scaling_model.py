@@ -8,11 +8,13 @@ Weak scaling: every rank keeps n tokens, P ranks, e experts (P <= e under EP).
   EP exchange  4 Alltoallv of S·d fp32 rows per layer per step, each sending (P-1)/P of them
                off-rank as P-1 messages: 4·((P-1)·alpha + 4·S·d·(P-1)/P / beta), plus one
                count exchange ((P-1)·alpha)
-  EP gradients none for the experts when each rank keeps only its own (an owner already holds
-               its experts' whole gradient); ecmoe today all-reduces the full expert table
-               (2·e·d·f floats), modelled separately as "EP as built"
+  EP gradients none for the experts: each rank keeps only its own experts' parameters, gradients
+               and AdamW moments, and an owner already holds its experts' whole gradient
+               (what ecmoe does)
   DP gradients ring all-reduce of the replicated expert table: 2·(P-1)·alpha +
                2·(P-1)/P·(2·e·d·f·4 bytes)/beta
+  memory       expert training state per rank (parameters, gradients, two AdamW moments, fp32):
+               4·2·e·d·f·4 bytes / P under EP, all of it under DP
 Efficiency = t_c / step time. Router and attention gradients (d·e + O(d²) per layer) are left out:
 they are the same under EP and DP and small beside the experts.
 """
@@ -25,8 +27,9 @@ def model(P, a, t_c):
     a2a = 5 * (P - 1) * a.alpha + 4 * row_bytes * (P - 1) / P / a.beta
     expert_bytes = 4.0 * 2 * a.experts * a.d_model * a.d_ff
     allreduce = 2 * (P - 1) * a.alpha + 2 * (P - 1) / P * expert_bytes / a.beta
-    return {"ep": t_c + a2a, "ep_built": t_c + a2a + allreduce, "dp": t_c + allreduce,
-            "a2a": a2a, "allreduce": allreduce}
+    state_bytes = 4 * expert_bytes  # parameters, gradients, AdamW m and v
+    return {"ep": t_c + a2a, "dp": t_c + allreduce, "a2a": a2a, "allreduce": allreduce,
+            "ep_mb": state_bytes / P / 1e6, "dp_mb": state_bytes / 1e6}
 
 
 def main():
@@ -46,14 +49,14 @@ def main():
     t_c = a.compute_ms * 1e-3
     print(f"{a.gbytes_per_s:g} GB/s, {a.latency_us:g} us; n={a.tokens}/rank, d={a.d_model}, "
           f"f={a.d_ff}, e={a.experts}, c={a.capacity:g}, t_c={a.compute_ms:g} ms\n")
-    print("| ranks | all-to-all ms | EP step ms | EP eff. | EP as built ms | eff. "
-          "| DP step ms | DP eff. |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ranks | all-to-all ms | EP step ms | EP eff. | EP expert state MB/rank "
+          "| all-reduce ms | DP step ms | DP eff. | DP expert state MB/rank |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for P in [int(x) for x in a.ranks.split(",")]:
         m = model(P, a, t_c)
         print(f"| {P} | {m['a2a']*1e3:.2f} | {m['ep']*1e3:.2f} | {t_c/m['ep']:.0%} | "
-              f"{m['ep_built']*1e3:.2f} | {t_c/m['ep_built']:.0%} | {m['dp']*1e3:.2f} | "
-              f"{t_c/m['dp']:.0%} |")
+              f"{m['ep_mb']:.1f} | {m['allreduce']*1e3:.2f} | {m['dp']*1e3:.2f} | "
+              f"{t_c/m['dp']:.0%} | {m['dp_mb']:.0f} |")
 
 
 if __name__ == "__main__":
