@@ -2,8 +2,9 @@
 # 1 -> 2 ranks on this machine, side by side: `ecmoe bench train` on one config as
 #   1 rank x 1 thread, 1 rank x T threads, and P ranks x 1 thread (experts sharded, batch split),
 # interleaved over --repeats rounds so that machine noise hits every layout alike; prints each
-# layout's median tokens/s, its ratio to 1 rank x 1 thread, the time in the expert all-to-all and
-# the gradient all-reduce, and the training state one rank holds.
+# layout's median tokens/s, its ratio to 1 rank x 1 thread, the time in the expert all-to-all,
+# waiting for the slowest rank after backward, the gradient all-reduce, and the training state
+# (parameters, gradients, AdamW moments) one rank holds.
 #   tools/mpi_scaling.sh [--config small] [--ranks 2] [--repeats 3] [--steps 4] [-- --set k=v ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,16 +43,18 @@ base = statistics.median(r["tokens_per_second"] for r in runs["one-1"])
 first = runs["one-1"][0]
 print(f"config {config}, {first['tokens_per_step']:.0f} tokens per step, data {first['data']}, "
       f"{len(runs['one-1'])} runs each, medians")
-print("| layout | tokens/s | vs 1x1 | all-to-all ms/step | all-reduce ms/step "
+print("| layout | tokens/s | vs 1x1 | all-to-all ms/step | wait ms/step | all-reduce ms/step "
       "| parameters on a rank | training state MB on a rank |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for name, key in rows:
     rs = runs[key]
     med = lambda f: statistics.median(f(r) for r in rs)
     tps = med(lambda r: r["tokens_per_second"])
     a2a = med(lambda r: r.get("all_to_all_seconds", 0) * 1e3)
     ar = med(lambda r: r.get("allreduce_seconds", 0) * 1e3)
+    wait = med(lambda r: r.get("wait_before_allreduce_seconds", 0) * 1e3)
     on_rank = rs[0].get("parameters_on_rank", rs[0]["parameters"])
     mb = rs[0].get("training_state_bytes_on_rank", 0) / 1e6
-    print(f"| {name} | {tps:.0f} | {tps / base:.2f}x | {a2a:.1f} | {ar:.1f} | {on_rank} | {mb:.1f} |")
+    print(f"| {name} | {tps:.0f} | {tps / base:.2f}x | {a2a:.1f} | {wait:.1f} | {ar:.1f} "
+          f"| {on_rank} | {mb:.1f} |")
 PY

@@ -70,7 +70,7 @@ void run(const BenchTrainArgs& args) {
   AdamW adam(model.table(), config.optimizer);
   std::vector<double> seconds;
   dist::ExchangeCounters at_warmup;
-  double allreduce_seconds = 0;
+  double allreduce_seconds = 0, wait_seconds = 0;
   for (int s = 0; s < args.warmup + args.steps; ++s) {
     if (s == args.warmup) at_warmup = c.counters();
     const double t0 = now_seconds();
@@ -78,9 +78,15 @@ void run(const BenchTrainArgs& args) {
     grads.zero();
     model.forward(params, batch, /*training=*/true, uint64_t(s));
     model.backward(params, grads);
+    // The barrier separates waiting for the slowest rank from the all-reduce itself.
     const double t1 = now_seconds();
+    c.barrier();
+    const double t2 = now_seconds();
     average_gradients(grads, c);
-    if (s >= args.warmup) allreduce_seconds += now_seconds() - t1;
+    if (s >= args.warmup) {
+      wait_seconds += t2 - t1;
+      allreduce_seconds += now_seconds() - t2;
+    }
     clip_grad_norm(grads, config.clip_norm, &c);
     adam.step(params, grads, config.schedule.lr_at(s));
     if (s >= args.warmup) seconds.push_back(now_seconds() - t0);
@@ -89,17 +95,19 @@ void run(const BenchTrainArgs& args) {
   const double median = c.allreduce_max(
       seconds.size() % 2 ? seconds[seconds.size() / 2]
                          : 0.5 * (seconds[seconds.size() / 2 - 1] + seconds[seconds.size() / 2]));
-  // Per step, mean over ranks: time in the expert all-to-alls and in the gradient all-reduce;
+  // Per step, mean over ranks: time in the expert all-to-alls, in the gradient all-reduce and
+  // waiting for the slowest rank before it;
   // bytes a rank sent to others per token of its slice and per MoE layer (forward + backward).
   int moe_layers = 0;
   for (int l = 0; l < config.model.n_layers; ++l)
     moe_layers += config.model.ffn_config(l).router != RouterKind::kDense;
   const double local_tokens = double(config.batch_size / c.size()) * config.model.seq_len;
-  double comm_sums[3] = {(c.counters().seconds - at_warmup.seconds) / args.steps,
+  double comm_sums[4] = {(c.counters().seconds - at_warmup.seconds) / args.steps,
                          allreduce_seconds / args.steps,
                          double(c.counters().bytes_sent - at_warmup.bytes_sent) / args.steps /
                              local_tokens / std::max(1, moe_layers)};
-  c.allreduce_sum(std::span<double>(comm_sums, 3));
+  comm_sums[3] = wait_seconds / args.steps;
+  c.allreduce_sum(std::span<double>(comm_sums, 4));
   for (double& v : comm_sums) v /= c.size();
   // Parameters, gradients and the two AdamW moments: four buffers of this rank's table.
   const double training_state_bytes = 4.0 * double(model.table().total_floats()) * sizeof(float);
@@ -134,6 +142,7 @@ void run(const BenchTrainArgs& args) {
     j["all_to_all_seconds"] = comm_sums[0];
     j["allreduce_seconds"] = comm_sums[1];
     j["bytes_sent_per_token_per_layer"] = comm_sums[2];
+    j["wait_before_allreduce_seconds"] = comm_sums[3];
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -153,9 +162,10 @@ void run(const BenchTrainArgs& args) {
               100 * gflops / args.peak_gflops, args.peak_gflops);
   if (c.parallel())
     std::printf(
-        "%d ranks: per step %.1f ms in expert all-to-all, %.1f ms in the gradient "
-        "all-reduce; %.0f bytes sent per token per MoE layer\n",
-        c.size(), 1e3 * comm_sums[0], 1e3 * comm_sums[1], comm_sums[2]);
+        "%d ranks: per step %.1f ms in expert all-to-all, %.1f ms waiting for the slowest rank "
+        "after backward, %.1f ms in the gradient all-reduce; %.0f bytes sent per token per MoE "
+        "layer\n",
+        c.size(), 1e3 * comm_sums[0], 1e3 * comm_sums[3], 1e3 * comm_sums[1], comm_sums[2]);
 }
 
 }  // namespace

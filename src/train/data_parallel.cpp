@@ -32,28 +32,27 @@ void average_gradients(FlatBuffer& grads, const dist::Comm& comm) {
   if (!comm.parallel()) return;
   const float scale = 1.f / float(comm.size());
   const auto& specs = grads.table().specs();
-  // The replicated tensors' gradients, packed so that one all-reduce carries them all.
-  int64_t packed_floats = 0;
-  for (const TensorSpec& spec : specs)
-    if (!spec.sharded()) packed_floats += spec.numel();
-  std::vector<float> packed(static_cast<size_t>(packed_floats));
-  int64_t at = 0;
-  for (const TensorSpec& spec : specs) {
-    if (spec.sharded()) continue;
-    std::copy_n(grads.data() + spec.offset, spec.numel(), packed.data() + at);
-    at += spec.numel();
-  }
-  comm.allreduce_sum(std::span<float>(packed));
-  at = 0;
-  for (const TensorSpec& spec : specs) {
-    float* g = grads.data() + spec.offset;
-    if (spec.sharded()) {
+  // Replicated tensors lie in runs between the expert shards (one run per MoE layer and one
+  // after the last); each run, padding included (zero), is summed over ranks in place.
+  for (size_t i = 0; i < specs.size();) {
+    if (specs[i].sharded()) {
       // The owner ran its experts on every rank's rows: it already holds the sum over ranks.
-      for (int64_t i = 0; i < spec.numel(); ++i) g[i] *= scale;
+      float* g = grads.data() + specs[i].offset;
+      const int64_t n = specs[i].numel();
+#pragma omp parallel for schedule(static)
+      for (int64_t k = 0; k < n; ++k) g[k] *= scale;
+      ++i;
       continue;
     }
-    for (int64_t i = 0; i < spec.numel(); ++i) g[i] = packed[size_t(at + i)] * scale;
-    at += spec.numel();
+    size_t end = i;
+    while (end < specs.size() && !specs[end].sharded()) ++end;
+    const int64_t begin = specs[i].offset;
+    const int64_t n = specs[end - 1].offset + specs[end - 1].numel() - begin;
+    float* g = grads.data() + begin;
+    comm.allreduce_sum(std::span<float>(g, size_t(n)));
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < n; ++k) g[k] *= scale;
+    i = end;
   }
 }
 

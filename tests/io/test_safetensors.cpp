@@ -66,6 +66,18 @@ class Safetensors : public ::testing::Test {
 
 }  // namespace
 
+// Runs `action`, which must throw an ecmoe::Error naming `path` and containing `problem`.
+template <typename Action>
+void expect_error_naming(Action&& action, const std::string& path, const std::string& problem) {
+  try {
+    action();
+    ADD_FAILURE() << "expected: " << problem;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(problem), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(Safetensors, RoundTripAllDtypesAndMetadata) {
   const std::vector<float> w = {1.5f, -2.f, 3.25f, 0.f, -0.f, 1e-30f};
   const int64_t step = 123456789012345;
@@ -343,13 +355,7 @@ TEST_F(Safetensors, FlatBufferMismatchesAreNamed) {
   const SafetensorsFile f = SafetensorsFile::open(path_);
 
   auto expect_error = [&](auto&& load, const std::string& problem) {
-    try {
-      load();
-      ADD_FAILURE() << "expected: " << problem;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(problem), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find(path_), std::string::npos) << e.what();
-    }
+    expect_error_naming(load, path_, problem);
   };
   TensorTable bigger = small_table();
   bigger.add("extra", {2});
@@ -382,18 +388,6 @@ TEST_F(Safetensors, SingleFlatBuffer) {
   load_flat_buffer(SafetensorsFile::open(path_), "", back);
   for (const auto& spec : table.specs())
     EXPECT_EQ(std::memcmp(back.get(spec.name), params.get(spec.name), spec.numel() * 4), 0);
-}
-
-// Runs `action`, which must throw an ecmoe::Error naming `path` and containing `problem`.
-template <typename Action>
-void expect_error_naming(Action&& action, const std::string& path, const std::string& problem) {
-  try {
-    action();
-    ADD_FAILURE() << "expected: " << problem;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(problem), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-  }
 }
 
 // A shard of rows of a tensor: the table records the whole shape and where the rows start; a
