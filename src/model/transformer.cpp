@@ -63,7 +63,7 @@ void accumulate_aux(AuxLosses& total, const AuxLosses& layer) {
 std::string Transformer::layer_prefix(int layer) { return "layers." + std::to_string(layer) + "."; }
 
 Transformer::Transformer(const ModelConfig& config, const dist::Comm* comm)
-    : config_(config), act_(std::make_unique<Activations>()) {
+    : config_(config), rank_(comm ? comm->rank() : 0), act_(std::make_unique<Activations>()) {
   config_.validate();
   const int64_t V = config_.vocab_size, T = config_.seq_len, d = config_.d_model;
   auto offset = [&](int index) { return table_.specs()[index].offset; };
@@ -254,7 +254,8 @@ ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuf
                 "model forward: expert_threshold routing needs the router state (cutoffs)");
     const float* cutoffs =
         state && state_table_.contains(cutoff_name) ? state->get(cutoff_name) : nullptr;
-    const MoeInput in{ln2, a.tokens.data(), N, training, layer_seed(seed, l), cutoffs};
+    MoeInput in{ln2, a.tokens.data(), N, training, layer_seed(seed, l), cutoffs};
+    in.first_token = int64_t(rank_) * N;  // ranks hold equal consecutive slices (slice_batch)
     MoeOutput out = ffn_[l].forward(mw, in, h_out);
     nn::add_inplace(h_out, h_mid, N64 * d);
     accumulate_aux(result.aux, out.aux);

@@ -120,6 +120,7 @@ class Transformer {
   ForwardResult forward_impl(const FlatBuffer& params, const FlatBuffer* state, const Batch& batch,
                              bool training, uint64_t seed);
   ModelConfig config_;
+  int rank_ = 0;  // this process's rank: where its tokens start in the whole batch
   TensorTable table_;
   TensorTable state_table_;
   std::vector<LayerOffsets> layers_;

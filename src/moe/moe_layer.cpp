@@ -69,8 +69,9 @@ void MoeLayer::compute_scores(const MoeWeights& w, const MoeInput& in) {
     router_input_.resize(int64_t(n) * d);
     noise_.resize(int64_t(n) * d);
     const Rng rng(in.seed, 0x6a177e5ULL);
+    const uint64_t first = uint64_t(in.first_token) * uint64_t(d);
     for (int64_t j = 0; j < int64_t(n) * d; ++j) {
-      noise_[j] = 1.f + config_.jitter * (2.f * rng.uniform(j) - 1.f);
+      noise_[j] = 1.f + config_.jitter * (2.f * rng.uniform(first + uint64_t(j)) - 1.f);
       router_input_[j] = in.x[j] * noise_[j];
     }
     router_x = router_input_.data();

@@ -60,6 +60,10 @@ struct MoeInput {
   bool training = true;            // picks the capacity factor and enables jitter
   uint64_t seed = 0;               // jitter noise stream for this call
   const float* cutoffs = nullptr;  // [e] expert_threshold routing: each expert's score cutoff
+  // Position of this call's first token in the whole batch (rank r's offset under data
+  // parallelism): jitter noise is drawn by that position, so P ranks see the noise one process
+  // sees over the whole batch.
+  int64_t first_token = 0;
 };
 
 struct MoeOutput {
