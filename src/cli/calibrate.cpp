@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/held_out.h"
 #include "core/error.h"
 #include "data/token_dataset.h"
 #include "model/transformer.h"
@@ -23,10 +24,7 @@ namespace ecmoe::cli {
 namespace {
 struct CalibrateArgs {
   std::string checkpoint;
-  std::string split = "val";
-  int batches = 0;
-  int batch_size = 0;
-  std::string data;
+  HeldOutArgs held_out;
   bool json = false;
 };
 
@@ -42,17 +40,7 @@ void register_calibrate(CLI::App& app) {
   auto args = std::make_shared<CalibrateArgs>();
   cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint file, rewritten atomically")
       ->required();
-  cmd->add_option("--split", args->split, "Data split: val or train")
-      ->check(CLI::IsMember({"val", "train"}))
-      ->capture_default_str();
-  cmd->add_option("--batches", args->batches,
-                  "Batches of fixed windows (default: the run's eval.batches, else 8)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-size", args->batch_size,
-                  "Sequences per batch (default: the run's evaluation batch size)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--data", args->data,
-                  "Prepared data folder (default: the one recorded in the checkpoint's config)");
+  add_held_out_options(cmd, args->held_out);
   cmd->add_flag("--json", args->json, "Print one JSON object instead of text");
   cmd->callback([args] {
     require_one_process("calibrate");
@@ -61,9 +49,7 @@ void register_calibrate(CLI::App& app) {
     ECMOE_CHECK(router_has_cutoffs(config.model.moe.router), "calibrate: '", args->checkpoint,
                 "' routes with ", router_name(config.model.moe.router),
                 ", which has no cutoffs (expert_choice and expert_threshold have)");
-    const std::string dir = args->data.empty() ? config.data.dir : args->data;
-    const auto dataset = data::TokenDataset::open(dir, args->split);
-    check_same_data(checkpoint, data_reference(dir, dataset));
+    const HeldOut held_out = open_held_out(checkpoint, args->held_out);
 
     Transformer choice(with_router(config.model, RouterKind::kExpertChoice));
     Transformer threshold(with_router(config.model, RouterKind::kExpertThreshold));
@@ -74,12 +60,8 @@ void register_calibrate(CLI::App& app) {
     FlatBuffer router_state(choice.state_table());
     choice.init_state(router_state);
 
-    const int batches = args->batches > 0         ? args->batches
-                        : config.eval.batches > 0 ? config.eval.batches
-                                                  : 8;
-    const BatchSpec spec =
-        batch_spec(config, args->batch_size > 0 ? args->batch_size : config.eval_batch_size());
-    const BatchSource source = BatchSource::fixed(dataset, spec, batches);
+    const int batches = held_out.batches;
+    const BatchSource source = held_out.source();
     const EvalResult ec = evaluate(choice, params, source, batches, &router_state);
     choice.update_cutoffs(router_state, ec.layers, 1.f);
     const EvalResult th = evaluate(threshold, params, source, batches, &router_state);
@@ -89,7 +71,7 @@ void register_calibrate(CLI::App& app) {
     if (args->json) {
       MetricsJson j;
       j["checkpoint"] = args->checkpoint;
-      j["split"] = args->split;
+      j["split"] = args->held_out.split;
       j["capacity_factor"] = config.model.moe.capacity_factor_eval;
       MetricsJson cutoffs;
       for (const TensorSpec& s : choice.state_table().specs()) {
@@ -102,7 +84,7 @@ void register_calibrate(CLI::App& app) {
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("calibrated %s on %d batches of the %s split (c = %.2f)\n",
-                  args->checkpoint.c_str(), batches, args->split.c_str(),
+                  args->checkpoint.c_str(), batches, args->held_out.split.c_str(),
                   config.model.moe.capacity_factor_eval);
       for (const TensorSpec& s : choice.state_table().specs()) {
         std::printf("%s:", s.name.c_str());

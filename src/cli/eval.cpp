@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/held_out.h"
 #include "core/error.h"
 #include "data/token_dataset.h"
 #include "model/transformer.h"
@@ -20,10 +21,7 @@ namespace ecmoe::cli {
 namespace {
 struct EvalArgs {
   std::string checkpoint;
-  std::string split = "val";
-  int batches = 0;
-  int batch_size = 0;
-  std::string data;
+  HeldOutArgs held_out;
   bool json = false;
   std::string router;  // replaces the checkpoint's router (expert_choice <-> expert_threshold)
   bool leakage = false;
@@ -63,18 +61,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--checkpoint", args->checkpoint,
                   "Checkpoint file (<out>/checkpoint.safetensors)")
       ->required();
-  cmd->add_option("--split", args->split, "Data split: val or train")
-      ->check(CLI::IsMember({"val", "train"}))
-      ->capture_default_str();
-  cmd->add_option("--batches", args->batches,
-                  "Batches of fixed windows (default: the run's eval.batches, else 8)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-size", args->batch_size,
-                  "Sequences per batch (default: the run's evaluation batch size)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--data", args->data,
-                  "Prepared data folder (default: the one recorded in the checkpoint's config); "
-                  "it must have the same tokenizer");
+  add_held_out_options(cmd, args->held_out);
   cmd->add_flag("--json", args->json, "Print one JSON object instead of text");
   cmd->add_option("--router", args->router,
                   "Route with this router instead of the checkpoint's: expert_threshold for an "
@@ -91,9 +78,7 @@ void register_eval(CLI::App& app) {
     ECMOE_CHECK(!args->leakage || config.model.kind == ModelKind::kDecoder,
                 "eval --leakage: needs a decoder checkpoint (an encoder reads the whole sequence "
                 "by design)");
-    const std::string dir = args->data.empty() ? config.data.dir : args->data;
-    const auto dataset = data::TokenDataset::open(dir, args->split);
-    check_same_data(checkpoint, data_reference(dir, dataset));
+    const HeldOut held_out = open_held_out(checkpoint, args->held_out);
 
     ModelConfig model_config = config.model;
     if (!args->router.empty()) {
@@ -109,13 +94,9 @@ void register_eval(CLI::App& app) {
     FlatBuffer router_state(model.state_table());
     model.init_state(router_state);
     checkpoint.load_router_state(router_state);
-    const int batches = args->batches > 0         ? args->batches
-                        : config.eval.batches > 0 ? config.eval.batches
-                                                  : 8;
-    const BatchSpec spec =
-        batch_spec(config, args->batch_size > 0 ? args->batch_size : config.eval_batch_size());
-    check_batch_splits(spec.batch_size, comm(), "--batch-size");
-    const BatchSource source = BatchSource::fixed(dataset, spec, batches);
+    const int batches = held_out.batches;
+    check_batch_splits(held_out.spec.batch_size, comm(), "--batch-size");
+    const BatchSource source = held_out.source();
     const EvalResult r = evaluate(model, params, source, batches, &router_state, &comm());
     LeakageResult leak;
     if (args->leakage)
@@ -127,7 +108,7 @@ void register_eval(CLI::App& app) {
       MetricsJson j;
       j["checkpoint"] = args->checkpoint;
       j["step"] = checkpoint.step();
-      j["split"] = args->split;
+      j["split"] = args->held_out.split;
       j["model"] = model_kind_name(config.model.kind);
       j["router"] = router_name(model_config.moe.router);
       j["trained_router"] = router_name(config.model.moe.router);
@@ -136,7 +117,7 @@ void register_eval(CLI::App& app) {
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("%s at step %lld, %s split of %s:\n%s", args->checkpoint.c_str(),
-                  (long long)checkpoint.step(), args->split.c_str(), dir.c_str(),
+                  (long long)checkpoint.step(), args->held_out.split.c_str(), held_out.dir.c_str(),
                   format_eval_report(model_config, r).c_str());
       if (args->leakage) std::printf("%s", format_leakage(leak).c_str());
     }
