@@ -23,6 +23,7 @@ struct LayerBenchOptions {
   float capacity_factor = 2.f;
   int cap = 2;
   int group_size = 0;
+  bool global_routing = false;  // under mpirun: route over all ranks' tokens
   int repeats = 10, warmup = 2;
   bool json = false;
 };
@@ -66,6 +67,7 @@ void report_parallel_layer_bench(const LayerBenchOptions& o, const dist::Comm& c
                               {"d_model", o.d_model},
                               {"d_ff", o.d_ff},
                               {"experts", o.experts},
+                              {"global_routing", o.global_routing},
                               {"threads", thread_count()},
                               {"repeats", o.repeats},
                               {"ms", ms},
@@ -76,8 +78,9 @@ void report_parallel_layer_bench(const LayerBenchOptions& o, const dist::Comm& c
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("router %s, %d ranks x %d tokens, d_model %d, d_ff %d, %d experts, %d threads\n",
-              o.router.c_str(), c.size(), o.tokens, o.d_model, o.d_ff, o.experts, thread_count());
+  std::printf("router %s, %d ranks x %d tokens, d_model %d, d_ff %d, %d experts, %d threads%s\n",
+              o.router.c_str(), c.size(), o.tokens, o.d_model, o.d_ff, o.experts, thread_count(),
+              o.global_routing ? ", global routing" : "");
   std::printf("forward+backward: %.2f ms (slowest rank's median of %d)\n", ms, o.repeats);
   std::printf("all-to-all:       %.2f ms per forward+backward (%.0f%%), mean over ranks\n", a2a_ms,
               100.0 * a2a_ms / ms);
@@ -94,6 +97,7 @@ void run_layer_bench(const LayerBenchOptions& o) {
   cfg.capacity_factor_train = cfg.capacity_factor_eval = o.capacity_factor;
   cfg.capped.max_experts_per_token = o.cap;
   cfg.group_size = o.group_size;
+  cfg.global_routing = o.global_routing;
   cfg.validate();
 
   const dist::Comm& c = comm();  // under mpirun: --tokens per rank, experts sharded
@@ -196,6 +200,8 @@ void register_bench_layer(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--group-size", o.group_size, "Tokens per routing group (0 = all)")
       ->capture_default_str();
+  cmd->add_flag("--global-routing", o.global_routing,
+                "Under mpirun: route over all ranks' tokens (model.moe.global_routing)");
   cmd->add_option("--repeats", o.repeats, "Timed runs (the median is reported)")
       ->capture_default_str();
   cmd->add_option("--warmup", o.warmup)->capture_default_str();
