@@ -19,7 +19,7 @@ void register_generate(CLI::App& app);
 void register_inspect(CLI::App& app);
 
 // The ranks commands run on: set once by main (dist::MpiSession) before parsing; one process
-// until then. train and eval shard over them; only rank 0 prints results.
+// until then. train, eval, compare and bench run over them; only rank 0 prints results.
 void set_comm(const dist::Comm* comm);
 const dist::Comm& comm();
 // Commands that are not parallel (everything but train, eval, compare's pre-training suites and

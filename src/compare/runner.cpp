@@ -2,7 +2,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <memory>
 
 #include "compare/post_eval.h"
 #include "compare/run_record.h"
@@ -79,11 +78,7 @@ std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& opti
   const dist::Comm single = dist::Comm::single();
   const dist::Comm& comm = options.comm ? *options.comm : single;
   const bool root = comm.is_root();
-  std::FILE* null_out = root ? nullptr : std::fopen("/dev/null", "w");
-  ECMOE_CHECK(root || null_out, "cannot open /dev/null");
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> null_guard(
-      null_out, [](std::FILE* f) { return f ? std::fclose(f) : 0; });
-  std::FILE* log = root ? options.log : null_out;
+  // Rank 0 logs; train() itself silences the other ranks' progress.
   std::vector<std::string> dirs;
   const int total = int(suite.runs.size());
   for (int i = 0; i < total; ++i) {
@@ -92,16 +87,20 @@ std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& opti
     dirs.push_back(dir);
     TrainConfig config = run_config(suite, run, options, dir);
     if (root_decides(root && already_done(dir, config), comm)) {
-      std::fprintf(log, "[%d/%d] %s: done before, kept\n", i + 1, total, run.name.c_str());
+      if (root)
+        std::fprintf(options.log, "[%d/%d] %s: done before, kept\n", i + 1, total,
+                     run.name.c_str());
       continue;
     }
     // A run killed after a checkpoint continues from it; one killed before starts again.
     const bool resume = root_decides(root && fs::exists(fs::path(dir) / kCheckpointFile), comm);
-    std::fprintf(log, "[%d/%d] %s (%s, seed %llu)%s\n", i + 1, total, run.name.c_str(),
-                 run.variant.c_str(), (unsigned long long)run.seed, resume ? ": resuming" : "");
-    std::fflush(log);
-    const TrainResult r =
-        train(config, {.resume = resume, .terminal = false, .progress = log, .comm = &comm});
+    if (root) {
+      std::fprintf(options.log, "[%d/%d] %s (%s, seed %llu)%s\n", i + 1, total, run.name.c_str(),
+                   run.variant.c_str(), (unsigned long long)run.seed, resume ? ": resuming" : "");
+      std::fflush(options.log);
+    }
+    const TrainResult r = train(
+        config, {.resume = resume, .terminal = false, .progress = options.log, .comm = &comm});
     if (!root) continue;
     Json result = result_json(run, r);
     result["commit"] = options.commit;

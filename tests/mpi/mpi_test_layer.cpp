@@ -18,21 +18,24 @@ namespace {
 
 using mpi_test::comm;
 
-class MpiLayer : public ::testing::TestWithParam<RouterKind> {};
+// What one process over all P·n tokens and this rank over its n tokens gave.
+struct LayerRuns {
+  MoeOutput whole, mine;
+  bool expert_parallel = false;
+};
 
-TEST_P(MpiLayer, RanksEqualOneProcessOverAllTheirTokens) {
-  const int P = comm().size(), rank = comm().rank(), n = 12;
-  MoeConfig c = testing::small_config(GetParam(), 8, 12, 4);
-  c.group_size = n;
-  c.load_balance_weight = 0.f;
-  c.z_loss_weight = 0.f;
-  const int d = c.d_model;
-  testing::LayerCase whole(c, n * P, 11);  // the same on every rank
-  const std::vector<float> dy = testing::random_normal(size_t(n) * P * d, 5);
+// Runs the layer of config `c` once in one process over every rank's tokens and once on this
+// rank over its own n, and checks what both tests require: the rank's slots equal one process's
+// slots of its tokens, y and dx agree to 1e-6 and the gradients summed over ranks to 1e-5.
+LayerRuns run_and_compare(const MoeConfig& c, int n, uint64_t case_seed, uint64_t dy_seed) {
+  const int P = comm().size(), rank = comm().rank(), d = c.d_model;
+  testing::LayerCase whole(c, n * P, case_seed);  // the same on every rank
+  const std::vector<float> dy = testing::random_normal(size_t(n) * P * d, dy_seed);
 
   MoeLayer ref(c);
   std::vector<float> y_ref(size_t(n) * P * d), dx_ref(size_t(n) * P * d, 0.f);
-  ref.forward(whole.weights(), whole.input(), y_ref.data());
+  LayerRuns runs;
+  runs.whole = ref.forward(whole.weights(), whole.input(), y_ref.data());
   FlatBuffer g_ref(whole.table);
   MoeGrads gr = moe_grads(g_ref, "", c);
   ref.backward(whole.weights(), gr, dy.data(), dx_ref.data());
@@ -45,24 +48,33 @@ TEST_P(MpiLayer, RanksEqualOneProcessOverAllTheirTokens) {
   const MoeInput in{whole.x.data() + first, whole.token_ids.data() + rank * n, n, true, 0};
   std::vector<float> y(size_t(n) * d), dx(size_t(n) * d, 0.f);
   const MoeWeights w = mpi_test::owned_experts(whole.weights(), c, comm());
-  const MoeOutput out = layer.forward(w, in, y.data());
+  runs.mine = layer.forward(w, in, y.data());
   FlatBuffer g(whole.table);
   MoeGrads gl = mpi_test::owned_experts(moe_grads(g, "", c), c, comm());
   layer.backward(w, gl, dy.data() + first, dx.data());
   comm().allreduce_sum(std::span<float>(g.data(), size_t(g.size())));
+  runs.expert_parallel = layer.expert_parallel();
 
-  EXPECT_EQ(layer.expert_parallel(), P > 1 && GetParam() != RouterKind::kDense);
   EXPECT_TRUE(mpi_test::group_slots(ref.plan(), rank * n, n) ==
               mpi_test::group_slots(layer.plan(), 0, n))
       << "rank " << rank << " routed differently";
   EXPECT_LE(mpi_test::relative_error(y.data(), y_ref.data() + first, y.size()), 1e-6);
   EXPECT_LE(mpi_test::relative_error(dx.data(), dx_ref.data() + first, dx.size()), 1e-6);
-  for (const auto& spec : whole.table.specs())
-    EXPECT_LE(mpi_test::relative_error(g.data() + spec.offset, g_ref.data() + spec.offset,
-                                       size_t(spec.numel())),
-              1e-5)
-        << spec.name;
-  EXPECT_EQ(reduce_routing_stats(out.stats, comm()).tokens, int64_t(n) * P);
+  mpi_test::expect_tensors_close(g, g_ref, 1e-5);
+  return runs;
+}
+
+class MpiLayer : public ::testing::TestWithParam<RouterKind> {};
+
+TEST_P(MpiLayer, RanksEqualOneProcessOverAllTheirTokens) {
+  const int n = 12;
+  MoeConfig c = testing::small_config(GetParam(), 8, 12, 4);
+  c.group_size = n;
+  c.load_balance_weight = 0.f;
+  c.z_loss_weight = 0.f;
+  const LayerRuns runs = run_and_compare(c, n, 11, 5);
+  EXPECT_EQ(runs.expert_parallel, comm().size() > 1 && GetParam() != RouterKind::kDense);
+  EXPECT_EQ(reduce_routing_stats(runs.mine.stats, comm()).tokens, int64_t(n) * comm().size());
 }
 
 INSTANTIATE_TEST_SUITE_P(Routers, MpiLayer,
@@ -102,50 +114,15 @@ namespace {
 class MpiGlobalRouting : public ::testing::TestWithParam<RouterKind> {};
 
 TEST_P(MpiGlobalRouting, RanksRouteLikeOneProcessOverTheGlobalBatch) {
-  const int P = comm().size(), rank = comm().rank(), n = 10;
   MoeConfig c = testing::small_config(GetParam(), 8, 12, 4);
   c.global_routing = true;
   c.load_balance_weight = 0.f;
   c.z_loss_weight = 0.f;
-  const int d = c.d_model;
-  testing::LayerCase whole(c, n * P, 13);
-  const std::vector<float> dy = testing::random_normal(size_t(n) * P * d, 6);
-
-  MoeLayer ref(c);
-  std::vector<float> y_ref(size_t(n) * P * d), dx_ref(size_t(n) * P * d, 0.f);
-  const MoeOutput out_ref = ref.forward(whole.weights(), whole.input(), y_ref.data());
-  FlatBuffer g_ref(whole.table);
-  MoeGrads gr = moe_grads(g_ref, "", c);
-  ref.backward(whole.weights(), gr, dy.data(), dx_ref.data());
-
-  // The rank's layer reads and writes only its own experts (a sharded table's view of whole
-  // tensors); summing the rank's gradients, zero outside its part, gives the whole gradient.
-  MoeLayer layer(c);
-  layer.set_comm(&comm());
-  const int64_t first = int64_t(rank) * n * d;
-  const MoeInput in{whole.x.data() + first, whole.token_ids.data() + rank * n, n, true, 0};
-  std::vector<float> y(size_t(n) * d), dx(size_t(n) * d, 0.f);
-  const MoeWeights w = mpi_test::owned_experts(whole.weights(), c, comm());
-  const MoeOutput out = layer.forward(w, in, y.data());
-  FlatBuffer g(whole.table);
-  MoeGrads gl = mpi_test::owned_experts(moe_grads(g, "", c), c, comm());
-  layer.backward(w, gl, dy.data() + first, dx.data());
-  comm().allreduce_sum(std::span<float>(g.data(), size_t(g.size())));
-
-  EXPECT_TRUE(mpi_test::group_slots(ref.plan(), rank * n, n) ==
-              mpi_test::group_slots(layer.plan(), 0, n))
-      << "rank " << rank << " routed differently";
-  EXPECT_LE(mpi_test::relative_error(y.data(), y_ref.data() + first, y.size()), 1e-6);
-  EXPECT_LE(mpi_test::relative_error(dx.data(), dx_ref.data() + first, dx.size()), 1e-6);
-  for (const auto& spec : whole.table.specs())
-    EXPECT_LE(mpi_test::relative_error(g.data() + spec.offset, g_ref.data() + spec.offset,
-                                       size_t(spec.numel())),
-              1e-5)
-        << spec.name;
-  const RoutingStats stats = reduce_routing_stats(out.stats, comm());
-  EXPECT_EQ(stats.tokens, out_ref.stats.tokens);
-  EXPECT_EQ(stats.tokens_per_expert, out_ref.stats.tokens_per_expert);
-  EXPECT_EQ(stats.dropped_assignments, out_ref.stats.dropped_assignments);
+  const LayerRuns runs = run_and_compare(c, 10, 13, 6);
+  const RoutingStats stats = reduce_routing_stats(runs.mine.stats, comm());
+  EXPECT_EQ(stats.tokens, runs.whole.stats.tokens);
+  EXPECT_EQ(stats.tokens_per_expert, runs.whole.stats.tokens_per_expert);
+  EXPECT_EQ(stats.dropped_assignments, runs.whole.stats.dropped_assignments);
 }
 
 INSTANTIATE_TEST_SUITE_P(Routers, MpiGlobalRouting,

@@ -1,6 +1,8 @@
 // Helpers for the tests that run under mpirun: the job's communicator and a plan cut down to one
 // routing group, to compare a rank's routing with one process's over all ranks' tokens.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <vector>
 
@@ -58,6 +60,17 @@ inline double relative_error(const float* a, const float* b, size_t n) {
     scale = std::max(scale, std::abs(double(b[i])));
   }
   return diff / scale;
+}
+
+// Every tensor of `mine` (a rank's buffer, expert shards included) within `tolerance` relative
+// error of the same rows of `whole` (one process's buffer of the whole model).
+inline void expect_tensors_close(const FlatBuffer& mine, const FlatBuffer& whole,
+                                 double tolerance) {
+  for (const TensorSpec& spec : mine.table().specs())
+    EXPECT_LE(relative_error(mine.get(spec.name), whole.get(spec.name) + spec.shard_offset(),
+                             size_t(spec.numel())),
+              tolerance)
+        << spec.name;
 }
 
 }  // namespace ecmoe::mpi_test
