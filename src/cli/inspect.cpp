@@ -82,8 +82,11 @@ void write_png(const std::string& path, const std::vector<std::vector<float>>& g
   const fs::path target = fs::absolute(path);
   const ScratchFolder scratch{target.parent_path() /
                               (".inspect-png." + std::to_string(::getpid()))};
-  fs::remove_all(scratch.path);
-  fs::create_directory(scratch.path);
+  std::error_code ec;
+  fs::remove_all(scratch.path, ec);
+  fs::create_directory(scratch.path, ec);
+  ECMOE_CHECK(!ec, "inspect --png: cannot create a scratch folder beside ", path, ": ",
+              ec.message());
   std::string matrix;
   for (const auto& row : gates) {
     for (std::size_t c = 0; c < row.size(); ++c) {
@@ -116,7 +119,6 @@ void write_png(const std::string& path, const std::vector<std::vector<float>>& g
   run_gnuplot(scratch.path.string(), "heatmap.gp", "inspect --png");
   const fs::path png = scratch.path / "heatmap.png";
   ECMOE_CHECK(fs::exists(png) && fs::file_size(png) > 0, "inspect --png: gnuplot wrote no image");
-  std::error_code ec;
   fs::rename(png, target, ec);
   ECMOE_CHECK(!ec, "inspect --png: cannot write ", path, ": ", ec.message());
 }

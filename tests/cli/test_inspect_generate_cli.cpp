@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cli_test_util.h"
+#include "io/process.h"
 
 namespace fs = std::filesystem;
 using ecmoe::cli_test::CliRun;
@@ -84,9 +85,7 @@ class InspectGenerateCli : public ::testing::Test {
 };
 std::unique_ptr<TempDir> InspectGenerateCli::dir_;
 
-bool have_gnuplot() {
-  return ecmoe::cli_test::run_command("command -v gnuplot", "/dev/null").status == 0;
-}
+bool have_gnuplot() { return ecmoe::on_path("gnuplot"); }
 
 TEST_F(InspectGenerateCli, PngPathIsNeverParsedByAShell) {
   if (!have_gnuplot()) GTEST_SKIP() << "gnuplot is not installed";
