@@ -128,8 +128,8 @@ void register_generate(CLI::App& app) {
     if (context_full)
       std::fprintf(stderr,
                    "generate: stopped after %zu of --max-tokens %d: the model's context of %d "
-                   "tokens is full (prompt %zu + generated)\n",
-                   generated, args->max_tokens, model_config.seq_len, prompt.size());
+                   "tokens (prompt included) is full\n",
+                   generated, args->max_tokens, model_config.seq_len);
     std::fprintf(stderr,
                  "%zu tokens in %.3f s (%.1f tokens/s; prompt of %zu tokens in %.3f s), router "
                  "%s\n",

@@ -154,7 +154,8 @@ TEST_F(InspectGenerateCli, GenerateSaysWhenTheContextStopsIt) {
   const CliRun full = run_in(".", "generate --checkpoint " + checkpoint() +
                                       " --prompt 'the king' --max-tokens 500 --temperature 1");
   ASSERT_EQ(full.status, 0) << full.err;
-  EXPECT_TRUE(contains(full.err, "the model's context of 32 tokens is full")) << full.err;
+  EXPECT_TRUE(contains(full.err, "the model's context of 32 tokens (prompt included) is full"))
+      << full.err;
   const CliRun fits = run_in(".", "generate --checkpoint " + checkpoint() +
                                       " --prompt 'the king' --max-tokens 3 --temperature 1");
   ASSERT_EQ(fits.status, 0) << fits.err;
