@@ -3,7 +3,6 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <memory>
 
 #include "cli/commands.h"
 #include "compare/finetune_suite.h"
@@ -13,6 +12,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#include "io/process.h"
 
 namespace ecmoe::cli {
 
@@ -31,23 +31,13 @@ struct CompareArgs {
   std::string cache_dir = "data/cache";
 };
 
-// Output of a shell command's first line, or "" when it fails.
-std::string first_line_of(const std::string& command) {
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) return "";
-  char buffer[256] = {};
-  if (!std::fgets(buffer, sizeof(buffer), pipe.get())) return "";
-  std::string line(buffer);
-  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-  return line;
-}
-
-// The source revision, when run inside the git checkout it was built from.
+// The source revision, when run inside the git checkout it was built from (git is started with
+// an argument vector, no shell).
 std::string source_commit() {
-  const std::string commit = first_line_of("git rev-parse --short=12 HEAD 2>/dev/null");
+  const std::string commit = first_output_line({"git", "rev-parse", "--short=12", "HEAD"});
   if (commit.empty()) return "unknown (not run in a git checkout)";
   const bool dirty =
-      !first_line_of("git status --porcelain --untracked-files=no 2>/dev/null").empty();
+      !first_output_line({"git", "status", "--porcelain", "--untracked-files=no"}).empty();
   return commit + (dirty ? " (with uncommitted changes)" : "");
 }
 

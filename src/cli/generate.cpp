@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/timer.h"
+#include "data/decode_stream.h"
 #include "data/tokenizer.h"
 #include "model/kv_decoder.h"
 #include "model/sampler.h"
@@ -51,8 +52,8 @@ void register_generate(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
   cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint file")->required();
   cmd->add_option("--prompt", args->prompt, "Text to continue")->required();
-  cmd->add_option("--max-tokens", args->max_tokens, "Tokens to generate at most")
-      ->check(CLI::PositiveNumber)
+  cmd->add_option("--max-tokens", args->max_tokens,
+                  "Tokens to generate at most (fewer if the model's context fills up)")
       ->capture_default_str();
   cmd->add_option("--temperature", args->sampling.temperature, "Sampling temperature (0: greedy)")
       ->capture_default_str();
@@ -67,6 +68,8 @@ void register_generate(CLI::App& app) {
                   "Tokenizer model (default: the one recorded in the checkpoint)");
   cmd->callback([args] {
     require_one_process("generate");
+    ECMOE_CHECK(args->max_tokens >= 1, "generate --max-tokens must be at least 1, got ",
+                args->max_tokens);
     args->sampling.validate();
     const Checkpoint checkpoint = Checkpoint::open(args->checkpoint);
     const TrainConfig& config = checkpoint.config();
@@ -93,11 +96,9 @@ void register_generate(CLI::App& app) {
 
     KvDecoder decoder(model, params, state);
     const Rng rng(args->seed, 0x67656eULL);
-    // SentencePiece decodes a word's leading space only after other text, so the continuation is
-    // decoded together with the prompt and what lies past the decoded prompt is printed.
-    std::vector<int> context(prompt.begin(), prompt.end());
-    std::string printed = tokenizer.decode(context);
+    data::DecodeStream text(tokenizer, prompt);
     std::size_t generated = 0;
+    bool context_full = false;
     std::printf("%s", args->prompt.c_str());
     std::fflush(stdout);
     const double t0 = now_seconds();
@@ -107,19 +108,28 @@ void register_generate(CLI::App& app) {
     while (int(generated) < args->max_tokens) {
       const int next = sample_token(*logits, args->sampling, rng.uniform(generated));
       if (next == data::kEosId) break;
-      context.push_back(next);
       ++generated;
-      const std::string text = tokenizer.decode(context);
-      if (text.size() >= printed.size() && text.compare(0, printed.size(), printed) == 0) {
-        std::printf("%s", text.c_str() + printed.size());
+      const std::string fresh = text.push(next);
+      if (!fresh.empty()) {
+        std::fwrite(fresh.data(), 1, fresh.size(), stdout);
         std::fflush(stdout);
-        printed = text;
       }
-      if (decoder.position() >= model_config.seq_len) break;  // the context is full
+      if (decoder.position() >= model_config.seq_len) {
+        context_full = int(generated) < args->max_tokens;
+        break;
+      }
       logits = &decoder.step(next);
     }
     const double t1 = now_seconds();
+    // The text ends with its own line, flushed before the statistics go to stderr: piped through
+    // `2>&1`, the two would otherwise share a line.
     std::printf("\n");
+    std::fflush(stdout);
+    if (context_full)
+      std::fprintf(stderr,
+                   "generate: stopped after %zu of --max-tokens %d: the model's context of %d "
+                   "tokens (prompt included) is full\n",
+                   generated, args->max_tokens, model_config.seq_len);
     std::fprintf(stderr,
                  "%zu tokens in %.3f s (%.1f tokens/s; prompt of %zu tokens in %.3f s), router "
                  "%s\n",

@@ -1,11 +1,12 @@
 #include "compare/plots.h"
 
-#include <cstdlib>
+#include <cctype>
 #include <filesystem>
 #include <sstream>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/gnuplot.h"
 
 namespace fs = std::filesystem;
 
@@ -34,16 +35,16 @@ std::string curve_plot(const std::vector<const VariantSummary*>& variants, int x
                        const std::string& output, const std::string& title,
                        const std::string& xlabel, double x_from = 0) {
   std::ostringstream o;
-  o << "set output '" << output << "'\n"
-    << "set title '" << title << "'\nset xlabel '" << xlabel << "'\n"
+  o << "set output " << gnuplot_quote(output) << "\n"
+    << "set title " << gnuplot_quote(title) << "\nset xlabel " << gnuplot_quote(xlabel) << "\n"
     << "set ylabel 'validation perplexity (log scale)'\nset logscale y\n"
     << "set autoscale yfix\nset offsets 0, 0, graph 0.03, graph 0.03\n"
     << (x_from > 0 ? "set xrange [" + std::to_string(x_from) + ":*]\n" : "set xrange [*:*]\n")
     << "plot ";
   for (std::size_t i = 0; i < variants.size(); ++i)
-    o << (i ? ", \\\n     " : "") << "'" << slug(variants[i]->variant) << ".dat' using "
-      << x_column << ":4 with linespoints lw 2 lt " << i % 8 + 1 << " dt " << i / 8 + 1
-      << " title '" << variants[i]->variant << "'";
+    o << (i ? ", \\\n     " : "") << gnuplot_quote(slug(variants[i]->variant) + ".dat") << " using "
+      << x_column << ":4 with linespoints lw 2 lt " << i % 8 + 1 << " dt " << i / 8 + 1 << " title "
+      << gnuplot_quote(variants[i]->variant);
   o << "\nunset logscale y\n";
   return o.str();
 }
@@ -53,9 +54,7 @@ std::string curve_plot(const std::vector<const VariantSummary*>& variants, int x
 bool is_expert_choice(const VariantSummary& s) { return s.router.rfind("expert_choice", 0) == 0; }
 
 PlotFiles write_plots(const std::string& dir, const std::vector<VariantSummary>& summaries) {
-  ECMOE_CHECK(std::system("command -v gnuplot >/dev/null 2>&1") == 0,
-              "gnuplot is not installed: the report's figures need it (apt-get install "
-              "gnuplot-nox, or run scripts/install-deps.sh)");
+  find_gnuplot("the report's figures");
   fs::create_directories(dir);
   std::vector<const VariantSummary*> encoder, decoder, ec;
   for (const VariantSummary& s : summaries) {
@@ -108,16 +107,12 @@ PlotFiles write_plots(const std::string& dir, const std::vector<VariantSummary>&
        << "plot ";
     for (std::size_t i = 0; i < ec.size(); ++i)
       gp << (i ? ", \\\n     " : "") << "'experts_per_token.dat' using " << i + 2
-         << (i == 0 ? ":xtic(1)" : "") << " title '" << ec[i]->variant << "'";
+         << (i == 0 ? ":xtic(1)" : "") << " title " << gnuplot_quote(ec[i]->variant);
     gp << "\n";
     files.png.push_back("experts_per_token.png");
   }
   write_file_atomically((fs::path(dir) / "plots.gp").string(), gp.str());
-  const std::string command =
-      "cd '" + dir + "' && gnuplot plots.gp > gnuplot.log 2>&1";
-  ECMOE_CHECK(std::system(command.c_str()) == 0, "gnuplot failed on ", dir,
-              "/plots.gp (its messages are in ", dir, "/gnuplot.log)");
-  fs::remove(fs::path(dir) / "gnuplot.log");
+  run_gnuplot(dir, "plots.gp", "the report's figures");
   for (const std::string& png : files.png)
     ECMOE_CHECK(fs::exists(fs::path(dir) / png) && fs::file_size(fs::path(dir) / png) > 0,
                 "gnuplot did not write ", dir, "/", png);

