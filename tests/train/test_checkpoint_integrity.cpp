@@ -72,11 +72,11 @@ class CheckpointIntegrity : public ::testing::Test {
     return path;
   }
 
-  FlatBuffer load_params(const std::string& path) {
+  void load_params(const std::string& path) {
     const Checkpoint ck = Checkpoint::open(path);
-    FlatBuffer params(Transformer(ck.config().model).table());
+    const Transformer model(ck.config().model);
+    FlatBuffer params(model.table());
     ck.load_params(params);
-    return params;
   }
 
   void replace(std::string& text, const std::string& from, const std::string& to) {
