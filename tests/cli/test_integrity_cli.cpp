@@ -55,7 +55,7 @@ class IntegrityCli : public ::testing::Test {
 TEST_F(IntegrityCli, DeepOrDuplicateConfigsAreOneLineErrors) {
   // 70,000 levels crashed train (a stack overflow while quoting the value in the error).
   ecmoe::train_test::write_text(
-      dir / "deep.json", "{\"model\": " + std::string(70000, '[') + std::string(70000, ']') + "}");
+      dir / "deep.json", "{\"steps\": " + std::string(70000, '[') + std::string(70000, ']') + "}");
   expect_error("train --config deep.json", "nests deeper than 64 levels");
   ecmoe::train_test::write_text(dir / "twice.json", R"({"steps": 3, "steps": 4})");
   expect_error("train --config twice.json", "has the key 'steps' twice");
