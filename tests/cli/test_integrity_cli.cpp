@@ -5,9 +5,13 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "cli_test_util.h"
+#include "io/safetensors.h"
 
 using ecmoe::train_test::TempDir;
 
@@ -108,4 +112,39 @@ TEST_F(IntegrityCli, AConfigDigitChangedByHandIsRefused) {
   bytes[at + from.size() - 3] = '3';  // 2.0 -> 3.0: same length, same tensors
   ecmoe::train_test::write_text(ck, bytes);
   expect_error("eval --checkpoint " + ck + " --batches 1", "does not match the metadata_checksum");
+}
+
+// NaN weights under a valid checksum evaluated to "loss nan" with exit 0. The file is written as
+// format version 1 (no metadata checksum), which must still load, so only the NaN is refused.
+TEST_F(IntegrityCli, NonFiniteWeightsAreRefused) {
+  const std::string ck = train_decoder();
+  const std::string nan = dir / "nan.safetensors";
+  {
+    const ecmoe::SafetensorsFile file = ecmoe::SafetensorsFile::open(ck);
+    std::vector<std::vector<std::byte>> copies;
+    std::vector<ecmoe::TensorRef> tensors;
+    for (const ecmoe::TensorInfo& t : file.tensors()) {
+      const auto bytes = file.bytes(t.name);
+      copies.emplace_back(bytes.begin(), bytes.end());
+      tensors.push_back({t.name, t.dtype, t.shape, copies.back().data()});
+    }
+    // Every weight of layer 0's experts becomes NaN; the tensor checksum is made to match.
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      if (tensors[i].name == "layers.0.ffn.experts.w1") {
+        const float value = std::nanf("");
+        for (std::size_t b = 0; b < copies[i].size(); b += sizeof(float))
+          std::memcpy(copies[i].data() + b, &value, sizeof(float));
+      }
+    ecmoe::data::Fnv1a64 hash;
+    for (const auto& c : copies) hash.update(c.data(), c.size());
+    ecmoe::Metadata m = file.metadata();
+    m.erase("metadata_checksum");
+    m["format_version"] = "1";
+    m["tensor_checksum"] = ecmoe::data::checksum_to_string(hash.value());
+    ecmoe::save_safetensors(nan, tensors, m);
+  }
+  expect_error("eval --checkpoint " + nan + " --batches 1",
+               "holds a non-finite parameter: layers.0.ffn.experts.w1 (element 0 is nan)");
+  EXPECT_TRUE(contains(run("eval --checkpoint " + nan + " --batches 1").err,
+                       "warning: checkpoint '" + nan + "' is format version 1"));
 }
