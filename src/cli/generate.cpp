@@ -85,10 +85,8 @@ void register_generate(CLI::App& app) {
     ECMOE_CHECK(model_config.moe.router != RouterKind::kExpertThreshold || calibrated,
                 "generate: '", args->checkpoint,
                 "' has no threshold cutoffs (older checkpoint): run `ecmoe calibrate` first");
-    const data::Tokenizer tokenizer = data::Tokenizer::load(
-        args->tokenizer.empty() ? checkpoint.data().tokenizer : args->tokenizer);
-    ECMOE_CHECK(tokenizer.vocab_size() == model_config.vocab_size, "generate: the tokenizer has ",
-                tokenizer.vocab_size(), " ids, the model ", model_config.vocab_size);
+    const data::Tokenizer tokenizer =
+        load_checkpoint_tokenizer(checkpoint, args->tokenizer, "--tokenizer PATH");
     const std::vector<int> prompt = tokenizer.encode(args->prompt);
     ECMOE_CHECK(!prompt.empty(), "generate: the prompt is empty");
     ECMOE_CHECK(int(prompt.size()) < model_config.seq_len, "generate: the prompt has ",

@@ -19,7 +19,7 @@ void add_held_out_options(CLI::App* cmd, HeldOutArgs& args) {
 
 HeldOut open_held_out(const Checkpoint& checkpoint, const HeldOutArgs& args) {
   const TrainConfig& config = checkpoint.config();
-  const std::string dir = args.data.empty() ? config.data.dir : args.data;
+  const std::string dir = checkpoint_data_dir(checkpoint, args.data);
   data::TokenDataset dataset = data::TokenDataset::open(dir, args.split);
   check_same_data(checkpoint, data_reference(dir, dataset));
   const int batches = args.batches > 0          ? args.batches

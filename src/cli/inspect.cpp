@@ -154,10 +154,8 @@ void register_inspect(CLI::App& app) {
     checkpoint.load_params(params);
     model.init_state(state);
     checkpoint.load_router_state(state);
-    const data::Tokenizer tokenizer = data::Tokenizer::load(
-        args->tokenizer.empty() ? checkpoint.data().tokenizer : args->tokenizer);
-    ECMOE_CHECK(tokenizer.vocab_size() == model_config.vocab_size, "inspect: the tokenizer has ",
-                tokenizer.vocab_size(), " ids, the model ", model_config.vocab_size);
+    const data::Tokenizer tokenizer =
+        load_checkpoint_tokenizer(checkpoint, args->tokenizer, "--tokenizer PATH");
     std::vector<int> ids = tokenizer.encode(args->text);
     ECMOE_CHECK(!ids.empty(), "inspect: the text is empty");
     if (int(ids.size()) > model_config.seq_len) {

@@ -13,6 +13,8 @@
 #include "finetune/builtin_tasks.h"
 #include "finetune/finetune.h"
 #include "io/atomic_file.h"
+#include "io/input_file.h"
+#include "io/json_input.h"
 #include "train/checkpoint.h"
 #include "train/config_overrides.h"
 
@@ -64,20 +66,16 @@ finetune::FinetuneConfig run_config(const FinetuneRunInfo& run,
 bool already_done(const FinetuneRunInfo& run, const finetune::FinetuneConfig& config) {
   const fs::path result = fs::path(run.dir) / "result.json", saved = fs::path(run.dir) / "config.json";
   if (!fs::exists(result) || !fs::exists(saved)) return false;
-  std::ifstream in(saved);
-  const ConfigJson j = ConfigJson::parse(in, nullptr, /*allow_exceptions=*/false);
-  ECMOE_CHECK(!j.is_discarded() && j == finetune::finetune_config_to_json(config), run.dir,
+  const ConfigJson j = parse_ordered_json(read_input_file(saved.string(), "config file"),
+                                          saved.string() + " (delete the folder to run it again)");
+  ECMOE_CHECK(j == finetune::finetune_config_to_json(config), run.dir,
               " holds a finished fine-tuning run with a different config: choose another --out, "
               "or delete the folder to run it again");
   return true;
 }
 
 Json read_json(const std::string& path) {
-  std::ifstream in(path);
-  ECMOE_CHECK(in.good(), "cannot read ", path);
-  Json j = Json::parse(in, nullptr, /*allow_exceptions=*/false);
-  ECMOE_CHECK(!j.is_discarded(), path, " is not valid JSON");
-  return j;
+  return parse_ordered_json(read_input_file(path, "file"), path);
 }
 
 // The pooling a run used, from its saved config.

@@ -1,13 +1,14 @@
 #include "compare/run_record.h"
 
-#include "compare/post_eval.h"
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 
+#include "compare/post_eval.h"
 #include "core/error.h"
+#include "io/input_file.h"
+#include "io/json_input.h"
 
 namespace fs = std::filesystem;
 
@@ -16,11 +17,7 @@ namespace ecmoe::compare {
 namespace {
 
 Json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  ECMOE_CHECK(in.good(), "cannot read ", path);
-  Json j = Json::parse(in, nullptr, /*allow_exceptions=*/false);
-  ECMOE_CHECK(!j.is_discarded(), path, " is not valid JSON");
-  return j;
+  return parse_ordered_json(read_input_file(path, "file"), path);
 }
 
 double median(std::vector<double> v) {
@@ -42,9 +39,8 @@ void read_metrics(const std::string& path, RunRecord& r) {
   int line_number = 0;
   while (std::getline(in, line)) {
     ++line_number;
-    const Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-    ECMOE_CHECK(!j.is_discarded() && j.contains("type"), path, ":", line_number,
-                ": not a metrics line");
+    const Json j = parse_ordered_json(line, path + ":" + std::to_string(line_number));
+    ECMOE_CHECK(j.contains("type"), path, ":", line_number, ": not a metrics line");
     const std::string type = j["type"];
     if (type == "train") {
       const double dt = j.at("step_seconds").get<double>();

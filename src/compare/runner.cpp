@@ -7,6 +7,8 @@
 #include "compare/run_record.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/input_file.h"
+#include "io/json_input.h"
 #include "train/checkpoint.h"
 #include "train/config_overrides.h"
 #include "train/progress.h"
@@ -34,9 +36,9 @@ TrainConfig run_config(const Suite& suite, const SuiteRun& run, const RunnerOpti
 bool already_done(const std::string& dir, const TrainConfig& config) {
   const fs::path result = fs::path(dir) / kResultFile;
   if (!fs::exists(result)) return false;
-  std::ifstream in(result);
-  const Json j = Json::parse(in, nullptr, /*allow_exceptions=*/false);
-  ECMOE_CHECK(!j.is_discarded() && j.contains("config"), result.string(),
+  const Json j = parse_ordered_json(read_input_file(result.string(), "result file"),
+                                    result.string() + " (delete the folder to run it again)");
+  ECMOE_CHECK(j.contains("config"), result.string(),
               " is not a result file: delete the folder to run it again");
   TrainConfig done = config_from_json(j["config"]);
   done.model.vocab_size = config.model.vocab_size;  // 0 (from the data) before a run resolves it

@@ -2,13 +2,14 @@
 #include "data/manifest.h"
 
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "core/error.h"
-#include "io/atomic_file.h"
 #include "data/checksum.h"
 #include "data/tokenizer.h"
+#include "io/atomic_file.h"
+#include "io/input_file.h"
+#include "io/json_input.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -146,15 +147,10 @@ Manifest manifest_from_json(const json& j) {
 
 Manifest read_manifest(const std::string& dir) {
   const std::string path = dir + "/" + kManifestFile;
-  std::ifstream in(path);
-  ECMOE_CHECK(in.good(), "no prepared data in ", dir, " (", path,
+  std::error_code ec;
+  ECMOE_CHECK(fs::exists(path, ec), "no prepared data in ", dir, " (", path,
               " is missing; run `ecmoe prepare`)");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    fail(path, " is not valid JSON (", e.what(), ")");
-  }
+  const json j = parse_json(read_input_file(path, "manifest"), path);
   try {
     return manifest_from_json(j);
   } catch (const Error& e) {

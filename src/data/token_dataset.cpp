@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "data/checksum.h"
+#include "io/input_file.h"
 
 namespace ecmoe::data {
 
@@ -23,6 +24,7 @@ TokenDataset TokenDataset::open(const std::string& dir, const std::string& split
   const ShardEntry& entry = it->second;
   const std::string path = dir + "/" + entry.file;
 
+  require_regular_file(path, "token shard");
   std::error_code ec;
   const auto file_bytes = std::filesystem::file_size(path, ec);
   ECMOE_CHECK(!ec, "token shard ", path, " is missing; rerun `ecmoe prepare`");

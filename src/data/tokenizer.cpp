@@ -4,6 +4,7 @@
 #include <sentencepiece_processor.h>
 
 #include "core/error.h"
+#include "io/input_file.h"
 
 namespace ecmoe::data {
 
@@ -15,6 +16,7 @@ Tokenizer::~Tokenizer() = default;
 Tokenizer Tokenizer::load(const std::string& path) {
   Tokenizer t;
   t.path_ = path;
+  require_regular_file(path, "tokenizer");  // a FIFO, device or folder would hang or crash Load
   const auto status = t.sp_->Load(path);
   ECMOE_CHECK(status.ok(), "cannot load tokenizer ", path, ": ", status.ToString());
   const auto& sp = *t.sp_;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -10,6 +9,8 @@
 #include "data/fetch.h"
 #include "finetune/glue_tsv.h"
 #include "finetune/task_formats.h"
+#include "io/input_file.h"
+#include "io/json_input.h"
 
 namespace fs = std::filesystem;
 
@@ -24,13 +25,7 @@ constexpr const char* kPatternDoc = "/usr/share/doc/python3-pattern/test/corpora
 // Split seeds: fixed per task, independent of the fine-tuning seed.
 constexpr uint64_t kPolaritySeed = 101, kReviewsSeed = 102, kSpamSeed = 103, kSupersenseSeed = 104;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ECMOE_CHECK(in.good(), "cannot read ", path);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
+std::string read_file(const std::string& path) { return read_input_file(path, "task file"); }
 
 std::string pattern_corpora(const TaskSourceOptions& options) {
   if (!options.pattern_corpora.empty()) return options.pattern_corpora;
@@ -91,12 +86,7 @@ TaskData spam_task(const std::string& data_folder) {
                 group.string(), " (expected *ham* or spam*)");
     for (const fs::path& file : sorted_entries(group.string(), false)) {
       if (file.extension() != ".json") continue;
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(read_file(file.string()));
-      } catch (const nlohmann::json::exception& e) {
-        fail(file.string(), ": not valid JSON: ", e.what());
-      }
+      const nlohmann::json j = parse_json(read_file(file.string()), file.string());
       ECMOE_CHECK(j.contains("text") && j["text"].is_string(), file.string(),
                   ": no string field \"text\"");
       const auto body = email_body(j["text"].get<std::string>());

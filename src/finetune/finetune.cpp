@@ -33,18 +33,7 @@ constexpr uint64_t kOrderStream = uint64_t(1) << 40;  // + epoch
 // The tokenizer the encoder was trained with: another one would give its embeddings other
 // meanings, so the file's checksum must be the one the checkpoint recorded.
 data::Tokenizer load_matching_tokenizer(const FinetuneConfig& config, const Checkpoint& ck) {
-  const std::string path = config.tokenizer.empty() ? ck.data().tokenizer : config.tokenizer;
-  ECMOE_CHECK(fs::exists(path), "tokenizer ", path, " of checkpoint ", ck.path(),
-              " does not exist (run from the folder the model was trained in, or pass "
-              "--set tokenizer=PATH)");
-  const std::string sum = data::checksum_to_string(data::checksum_file(path));
-  ECMOE_CHECK(sum == ck.data().tokenizer_checksum, "tokenizer ", path, " (", sum,
-              ") is not the one checkpoint ", ck.path(), " was trained with (",
-              ck.data().tokenizer_checksum, ")");
-  data::Tokenizer tokenizer = data::Tokenizer::load(path);
-  ECMOE_CHECK(tokenizer.vocab_size() == ck.config().model.vocab_size, "tokenizer ", path, " has ",
-              tokenizer.vocab_size(), " pieces but the model ", ck.config().model.vocab_size);
-  return tokenizer;
+  return load_checkpoint_tokenizer(ck, config.tokenizer, "--set tokenizer=PATH");
 }
 
 // Training order: each epoch is a fresh permutation of the split (Rng(seed, epoch) keys), cut

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "io/json_input.h"
 
 namespace ecmoe::finetune {
 
@@ -72,22 +73,24 @@ struct Reader {
     if (!json.contains(key)) return;
     const ConfigJson& j = json[key];
     if constexpr (std::is_same_v<T, std::string>) {
-      ECMOE_CHECK(j.is_string(), "finetune config: ", key, " must be a string, got ", j.dump());
+      ECMOE_CHECK(j.is_string(), "finetune config: ", key, " must be a string, got ",
+                  json_excerpt(j));
       value = j.get<std::string>();
     } else if constexpr (std::is_floating_point_v<T>) {
-      ECMOE_CHECK(j.is_number(), "finetune config: ", key, " must be a number, got ", j.dump());
+      ECMOE_CHECK(j.is_number(), "finetune config: ", key, " must be a number, got ",
+                  json_excerpt(j));
       value = T(j.get<double>());
     } else if constexpr (std::is_unsigned_v<T>) {
       ECMOE_CHECK(j.is_number_unsigned(), "finetune config: ", key,
-                  " must be a non-negative integer, got ", j.dump());
+                  " must be a non-negative integer, got ", json_excerpt(j));
       value = j.get<T>();
     } else {
       ECMOE_CHECK(j.is_number_integer(), "finetune config: ", key, " must be an integer, got ",
-                  j.dump());
+                  json_excerpt(j));
       const int64_t x = j.get<int64_t>();
       ECMOE_CHECK(x >= int64_t(std::numeric_limits<T>::min()) &&
                       x <= int64_t(std::numeric_limits<T>::max()),
-                  "finetune config: ", key, " is out of range: ", j.dump());
+                  "finetune config: ", key, " is out of range: ", json_excerpt(j));
       value = T(x);
     }
   }

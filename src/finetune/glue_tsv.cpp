@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "io/input_file.h"
 
 namespace ecmoe::finetune {
 
@@ -74,6 +75,7 @@ const GlueLayout& glue_layout(const std::string& name) {
 }
 
 std::vector<Example> read_glue_tsv(const std::string& path, const GlueLayout& layout) {
+  require_regular_file(path, "GLUE " + layout.name + " file");
   std::ifstream in(path, std::ios::binary);
   ECMOE_CHECK(in.good(), "cannot read ", path, " (GLUE ", layout.name, ")");
   std::string line;

@@ -17,6 +17,8 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/input_file.h"
+#include "io/json_input.h"
 
 namespace ecmoe {
 
@@ -196,7 +198,8 @@ SafetensorsFile::~SafetensorsFile() {
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   SafetensorsFile file;
   file.path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  require_regular_file(path, "safetensors file");  // a FIFO would block the open below
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) fail("cannot open '", path, "': ", std::strerror(errno));
   struct stat st;
   if (::fstat(fd, &st) != 0) {
@@ -242,28 +245,11 @@ void SafetensorsFile::parse_header(uint64_t header_len) {
   data_ = map_ + 8 + header_len;
   data_size_ = after - header_len;
 
-  // nlohmann keeps the last of duplicate keys silently, so the parse callback tracks the keys of
-  // every open object. It also bounds the nesting depth: a valid header is 3 levels deep, and a
-  // crafted one must not make the parser build a huge tree.
-  std::vector<std::set<std::string>> open_objects;
-  auto callback = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if (depth > 3) bad("header nests deeper than a safetensors header can");
-    if (event == E::object_start) open_objects.emplace_back();
-    if (event == E::object_end) open_objects.pop_back();
-    if (event == E::key && !open_objects.back().insert(parsed.get<std::string>()).second) {
-      if (depth == 1) bad("duplicate tensor name '", parsed.get<std::string>(), "'");
-      bad("duplicate key '", parsed.get<std::string>(), "' in the header");
-    }
-    return true;
-  };
+  // A valid header is 3 levels deep (header, tensor entry, shape); keys are unique at every level.
   const char* text = reinterpret_cast<const char*>(map_ + 8);
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text, text + header_len, callback);
-  } catch (const nlohmann::json::exception& e) {
-    bad("header is not valid JSON (", one_line(e.what()), ")");
-  }
+  const nlohmann::json header =
+      parse_json(std::string_view(text, header_len),
+                 "corrupt safetensors file '" + path_ + "': header", {.max_depth = 3});
   if (!header.is_object()) bad("header is not a JSON object");
 
   for (const auto& [name, entry] : header.items()) {

@@ -1,11 +1,18 @@
 #include "train/checkpoint.h"
 
+#include <cstdio>
+#include <filesystem>
 #include <map>
 #include <set>
 
 #include "core/error.h"
 #include "data/checksum.h"
+#include "io/input_file.h"
+#include "io/json_input.h"
 #include "train/config_overrides.h"
+#include "train/nonfinite.h"
+
+namespace fs = std::filesystem;
 
 namespace ecmoe {
 
@@ -47,7 +54,48 @@ int64_t parse_int(const std::string& text, const std::string& what, const std::s
   fail("checkpoint '", path, "': metadata ", what, " is not an integer: '", text, "'");
 }
 
+// Parameters or optimizer moments holding NaN or inf: a checkpoint with a valid checksum can still
+// carry them (a run saved after it diverged, a hand-made file); evaluating them prints "loss nan".
+void require_finite(const FlatBuffer& buffer, const std::string& what, const std::string& path) {
+  if (const auto bad = first_nonfinite(buffer))
+    fail("checkpoint '", path, "' holds a non-finite ", what, ": ", describe(*bad));
+}
+
+// A path the checkpoint recorded (relative to the directory training ran in): as is when it
+// exists from here, else found relative to the checkpoint's folder or a folder above it (the run
+// folder usually sits inside the directory training ran in); as is when neither exists.
+std::string resolve_recorded_path(const std::string& recorded, const std::string& checkpoint) {
+  std::error_code ec;
+  if (recorded.empty() || fs::path(recorded).is_absolute() || fs::exists(recorded, ec))
+    return recorded;
+  const fs::path start = fs::absolute(checkpoint, ec).parent_path();
+  if (ec) return recorded;
+  for (fs::path dir = start; !dir.empty(); dir = dir.parent_path()) {
+    if (fs::exists(dir / recorded, ec)) return (dir / recorded).lexically_normal().string();
+    if (dir == dir.root_path()) break;
+  }
+  return recorded;
+}
+
 }  // namespace
+
+std::string metadata_checksum(const Metadata& metadata) {
+  // Each key and value with its length before it (8 bytes, little-endian), in key order, so that
+  // no two different metadata give the same byte stream.
+  data::Fnv1a64 hash;
+  auto add = [&](const std::string& s) {
+    uint8_t length[8];
+    for (int i = 0; i < 8; ++i) length[i] = uint8_t(uint64_t(s.size()) >> (8 * i));
+    hash.update(length, sizeof(length));
+    hash.update(s.data(), s.size());
+  };
+  for (const auto& [key, value] : metadata) {
+    if (key == kMetadataChecksumKey) continue;
+    add(key);
+    add(value);
+  }
+  return data::checksum_to_string(hash.value());
+}
 
 DataReference data_reference(const std::string& dir, const data::TokenDataset& dataset) {
   const auto& m = dataset.manifest();
@@ -113,10 +161,12 @@ void save_checkpoint(const std::string& path, const TrainConfig& config, const D
       {"data.vocab_size", std::to_string(data.vocab_size)},
       {"tensor_checksum", data::checksum_to_string(hash.value())},
   };
+  metadata[kMetadataChecksumKey] = metadata_checksum(metadata);
   save_safetensors_streamed(path, sources, metadata);
 }
 
 Checkpoint Checkpoint::open(const std::string& path) {
+  require_regular_file(path, "checkpoint");
   Checkpoint c(SafetensorsFile::open(path));
   const Metadata& m = c.file_.metadata();
   const auto format = m.find("format");
@@ -124,8 +174,24 @@ Checkpoint Checkpoint::open(const std::string& path) {
               "' is not an ecmoe training checkpoint (its metadata has no format \"",
               kCheckpointFormat, "\")");
   const int64_t version = parse_int(meta(m, "format_version", path), "format_version", path);
-  ECMOE_CHECK(version == kCheckpointFormatVersion, "checkpoint '", path, "' has format version ",
-              version, "; this build reads version ", kCheckpointFormatVersion);
+  ECMOE_CHECK(version == kCheckpointFormatVersion || version == 1, "checkpoint '", path,
+              "' has format version ", version, "; this build reads versions 1 and ",
+              kCheckpointFormatVersion);
+  // Version 2 covers the metadata (config included) by a checksum; version 1 files predate it and
+  // are read with a warning. A version-1 file that has the key anyway is checked all the same.
+  const auto stored = m.find(kMetadataChecksumKey);
+  if (stored != m.end() || version >= 2) {
+    ECMOE_CHECK(stored != m.end(), "checkpoint '", path, "' is damaged: its metadata has no ",
+                kMetadataChecksumKey);
+    ECMOE_CHECK(stored->second == metadata_checksum(m), "checkpoint '", path,
+                "' is damaged: its metadata (config included) does not match the ",
+                kMetadataChecksumKey, " in its header");
+  } else {
+    std::fprintf(stderr,
+                 "ecmoe: warning: checkpoint '%s' is format version 1, written before metadata "
+                 "checksums: its config and data references are not verified\n",
+                 path.c_str());
+  }
 
   data::Fnv1a64 hash;
   for (const TensorInfo& t : c.file_.tensors()) {
@@ -136,11 +202,11 @@ Checkpoint Checkpoint::open(const std::string& path) {
               "checkpoint '", path,
               "' is damaged: its tensor data does not match the checksum in its header");
 
+  const ConfigJson config_json =
+      parse_ordered_json(meta(m, "config", path), "checkpoint '" + path + "': its config metadata");
   try {
-    c.config_ = config_from_json(ConfigJson::parse(meta(m, "config", path)));
+    c.config_ = config_from_json(config_json);
     c.config_.validate();
-  } catch (const nlohmann::json::exception& e) {
-    fail("checkpoint '", path, "': its config metadata is not valid JSON (", e.what(), ")");
   } catch (const Error& e) {
     fail("checkpoint '", path, "': its config metadata is unusable: ", e.what());
   }
@@ -159,6 +225,7 @@ void Checkpoint::load_params(FlatBuffer& params) const {
   load_flat_buffers(file_, {{"", &params}},
                     {.other_tensors = kBookkeeping,
                      .ignored_prefixes = {"adam_m.", "adam_v.", kRouterStatePrefix}});
+  require_finite(params, "parameter", path());
 }
 
 bool Checkpoint::load_router_state(FlatBuffer& state) const {
@@ -185,6 +252,9 @@ void Checkpoint::load_training_state(FlatBuffer& params, AdamW& adam, TrainState
   file_.read_i64(kAdamStepTensor, &adam_step, {});
   ECMOE_CHECK(adam_step == state_.step, "checkpoint '", path(), "': optimizer step ", adam_step,
               " differs from training step ", state_.step);
+  require_finite(params, "parameter", path());
+  require_finite(adam.m(), "optimizer moment (adam_m.)", path());
+  require_finite(adam.v(), "optimizer moment (adam_v.)", path());
   adam.set_step_count(adam_step);
   state = state_;
 }
@@ -196,9 +266,10 @@ void check_resume_config(const Checkpoint& checkpoint, const TrainConfig& run) {
   for (const auto& [key, value] : flatten_config(config_to_json(checkpoint.config()))) {
     const auto it = now.find(key);
     if (kResumeMayChange.count(key) || (it != now.end() && it->second == value)) continue;
-    differences += (differences.empty() ? "" : "; ") + key + " is " + value.dump() +
+    differences += (differences.empty() ? "" : "; ") + key + " is " + json_excerpt(value) +
                    " in the checkpoint, " +
-                   (it == now.end() ? std::string("unknown") : it->second.dump()) + " in this run";
+                   (it == now.end() ? std::string("unknown") : json_excerpt(it->second)) +
+                   " in this run";
   }
   std::string may_change;
   for (const auto& k : kResumeMayChange) may_change += (may_change.empty() ? "" : ", ") + k;
@@ -214,6 +285,39 @@ void check_same_data(const Checkpoint& checkpoint, const DataReference& run) {
       "checkpoint '", checkpoint.path(), "' was trained on data with tokenizer ",
       saved.tokenizer_checksum, " (vocab ", saved.vocab_size, ", from ", saved.dir, "), but ",
       run.dir, " has tokenizer ", run.tokenizer_checksum, " (vocab ", run.vocab_size, ")");
+}
+
+std::string checkpoint_data_dir(const Checkpoint& checkpoint, const std::string& given) {
+  if (!given.empty()) return given;
+  const std::string recorded = checkpoint.config().data.dir;
+  const std::string dir = resolve_recorded_path(recorded, checkpoint.path());
+  std::error_code ec;
+  ECMOE_CHECK(fs::is_directory(dir, ec), "the data folder ", recorded, " recorded in checkpoint '",
+              checkpoint.path(),
+              "' is not found here nor beside the checkpoint: pass --data DIR (a folder from "
+              "`ecmoe prepare` with the same tokenizer)");
+  return dir;
+}
+
+data::Tokenizer load_checkpoint_tokenizer(const Checkpoint& checkpoint, const std::string& given,
+                                          const std::string& option) {
+  const DataReference& saved = checkpoint.data();
+  const std::string path =
+      given.empty() ? resolve_recorded_path(saved.tokenizer, checkpoint.path()) : given;
+  std::error_code ec;
+  ECMOE_CHECK(!given.empty() || fs::exists(path, ec), "the tokenizer ", saved.tokenizer,
+              " recorded in checkpoint '", checkpoint.path(),
+              "' is not found here nor beside the checkpoint: pass ", option);
+  require_regular_file(path, "tokenizer");
+  const std::string sum = data::checksum_to_string(data::checksum_file(path));
+  ECMOE_CHECK(sum == saved.tokenizer_checksum, "tokenizer ", path, " (", sum,
+              ") is not the one checkpoint '", checkpoint.path(), "' was trained with (",
+              saved.tokenizer_checksum, ")");
+  data::Tokenizer tokenizer = data::Tokenizer::load(path);
+  ECMOE_CHECK(tokenizer.vocab_size() == checkpoint.config().model.vocab_size, "tokenizer ", path,
+              " has ", tokenizer.vocab_size(), " pieces but the model of checkpoint '",
+              checkpoint.path(), "' has ", checkpoint.config().model.vocab_size);
+  return tokenizer;
 }
 
 }  // namespace ecmoe

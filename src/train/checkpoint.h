@@ -9,6 +9,7 @@
 #include <string>
 
 #include "data/token_dataset.h"
+#include "data/tokenizer.h"
 #include "dist/comm.h"
 #include "io/safetensors.h"
 #include "optim/adamw.h"
@@ -17,7 +18,10 @@
 namespace ecmoe {
 
 inline constexpr const char* kCheckpointFormat = "ecmoe-train-checkpoint";
-inline constexpr int kCheckpointFormatVersion = 1;
+// Version 2 added the metadata checksum; version 1 files are still read (with a warning).
+inline constexpr int kCheckpointFormatVersion = 2;
+// Metadata key of the checksum over all other metadata (metadata_checksum below).
+inline constexpr const char* kMetadataChecksumKey = "metadata_checksum";
 inline constexpr const char* kCheckpointFile = "checkpoint.safetensors";
 
 // Which data a run was trained on: its tokenizer decides what the ids mean.
@@ -29,6 +33,10 @@ struct DataReference {
   int vocab_size = 0;
 };
 DataReference data_reference(const std::string& dir, const data::TokenDataset& dataset);
+
+// "fnv1a64:<16 hex>" over every metadata entry but kMetadataChecksumKey, in key order, each key
+// and value preceded by its byte length as 8 little-endian bytes (docs/checkpoint-format.md).
+std::string metadata_checksum(const Metadata& metadata);
 
 struct TrainState {
   int64_t step = 0;         // updates done
@@ -46,8 +54,8 @@ void save_checkpoint(const std::string& path, const TrainConfig& config, const D
 
 class Checkpoint {
  public:
-  // Opens and validates: safetensors structure, format and version, data checksum, config. Every
-  // problem is an ecmoe::Error naming the file.
+  // Opens and validates: a regular file, safetensors structure, format and version, metadata and
+  // data checksums, config. Every problem is an ecmoe::Error naming the file.
   static Checkpoint open(const std::string& path);
 
   const std::string& path() const { return file_.path(); }
@@ -58,12 +66,14 @@ class Checkpoint {
   const TrainState& state() const { return state_; }
 
   // Parameters only (evaluation); the optimizer state is skipped. Buffers of a table with expert
-  // shards take their own rows of each expert tensor, so any number of ranks can load.
+  // shards take their own rows of each expert tensor, so any number of ranks can load. A NaN or
+  // inf in them is an error naming the first such tensor.
   void load_params(FlatBuffer& params) const;
   // The router state ("state." tensors). False, leaving the buffer as it was, when the file has
   // none of them (a checkpoint from before they existed); a partial or misshapen set is an error.
   bool load_router_state(FlatBuffer& state) const;
-  // Everything a resumed run needs (the router state separately, above).
+  // Everything a resumed run needs (the router state separately, above); parameters and moments
+  // must be finite.
   void load_training_state(FlatBuffer& params, AdamW& adam, TrainState& state) const;
 
  private:
@@ -81,5 +91,17 @@ void check_resume_config(const Checkpoint& checkpoint, const TrainConfig& run);
 // Resuming or evaluating needs the same data (same tokenizer and vocabulary), wherever it lives
 // now: other ids would mean other tokens.
 void check_same_data(const Checkpoint& checkpoint, const DataReference& run);
+
+// Paths recorded in a checkpoint are relative to the directory training ran in. These find them
+// from anywhere: as recorded when that exists from the current directory, else relative to the
+// checkpoint's folder or a folder above it; otherwise the error names the option to pass.
+// The data folder: `given` (from --data) when not empty, else the recorded one.
+std::string checkpoint_data_dir(const Checkpoint& checkpoint, const std::string& given);
+// The tokenizer the checkpoint was trained with: `given` (from `option`, e.g. "--tokenizer PATH")
+// when not empty, else the recorded one. Its file checksum must be the recorded one (another
+// tokenizer with as many pieces would give the ids other meanings) and its size the model's
+// vocabulary.
+data::Tokenizer load_checkpoint_tokenizer(const Checkpoint& checkpoint, const std::string& given,
+                                          const std::string& option);
 
 }  // namespace ecmoe

@@ -8,6 +8,8 @@
 #include <set>
 
 #include "core/error.h"
+#include "io/input_file.h"
+#include "io/json_input.h"
 #include "moe/moe_config.h"
 
 namespace fs = std::filesystem;
@@ -176,14 +178,8 @@ std::string resolve_config_path(const std::string& name_or_path) {
 }
 
 ConfigJson read_config_file(const std::string& path) {
-  std::ifstream in(path);
-  ECMOE_CHECK(in.good(), "cannot read config file ", path);
-  ConfigJson json;
-  try {
-    json = ConfigJson::parse(in, nullptr, true, /*ignore_comments=*/true);
-  } catch (const nlohmann::json::exception& e) {
-    fail("config file ", path, " is not valid JSON (", e.what(), ")");
-  }
+  const ConfigJson json = parse_ordered_json(read_input_file(path, "config file"),
+                                             "config file " + path, {.ignore_comments = true});
   try {
     return config_to_json(config_from_json(json));
   } catch (const Error& e) {

@@ -7,6 +7,8 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/input_file.h"
+#include "io/json_input.h"
 
 namespace ecmoe {
 
@@ -59,10 +61,14 @@ MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) : pat
     std::ostringstream kept;
     std::string line;
     while (std::getline(in, line)) {
-      MetricsJson j = MetricsJson::parse(line, nullptr, /*allow_exceptions=*/false);
       // A torn last line (the run was killed mid-write) is not valid JSON: drop it too.
-      if (j.is_discarded() || !j.contains("step") || j["step"].get<int64_t>() > keep_through_step)
+      MetricsJson j;
+      try {
+        j = parse_ordered_json(line, path);
+      } catch (const Error&) {
         continue;
+      }
+      if (!j.contains("step") || j["step"].get<int64_t>() > keep_through_step) continue;
       kept << line << '\n';
     }
     write_file_atomically(path, kept.str());

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "io/json_input.h"
 
 namespace ecmoe {
 
@@ -179,32 +180,34 @@ class Reader {
     const ConfigJson& j = cur_->at(key);
     const std::string name = path(key);
     if constexpr (std::is_same_v<T, bool>) {
-      ECMOE_CHECK(j.is_boolean(), "config: ", name, " must be true or false, got ", j.dump());
+      ECMOE_CHECK(j.is_boolean(), "config: ", name, " must be true or false, got ",
+                  json_excerpt(j));
       value = j.get<bool>();
     } else if constexpr (std::is_same_v<T, std::string>) {
-      ECMOE_CHECK(j.is_string(), "config: ", name, " must be a string, got ", j.dump());
+      ECMOE_CHECK(j.is_string(), "config: ", name, " must be a string, got ", json_excerpt(j));
       value = j.get<std::string>();
     } else if constexpr (std::is_floating_point_v<T>) {
-      ECMOE_CHECK(j.is_number(), "config: ", name, " must be a number, got ", j.dump());
+      ECMOE_CHECK(j.is_number(), "config: ", name, " must be a number, got ", json_excerpt(j));
       value = T(j.get<double>());
-      ECMOE_CHECK(std::isfinite(value), "config: ", name, " must be finite, got ", j.dump());
+      ECMOE_CHECK(std::isfinite(value), "config: ", name, " must be finite, got ", json_excerpt(j));
     } else {
       static_assert(std::is_integral_v<T>);
-      ECMOE_CHECK(j.is_number_integer(), "config: ", name, " must be an integer, got ", j.dump());
+      ECMOE_CHECK(j.is_number_integer(), "config: ", name, " must be an integer, got ",
+                  json_excerpt(j));
       if (j.is_number_unsigned()) {
         const uint64_t u = j.get<uint64_t>();
         ECMOE_CHECK(u <= uint64_t(std::numeric_limits<T>::max()), "config: ", name,
-                    " is out of range: ", j.dump());
+                    " is out of range: ", json_excerpt(j));
         value = T(u);
       } else {
         const int64_t s = j.get<int64_t>();
         // Unsigned fields take non-negative signed values too (`--set seeds.init=1` parses as
         // a signed integer).
-        const bool in_range = std::is_signed_v<T>
-                                  ? s >= int64_t(std::numeric_limits<T>::min()) &&
-                                        s <= int64_t(std::numeric_limits<T>::max())
-                                  : s >= 0 && uint64_t(s) <= uint64_t(std::numeric_limits<T>::max());
-        ECMOE_CHECK(in_range, "config: ", name, " is out of range: ", j.dump());
+        const bool in_range =
+            std::is_signed_v<T> ? s >= int64_t(std::numeric_limits<T>::min()) &&
+                                      s <= int64_t(std::numeric_limits<T>::max())
+                                : s >= 0 && uint64_t(s) <= uint64_t(std::numeric_limits<T>::max());
+        ECMOE_CHECK(in_range, "config: ", name, " is out of range: ", json_excerpt(j));
         value = T(s);
       }
     }
@@ -214,7 +217,7 @@ class Reader {
     seen_.back().insert(key);
     if (!cur_->contains(key)) return;
     const ConfigJson& j = cur_->at(key);
-    ECMOE_CHECK(j.is_string(), "config: ", path(key), " must be a string, got ", j.dump());
+    ECMOE_CHECK(j.is_string(), "config: ", path(key), " must be a string, got ", json_excerpt(j));
     try {
       e.value = e.parse(j.get<std::string>());
     } catch (const Error& err) {

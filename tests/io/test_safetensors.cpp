@@ -205,10 +205,10 @@ TEST_F(Safetensors, RejectsCorruption) {
       raw_file("{" + a8 + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}})", 20),
       "gap of 4 bytes in the data buffer before tensor 'b'");
   expect_rejected(raw_file("{" + a8 + "}", 12), "4 bytes after the last tensor");
-  expect_rejected(raw_file("{" + a8 + "," + a8 + "}", 8), "duplicate tensor name 'a'");
+  expect_rejected(raw_file("{" + a8 + "," + a8 + "}", 8), "has the key 'a' twice");
   expect_rejected(
       raw_file(R"({"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8),
-      "duplicate key 'dtype'");
+      "has the key 'dtype' twice");
   expect_rejected(
       raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}})", 8),
       "unknown field 'extra'");
@@ -260,7 +260,7 @@ TEST_F(Safetensors, OpenMissingFileNamesIt) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(path_), std::string::npos);
-    EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("does not exist"), std::string::npos);
   }
   EXPECT_THROW(SafetensorsFile::open(dir_.string()), Error);  // a directory
 }

@@ -202,7 +202,7 @@ TEST_F(Training, CheckpointMetadata) {
   EXPECT_EQ(ck.data().tokenizer_checksum.rfind("fnv1a64:", 0), 0u);
   const auto& m = ck.metadata();
   EXPECT_EQ(m.at("format"), "ecmoe-train-checkpoint");
-  EXPECT_EQ(m.at("format_version"), "1");
+  EXPECT_EQ(m.at("format_version"), "2");
   EXPECT_EQ(m.at("ecmoe_version"), ECMOE_VERSION);
   EXPECT_EQ(m.at("step"), "2");
   const auto file = SafetensorsFile::open(ck.path());
