@@ -178,6 +178,10 @@ std::string resolve_config_path(const std::string& name_or_path) {
 ConfigJson read_config_file(const std::string& path) {
   std::ifstream in(path);
   ECMOE_CHECK(in.good(), "cannot read config file ", path);
+  return read_config(in, path);
+}
+
+ConfigJson read_config(std::istream& in, const std::string& path) {
   ConfigJson json;
   try {
     json = ConfigJson::parse(in, nullptr, true, /*ignore_comments=*/true);
