@@ -31,10 +31,19 @@ for t in "${targets[@]}"; do
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   cp tests/fuzz/corpus/"$t"/* "$work"/
-  if [[ -d tests/fuzz/regressions/$t ]]; then cp tests/fuzz/regressions/"$t"/* "$work"/; fi
   findings="$build_dir/findings/$t"
   mkdir -p "$findings"
   log="$build_dir/fuzz-$t.log"
+  # Past findings first, each run once whole (a fuzzing run would truncate them to -max_len).
+  if compgen -G "tests/fuzz/regressions/$t/*" >/dev/null; then
+    if ! "$build_dir/tests/fuzz/fuzz_$t" -timeout=10 -rss_limit_mb=2048 \
+        tests/fuzz/regressions/"$t"/* >"$log.regressions" 2>&1; then
+      echo "  $t: a regression input fails (tests/fuzz/regressions/$t/); the report ends:"
+      grep -E 'Running:|ERROR|SUMMARY|runtime error|terminate|what\(\)' "$log.regressions" |
+        tail -8 | sed 's/^/    /'
+      failed+=("$t (regressions)")
+    fi
+  fi
   echo "fuzzing $t for ${seconds} s (log: $log)"
   status=0
   "$build_dir/tests/fuzz/fuzz_$t" "$work" -dict="tests/fuzz/$t.dict" \
