@@ -35,15 +35,16 @@ for t in "${targets[@]}"; do
   mkdir -p "$findings"
   log="$build_dir/fuzz-$t.log"
   # Past findings first, each run once whole (a fuzzing run would truncate them to -max_len).
-  if compgen -G "tests/fuzz/regressions/$t/*" >/dev/null; then
-    if ! "$build_dir/tests/fuzz/fuzz_$t" -timeout=10 -rss_limit_mb=2048 \
-        tests/fuzz/regressions/"$t"/* >"$log.regressions" 2>&1; then
-      echo "  $t: a regression input fails (tests/fuzz/regressions/$t/); the report ends:"
-      grep -E 'Running:|ERROR|SUMMARY|runtime error|terminate|what\(\)' "$log.regressions" |
-        tail -8 | sed 's/^/    /'
-      failed+=("$t (regressions)")
+  for input in tests/fuzz/regressions/"$t"/*; do
+    [[ -f "$input" ]] || continue
+    if ! "$build_dir/tests/fuzz/fuzz_$t" -timeout=10 -rss_limit_mb=2048 "$input" \
+        >"$log.regression" 2>&1; then
+      echo "  $t: regression input $input fails; the report ends:"
+      grep -E 'ERROR|SUMMARY|runtime error|what\(\)' "$log.regression" | tail -4 |
+        cut -c1-200 | sed 's/^/    /'
+      failed+=("$input")
     fi
-  fi
+  done
   echo "fuzzing $t for ${seconds} s (log: $log)"
   status=0
   "$build_dir/tests/fuzz/fuzz_$t" "$work" -dict="tests/fuzz/$t.dict" \
@@ -55,7 +56,8 @@ for t in "${targets[@]}"; do
        "${runs:-?} runs, ${rate:-?} exec/s"
   if ((status != 0)); then
     echo "  $t: FINDING (exit $status); the input is in $findings/, the report ends:"
-    grep -E 'ERROR|SUMMARY|runtime error|terminate|deadly|==[0-9]+==' "$log" | head -20 | sed 's/^/    /'
+    grep -E 'ERROR|SUMMARY|runtime error|what\(\)' "$log" | head -6 | cut -c1-200 |
+      sed 's/^/    /'
     failed+=("$t")
   fi
   rm -rf "$work"
