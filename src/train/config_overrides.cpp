@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include "core/error.h"
@@ -178,13 +179,13 @@ std::string resolve_config_path(const std::string& name_or_path) {
 ConfigJson read_config_file(const std::string& path) {
   std::ifstream in(path);
   ECMOE_CHECK(in.good(), "cannot read config file ", path);
-  return read_config(in, path);
+  return read_config_text(std::string(std::istreambuf_iterator<char>(in), {}), path);
 }
 
-ConfigJson read_config(std::istream& in, const std::string& path) {
+ConfigJson read_config_text(const std::string& text, const std::string& path) {
   ConfigJson json;
   try {
-    json = ConfigJson::parse(in, nullptr, true, /*ignore_comments=*/true);
+    json = ConfigJson::parse(text, nullptr, true, /*ignore_comments=*/true);
   } catch (const nlohmann::json::exception& e) {
     fail("config file ", path, " is not valid JSON (", e.what(), ")");
   }

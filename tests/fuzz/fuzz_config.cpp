@@ -1,5 +1,5 @@
 // Fuzz target: a config file's text and `--set` overrides through what `ecmoe train` does with
-// them (read_config, apply_overrides, config_from_json, validate, then config_to_json().dump()
+// them (read_config_text, apply_overrides, config_from_json, validate, then config_to_json().dump()
 // as written to config.json and the checkpoint), and the text as a checkpoint's config metadata
 // (Checkpoint::open: ConfigJson::parse, config_from_json, validate). Input: the config text, then
 // optionally NUL-separated KEY=VALUE overrides. Rejections are ecmoe::Error (and nlohmann's
@@ -8,7 +8,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -20,8 +19,7 @@ namespace {
 
 // As `ecmoe train --config FILE --set ...` reads its config.
 void train_cli_path(const std::string& text, const std::vector<std::string>& sets) {
-  std::istringstream in(text);
-  ecmoe::ConfigJson json = ecmoe::read_config(in, "fuzz.json");
+  ecmoe::ConfigJson json = ecmoe::read_config_text(text, "fuzz.json");
   ecmoe::apply_overrides(json, sets);
   const ecmoe::TrainConfig config = ecmoe::config_from_json(json);
   config.validate();
