@@ -5,7 +5,8 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config git libdnnl-dev libomp-dev nlohmann-json3-dev
           libcli11-dev libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev
-          python3 nodejs npm bible-kjv python3-pattern gnuplot-nox libopenmpi-dev openmpi-bin)
+          python3 nodejs npm bible-kjv python3-pattern gnuplot-nox libopenmpi-dev openmpi-bin
+          clang libclang-rt-14-dev)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3-torch)
 fi

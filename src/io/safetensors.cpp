@@ -178,9 +178,10 @@ SafetensorsFile::SafetensorsFile(SafetensorsFile&& other) noexcept { *this = std
 
 SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
   if (this != &other) {
-    if (map_) ::munmap(const_cast<std::byte*>(map_), map_size_);
+    unmap();
     path_ = std::move(other.path_);
     map_ = std::exchange(other.map_, nullptr);
+    owned_ = std::move(other.owned_);  // moving a vector keeps its bytes where map_ points
     map_size_ = std::exchange(other.map_size_, 0);
     data_ = std::exchange(other.data_, nullptr);
     data_size_ = std::exchange(other.data_size_, 0);
@@ -191,8 +192,10 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
   return *this;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(const_cast<std::byte*>(map_), map_size_);
+SafetensorsFile::~SafetensorsFile() { unmap(); }
+
+void SafetensorsFile::unmap() {
+  if (map_ && owned_.empty()) ::munmap(const_cast<std::byte*>(map_), map_size_);
 }
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
@@ -227,6 +230,22 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   file.map_ = static_cast<const std::byte*>(map);
   file.map_size_ = size;
 
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, file.map_, 8);
+  file.parse_header(header_len);
+  return file;
+}
+
+SafetensorsFile SafetensorsFile::from_bytes(const std::string& path,
+                                            std::span<const std::byte> bytes) {
+  SafetensorsFile file;
+  file.path_ = path;
+  if (bytes.size() < 8)
+    fail("corrupt safetensors file '", path, "': ", bytes.size(),
+         " bytes, too short for the 8-byte header length");
+  file.owned_.assign(bytes.begin(), bytes.end());
+  file.map_ = file.owned_.data();
+  file.map_size_ = file.owned_.size();
   uint64_t header_len = 0;
   std::memcpy(&header_len, file.map_, 8);
   file.parse_header(header_len);

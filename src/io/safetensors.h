@@ -72,6 +72,9 @@ struct TensorInfo {
 class SafetensorsFile {
  public:
   static SafetensorsFile open(const std::string& path);
+  // The same validation of a file's bytes already in memory (copied; `path` names them in
+  // errors), e.g. for the fuzz targets (tests/fuzz).
+  static SafetensorsFile from_bytes(const std::string& path, std::span<const std::byte> bytes);
   SafetensorsFile(SafetensorsFile&& other) noexcept;
   SafetensorsFile& operator=(SafetensorsFile&& other) noexcept;
   SafetensorsFile(const SafetensorsFile&) = delete;
@@ -104,9 +107,11 @@ class SafetensorsFile {
  private:
   SafetensorsFile() = default;
   void parse_header(uint64_t header_len);
+  void unmap();
 
   std::string path_;
-  const std::byte* map_ = nullptr;  // the whole file
+  const std::byte* map_ = nullptr;  // the whole file: mapped, or owned_'s bytes
+  std::vector<std::byte> owned_;    // from_bytes' copy (empty for a mapped file)
   std::size_t map_size_ = 0;
   const std::byte* data_ = nullptr;  // the data buffer, after the header
   std::size_t data_size_ = 0;

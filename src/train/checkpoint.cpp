@@ -135,8 +135,10 @@ void save_checkpoint(const std::string& path, const TrainConfig& config, const D
   for (const auto& [name, value] :
        {std::pair{kStepTensor, &state.step}, std::pair{kTokensTensor, &state.tokens_seen},
         std::pair{kAdamStepTensor, &adam_step}})
-    sources.push_back(
-        {name, DType::I64, {}, [value](const ByteSink& sink) { sink(value, sizeof(int64_t)); }});
+    // An init-capture: clang before 16 cannot capture a structured binding.
+    sources.push_back({name, DType::I64, {}, [value = value](const ByteSink& sink) {
+                         sink(value, sizeof(int64_t));
+                       }});
   // The checksum covers the bytes in file order, which is the data order Checkpoint::open walks.
   data::Fnv1a64 hash;
   for (const TensorSource& t : sources)

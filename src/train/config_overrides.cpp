@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include "core/error.h"
@@ -178,8 +179,12 @@ std::string resolve_config_path(const std::string& name_or_path) {
 }
 
 ConfigJson read_config_file(const std::string& path) {
-  const ConfigJson json = parse_ordered_json(read_input_file(path, "config file"),
-                                             "config file " + path, {.ignore_comments = true});
+  return read_config_text(read_input_file(path, "config file"), path);
+}
+
+ConfigJson read_config_text(const std::string& text, const std::string& path) {
+  const ConfigJson json =
+      parse_ordered_json(text, "config file " + path, {.ignore_comments = true});
   try {
     return config_to_json(config_from_json(json));
   } catch (const Error& e) {

@@ -32,6 +32,8 @@ std::string resolve_config_path(const std::string& name_or_path);
 // Reads a config file into a complete JSON: the file's keys over the defaults (strictly: an
 // unknown key or a wrongly typed value is an error naming the file and the key).
 ConfigJson read_config_file(const std::string& path);
+// The same from the file's text (`path` names it in errors), e.g. for fuzzing.
+ConfigJson read_config_text(const std::string& text, const std::string& path);
 
 // read_config_file(resolve_config_path(name)) with the overrides applied, parsed and validated.
 TrainConfig load_train_config(const std::string& name_or_path,
