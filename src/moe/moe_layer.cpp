@@ -6,6 +6,10 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/rng_streams.h"
+#include "moe/gate_backward.h"
+#include "moe/router_entropy.h"
+#include "moe/router_logits.h"
+#include "moe/softmax_rows.h"
 
 namespace ecmoe {
 

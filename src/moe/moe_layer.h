@@ -12,9 +12,9 @@
 #include "core/aligned.h"
 #include "core/tensor_table.h"
 #include "dist/comm.h"
+#include "moe/aux_losses.h"
 #include "moe/expert_ffn.h"
 #include "moe/moe_config.h"
-#include "moe/router_scores.h"
 #include "moe/routers.h"
 
 namespace ecmoe {

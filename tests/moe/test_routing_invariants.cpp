@@ -8,8 +8,9 @@
 #include "core/error.h"
 #include "moe/capped_solver.h"
 #include "moe/reference.h"
-#include "moe/router_scores.h"
 #include "moe/routers.h"
+#include "moe/routing_groups.h"
+#include "moe/softmax_rows.h"
 #include "moe_test_util.h"
 
 using namespace ecmoe;
