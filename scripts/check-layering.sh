@@ -46,11 +46,18 @@ for m in "${!allowed[@]}"; do
   [[ -d "$root/src/$m" ]] || violation "docs/layering.txt lists $m, which is no folder of src/"
 done
 
-# CMakeLists.txt: ecmoe_module(<m> DEPS ...) names exactly the listed modules.
+# CMakeLists.txt: ecmoe_module(<m> DEPS ...) names exactly the listed modules, each declared on
+# an earlier line (ecmoe_module skips a dependency that is not a target yet).
+declared=" "
 while IFS= read -r line; do
   [[ "$line" =~ ^ecmoe_module\(([a-z_]+)(.*)\)$ ]] || continue
   m="${BASH_REMATCH[1]}"
+  declared+="$m "
   [[ "${BASH_REMATCH[2]}" == *'${modules}'* ]] && continue  # cli: every module
+  for dep in $(grep -oE 'ecmoe_[a-z_]+' <<<"${BASH_REMATCH[2]}" | sed 's/^ecmoe_//' || true); do
+    [[ "$declared" == *" $dep "* ]] ||
+      violation "CMakeLists.txt: ecmoe_module($m) depends on $dep, declared later (so skipped)"
+  done
   deps="$(grep -oE 'ecmoe_[a-z_]+' <<<"${BASH_REMATCH[2]}" | sed 's/^ecmoe_//' | words || true)"
   [[ "$deps" == "${allowed[$m]-}" ]] ||
     violation "CMakeLists.txt: ecmoe_module($m) DEPS name {${deps% }}, docs/layering.txt {${allowed[$m]% }}"
