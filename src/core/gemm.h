@@ -32,8 +32,6 @@ void gemm_batch(std::span<const GemmProblem> problems);
 // One plain library call, threaded as the library chooses (not thread-count invariant): the
 // library's own speed at a shape, for benchmarks.
 void gemm_library_direct(const GemmProblem& p);
-// Slow, obvious reference (double accumulation) for tests.
-void gemm_reference(const GemmProblem& p);
 
 struct GemmBackendInfo {
   std::string library;  // e.g. "oneDNN 2.6.3"

@@ -1,4 +1,4 @@
-// FNV-1a 64: xor each byte into the state, then multiply by the FNV prime.
+// Checksums of files and their text form, over core/fnv1a.h.
 #include "data/checksum.h"
 
 #include <cstdio>
@@ -8,22 +8,6 @@
 #include "core/error.h"
 
 namespace ecmoe::data {
-
-void Fnv1a64::update(const void* data, std::size_t bytes) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  uint64_t h = state_;
-  for (std::size_t i = 0; i < bytes; ++i) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL;
-  }
-  state_ = h;
-}
-
-uint64_t fnv1a64(std::string_view bytes) {
-  Fnv1a64 h;
-  h.update(bytes);
-  return h.value();
-}
 
 uint64_t checksum_file(const std::string& path) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);

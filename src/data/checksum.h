@@ -7,19 +7,13 @@
 #include <string>
 #include <string_view>
 
+#include "core/fnv1a.h"
+
 namespace ecmoe::data {
 
-class Fnv1a64 {
- public:
-  void update(const void* data, std::size_t bytes);
-  void update(std::string_view text) { update(text.data(), text.size()); }
-  uint64_t value() const { return state_; }
-
- private:
-  uint64_t state_ = 0xcbf29ce484222325ULL;
-};
-
-uint64_t fnv1a64(std::string_view bytes);
+// The hash itself lives in core (core/fnv1a.h); these names keep data:: callers unchanged.
+using ecmoe::Fnv1a64;
+using ecmoe::fnv1a64;
 
 // Checksum of a whole file; throws ecmoe::Error if it cannot be read.
 uint64_t checksum_file(const std::string& path);

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/fnv1a.h"
 #include "core/timer.h"
 
 namespace ecmoe::dist {
@@ -245,13 +246,6 @@ MpiSession::~MpiSession() {
   if (initialised_) MPI_Finalize();
 }
 
-uint64_t fingerprint(const std::string& bytes) {
-  uint64_t h = 1469598103934665603ULL;
-  for (const unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
+uint64_t fingerprint(const std::string& bytes) { return fnv1a64(bytes); }
 
 }  // namespace ecmoe::dist

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/rng_streams.h"
 #include "core/timer.h"
 #include "data/checksum.h"
 #include "data/tokenizer.h"
@@ -26,9 +27,9 @@ namespace ecmoe::finetune {
 namespace {
 
 // Streams of Rng(config.seed, ·): disjoint uses of the one seed.
-constexpr uint64_t kHeadInitStream = 1;
-constexpr uint64_t kNoiseStream = 2;
-constexpr uint64_t kOrderStream = uint64_t(1) << 40;  // + epoch
+constexpr uint64_t kHeadInitStream = streams::kFinetuneHeadInit;
+constexpr uint64_t kNoiseStream = streams::kFinetuneJitter;
+constexpr uint64_t kOrderStream = streams::kFinetuneOrder;  // + 2·epoch (+ 1)
 
 // The tokenizer the encoder was trained with: another one would give its embeddings other
 // meanings, so the file's checksum must be the one the checkpoint recorded.

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/rng_streams.h"
 #include "model/attention_block.h"
 #include "model/lm_head.h"
 #include "nn/embedding.h"
@@ -49,7 +50,7 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 
 // Jitter noise stream of layer l: distinct per layer, a pure function of (seed, l).
 uint64_t layer_seed(uint64_t seed, int layer) {
-  return mix64(seed ^ mix64(0x6c61796572ULL + uint64_t(layer)));
+  return mix64(seed ^ mix64(streams::kLayerJitter + uint64_t(layer)));
 }
 
 void accumulate_aux(AuxLosses& total, const AuxLosses& layer) {
@@ -115,7 +116,7 @@ void Transformer::init_params(FlatBuffer& params, uint64_t seed) const {
       const bool residual_out =
           ends_with(spec.name, "attn.out.weight") || ends_with(spec.name, "ffn.experts.w2");
       const float std = config_.init_std * (residual_out ? residual_scale : 1.f);
-      const Rng rng(seed, i);
+      const Rng rng(seed, streams::model_tensor(i));
       // Counter-based draws: element j of the whole tensor gets value j of the stream whichever
       // thread (or rank, for an expert shard) computes it.
       const uint64_t first = uint64_t(spec.shard_offset());

@@ -5,8 +5,9 @@
 // method written on the dual potentials:  A[i, t] = min(1, exp((S[t, i] + u[i] + c[t]) / lambda)),
 // c <= 0. A row step projects onto {row sum = k, A <= 1}, a column step onto {column sum <= b,
 // A <= 1}; each has a closed form (a scaling plus clipping at 1), so the box's Dykstra correction
-// is the min itself. Lambda starts at 1 and halves each sweep down to its final value (epsilon
-// scaling; the potentials warm-start each stage): plain sweeps at lambda = 1e-3 need thousands.
+// is the min itself. With epsilon scaling, lambda starts at max(1, final) and shrinks
+// geometrically to its final value over the first half of the sweeps, the second half polishing
+// there (the potentials warm-start each stage): plain sweeps at lambda = 1e-3 need thousands.
 // Rounding then picks k tokens per expert with at most b experts per token: a greedy pass in
 // order of A, then augmenting paths for any expert left short. The cap always holds.
 #pragma once
@@ -19,7 +20,8 @@ namespace ecmoe {
 
 struct CappedSolution {
   std::vector<float> log_plan;  // [e, g] log A
-  double residual = 0;          // max(relative row error, relative column excess)
+  double residual = 0;  // worst relative row error |row sum - k| / k (columns hold after every
+                        // column step, so their excess is not measured)
   int iterations = 0;
 };
 

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "core/gemm.h"
-#include "moe/gelu.h"
+#include "nn/gelu.h"
 
 namespace ecmoe {
 
@@ -43,7 +43,7 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
     return make_gemm(false, false, rows, f, d, act.x_in.data() + int64_t(s0) * d,
                      w1 + int64_t(i) * d * f, act.pre.data() + int64_t(s0) * f);
   });
-  gelu_forward(act.hidden.data(), act.cdf.data(), act.pre.data(), int64_t(S) * f);
+  nn::gelu_forward(act.hidden.data(), act.cdf.data(), act.pre.data(), int64_t(S) * f);
   for_each_expert(plan, [&](int i, int s0, int rows) {
     return make_gemm(false, false, rows, d, f, act.hidden.data() + int64_t(s0) * f,
                      w2 + int64_t(i) * f * d, act.out.data() + int64_t(s0) * d);
@@ -95,7 +95,7 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScr
     return make_gemm(true, false, f, d, rows, act.hidden.data() + int64_t(s0) * f,
                      d_out + int64_t(s0) * d, dw2 + int64_t(i) * f * d, 1.f);
   });
-  gelu_backward(d_hidden, d_hidden, act.pre.data(), act.cdf.data(), int64_t(S) * f);  // d_pre
+  nn::gelu_backward(d_hidden, d_hidden, act.pre.data(), act.cdf.data(), int64_t(S) * f);  // d_pre
   for_each_expert(plan, [&](int i, int s0, int rows) {  // dW1 += x_in^T · d_pre
     return make_gemm(true, false, d, f, rows, act.x_in.data() + int64_t(s0) * d,
                      d_hidden + int64_t(s0) * f, dw1 + int64_t(i) * d * f, 1.f);

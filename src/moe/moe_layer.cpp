@@ -5,6 +5,11 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/rng_streams.h"
+#include "moe/gate_backward.h"
+#include "moe/router_entropy.h"
+#include "moe/router_logits.h"
+#include "moe/softmax_rows.h"
 
 namespace ecmoe {
 
@@ -49,7 +54,7 @@ void init_moe_params(FlatBuffer& params, const std::string& prefix, const MoeCon
     const Rng rng(seed, stream);
     for (size_t j = 0; j < v.size(); ++j) v[j] = std * rng.normal(first + j);
   };
-  const uint64_t base = std::hash<std::string>{}(prefix);
+  const uint64_t base = streams::moe_tensor(prefix);
   if (router_has_weights(config.router)) fill(prefix + "router.weight", router_std, base + 1);
   fill(prefix + "experts.w1", 1.f / std::sqrt(float(config.d_model)), base + 2);
   fill(prefix + "experts.w2", 1.f / std::sqrt(float(config.d_ff)), base + 3);
@@ -68,7 +73,7 @@ void MoeLayer::compute_scores(const MoeWeights& w, const MoeInput& in) {
   if (in.training && config_.jitter > 0.f) {
     router_input_.resize(int64_t(n) * d);
     noise_.resize(int64_t(n) * d);
-    const Rng rng(in.seed, 0x6a177e5ULL);
+    const Rng rng(in.seed, streams::kRouterJitter);
     const uint64_t first = uint64_t(in.first_token) * uint64_t(d);
     for (int64_t j = 0; j < int64_t(n) * d; ++j) {
       noise_[j] = 1.f + config_.jitter * (2.f * rng.uniform(first + uint64_t(j)) - 1.f);

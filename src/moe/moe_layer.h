@@ -12,9 +12,9 @@
 #include "core/aligned.h"
 #include "core/tensor_table.h"
 #include "dist/comm.h"
+#include "moe/aux_losses.h"
 #include "moe/expert_ffn.h"
 #include "moe/moe_config.h"
-#include "moe/router_scores.h"
 #include "moe/routers.h"
 
 namespace ecmoe {
@@ -78,8 +78,8 @@ class MoeLayer {
 
   // y [n, d] (overwritten)
   MoeOutput forward(const MoeWeights& w, const MoeInput& in, float* y);
-  // The same with a plan given instead of routed (tests, expert-parallel ranks); the scores are
-  // still computed, so gates defined by scores get their gradient.
+  // The same with a plan given instead of routed (only tests call it); the scores are still
+  // computed, so gates defined by scores get their gradient.
   MoeOutput forward_with_plan(const MoeWeights& w, const MoeInput& in, RoutingPlan plan, float* y);
   // dy [n, d] -> dx [n, d] (+=), grads (+=); the gradient of the weighted auxiliary losses is
   // included.

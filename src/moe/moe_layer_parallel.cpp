@@ -63,17 +63,7 @@ RouteResult MoeLayer::route_global(const RouteRequest& local) {
     r.plan.token_choices.assign(
         plan.token_choices.begin() + int64_t(first) * plan.choices_per_token,
         plan.token_choices.begin() + int64_t(first + n) * plan.choices_per_token);
-  r.stats = all.stats;
-  if (me != 0) {
-    RoutingStats zero;
-    zero.tokens_per_expert.assign(all.stats.tokens_per_expert.size(), 0);
-    zero.capacity = all.stats.capacity;
-    zero.max_demand_over_capacity = all.stats.max_demand_over_capacity;
-    zero.max_experts_per_token = all.stats.max_experts_per_token;
-    zero.solver_residual = all.stats.solver_residual;
-    zero.solver_iterations = all.stats.solver_iterations;
-    r.stats = zero;
-  }
+  r.stats = me == 0 ? all.stats : all.stats.maxima_only();
   return r;
 }
 

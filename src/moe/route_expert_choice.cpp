@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <numeric>
 
-#include "moe/router_scores.h"
 #include "moe/routers.h"
+#include "moe/routing_groups.h"
 
 namespace ecmoe {
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "moe/capped_solver.h"
-#include "moe/router_scores.h"
 #include "moe/routers.h"
+#include "moe/routing_groups.h"
 
 namespace ecmoe {
 

@@ -9,8 +9,8 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "moe/router_scores.h"
 #include "moe/routers.h"
+#include "moe/routing_groups.h"
 
 namespace ecmoe {
 

@@ -1,6 +1,7 @@
 #include "moe/routing_stats.h"
 
 #include <algorithm>
+#include <type_traits>
 
 namespace ecmoe {
 
@@ -17,28 +18,44 @@ std::vector<double> RoutingStats::mean_kth_scores() const {
   return mean;
 }
 
+namespace {
+
+template <class T>
+struct IsVector : std::false_type {};
+template <class T>
+struct IsVector<std::vector<T>> : std::true_type {};
+
+}  // namespace
+
 void RoutingStats::merge(const RoutingStats& o) {
-  tokens += o.tokens;
-  if (tokens_per_expert.size() < o.tokens_per_expert.size())
-    tokens_per_expert.resize(o.tokens_per_expert.size(), 0);
-  for (size_t i = 0; i < o.tokens_per_expert.size(); ++i)
-    tokens_per_expert[i] += o.tokens_per_expert[i];
-  for (size_t i = 0; i < experts_per_token.size(); ++i)
-    experts_per_token[i] += o.experts_per_token[i];
-  requested_assignments += o.requested_assignments;
-  dropped_assignments += o.dropped_assignments;
-  tokens_without_expert += o.tokens_without_expert;
-  capacity = std::max(capacity, o.capacity);
-  max_demand_over_capacity = std::max(max_demand_over_capacity, o.max_demand_over_capacity);
-  router_entropy_sum += o.router_entropy_sum;
-  max_experts_per_token = std::max(max_experts_per_token, o.max_experts_per_token);
-  solver_residual = std::max(solver_residual, o.solver_residual);
-  solver_iterations = std::max(solver_iterations, o.solver_iterations);
-  rounding_changes += o.rounding_changes;
-  if (kth_score_sum.size() < o.kth_score_sum.size())
-    kth_score_sum.resize(o.kth_score_sum.size(), 0.0);
-  for (size_t i = 0; i < o.kth_score_sum.size(); ++i) kth_score_sum[i] += o.kth_score_sum[i];
-  kth_score_groups += o.kth_score_groups;
+  for_each_routing_stat(
+      [](StatReduce reduce, auto& mine, const auto& theirs) {
+        using T = std::decay_t<decltype(mine)>;
+        if constexpr (std::is_arithmetic_v<T>) {
+          mine = reduce == StatReduce::kSum ? mine + theirs : std::max(mine, theirs);
+        } else {  // vectors and arrays: summed element-wise
+          if constexpr (IsVector<T>::value)
+            if (mine.size() < theirs.size()) mine.resize(theirs.size(), 0);
+          for (size_t i = 0; i < theirs.size(); ++i) mine[i] += theirs[i];
+        }
+      },
+      *this, o);
+}
+
+RoutingStats RoutingStats::maxima_only() const {
+  RoutingStats r = *this;
+  for_each_routing_stat(
+      [](StatReduce reduce, auto& v) {
+        if (reduce != StatReduce::kSum) return;
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_arithmetic_v<T>) {
+          v = 0;
+        } else {
+          std::fill(v.begin(), v.end(), 0);
+        }
+      },
+      r);
+  return r;
 }
 
 void count_plan(const RoutingPlan& plan, RoutingStats& stats) {

@@ -10,26 +10,58 @@
 
 namespace ecmoe {
 
+// How a field combines over calls and layers (RoutingStats::merge) and over ranks
+// (reduce_routing_stats): kSum adds (vectors and arrays element-wise, the shorter padded with
+// zeros), kMax keeps the larger.
+enum class StatReduce { kSum, kMax };
+// How a field appears in the metrics (train/metrics.cpp): under its own name, only for capped
+// expert choice (a solver ran), or only through a derived value.
+enum class StatReport { kAlways, kCapped, kDerived };
+
+// Every field of RoutingStats, declared once: FIELD(type, name, reduce, report), in the order the
+// metrics report them; DERIVED(key, member function) places a derived value in that order (an
+// empty vector is not reported). The struct, merge, the MPI reduction, the zeroing of global
+// routing's copies and the metrics JSON all expand this list.
+#define ECMOE_ROUTING_STATS(FIELD, DERIVED)                                                         \
+  FIELD(int64_t, tokens, kSum, kAlways)                                                             \
+  FIELD(std::vector<int64_t>, tokens_per_expert, kSum, kAlways) /* slots filled per expert */       \
+  /* tokens with 0, 1, 2, 3, 4, >4 experts */                                                       \
+  FIELD(ecmoe::ExpertsPerTokenHistogram, experts_per_token, kSum, kAlways)                          \
+  DERIVED("mean_experts_per_token", mean_experts_per_token)                                         \
+  FIELD(int64_t, tokens_without_expert, kSum, kAlways)                                              \
+  FIELD(int64_t, requested_assignments, kSum, kDerived) /* token choice: tokens × k; else slots */ \
+  FIELD(int64_t, dropped_assignments, kSum, kDerived)   /* token choice: lost to capacity */        \
+  DERIVED("dropped_fraction", dropped_fraction)                                                     \
+  /* slots per expert in a full routing group (k for expert choice) */                              \
+  FIELD(int, capacity, kMax, kAlways)                                                               \
+  /* max over experts and groups of demand / capacity */                                            \
+  FIELD(double, max_demand_over_capacity, kMax, kAlways)                                            \
+  /* sum over tokens of the router's entropy (nats) */                                              \
+  FIELD(double, router_entropy_sum, kSum, kDerived)                                                 \
+  DERIVED("router_entropy", mean_router_entropy)                                                    \
+  /* Expert choice and threshold routing: per expert, the sum over routing groups of the */         \
+  /* score of the k-th token expert choice selects in that group, and the number of */              \
+  /* groups. Their mean is the target of the threshold cutoffs (docs/causal.md). */                 \
+  FIELD(std::vector<double>, kth_score_sum, kSum, kDerived) /* [e] */                               \
+  FIELD(int64_t, kth_score_groups, kSum, kDerived)                                                  \
+  DERIVED("kth_score", mean_kth_scores)                                                             \
+  /* Capped expert choice only. */                                                                  \
+  FIELD(int, max_experts_per_token, kMax, kCapped) /* realised maximum over tokens */               \
+  /* worst relative row error before rounding (CappedSolution::residual) */                         \
+  FIELD(double, solver_residual, kMax, kCapped)                                                     \
+  FIELD(int, solver_iterations, kMax, kCapped) /* worst over groups */                              \
+  /* slots that differ from the per-expert top-k of A */                                            \
+  FIELD(int64_t, rounding_changes, kSum, kCapped)
+
+using ExpertsPerTokenHistogram = std::array<int64_t, 6>;  // a name without a comma, for the list
+
+inline bool is_empty_stat(double) { return false; }
+inline bool is_empty_stat(const std::vector<double>& v) { return v.empty(); }
+
+#define ECMOE_STATS_DECLARE(type, name, reduce, report) type name{};
+#define ECMOE_STATS_NONE(key, function)
 struct RoutingStats {
-  int64_t tokens = 0;
-  std::vector<int64_t> tokens_per_expert;      // slots filled per expert
-  std::array<int64_t, 6> experts_per_token{};  // tokens with 0, 1, 2, 3, 4, >4 experts
-  int64_t requested_assignments = 0;           // token choice: tokens × k; else slots
-  int64_t dropped_assignments = 0;             // token choice: choices lost to capacity
-  int64_t tokens_without_expert = 0;
-  int capacity = 0;                     // slots per expert in a full routing group (k for EC)
-  double max_demand_over_capacity = 0;  // max over experts and groups of demand / capacity
-  double router_entropy_sum = 0;        // sum over tokens of the router's entropy (nats)
-  // Capped expert choice only.
-  int max_experts_per_token = 0;  // realised maximum over tokens
-  double solver_residual = 0;     // worst relative constraint violation before rounding
-  int solver_iterations = 0;      // worst over groups
-  int64_t rounding_changes = 0;   // slots that differ from the per-expert top-k of A
-  // Expert choice and threshold routing: per expert, the sum over routing groups of the score of
-  // the k-th token expert choice selects in that group, and the number of groups. Their mean is
-  // the target of the threshold cutoffs (docs/causal.md).
-  std::vector<double> kth_score_sum;  // [e]
-  int64_t kth_score_groups = 0;
+  ECMOE_ROUTING_STATS(ECMOE_STATS_DECLARE, ECMOE_STATS_NONE)
 
   double dropped_fraction() const {
     return requested_assignments ? double(dropped_assignments) / requested_assignments : 0.0;
@@ -38,7 +70,38 @@ struct RoutingStats {
   double mean_experts_per_token() const;
   std::vector<double> mean_kth_scores() const;  // [e], empty without groups
   void merge(const RoutingStats& other);
+  // Only the kMax fields kept, the kSum fields zero (vectors keep their lengths): what a rank
+  // adds to a reduction when another rank already counts its tokens.
+  RoutingStats maxima_only() const;
+  // True when capped expert choice's solver ran (its fields are reported).
+  bool capped() const { return solver_iterations > 0; }
 };
+
+// Calls f(reduce, s.field...) for every field, in list order, with the same field of each of
+// the given stats: for_each_routing_stat(f, a) or for_each_routing_stat(f, a, b).
+template <class F, class... Stats>
+void for_each_routing_stat(F&& f, Stats&... s) {
+#define ECMOE_STATS_VISIT(type, name, reduce, report) f(StatReduce::reduce, s.name...);
+  ECMOE_ROUTING_STATS(ECMOE_STATS_VISIT, ECMOE_STATS_NONE)
+#undef ECMOE_STATS_VISIT
+}
+
+// Calls f(key, value) for every reported value, in list order: kAlways fields, kCapped fields
+// when capped(), derived values unless an empty vector. For the metrics JSON.
+template <class F>
+void for_each_reported_stat(const RoutingStats& s, F&& f) {
+#define ECMOE_STATS_REPORT(type, name, reduce, report)           \
+  if (StatReport::report == StatReport::kAlways ||               \
+      (StatReport::report == StatReport::kCapped && s.capped())) \
+    f(#name, s.name);
+#define ECMOE_STATS_DERIVED(key, function) \
+  if (const auto v = s.function(); !is_empty_stat(v)) f(key, v);
+  ECMOE_ROUTING_STATS(ECMOE_STATS_REPORT, ECMOE_STATS_DERIVED)
+#undef ECMOE_STATS_REPORT
+#undef ECMOE_STATS_DERIVED
+}
+#undef ECMOE_STATS_DECLARE
+#undef ECMOE_STATS_NONE
 
 // Fills the plan-derived counts (per-expert load, experts-per-token histogram, realised maximum).
 void count_plan(const RoutingPlan& plan, RoutingStats& stats);

@@ -1,46 +1,76 @@
+// The reduction over ranks, derived from the field list (ECMOE_ROUTING_STATS): vectors padded
+// to the longest over the ranks, every kSum field summed in one integer and one floating-point
+// buffer, every kMax field by its own maximum. Every rank makes the same calls in the same order.
 #include <algorithm>
+#include <type_traits>
 
 #include "moe/routing_stats.h"
 
 namespace ecmoe {
 
+namespace {
+
+template <class T>
+struct IsVector : std::false_type {};
+template <class T>
+struct IsVector<std::vector<T>> : std::true_type {};
+
+template <class T, class F>
+void for_each_element(T& v, F&& f) {
+  if constexpr (std::is_arithmetic_v<T>) {
+    f(v);
+  } else {
+    for (auto& x : v) f(x);
+  }
+}
+
+}  // namespace
+
 RoutingStats reduce_routing_stats(const RoutingStats& stats, const dist::Comm& comm) {
   if (!comm.parallel()) return stats;
   RoutingStats r = stats;
-  const int experts = int(comm.allreduce_max(double(stats.tokens_per_expert.size())));
-  r.tokens_per_expert.resize(experts, 0);
-  // Integer counts in one buffer: tokens, per-expert loads, histogram, assignments, changes.
-  std::vector<int64_t> counts{r.tokens, r.requested_assignments, r.dropped_assignments,
-                              r.tokens_without_expert, r.rounding_changes};
-  counts.insert(counts.end(), r.tokens_per_expert.begin(), r.tokens_per_expert.end());
-  counts.insert(counts.end(), r.experts_per_token.begin(), r.experts_per_token.end());
-  comm.allreduce_sum(counts);
-  r.tokens = counts[0];
-  r.requested_assignments = counts[1];
-  r.dropped_assignments = counts[2];
-  r.tokens_without_expert = counts[3];
-  r.rounding_changes = counts[4];
-  std::copy_n(counts.begin() + 5, experts, r.tokens_per_expert.begin());
-  std::copy_n(counts.begin() + 5 + experts, r.experts_per_token.size(),
-              r.experts_per_token.begin());
-  double entropy = r.router_entropy_sum;
-  comm.allreduce_sum(std::span<double>(&entropy, 1));
-  r.router_entropy_sum = entropy;
-  // The k-th selected scores behind the threshold cutoffs: summed over every rank's groups, so
-  // each rank moves its cutoffs by the same mean (a rank without groups adds zeros).
-  std::vector<double> kth(size_t(experts), 0.0);
-  std::copy_n(r.kth_score_sum.begin(), std::min(r.kth_score_sum.size(), kth.size()), kth.begin());
-  kth.push_back(double(r.kth_score_groups));
-  comm.allreduce_sum(std::span<double>(kth));
-  r.kth_score_groups = int64_t(kth.back());
-  kth.pop_back();
-  if (r.kth_score_groups > 0) r.kth_score_sum = kth;
-  else r.kth_score_sum.clear();
-  r.capacity = int(comm.allreduce_max(r.capacity));
-  r.max_demand_over_capacity = comm.allreduce_max(r.max_demand_over_capacity);
-  r.max_experts_per_token = int(comm.allreduce_max(r.max_experts_per_token));
-  r.solver_residual = comm.allreduce_max(r.solver_residual);
-  r.solver_iterations = int(comm.allreduce_max(r.solver_iterations));
+  // A rank that saw fewer experts (or no tokens) pads its vectors with zeros.
+  for_each_routing_stat(
+      [&](StatReduce, auto& v) {
+        if constexpr (IsVector<std::decay_t<decltype(v)>>::value)
+          v.resize(size_t(comm.allreduce_max(double(v.size()))), 0);
+      },
+      r);
+  std::vector<int64_t> ints;
+  std::vector<double> reals;
+  const auto pack = [&](auto& x) {
+    if constexpr (std::is_integral_v<std::decay_t<decltype(x)>>) {
+      ints.push_back(int64_t(x));
+    } else {
+      reals.push_back(double(x));
+    }
+  };
+  for_each_routing_stat(
+      [&](StatReduce reduce, auto& v) {
+        if (reduce == StatReduce::kSum) for_each_element(v, pack);
+      },
+      r);
+  comm.allreduce_sum(std::span<int64_t>(ints));
+  comm.allreduce_sum(std::span<double>(reals));
+  size_t next_int = 0, next_real = 0;
+  const auto unpack = [&](auto& x) {
+    using T = std::decay_t<decltype(x)>;
+    if constexpr (std::is_integral_v<T>) {
+      x = T(ints[next_int++]);
+    } else {
+      x = T(reals[next_real++]);
+    }
+  };
+  for_each_routing_stat(
+      [&](StatReduce reduce, auto& v) {
+        if (reduce == StatReduce::kSum) {
+          for_each_element(v, unpack);
+        } else {
+          for_each_element(
+              v, [&](auto& x) { x = std::decay_t<decltype(x)>(comm.allreduce_max(double(x))); });
+        }
+      },
+      r);
   return r;
 }
 

@@ -29,10 +29,7 @@ void attention_forward(float* out, float* probs, const float* qkv, const Attenti
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs,
                         const AttentionConfig& cfg, const int* valid_len = nullptr);
 
-// Slow, obvious double-precision versions for tests (probs are recomputed, not saved).
-void attention_forward_reference(double* out, const double* qkv, const AttentionConfig& cfg,
-                                 const int* valid_len = nullptr);
-void attention_backward_reference(double* dqkv, const double* dout, const double* qkv,
-                                  const AttentionConfig& cfg, const int* valid_len = nullptr);
+// Throws unless the sizes are positive and every valid length is in [1, seq_len].
+void check_attention_config(const AttentionConfig& cfg, const int* valid_len);
 
 }  // namespace ecmoe::nn

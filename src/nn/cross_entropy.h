@@ -24,10 +24,7 @@ CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits, 
 void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
                             const int* targets, int64_t count, float dloss, int rows, int vocab);
 
-// Slow, obvious double-precision versions for tests.
-CrossEntropyResult cross_entropy_forward_reference(const double* logits, const int* targets,
-                                                   int rows, int vocab);
-void cross_entropy_backward_reference(double* dlogits, const double* logits, const int* targets,
-                                      double dloss, int rows, int vocab);
+// The number of targets that are not kIgnoreIndex; throws on a target outside [0, vocab).
+int64_t count_targets(const int* targets, int rows, int vocab);
 
 }  // namespace ecmoe::nn

@@ -8,20 +8,17 @@
 #include "nn/reduce.h"
 
 namespace ecmoe::nn {
-namespace {
 
-void check_tokens(const int* tokens, const EmbeddingConfig& cfg) {
+void check_embedding_tokens(const int* tokens, const EmbeddingConfig& cfg) {
   const int64_t n = int64_t(cfg.batch) * cfg.seq_len;
   for (int64_t i = 0; i < n; ++i)
     ECMOE_CHECK(tokens[i] >= 0 && tokens[i] < cfg.vocab_size, "embedding: token id ", tokens[i],
                 " at position ", i, " is outside the vocabulary [0, ", cfg.vocab_size, ")");
 }
 
-}  // namespace
-
 void embedding_forward(float* out, const int* tokens, const float* token_table,
                        const float* pos_table, const EmbeddingConfig& cfg) {
-  check_tokens(tokens, cfg);
+  check_embedding_tokens(tokens, cfg);
   const int rows = cfg.batch * cfg.seq_len, C = cfg.dim;
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; ++r) {
@@ -38,7 +35,7 @@ void embedding_forward(float* out, const int* tokens, const float* token_table,
 
 void embedding_backward(float* dtoken_table, float* dpos_table, const float* dout,
                         const int* tokens, const EmbeddingConfig& cfg) {
-  check_tokens(tokens, cfg);
+  check_embedding_tokens(tokens, cfg);
   const int rows = cfg.batch * cfg.seq_len, C = cfg.dim;
   const int blocks = detail::column_blocks(C);
   // Column blocks write disjoint parts of both tables; within a block the positions are added in
@@ -57,30 +54,6 @@ void embedding_backward(float* dtoken_table, float* dpos_table, const float* dou
       }
     }
   }
-}
-
-void embedding_forward_reference(double* out, const int* tokens, const double* token_table,
-                                 const double* pos_table, const EmbeddingConfig& cfg) {
-  check_tokens(tokens, cfg);
-  for (int b = 0; b < cfg.batch; ++b)
-    for (int t = 0; t < cfg.seq_len; ++t)
-      for (int c = 0; c < cfg.dim; ++c) {
-        const int64_t r = int64_t(b) * cfg.seq_len + t;
-        out[r * cfg.dim + c] = token_table[int64_t(tokens[r]) * cfg.dim + c] +
-                               (pos_table ? pos_table[int64_t(t) * cfg.dim + c] : 0.0);
-      }
-}
-
-void embedding_backward_reference(double* dtoken_table, double* dpos_table, const double* dout,
-                                  const int* tokens, const EmbeddingConfig& cfg) {
-  check_tokens(tokens, cfg);
-  for (int b = 0; b < cfg.batch; ++b)
-    for (int t = 0; t < cfg.seq_len; ++t)
-      for (int c = 0; c < cfg.dim; ++c) {
-        const int64_t r = int64_t(b) * cfg.seq_len + t;
-        dtoken_table[int64_t(tokens[r]) * cfg.dim + c] += dout[r * cfg.dim + c];
-        if (dpos_table) dpos_table[int64_t(t) * cfg.dim + c] += dout[r * cfg.dim + c];
-      }
 }
 
 }  // namespace ecmoe::nn

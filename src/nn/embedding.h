@@ -21,10 +21,7 @@ void embedding_forward(float* out, const int* tokens, const float* token_table,
 void embedding_backward(float* dtoken_table, float* dpos_table, const float* dout,
                         const int* tokens, const EmbeddingConfig& cfg);
 
-// Slow, obvious double-precision versions for tests.
-void embedding_forward_reference(double* out, const int* tokens, const double* token_table,
-                                 const double* pos_table, const EmbeddingConfig& cfg);
-void embedding_backward_reference(double* dtoken_table, double* dpos_table, const double* dout,
-                                  const int* tokens, const EmbeddingConfig& cfg);
+// Throws unless every token id is inside the vocabulary.
+void check_embedding_tokens(const int* tokens, const EmbeddingConfig& cfg);
 
 }  // namespace ecmoe::nn

@@ -14,10 +14,4 @@ void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* do
                         const float* inp, const float* gain, const float* mean, const float* rstd,
                         int rows, int dim);
 
-// Slow, obvious double-precision versions for tests (same conventions: backward accumulates).
-void layernorm_forward_reference(double* out, const double* inp, const double* gain,
-                                 const double* bias, int rows, int dim);
-void layernorm_backward_reference(double* dinp, double* dgain, double* dbias, const double* dout,
-                                  const double* inp, const double* gain, int rows, int dim);
-
 }  // namespace ecmoe::nn

@@ -19,12 +19,6 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, const LinearShape& shape);
 
-// Slow, obvious double-precision versions for tests.
-void linear_forward_reference(double* out, const double* inp, const double* weight,
-                              const double* bias, const LinearShape& shape);
-void linear_backward_reference(double* dinp, double* dweight, double* dbias, const double* dout,
-                               const double* inp, const double* weight, const LinearShape& shape);
-
 // Sums of dout's rows added to dbias [cols], column blocks owned by one thread each, rows in
 // order (deterministic). Shared with the other layers that have a bias.
 void add_column_sums(float* dbias, const float* dout, int rows, int cols);

@@ -1,13 +1,14 @@
 #include "train/batches.h"
 
 #include "core/error.h"
+#include "core/rng_streams.h"
 #include "data/tokenizer.h"
 
 namespace ecmoe {
 
 namespace {
 // Validation masks come from streams no training step uses.
-constexpr uint64_t kFixedMaskStream = uint64_t(1) << 62;
+constexpr uint64_t kFixedMaskStream = streams::kValidationMasks;
 }  // namespace
 
 BatchSpec batch_spec(const TrainConfig& config, int batch_size) {

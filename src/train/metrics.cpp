@@ -13,23 +13,9 @@
 namespace ecmoe {
 
 MetricsJson routing_stats_json(const RoutingStats& s) {
+  // Keys and their order come from the field list (moe/routing_stats.h).
   MetricsJson j;
-  j["tokens"] = s.tokens;
-  j["tokens_per_expert"] = s.tokens_per_expert;
-  j["experts_per_token"] = s.experts_per_token;  // tokens with 0, 1, 2, 3, 4, >4 experts
-  j["mean_experts_per_token"] = s.mean_experts_per_token();
-  j["tokens_without_expert"] = s.tokens_without_expert;
-  j["dropped_fraction"] = s.dropped_fraction();
-  j["capacity"] = s.capacity;
-  j["max_demand_over_capacity"] = s.max_demand_over_capacity;
-  j["router_entropy"] = s.mean_router_entropy();
-  if (s.kth_score_groups > 0) j["kth_score"] = s.mean_kth_scores();  // cutoff target (EC)
-  if (s.solver_iterations > 0) {                                     // capped expert choice
-    j["max_experts_per_token"] = s.max_experts_per_token;
-    j["solver_residual"] = s.solver_residual;
-    j["solver_iterations"] = s.solver_iterations;
-    j["rounding_changes"] = s.rounding_changes;
-  }
+  for_each_reported_stat(s, [&](const char* key, const auto& value) { j[key] = value; });
   return j;
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/rng_streams.h"
 #include "core/timer.h"
 #include "data/token_dataset.h"
 #include "io/atomic_file.h"
@@ -29,7 +30,7 @@ namespace {
 
 // Router jitter noise of step s is Rng(seeds.mask, kNoiseStream).bits(s): a stream the masks
 // (streams = step numbers < 2^62) never use.
-constexpr uint64_t kNoiseStream = uint64_t(3) << 62;
+constexpr uint64_t kNoiseStream = streams::kTrainJitter;
 
 // Opens a split with an error that says what to do when the folder is not there at all.
 data::TokenDataset open_split(const std::string& dir, const std::string& split) {

@@ -7,6 +7,7 @@
 
 #include "core/gemm.h"
 #include "core/rng.h"
+#include "support/core/gemm_reference.h"
 
 using namespace ecmoe;
 

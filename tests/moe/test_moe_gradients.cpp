@@ -18,6 +18,7 @@ struct GradCase {
   int n, d, f, e;
   float lb_weight, z_weight, jitter;
   int group;
+  bool renormalize_gates = true;  // top-k token choice only
 };
 
 // L = sum(y · R) + weighted auxiliary losses, in double.
@@ -46,6 +47,7 @@ void check_gradients(const GradCase& gc) {
   cfg.z_loss_weight = gc.z_weight;
   cfg.jitter = gc.jitter;
   cfg.group_size = gc.group;
+  cfg.renormalize_gates = gc.renormalize_gates;
   LayerCase c(cfg, gc.n, 1000 + gc.n, 1.f);
   const auto r = random_normal(size_t(gc.n) * gc.d, 4242);
 
@@ -114,8 +116,9 @@ TEST(MoeGradients, FiniteDifferencesForEveryRouter) {
 }
 
 TEST(MoeGradients, Top2WithoutRenormalisation) {
-  GradCase gc{RouterKind::kTop2, 14, 6, 10, 4, 0.f, 0.f, 0.f, 0};
-  // Covered through the config flag: the same check with gates equal to raw scores.
+  // Gates equal to the raw scores (not divided by the pair's sum): the gate gradient flows to
+  // each selected score alone.
+  GradCase gc{RouterKind::kTop2, 14, 6, 10, 4, 0.f, 0.f, 0.f, 0, /*renormalize_gates=*/false};
   MoeConfig cfg = small_config(gc.router, gc.d, gc.f, gc.e);
   cfg.renormalize_gates = false;
   LayerCase c(cfg, gc.n, 5);

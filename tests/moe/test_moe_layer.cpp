@@ -5,8 +5,8 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "moe/reference.h"
 #include "moe_test_util.h"
+#include "support/moe/reference.h"
 
 using namespace ecmoe;
 using namespace ecmoe::testing;

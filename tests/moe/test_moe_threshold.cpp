@@ -8,7 +8,7 @@
 #include <functional>
 
 #include "core/error.h"
-#include "moe/router_scores.h"
+#include "moe/softmax_rows.h"
 #include "moe_test_util.h"
 
 using namespace ecmoe;

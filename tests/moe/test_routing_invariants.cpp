@@ -7,10 +7,11 @@
 
 #include "core/error.h"
 #include "moe/capped_solver.h"
-#include "moe/reference.h"
-#include "moe/router_scores.h"
 #include "moe/routers.h"
+#include "moe/routing_groups.h"
+#include "moe/softmax_rows.h"
 #include "moe_test_util.h"
+#include "support/moe/reference.h"
 
 using namespace ecmoe;
 using namespace ecmoe::testing;

@@ -4,6 +4,7 @@
 #include "core/timer.h"
 #include "nn/attention.h"
 #include "nn_test_util.h"
+#include "support/nn/attention_reference.h"
 
 using namespace ecmoe::nn;
 using namespace ecmoe::nn::test;

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "nn/cross_entropy.h"
 #include "nn_test_util.h"
+#include "support/nn/cross_entropy_reference.h"
 
 using namespace ecmoe::nn;
 using namespace ecmoe::nn::test;

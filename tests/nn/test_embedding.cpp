@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "nn/embedding.h"
 #include "nn_test_util.h"
+#include "support/nn/embedding_reference.h"
 
 using namespace ecmoe::nn;
 using namespace ecmoe::nn::test;

@@ -2,6 +2,7 @@
 
 #include "nn/layernorm.h"
 #include "nn_test_util.h"
+#include "support/nn/layernorm_reference.h"
 
 using namespace ecmoe::nn;
 using namespace ecmoe::nn::test;

@@ -4,6 +4,7 @@
 #include "nn/residual.h"
 #include "nn/tied_output.h"
 #include "nn_test_util.h"
+#include "support/nn/linear_reference.h"
 
 using namespace ecmoe::nn;
 using namespace ecmoe::nn::test;

@@ -1,10 +1,10 @@
-#include "moe/gelu.h"
+#include "nn/gelu.h"
 
 #include <algorithm>
 
 #include "core/vecmath.h"
 
-namespace ecmoe {
+namespace ecmoe::nn {
 
 namespace {
 constexpr float kInvSqrt2 = 0.70710678118654752f;
@@ -54,4 +54,4 @@ void gelu_backward(float* da, const float* dout, const float* a, const float* cd
     gelu_backward_serial(da + c, dout + c, a + c, cdf + c, std::min(kChunk, n - c));
 }
 
-}  // namespace ecmoe
+}  // namespace ecmoe::nn

@@ -1,4 +1,4 @@
-#include "moe/reference.h"
+#include "support/moe/reference.h"
 
 #include <algorithm>
 #include <cmath>

@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-namespace ecmoe {
+namespace ecmoe::nn {
 
 // a [n] -> out [n] = gelu(a), cdf [n] = Phi(a)
 void gelu_forward(float* out, float* cdf, const float* a, int64_t n);
@@ -11,4 +11,4 @@ void gelu_forward(float* out, float* cdf, const float* a, int64_t n);
 // alias dout
 void gelu_backward(float* da, const float* dout, const float* a, const float* cdf, int64_t n);
 
-}  // namespace ecmoe
+}  // namespace ecmoe::nn
