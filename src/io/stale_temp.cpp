@@ -33,7 +33,10 @@ bool process_exists(long pid) { return ::kill(pid_t(pid), 0) == 0 || errno == EP
 int remove_stale_temps(const std::string& target) {
   const fs::path path(target);
   const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  const std::string prefix = std::string(".") + path.filename().string() + ".tmp.";
+  // Appended piece by piece: GCC 12 gives a false -Wrestrict for "literal" + std::string&&.
+  std::string prefix = ".";
+  prefix += path.filename().string();
+  prefix += ".tmp.";
   int removed = 0;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
