@@ -46,7 +46,7 @@ SwapPaths swap_paths(const std::string& out) {
   fs::path path = fs::absolute(out, ec).lexically_normal();
   ECMOE_CHECK(!ec, "--out '", out, "': ", ec.message());
   if (!path.has_filename()) path = path.parent_path();  // "dir/" -> "dir"
-  if (fs::is_symlink(fs::symlink_status(path, ec))) {  // swap the folder it points to
+  if (fs::is_symlink(fs::symlink_status(path, ec))) {   // swap the folder it points to
     path = fs::canonical(path, ec);
     ECMOE_CHECK(!ec, "--out '", out, "': ", ec.message());
   }
