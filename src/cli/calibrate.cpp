@@ -5,12 +5,15 @@
 // Then threshold routing is evaluated on the same windows, to show the realised experts per token
 // and per-expert load.
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "cli/commands.h"
 #include "cli/held_out.h"
 #include "core/error.h"
 #include "data/token_dataset.h"
+#include "io/dir_lock.h"
+#include "io/output_dir.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "train/batches.h"
@@ -45,6 +48,12 @@ void register_calibrate(CLI::App& app) {
   cmd->callback([args] {
     require_one_process("calibrate");
     const Checkpoint checkpoint = Checkpoint::open(args->checkpoint);
+    // The checkpoint is rewritten in place: its folder must be writable, and no run may be
+    // writing there meanwhile. Both are checked before the evaluations.
+    std::string folder = std::filesystem::path(args->checkpoint).parent_path().string();
+    if (folder.empty()) folder = ".";
+    check_writable_dir(folder, "calibrate: the checkpoint's folder");
+    const DirLock lock(folder, "checkpoint folder");
     const TrainConfig& config = checkpoint.config();
     ECMOE_CHECK(router_has_cutoffs(config.model.moe.router), "calibrate: '", args->checkpoint,
                 "' routes with ", router_name(config.model.moe.router),

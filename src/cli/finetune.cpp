@@ -54,11 +54,14 @@ void register_finetune(CLI::App& app) {
       ->each([args](const std::string&) { args->seed_given = true; });
   cmd->add_option("--set", args->sets, "Override a config key (repeatable)")
       ->type_name("KEY=VALUE");
-  cmd->add_option("--out", args->out, "Write config.json and result.json into this folder");
+  auto* out =
+      cmd->add_option("--out", args->out, "Write config.json and result.json into this folder");
   cmd->add_flag("--json", args->json, "Print the result as JSON instead of a summary");
   cmd->footer(keys_help());
-  cmd->callback([args] {
+  cmd->callback([args, out] {
     require_one_process("finetune");
+    ECMOE_CHECK(out->count() == 0 || !args->out.empty(),
+                "--out is empty: give the folder to write into");
     ConfigJson json = finetune::finetune_config_to_json(finetune::FinetuneConfig{});
     apply_overrides(json, args->sets);
     json["checkpoint"] = args->checkpoint;

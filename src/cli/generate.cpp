@@ -94,16 +94,8 @@ void register_generate(CLI::App& app) {
                 prompt.size(), " tokens; the model reads at most ", model_config.seq_len);
 
     KvDecoder decoder(model, params, state);
-<<<<<<< HEAD
-    const Rng rng(args->seed, 0x67656eULL);
-    data::DecodeStream text(tokenizer, prompt);
-=======
     const Rng rng(args->seed, streams::kGenerate);
-    // SentencePiece decodes a word's leading space only after other text, so the continuation is
-    // decoded together with the prompt and what lies past the decoded prompt is printed.
-    std::vector<int> context(prompt.begin(), prompt.end());
-    std::string printed = tokenizer.decode(context);
->>>>>>> h-house
+    data::DecodeStream text(tokenizer, prompt);
     std::size_t generated = 0;
     bool context_full = false;
     std::printf("%s", args->prompt.c_str());

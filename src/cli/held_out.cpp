@@ -1,5 +1,10 @@
 #include "cli/held_out.h"
 
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "train/eval_batches.h"
+
 namespace ecmoe::cli {
 
 void add_held_out_options(CLI::App* cmd, HeldOutArgs& args) {
@@ -22,12 +27,16 @@ HeldOut open_held_out(const Checkpoint& checkpoint, const HeldOutArgs& args) {
   const std::string dir = checkpoint_data_dir(checkpoint, args.data);
   data::TokenDataset dataset = data::TokenDataset::open(dir, args.split);
   check_same_data(checkpoint, data_reference(dir, dataset));
-  const int batches = args.batches > 0          ? args.batches
-                      : config.eval.batches > 0 ? config.eval.batches
-                                                : 8;
+  const int requested = args.batches > 0          ? args.batches
+                        : config.eval.batches > 0 ? config.eval.batches
+                                                  : 8;
   const BatchSpec spec =
       batch_spec(config, args.batch_size > 0 ? args.batch_size : config.eval_batch_size());
-  return {dir, std::move(dataset), batches, spec};
+  const FixedBatches capped =
+      cap_fixed_batches(dataset, args.split, spec, requested,
+                        args.batches > 0 ? "--batches" : "the checkpoint's eval.batches");
+  if (!capped.note.empty() && comm().is_root()) std::fprintf(stderr, "%s\n", capped.note.c_str());
+  return {dir, std::move(dataset), capped.batches, spec};
 }
 
 }  // namespace ecmoe::cli

@@ -23,12 +23,13 @@ void add_held_out_options(CLI::App* cmd, HeldOutArgs& args);
 struct HeldOut {
   std::string dir;  // the data folder used
   data::TokenDataset dataset;
-  int batches = 0;
+  int batches = 0;  // capped at what the split holds (train/eval_batches.h)
   BatchSpec spec;
   BatchSource source() const { return BatchSource::fixed(dataset, spec, batches); }
 };
 
-// Opens the split and resolves the defaults; the data must have the checkpoint's tokenizer.
+// Opens the split and resolves the defaults; the data must have the checkpoint's tokenizer. More
+// batches than the split holds are capped, with a note on stderr (rank 0).
 HeldOut open_held_out(const Checkpoint& checkpoint, const HeldOutArgs& args);
 
 }  // namespace ecmoe::cli

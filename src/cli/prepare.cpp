@@ -24,7 +24,7 @@ void register_prepare(CLI::App& app) {
                   "UTF-8 text files or folders to prepare instead of a named corpus (each file is "
                   "one document)")
       ->excludes(corpus);
-  cmd->add_option("--out", config->out_dir, "Output folder (default: data/<corpus>)");
+  auto* out = cmd->add_option("--out", config->out_dir, "Output folder (default: data/<corpus>)");
   cmd->add_option("--cache", config->cache_dir, "Folder for fetched packages")
       ->capture_default_str();
   cmd->add_option("--vocab-size", config->vocab_size, "Tokenizer vocabulary size")
@@ -34,9 +34,13 @@ void register_prepare(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", config->seed, "Seed of the split and the tokenizer's text sample")
       ->capture_default_str();
-  cmd->add_flag("--force", config->force, "Rebuild even if the output folder is valid");
-  cmd->callback([config] {
+  cmd->add_flag("--force", config->force,
+                "Rebuild even if the output folder is valid, or holds data prepared from other "
+                "text or settings");
+  cmd->callback([config, out] {
     require_one_process("prepare");
+    ECMOE_CHECK(out->count() == 0 || !config->out_dir.empty(),
+                "--out is empty: give the folder to write into");
     ECMOE_CHECK(config->inputs.empty() || !config->out_dir.empty(),
                 "--input needs --out DIR (where to write the prepared data)");
     config->log = [](const std::string& line) {
@@ -51,6 +55,11 @@ void register_prepare(CLI::App& app) {
       std::printf("  %-5s %10lld tokens %6lld documents  %s/%s (%lld bytes)\n", name.c_str(),
                   (long long)s.tokens, (long long)s.documents, result.out_dir.c_str(),
                   s.file.c_str(), (long long)s.bytes);
+    std::filesystem::path dir = std::filesystem::path(result.out_dir).lexically_normal();
+    if (!dir.has_filename()) dir = dir.parent_path();  // "data/x/" -> "data/x"
+    const std::string name = dir.filename().string();
+    std::printf("next: ecmoe train --config small --set data.dir=%s --out runs/%s\n",
+                result.out_dir.c_str(), name.empty() ? "NAME" : name.c_str());
   });
 }
 

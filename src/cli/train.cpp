@@ -43,6 +43,16 @@ ConfigJson base_config(const TrainArgs& args) {
   return read_config_file(resolve_config_path(args.config.empty() ? "small" : args.config));
 }
 
+// What to do with the checkpoint just made, with its real path.
+void print_next_commands(const TrainResult& r) {
+  const std::string& ckpt = r.checkpoint;
+  std::printf("next: ecmoe eval --checkpoint %s\n", ckpt.c_str());
+  if (r.config.model.kind == ModelKind::kDecoder)
+    std::printf("      ecmoe generate --checkpoint %s --prompt \"The\"\n", ckpt.c_str());
+  else
+    std::printf("      ecmoe finetune --checkpoint %s --task polarity\n", ckpt.c_str());
+}
+
 }  // namespace
 
 void register_train(CLI::App& app) {
@@ -57,14 +67,16 @@ void register_train(CLI::App& app) {
                   "model.moe.router also resets capacity_factor_train/eval, load_balance_weight "
                   "and z_loss_weight to that router's defaults, unless they are --set too")
       ->type_name("KEY=VALUE");
-  cmd->add_option("--out", args->out, "Output folder (same as --set out=DIR)");
+  auto* out = cmd->add_option("--out", args->out, "Output folder (same as --set out=DIR)");
   cmd->add_flag("--resume", args->resume,
                 "Continue the run in the output folder from its checkpoint (bit-identical to a "
                 "run that was never stopped)");
   cmd->add_flag("--print-config", args->print_config,
                 "Print the resolved config as JSON and exit without training");
   cmd->footer(config_keys_help());
-  cmd->callback([args] {
+  cmd->callback([args, out] {
+    ECMOE_CHECK(out->count() == 0 || !args->out.empty(),
+                "--out is empty: give the folder to write into");
     ConfigJson json = base_config(*args);
     apply_overrides(json, args->sets);
     if (!args->out.empty()) json["out"] = args->out;
@@ -78,11 +90,16 @@ void register_train(CLI::App& app) {
         config,
         {.resume = args->resume, .terminal = Progress::stderr_is_terminal(), .comm = &comm()});
     if (!comm().is_root()) return;
-    std::printf("trained steps %lld..%lld in %s (%.0f tokens/s); checkpoint: %s\n",
-                (long long)r.first_step, (long long)r.last_step, format_duration(r.seconds).c_str(),
-                r.tokens_per_second, r.checkpoint.c_str());
+    if (r.last_step == r.first_step)
+      std::printf("nothing to train: %s is already at step %lld = steps; checkpoint: %s\n",
+                  r.config.out.c_str(), (long long)r.last_step, r.checkpoint.c_str());
+    else
+      std::printf("trained steps %lld..%lld in %s (%.0f tokens/s); checkpoint: %s\n",
+                  (long long)r.first_step, (long long)r.last_step,
+                  format_duration(r.seconds).c_str(), r.tokens_per_second, r.checkpoint.c_str());
     if (r.final_eval)
       std::printf("validation %s", format_eval_report(r.config.model, *r.final_eval).c_str());
+    print_next_commands(r);
   });
 }
 

@@ -7,8 +7,10 @@
 #include "compare/run_record.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/dir_lock.h"
 #include "io/input_file.h"
 #include "io/json_input.h"
+#include "io/output_dir.h"
 #include "train/checkpoint.h"
 #include "train/config_overrides.h"
 #include "train/progress.h"
@@ -80,6 +82,12 @@ std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& opti
   const dist::Comm single = dist::Comm::single();
   const dist::Comm& comm = options.comm ? *options.comm : single;
   const bool root = comm.is_root();
+  // One suite per folder at a time (each run's folder is locked by train() as well).
+  DirLock lock;
+  if (root) {
+    prepare_output_dir(options.out, "compare --out");
+    lock = DirLock(options.out, "suite folder");
+  }
   // Rank 0 logs; train() itself silences the other ranks' progress.
   std::vector<std::string> dirs;
   const int total = int(suite.runs.size());

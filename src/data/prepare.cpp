@@ -1,6 +1,7 @@
 // Orchestration of `ecmoe prepare`: decide what can be reused, then run only the steps needed.
-// The manifest is removed before anything is rebuilt and written last, so a run cut short
-// leaves a folder that TokenDataset refuses instead of one that lies.
+// Anything rebuilt is built in a staging folder beside the output folder (intact files linked in)
+// and swapped in whole (data/prepare_swap.h), so a run cut short by an error or a kill leaves the
+// old folder as it was.
 #include "data/prepare.h"
 
 #include <cstdio>
@@ -12,14 +13,16 @@
 
 #include "core/error.h"
 #include "core/timer.h"
-#include "io/atomic_file.h"
 #include "data/checksum.h"
 #include "data/corpus.h"
 #include "data/input_files.h"
+#include "data/prepare_swap.h"
 #include "data/shard_writer.h"
 #include "data/split.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_trainer.h"
+#include "io/atomic_file.h"
+#include "io/output_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -66,6 +69,49 @@ std::optional<Manifest> previous_manifest(const std::string& dir, const Logger& 
   }
 }
 
+// What differs between the request and the folder's record, e.g. "vocab size 8000 (was 4000)".
+std::string differences(const Manifest& was, const Manifest& now) {
+  std::vector<std::string> parts;
+  const auto add = [&](bool differ, const std::string& what, const auto& a, const auto& b) {
+    if (!differ) return;
+    std::ostringstream s;
+    s << what << " " << a << " (was " << b << ")";
+    parts.push_back(s.str());
+  };
+  add(was.corpus != now.corpus, "corpus", now.corpus, was.corpus);
+  add(was.corpus == now.corpus && was.source_id != now.source_id, "source", now.source_id,
+      was.source_id);
+  const PrepareSettings &a = now.settings, &b = was.settings;
+  add(a.vocab_size != b.vocab_size, "vocab size", a.vocab_size, b.vocab_size);
+  add(a.val_fraction != b.val_fraction, "validation fraction", a.val_fraction, b.val_fraction);
+  add(a.seed != b.seed, "seed", a.seed, b.seed);
+  add(a.tokenizer_sample_bytes != b.tokenizer_sample_bytes, "tokenizer sample bytes",
+      a.tokenizer_sample_bytes, b.tokenizer_sample_bytes);
+  add(a.cleaning_version != b.cleaning_version, "cleaning version", a.cleaning_version,
+      b.cleaning_version);
+  std::string text;
+  for (const auto& p : parts) text += (text.empty() ? "" : ", ") + p;
+  return text;
+}
+
+// SentencePiece's "Vocabulary size too high (8000). Please set it to a value <= 6018." in terms of
+// the option the user can change.
+TrainedTokenizer train_tokenizer_for_prepare(const std::vector<Document>& docs,
+                                             const TokenizerTrainConfig& config) {
+  try {
+    return train_tokenizer(docs, config);
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    const std::size_t at = message.find("<= ");
+    if (message.find("Vocabulary size too high") == std::string::npos || at == std::string::npos)
+      throw;
+    std::size_t end = at + 3;
+    while (end < message.size() && message[end] >= '0' && message[end] <= '9') ++end;
+    fail("the text is too small for a ", config.vocab_size, "-piece vocabulary: pass --vocab-size ",
+         message.substr(at + 3, end - at - 3), " or less");
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -103,18 +149,20 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
                        config.tokenizer_sample_bytes, kCleaningVersion};
 
   const std::string out = config.out_dir.empty() ? "data/" + manifest.corpus : config.out_dir;
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  ECMOE_CHECK(!ec, "cannot create output folder ", out, ": ", ec.message());
+  const SwapPaths paths = swap_paths(out);
+  recover_interrupted_swap(paths, config.log);
 
   // Reuse: everything if every file is intact; else the intact tokenizer (the slow part) and, with
-  // it, any intact shard.
+  // it, any intact shard. A folder made from other text or settings is refused without --force:
+  // checkpoints trained on it would stop matching it.
   const std::optional<Manifest> old = config.force ? std::nullopt : previous_manifest(out, log);
   const bool same_request = old && old->corpus == manifest.corpus &&
                             old->source_id == manifest.source_id &&
                             old->settings == manifest.settings;
-  if (old && !same_request)
-    log("settings or sources changed since ", out, " was prepared; rebuilding");
+  ECMOE_CHECK(!old || same_request, out, " holds data prepared from other text or settings (",
+              differences(*old, manifest),
+              "): pass --force to replace it (checkpoints trained on it will no longer load it), "
+              "or choose another --out");
   bool tokenizer_ok = false;
   std::set<std::string> intact_shards;
   if (same_request) {
@@ -139,8 +187,22 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
       return {out, *old, true};
     }
   }
-  // From here on the old manifest would describe files that are being replaced.
-  fs::remove(out + "/" + kManifestFile, ec);
+  // Everything is built in the staging folder; the old folder stays untouched until the swap.
+  check_only_prepared_files(paths.out, out);
+  prepare_output_dir(fs::path(paths.out).parent_path().string(), "--out's parent folder");
+  std::error_code ec;
+  fs::remove_all(paths.staging, ec);
+  fs::create_directories(paths.staging, ec);
+  ECMOE_CHECK(!ec, "cannot create ", paths.staging, ": ", ec.message());
+  const std::string stage = paths.staging;
+  struct StagingGuard {
+    const std::string& dir;
+    bool done = false;
+    ~StagingGuard() {
+      std::error_code ignored;
+      if (!done) fs::remove_all(dir, ignored);
+    }
+  } guard{stage};
 
   if (!from_files) {
     const double t0 = now_seconds();
@@ -154,16 +216,17 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
   log("split: ", split.train.size(), " train / ", split.val.size(), " validation documents");
   ECMOE_CHECK(!split.train.empty(), "no training documents");
 
-  const std::string tokenizer_path = out + "/" + kTokenizerFile;
+  const std::string tokenizer_path = stage + "/" + kTokenizerFile;
   if (tokenizer_ok) {
-    log("reusing ", tokenizer_path);
+    log("reusing ", out, "/", kTokenizerFile);
+    link_or_copy(paths.out + "/" + kTokenizerFile, tokenizer_path);
   } else {
     const double t0 = now_seconds();
     TokenizerTrainConfig tc;
     tc.vocab_size = config.vocab_size;
     tc.sample_bytes = config.tokenizer_sample_bytes;
     tc.seed = config.seed;
-    const TrainedTokenizer trained = train_tokenizer(split.train, tc);
+    const TrainedTokenizer trained = train_tokenizer_for_prepare(split.train, tc);
     write_file_atomically(tokenizer_path, trained.model);
     log("trained a ", config.vocab_size, "-piece BPE tokenizer on ", trained.sentences,
         " sentences (", mb(trained.bytes), ") in ", seconds_since(t0));
@@ -178,7 +241,9 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
   for (const char* name : kSplitNames) {
     const bool is_train = std::string(name) == "train";
     if (tokenizer_ok && intact_shards.count(name)) {
-      log("reusing ", out, "/", old->splits.at(name).file);
+      const std::string& file = old->splits.at(name).file;
+      log("reusing ", out, "/", file);
+      link_or_copy(paths.out + "/" + file, stage + "/" + file);
       manifest.splits[name] = old->splits.at(name);
       for (auto& c : manifest.corpora)
         for (const auto& o : old->corpora)
@@ -191,7 +256,7 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
     }
     const double t0 = now_seconds();
     const TokenStream stream = encode_documents(tokenizer, is_train ? split.train : split.val);
-    manifest.splits[name] = write_shard(out, std::string(name) + ".bin", stream, manifest.dtype);
+    manifest.splits[name] = write_shard(stage, std::string(name) + ".bin", stream, manifest.dtype);
     for (auto& c : manifest.corpora) {
       const auto docs_it = stream.documents_by_source.find(c.name);
       const auto tokens_it = stream.tokens_by_source.find(c.name);
@@ -203,7 +268,9 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
     log("wrote ", out, "/", name, ".bin: ", stream.tokens.size(), " tokens, ", stream.documents,
         " documents (", seconds_since(t0), ")");
   }
-  write_manifest(out, manifest);
+  write_manifest(stage, manifest);
+  swap_in(paths);
+  guard.done = true;
   log("prepared ", out, " in ", seconds_since(t_start));
   return {out, manifest, false};
 }

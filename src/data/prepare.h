@@ -2,7 +2,10 @@
 // train/validation split -> SentencePiece tokenizer -> token shards + manifest.json in one folder:
 //   <out>/tokenizer.model  <out>/train.bin  <out>/val.bin  <out>/manifest.json
 // Idempotent: a folder whose manifest matches the request and whose files pass their checksums is
-// reused as is; a damaged or partial file is rebuilt (the tokenizer is kept if it is intact).
+// reused as is; a damaged or partial file is rebuilt (the tokenizer is kept if it is intact). A
+// folder prepared from other text or settings is refused unless `force`. Whatever is rebuilt is
+// built beside the folder and swapped in whole (data/prepare_swap.h): a failure or a kill never
+// leaves the old folder unusable.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -22,7 +25,7 @@ struct PrepareConfig {
   double val_fraction = 0.025;
   uint64_t seed = 1234;
   int64_t tokenizer_sample_bytes = 40'000'000;
-  bool force = false;                           // rebuild everything, reuse nothing but the cache
+  bool force = false;  // rebuild everything, reuse nothing but the cache; replace other data
   std::function<void(const std::string&)> log;  // progress lines; may be empty
 };
 

@@ -15,6 +15,8 @@
 #include "finetune/classifier_head.h"
 #include "finetune/encode.h"
 #include "io/atomic_file.h"
+#include "io/dir_lock.h"
+#include "io/output_dir.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
@@ -169,6 +171,8 @@ ConfigJson metrics_json(const ClassMetrics& m) {
 
 FinetuneResult run_finetune(const FinetuneConfig& config, const FinetuneOptions& options) {
   config.validate();
+  // Before the task is loaded (maybe fetched): an --out that cannot be written fails now.
+  if (!config.out.empty()) prepare_output_dir(config.out, "finetune --out");
   const TaskData task = load_task(config.task, {config.cache_dir, "", nullptr});
   return run_finetune(config, task, options);
 }
@@ -177,6 +181,12 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
                             const FinetuneOptions& options) {
   const double t_start = now_seconds();
   config.validate();
+  // The output folder is checked and locked before any work, and held until the result is in it.
+  DirLock lock;
+  if (!config.out.empty()) {
+    prepare_output_dir(config.out, "finetune --out");
+    lock = DirLock(config.out, "output folder");
+  }
   check_task(task);
   const Checkpoint ck = Checkpoint::open(config.checkpoint);
   const ModelConfig& model_config = ck.config().model;
@@ -302,7 +312,6 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   result.eval_seconds += now_seconds() - t_test;
   result.seconds = now_seconds() - t_start;
   if (!config.out.empty()) {
-    fs::create_directories(config.out);
     write_file_atomically((fs::path(config.out) / "config.json").string(),
                           finetune_config_to_json(config).dump(2) + "\n");
     write_file_atomically((fs::path(config.out) / "result.json").string(),

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/stale_temp.h"
 
 namespace ecmoe {
 
@@ -77,6 +78,7 @@ void write_file_atomically(const std::string& path,
   const std::filesystem::path target(path);
   ECMOE_CHECK(target.has_filename(), "cannot write '", path, "': the path names a directory");
   const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
+  remove_stale_temps(path);  // left by writers that were killed before their rename
 
   std::string temp;
   int fd = -1;

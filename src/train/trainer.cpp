@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -12,12 +13,15 @@
 #include "core/timer.h"
 #include "data/token_dataset.h"
 #include "io/atomic_file.h"
+#include "io/dir_lock.h"
+#include "io/output_dir.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
+#include "train/eval_batches.h"
 #include "train/metrics.h"
 #include "train/nonfinite.h"
 #include "train/progress.h"
@@ -70,10 +74,33 @@ std::string eval_line(int64_t step, const EvalResult& r) {
   return text;
 }
 
+// True when the metrics log at `path` already holds the evaluation of step `step` (a finished
+// run's last line), so that resuming that run does not log it twice.
+bool logged_eval_at(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    const MetricsJson j = MetricsJson::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.value("type", "") == "eval" && j.value("step", int64_t(-1)) == step)
+      return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 TrainResult train(TrainConfig config, const TrainOptions& options) {
   config.validate();
+  const dist::Comm single = dist::Comm::single();
+  const dist::Comm& comm = options.comm ? *options.comm : single;
+  const bool root = comm.is_root();
+  // The output folder first: a run that could not save its work fails before it starts, and a
+  // second run on the same folder fails instead of mixing its files with the first one's.
+  DirLock lock;
+  if (root) {
+    prepare_output_dir(config.out, "output folder (--out)");
+    lock = DirLock(config.out, "output folder");
+  }
   const data::TokenDataset train_data = open_split(config.data.dir, "train");
   const data::TokenDataset val_data = open_split(config.data.dir, "val");
   ECMOE_CHECK(config.model.vocab_size == 0 || config.model.vocab_size == train_data.vocab_size(),
@@ -83,9 +110,6 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   config.model.vocab_size = train_data.vocab_size();
   config.model.validate();
   const DataReference data_ref = data_reference(config.data.dir, train_data);
-  const dist::Comm single = dist::Comm::single();
-  const dist::Comm& comm = options.comm ? *options.comm : single;
-  const bool root = comm.is_root();
   if (comm.parallel()) {
     comm.check_same(
         dist::fingerprint(std::string(ECMOE_VERSION) + "\n" + config_to_json(config).dump()),
@@ -99,7 +123,6 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
       check_batch_splits(config.eval_batch_size(), comm, "eval.batch_size");
   }
 
-  fs::create_directories(config.out);
   const std::string checkpoint_path = (fs::path(config.out) / kCheckpointFile).string();
   const bool have_checkpoint = fs::exists(checkpoint_path);
   ECMOE_CHECK(!options.resume || have_checkpoint, "nothing to resume: ", checkpoint_path,
@@ -133,18 +156,25 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
     check_same_data(checkpoint, data_ref);
     checkpoint.load_training_state(params, adam, state);
     checkpoint.load_router_state(router_state);
+    ECMOE_CHECK(state.step <= config.steps, "the checkpoint in ", config.out,
+                " is already at step ", state.step, ", past steps = ", config.steps,
+                " (steps counts from the start of the run): nothing to do; raise steps to "
+                "train further");
   } else {
     model.init_params(params, config.seeds.init);
   }
-  if (root)
+  // Resuming a run that already reached `steps`: nothing to train, the final evaluation is only
+  // measured again for the result (and logged only if the run was killed before logging it).
+  const bool finished = options.resume && state.step == config.steps;
+  const std::string metrics_path = (fs::path(config.out) / "metrics.jsonl").string();
+  if (root && !finished)
     write_file_atomically((fs::path(config.out) / "config.json").string(),
                           config_to_json(config).dump(2) + "\n");
 
   // Only rank 0 writes; the other ranks' logs go nowhere.
   std::optional<MetricsLog> metrics_log;
-  if (root)
-    metrics_log.emplace((fs::path(config.out) / "metrics.jsonl").string(),
-                        options.resume ? state.step : -1);
+  if (root && !(finished && logged_eval_at(metrics_path, state.step)))
+    metrics_log.emplace(metrics_path, options.resume ? state.step : -1);
   struct {
     std::optional<MetricsLog>* log;
     void write(const MetricsJson& j) {
@@ -159,14 +189,17 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   start["parameters_on_rank"] = model.table().parameter_count();
   start["ecmoe_version"] = ECMOE_VERSION;
   start["ranks"] = comm.size();
-  metrics.write(start);
+  if (!finished) metrics.write(start);
 
   const BatchSource train_batches =
       BatchSource::random(train_data, batch_spec(config, config.batch_size));
   std::optional<BatchSource> val_batches;
-  if (config.eval.batches > 0)
-    val_batches = BatchSource::fixed(val_data, batch_spec(config, config.eval_batch_size()),
-                                     config.eval.batches);
+  FixedBatches eval_batches;
+  if (config.eval.batches > 0) {
+    const BatchSpec spec = batch_spec(config, config.eval_batch_size());
+    eval_batches = cap_fixed_batches(val_data, "val", spec, config.eval.batches, "eval.batches");
+    val_batches = BatchSource::fixed(val_data, spec, eval_batches.batches);
+  }
   const Rng noise(config.seeds.mask, kNoiseStream);
 
   std::FILE* null_out = root ? nullptr : std::fopen("/dev/null", "w");
@@ -175,8 +208,13 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
       null_out, [](std::FILE* f) { return f ? std::fclose(f) : 0; });
   Progress progress(state.step, config.steps, config.log_interval, root && options.terminal,
                     root ? options.progress : null_out);
+  if (!eval_batches.note.empty()) progress.message(eval_batches.note);
+  if (finished)
+    progress.message(config.out + " is already at step " + std::to_string(state.step) +
+                     " = steps: nothing to train");
   const auto run_eval = [&](int64_t step) {
-    EvalResult r = evaluate(model, params, *val_batches, config.eval.batches, &router_state, &comm);
+    EvalResult r =
+        evaluate(model, params, *val_batches, eval_batches.batches, &router_state, &comm);
     MetricsJson j;
     j["type"] = "eval";
     j["step"] = step;

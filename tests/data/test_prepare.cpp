@@ -113,11 +113,26 @@ TEST(Prepare, SecondRunReusesAndForceRebuilds) {
   // Deterministic: rebuilding gives the same files.
   EXPECT_EQ(manifest_to_json(forced.manifest), manifest_to_json(first.manifest));
 
-  // Changed settings or changed input text invalidate the folder.
+  // Changed settings or changed input text: refused without force (checkpoints trained on the
+  // folder would stop matching it), rebuilt with it.
+  const auto refused = [&] {
+    try {
+      prepare(f.config);
+    } catch (const ecmoe::Error& e) {
+      return std::string(e.what()).find("pass --force to replace it") != std::string::npos;
+    }
+    return false;
+  };
   f.config.force = false;
   f.config.seed = 99;
+  EXPECT_TRUE(refused());
+  f.config.force = true;
   EXPECT_FALSE(prepare(f.config).reused);
+  f.config.force = false;
+  EXPECT_TRUE(prepare(f.config).reused);
   ecmoe::data::test::write_text(f.dir / "in/part0.txt", "completely different text now.\n");
+  EXPECT_TRUE(refused());
+  f.config.force = true;
   EXPECT_FALSE(prepare(f.config).reused);
 }
 

@@ -1,8 +1,12 @@
 // `ecmoe prepare --input ... --out ...` end to end through the real binary: exit codes, the one
-// line of a user error, and a second run that reuses the folder.
+// line of a user error, a second run that reuses the folder, and the old folder surviving a
+// failed, refused or killed rebuild.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 
@@ -81,4 +85,166 @@ TEST_F(PrepareCli, UserErrorsExitOneWithOneLine) {
   ecmoe::data::test::write_text(dir / "empty/blank.txt", "\n   \n");
   expect_error("prepare --input " + (dir / "empty") + " --out " + (dir / "o"),
                "no text after cleaning");
+}
+
+namespace {
+
+// The folder's manifest as text, and whether both splits open (checksums verified).
+std::string manifest_text(const std::string& dir) {
+  return ecmoe::data::test::read_text(dir + "/manifest.json");
+}
+bool splits_open(const std::string& dir) {
+  try {
+    ecmoe::data::TokenDataset::open(dir, "train");
+    ecmoe::data::TokenDataset::open(dir, "val");
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+// Entries of `dir` whose names start with `prefix` (the staging folders of prepare).
+int count_entries(const std::string& dir, const std::string& prefix) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_F(PrepareCli, FailedRebuildLeavesTheOldFolderUsable) {
+  const std::string out = dir / "out";
+  const std::string args = "prepare --input " + (dir / "docs") + " --out " + out;
+  ASSERT_EQ(run_ecmoe(args + " --vocab-size 300 --val-fraction 0.3").status, 0);
+  const std::string before = manifest_text(out);
+  ASSERT_TRUE(splits_open(out));
+
+  // SentencePiece refuses a vocabulary larger than the text allows: the error names the option,
+  // and the old manifest and shards are still there and whole.
+  const CliRun r = run_ecmoe(args + " --vocab-size 20000 --val-fraction 0.3 --force");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("too small for a 20000-piece vocabulary: pass --vocab-size "),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find(" or less\n"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("Vocabulary size too high"), std::string::npos) << r.output;
+  EXPECT_EQ(manifest_text(out), before);
+  EXPECT_TRUE(splits_open(out));
+  EXPECT_EQ(count_entries(dir.str(), ".out.prepare-"), 0);  // no staging folder left
+}
+
+TEST_F(PrepareCli, OtherInputsAreRefusedWithoutForceAndTheSameAreReused) {
+  const std::string out = dir / "out";
+  const std::string common = " --out " + out + " --vocab-size 300 --val-fraction 0.3";
+  ASSERT_EQ(run_ecmoe("prepare --input " + (dir / "docs") + common).status, 0);
+  const std::string before = manifest_text(out);
+
+  for (int i = 0; i < 5; ++i)
+    ecmoe::data::test::write_text(dir / ("docs2/g" + std::to_string(i) + ".txt"),
+                                  ecmoe::data::test::sample_text(100 + i, 50));
+  const CliRun other = run_ecmoe("prepare --input " + (dir / "docs2") + common);
+  EXPECT_EQ(other.status, 1) << other.output;
+  EXPECT_NE(other.output.find("ecmoe: error: " + out +
+                              " holds data prepared from other text or settings (source files "),
+            std::string::npos)
+      << other.output;
+  EXPECT_NE(other.output.find("pass --force to replace it"), std::string::npos) << other.output;
+  EXPECT_EQ(manifest_text(out), before);
+
+  const CliRun vocab = run_ecmoe("prepare --input " + (dir / "docs") + " --out " + out +
+                                 " --vocab-size 310 --val-fraction 0.3");
+  EXPECT_EQ(vocab.status, 1) << vocab.output;
+  EXPECT_NE(vocab.output.find("(vocab size 310 (was 300))"), std::string::npos) << vocab.output;
+
+  const CliRun same = run_ecmoe("prepare --input " + (dir / "docs") + common);
+  EXPECT_EQ(same.status, 0) << same.output;
+  EXPECT_NE(same.output.find("reusing " + out), std::string::npos) << same.output;
+
+  const CliRun forced = run_ecmoe("prepare --input " + (dir / "docs2") + common + " --force");
+  EXPECT_EQ(forced.status, 0) << forced.output;
+  EXPECT_NE(manifest_text(out), before);
+  EXPECT_TRUE(splits_open(out));
+}
+
+TEST_F(PrepareCli, RebuildNeverTakesOtherFilesAlong) {
+  const std::string out = dir / "mine";
+  ecmoe::data::test::write_text(out + "/notes.txt", "my notes\n");
+  const CliRun r = run_ecmoe("prepare --input " + (dir / "docs") + " --out " + out +
+                             " --vocab-size 300 --val-fraction 0.3");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("holds 'notes.txt', which prepare did not write"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(ecmoe::data::test::read_text(out + "/notes.txt"), "my notes\n");
+}
+
+TEST_F(PrepareCli, KilledRunLeavesOldOrNewFolderNeverNone) {
+  const std::string out = dir / "out";
+  const std::string common =
+      "--input " + (dir / "docs") + " --out " + out + " --vocab-size 300 --val-fraction 0.3";
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(run_ecmoe("prepare " + common).status, 0);
+  const double full = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string before = manifest_text(out);
+  // kill -9 at spread moments of a forced rebuild (the same data, so old and new agree).
+  for (const double fraction : {0.1, 0.3, 0.5, 0.7, 0.9}) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      std::freopen("/dev/null", "w", stdout);
+      std::freopen("/dev/null", "w", stderr);
+      ::execl(ECMOE_BINARY, ECMOE_BINARY, "prepare", "--input", (dir / "docs").c_str(), "--out",
+              out.c_str(), "--vocab-size", "300", "--val-fraction", "0.3", "--force",
+              (char*)nullptr);
+      ::_exit(127);
+    }
+    ::usleep(useconds_t(fraction * full * 1e6));
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_TRUE(splits_open(out)) << "killed at " << fraction << " of " << full << " s";
+    EXPECT_EQ(manifest_text(out), before);
+  }
+  // The next run cleans up whatever staging folder a kill left, and reuses the folder.
+  const CliRun again = run_ecmoe("prepare " + common);
+  EXPECT_EQ(again.status, 0) << again.output;
+  EXPECT_NE(again.output.find("reusing " + out), std::string::npos) << again.output;
+  EXPECT_EQ(count_entries(dir.str(), ".out.prepare-"), 0);
+}
+
+TEST_F(PrepareCli, InterruptedSwapIsRecoveredAtTheNextRun) {
+  const std::string out = dir / "out";
+  const std::string args = "prepare --input " + (dir / "docs") + " --out " + out +
+                           " --vocab-size 300 --val-fraction 0.3";
+  ASSERT_EQ(run_ecmoe(args).status, 0);
+  const std::string before = manifest_text(out);
+  // A kill between the two renames of a swap without exchange: the old folder is aside, a
+  // half-built one in staging.
+  std::filesystem::rename(out, dir / ".out.prepare-old");
+  ecmoe::data::test::write_text(dir / ".out.prepare-new/train.bin", "half");
+  const CliRun r = run_ecmoe(args);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("restored"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("reusing " + out), std::string::npos) << r.output;
+  EXPECT_EQ(manifest_text(out), before);
+  EXPECT_EQ(count_entries(dir.str(), ".out.prepare-"), 0);
+}
+
+TEST_F(PrepareCli, OutputProblemsAndTheNextCommand) {
+  ecmoe::data::test::write_text(dir / "a-file", "x");
+  const CliRun file = run_ecmoe("prepare --input " + (dir / "docs") + " --out " + (dir / "a-file"));
+  EXPECT_EQ(file.status, 1) << file.output;
+  EXPECT_NE(file.output.find("ecmoe: error: --out '" + (dir / "a-file") +
+                             "' exists and is not a folder: choose another path\n"),
+            std::string::npos)
+      << file.output;
+  const CliRun empty = run_ecmoe("prepare --input " + (dir / "docs") + " --out ''");
+  EXPECT_EQ(empty.status, 1) << empty.output;
+  EXPECT_NE(empty.output.find("ecmoe: error: --out is empty"), std::string::npos) << empty.output;
+
+  const CliRun ok = run_ecmoe("prepare --input " + (dir / "docs") + " --out " + (dir / "d7/") +
+                              " --vocab-size 300 --val-fraction 0.3");
+  ASSERT_EQ(ok.status, 0) << ok.output;
+  EXPECT_NE(ok.output.find("next: ecmoe train --config small --set data.dir=" + (dir / "d7/") +
+                           " --out runs/d7\n"),
+            std::string::npos)
+      << ok.output;
 }
