@@ -1,5 +1,7 @@
 #include "cli/held_out.h"
 
+#include "train/memory_estimate.h"
+
 namespace ecmoe::cli {
 
 void add_held_out_options(CLI::App* cmd, HeldOutArgs& args) {
@@ -19,6 +21,7 @@ void add_held_out_options(CLI::App* cmd, HeldOutArgs& args) {
 
 HeldOut open_held_out(const Checkpoint& checkpoint, const HeldOutArgs& args) {
   const TrainConfig& config = checkpoint.config();
+  check_eval_memory(config, args.batch_size);
   const std::string dir = args.data.empty() ? config.data.dir : args.data;
   data::TokenDataset dataset = data::TokenDataset::open(dir, args.split);
   check_same_data(checkpoint, data_reference(dir, dataset));

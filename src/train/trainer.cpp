@@ -17,6 +17,7 @@
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
+#include "train/memory_estimate.h"
 #include "train/metrics.h"
 #include "train/nonfinite.h"
 #include "train/progress.h"
@@ -33,7 +34,7 @@ constexpr uint64_t kNoiseStream = uint64_t(3) << 62;
 
 // Opens a split with an error that says what to do when the folder is not there at all.
 data::TokenDataset open_split(const std::string& dir, const std::string& split) {
-  ECMOE_CHECK(fs::is_directory(dir), "data folder '", dir,
+  ECMOE_CHECK(fs::exists(dir), "data folder '", dir,
               "' does not exist: run `ecmoe prepare` (or --set data.dir=FOLDER)");
   return data::TokenDataset::open(dir, split);
 }
@@ -81,6 +82,7 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
               " token ids (set it to 0 to take it from the data)");
   config.model.vocab_size = train_data.vocab_size();
   config.model.validate();
+  check_memory(config, /*training=*/true);
   const DataReference data_ref = data_reference(config.data.dir, train_data);
   const dist::Comm single = dist::Comm::single();
   const dist::Comm& comm = options.comm ? *options.comm : single;
