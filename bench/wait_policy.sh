@@ -6,17 +6,19 @@
 #   bench/wait_policy.sh [path/to/ecmoe]          (default build/ecmoe)
 #
 # Environment: THREADS (2), REPEATS (5), STEPS (20: timed steps of the tiny config).
-# Policies: "libgomp" is the runtime's own default (~300,000 spins before sleeping; what ecmoe
-# did before it chose), "ecmoe" its default now (GOMP_SPINCOUNT=10000, threads.h), "passive"
-# OMP_WAIT_POLICY=passive (sleep at once). The competitor is `yes > /dev/null`, one process.
+# Policies: "default" runs ecmoe with none of the variables set (so it re-executes itself with
+# its choice, OMP_WAIT_POLICY=passive: core/threads.h), "libgomp" is the runtime's own default
+# (~300,000 spins before sleeping; what ecmoe did before), "spin10k" GOMP_SPINCOUNT=10000,
+# "passive" OMP_WAIT_POLICY=passive (sleep at once) set by hand. The competitor is `yes > /dev/null`, one process.
 set -euo pipefail
 ECMOE="${1:-build/ecmoe}"
 THREADS="${THREADS:-2}"
 REPEATS="${REPEATS:-5}"
 STEPS="${STEPS:-20}"
 declare -A ENVS=(
+  [default]=""
   [libgomp]="ECMOE_WAIT_POLICY_SET=1"
-  [ecmoe]="ECMOE_WAIT_POLICY_SET=1 GOMP_SPINCOUNT=10000"
+  [spin10k]="ECMOE_WAIT_POLICY_SET=1 GOMP_SPINCOUNT=10000"
   [passive]="ECMOE_WAIT_POLICY_SET=1 OMP_WAIT_POLICY=passive"
 )
 clean=(-u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u ECMOE_WAIT_POLICY_SET)
@@ -44,7 +46,7 @@ for load in quiet loaded; do
     yes >/dev/null &
     competitor=$!
   fi
-  for policy in libgomp ecmoe passive; do
+  for policy in default libgomp spin10k passive; do
     g=$(for _ in $(seq "$REPEATS"); do sgemm "$policy"; done | median)
     s=$(for _ in $(seq "$REPEATS"); do step "$policy"; done | median)
     printf "%-10s %-8s %14.1f %18.2f\n" "$load" "$policy" "$g" "$(awk "BEGIN {print $s * 1000}")"

@@ -62,7 +62,7 @@ int thread_count() { return omp_get_max_threads(); }
 void apply_wait_policy(char** argv) {
   if (std::getenv(kReexecMark) || std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT"))
     return;
-  if (setenv("GOMP_SPINCOUNT", kSpinCount, 1) != 0 || setenv(kReexecMark, "1", 1) != 0) return;
+  if (setenv("OMP_WAIT_POLICY", kWaitPolicy, 1) != 0 || setenv(kReexecMark, "1", 1) != 0) return;
   execv("/proc/self/exe", argv);
   // exec failed (no /proc): run on with libgomp's default policy; the variables stay set for
   // any child process.

@@ -17,13 +17,13 @@ int thread_count();
 
 // OpenMP's wait policy (docs/training.md, "Sharing the cores"): libgomp reads OMP_WAIT_POLICY and
 // GOMP_SPINCOUNT once, when it is loaded, before main. Unless the user set either, this sets
-// GOMP_SPINCOUNT to kSpinCount and re-executes the program (/proc/self/exe) with the same
-// arguments, so idle threads sleep soon instead of spinning for ~300,000 iterations and a
-// loaded machine degrades gracefully. Returns normally when nothing is to be done (or exec
+// OMP_WAIT_POLICY=passive and re-executes the program (/proc/self/exe) with the same arguments,
+// so idle threads sleep at once instead of spinning ~300,000 times, and a machine shared with
+// another process degrades gracefully. Returns normally when nothing is to be done (or exec
 // fails); call it first thing in main.
-inline constexpr const char* kSpinCount = "10000";
+inline constexpr const char* kWaitPolicy = "passive";
 void apply_wait_policy(char** argv);
-// "GOMP_SPINCOUNT=10000 (ecmoe's default)", "OMP_WAIT_POLICY=active (from the environment)", ...
+// "OMP_WAIT_POLICY=passive (ecmoe's default)", "OMP_WAIT_POLICY=active (from the environment)", ...
 std::string wait_policy_description();
 
 }  // namespace ecmoe

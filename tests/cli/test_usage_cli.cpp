@@ -1,7 +1,7 @@
 // The command line's own errors through the real binary: a usage error is one line and exit
 // status 1 (--help stays 0), an unknown command is an error even with --help, --threads is
 // bounded, --set refuses NaN, data.dir must be a folder, sizes that cannot fit in memory fail
-// at once naming the key, and OpenMP's wait policy defaults to a short spin.
+// at once naming the key, and OpenMP's wait policy defaults to passive.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -130,11 +130,11 @@ TEST_F(UsageCli, SizesThatCannotFitFailAtOnceNamingTheKey) {
                {"--batch-size=2000000000 needs ", "activations "}, 3);
 }
 
-TEST_F(UsageCli, WaitPolicyDefaultsToAShortSpinUnlessTheUserChose) {
+TEST_F(UsageCli, WaitPolicyDefaultsToPassiveUnlessTheUserChose) {
   const std::string clean = "-u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u ECMOE_WAIT_POLICY_SET";
   const CliRun ours = run("--threads 1 info", clean);
   ASSERT_EQ(ours.status, 0) << ours.err;
-  EXPECT_TRUE(contains(ours.out, "openmp wait:  GOMP_SPINCOUNT=10000 (ecmoe's default)"))
+  EXPECT_TRUE(contains(ours.out, "openmp wait:  OMP_WAIT_POLICY=passive (ecmoe's default)"))
       << ours.out;
   const CliRun theirs = run("--threads 1 info", clean + " OMP_WAIT_POLICY=active");
   ASSERT_EQ(theirs.status, 0) << theirs.err;
