@@ -1,6 +1,5 @@
 #include "train/config_overrides.h"
 
-#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
