@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "cli/commands.h"
@@ -12,6 +13,7 @@
 #include "core/timer.h"
 #include "moe/expert_gemm_problems.h"
 #include "moe/moe_layer.h"
+#include "train/memory_estimate.h"
 
 namespace ecmoe::cli {
 
@@ -99,6 +101,10 @@ void run_layer_bench(const LayerBenchOptions& o) {
   cfg.group_size = o.group_size;
   cfg.global_routing = o.global_routing;
   cfg.validate();
+  check_moe_layer_memory(cfg, o.tokens,
+                         "bench layer (--tokens " + std::to_string(o.tokens) + ", --d-model " +
+                             std::to_string(o.d_model) + ", --d-ff " + std::to_string(o.d_ff) +
+                             ", --experts " + std::to_string(o.experts) + ")");
 
   const dist::Comm& c = comm();  // under mpirun: --tokens per rank, experts sharded
   TensorTable table;

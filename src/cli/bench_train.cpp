@@ -21,6 +21,7 @@
 #include "train/config_overrides.h"
 #include "train/data_parallel.h"
 #include "train/flops.h"
+#include "train/memory_estimate.h"
 #include "train/metrics.h"
 
 namespace ecmoe::cli {
@@ -57,6 +58,8 @@ void run(const BenchTrainArgs& args) {
     config.model.vocab_size = 8000;  // what `ecmoe prepare` makes by default
   }
   config.model.validate();
+  check_memory(config, /*training=*/true);
+  const MemoryEstimate memory = estimate_memory(config);
   const BatchSpec spec = batch_spec(config, config.batch_size);
   std::optional<BatchSource> source;
   if (dataset) source = BatchSource::random(*dataset, spec);
@@ -134,6 +137,11 @@ void run(const BenchTrainArgs& args) {
     j["parameters_on_rank"] = model.table().parameter_count();
     j["training_state_bytes_on_rank"] = training_state_bytes;
     j["activated_parameters"] = activated_params(config.model);
+    j["memory_estimate_bytes"] = {{"parameters", memory.parameters},
+                                  {"gradients", memory.gradients},
+                                  {"optimizer", memory.optimizer},
+                                  {"activations", memory.activations},
+                                  {"total", memory.total()}};
     j["flops_per_token"] = flops_per_token;
     j["gflops"] = gflops;
     j["peak_gflops"] = args.peak_gflops;
@@ -156,6 +164,9 @@ void run(const BenchTrainArgs& args) {
     std::printf(
         "on each rank: %lld parameters, %.1f MB of parameters, gradients and AdamW moments\n",
         (long long)model.table().parameter_count(), training_state_bytes / 1e6);
+  std::printf("estimated memory %s (%s of parameters, gradients and AdamW moments)\n",
+              format_bytes(memory.total()).c_str(),
+              format_bytes(memory.parameters + memory.gradients + memory.optimizer).c_str());
   std::printf("median step %.3f s over %d steps (after %d warm-up): %.0f tokens/s\n", median,
               args.steps, args.warmup, tokens_per_second);
   std::printf("%.1f GFLOP/s = %.1f%% of %.0f GFLOP/s peak (MFU)\n", gflops,

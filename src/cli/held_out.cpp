@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "train/eval_batches.h"
+#include "train/memory_estimate.h"
 
 namespace ecmoe::cli {
 
@@ -24,6 +25,7 @@ void add_held_out_options(CLI::App* cmd, HeldOutArgs& args) {
 
 HeldOut open_held_out(const Checkpoint& checkpoint, const HeldOutArgs& args) {
   const TrainConfig& config = checkpoint.config();
+  check_eval_memory(config, args.batch_size);
   const std::string dir = checkpoint_data_dir(checkpoint, args.data);
   data::TokenDataset dataset = data::TokenDataset::open(dir, args.split);
   check_same_data(checkpoint, data_reference(dir, dataset));

@@ -36,6 +36,7 @@ void register_info(CLI::App& app) {
     std::printf("gemm backend: %s\n", info.library.c_str());
     std::printf("gemm isa:     %s\n", info.isa.c_str());
     std::printf("threads:      %d (cores available: %d)\n", thread_count(), default_thread_count());
+    std::printf("openmp wait:  %s\n", wait_policy_description().c_str());
     std::printf("sgemm 1024^3: %.1f GFLOP/s (best of 5)\n", measure_sgemm_gflops(1024));
   });
 }

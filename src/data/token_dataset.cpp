@@ -17,6 +17,8 @@ TokenDataset TokenDataset::open(const std::string& dir, const std::string& split
   TokenDataset ds;
   ds.dir_ = dir;
   ds.split_ = split;
+  ECMOE_CHECK(!std::filesystem::exists(dir) || std::filesystem::is_directory(dir), "data folder '",
+              dir, "' is a file, not a folder (give the folder `ecmoe prepare` wrote)");
   ds.manifest_ = read_manifest(dir);
   const auto it = ds.manifest_.splits.find(split);
   ECMOE_CHECK(it != ds.manifest_.splits.end(), "no split '", split, "' in ", dir, "/",

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "data/clean.h"
 #include "io/input_file.h"
 
 namespace ecmoe::finetune {
@@ -35,6 +36,14 @@ int resolve_column(const std::string& name, const std::vector<std::string>& head
   ECMOE_CHECK(it != header.end(), path, ":1: the header has no column '", name, "' (GLUE ",
               layout.name, " layout)");
   return int(it - header.begin());
+}
+
+// Rejects a line that is not UTF-8, as `ecmoe prepare` rejects such input
+// (data::find_invalid_utf8).
+void check_utf8(const std::string& line, const std::string& path, int64_t line_no) {
+  const auto bad = data::find_invalid_utf8(line);
+  ECMOE_CHECK(!bad, path, ":", line_no, ": not UTF-8 text (invalid byte at column ",
+              bad.value_or(0) + 1, ")");
 }
 
 }  // namespace
@@ -85,6 +94,7 @@ std::vector<Example> read_glue_tsv(const std::string& path, const GlueLayout& la
   if (layout.header) {
     ECMOE_CHECK(std::getline(in, line), path, ": empty file, expected a header line");
     ++line_no;
+    check_utf8(line, path, line_no);
     if (!line.empty() && line.back() == '\r') line.pop_back();
     header = split_tabs(line);
     columns = header.size();
@@ -95,6 +105,7 @@ std::vector<Example> read_glue_tsv(const std::string& path, const GlueLayout& la
   std::vector<Example> examples;
   while (std::getline(in, line)) {
     ++line_no;
+    check_utf8(line, path, line_no);
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     const std::vector<std::string> f = split_tabs(line);

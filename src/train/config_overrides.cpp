@@ -1,7 +1,7 @@
 #include "train/config_overrides.h"
 
-#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/nearest_name.h"
 #include "io/input_file.h"
 #include "io/json_input.h"
 #include "moe/moe_config.h"
@@ -31,21 +32,6 @@ std::vector<std::string> split_key(const std::string& key) {
   return parts;
 }
 
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
-
 std::string keys_of(const ConfigJson& object) {
   std::string keys;
   for (const auto& [k, v] : object.items()) keys += (keys.empty() ? "" : ", ") + k;
@@ -54,13 +40,9 @@ std::string keys_of(const ConfigJson& object) {
 
 // The closest full key, if it is close enough to be a likely typo.
 std::string closest_key(const ConfigJson& root, const std::string& key) {
-  std::string best;
-  std::size_t best_distance = std::max<std::size_t>(3, key.size() / 3) + 1;
-  for (const auto& [name, value] : flatten_config(root)) {
-    const std::size_t d = edit_distance(name, key);
-    if (d < best_distance) best = name, best_distance = d;
-  }
-  return best;
+  std::vector<std::string> names;
+  for (const auto& [name, value] : flatten_config(root)) names.push_back(name);
+  return nearest_name(key, names);
 }
 
 template <typename T>
@@ -89,6 +71,7 @@ ConfigJson parse_value(const std::string& key, const std::string& text, const Co
     const double x = std::strtod(text.c_str(), &end);
     ECMOE_CHECK(!text.empty() && end == text.c_str() + text.size(), "--set ", key,
                 ": expected a number, got '", text, "'");
+    ECMOE_CHECK(std::isfinite(x), "--set ", key, ": '", text, "' is not a finite number");
     return x;
   }
   if (current.is_string()) return text;

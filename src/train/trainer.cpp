@@ -22,6 +22,7 @@
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/eval_batches.h"
+#include "train/memory_estimate.h"
 #include "train/metrics.h"
 #include "train/nonfinite.h"
 #include "train/progress.h"
@@ -38,7 +39,7 @@ constexpr uint64_t kNoiseStream = streams::kTrainJitter;
 
 // Opens a split with an error that says what to do when the folder is not there at all.
 data::TokenDataset open_split(const std::string& dir, const std::string& split) {
-  ECMOE_CHECK(fs::is_directory(dir), "data folder '", dir,
+  ECMOE_CHECK(fs::exists(dir), "data folder '", dir,
               "' does not exist: run `ecmoe prepare` (or --set data.dir=FOLDER)");
   return data::TokenDataset::open(dir, split);
 }
@@ -109,6 +110,7 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
               " token ids (set it to 0 to take it from the data)");
   config.model.vocab_size = train_data.vocab_size();
   config.model.validate();
+  check_memory(config, /*training=*/true);
   const DataReference data_ref = data_reference(config.data.dir, train_data);
   if (comm.parallel()) {
     comm.check_same(

@@ -144,6 +144,21 @@ TEST(GlueTsv, BadInputIsAnErrorNamingFileAndLine) {
             std::string::npos);
 }
 
+// Non-UTF-8 text is refused as `ecmoe prepare` refuses it (one validator, data/clean.h), naming
+// the file and line, in the header as in the rows.
+TEST(GlueTsv, NonUtf8IsAnErrorNamingFileAndLine) {
+  TempDir dir("ft-utf8");
+  write_text(dir / "latin1.tsv", "sentence\tlabel\ngood one\t1\ncaf\xe9 au lait\t0\n");
+  const std::string row = error_of([&] { read_glue_tsv(dir / "latin1.tsv", glue_layout("sst2")); });
+  EXPECT_NE(row.find(dir / "latin1.tsv:3: not UTF-8 text"), std::string::npos) << row;
+  write_text(dir / "header.tsv", "sent\xffnce\tlabel\ngood one\t1\n");
+  const std::string header =
+      error_of([&] { read_glue_tsv(dir / "header.tsv", glue_layout("sst2")); });
+  EXPECT_NE(header.find(dir / "header.tsv:1: not UTF-8 text"), std::string::npos) << header;
+  write_text(dir / "fine.tsv", "sentence\tlabel\ncaf\xc3\xa9 au lait\t0\n");
+  EXPECT_EQ(read_glue_tsv(dir / "fine.tsv", glue_layout("sst2")).size(), 1u);
+}
+
 TEST(TaskFormats, CsvHandlesQuotesNewlinesAndByteOrderMark) {
   const auto r = parse_csv(
       "\xEF\xBB\xBF\"1\",\"a \"\"quoted\"\" word,\nnext line \n\"\n-1,plain\n\n", "x.csv");

@@ -131,6 +131,15 @@ TEST(TrainConfig, SetErrorsNameTheKey) {
   expect_error([] { with({"model.kind=ring"}); }, {"model.kind", "encoder or decoder"});
 }
 
+// NaN and infinity are not numbers a config can hold (JSON writes them as null): the error says
+// so rather than "got null".
+TEST(TrainConfig, SetRefusesNonFiniteNumbers) {
+  for (const char* value : {"nan", "NaN", "inf", "-inf", "infinity", "1e999"})
+    expect_error([&] { with({std::string("schedule.peak_lr=") + value}); },
+                 {"--set schedule.peak_lr", "is not a finite number", value});
+  EXPECT_FLOAT_EQ(with({"schedule.peak_lr=1e-30"}).schedule.peak_lr, 1e-30f);
+}
+
 TEST(TrainConfig, ValidationCatchesConfigsThatCannotWork) {
   expect_error([] { with({"model.n_heads=3"}).validate(); },
                {"n_heads (3) must divide d_model (256)"});

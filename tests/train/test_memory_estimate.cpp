@@ -1,0 +1,184 @@
+// estimate_memory against what a model really allocates (glibc's heap counters around building
+// the model, its buffers and optimizer and running a training step and an evaluation forward),
+// and check_memory on sizes that cannot fit: a one-line error naming the key, at once, with no
+// overflow however absurd the sizes.
+#include <gtest/gtest.h>
+#include <malloc.h>
+
+#include <chrono>
+#include <climits>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "core/threads.h"
+#include "data/tokenizer.h"
+#include "model/transformer.h"
+#include "optim/adamw.h"
+#include "train/batches.h"
+#include "train/memory_estimate.h"
+#include "train_test_util.h"
+
+using namespace ecmoe;
+
+namespace {
+
+// Bytes in use on the heap (the main arena and mmapped blocks; the test runs on one thread).
+double heap_in_use() {
+  const struct mallinfo2 m = mallinfo2();
+  return double(m.uordblks) + double(m.hblkhd);
+}
+
+Batch random_batch(const TrainConfig& c, int batch_size, uint64_t step) {
+  const BatchSpec spec = batch_spec(c, batch_size);
+  std::vector<int32_t> windows(std::size_t(batch_size) * window_width(spec.kind, spec.seq_len));
+  const Rng rng(5, step);
+  for (std::size_t i = 0; i < windows.size(); ++i)
+    windows[i] = data::kFirstOrdinaryId +
+                 int32_t(rng.below(i, uint64_t(c.model.vocab_size - data::kFirstOrdinaryId)));
+  return make_batch(windows, spec, step);
+}
+
+// The heap a run of `c` holds after a training step and an evaluation forward (training), or
+// after an evaluation forward alone.
+double measured_bytes(const TrainConfig& c, bool training) {
+  const double before = heap_in_use();
+  Transformer model(c.model);
+  FlatBuffer params(model.table()), state(model.state_table());
+  model.init_params(params, 1);
+  model.init_state(state);
+  const Batch eval_batch = random_batch(c, c.eval_batch_size(), 2);
+  if (!training) {
+    model.forward(params, state, eval_batch, false, 0);
+    return heap_in_use() - before;
+  }
+  FlatBuffer grads(model.table());
+  AdamW adam(model.table(), c.optimizer);
+  const Batch batch = random_batch(c, c.batch_size, 1);
+  model.forward(params, state, batch, true, 1);
+  model.backward(params, grads);
+  adam.step(params, grads, 1e-3f);
+  model.forward(params, state, eval_batch, false, 0);
+  return heap_in_use() - before;
+}
+
+TrainConfig tiny(ModelKind kind) {
+  TrainConfig c = train_test::tiny_config("unused", "unused");
+  c.model.kind = kind;
+  c.model.vocab_size = 512;
+  c.model.seq_len = 32;
+  c.model.d_model = 32;
+  c.model.d_ff = 64;
+  c.batch_size = 8;
+  return c;
+}
+
+class MemoryEstimateTest : public ::testing::Test {
+ protected:
+  void SetUp() override { set_thread_count(1); }
+  void TearDown() override { set_thread_count(0); }
+};
+
+TEST_F(MemoryEstimateTest, WithinAFewPercentOfTheRealAllocation) {
+  // The first run also holds what the process sets up once (oneDNN's generated kernels, ~0.5 MB),
+  // which is nobody's config: measure after it.
+  measured_bytes(tiny(ModelKind::kEncoder), true);
+  for (const ModelKind kind : {ModelKind::kEncoder, ModelKind::kDecoder})
+    for (const bool training : {true, false}) {
+      const TrainConfig c = tiny(kind);
+      const MemoryEstimate e = estimate_memory(c, training);
+      const double real = measured_bytes(c, training);
+      EXPECT_NEAR(e.total() / real, 1.0, 0.03)
+          << model_kind_name(kind) << (training ? " training" : " evaluation") << ": estimate "
+          << e.total() << " B (parameters " << e.parameters << ", gradients " << e.gradients
+          << ", optimizer " << e.optimizer << ", activations " << e.activations << "), real "
+          << real << " B";
+      EXPECT_EQ(e.gradients > 0, training);
+    }
+}
+
+TEST_F(MemoryEstimateTest, ParametersMatchTheTensorTableExactly) {
+  for (const char* router : {"expert_choice", "top2", "hash", "expert_threshold"}) {
+    TrainConfig c = tiny(ModelKind::kEncoder);
+    c.model.moe.router = parse_router_kind(router);
+    c.model.moe_every = 1;
+    const Transformer model(c.model);
+    const MemoryEstimate e = estimate_memory(c);
+    EXPECT_EQ(e.gradients, 4.0 * double(model.table().total_floats())) << router;
+    EXPECT_EQ(e.optimizer, 2 * e.gradients) << router;
+    EXPECT_EQ(e.parameters,
+              4.0 * double(model.table().total_floats() + model.state_table().total_floats()))
+        << router;
+  }
+}
+
+// Runs check_memory; returns its message ("" when it passes) and checks it took under a second.
+std::string check(const TrainConfig& c, bool training = true) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string message;
+  try {
+    check_memory(c, training);
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0);
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  return message;
+}
+
+TEST_F(MemoryEstimateTest, SizesThatCannotFitNameTheKey) {
+  EXPECT_EQ(check(tiny(ModelKind::kEncoder)), "");
+  struct Case {
+    const char* expected;
+    void (*set)(TrainConfig&);
+  };
+  const Case cases[] = {
+      {"model.seq_len=1000000000 needs ", [](TrainConfig& c) { c.model.seq_len = 1000000000; }},
+      {"batch_size=2147483647 needs ", [](TrainConfig& c) { c.batch_size = INT_MAX; }},
+      {"model.d_model=1048576 needs ", [](TrainConfig& c) { c.model.d_model = 1 << 20; }},
+      {"model.moe.n_experts=10000000 needs ",
+       [](TrainConfig& c) { c.model.moe.n_experts = 10000000; }},
+      {"model.n_layers=1000000 needs ", [](TrainConfig& c) { c.model.n_layers = 1000000; }},
+      {"eval.batch_size=2000000000 needs ", [](TrainConfig& c) { c.eval.batch_size = 2000000000; }},
+  };
+  for (const Case& k : cases) {
+    TrainConfig c = tiny(ModelKind::kEncoder);
+    k.set(c);
+    const std::string message = check(c);
+    EXPECT_EQ(message.find(k.expected), 0u) << message;
+    EXPECT_NE(message.find(" available; lower it"), std::string::npos) << message;
+  }
+  // Every size at its largest: the products overflow any integer, the estimate does not.
+  TrainConfig huge = tiny(ModelKind::kDecoder);
+  huge.model.vocab_size = huge.model.seq_len = huge.model.d_model = huge.model.d_ff = INT_MAX;
+  huge.model.n_layers = huge.model.n_heads = huge.model.moe.n_experts = INT_MAX;
+  huge.batch_size = huge.eval.batch_size = INT_MAX;
+  const MemoryEstimate e = estimate_memory(huge);
+  EXPECT_TRUE(std::isfinite(e.total()) && e.total() > 1e30) << e.total();
+  EXPECT_NE(check(huge).find(" needs "), std::string::npos);
+  // Evaluation needs no gradients or optimizer state.
+  const TrainConfig c = tiny(ModelKind::kEncoder);
+  const MemoryEstimate train_e = estimate_memory(c), eval_e = estimate_memory(c, false);
+  EXPECT_EQ(eval_e.gradients + eval_e.optimizer, 0.0);
+  EXPECT_LT(eval_e.total(), train_e.total());
+}
+
+TEST_F(MemoryEstimateTest, MoeLayerAlone) {
+  MoeConfig c;
+  c.d_model = 1000000;
+  EXPECT_THROW(check_moe_layer_memory(c, 4096, "bench layer"), Error);
+  c.d_model = 256;
+  EXPECT_NO_THROW(check_moe_layer_memory(c, 4096, "bench layer"));
+  const MemoryEstimate e = estimate_moe_layer_memory(c, 4096);
+  EXPECT_EQ(e.parameters, 4.0 * (2 * 8 * 256 * 1024 + 256 * 8));
+}
+
+TEST(FormatBytes, Compact) {
+  EXPECT_EQ(format_bytes(512), "512 B");
+  EXPECT_EQ(format_bytes(1.5e9), "1.5 GB");
+  EXPECT_EQ(format_bytes(22.7e9), "23 GB");
+  EXPECT_EQ(format_bytes(999.9), "1.0 kB");
+  EXPECT_EQ(format_bytes(3e21), "3e+21 B");
+}
+
+}  // namespace
