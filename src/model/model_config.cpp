@@ -42,7 +42,11 @@ void ModelConfig::validate() const {
   ECMOE_CHECK(d_ff > 0, "model: d_ff must be positive, got ", d_ff);
   ECMOE_CHECK(moe_every >= 0, "model: moe_every must be >= 0 (0 = no MoE layers)");
   ECMOE_CHECK(init_std > 0.f, "model: init_std must be positive");
-  for (int l = 0; l < n_layers; ++l) ffn_config(l).validate();
+  // Every layer's FFN is one of two configs (MoE or dense), so each is checked once: a loop over
+  // layers would take minutes for an absurd n_layers before the memory check refuses it.
+  const int first_moe = moe_every - 1;
+  if (moe_every > 0 && first_moe < n_layers) ffn_config(first_moe).validate();
+  if (moe_every != 1) ffn_config(0).validate();  // layer 0 is dense unless every layer is MoE
 }
 
 }  // namespace ecmoe

@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <set>
 
 #include "core/error.h"
 #include "core/nearest_name.h"
+#include "data/clean.h"
 #include "io/input_file.h"
 #include "io/json_input.h"
 #include "moe/moe_config.h"
@@ -74,7 +76,11 @@ ConfigJson parse_value(const std::string& key, const std::string& text, const Co
     ECMOE_CHECK(std::isfinite(x), "--set ", key, ": '", text, "' is not a finite number");
     return x;
   }
-  if (current.is_string()) return text;
+  if (current.is_string()) {
+    const std::optional<std::size_t> bad = data::find_invalid_utf8(text);
+    ECMOE_CHECK(!bad, "--set ", key, ": the value is not valid UTF-8 (byte ", *bad + 1, ")");
+    return text;
+  }
   fail("--set ", key, ": cannot set a value of this kind");
 }
 

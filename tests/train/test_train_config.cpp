@@ -2,6 +2,7 @@
 // the router rule applies defaults, and bad input is a one-line error naming the key.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "core/error.h"
@@ -138,6 +139,23 @@ TEST(TrainConfig, SetRefusesNonFiniteNumbers) {
     expect_error([&] { with({std::string("schedule.peak_lr=") + value}); },
                  {"--set schedule.peak_lr", "is not a finite number", value});
   EXPECT_FLOAT_EQ(with({"schedule.peak_lr=1e-30"}).schedule.peak_lr, 1e-30f);
+}
+
+TEST(TrainConfig, SetRefusesStringsThatAreNotUtf8) {
+  // Found by fuzzing: the value was accepted, then writing the config threw nlohmann's
+  // type_error (an internal error instead of a one-line message).
+  expect_error([] { with({"data.dir=ab\xff"}); },
+               {"--set data.dir", "not valid UTF-8", "byte 3"});
+  EXPECT_EQ(with({"data.dir=d\xc3\xa9j\xc3\xa0"}).data.dir, "d\xc3\xa9j\xc3\xa0");
+}
+
+TEST(TrainConfig, ValidationOfHugeLayerCountsIsImmediate) {
+  // Found by fuzzing: validate() checked every layer's FFN config, 2^31 of them (~25 s).
+  const auto t0 = std::chrono::steady_clock::now();
+  with({"model.n_layers=2147483647"}).validate();
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0.5);
+  expect_error([] { with({"model.n_layers=2147483647", "model.moe.n_experts=0"}).validate(); },
+               {"n_experts"});
 }
 
 TEST(TrainConfig, ValidationCatchesConfigsThatCannotWork) {
