@@ -4,6 +4,8 @@
 #include <ctime>
 #include <filesystem>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "compare/finetune_suite.h"

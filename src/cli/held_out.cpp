@@ -1,5 +1,7 @@
 #include "cli/held_out.h"
 
+#include <utility>
+
 namespace ecmoe::cli {
 
 void add_held_out_options(CLI::App* cmd, HeldOutArgs& args) {

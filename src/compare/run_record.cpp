@@ -3,6 +3,7 @@
 #include "compare/post_eval.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <map>

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <system_error>
 
 #include "core/error.h"
 #include "data/process.h"

@@ -1,6 +1,8 @@
 // Router dispatch, capacities, and the two routers without scores (dense, hash).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "core/error.h"
 #include "moe/router_scores.h"

@@ -1,7 +1,13 @@
 #include "train/checkpoint.h"
 
+#include <cstddef>
+#include <exception>
+#include <functional>
 #include <map>
 #include <set>
+#include <span>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "data/checksum.h"

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <system_error>
+#include <utility>
 
 #include "core/error.h"
 #include "moe/moe_config.h"

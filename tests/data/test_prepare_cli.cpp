@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <string>
 
 #include "data/token_dataset.h"
 #include "test_util.h"
