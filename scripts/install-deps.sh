@@ -54,5 +54,5 @@ sudo_cmd=()
 apt=("${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Use-Pty=0)
 echo "install-deps: ${#missing[@]} packages to install (log: $log)"
 step "updating the package lists" "${apt[@]}" update
-step "installing ${missing[*]}" "${apt[@]}" install --no-install-recommends "${missing[@]}"
+step "installing ${missing[*]} (minutes on a fresh machine)" "${apt[@]}" install --no-install-recommends "${missing[@]}"
 echo "install-deps: done"
