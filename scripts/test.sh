@@ -28,7 +28,7 @@ python3 scripts/check_includes.py
 ran+=("bench/test_peer_blas.py" "scripts/check_includes.py")
 if ((clang)); then
   CXX=clang++ BUILD_DIR=build-clang scripts/build.sh
-  ran+=("clang build (compiled, tests not run)")
+  ran+=("clang build (compile only)")
 fi
 if ((asan)); then
   BUILD_DIR=build-asan scripts/build.sh -DECMOE_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
