@@ -94,7 +94,7 @@ void save_checkpoint(const std::string& path, const TrainConfig& config, const D
        {std::pair{kStepTensor, &state.step}, std::pair{kTokensTensor, &state.tokens_seen},
         std::pair{kAdamStepTensor, &adam_step}})
     sources.push_back(
-        {name, DType::I64, {}, [value](const ByteSink& sink) { sink(value, sizeof(int64_t)); }});
+        {name, DType::I64, {}, [p = value](const ByteSink& sink) { sink(p, sizeof(int64_t)); }});
   // The checksum covers the bytes in file order, which is the data order Checkpoint::open walks.
   data::Fnv1a64 hash;
   for (const TensorSource& t : sources)
