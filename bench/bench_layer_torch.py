@@ -14,8 +14,9 @@ round(c·k·n/e) per expert, first choices before second choices, in position or
 dropped, top-2 gates renormalised over both choices, load-balancing loss with weight 0.01), dense.
 
 Timed: forward, loss = sum(y · R) (+ aux loss), backward to x and every weight. Warm-up runs,
-then the median of --repeats runs. Run with OPENBLAS_CORETYPE=SkylakeX in the environment on
-this machine (Debian's OpenBLAS otherwise picks an SSE3 kernel, ~5x slower).
+then the median of --repeats runs. On an AVX-512 CPU, OPENBLAS_CORETYPE=SkylakeX is set before
+torch loads unless already set (Debian's OpenBLAS otherwise picks an older kernel, up to ~5x
+slower); the script refuses to run on the reference BLAS (bench/peer_blas.py).
 """
 
 import argparse
@@ -23,11 +24,14 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 
-import torch
-import torch.nn.functional as F
+import peer_blas
+
+peer_blas.prepare_environment()  # before torch loads OpenBLAS
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 LOAD_BALANCE_WEIGHT = 0.01  # Switch / GShard default, as in the engine's token-choice config
 
@@ -235,9 +239,7 @@ def main():
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    if os.environ.get("OPENBLAS_CORETYPE") is None:
-        print("warning: OPENBLAS_CORETYPE is not set; Debian's OpenBLAS may use a slow kernel "
-              "(export OPENBLAS_CORETYPE=SkylakeX before starting Python)", file=sys.stderr)
+    blas = peer_blas.check_peer(quiet=args.json)
     names = {"both": ["index", "einsum"], "all": ["index", "einsum", "loop"]}.get(
         args.formulation, [args.formulation])
     if len(names) > 1 and not args.no_check:
@@ -249,7 +251,7 @@ def main():
         "capacity": capacity(args, args.tokens) if args.router != "dense" else args.tokens,
         "threads": args.threads, "repeats": args.repeats, "torch": torch.__version__,
         "slots": filled_slots(args),
-        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""), "blas": blas,
     }
     for name in names:
         x, wg, w1, w2, r = make_params(args)

@@ -25,9 +25,10 @@ FLOPs but in 8 smaller GEMMs and extra copies), index slightly ahead. The LM hea
 computes logits only at positions with a target (as ecmoe does). `--check` verifies the model
 (loss and every gradient) against tools/torch_model.py on small cases in float64.
 
-Run with Debian's /usr/bin/python3 (python3-torch 1.13). The script sets OPENBLAS_CORETYPE=SkylakeX
-(Debian's OpenBLAS otherwise uses an SSE3 kernel on this CPU, ~5x slower) and
-ATEN_CPU_CAPABILITY=avx512 in its own environment before torch loads, unless they are set:
+Run with Debian's /usr/bin/python3 (python3-torch 1.13). On an AVX-512 CPU the script sets
+OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS otherwise picks an older kernel, up to ~5x slower)
+and ATEN_CPU_CAPABILITY=avx512 in its own environment before torch loads, unless they are set; it
+refuses to run on the reference BLAS (libblas3; bench/peer_blas.py):
 
     bench/bench_train_torch.py --config small --router top2 --threads 2
 """
@@ -47,8 +48,10 @@ import time
 # does not recognise this CPU and otherwise picks an SSE3 kernel, ~5x slower), and ATen reads
 # ATEN_CPU_CAPABILITY at its first dispatch (Debian's build defaults to its AVX2 kernels; the
 # AVX-512 ones measured ~10% faster here). Values already in the environment win.
-os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
-os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx512")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peer_blas  # noqa: E402
+
+peer_blas.prepare_environment()
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -532,6 +535,7 @@ def main():
         if args.check_only:
             print(f"check passed: largest relative difference {worst:.2e}")
             return
+    blas = peer_blas.check_peer(quiet=args.json)
     cfg = load_config(args.config, args.router, args.set)
     mc = model_config(cfg)
     result = bench(cfg, args)
@@ -542,7 +546,7 @@ def main():
         threads=torch.get_num_threads(), steps=args.steps, warmup=args.warmup,
         moe_impl=args.moe_impl,
         adamw_foreach=args.foreach, torch=torch.__version__,
-        openblas_coretype=os.environ.get("OPENBLAS_CORETYPE", ""),
+        openblas_coretype=os.environ.get("OPENBLAS_CORETYPE", ""), blas=blas,
         aten_cpu_capability=torch.backends.cpu.get_cpu_capability()
         if hasattr(torch.backends, "cpu") else os.environ.get("ATEN_CPU_CAPABILITY", ""),
         loadavg=open("/proc/loadavg").read().split()[:3])

@@ -29,11 +29,12 @@ REPEATS=${REPEATS:-5}
 ECMOE_ARGS=${ECMOE_ARGS:-}
 PYTHON=${PYTHON:-/usr/bin/python3}
 
-# Both sides get the same environment: OpenBLAS must see SkylakeX before the library loads
-# (PyTorch uses it; Debian's build otherwise falls back to an SSE3 kernel), and OpenMP the
-# thread count.
-export OPENBLAS_CORETYPE=SkylakeX
+# Both sides get the same OpenMP thread count. The peer sets OPENBLAS_CORETYPE=SkylakeX (and
+# ATEN_CPU_CAPABILITY=avx512) for itself on an AVX-512 CPU unless set: Debian's OpenBLAS does
+# not recognise recent CPUs and picks an older kernel. bench/peer_blas.py prints the BLAS and
+# kernel the peer runs on, and stops here if that is the reference BLAS (libblas3).
 export OMP_NUM_THREADS=$THREADS
+"$PYTHON" "$HERE/peer_blas.py" || exit 1
 
 json_field() {  # json_field FIELD [FORMAT]: one JSON object on stdin -> the field, or n/a
   "$PYTHON" -c '

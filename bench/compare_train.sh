@@ -39,12 +39,12 @@ TORCH_ARGS=${TORCH_ARGS:-}
 WAIT_IDLE=${WAIT_IDLE:-0}
 PYTHON=${PYTHON:-/usr/bin/python3}
 
-# Both sides get the same environment: OpenBLAS must see SkylakeX before the library loads
-# (PyTorch uses it; Debian's build otherwise falls back to an SSE3 kernel), and OpenMP the
-# thread count. The peer also sets ATEN_CPU_CAPABILITY=avx512 for itself (ATen's AVX-512
-# elementwise kernels instead of Debian's default AVX2 ones; ~10% faster here).
-export OPENBLAS_CORETYPE=SkylakeX
+# Both sides get the same OpenMP thread count. The peer sets OPENBLAS_CORETYPE=SkylakeX (and
+# ATEN_CPU_CAPABILITY=avx512) for itself on an AVX-512 CPU unless set: Debian's OpenBLAS does
+# not recognise recent CPUs and picks an older kernel. bench/peer_blas.py prints the BLAS and
+# kernel the peer runs on, and stops here if that is the reference BLAS (libblas3).
 export OMP_NUM_THREADS=$THREADS
+"$PYTHON" "$HERE/peer_blas.py" || exit 1
 
 # measured OUTFILE CMD...: runs CMD with stdout to OUTFILE; prints "wall_s own_cores other_cores"
 # (own / other: average cores busy with CMD / with everything else during the run).

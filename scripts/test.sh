@@ -1,17 +1,42 @@
 #!/usr/bin/env bash
-# The test command: installs dependencies, builds, runs every test with ctest, then builds the
-# unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again, and fuzzes
-# the file parsers for a minute each (scripts/fuzz.sh, docs/fuzzing.md).
-#   scripts/test.sh            everything
-#   scripts/test.sh --no-asan  skip the sanitizer builds (ASan and fuzzing)
+# The test command: installs dependencies, builds, runs every test with ctest and the script
+# checks (bench/test_peer_blas.py, scripts/check_includes.py), compiles everything again with
+# clang (compile only: a second compiler and standard library catch a missing #include), then
+# builds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again,
+# and fuzzes the file parsers for a minute each (scripts/fuzz.sh, docs/fuzzing.md).
+# The last line says what ran.
+#   scripts/test.sh                       everything
+#   scripts/test.sh --no-asan --no-clang  skip the sanitizer builds (ASan and fuzzing) / the clang build
 set -euo pipefail
 cd "$(dirname "$0")/.."
+asan=1 clang=1
+for a in "$@"; do
+  case "$a" in
+    --no-asan) asan=0 ;;
+    --no-clang) clang=0 ;;
+    *) echo "test.sh: unknown argument '$a' (--no-asan, --no-clang)" >&2; exit 1 ;;
+  esac
+done
+ran=()
+summary() { local IFS=,; echo "${ran[*]:-nothing}" | sed 's/,/, /g'; }
+trap 'echo "test.sh: FAILED; passed before the failure: $(summary)" >&2' ERR
 scripts/install-deps.sh
 scripts/build.sh
 (cd build && ctest --output-on-failure -j"$(nproc)")
-if [[ "${1:-}" != "--no-asan" ]]; then
+ran+=("gcc build and its $(cd build && ctest -N | sed -n 's/^Total Tests: //p') ctest tests")
+out=$(python3 bench/test_peer_blas.py 2>&1) || { echo "$out" >&2; false; }
+python3 scripts/check_includes.py
+ran+=("bench/test_peer_blas.py" "scripts/check_includes.py")
+if ((clang)); then
+  CXX=clang++ BUILD_DIR=build-clang scripts/build.sh
+  ran+=("clang build (compile only)")
+fi
+if ((asan)); then
   BUILD_DIR=build-asan scripts/build.sh -DECMOE_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
   # Leak checking is off: LeakSanitizer cannot run under ptrace-restricted sandboxes.
   (cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -j"$(nproc)")
+  ran+=("ASan+UBSan build and its ctest tests")
   scripts/fuzz.sh 60
+  ran+=("fuzzing (scripts/fuzz.sh 60)")
 fi
+echo "test.sh: passed: $(summary)"

@@ -1,8 +1,10 @@
 // `ecmoe bench layer`: forward+backward of one MoE layer, median of several runs, with the share
 // of time spent outside the expert GEMMs and the GEMMs' speed beside the library's own.
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <vector>
 

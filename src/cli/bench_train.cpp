@@ -2,9 +2,14 @@
 // warm-up) and model-FLOPs utilisation against a peak (train/flops.h has the formula). Reads the
 // config's data when it is prepared, else uses random tokens, so it runs on a fresh checkout.
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <optional>
+#include <span>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "core/error.h"

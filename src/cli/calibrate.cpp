@@ -4,9 +4,12 @@
 // token it selected, and the checkpoint is rewritten atomically with everything else unchanged.
 // Then threshold routing is evaluated on the same windows, to show the realised experts per token
 // and per-expert load.
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/held_out.h"

@@ -1,3 +1,5 @@
+#include <string>
+
 #include "cli/commands.h"
 #include "core/error.h"
 

@@ -2,6 +2,7 @@
 // runs the command and throws ecmoe::Error on bad input.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <string>
 
 #include "dist/comm.h"
 

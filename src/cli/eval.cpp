@@ -1,6 +1,7 @@
 // `ecmoe eval`: loss, perplexity and routing statistics of a checkpoint on fixed windows of a
 // data split (the windows validation uses during training, for --split val).
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "cli/commands.h"

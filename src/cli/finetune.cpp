@@ -2,7 +2,11 @@
 // dev and test accuracy (docs/finetune.md).
 #include "finetune/finetune.h"
 
+#include <cstdint>
 #include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "core/error.h"

@@ -1,7 +1,9 @@
 // `ecmoe generate`: text from a decoder checkpoint, one token at a time with a KV cache
 // (model/kv_decoder.h), printed as it comes, then tokens/s. Expert-choice checkpoints generate
 // with their threshold cutoffs (docs/causal.md); batch expert choice itself cannot decode.
+#include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 

@@ -1,6 +1,7 @@
 #include "cli/held_out.h"
 
 #include <cstdio>
+#include <utility>
 
 #include "cli/commands.h"
 #include "train/eval_batches.h"

@@ -1,4 +1,5 @@
 // `ecmoe info`: what the engine runs on, and a quick sgemm speed figure.
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <string>
 
 #include "cli/commands.h"
 #include "core/error.h"

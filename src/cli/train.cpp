@@ -2,6 +2,9 @@
 // prints the final validation perplexity and the routing histogram. docs/training.md.
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "core/error.h"

@@ -1,6 +1,7 @@
 #include "cli/usage.h"
 
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <string>

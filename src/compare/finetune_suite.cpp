@@ -1,10 +1,13 @@
 #include "compare/finetune_suite.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <utility>
 
 #include "compare/run_record.h"
 #include "compare/seed_stats.h"

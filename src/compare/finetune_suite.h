@@ -6,6 +6,7 @@
 //   seed s (so the spread covers both); a variant pre-trained once fine-tunes that checkpoint
 //   with seeds 1, 2, 3.
 #pragma once
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>

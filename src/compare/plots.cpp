@@ -1,6 +1,7 @@
 #include "compare/plots.h"
 
 #include <cctype>
+#include <cstddef>
 #include <filesystem>
 #include <sstream>
 

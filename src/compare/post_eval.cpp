@@ -1,6 +1,8 @@
 #include "compare/post_eval.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <vector>
 
 #include "core/error.h"
 #include "core/timer.h"

@@ -1,6 +1,7 @@
 #include "compare/run_record.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <map>

@@ -1,5 +1,6 @@
 #include "compare/runner.h"
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <map>
+#include <utility>
 
 #include "compare/seed_stats.h"
 #include "core/error.h"

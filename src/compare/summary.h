@@ -3,6 +3,7 @@
 // measure behind the paper's convergence speed-up.
 #pragma once
 #include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>

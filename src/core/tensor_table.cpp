@@ -1,7 +1,9 @@
 #include "core/tensor_table.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <sstream>
+#include <utility>
 
 #include "core/error.h"
 

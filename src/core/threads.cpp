@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "core/error.h"

@@ -3,9 +3,12 @@
 #include "data/corpus.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
+#include <utility>
 
 #include "core/error.h"
 #include "data/corpus_formats.h"

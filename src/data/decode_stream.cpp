@@ -1,5 +1,6 @@
 #include "data/decode_stream.h"
 
+#include <cstddef>
 #include <utility>
 
 namespace ecmoe::data {

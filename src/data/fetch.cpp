@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <system_error>
 
 #include "core/error.h"
 #include "io/process.h"

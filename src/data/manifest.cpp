@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <sstream>
+#include <system_error>
 
 #include "core/error.h"
 #include "data/checksum.h"

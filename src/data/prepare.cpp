@@ -10,6 +10,8 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <system_error>
+#include <utility>
 
 #include "core/error.h"
 #include "core/timer.h"

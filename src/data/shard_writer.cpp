@@ -3,7 +3,9 @@
 
 #include <omp.h>
 
+#include <cstddef>
 #include <exception>
+#include <string_view>
 
 #include "core/error.h"
 #include "io/atomic_file.h"

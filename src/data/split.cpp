@@ -2,6 +2,8 @@
 #include "data/split.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <utility>
 
 #include "core/error.h"
 #include "core/rng.h"

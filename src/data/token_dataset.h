@@ -2,6 +2,7 @@
 // checked against the manifest (size and checksum) and the vocabulary when opened, so a damaged
 // or partial shard is an error here rather than garbage in a training run.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>

@@ -10,6 +10,8 @@
 //               the training set is a fixed subsample, so a run stays short
 // Task names for the command line: these, or "glue:NAME:DIR" (glue_tsv.h).
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>

@@ -1,6 +1,7 @@
 #include "finetune/class_metrics.h"
 
 #include <algorithm>
+#include <cstddef>
 
 #include "core/error.h"
 

@@ -2,6 +2,8 @@
 #include "finetune/classifier_head.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <span>
 
 #include "core/error.h"
 #include "core/rng.h"

@@ -1,6 +1,8 @@
 #include "finetune/encode.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <utility>
 
 #include "core/error.h"
 #include "finetune/task_formats.h"

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
+#include <span>
+#include <utility>
 
 #include "core/error.h"
 #include "core/rng.h"

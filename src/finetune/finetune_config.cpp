@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <limits>
 #include <set>
+#include <type_traits>
 
 #include "core/error.h"
 #include "io/json_input.h"

@@ -1,8 +1,11 @@
 #include "finetune/glue_tsv.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 #include "core/error.h"
 #include "data/clean.h"

@@ -1,6 +1,9 @@
 #include "finetune/task_formats.h"
 
 #include <charconv>
+#include <cstddef>
+#include <system_error>
+#include <utility>
 
 #include "core/error.h"
 #include "data/clean.h"

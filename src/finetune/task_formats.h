@@ -1,6 +1,7 @@
 // Parsers for the raw files behind the built-in tasks, kept apart from fetching so tests can feed
 // them text they write.
 #pragma once
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>

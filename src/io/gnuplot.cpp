@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
+#include <system_error>
 
 #include "core/error.h"
 #include "io/process.h"

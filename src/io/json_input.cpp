@@ -2,6 +2,7 @@
 // array and key with its depth, so one callback enforces both the depth limit and unique keys.
 #include "io/json_input.h"
 
+#include <cstddef>
 #include <set>
 #include <vector>
 

@@ -4,6 +4,7 @@
 // instead of silently keeping the last. Errors are one line naming the input.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <cstddef>
 #include <string>
 #include <string_view>
 

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstddef>
 #include <filesystem>
 #include <system_error>
 

@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <string_view>
+#include <utility>
 
 #include "core/error.h"
 #include "core/rng.h"

@@ -1,5 +1,6 @@
 #include "moe/expert_ffn.h"
 
+#include <cstdint>
 #include <cstring>
 #include <vector>
 

@@ -1,5 +1,7 @@
 #include "moe/expert_gemm_problems.h"
 
+#include <cstdint>
+
 namespace ecmoe {
 
 std::vector<GemmProblem> make_expert_gemms(const RoutingPlan& plan, int d, int f,

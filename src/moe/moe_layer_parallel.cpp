@@ -8,7 +8,10 @@
 // On the owner, expert j's rows come from rank 0, then rank 1, ... in each rank's slot order: the
 // order one process uses for the same tokens when its routing groups are the ranks' batches, so
 // the expert GEMMs see the same rows in the same order.
+#include <cstdint>
 #include <cstring>
+#include <span>
+#include <vector>
 
 #include "core/error.h"
 #include "moe/moe_layer.h"

@@ -1,7 +1,11 @@
 // Expert choice: per routing group, each expert takes the k tokens with the highest scores
 // (ties: lower token index), gate = score, no renormalisation. Every expert gets exactly k.
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <numeric>
+#include <utility>
+#include <vector>
 
 #include "moe/routers.h"
 #include "moe/routing_groups.h"

@@ -1,6 +1,9 @@
 // Capped expert choice: per routing group, solve the capped assignment program, round it to k
 // tokens per expert with at most b experts per token, gate = score.
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
 
 #include "moe/capped_solver.h"
 #include "moe/routers.h"

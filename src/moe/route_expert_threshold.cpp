@@ -5,8 +5,11 @@
 // trains with thresholds.
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <numeric>
+#include <vector>
 
 #include "core/error.h"
 #include "moe/routers.h"

@@ -4,7 +4,10 @@
 // descending top-1 score with batch-prioritised routing. An expert full at capacity drops the
 // request. Gates: the score, or the score over the sum of the token's k chosen scores.
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
+#include <utility>
+#include <vector>
 
 #include "moe/routers.h"
 #include "moe/routing_groups.h"

@@ -1,6 +1,7 @@
 #include "moe/routing_stats.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <type_traits>
 
 namespace ecmoe {

@@ -2,7 +2,11 @@
 // to the longest over the ranks, every kSum field summed in one integer and one floating-point
 // buffer, every kMax field by its own maximum. Every rank makes the same calls in the same order.
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
 #include <type_traits>
+#include <vector>
 
 #include "moe/routing_stats.h"
 

@@ -1,5 +1,7 @@
 #include "train/batches.h"
 
+#include <cstddef>
+
 #include "core/error.h"
 #include "core/rng_streams.h"
 #include "data/tokenizer.h"

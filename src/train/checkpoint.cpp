@@ -1,9 +1,16 @@
 #include "train/checkpoint.h"
 
+#include <cstddef>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
+#include <span>
+#include <system_error>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "data/checksum.h"

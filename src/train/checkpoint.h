@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"

@@ -2,12 +2,15 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <optional>
 #include <set>
+#include <system_error>
+#include <utility>
 
 #include "core/error.h"
 #include "core/nearest_name.h"

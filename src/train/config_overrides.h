@@ -3,6 +3,7 @@
 // way and a value is parsed by the type the field already has.
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "train/train_config.h"

@@ -1,6 +1,9 @@
 #include "train/data_parallel.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
 
 #include "core/error.h"
 

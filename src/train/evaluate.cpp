@@ -1,6 +1,8 @@
 #include "train/evaluate.h"
 
 #include <cmath>
+#include <cstddef>
+#include <span>
 
 #include "core/error.h"
 #include "train/data_parallel.h"

@@ -5,6 +5,7 @@
 // absurd sizes overflows: an unrepresentable size is simply too large.
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "moe/moe_config.h"

@@ -1,5 +1,6 @@
 #include "train/report.h"
 
+#include <cstdint>
 #include <cstdio>
 
 namespace ecmoe {

@@ -4,8 +4,10 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <set>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"

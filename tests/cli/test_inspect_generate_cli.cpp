@@ -8,6 +8,7 @@
 //   the model's context stops it before --max-tokens, and refuses --max-tokens 0 in one line.
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <filesystem>
 #include <memory>
 #include <sstream>

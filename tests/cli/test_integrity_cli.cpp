@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include "cli_test_util.h"

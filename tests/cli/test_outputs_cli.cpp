@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <string>
 #include <thread>
+#include <utility>
 
 #include "cli_test_util.h"
 

@@ -1,6 +1,9 @@
 // Cleaning rules and corpus parsers on small hand-written samples of each raw format.
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <string>
+
 #include "core/error.h"
 #include "data/clean.h"
 #include "data/corpus.h"

@@ -8,7 +8,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
+#include <string>
 
 #include "data/token_dataset.h"
 #include "test_util.h"

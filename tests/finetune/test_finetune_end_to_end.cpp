@@ -4,8 +4,12 @@
 // same at any thread count, and the result lands in <out>/result.json.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "../train/train_test_util.h"
 #include "core/error.h"

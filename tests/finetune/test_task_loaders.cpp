@@ -2,9 +2,11 @@
 // CoLA, MNLI's differing column counts), their errors, the built-in tasks' raw formats, splits.
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string>
 
 #include "../data/test_util.h"
 #include "core/error.h"

@@ -3,8 +3,12 @@
 // Sampling: greedy, top-k, top-p and the temperature's effect.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <map>
+#include <vector>
 
 #include "core/error.h"
 #include "model/kv_decoder.h"

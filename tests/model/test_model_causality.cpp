@@ -10,8 +10,10 @@
 // The leak tests document both.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/threads.h"
 #include "model_test_util.h"

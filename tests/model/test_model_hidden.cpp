@@ -2,6 +2,8 @@
 // the LM forward, and the LM loss's gradient fed in through them is bitwise the LM backward's.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "core/error.h"

@@ -1,6 +1,9 @@
 // Shared helpers for the MoE tests: a layer with random parameters and inputs.
 #pragma once
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "core/rng.h"

@@ -2,8 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <numeric>
 #include <set>
+#include <vector>
 
 #include "core/error.h"
 #include "moe/capped_solver.h"

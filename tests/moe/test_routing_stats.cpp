@@ -3,6 +3,7 @@
 // versions did: sums add, maxima take the larger, and the metrics keys and their order.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 #include <type_traits>
 #include <vector>

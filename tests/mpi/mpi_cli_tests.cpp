@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "../cli/cli_test_util.h"
 #include "model/transformer.h"

@@ -6,10 +6,14 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <span>
+#include <string>
+#include <vector>
 
 #include "../model/model_test_util.h"
 #include "mpi_test_util.h"

@@ -9,6 +9,11 @@
 // (the model test checks them through the averaged gradients).
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
 #include "../moe/moe_test_util.h"
 #include "core/error.h"
 #include "mpi_test_util.h"

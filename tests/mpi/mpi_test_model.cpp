@@ -7,7 +7,9 @@
 // Summation orders differ (router and attention gradients summed over ranks), hence tolerances.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "../model/model_test_util.h"
 #include "mpi_test_util.h"

@@ -1,5 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
 #include "core/error.h"
 #include "nn/cross_entropy.h"
 #include "nn_test_util.h"

@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
 #include "core/error.h"
 #include "nn/embedding.h"
 #include "nn_test_util.h"

@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
 #include "nn/layernorm.h"
 #include "nn_test_util.h"
 #include "support/nn/layernorm_reference.h"

@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
 #include "nn/linear.h"
 #include "nn/residual.h"
 #include "nn/tied_output.h"

@@ -2,10 +2,16 @@
 // tools/make_nn_fixtures.py in tests/fixtures/nn_torch_reference.safetensors.
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "nn/attention.h"
 #include "nn/cross_entropy.h"

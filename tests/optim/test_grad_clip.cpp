@@ -4,8 +4,10 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "core/rng.h"
 #include "optim/grad_clip.h"

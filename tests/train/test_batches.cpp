@@ -1,8 +1,13 @@
 // Batches: masked-LM corruption statistics and determinism, decoder shift, window placement.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "data/token_dataset.h"

@@ -3,6 +3,8 @@
 // binding capacity). Settings and reasons: docs/causal.md.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 #include "core/error.h"
 #include "data/token_dataset.h"
 #include "train/batches.h"

@@ -8,6 +8,10 @@
 #include <chrono>
 #include <climits>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/rng.h"

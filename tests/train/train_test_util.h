@@ -2,12 +2,14 @@
 // (token shards + manifest, no tokenizer training), a tiny config, metrics reading; the scratch
 // folder and file helpers are the data tests'.
 #pragma once
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../data/test_util.h"
