@@ -14,7 +14,7 @@ log=${INSTALL_LOG:-$root/build/install-deps.log}
 packages=(build-essential cmake pkg-config git libdnnl-dev ocl-icd-opencl-dev libomp-dev
           nlohmann-json3-dev libcli11-dev libsentencepiece-dev libgtest-dev libgmock-dev
           libbenchmark-dev python3 nodejs npm bible-kjv python3-pattern gnuplot-nox
-          libopenmpi-dev openmpi-bin clang
+          libopenmpi-dev openmpi-bin clang clang-format
           libclang-rt-14-dev)  # libclang-rt: libFuzzer (scripts/fuzz.sh), only recommended by clang
 if [[ "${1:-}" == "--bench" ]]; then
   # Without an optimised BLAS, python3-torch runs on the reference one (libblas3, ~3-4 GFLOP/s);

@@ -67,7 +67,8 @@ finetune::FinetuneConfig run_config(const FinetuneRunInfo& run,
 }
 
 bool already_done(const FinetuneRunInfo& run, const finetune::FinetuneConfig& config) {
-  const fs::path result = fs::path(run.dir) / "result.json", saved = fs::path(run.dir) / "config.json";
+  const fs::path result = fs::path(run.dir) / "result.json",
+                 saved = fs::path(run.dir) / "config.json";
   if (!fs::exists(result) || !fs::exists(saved)) return false;
   const ConfigJson j = parse_ordered_json(read_input_file(saved.string(), "config file"),
                                           saved.string() + " (delete the folder to run it again)");
@@ -92,7 +93,6 @@ struct Cell {
   double majority = 0;
 };
 
-
 std::string pct(double mean_value, double std_value, bool with_std) {
   char text[64];
   if (with_std)
@@ -105,8 +105,9 @@ std::string pct(double mean_value, double std_value, bool with_std) {
 }  // namespace
 
 std::vector<FinetuneRunInfo> finetune_suite_runs(const FinetuneSuiteOptions& options) {
-  ECMOE_CHECK(!options.pretrained.empty(), "finetune-small needs --pretrained DIR: the --out "
-                                           "folder of `ecmoe compare --suite paper-small`");
+  ECMOE_CHECK(!options.pretrained.empty(),
+              "finetune-small needs --pretrained DIR: the --out "
+              "folder of `ecmoe compare --suite paper-small`");
   const Suite pretrain = make_suite("paper-small", options.quick);
   const std::vector<std::string> tasks =
       options.tasks.empty() ? finetune::builtin_task_names() : options.tasks;
@@ -152,7 +153,9 @@ void run_finetune_suite(const std::vector<FinetuneRunInfo>& runs,
     if (!tasks.count(run.task)) {
       finetune::TaskSourceOptions source;
       source.cache_dir = options.cache_dir;
-      source.log = [&](const std::string& line) { std::fprintf(options.log, "%s\n", line.c_str()); };
+      source.log = [&](const std::string& line) {
+        std::fprintf(options.log, "%s\n", line.c_str());
+      };
       tasks.emplace(run.task, finetune::load_task(run.task, source));
     }
     std::fprintf(options.log, "[%d/%d] %s on %s, seed %llu\n", i + 1, total, run.variant.c_str(),
@@ -188,7 +191,8 @@ void write_finetune_report(const std::string& path, const std::vector<FinetuneRu
     c.seconds.push_back(r.at("seconds").get<double>());
     c.steps.push_back(double(r.at("steps").get<int64_t>()));
     c.majority = r.at("majority_baseline").at("accuracy").get<double>();
-    const fs::path to = raw / fs::path(run.dir).parent_path().filename() / fs::path(run.dir).filename();
+    const fs::path to =
+        raw / fs::path(run.dir).parent_path().filename() / fs::path(run.dir).filename();
     fs::create_directories(to);
     for (const char* file : {"config.json", "result.json"})
       fs::copy_file(fs::path(run.dir) / file, to / file, fs::copy_options::overwrite_existing);
@@ -200,8 +204,7 @@ void write_finetune_report(const std::string& path, const std::vector<FinetuneRu
   if (finished < int(runs.size()))
     md << "**Partial: " << finished << " of " << runs.size()
        << " runs finished; cells average the seeds that did.**\n\n";
-  md
-     << "Made by `" << info.command << "` at commit `" << info.commit << "` on " << info.date
+  md << "Made by `" << info.command << "` at commit `" << info.commit << "` on " << info.date
      << ", " << info.threads << " threads";
   if (info.wall_seconds > 0) {
     char minutes[32];
@@ -213,7 +216,8 @@ void write_finetune_report(const std::string& path, const std::vector<FinetuneRu
         "within each fine-tuning batch) with a linear classification head on the hidden states "
         "(pooling: "
      << (runs.empty() ? std::string("?") : pooling_of(runs.front()))
-     << "), with early stopping on dev; the numbers are test accuracy (%) of the best dev checkpoint, "
+     << "), with early stopping on dev; the numbers are test accuracy (%) of the best dev "
+        "checkpoint, "
         "mean ± std over "
      << kSeeds
      << " seeds (docs/compare.md says how seeds pair with pre-training seeds). Tasks, splits and "
@@ -227,7 +231,8 @@ void write_finetune_report(const std::string& path, const std::vector<FinetuneRu
       if (it == cells.end()) continue;
       const Cell& c = it->second;
       const auto& v = f1 ? c.macro_f1 : c.accuracy;
-      for (int s = 0; s < kSeeds && s < int(v.size()); ++s) per_seed[s] += v[s] / double(tasks.size());
+      for (int s = 0; s < kSeeds && s < int(v.size()); ++s)
+        per_seed[s] += v[s] / double(tasks.size());
     }
     return per_seed;
   };
@@ -288,7 +293,8 @@ void write_finetune_report(const std::string& path, const std::vector<FinetuneRu
       seconds.insert(seconds.end(), c.seconds.begin(), c.seconds.end());
     }
     char row[128];
-    std::snprintf(row, sizeof(row), "| %s | %.0f | %.1f |\n", v.c_str(), mean(steps), mean(seconds));
+    std::snprintf(row, sizeof(row), "| %s | %.0f | %.1f |\n", v.c_str(), mean(steps),
+                  mean(seconds));
     md << row;
   }
   md << "\nRaw results (each run's config.json and result.json, with its dev history) are in `"

@@ -14,21 +14,21 @@
 namespace ecmoe::compare {
 
 struct FinetuneSuiteOptions {
-  std::string pretrained;          // paper-small's run folder (its --out)
-  bool quick = false;              // paper-small --quick's checkpoints, a few steps per run
-  std::vector<std::string> tasks;  // empty: the built-in tasks
-  std::string out;                 // run r writes <out>/<variant>/<task>-s<seed>/
-  std::vector<std::string> sets;   // fine-tuning config overrides (ecmoe finetune --help)
+  std::string pretrained;                // paper-small's run folder (its --out)
+  bool quick = false;                    // paper-small --quick's checkpoints, a few steps per run
+  std::vector<std::string> tasks;        // empty: the built-in tasks
+  std::string out;                       // run r writes <out>/<variant>/<task>-s<seed>/
+  std::vector<std::string> sets;         // fine-tuning config overrides (ecmoe finetune --help)
   std::string cache_dir = "data/cache";  // where the built-in tasks' raw data is fetched
   std::FILE* log = stderr;
 };
 
 struct FinetuneRunInfo {
-  std::string variant;      // pre-training variant, e.g. "EC c=2"
-  std::string checkpoint;   // its checkpoint
-  std::string task;         // task spec
-  uint64_t seed = 1;        // fine-tuning seed
-  std::string dir;          // where config.json and result.json go
+  std::string variant;     // pre-training variant, e.g. "EC c=2"
+  std::string checkpoint;  // its checkpoint
+  std::string task;        // task spec
+  uint64_t seed = 1;       // fine-tuning seed
+  std::string dir;         // where config.json and result.json go
 };
 
 // The runs, in report order (variant, then task, then seed). Checks every checkpoint exists.

@@ -19,8 +19,8 @@ namespace {
 
 // Greedy decoding of one whole sequence (seq_len tokens from the first validation token) with the
 // KV cache; tokens per second.
-double generation_speed(const Transformer& model, const FlatBuffer& params,
-                        const FlatBuffer& state, int32_t first_token) {
+double generation_speed(const Transformer& model, const FlatBuffer& params, const FlatBuffer& state,
+                        int32_t first_token) {
   KvDecoder decoder(model, params, state);
   const int n = model.config().seq_len;
   int32_t token = first_token;
@@ -79,15 +79,18 @@ PostEval evaluate_checkpoint(const std::string& path, const std::string& router)
       e.max_load_share = std::max(e.max_load_share, share);
     }
   }
-  if (moe_layers > 0) e.mean_experts_per_token /= moe_layers;
-  else e.min_load_share = 0;
+  if (moe_layers > 0)
+    e.mean_experts_per_token /= moe_layers;
+  else
+    e.min_load_share = 0;
 
   // Leakage over half the validation batches, 4 cuts each: enough positions for a stable mean.
   const LeakageResult leak =
       measure_leakage(model, params, source, {std::max(1, batches / 2), 4, 1, 0}, &state);
   e.leakage = {leak.max_abs_change, leak.mean_abs_change, leak.loss_change, leak.positions};
   if (causal_per_token(model_config.moe.router))
-    e.generation_tokens_per_second = generation_speed(model, params, state, source.get(0).tokens[0]);
+    e.generation_tokens_per_second =
+        generation_speed(model, params, state, source.get(0).tokens[0]);
   return e;
 }
 
@@ -113,8 +116,8 @@ PostEval post_eval_from_json(const Json& j) {
   e.loss = j.at("loss");
   e.perplexity = j.at("perplexity");
   const Json& l = j.at("leakage");
-  e.leakage = {l.at("max_abs_logprob_change"), l.at("mean_abs_logprob_change"),
-               l.at("loss_change"), l.at("positions")};
+  e.leakage = {l.at("max_abs_logprob_change"), l.at("mean_abs_logprob_change"), l.at("loss_change"),
+               l.at("positions")};
   e.mean_experts_per_token = j.at("mean_experts_per_token");
   e.min_load_share = j.at("min_load_share");
   e.max_load_share = j.at("max_load_share");

@@ -24,10 +24,7 @@ std::vector<Variant> encoder_variants(int core_seeds) {
       {"top1", "top-1", {"model.moe.router=top1"}, core_seeds},
       {"top2", "top-2", {"model.moe.router=top2"}, core_seeds},
       {"ec-c2", "EC c=2", {"model.moe.router=expert_choice"}, core_seeds},
-      {"ec-c1",
-       "EC c=1",
-       {"model.moe.router=expert_choice", cf + "train=1", cf + "eval=1"},
-       1},
+      {"ec-c1", "EC c=1", {"model.moe.router=expert_choice", cf + "train=1", cf + "eval=1"}, 1},
       {"ec-c0.5",
        "EC c=0.5",
        {"model.moe.router=expert_choice", cf + "train=0.5", cf + "eval=0.5"},
@@ -55,7 +52,9 @@ std::vector<Variant> encoder_variants(int core_seeds) {
 std::vector<Variant> decoder_variants(int core_seeds, int seq_len, int threshold_warmup) {
   const std::string group = "model.moe.group_size=" + std::to_string(seq_len);
   return {
-      {"dec-top2", "decoder top-2", {"model.kind=decoder", "model.moe.router=top2", group},
+      {"dec-top2",
+       "decoder top-2",
+       {"model.kind=decoder", "model.moe.router=top2", group},
        core_seeds},
       {"dec-ec-c2",
        "decoder EC c=2",
@@ -88,14 +87,15 @@ void add_runs(Suite& suite, const std::string& family, const std::vector<Variant
 std::vector<std::string> suite_names() { return {"paper-small", "finetune-small"}; }
 
 Suite make_suite(const std::string& name, bool quick) {
-  ECMOE_CHECK(name == "paper-small", "unknown suite '", name, "' (known: paper-small, finetune-small)");
+  ECMOE_CHECK(name == "paper-small", "unknown suite '", name,
+              "' (known: paper-small, finetune-small)");
   Suite suite;
   suite.name = name;
   if (quick) {
     suite.description = "paper-small --quick: the tiny model for 40 steps (plumbing check only)";
     suite.base_config = "tiny";
-    suite.base_sets = {"steps=40", "schedule.warmup_steps=5", "eval.interval=10",
-                       "eval.batches=2", "checkpoint_interval=0", "log_interval=10"};
+    suite.base_sets = {"steps=40",       "schedule.warmup_steps=5", "eval.interval=10",
+                       "eval.batches=2", "checkpoint_interval=0",   "log_interval=10"};
     add_runs(suite, "encoder", encoder_variants(2), false);
     add_runs(suite, "decoder", decoder_variants(1, 32, 10), true);
     return suite;
@@ -104,8 +104,8 @@ Suite make_suite(const std::string& name, bool quick) {
       "paper-small: the `small` encoder (d 256, 4 layers, 8 experts in layers 1 and 3, seq 128, "
       "batch 32) trained for 200 steps (819k tokens) per run";
   suite.base_config = "small";
-  suite.base_sets = {"steps=200",           "schedule.warmup_steps=50", "eval.interval=20",
-                     "eval.batches=8",      "checkpoint_interval=0",    "log_interval=20"};
+  suite.base_sets = {"steps=200",      "schedule.warmup_steps=50", "eval.interval=20",
+                     "eval.batches=8", "checkpoint_interval=0",    "log_interval=20"};
   add_runs(suite, "encoder", encoder_variants(3), false);
   add_runs(suite, "decoder", decoder_variants(2, 128, 50), true);
   return suite;

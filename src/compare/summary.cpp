@@ -14,15 +14,14 @@ namespace ecmoe::compare {
 
 namespace {
 
-
 std::vector<EvalPoint> mean_curve(const std::vector<const RunRecord*>& runs) {
   const std::vector<EvalPoint>& first = runs.front()->curve;
   std::vector<EvalPoint> out(first.size());
   for (std::size_t i = 0; i < first.size(); ++i) {
     double log_ppl = 0, seconds = 0, loss = 0;
     for (const RunRecord* r : runs) {
-      ECMOE_CHECK(r->curve.size() == first.size() && r->curve[i].step == first[i].step,
-                  "runs ", runs.front()->run.name, " and ", r->run.name,
+      ECMOE_CHECK(r->curve.size() == first.size() && r->curve[i].step == first[i].step, "runs ",
+                  runs.front()->run.name, " and ", r->run.name,
                   " of one variant were validated at different steps");
       log_ppl += std::log(r->curve[i].perplexity);
       seconds += r->curve[i].train_seconds;

@@ -8,9 +8,9 @@
 #include <string_view>
 
 #include "core/error.h"
-#include "io/atomic_file.h"
 #include "data/checksum.h"
 #include "data/clean.h"
+#include "io/atomic_file.h"
 
 namespace ecmoe::data {
 
@@ -77,8 +77,9 @@ ShardEntry write_shard(const std::string& dir, const std::string& file, const To
                 dtype_name(dtype));
     for (int b = 0; b < width; ++b) bytes[i * width + b] = (uint32_t(id) >> (8 * b)) & 0xFF;
   }
-  write_file_atomically(dir + "/" + file,
-                        std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  write_file_atomically(
+      dir + "/" + file,
+      std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 
   ShardEntry entry;
   entry.file = file;

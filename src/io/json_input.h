@@ -3,8 +3,8 @@
 // the stack of anything that later walks the tree, and a key given twice in one object is refused
 // instead of silently keeping the last. Errors are one line naming the input.
 #pragma once
-#include <nlohmann/json.hpp>
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 

@@ -24,8 +24,7 @@ inline CliRun run_command(const std::string& command_line, const std::string& er
   char buffer[4096];
   while (std::size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
   const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output,
-          train_test::read_text(err_file)};
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output, train_test::read_text(err_file)};
 }
 
 inline CliRun run_ecmoe(const std::string& args, const std::string& err_file) {

@@ -24,7 +24,9 @@ class CausalCli : public ::testing::Test {
     ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY)) << ECMOE_BINARY << " is missing";
     ecmoe::train_test::write_data_folder(dir / "data", 64, 20000, 4000);
   }
-  CliRun run(const std::string& args) { return ecmoe::cli_test::run_ecmoe(args, dir / "stderr.txt"); }
+  CliRun run(const std::string& args) {
+    return ecmoe::cli_test::run_ecmoe(args, dir / "stderr.txt");
+  }
   void expect_error(const std::string& args, const std::string& fragment) {
     const CliRun r = run(args);
     EXPECT_EQ(r.status, 1) << args << "\n" << r.out << r.err;

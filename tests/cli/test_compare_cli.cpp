@@ -3,7 +3,6 @@
 // the raw metrics are copied, a second invocation keeps the finished runs, and a folder that
 // holds a different run is refused.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cstdint>
@@ -71,9 +70,9 @@ TEST(CompareCli, QuickSuiteWritesACompleteReport) {
   ASSERT_EQ(first.status, 0) << first.output;
   const std::string md = read_text(report);
 
-  for (const char* variant : {"dense", "top-1", "top-2", "EC c=2", "EC c=1", "EC c=0.5",
-                              "EC-CAP b=2", "EC-CAP b=3", "hash", "decoder top-2",
-                              "decoder EC c=2", "decoder EC-threshold-trained c=2"})
+  for (const char* variant :
+       {"dense", "top-1", "top-2", "EC c=2", "EC c=1", "EC c=0.5", "EC-CAP b=2", "EC-CAP b=3",
+        "hash", "decoder top-2", "decoder EC c=2", "decoder EC-threshold-trained c=2"})
     EXPECT_NE(row(md, variant), "") << "no row for " << variant;
   EXPECT_NE(md.find("did not hold here**") == std::string::npos &&
                 md.find("held here**") == std::string::npos,
@@ -109,8 +108,8 @@ TEST(CompareCli, QuickSuiteWritesACompleteReport) {
   // Experts-per-token histograms: shares sum to 100%, and their mean is the capacity factor
   // exactly (each expert takes exactly k = c·n/e tokens per group), up to the table's rounding.
   const std::string hist_section = md.substr(md.find("### Experts per token"));
-  for (const auto& [variant, c] : {std::pair{"EC c=2", 2.0}, {"EC c=1", 1.0},
-                                   {"EC c=0.5", 0.5}, {"EC-CAP b=3", 2.0}}) {
+  for (const auto& [variant, c] :
+       {std::pair{"EC c=2", 2.0}, {"EC c=1", 1.0}, {"EC c=0.5", 0.5}, {"EC-CAP b=3", 2.0}}) {
     const std::vector<double> p = percents(row(hist_section, variant));
     ASSERT_EQ(p.size(), 7u) << row(hist_section, variant);
     double sum = 0, mean = 0;
@@ -180,8 +179,9 @@ TEST(CompareCli, QuickFinetuneSuiteReportsEveryVariant) {
   prep.val_fraction = 0.2;
   data::prepare(prep);
   const std::string pretrained = dir / "pretrain";
-  const Command pre = run("compare --quick --out " + pretrained + " --set data.dir=" +
-                          (dir / "data") + " --report " + (dir / "pretrain.md"));
+  const Command pre =
+      run("compare --quick --out " + pretrained + " --set data.dir=" + (dir / "data") +
+          " --report " + (dir / "pretrain.md"));
   ASSERT_EQ(pre.status, 0) << pre.output;
 
   // SST-2 layout: "sentence<TAB>label"; label 1 when a sea word occurs.

@@ -24,8 +24,8 @@ RunRecord record(const std::string& variant, uint64_t seed, std::vector<double> 
   r.tokens_per_step = 100;
   r.median_step_seconds = 0.5;
   for (std::size_t i = 0; i < perplexities.size(); ++i)
-    r.curve.push_back({int64_t(10 * (i + 1)), 2.0 * double(i + 1), std::log(perplexities[i]),
-                       perplexities[i]});
+    r.curve.push_back(
+        {int64_t(10 * (i + 1)), 2.0 * double(i + 1), std::log(perplexities[i]), perplexities[i]});
   r.final_perplexity = perplexities.back();
   r.final_loss = std::log(perplexities.back());
   r.experts_per_token = {1, 2, 3, 4, 0, 0};

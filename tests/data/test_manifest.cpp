@@ -5,9 +5,9 @@
 #include <string>
 
 #include "core/error.h"
-#include "io/atomic_file.h"
 #include "data/checksum.h"
 #include "data/manifest.h"
+#include "io/atomic_file.h"
 #include "test_util.h"
 
 using namespace ecmoe::data;
@@ -117,4 +117,3 @@ TEST(Manifest, CheckFileDetectsFlippedByteAndTruncation) {
   ASSERT_TRUE(missing);
   EXPECT_NE(missing->find("missing"), std::string::npos);
 }
-

@@ -8,12 +8,12 @@
 #include <vector>
 
 #include "core/error.h"
-#include "io/atomic_file.h"
 #include "data/clean.h"
 #include "data/input_files.h"
 #include "data/shard_writer.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_trainer.h"
+#include "io/atomic_file.h"
 #include "test_util.h"
 
 using namespace ecmoe::data;

@@ -146,8 +146,7 @@ TEST(TrainConfig, SetRefusesNonFiniteNumbers) {
 TEST(TrainConfig, SetRefusesStringsThatAreNotUtf8) {
   // Found by fuzzing: the value was accepted, then writing the config threw nlohmann's
   // type_error (an internal error instead of a one-line message).
-  expect_error([] { with({"data.dir=ab\xff"}); },
-               {"--set data.dir", "not valid UTF-8", "byte 3"});
+  expect_error([] { with({"data.dir=ab\xff"}); }, {"--set data.dir", "not valid UTF-8", "byte 3"});
   EXPECT_EQ(with({"data.dir=d\xc3\xa9j\xc3\xa0"}).data.dir, "d\xc3\xa9j\xc3\xa0");
 }
 
@@ -156,8 +155,11 @@ TEST(TrainConfig, ValidationOfHugeLayerCountsIsImmediate) {
   const auto t0 = std::chrono::steady_clock::now();
   with({"model.n_layers=2147483647"}).validate();
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0.5);
-  expect_error([] { with({"model.n_layers=2147483647", "model.moe.n_experts=0"}).validate(); },
-               {"n_experts"});
+  expect_error(
+      [] {
+        with({"model.n_layers=2147483647", "model.moe.n_experts=0"}).validate();
+      },
+      {"n_experts"});
 }
 
 TEST(TrainConfig, ValidationCatchesConfigsThatCannotWork) {
