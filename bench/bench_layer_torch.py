@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """PyTorch peer benchmark of one MoE layer (forward + backward), for comparison with
 `ecmoe bench layer`.
 
@@ -16,7 +15,10 @@ dropped, top-2 gates renormalised over both choices, load-balancing loss with we
 Timed: forward, loss = sum(y · R) (+ aux loss), backward to x and every weight. Warm-up runs,
 then the median of --repeats runs. On an AVX-512 CPU, OPENBLAS_CORETYPE=SkylakeX is set before
 torch loads unless already set (Debian's OpenBLAS otherwise picks an older kernel, up to ~5x
-slower); the script refuses to run on the reference BLAS (bench/peer_blas.py).
+slower); the script refuses to run on the reference BLAS (bench/peer_blas.py). From the
+repository root:
+
+    /usr/bin/python3 -m bench.bench_layer_torch --tokens 4096 --experts 8 --router top2
 """
 
 import argparse
@@ -26,7 +28,7 @@ import os
 import statistics
 import time
 
-import peer_blas
+from bench import peer_blas
 
 peer_blas.prepare_environment()  # before torch loads OpenBLAS
 

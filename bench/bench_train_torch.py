@@ -1,10 +1,11 @@
-#!/usr/bin/python3
 """PyTorch peer benchmark of a full training step, for comparison with `ecmoe bench train`.
 
 Builds the ecmoe transformer (the model of tools/torch_model.py: token + learned position
 embeddings, pre-LN attention and FFN blocks, every moe_every-th FFN a Mixture-of-Experts layer,
-final LayerNorm, output tied to the token table) in float32 for a config of configs/ (or a JSON
-path), draws random token batches, and times full training steps:
+final LayerNorm, output tied to the token table) in float32 for the config the engine resolves
+(`ecmoe train --config X --set ... --print-config`: built-in defaults, the config file, --set and
+the router rule, so both sides train the same config), draws random token batches, and times
+full training steps:
 
     batch (random tokens; encoder: 15% masked-LM targets, 80/10/10 [MASK]/random/unchanged;
     decoder: next-token targets) -> forward -> loss (cross-entropy at the target positions +
@@ -25,22 +26,21 @@ FLOPs but in 8 smaller GEMMs and extra copies), index slightly ahead. The LM hea
 computes logits only at positions with a target (as ecmoe does). `--check` verifies the model
 (loss and every gradient) against tools/torch_model.py on small cases in float64.
 
-Run with Debian's /usr/bin/python3 (python3-torch 1.13). On an AVX-512 CPU the script sets
+Run with Debian's python3-torch (1.13). On an AVX-512 CPU the script sets
 OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS otherwise picks an older kernel, up to ~5x slower)
 and ATEN_CPU_CAPABILITY=avx512 in its own environment before torch loads, unless they are set; it
-refuses to run on the reference BLAS (libblas3; bench/peer_blas.py):
+refuses to run on the reference BLAS (libblas3; bench/peer_blas.py). From the repository root:
 
-    bench/bench_train_torch.py --config small --router top2 --threads 2
+    /usr/bin/python3 -m bench.bench_train_torch --config small --router top2 --threads 2 \
+        [--ecmoe build/ecmoe]
 """
 
 import argparse
-import copy
 import json
 import math
 import os
-import re
 import statistics
-import struct
+import subprocess
 import sys
 import time
 
@@ -48,8 +48,7 @@ import time
 # does not recognise this CPU and otherwise picks an SSE3 kernel, ~5x slower), and ATen reads
 # ATEN_CPU_CAPABILITY at its first dispatch (Debian's build defaults to its AVX2 kernels; the
 # AVX-512 ones measured ~10% faster here). Values already in the environment win.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import peer_blas  # noqa: E402
+from bench import peer_blas
 
 peer_blas.prepare_environment()
 
@@ -62,92 +61,44 @@ ROOT = os.path.dirname(HERE)
 MASK_ID = 4  # [MASK]
 FIRST_ORDINARY_ID = 7  # ids below are special (pad, unk, bos, eos, mask, ...)
 
-# Built-in defaults of the config keys this benchmark uses (docs/training.md).
-DEFAULTS = {
-    "model": {"kind": "encoder", "vocab_size": 8000, "seq_len": 128, "d_model": 256,
-              "n_layers": 4, "n_heads": 4, "d_ff": 1024, "moe_every": 2, "init_std": 0.02,
-              "moe": {"router": "expert_choice", "n_experts": 8, "capacity_factor_train": 2.0,
-                      "capacity_factor_eval": 2.0, "group_size": 0, "token_choice_k": 0,
-                      "renormalize_gates": True, "batch_prioritized": False,
-                      "load_balance_weight": 0.0, "z_loss_weight": 0.0, "jitter": 0.0}},
-    "data": {"mask_prob": 0.15, "mask_token_prob": 0.8, "random_token_prob": 0.1},
-    "optimizer": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
-    "clip_norm": 1.0,
-    "schedule": {"peak_lr": 1e-3},
-    "batch_size": 32,
-}
 TOKEN_CHOICE = ("top1", "top2")
 ROUTERS = ("expert_choice", "top1", "top2", "dense")
 
 
 # ---------------------------------------------------------------------------------------------
-# Config
+# Config: the engine's own resolution (built-in defaults, the config file, --set and the router
+# rule), read from `ecmoe train --config X --set ... --print-config`.
 
 
-def merge(base, over):
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+def default_ecmoe():
+    return os.environ.get("ECMOE") or os.path.join(ROOT, "build", "ecmoe")
 
 
-def strip_comments(text):
-    """// comments outside strings (ecmoe config files allow them)."""
-    return re.sub(r'("(?:\\.|[^"\\])*")|//[^\n]*', lambda m: m.group(1) or "", text)
-
-
-def find_config(name):
-    if "/" in name or name.endswith(".json"):
-        return name
-    for folder in (os.getcwd(), ROOT):
-        path = os.path.join(folder, "configs", name + ".json")
-        if os.path.exists(path):
-            return path
-    sys.exit(f"config {name!r} not found in ./configs or {ROOT}/configs")
-
-
-def set_path(cfg, path, value):
-    keys = path.split(".")
-    node = cfg
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-    old = node.get(keys[-1])
-    if isinstance(old, bool):
-        value = str(value).lower() == "true"
-    elif isinstance(old, int):
-        value = int(value)
-    elif isinstance(old, float):
-        value = float(value)
-    node[keys[-1]] = value
-
-
-def router_defaults(router):
-    """ecmoe's default_moe_config(R): what `--set model.moe.router=R` also sets."""
-    if router in TOKEN_CHOICE:
-        return {"capacity_factor_train": 1.25, "capacity_factor_eval": 2.0,
-                "load_balance_weight": 0.01, "z_loss_weight": 0.0}
-    return {"capacity_factor_train": 2.0, "capacity_factor_eval": 2.0,
-            "load_balance_weight": 0.0, "z_loss_weight": 0.0}
-
-
-def load_config(name, router=None, sets=()):
-    with open(find_config(name)) as f:
-        cfg = merge(DEFAULTS, json.loads(strip_comments(f.read())))
-    sets = [kv.split("=", 1) for kv in sets]
-    for key, value in sets:
-        if key == "model.moe.router":
-            router = value
-    if router is not None:  # the router rule of `ecmoe train --set model.moe.router=R`
-        cfg["model"]["moe"]["router"] = router
-        cfg["model"]["moe"].update(router_defaults(router))
-    for key, value in sets:
-        set_path(cfg, key, value)
+def resolved_config(ecmoe, config, sets=()):
+    """The config `ecmoe train --config CONFIG --set KEY=VALUE...` would train with, as a dict.
+    vocab_size 0 (taken from the prepared data) becomes 8000, as `ecmoe bench train` does on
+    random tokens."""
+    if not os.access(ecmoe, os.X_OK):
+        sys.exit(f"bench_train_torch: ecmoe executable {ecmoe!r} not found (give --ecmoe PATH or "
+                 "set ECMOE; the config is resolved by `ecmoe train --print-config`)")
+    command = [ecmoe, "train", "--config", config]
+    for kv in sets:
+        command += ["--set", kv]
+    run = subprocess.run(command + ["--print-config"], capture_output=True, text=True)
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["(no message)"])[-1]
+        sys.exit(f"bench_train_torch: {' '.join(command)} --print-config failed: {last}")
+    cfg = json.loads(run.stdout)
     if cfg["model"]["vocab_size"] == 0:
         cfg["model"]["vocab_size"] = 8000  # what `ecmoe prepare` makes by default
     return cfg
+
+
+def load_config(ecmoe, name, router=None, sets=()):
+    """--router R is `--set model.moe.router=R` (which also sets R's default capacity factors
+    and auxiliary-loss weights unless those are --set too)."""
+    router_set = [f"model.moe.router={router}"] if router is not None else []
+    return resolved_config(ecmoe, name, router_set + list(sets))
 
 
 def model_config(cfg):
@@ -226,8 +177,7 @@ def init_params(mc, seed=1, dtype=torch.float32):
 
 # Capacity rounding, float32 config values and routing groups exactly as the reference layer
 # (tools/make_moe_fixtures.py) defines them.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-from make_moe_fixtures import f32, groups_of, round_half_away  # noqa: E402
+from tools.make_moe_fixtures import f32, groups_of, round_half_away  # noqa: E402
 
 
 def route_expert_choice(mc, probs):
@@ -450,9 +400,8 @@ def bench(cfg, args):
 # Verification against tools/torch_model.py (float64, small cases)
 
 
-def check(verbose=True):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import torch_model  # noqa: E402  (tools/torch_model.py: the reference model)
+def check(ecmoe, verbose=True):
+    from tools import torch_model  # the reference model (imported only for --check)
 
     small = {"vocab_size": 50, "seq_len": 8, "d_model": 16, "n_layers": 3, "n_heads": 2,
              "d_ff": 24, "moe_every": 2, "init_std": 0.3}
@@ -471,8 +420,9 @@ def check(verbose=True):
     ]
     worst = 0.0
     for i, (router, kind, moe) in enumerate(cases):
-        cfg = merge(DEFAULTS, {"model": dict(small, kind=kind), "batch_size": 3})
-        cfg["model"]["moe"].update(router_defaults(router), router=router, **moe)
+        sets = [f"model.{k}={v}" for k, v in dict(small, kind=kind).items()]
+        sets += [f"model.moe.{k}={v}" for k, v in moe.items()] + ["batch_size=3"]
+        cfg = load_config(ecmoe, "small", router, sets)
         mc = model_config(cfg)
         gen = torch.Generator().manual_seed(10 + i)
         tokens, targets = make_batch(cfg, mc, gen)
@@ -509,12 +459,16 @@ def check(verbose=True):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="small", help="name in configs/ or a JSON path")
+    parser.add_argument("--config", default="small",
+                        help="a config name or JSON path, as for `ecmoe train --config`")
+    parser.add_argument("--ecmoe", default=default_ecmoe(),
+                        help="the ecmoe executable that resolves the config (`ecmoe train "
+                        "--print-config`; default: $ECMOE, else build/ecmoe of this checkout)")
     parser.add_argument("--router", choices=ROUTERS,
                         help="as ecmoe's --set model.moe.router=R (also sets that router's "
                         "default capacity factors and auxiliary-loss weights)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key by its dotted path (after --router)")
+                        help="override a config key, as `ecmoe train --set`")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
@@ -531,12 +485,12 @@ def main():
 
     torch.set_num_threads(args.threads)
     if args.check or args.check_only:
-        worst = check()
+        worst = check(args.ecmoe)
         if args.check_only:
             print(f"check passed: largest relative difference {worst:.2e}")
             return
+    cfg = load_config(args.ecmoe, args.config, args.router, args.set)
     blas = peer_blas.check_peer(quiet=args.json)
-    cfg = load_config(args.config, args.router, args.set)
     mc = model_config(cfg)
     result = bench(cfg, args)
     result.update(

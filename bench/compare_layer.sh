@@ -17,7 +17,9 @@
 set -euo pipefail
 
 ECMOE=${1:-build/ecmoe}
-HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# The peers are modules of the bench package (bench/__init__.py), imported from the root.
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 THREADS=${THREADS:-2}
 TOKENS=${TOKENS:-4096}
 D_MODEL=${D_MODEL:-256}
@@ -34,7 +36,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 # not recognise recent CPUs and picks an older kernel. bench/peer_blas.py prints the BLAS and
 # kernel the peer runs on, and stops here if that is the reference BLAS (libblas3).
 export OMP_NUM_THREADS=$THREADS
-"$PYTHON" "$HERE/peer_blas.py" || exit 1
+"$PYTHON" -m bench.peer_blas || exit 1
 
 json_field() {  # json_field FIELD [FORMAT]: one JSON object on stdin -> the field, or n/a
   "$PYTHON" -c '
@@ -66,7 +68,7 @@ for router in $ROUTERS; do
         ecmoe_slots=$(json_field slots %d <<<"$out")
       fi
     fi
-    torch_out=$("$PYTHON" "$HERE/bench_layer_torch.py" "${shape[@]}" --threads "$THREADS" \
+    torch_out=$("$PYTHON" -m bench.bench_layer_torch "${shape[@]}" --threads "$THREADS" \
       --formulation all --json)
     index_ms=$(json_field index_ms <<<"$torch_out")
     einsum_ms=$(json_field einsum_ms <<<"$torch_out")

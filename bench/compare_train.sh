@@ -16,8 +16,10 @@
 # Contract with `ecmoe bench train`: it accepts --config --set --steps --warmup --json, and with
 # --json prints one JSON object with "tokens_per_second" (or "tokens_per_s"): batch_size·seq_len
 # over the median step time after the warm-up. `--set model.moe.router=R` also sets R's default
-# capacity factors and auxiliary-loss weights (top2: 1.25 in training, load balance 0.01); the
-# peer's --router R does the same. If ecmoe is missing or fails, its column reads n/a.
+# capacity factors and auxiliary-loss weights (top2: 1.25 in training, load balance 0.01). The
+# peer trains the config ecmoe resolves (`ecmoe train --config C --set model.moe.router=R
+# --print-config`, its --router R), so it needs ECMOE too. If ecmoe is missing or fails, both
+# columns read n/a.
 #
 # Load: the machine may be shared. For each run the script measures the CPU time the whole
 # machine spent (/proc/stat) minus the run's own CPU time, over the run's wall time: "other"
@@ -26,7 +28,9 @@
 set -euo pipefail
 
 ECMOE=${1:-build/ecmoe}
-HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# The peers are modules of the bench package (bench/__init__.py), imported from the root.
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 CONFIG=${CONFIG:-small}
 ROUTERS=${ROUTERS:-"expert_choice top2"}
 THREADS=${THREADS:-2}
@@ -44,7 +48,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 # not recognise recent CPUs and picks an older kernel. bench/peer_blas.py prints the BLAS and
 # kernel the peer runs on, and stops here if that is the reference BLAS (libblas3).
 export OMP_NUM_THREADS=$THREADS
-"$PYTHON" "$HERE/peer_blas.py" || exit 1
+"$PYTHON" -m bench.peer_blas || exit 1
 
 # measured OUTFILE CMD...: runs CMD with stdout to OUTFILE; prints "wall_s own_cores other_cores"
 # (own / other: average cores busy with CMD / with everything else during the run).
@@ -128,7 +132,7 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
     torch_other=n/a
     wait_idle
     # shellcheck disable=SC2086  # TORCH_ARGS is a list of flags
-    if m=$(measured "$tmp/torch.json" "$PYTHON" "$HERE/bench_train_torch.py" \
+    if m=$(measured "$tmp/torch.json" "$PYTHON" -m bench.bench_train_torch --ecmoe "$ECMOE" \
       --config "$CONFIG" --router "$router" --threads "$THREADS" --steps "$STEPS" \
       --warmup "$WARMUP" --json $TORCH_ARGS); then
       torch_tps=$(json_field "$tmp/torch.json" %.0f tokens_per_s tokens_per_second)

@@ -8,7 +8,7 @@ system points at: OpenBLAS when libopenblas0-pthread is installed (scripts/insta
 actually loaded (read from /proc/self/maps after torch is imported) and the OpenBLAS kernel in
 force, and refuse to measure a peer on the reference BLAS.
 
-    from peer_blas import prepare_environment, check_peer   # prepare_environment() before torch
+    from bench.peer_blas import prepare_environment, check_peer  # prepare_environment() first
     bench/peer_blas.py            # imports torch, prints one line, exit 1 on the reference BLAS
     bench/peer_blas.py --maps F   # classifies a saved maps file instead (no torch; for tests)
 """

@@ -1,15 +1,13 @@
-#!/usr/bin/python3
-"""Tests of bench/peer_blas.py on made-up /proc/self/maps texts (no torch needed):
-    python3 bench/test_peer_blas.py"""
+"""Tests of bench/peer_blas.py on made-up /proc/self/maps texts (no torch needed), from the
+repository root:
+    python3 -m bench.test_peer_blas"""
 
-import os
 import subprocess
 import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import peer_blas  # noqa: E402
+from bench import peer_blas
 
 LIB = "/usr/lib/x86_64-linux-gnu"
 

@@ -24,7 +24,7 @@ scripts/install-deps.sh
 scripts/build.sh
 (cd build && ctest --output-on-failure -j"$(nproc)")
 ran+=("gcc build and its $(cd build && ctest -N | sed -n 's/^Total Tests: //p') ctest tests")
-out=$(python3 bench/test_peer_blas.py 2>&1) || { echo "$out" >&2; false; }
+out=$(python3 -m bench.test_peer_blas 2>&1) || { echo "$out" >&2; false; }
 python3 scripts/check_includes.py
 ran+=("bench/test_peer_blas.py" "scripts/check_includes.py")
 if ((clang)); then

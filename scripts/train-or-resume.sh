@@ -26,13 +26,11 @@ if [[ ! -e $checkpoint ]]; then
 fi
 
 # The step a checkpoint holds: its safetensors header's __metadata__ "step" (docs/checkpoint-format.md).
-step=$("$python" - "$checkpoint" <<'EOF'
-import json, struct, sys
-with open(sys.argv[1], "rb") as f:
-    (n,) = struct.unpack("<Q", f.read(8))
-    print(int(json.loads(f.read(n))["__metadata__"]["step"]))
-EOF
-) || { echo "train-or-resume.sh: cannot read the step of $checkpoint" >&2; exit 1; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+step=$(PYTHONPATH="$root" "$python" -c 'import sys
+from tools.safetensors_io import read_header
+print(int(read_header(sys.argv[1])[1]["step"]))' "$checkpoint") ||
+  { echo "train-or-resume.sh: cannot read the step of $checkpoint" >&2; exit 1; }
 
 if ((step < steps)); then
   echo "$out holds an interrupted run (step $step of $steps): resuming it"

@@ -1,8 +1,11 @@
-#!/usr/bin/python3
 """Parity fixtures for the C++ transformer, from the PyTorch model in tools/torch_model.py.
 
-Run with Debian's /usr/bin/python3 (python3-torch). Writes one safetensors file per case to
-tests/fixtures/model/ (or --out), read by tests/model/test_model_parity.cpp. Each file holds:
+Run from the repository root with Debian's python3-torch:
+
+    /usr/bin/python3 -m tools.make_model_fixtures [--out DIR]
+
+Writes one safetensors file per case to tests/fixtures/model/ (or --out), read by
+tests/model/test_model_parity.cpp. Each file holds:
   every parameter under its table name (F32), a batch ("tokens", "targets", "valid_len": I32),
   the reference "loss", "lm_loss", "aux_load_balance", "aux_z_loss", "aux_total" (F32 [1]),
   "routing.L.tokens_per_expert" (I32 [e]) per layer, and "grad." + name for every parameter:
@@ -15,14 +18,12 @@ The model is tiny (d 8, 3 layers: dense, MoE, dense) to keep all fixtures well u
 """
 
 import argparse
-import math
 import os
 import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_model  # noqa: E402
+from tools import safetensors_io, torch_model
 
 MIN_GAP = 1e-5  # as in make_moe_fixtures.py: float32 scores carry ~6e-8 absolute error
 
@@ -139,7 +140,7 @@ def main():
     for index, (name, cfg) in enumerate(cases()):
         tensors, meta = build_case(name, cfg, args.seed + 1000 * index)
         path = os.path.join(args.out, name + ".safetensors")
-        torch_model.write_safetensors(path, tensors, meta)
+        safetensors_io.write(path, tensors, meta)
         size = os.path.getsize(path)
         total += size
         print(f"{name}: seed {meta['seed']}, loss {float(tensors['loss'][0]):.6f}, "

@@ -1,11 +1,14 @@
-#!/usr/bin/python3
 """Parity fixtures for the C++ MoE layer, from an independent PyTorch implementation.
 
-Run with Debian's /usr/bin/python3 (python3-torch). Writes one safetensors file per case to
-tests/fixtures/moe/ (or --out). Each file holds the inputs (x, token_ids, weights, the upstream
-gradient R), the reference outputs (y, the routing plan as (expert, token, gate) triples, the
-auxiliary losses) and the gradients of L = sum(y * R) + weighted aux losses with respect to x
-and every weight. The config travels as strings in "__metadata__".
+Run from the repository root with Debian's python3-torch:
+
+    /usr/bin/python3 -m tools.make_moe_fixtures [--out DIR]
+
+Writes one safetensors file per case to tests/fixtures/moe/ (or --out). Each file holds the
+inputs (x, token_ids, weights, the upstream gradient R), the reference outputs (y, the routing
+plan as (expert, token, gate) triples, the auxiliary losses) and the gradients of
+L = sum(y * R) + weighted aux losses with respect to x and every weight. The config travels as
+strings in "__metadata__" (listed after the tensors, which are in name order).
 
 The layer is written here from its definition (docs: paper.md and the MoE layer's header
 comments), not from the C++ code: routing decisions are made with plain Python sorts whose tie
@@ -18,7 +21,6 @@ Rounding convention for capacities: round half away from zero (C's lround), e.g.
 """
 
 import argparse
-import json
 import math
 import os
 import struct
@@ -26,6 +28,8 @@ import sys
 
 import torch
 import torch.nn.functional as F
+
+from tools import safetensors_io
 
 # Smallest gap between two scores whose order decides a routing choice. float32 probabilities
 # near 1 carry ~6e-8 absolute error; 1e-5 leaves a margin of two orders of magnitude.
@@ -403,35 +407,6 @@ def build_case(name, cfg, first_seed):
     return tensors, meta
 
 
-# ---------------------------------------------------------------------------------------------
-# safetensors, written by hand: u64 little-endian header length, JSON header, raw data.
-
-DTYPES = {torch.float32: ("F32", "<f"), torch.int32: ("I32", "<i")}
-
-
-def write_safetensors(path, tensors, metadata):
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        dtype, fmt = DTYPES[t.dtype]
-        values = t.reshape(-1).tolist()
-        blob = struct.pack(f"<{len(values)}{fmt[1]}", *values)
-        header[name] = {"dtype": dtype, "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    header["__metadata__"] = metadata
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # pad so the data starts 8-byte aligned
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as out:
-        out.write(struct.pack("<Q", len(text)))
-        out.write(text)
-        for blob in blobs:
-            out.write(blob)
-    os.replace(tmp, path)
-
-
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -444,7 +419,8 @@ def main():
     for index, (name, cfg) in enumerate(cases()):
         tensors, meta = build_case(name, cfg, args.seed + 1000 * index)
         path = os.path.join(args.out, name + ".safetensors")
-        write_safetensors(path, tensors, meta)
+        safetensors_io.write(path, {n: tensors[n] for n in sorted(tensors)}, meta,
+                             metadata_last=True)
         size = os.path.getsize(path)
         total += size
         print(f"{name}: seed {meta['seed']}, {len(tensors['plan_token'])} slots, "

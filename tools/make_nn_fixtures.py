@@ -1,21 +1,27 @@
-#!/usr/bin/python3
 """Writes tests/fixtures/nn_torch_reference.safetensors: inputs, outputs and gradients of the
 nn kernels (layernorm, linear, attention, embedding, cross-entropy) computed by PyTorch, for the
 C++ parity test tests/nn/test_torch_parity.cpp.
 
-Run with Debian's PyTorch:  /usr/bin/python3 tools/make_nn_fixtures.py
+Run from the repository root with Debian's PyTorch:
+    /usr/bin/python3 -m tools.make_nn_fixtures [--out FILE]
 Inputs are drawn in float32 (the exact values the C++ side reads), all arithmetic is float64,
 results are stored as float32. Every gradient is that of L = sum(w * out) for a stored random w
 ("dout"), except cross-entropy's, which is of the mean loss itself.
-The file is safetensors written by hand: 8-byte little-endian header length, a JSON header
-{name: {dtype, shape, data_offsets}}, then the raw little-endian data.
+The file is written by tools/safetensors_io.py (tensors in the order drawn, no metadata).
 """
-import json
+import argparse
 import os
-import struct
 
 import torch
 import torch.nn.functional as F
+
+from tools import safetensors_io
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                                   "tests", "fixtures",
+                                                   "nn_torch_reference.safetensors"))
+out_path = os.path.normpath(parser.parse_args().out)
 
 torch.manual_seed(1234)
 tensors = {}  # name -> float32 or int32 tensor, in insertion order
@@ -107,18 +113,5 @@ loss = F.cross_entropy(logits, targets, ignore_index=-1, reduction="mean")
 store("ce.loss", loss.reshape(1))
 store("ce.dlogits", torch.autograd.grad(loss, logits)[0])
 
-# Write safetensors by hand.
-header, blobs, offset = {}, [], 0
-for name, t in tensors.items():
-    data = t.contiguous().numpy().astype("<f4" if t.dtype == torch.float32 else "<i4").tobytes()
-    header[name] = {"dtype": "F32" if t.dtype == torch.float32 else "I32",
-                    "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-    blobs.append(data)
-    offset += len(data)
-header_bytes = json.dumps(header, separators=(",", ":")).encode()
-header_bytes += b" " * (-len(header_bytes) % 8)  # align the data to 8 bytes
-path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures",
-                    "nn_torch_reference.safetensors")
-with open(path, "wb") as f:
-    f.write(struct.pack("<Q", len(header_bytes)) + header_bytes + b"".join(blobs))
-print(f"wrote {os.path.normpath(path)}: {len(tensors)} tensors, {8 + len(header_bytes) + offset} bytes")
+size = safetensors_io.write(out_path, tensors)
+print(f"wrote {out_path}: {len(tensors)} tensors, {size} bytes")

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """An independent PyTorch implementation of the ecmoe transformer (src/model/transformer.h).
 
 Run with Debian's /usr/bin/python3 (python3-torch). Written from the model's definition, not from
@@ -16,7 +15,8 @@ MoE fixtures use), with every MoE layer routing all B·T tokens (row-major, sequ
 as one group unless group_size is set; non-MoE layers (l % moe_every != moe_every − 1) are one
 dense expert. Arithmetic in float64 by default.
 
-As a tool:  torch_model.py CHECKPOINT BATCH [--config JSON] [--set key=value ...]
+As a tool, from the repository root:
+    /usr/bin/python3 -m tools.torch_model CHECKPOINT BATCH [--config JSON] [--set key=value ...]
   CHECKPOINT  an ecmoe safetensors checkpoint (parameters under their table names; tensors with
               the optimizer prefixes adam_m./adam_v. and non-F32 bookkeeping are ignored)
   BATCH       a safetensors file with I32 "tokens" [B, T], "targets" [B, T] (-1: no loss) and
@@ -31,15 +31,13 @@ Prints the config used, the loss, the LM loss and the auxiliary losses as JSON.
 import argparse
 import json
 import math
-import os
-import struct
 import sys
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_moe_fixtures import layer as moe_layer  # noqa: E402  (the reference MoE layer)
+from tools import safetensors_io
+from tools.make_moe_fixtures import layer as moe_layer  # the reference MoE layer
 
 # ---------------------------------------------------------------------------------------------
 # Configuration
@@ -233,59 +231,9 @@ def forward(cfg, params, tokens, targets, valid_len=None):
                 z_loss=aux["z_loss"], aux_total=aux["total"], plans=plans, margin=margin)
 
 
-# ---------------------------------------------------------------------------------------------
-# safetensors, by hand: u64 little-endian header length, JSON header, raw little-endian data.
-
-DTYPES = {"F32": (torch.float32, "f", 4), "F64": (torch.float64, "d", 8),
-          "I32": (torch.int32, "i", 4), "I64": (torch.int64, "q", 8), "U8": (torch.uint8, "B", 1)}
-NAMES = {v[0]: k for k, v in DTYPES.items()}
-
-
-def read_safetensors(path):
-    """Returns ({name: tensor}, metadata)."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
-    data = blob[8 + n:]
-    metadata = header.pop("__metadata__", {}) or {}
-    tensors = {}
-    for name, entry in header.items():
-        dtype, fmt, size = DTYPES[entry["dtype"]]
-        begin, end = entry["data_offsets"]
-        values = struct.unpack(f"<{(end - begin) // size}{fmt}", data[begin:end])
-        tensors[name] = torch.tensor(values, dtype=dtype).reshape(entry["shape"])
-    return tensors, metadata
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: {name: tensor} written in the given order; metadata: {str: str}."""
-    header, blobs, offset = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name, t in tensors.items():
-        t = t.detach().contiguous()
-        _, fmt, _ = DTYPES[NAMES[t.dtype]]
-        values = t.reshape(-1).tolist()
-        blob = struct.pack(f"<{len(values)}{fmt}", *values)
-        header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as out:
-        out.write(struct.pack("<Q", len(text)))
-        out.write(text)
-        for blob in blobs:
-            out.write(blob)
-    os.replace(tmp, path)
-
-
 def load_checkpoint(path):
     """Model parameters of an ecmoe checkpoint (optimizer moments and bookkeeping dropped)."""
-    tensors, metadata = read_safetensors(path)
+    tensors, metadata = safetensors_io.read(path)
     params = {n: t for n, t in tensors.items()
               if t.dtype == torch.float32 and not n.startswith(("adam_m.", "adam_v."))}
     return params, metadata
@@ -319,7 +267,7 @@ def main():
             sys.exit(f"{name}: shape {list(params[name].shape)}, config wants {shape}")
     dtype = torch.float32 if args.float32 else torch.float64
     params = {n: params[n].to(dtype) for n in expected}
-    batch, _ = read_safetensors(args.batch)
+    batch, _ = safetensors_io.read(args.batch)
     with torch.no_grad():
         out = forward(cfg, params, batch["tokens"], batch["targets"], batch.get("valid_len"))
     result = {k: float(out[k]) for k in ("loss", "lm_loss", "load_balance", "z_loss", "aux_total")}

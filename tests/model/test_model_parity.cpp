@@ -169,7 +169,7 @@ void check_fixture(const std::string& path) {
 
 TEST(ModelParity, AllFixturesPresent) {
   // encoder and decoder x expert_choice, top1, top2, dense, hash, plus the grouped case
-  EXPECT_GE(fixture_files().size(), 11u) << "run /usr/bin/python3 tools/make_model_fixtures.py";
+  EXPECT_GE(fixture_files().size(), 11u) << "run /usr/bin/python3 -m tools.make_model_fixtures";
 }
 
 TEST(ModelParity, MatchesPyTorch) {

@@ -316,7 +316,7 @@ TEST(MoeParityFixtures, EveryRouterAndSizeIsPresent) {
     for (const char* size : {"a", "b"}) {
       const std::string name = std::string(router) + "_" + size;
       EXPECT_TRUE(have.count(name)) << "missing fixture " << fixture_dir() << "/" << name
-                                    << ".safetensors (run tools/make_moe_fixtures.py)";
+                                    << ".safetensors (run python3 -m tools.make_moe_fixtures)";
     }
 }
 
