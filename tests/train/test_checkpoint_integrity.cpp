@@ -108,7 +108,9 @@ TEST_F(CheckpointIntegrity, MetadataIsCoveredByAChecksum) {
        {std::pair{"\"capacity_factor_eval\":2.0", "\"capacity_factor_eval\":3.0"},
         std::pair{"\"router\":\"expert_choice\"", "\"router\":\"top2\""}}) {
     const std::string edited =
-        resave(good, "edited", [&](Metadata& m) { replace(m["config"], from, to); });
+        // Init-captures: clang 14 cannot capture a structured binding.
+        resave(good, "edited",
+               [&, from = from, to = to](Metadata& m) { replace(m["config"], from, to); });
     const std::string e = error_of([&] { Checkpoint::open(edited); });
     EXPECT_NE(e.find("its metadata (config included) does not match the metadata_checksum"),
               std::string::npos)
