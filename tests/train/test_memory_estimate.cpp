@@ -84,6 +84,11 @@ class MemoryEstimateTest : public ::testing::Test {
 };
 
 TEST_F(MemoryEstimateTest, WithinAFewPercentOfTheRealAllocation) {
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer replaces glibc's allocator, so mallinfo2 sees none of the allocations; the
+  // comparison runs in the ordinary build.
+  GTEST_SKIP() << "mallinfo2 does not see AddressSanitizer's allocator";
+#endif
   // The first run also holds what the process sets up once (oneDNN's generated kernels, ~0.5 MB),
   // which is nobody's config: measure after it.
   measured_bytes(tiny(ModelKind::kEncoder), true);
