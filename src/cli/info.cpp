@@ -1,9 +1,10 @@
-// `ecmoe info`: what the engine runs on, and a quick sgemm speed figure.
+// `ecmoe info`: what the engine runs on, and quick fp32 and bf16 GEMM speed figures.
 #include <algorithm>
 #include <cstdio>
 #include <vector>
 
 #include "cli/commands.h"
+#include "core/bf16.h"
 #include "core/gemm.h"
 #include "core/rng.h"
 #include "core/threads.h"
@@ -12,11 +13,20 @@
 namespace ecmoe::cli {
 
 namespace {
-double measure_sgemm_gflops(int size) {
+// Our tiled GEMM on size³ (bf16: operands converted once beforehand, as the model's weights are).
+double measure_gemm_gflops(int size, Precision precision) {
   std::vector<float> a(size_t(size) * size), b(a.size()), c(a.size());
   Rng rng(1, 0);
   for (size_t i = 0; i < a.size(); ++i) a[i] = rng.normal(i), b[i] = rng.normal(i + a.size());
-  const auto p = make_gemm(false, false, size, size, size, a.data(), b.data(), c.data());
+  auto p = in_precision(make_gemm(false, false, size, size, size, a.data(), b.data(), c.data()),
+                        precision);
+  Bf16Vec a16(a.size()), b16(b.size());
+  if (precision == Precision::kBf16) {
+    convert_to_bf16(a16.data(), a.data(), int64_t(a.size()));
+    convert_to_bf16(b16.data(), b.data(), int64_t(b.size()));
+    p.a_bf16 = a16.data();
+    p.b_bf16 = b16.data();
+  }
   gemm(p);  // warm-up
   double best = 1e30;
   for (int rep = 0; rep < 5; ++rep) {
@@ -30,7 +40,7 @@ double measure_sgemm_gflops(int size) {
 
 void register_info(CLI::App& app) {
   auto* cmd =
-      app.add_subcommand("info", "Print the GEMM backend, its ISA, threads and sgemm speed");
+      app.add_subcommand("info", "Print the GEMM backend, its ISA, threads and GEMM speeds");
   cmd->callback([] {
     const auto info = gemm_backend_info();
     std::printf("ecmoe %s\n", ECMOE_VERSION);
@@ -38,7 +48,16 @@ void register_info(CLI::App& app) {
     std::printf("gemm isa:     %s\n", info.isa.c_str());
     std::printf("threads:      %d (cores available: %d)\n", thread_count(), default_thread_count());
     std::printf("openmp wait:  %s\n", wait_policy_description().c_str());
-    std::printf("sgemm 1024^3: %.1f GFLOP/s (best of 5)\n", measure_sgemm_gflops(1024));
+    std::printf("bf16 gemm:    %s\n", bf16_native() ? "native (the CPU's bf16 instructions)"
+                                      : bf16_native_available()
+                                          ? "fallback (ECMOE_BF16_FALLBACK=1: bf16 values, fp32 "
+                                            "kernel)"
+                                          : "fallback (no bf16 instructions on this CPU: bf16 "
+                                            "values, fp32 kernel)");
+    std::printf("sgemm 1024^3: %.1f GFLOP/s (best of 5)\n",
+                measure_gemm_gflops(1024, Precision::kFp32));
+    std::printf("bf16  1024^3: %.1f GFLOP/s (best of 5; bf16 operands, fp32 accumulation)\n",
+                measure_gemm_gflops(1024, Precision::kBf16));
   });
 }
 

@@ -5,9 +5,19 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/error.h"
+
+// Exported by oneDNN 2.x but declared only in its internal headers (its own tests declare it
+// the same way): row-major like dnnl_sgemm, bf16 A and B, fp32 accumulation and C.
+extern "C" dnnl_status_t dnnl_gemm_bf16bf16f32(char transa, char transb, dnnl_dim_t M, dnnl_dim_t N,
+                                               dnnl_dim_t K, float alpha, const uint16_t* A,
+                                               dnnl_dim_t lda, const uint16_t* B, dnnl_dim_t ldb,
+                                               float beta, float* C, dnnl_dim_t ldc);
 
 namespace ecmoe {
 namespace {
@@ -17,20 +27,96 @@ namespace {
 constexpr int kTileM = 128;
 constexpr int kTileN = 512;
 
-struct Tile {
+enum class Kernel { kFp32, kBf16Native, kBf16Fallback };
+
+// A problem with its operands as the kernel reads them: the caller's (fp32), bf16 copies
+// (native) or fp32 copies of the bf16-rounded values (fallback). Copies are dense, so their
+// leading dimensions may differ from the problem's.
+struct Resolved {
   const GemmProblem* p;
+  Kernel kernel;
+  const void* a;
+  int64_t lda;
+  const void* b;
+  int64_t ldb;
+};
+
+// Storage for the converted operands of one call.
+struct Converted {
+  std::vector<Bf16Vec> halves;
+  std::vector<FloatVec> floats;
+};
+
+struct Tile {
+  const Resolved* r;
   int m0, n0, mm, nn;
 };
 
-void run_tile(const Tile& t) {
-  const GemmProblem& p = *t.p;
-  const float* a = p.trans_a ? p.a + t.m0 : p.a + int64_t(t.m0) * p.lda;
-  const float* b = p.trans_b ? p.b + int64_t(t.n0) * p.ldb : p.b + t.n0;
-  float* c = p.c + int64_t(t.m0) * p.ldc + t.n0;
-  const dnnl_status_t st = dnnl_sgemm(p.trans_a ? 'T' : 'N', p.trans_b ? 'T' : 'N', t.mm, t.nn, p.k,
-                                      p.alpha, a, p.lda, b, p.ldb, p.beta, c, p.ldc);
-  if (st != dnnl_success) fail("oneDNN sgemm failed with status ", int(st));
+template <typename T>
+const T* offset(const void* base, int64_t elements) {
+  return static_cast<const T*>(base) + elements;
 }
+
+void run_tile(const Tile& t) {
+  const Resolved& r = *t.r;
+  const GemmProblem& p = *r.p;
+  // Element offsets of the tile's first row of op(A) and first column of op(B).
+  const int64_t a_off = p.trans_a ? t.m0 : int64_t(t.m0) * r.lda;
+  const int64_t b_off = p.trans_b ? int64_t(t.n0) * r.ldb : t.n0;
+  float* c = p.c + int64_t(t.m0) * p.ldc + t.n0;
+  const char ta = p.trans_a ? 'T' : 'N', tb = p.trans_b ? 'T' : 'N';
+  dnnl_status_t st;
+  if (r.kernel == Kernel::kBf16Native) {
+    st = dnnl_gemm_bf16bf16f32(ta, tb, t.mm, t.nn, p.k, p.alpha, offset<uint16_t>(r.a, a_off),
+                               r.lda, offset<uint16_t>(r.b, b_off), r.ldb, p.beta, c, p.ldc);
+  } else {
+    st = dnnl_sgemm(ta, tb, t.mm, t.nn, p.k, p.alpha, offset<float>(r.a, a_off), r.lda,
+                    offset<float>(r.b, b_off), r.ldb, p.beta, c, p.ldc);
+  }
+  if (st != dnnl_success) fail("oneDNN gemm failed with status ", int(st));
+}
+
+// One operand as the kernel reads it. Stored as `rows` rows of `cols` with leading dimension ld.
+void resolve_operand(Kernel kernel, const float* x, const uint16_t* x16, int64_t rows, int64_t cols,
+                     int64_t ld, Converted& store, const void*& out, int64_t& out_ld) {
+  if (kernel == Kernel::kFp32) {
+    out = x;
+    out_ld = ld;
+    return;
+  }
+  if (kernel == Kernel::kBf16Native) {
+    if (x16) {
+      out = x16;
+      out_ld = ld;
+      return;
+    }
+    Bf16Vec& h = store.halves.emplace_back(size_t(rows * cols));
+    convert_to_bf16(h.data(), x, rows, cols, ld);
+    out = h.data();
+    out_ld = std::max<int64_t>(1, cols);
+    return;
+  }
+  FloatVec& f = store.floats.emplace_back(size_t(rows * cols));
+  if (x16)
+    bf16_to_float(f.data(), x16, rows, cols, ld);
+  else
+    round_to_bf16(f.data(), x, rows, cols, ld);
+  out = f.data();
+  out_ld = std::max<int64_t>(1, cols);
+}
+
+Resolved resolve(const GemmProblem& p, Kernel bf16_kernel, Converted& store) {
+  Resolved r{&p,   p.precision == Precision::kBf16 ? bf16_kernel : Kernel::kFp32, p.a, p.lda, p.b,
+             p.ldb};
+  // A is stored [m, k] (or [k, m] transposed), B [k, n] (or [n, k]).
+  resolve_operand(r.kernel, p.a, p.a_bf16, p.trans_a ? p.k : p.m, p.trans_a ? p.m : p.k, p.lda,
+                  store, r.a, r.lda);
+  resolve_operand(r.kernel, p.b, p.b_bf16, p.trans_b ? p.n : p.k, p.trans_b ? p.k : p.n, p.ldb,
+                  store, r.b, r.ldb);
+  return r;
+}
+
+Kernel current_bf16_kernel() { return bf16_native() ? Kernel::kBf16Native : Kernel::kBf16Fallback; }
 
 void scale_only(const GemmProblem& p) {  // k == 0: C = beta · C
   for (int i = 0; i < p.m; ++i)
@@ -40,10 +126,11 @@ void scale_only(const GemmProblem& p) {  // k == 0: C = beta · C
     }
 }
 
-void append_tiles(const GemmProblem& p, std::vector<Tile>& tiles) {
+void append_tiles(const Resolved& r, std::vector<Tile>& tiles) {
+  const GemmProblem& p = *r.p;
   for (int m0 = 0; m0 < p.m; m0 += kTileM)
     for (int n0 = 0; n0 < p.n; n0 += kTileN)
-      tiles.push_back({&p, m0, n0, std::min(kTileM, p.m - m0), std::min(kTileN, p.n - n0)});
+      tiles.push_back({&r, m0, n0, std::min(kTileM, p.m - m0), std::min(kTileN, p.n - n0)});
 }
 
 }  // namespace
@@ -70,15 +157,20 @@ GemmProblem make_gemm(bool trans_a, bool trans_b, int m, int n, int k, const flo
 void gemm(const GemmProblem& p) { gemm_batch(std::span<const GemmProblem>(&p, 1)); }
 
 void gemm_batch(std::span<const GemmProblem> problems) {
-  std::vector<Tile> tiles;
+  const Kernel bf16_kernel = current_bf16_kernel();
+  Converted store;
+  std::vector<Resolved> resolved;
+  resolved.reserve(problems.size());  // tiles point into it: no reallocation
   for (const auto& p : problems) {
     if (p.m <= 0 || p.n <= 0) continue;
     if (p.k <= 0) {
       scale_only(p);
       continue;
     }
-    append_tiles(p, tiles);
+    resolved.push_back(resolve(p, bf16_kernel, store));
   }
+  std::vector<Tile> tiles;
+  for (const auto& r : resolved) append_tiles(r, tiles);
   const int count = int(tiles.size());
   // Each tile runs inside a parallel region, even a lone one, so the library never splits a
   // tile's reduction across threads.
@@ -92,9 +184,27 @@ void gemm_batch(std::span<const GemmProblem> problems) {
 
 void gemm_library_direct(const GemmProblem& p) {
   if (p.m <= 0 || p.n <= 0) return;
-  const dnnl_status_t st = dnnl_sgemm(p.trans_a ? 'T' : 'N', p.trans_b ? 'T' : 'N', p.m, p.n, p.k,
-                                      p.alpha, p.a, p.lda, p.b, p.ldb, p.beta, p.c, p.ldc);
-  if (st != dnnl_success) fail("oneDNN sgemm failed with status ", int(st));
+  Converted store;
+  const Resolved r = resolve(p, current_bf16_kernel(), store);
+  const char ta = p.trans_a ? 'T' : 'N', tb = p.trans_b ? 'T' : 'N';
+  const dnnl_status_t st =
+      r.kernel == Kernel::kBf16Native
+          ? dnnl_gemm_bf16bf16f32(ta, tb, p.m, p.n, p.k, p.alpha, offset<uint16_t>(r.a, 0), r.lda,
+                                  offset<uint16_t>(r.b, 0), r.ldb, p.beta, p.c, p.ldc)
+          : dnnl_sgemm(ta, tb, p.m, p.n, p.k, p.alpha, offset<float>(r.a, 0), r.lda,
+                       offset<float>(r.b, 0), r.ldb, p.beta, p.c, p.ldc);
+  if (st != dnnl_success) fail("oneDNN gemm failed with status ", int(st));
+}
+
+bool bf16_native_available() {
+  const unsigned bf16_bits = unsigned(dnnl_cpu_isa_avx512_core_bf16);
+  return (unsigned(dnnl_get_effective_cpu_isa()) & bf16_bits) == bf16_bits;
+}
+
+bool bf16_native() {
+  const char* forced = std::getenv("ECMOE_BF16_FALLBACK");
+  if (forced && std::strcmp(forced, "1") == 0) return false;
+  return bf16_native_available();
 }
 
 GemmBackendInfo gemm_backend_info() {

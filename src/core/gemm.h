@@ -2,9 +2,20 @@
 // C. Work is split into output tiles whose boundaries depend only on (m, n), each tile computed by
 // one single-threaded library call, never splitting k: results are bitwise identical at any
 // thread count.
+//
+// Mixed precision (GemmProblem::precision = kBf16): A and B are rounded to bf16 (nearest even,
+// core/bf16.h), once per operand per call, and multiplied with fp32 accumulation into the fp32 C,
+// on oneDNN's bf16 GEMM (AVX512-BF16 or AMX instructions) with the same tiles, so bf16 results
+// are bitwise identical at any thread count too. On a CPU without bf16 instructions, or with the
+// environment variable ECMOE_BF16_FALLBACK=1, the rounded operands are widened back to fp32 and
+// multiplied by the fp32 GEMM: the same products of the same bf16 values (exact in fp32), summed
+// in fp32 in the fp32 kernel's order, so the two paths differ only by accumulation order.
 #pragma once
+#include <cstdint>
 #include <span>
 #include <string>
+
+#include "core/precision.h"
 
 namespace ecmoe {
 
@@ -20,11 +31,22 @@ struct GemmProblem {
   float beta = 0.f;
   float* c = nullptr;
   int ldc = 0;
+  Precision precision = Precision::kFp32;
+  // Optional bf16 copies of A and B (same layout and leading dimension as a and b), e.g. weights
+  // converted once a step; used instead of converting a and b. Only read with kBf16.
+  const uint16_t* a_bf16 = nullptr;
+  const uint16_t* b_bf16 = nullptr;
 };
 
 // Convenience for contiguous operands: leading dimensions follow from the shapes.
 GemmProblem make_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a,
                       const float* b, float* c, float beta = 0.f, float alpha = 1.f);
+
+// p with its precision set: gemm(in_precision(make_gemm(...), precision)).
+inline GemmProblem in_precision(GemmProblem p, Precision precision) {
+  p.precision = precision;
+  return p;
+}
 
 void gemm(const GemmProblem& p);
 // Many independent problems (e.g. one per expert) share one parallel loop over all their tiles.
@@ -32,6 +54,11 @@ void gemm_batch(std::span<const GemmProblem> problems);
 // One plain library call, threaded as the library chooses (not thread-count invariant): the
 // library's own speed at a shape, for benchmarks.
 void gemm_library_direct(const GemmProblem& p);
+
+// Whether bf16 GEMMs run on the CPU's bf16 instructions here: the CPU has them (AVX512-BF16 or
+// AMX) and ECMOE_BF16_FALLBACK is not set to 1 (read at every call, so tests can switch it).
+bool bf16_native_available();  // the CPU alone
+bool bf16_native();            // the CPU and the environment
 
 struct GemmBackendInfo {
   std::string library;  // e.g. "oneDNN 2.6.3"
