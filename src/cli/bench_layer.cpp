@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/gemm.h"
 #include "core/rng.h"
 #include "core/threads.h"
 #include "core/timer.h"
@@ -28,6 +29,7 @@ struct LayerBenchOptions {
   int cap = 2;
   int group_size = 0;
   bool global_routing = false;  // under mpirun: route over all ranks' tokens
+  std::string precision = "fp32";
   int repeats = 10, warmup = 2;
   bool json = false;
 };
@@ -102,6 +104,7 @@ void run_layer_bench(const LayerBenchOptions& o) {
   cfg.capped.max_experts_per_token = o.cap;
   cfg.group_size = o.group_size;
   cfg.global_routing = o.global_routing;
+  cfg.precision = parse_precision(o.precision);
   cfg.validate();
   check_moe_layer_memory(cfg, o.tokens,
                          "bench layer (--tokens " + std::to_string(o.tokens) + ", --d-model " +
@@ -146,7 +149,7 @@ void run_layer_bench(const LayerBenchOptions& o) {
   }
   // The same expert GEMMs alone, through our tiling and through plain library calls.
   ExpertGemmWorkspace ws;
-  const auto problems = make_expert_gemms(layer.plan(), o.d_model, o.d_ff, ws);
+  const auto problems = make_expert_gemms(layer.plan(), o.d_model, o.d_ff, ws, cfg.precision);
   const double flops = expert_gemm_flops(layer.plan(), o.d_model, o.d_ff);
   const auto gemm_ms = time_runs(o.warmup, o.repeats, [&] { gemm_batch(problems); });
   const auto library_ms = time_runs(o.warmup, o.repeats, [&] {
@@ -162,6 +165,8 @@ void run_layer_bench(const LayerBenchOptions& o) {
                         {"d_ff", o.d_ff},
                         {"experts", o.experts},
                         {"capacity_factor", o.capacity_factor},
+                        {"precision", o.precision},
+                        {"bf16_kernel", bf16_native() ? "native" : "fallback"},
                         {"threads", thread_count()},
                         {"repeats", o.repeats},
                         {"ms", t},
@@ -179,8 +184,14 @@ void run_layer_bench(const LayerBenchOptions& o) {
     return;
   }
   std::printf(
-      "router %s, %d tokens, d_model %d, d_ff %d, %d experts, capacity factor %g, %d threads\n",
-      o.router.c_str(), o.tokens, o.d_model, o.d_ff, o.experts, o.capacity_factor, thread_count());
+      "router %s, %d tokens, d_model %d, d_ff %d, %d experts, capacity factor %g, %s%s, %d "
+      "threads\n",
+      o.router.c_str(), o.tokens, o.d_model, o.d_ff, o.experts, o.capacity_factor,
+      o.precision.c_str(),
+      cfg.precision == Precision::kFp32 ? ""
+      : bf16_native()                   ? " (native bf16)"
+                                        : " (bf16 fallback: fp32 kernel)",
+      thread_count());
   std::printf("forward+backward: %.2f ms median of %d (forward %.2f, backward %.2f)\n", t,
               o.repeats, median(fwd_ms), median(bwd_ms));
   std::printf(
@@ -210,6 +221,10 @@ void register_bench_layer(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_flag("--global-routing", o.global_routing,
                 "Under mpirun: route over all ranks' tokens (model.moe.global_routing)");
+  cmd->add_option("--precision", o.precision,
+                  "GEMM precision: fp32, or bf16 (bf16 operands, fp32 accumulation)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   cmd->add_option("--repeats", o.repeats, "Timed runs (the median is reported)")
       ->capture_default_str();
   cmd->add_option("--warmup", o.warmup)->capture_default_str();

@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/gemm.h"
 #include "core/rng.h"
 #include "core/threads.h"
 #include "core/timer.h"
@@ -131,6 +132,8 @@ void run(const BenchTrainArgs& args) {
     MetricsJson j;
     j["config"] = args.config;
     j["router"] = router_name(config.model.moe.router);
+    j["precision"] = precision_name(config.model.precision);
+    j["bf16_kernel"] = bf16_native() ? "native" : "fallback";
     j["data"] = dataset ? config.data.dir : "synthetic";
     j["threads"] = thread_count();
     j["tokens_per_step"] = tokens_per_step;
@@ -159,8 +162,12 @@ void run(const BenchTrainArgs& args) {
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("config %s (%s router), data: %s, %d threads\n", args.config.c_str(),
+  std::printf("config %s (%s router, %s%s), data: %s, %d threads\n", args.config.c_str(),
               router_name(config.model.moe.router).c_str(),
+              precision_name(config.model.precision).c_str(),
+              config.model.precision == Precision::kFp32 ? ""
+              : bf16_native()                            ? " native"
+                                                         : " fallback",
               dataset ? config.data.dir.c_str() : "synthetic", thread_count());
   std::printf("parameters %lld, activated per token %.0f, %.3g training FLOPs per token\n",
               (long long)model.table().model_parameter_count(), activated_params(config.model),

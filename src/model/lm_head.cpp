@@ -38,7 +38,7 @@ double lm_head_forward(LmHead& head, const float* h, const int32_t* targets, con
   head.logits.resize(int64_t(m) * s.vocab);
   head.logsumexp.resize(m);
   const nn::LinearShape shape{m, s.dim, s.vocab};
-  nn::tied_output_forward(head.logits.data(), head.input, table, shape);
+  nn::tied_output_forward(head.logits.data(), head.input, table, shape, s.precision);
   const nn::CrossEntropyResult ce = nn::cross_entropy_forward(
       head.logsumexp.data(), head.logits.data(), head.targets.data(), m, s.vocab);
   head.logits_valid = true;
@@ -62,13 +62,13 @@ void lm_head_backward(float* dh, float* dtable, LmHead& head, const float* table
                              head.targets.data(), head.count, 1.f, m, s.vocab);
   const nn::LinearShape shape{m, s.dim, s.vocab};
   if (m == s.rows) {
-    nn::tied_output_backward(dh, dtable, head.logits.data(), head.input, table, shape);
+    nn::tied_output_backward(dh, dtable, head.logits.data(), head.input, table, shape, s.precision);
     return;
   }
   const int64_t d = s.dim;
   head.d_gathered.assign(int64_t(m) * d, 0.f);
   nn::tied_output_backward(head.d_gathered.data(), dtable, head.logits.data(), head.input, table,
-                           shape);
+                           shape, s.precision);
   // Counted rows are distinct, so the scatter has no conflicts and any thread may own any row.
 #pragma omp parallel for schedule(static)
   for (int j = 0; j < m; ++j) {

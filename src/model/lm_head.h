@@ -8,13 +8,15 @@
 #include <vector>
 
 #include "core/aligned.h"
+#include "core/precision.h"
 
 namespace ecmoe {
 
 struct LmHeadShape {
-  int rows = 0;   // all positions, batch · seq_len
-  int dim = 0;    // d_model
-  int vocab = 0;  // rows of the table
+  int rows = 0;                            // all positions, batch · seq_len
+  int dim = 0;                             // d_model
+  int vocab = 0;                           // rows of the table
+  Precision precision = Precision::kFp32;  // of the output GEMMs (the loss is fp32 either way)
 };
 
 // State of one forward, kept for backward; buffers grow once and are reused.

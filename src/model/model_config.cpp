@@ -29,6 +29,7 @@ MoeConfig ModelConfig::ffn_config(int layer) const {
     c.d_ff = d_ff;
     c.n_experts = 1;
   }
+  c.precision = precision;
   return c;
 }
 

@@ -24,6 +24,11 @@ struct ModelConfig {
   int moe_every = 2;
   MoeConfig moe;  // router and its options; d_model and d_ff are taken from above
   float init_std = 0.02f;
+  // Arithmetic of the GEMMs (attention, experts, output layer): fp32, or bf16 operands with fp32
+  // accumulation (mixed precision; parameters, gradients, LayerNorm, softmax, router and loss stay
+  // fp32). Not part of the architecture: a checkpoint loads in either. The training config's
+  // top-level `precision` key.
+  Precision precision = Precision::kFp32;
 
   bool is_moe_layer(int layer) const;
   MoeConfig ffn_config(int layer) const;  // the MoE config (dense router for non-MoE layers)

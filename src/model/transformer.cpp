@@ -178,9 +178,9 @@ ForwardResult Transformer::forward_impl(const FlatBuffer& params, const FlatBuff
   Activations& a = *act_;
   const int N = a.rows();
   // logits = ln_f(h) · Eᵀ at the counted positions
-  result.lm_loss =
-      lm_head_forward(a.head, a.final_out.data(), batch.targets.data(),
-                      params.data() + embed_tokens_, {N, config_.d_model, config_.vocab_size});
+  result.lm_loss = lm_head_forward(a.head, a.final_out.data(), batch.targets.data(),
+                                   params.data() + embed_tokens_,
+                                   {N, config_.d_model, config_.vocab_size, config_.precision});
   result.counted = a.head.count;
   result.loss += result.lm_loss;
   a.lm_head_ready = true;
@@ -226,8 +226,9 @@ ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuf
 
   const float* p = params.data();
   auto stream = [&](int i) { return a.stream.data() + int64_t(i) * N64 * d; };
-  const nn::AttentionConfig attn_cfg{B, T, config_.n_heads, config_.head_dim(),
-                                     config_.kind == ModelKind::kDecoder};
+  nn::AttentionConfig attn_cfg{B, T, config_.n_heads, config_.head_dim(),
+                               config_.kind == ModelKind::kDecoder};
+  attn_cfg.precision = config_.precision;
 
   // h = embed(tokens) + positions (the embedding checks every token id)
   nn::embedding_forward(stream(0), a.tokens.data(), p + embed_tokens_, p + embed_positions_,
@@ -282,7 +283,8 @@ void Transformer::backward(const FlatBuffer& params, FlatBuffer& grads) {
   a.d_tmp.resize(Nd);
   std::fill(a.d_tmp.begin(), a.d_tmp.end(), 0.f);
   lm_head_backward(a.d_tmp.data(), grads.data() + embed_tokens_, a.head,
-                   params.data() + embed_tokens_, {a.rows(), config_.d_model, config_.vocab_size});
+                   params.data() + embed_tokens_,
+                   {a.rows(), config_.d_model, config_.vocab_size, config_.precision});
   backward_trunk(params, grads);
 }
 
@@ -308,8 +310,9 @@ void Transformer::backward_trunk(const FlatBuffer& params, FlatBuffer& grads) {
   const float* p = params.data();
   float* g = grads.data();
   auto stream = [&](int i) { return a.stream.data() + int64_t(i) * Nd; };
-  const nn::AttentionConfig attn_cfg{B, T, config_.n_heads, config_.head_dim(),
-                                     config_.kind == ModelKind::kDecoder};
+  nn::AttentionConfig attn_cfg{B, T, config_.n_heads, config_.head_dim(),
+                               config_.kind == ModelKind::kDecoder};
+  attn_cfg.precision = config_.precision;
   a.d_stream.resize(Nd);
   float* dh = a.d_stream.data();
   float* dtmp = a.d_tmp.data();  // holds dL/d(final_out) on entry

@@ -4,12 +4,29 @@
 #include <cstring>
 #include <vector>
 
+#include "core/error.h"
 #include "core/gemm.h"
 #include "nn/gelu.h"
 
 namespace ecmoe {
 
 namespace {
+
+// A GEMM operand in the form the precision reads: fp32 (f) or a bf16 copy (h).
+struct Operand {
+  const float* f = nullptr;
+  const uint16_t* h = nullptr;
+  Operand at(int64_t offset) const { return {f ? f + offset : nullptr, h ? h + offset : nullptr}; }
+};
+
+GemmProblem problem(bool trans_a, bool trans_b, int m, int n, int k, Operand a, Operand b, float* c,
+                    float beta, Precision precision) {
+  GemmProblem p = make_gemm(trans_a, trans_b, m, n, k, a.f, b.f, c, beta);
+  p.precision = precision;
+  p.a_bf16 = a.h;
+  p.b_bf16 = b.h;
+  return p;
+}
 
 // One GEMM per expert over its slot rows, all in one parallel loop.
 // rows_a: the expert's slots of `a` [S, k]; b: the expert's weight (stride per expert).
@@ -24,30 +41,60 @@ void for_each_expert(const RoutingPlan& plan, AddProblem add) {
   gemm_batch(problems);
 }
 
+// fp32 data, or its bf16 copy (converted into `copy`) under kBf16.
+Operand operand(const float* data, int64_t n, Bf16Vec& copy, Precision precision) {
+  if (precision == Precision::kFp32) return {data, nullptr};
+  copy.resize(size_t(n));
+  convert_to_bf16(copy.data(), data, n);
+  return {nullptr, copy.data()};
+}
+
 }  // namespace
 
 void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, const float* x,
-                     const float* w1, const float* w2, int d, int f) {
-  const int S = plan.slot_count(), n = plan.n_tokens;
-  act.x_in.resize(int64_t(S) * d);
+                     const float* w1, const float* w2, int d, int f, Precision precision) {
+  const int S = plan.slot_count(), n = plan.n_tokens, e = plan.n_experts;
+  const bool bf16 = precision == Precision::kBf16;
   act.pre.resize(int64_t(S) * f);
-  act.hidden.resize(int64_t(S) * f);
   act.cdf.resize(int64_t(S) * f);
   act.out.resize(int64_t(S) * d);
+  if (bf16) {  // the fp32 forms are not kept (their buffers are freed, not just emptied)
+    FloatVec().swap(act.x_in);
+    FloatVec().swap(act.hidden);
+    act.x_in16.resize(int64_t(S) * d);
+    act.hidden16.resize(int64_t(S) * f);
+  } else {
+    act.x_in.resize(int64_t(S) * d);
+    act.hidden.resize(int64_t(S) * f);
+  }
+  const Operand W1 = operand(w1, int64_t(e) * d * f, act.w1_16, precision);
+  const Operand W2 = operand(w2, int64_t(e) * f * d, act.w2_16, precision);
 
+  // Dispatch: slot s copies its token's row (rounded to bf16 on the way under kBf16).
 #pragma omp parallel for schedule(static)
-  for (int s = 0; s < S; ++s)
-    std::memcpy(act.x_in.data() + int64_t(s) * d, x + int64_t(plan.slot_token[s]) * d,
-                sizeof(float) * d);
+  for (int s = 0; s < S; ++s) {
+    const float* src = x + int64_t(plan.slot_token[s]) * d;
+    if (bf16) {
+      uint16_t* dst = act.x_in16.data() + int64_t(s) * d;
+      for (int c = 0; c < d; ++c) dst[c] = float_to_bf16(src[c]);
+    } else {
+      std::memcpy(act.x_in.data() + int64_t(s) * d, src, sizeof(float) * d);
+    }
+  }
+  const Operand X_in = bf16 ? Operand{nullptr, act.x_in16.data()} : Operand{act.x_in.data()};
+  const Operand Hidden = bf16 ? Operand{nullptr, act.hidden16.data()} : Operand{act.hidden.data()};
 
   for_each_expert(plan, [&](int i, int s0, int rows) {
-    return make_gemm(false, false, rows, f, d, act.x_in.data() + int64_t(s0) * d,
-                     w1 + int64_t(i) * d * f, act.pre.data() + int64_t(s0) * f);
+    return problem(false, false, rows, f, d, X_in.at(int64_t(s0) * d), W1.at(int64_t(i) * d * f),
+                   act.pre.data() + int64_t(s0) * f, 0.f, precision);
   });
-  nn::gelu_forward(act.hidden.data(), act.cdf.data(), act.pre.data(), int64_t(S) * f);
+  if (bf16)
+    nn::gelu_forward(act.hidden16.data(), act.cdf.data(), act.pre.data(), int64_t(S) * f);
+  else
+    nn::gelu_forward(act.hidden.data(), act.cdf.data(), act.pre.data(), int64_t(S) * f);
   for_each_expert(plan, [&](int i, int s0, int rows) {
-    return make_gemm(false, false, rows, d, f, act.hidden.data() + int64_t(s0) * f,
-                     w2 + int64_t(i) * f * d, act.out.data() + int64_t(s0) * d);
+    return problem(false, false, rows, d, f, Hidden.at(int64_t(s0) * f), W2.at(int64_t(i) * f * d),
+                   act.out.data() + int64_t(s0) * d, 0.f, precision);
   });
 
   // Combine: each token sums its slots in expert order (fixed, so deterministic).
@@ -66,12 +113,19 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
 
 void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScratch& scratch,
                       const float* dy, const ExpertActivations& act, const RoutingPlan& plan,
-                      const float* w1, const float* w2, int d, int f) {
+                      const float* w1, const float* w2, int d, int f, Precision precision) {
   const int S = plan.slot_count(), n = plan.n_tokens;
+  const bool bf16 = precision == Precision::kBf16;
+  ECMOE_CHECK(!bf16 || act.x_in16.size() == size_t(S) * d,
+              "experts backward: precision differs from the forward's");
   scratch.grad_d.resize(int64_t(S) * d);
   scratch.grad_f.resize(int64_t(S) * f);
   float* d_out = scratch.grad_d.data();     // [S, d] gradient of the expert output
   float* d_hidden = scratch.grad_f.data();  // [S, f]
+  const Operand W1 = bf16 ? Operand{nullptr, act.w1_16.data()} : Operand{w1};
+  const Operand W2 = bf16 ? Operand{nullptr, act.w2_16.data()} : Operand{w2};
+  const Operand X_in = bf16 ? Operand{nullptr, act.x_in16.data()} : Operand{act.x_in.data()};
+  const Operand Hidden = bf16 ? Operand{nullptr, act.hidden16.data()} : Operand{act.hidden.data()};
 
   // Adjoint of combine: d_out[s] = gate[s] · dy[t]; dgate[s] = <dy[t], out[s]>.
 #pragma omp parallel for schedule(static)
@@ -87,24 +141,27 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScr
     }
     dgate[s] = dot;
   }
+  // d_out feeds two GEMMs: under kBf16 it is rounded once for both.
+  const Operand D_out = operand(d_out, int64_t(S) * d, scratch.grad_d16, precision);
 
   for_each_expert(plan, [&](int i, int s0, int rows) {  // d_hidden = d_out · W2^T
-    return make_gemm(false, true, rows, f, d, d_out + int64_t(s0) * d, w2 + int64_t(i) * f * d,
-                     d_hidden + int64_t(s0) * f);
+    return problem(false, true, rows, f, d, D_out.at(int64_t(s0) * d), W2.at(int64_t(i) * f * d),
+                   d_hidden + int64_t(s0) * f, 0.f, precision);
   });
   for_each_expert(plan, [&](int i, int s0, int rows) {  // dW2 += hidden^T · d_out
-    return make_gemm(true, false, f, d, rows, act.hidden.data() + int64_t(s0) * f,
-                     d_out + int64_t(s0) * d, dw2 + int64_t(i) * f * d, 1.f);
+    return problem(true, false, f, d, rows, Hidden.at(int64_t(s0) * f), D_out.at(int64_t(s0) * d),
+                   dw2 + int64_t(i) * f * d, 1.f, precision);
   });
   nn::gelu_backward(d_hidden, d_hidden, act.pre.data(), act.cdf.data(), int64_t(S) * f);  // d_pre
+  const Operand D_pre = operand(d_hidden, int64_t(S) * f, scratch.grad_f16, precision);
   for_each_expert(plan, [&](int i, int s0, int rows) {  // dW1 += x_in^T · d_pre
-    return make_gemm(true, false, d, f, rows, act.x_in.data() + int64_t(s0) * d,
-                     d_hidden + int64_t(s0) * f, dw1 + int64_t(i) * d * f, 1.f);
+    return problem(true, false, d, f, rows, X_in.at(int64_t(s0) * d), D_pre.at(int64_t(s0) * f),
+                   dw1 + int64_t(i) * d * f, 1.f, precision);
   });
-  float* d_x_in = d_out;  // d_out is dead: reuse it for the gathered-input gradient
+  float* d_x_in = d_out;  // d_out is dead (its bf16 copy too): reuse it for the input gradient
   for_each_expert(plan, [&](int i, int s0, int rows) {  // d_x_in = d_pre · W1^T
-    return make_gemm(false, true, rows, d, f, d_hidden + int64_t(s0) * f, w1 + int64_t(i) * d * f,
-                     d_x_in + int64_t(s0) * d);
+    return problem(false, true, rows, d, f, D_pre.at(int64_t(s0) * f), W1.at(int64_t(i) * d * f),
+                   d_x_in + int64_t(s0) * d, 0.f, precision);
   });
 
   // Adjoint of dispatch: each token sums its slots' gradients in expert order.

@@ -5,7 +5,7 @@
 namespace ecmoe {
 
 std::vector<GemmProblem> make_expert_gemms(const RoutingPlan& plan, int d, int f,
-                                           ExpertGemmWorkspace& ws) {
+                                           ExpertGemmWorkspace& ws, Precision precision) {
   const int64_t S = plan.slot_count(), e = plan.n_experts;
   ws.x_in.assign(S * d, 0.01f);
   ws.pre.assign(S * f, 0.01f);
@@ -32,6 +32,31 @@ std::vector<GemmProblem> make_expert_gemms(const RoutingPlan& plan, int d, int f
     problems.push_back(
         make_gemm(true, false, d, f, rows, x, h, ws.dw1.data() + int64_t(i) * d * f, 1.f));
     problems.push_back(make_gemm(false, true, rows, d, f, h, w1, x));
+  }
+  if (precision == Precision::kFp32) return problems;
+  // bf16: each operand read from the bf16 copy of its buffer, at the same offset.
+  struct Pair {
+    const FloatVec* f;
+    Bf16Vec* h;
+  };
+  const Pair pairs[] = {{&ws.x_in, &ws.x_in16},
+                        {&ws.pre, &ws.pre16},
+                        {&ws.out, &ws.out16},
+                        {&ws.w1, &ws.w1_16},
+                        {&ws.w2, &ws.w2_16}};
+  for (const Pair& p : pairs) {
+    p.h->resize(p.f->size());
+    convert_to_bf16(p.h->data(), p.f->data(), int64_t(p.f->size()));
+  }
+  const auto copy_of = [&](const float* x) -> const uint16_t* {
+    for (const Pair& p : pairs)
+      if (x >= p.f->data() && x < p.f->data() + p.f->size()) return p.h->data() + (x - p.f->data());
+    return nullptr;
+  };
+  for (GemmProblem& p : problems) {
+    p.precision = precision;
+    p.a_bf16 = copy_of(p.a);
+    p.b_bf16 = copy_of(p.b);
   }
   return problems;
 }

@@ -2,6 +2,8 @@
 #pragma once
 #include <string>
 
+#include "core/precision.h"
+
 namespace ecmoe {
 
 enum class RouterKind {
@@ -64,6 +66,10 @@ struct MoeConfig {
   // cutoffs exist before they are used).
   float threshold_ema_rate = 0.05f;
   int threshold_warmup_steps = 100;
+  // The experts' GEMMs (forward and backward) in bf16 operands with fp32 accumulation; the router,
+  // its softmax and every routing decision stay fp32. A model's layers take it from
+  // ModelConfig::precision.
+  Precision precision = Precision::kFp32;
 
   int expert_count() const;       // 1 for dense
   int choices_per_token() const;  // token choice only

@@ -130,7 +130,8 @@ AuxLosses MoeLayer::run_experts(const MoeWeights& w, const MoeInput& in, Routing
   if (comm_)
     experts_forward_parallel(w, in.x, y);
   else
-    experts_forward(y, act_, plan_, in.x, w.w1, w.w2, config_.d_model, config_.d_ff);
+    experts_forward(y, act_, plan_, in.x, w.w1, w.w2, config_.d_model, config_.d_ff,
+                    config_.precision);
   backward_ready_ = true;
   if (!router_has_weights(config_.router) || n == 0) return {};
   return aux_losses_forward(logits_.data(), probs_.data(), n, e, config_.group_size,
@@ -145,7 +146,7 @@ void MoeLayer::backward(const MoeWeights& w, MoeGrads& g, const float* dy, float
     experts_backward_parallel(w, g, dy, dx, dgate.data());
   else
     experts_backward(dx, g.w1, g.w2, dgate.data(), scratch_, dy, act_, plan_, w.w1, w.w2, d,
-                     config_.d_ff);
+                     config_.d_ff, config_.precision);
   if (!router_has_weights(config_.router) || n == 0) return;
 
   std::vector<float> dprobs(int64_t(n) * e, 0.f), dlogits(int64_t(n) * e, 0.f);

@@ -105,7 +105,7 @@ void MoeLayer::experts_forward_parallel(const MoeWeights& w, const float* x, flo
 
   // Gate 1 and one slot per row make the local combine a plain copy (1·o + 0 is exact).
   FloatVec out(int64_t(R) * d);
-  experts_forward(out.data(), act_, local_plan_, recv.data(), w.w1, w.w2, d, f);
+  experts_forward(out.data(), act_, local_plan_, recv.data(), w.w1, w.w2, d, f, config_.precision);
   slot_out_.resize(int64_t(S) * d);
   comm_->alltoallv(out.data(), recv_rows_, slot_out_.data(), send_rows_, d);
 
@@ -149,7 +149,7 @@ void MoeLayer::experts_backward_parallel(const MoeWeights& w, MoeGrads& g, const
   FloatVec d_rows(int64_t(R) * d, 0.f);
   std::vector<float> unused_dgate(R);
   experts_backward(d_rows.data(), g.w1, g.w2, unused_dgate.data(), scratch_, recv.data(), act_,
-                   local_plan_, w.w1, w.w2, d, f);
+                   local_plan_, w.w1, w.w2, d, f, config_.precision);
   FloatVec d_slots(int64_t(S) * d);
   comm_->alltoallv(d_rows.data(), recv_rows_, d_slots.data(), send_rows_, d);
 

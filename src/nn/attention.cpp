@@ -83,7 +83,8 @@ void attention_forward(float* out, float* probs, const float* qkv, const Attenti
             .ldb = 3 * d,
             .beta = 0.f,
             .c = p + int64_t(r0) * T,
-            .ldc = T});
+            .ldc = T,
+            .precision = cfg.precision});
       for (int i = r0; i < r1; ++i) {  // softmax in place, fp32, max subtracted
         float* row = p + int64_t(i) * T;
         const int n = visible_keys(cfg, view.kv_len, i);
@@ -104,7 +105,8 @@ void attention_forward(float* out, float* probs, const float* qkv, const Attenti
             .ldb = 3 * d,
             .beta = 0.f,
             .c = out + view.out_offset + int64_t(r0) * d,
-            .ldc = d});
+            .ldc = d,
+            .precision = cfg.precision});
     }
   }
 }
@@ -148,7 +150,8 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
               .ldb = d,
               .beta = 1.f,
               .c = dv,
-              .ldc = 3 * d});
+              .ldc = 3 * d,
+              .precision = cfg.precision});
         // dP = dO · V[0:key_end]ᵀ
         gemm({.trans_b = true,
               .m = rows,
@@ -160,7 +163,8 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
               .ldb = 3 * d,
               .beta = 0.f,
               .c = dscores.data(),
-              .ldc = T});
+              .ldc = T,
+              .precision = cfg.precision});
         // Softmax backward in place: dS = P ⊙ (dP − Σ_j P·dP); the 1/sqrt(hd) goes into alpha.
         for (int i = 0; i < rows; ++i) {
           const float* prow = p_blk + int64_t(i) * T;
@@ -181,7 +185,8 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
               .ldb = 3 * d,
               .beta = 1.f,
               .c = dq + int64_t(r0) * 3 * d,
-              .ldc = 3 * d});
+              .ldc = 3 * d,
+              .precision = cfg.precision});
         // dK[0:key_end] += scale · dSᵀ · Q[r0:r1]
         gemm({.trans_a = true,
               .m = key_end,
@@ -194,7 +199,8 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
               .ldb = 3 * d,
               .beta = 1.f,
               .c = dk,
-              .ldc = 3 * d});
+              .ldc = 3 * d,
+              .precision = cfg.precision});
       }
     }
   }

@@ -1,6 +1,7 @@
 // Multi-head scaled dot-product self-attention core: softmax(Q·Kᵀ / sqrt(head_dim) + mask) · V,
 // per head, on packed projections (the Q, K, V and output projections are nn::linear layers).
 #pragma once
+#include "core/precision.h"
 
 namespace ecmoe::nn {
 
@@ -10,6 +11,9 @@ struct AttentionConfig {
   int n_heads = 0;
   int head_dim = 0;
   bool causal = false;  // query t sees keys 0..t (decoder); otherwise all keys (encoder)
+  // kBf16: the score and value GEMMs (and their backward) take bf16 operands, so the
+  // probabilities enter P·V rounded to bf16; softmax and its backward stay fp32.
+  Precision precision = Precision::kFp32;
   int model_dim() const { return n_heads * head_dim; }
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/bf16.h"
 #include "core/vecmath.h"
 
 namespace ecmoe::nn {
@@ -13,7 +14,11 @@ constexpr int64_t kChunk = 4096;  // fixed chunking: results never depend on the
 }  // namespace
 
 namespace {
-void gelu_forward_serial(float* out, float* cdf, const float* a, int64_t n) {
+inline float store(float x, float*) { return x; }
+inline uint16_t store(float x, uint16_t*) { return float_to_bf16(x); }
+
+template <typename Out>
+void gelu_forward_serial(Out* out, float* cdf, const float* a, int64_t n) {
   for (int64_t c = 0; c < n; c += kChunk) {
     const int64_t len = std::min(kChunk, n - c);
     float* phi = cdf + c;
@@ -21,7 +26,7 @@ void gelu_forward_serial(float* out, float* cdf, const float* a, int64_t n) {
     vec_erf(phi, phi, len);
     for (int64_t j = 0; j < len; ++j) {
       phi[j] = 0.5f * (1.f + phi[j]);
-      out[c + j] = a[c + j] * phi[j];
+      out[c + j] = store(a[c + j] * phi[j], out);
     }
   }
 }
@@ -43,6 +48,12 @@ void gelu_backward_serial(float* da, const float* dout, const float* a, const fl
 // Element results never depend on where a chunk starts (vec_erf/vec_exp pad their tails), so the
 // parallel split is free to differ from any other split.
 void gelu_forward(float* out, float* cdf, const float* a, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < n; c += kChunk)
+    gelu_forward_serial(out + c, cdf + c, a + c, std::min(kChunk, n - c));
+}
+
+void gelu_forward(uint16_t* out, float* cdf, const float* a, int64_t n) {
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < n; c += kChunk)
     gelu_forward_serial(out + c, cdf + c, a + c, std::min(kChunk, n - c));

@@ -7,6 +7,9 @@ namespace ecmoe::nn {
 
 // a [n] -> out [n] = gelu(a), cdf [n] = Phi(a)
 void gelu_forward(float* out, float* cdf, const float* a, int64_t n);
+// The same with out rounded to bf16 (nearest even, core/bf16.h) as it is written: the hidden
+// activations of mixed precision, stored once in the form the next GEMM reads.
+void gelu_forward(uint16_t* out, float* cdf, const float* a, int64_t n);
 // dout, a, cdf [n] -> da [n] = dout · (Phi(a) + a · phi(a)), written (not accumulated); da may
 // alias dout
 void gelu_backward(float* da, const float* dout, const float* a, const float* cdf, int64_t n);

@@ -10,21 +10,25 @@
 namespace ecmoe::nn {
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
-                    const LinearShape& s) {
+                    const LinearShape& s, Precision precision) {
   if (bias) {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < s.rows; ++r)
       std::copy(bias, bias + s.out_dim, out + int64_t(r) * s.out_dim);
   }
-  gemm(make_gemm(false, false, s.rows, s.out_dim, s.in_dim, inp, weight, out, bias ? 1.f : 0.f));
+  gemm(in_precision(
+      make_gemm(false, false, s.rows, s.out_dim, s.in_dim, inp, weight, out, bias ? 1.f : 0.f),
+      precision));
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, const LinearShape& s) {
+                     const float* weight, const LinearShape& s, Precision precision) {
   if (dinp)  // dinp += dout · Wᵀ
-    gemm(make_gemm(false, true, s.rows, s.in_dim, s.out_dim, dout, weight, dinp, 1.f));
+    gemm(in_precision(make_gemm(false, true, s.rows, s.in_dim, s.out_dim, dout, weight, dinp, 1.f),
+                      precision));
   if (dweight)  // dW += xᵀ · dout
-    gemm(make_gemm(true, false, s.in_dim, s.out_dim, s.rows, inp, dout, dweight, 1.f));
+    gemm(in_precision(make_gemm(true, false, s.in_dim, s.out_dim, s.rows, inp, dout, dweight, 1.f),
+                      precision));
   if (dbias) add_column_sums(dbias, dout, s.rows, s.out_dim);
 }
 

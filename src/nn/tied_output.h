@@ -9,9 +9,10 @@ namespace ecmoe::nn {
 // out_dim = vocab}. Saves nothing (backward needs h and the table, which the caller keeps).
 // Tip: for masked LM, gather the counted rows first; the other rows carry no loss.
 void tied_output_forward(float* logits, const float* h, const float* table,
-                         const LinearShape& shape);
+                         const LinearShape& shape, Precision precision = Precision::kFp32);
 // Accumulates (+=) into dh [rows, dim] and dtable [vocab, dim] (either may be nullptr).
 void tied_output_backward(float* dh, float* dtable, const float* dlogits, const float* h,
-                          const float* table, const LinearShape& shape);
+                          const float* table, const LinearShape& shape,
+                          Precision precision = Precision::kFp32);
 
 }  // namespace ecmoe::nn

@@ -43,7 +43,8 @@ const std::set<std::string> kResumeMayChange = {"steps",
                                                 "eval.batches",
                                                 "eval.batch_size",
                                                 "checkpoint_interval",
-                                                "data.dir"};
+                                                "data.dir",
+                                                "precision"};
 
 std::string meta(const Metadata& m, const std::string& key, const std::string& path) {
   const auto it = m.find(key);

@@ -86,7 +86,8 @@ class Checkpoint {
 };
 
 // A resumed run may change only how long it runs and what it logs (steps, out, log_interval,
-// eval.*, checkpoint_interval) and where the data lives (data.dir); any other difference from the
+// eval.*, checkpoint_interval), where the data lives (data.dir) and the GEMMs' precision (fp32 and
+// bf16 runs share fp32 parameters and moments); any other difference from the
 // checkpoint's config would make it a different run. Throws, listing every differing key.
 void check_resume_config(const Checkpoint& checkpoint, const TrainConfig& run);
 // Resuming or evaluating needs the same data (same tokenizer and vocabulary), wherever it lives

@@ -191,6 +191,7 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   start["parameters_on_rank"] = model.table().parameter_count();
   start["ecmoe_version"] = ECMOE_VERSION;
   start["ranks"] = comm.size();
+  start["precision"] = precision_name(config.model.precision);
   if (!finished) metrics.write(start);
 
   const BatchSource train_batches =

@@ -1,0 +1,85 @@
+// `precision` through the real binary: `--set precision=bf16` trains and is recorded in the run's
+// config and metrics; the fp32 checkpoint of a bf16 run resumes in fp32 and the other way round;
+// `bench train` and `bench layer` take it and report it.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "cli_test_util.h"
+
+using ecmoe::train_test::TempDir;
+
+namespace {
+
+using ecmoe::cli_test::CliRun;
+using ecmoe::cli_test::contains;
+using ecmoe::cli_test::run_ecmoe;
+
+// The "precision" of every "start" record of a metrics file, in order.
+std::vector<std::string> start_precisions(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["type"] == "start") out.push_back(j.value("precision", "missing"));
+  }
+  return out;
+}
+
+class PrecisionCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY))
+        << ECMOE_BINARY << " is missing: build the ecmoe target before the tests";
+    ecmoe::train_test::write_data_folder(dir / "data", 64, 20000, 3000);
+  }
+  CliRun run(const std::string& args) { return run_ecmoe(args, dir / "stderr.txt"); }
+  TempDir dir{"precision-cli"};
+};
+
+}  // namespace
+
+TEST_F(PrecisionCli, Bf16TrainsRecordsAndResumesEitherWay) {
+  const std::string out = dir / "run";
+  const std::string base =
+      "train --config tiny --set data.dir=" + (dir / "data") + " --set eval.batches=1 --out " + out;
+  const CliRun bf16 = run(base + " --set precision=bf16 --set steps=4");
+  ASSERT_EQ(bf16.status, 0) << bf16.out << bf16.err;
+  std::ifstream config(out + "/config.json");
+  EXPECT_EQ(nlohmann::json::parse(config)["precision"], "bf16");
+  // A resumed run may change the precision (parameters and moments are fp32 either way).
+  const CliRun fp32 = run("train --resume --out " + out + " --set steps=6 --set precision=fp32");
+  ASSERT_EQ(fp32.status, 0) << fp32.out << fp32.err;
+  EXPECT_TRUE(contains(fp32.out, "trained steps 4..6")) << fp32.out;
+  const CliRun back = run("train --resume --out " + out + " --set steps=7 --set precision=bf16");
+  ASSERT_EQ(back.status, 0) << back.out << back.err;
+  EXPECT_EQ(start_precisions(out + "/metrics.jsonl"),
+            (std::vector<std::string>{"bf16", "fp32", "bf16"}));
+
+  const CliRun bad = run(base + "2 --set precision=fp16");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_TRUE(contains(bad.err, "unknown precision 'fp16' (expected fp32 or bf16)")) << bad.err;
+}
+
+TEST_F(PrecisionCli, BenchesTakeThePrecision) {
+  const CliRun train = run(
+      "bench train --config tiny --steps 2 --warmup 0 --json --set precision=bf16 --set data.dir=" +
+      (dir / "not-prepared"));
+  ASSERT_EQ(train.status, 0) << train.out << train.err;
+  const auto t = nlohmann::json::parse(train.out);
+  EXPECT_EQ(t["precision"], "bf16");
+  EXPECT_GT(t["tokens_per_second"].get<double>(), 0.0);
+
+  const CliRun layer =
+      run("bench layer --tokens 256 --d-model 32 --d-ff 64 --experts 4 --repeats 2 --warmup 1 "
+          "--precision bf16 --json");
+  ASSERT_EQ(layer.status, 0) << layer.out << layer.err;
+  const auto l = nlohmann::json::parse(layer.out);
+  EXPECT_EQ(l["precision"], "bf16");
+  EXPECT_GT(l["ms"].get<double>(), 0.0);
+  const CliRun bad = run("bench layer --tokens 64 --precision fp8");
+  EXPECT_NE(bad.status, 0);
+}
