@@ -127,22 +127,31 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScr
   const Operand X_in = bf16 ? Operand{nullptr, act.x_in16.data()} : Operand{act.x_in.data()};
   const Operand Hidden = bf16 ? Operand{nullptr, act.hidden16.data()} : Operand{act.hidden.data()};
 
-  // Adjoint of combine: d_out[s] = gate[s] · dy[t]; dgate[s] = <dy[t], out[s]>.
+  // Adjoint of combine: d_out[s] = gate[s] · dy[t]; dgate[s] = <dy[t], out[s]>. d_out feeds two
+  // GEMMs only: under kBf16 it is written in bf16 alone (rounded once, as it is written).
+  if (bf16) scratch.grad_d16.resize(size_t(S) * d);
 #pragma omp parallel for schedule(static)
   for (int s = 0; s < S; ++s) {
     const float* dyt = dy + int64_t(plan.slot_token[s]) * d;
     const float* o = act.out.data() + int64_t(s) * d;
     const float g = plan.slot_gate[s];
-    float* dos = d_out + int64_t(s) * d;
     float dot = 0.f;
-    for (int c = 0; c < d; ++c) {
-      dos[c] = g * dyt[c];
-      dot += dyt[c] * o[c];
+    if (bf16) {
+      uint16_t* dos = scratch.grad_d16.data() + int64_t(s) * d;
+      for (int c = 0; c < d; ++c) {
+        dos[c] = float_to_bf16(g * dyt[c]);
+        dot += dyt[c] * o[c];
+      }
+    } else {
+      float* dos = d_out + int64_t(s) * d;
+      for (int c = 0; c < d; ++c) {
+        dos[c] = g * dyt[c];
+        dot += dyt[c] * o[c];
+      }
     }
     dgate[s] = dot;
   }
-  // d_out feeds two GEMMs: under kBf16 it is rounded once for both.
-  const Operand D_out = operand(d_out, int64_t(S) * d, scratch.grad_d16, precision);
+  const Operand D_out = bf16 ? Operand{nullptr, scratch.grad_d16.data()} : Operand{d_out};
 
   for_each_expert(plan, [&](int i, int s0, int rows) {  // d_hidden = d_out · W2^T
     return problem(false, true, rows, f, d, D_out.at(int64_t(s0) * d), W2.at(int64_t(i) * f * d),
@@ -152,8 +161,15 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScr
     return problem(true, false, f, d, rows, Hidden.at(int64_t(s0) * f), D_out.at(int64_t(s0) * d),
                    dw2 + int64_t(i) * f * d, 1.f, precision);
   });
-  nn::gelu_backward(d_hidden, d_hidden, act.pre.data(), act.cdf.data(), int64_t(S) * f);  // d_pre
-  const Operand D_pre = operand(d_hidden, int64_t(S) * f, scratch.grad_f16, precision);
+  // d_pre = gelu'(pre) · d_hidden, in place; under kBf16 written in bf16 alone (two GEMMs read it).
+  if (bf16) {
+    scratch.grad_f16.resize(size_t(S) * f);
+    nn::gelu_backward(scratch.grad_f16.data(), d_hidden, act.pre.data(), act.cdf.data(),
+                      int64_t(S) * f);
+  } else {
+    nn::gelu_backward(d_hidden, d_hidden, act.pre.data(), act.cdf.data(), int64_t(S) * f);
+  }
+  const Operand D_pre = bf16 ? Operand{nullptr, scratch.grad_f16.data()} : Operand{d_hidden};
   for_each_expert(plan, [&](int i, int s0, int rows) {  // dW1 += x_in^T · d_pre
     return problem(true, false, d, f, rows, X_in.at(int64_t(s0) * d), D_pre.at(int64_t(s0) * f),
                    dw1 + int64_t(i) * d * f, 1.f, precision);

@@ -27,8 +27,8 @@ struct ExpertActivations {
 struct ExpertScratch {  // backward temporaries, kept to avoid reallocating every step
   FloatVec grad_d;      // [S, d]
   FloatVec grad_f;      // [S, f]
-  Bf16Vec grad_d16;     // [S, d] bf16 copy of grad_d (kBf16), read by two GEMMs
-  Bf16Vec grad_f16;     // [S, f]
+  Bf16Vec grad_d16;     // [S, d] kBf16: the output gradient, in bf16 only (two GEMMs read it)
+  Bf16Vec grad_f16;     // [S, f] kBf16: the pre-activation gradient, in bf16 only
 };
 
 // x [n, d] -> y [n, d] (overwritten); tokens with no slot get 0.

@@ -31,15 +31,15 @@ void gelu_forward_serial(Out* out, float* cdf, const float* a, int64_t n) {
   }
 }
 
-void gelu_backward_serial(float* da, const float* dout, const float* a, const float* cdf,
-                          int64_t n) {
+template <typename Out>
+void gelu_backward_serial(Out* da, const float* dout, const float* a, const float* cdf, int64_t n) {
   for (int64_t c = 0; c < n; c += kChunk) {
     const int64_t len = std::min(kChunk, n - c);
     float pdf[kChunk];
     for (int64_t j = 0; j < len; ++j) pdf[j] = -0.5f * a[c + j] * a[c + j];
     vec_exp(pdf, pdf, len);
     for (int64_t j = 0; j < len; ++j)
-      da[c + j] = dout[c + j] * (cdf[c + j] + a[c + j] * kInvSqrt2Pi * pdf[j]);
+      da[c + j] = store(dout[c + j] * (cdf[c + j] + a[c + j] * kInvSqrt2Pi * pdf[j]), da);
   }
 }
 
@@ -60,6 +60,12 @@ void gelu_forward(uint16_t* out, float* cdf, const float* a, int64_t n) {
 }
 
 void gelu_backward(float* da, const float* dout, const float* a, const float* cdf, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < n; c += kChunk)
+    gelu_backward_serial(da + c, dout + c, a + c, cdf + c, std::min(kChunk, n - c));
+}
+
+void gelu_backward(uint16_t* da, const float* dout, const float* a, const float* cdf, int64_t n) {
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < n; c += kChunk)
     gelu_backward_serial(da + c, dout + c, a + c, cdf + c, std::min(kChunk, n - c));

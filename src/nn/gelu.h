@@ -13,5 +13,7 @@ void gelu_forward(uint16_t* out, float* cdf, const float* a, int64_t n);
 // dout, a, cdf [n] -> da [n] = dout · (Phi(a) + a · phi(a)), written (not accumulated); da may
 // alias dout
 void gelu_backward(float* da, const float* dout, const float* a, const float* cdf, int64_t n);
+// The same with da rounded to bf16 as it is written (it feeds bf16 GEMMs only).
+void gelu_backward(uint16_t* da, const float* dout, const float* a, const float* cdf, int64_t n);
 
 }  // namespace ecmoe::nn
