@@ -1,5 +1,6 @@
 // `ecmoe info`: what the engine runs on, and quick fp32 and bf16 GEMM speed figures.
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <vector>
 

@@ -29,7 +29,7 @@ struct LayerRun {
 };
 
 LayerRun run(const LayerCase& c, Precision precision, const std::vector<float>& dy,
-        const std::vector<float>& cutoffs) {
+             const std::vector<float>& cutoffs) {
   MoeConfig cfg = c.config;
   cfg.precision = precision;
   MoeLayer layer(cfg);
