@@ -146,21 +146,6 @@ std::vector<int> predict(const Classifier& c, const EncodedSplit& split, int bat
   return predicted;
 }
 
-// Scales both gradient buffers so their joint L2 norm is at most max_norm; returns the norm.
-float clip_joint_norm(FlatBuffer& a, FlatBuffer& b, float max_norm) {
-  const double na = grad_norm(a), nb = grad_norm(b);
-  const float norm = float(std::sqrt(na * na + nb * nb));
-  if (max_norm > 0 && std::isfinite(norm)) {
-    const float factor = max_norm / (norm + 1e-6f);
-    if (factor < 1.f)
-      for (FlatBuffer* g : {&a, &b}) {
-        float* p = g->data();
-        for (int64_t i = 0; i < g->size(); ++i) p[i] *= factor;
-      }
-  }
-  return norm;
-}
-
 ConfigJson metrics_json(const ClassMetrics& m) {
   ConfigJson j;
   j["accuracy"] = m.accuracy;
@@ -184,11 +169,8 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   const double t_start = now_seconds();
   config.validate();
   // The output folder is checked and locked before any work, and held until the result is in it.
-  DirLock lock;
-  if (!config.out.empty()) {
-    prepare_output_dir(config.out, "finetune --out");
-    lock = DirLock(config.out, "output folder");
-  }
+  const DirLock lock =
+      config.out.empty() ? DirLock() : claim_output_dir(config.out, "finetune --out");
   check_task(task);
   const Checkpoint ck = Checkpoint::open(config.checkpoint);
   const ModelConfig& model_config = ck.config().model;
@@ -220,6 +202,7 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   AdamW adam(model.table(), adam_config), head_adam(head_tab, adam_config);
 
   const int64_t steps = planned_steps(config, train);
+  const LrSchedule schedule = config.schedule(steps);
   const int64_t eval_interval = config.resolved_eval_interval(steps);
 
   FinetuneResult result;
@@ -288,10 +271,11 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
     head_backward(d_hidden.data(), head_grads.get("head.weight"), head_grads.get("head.bias"),
                   state, head.get("head.weight"), shape);
     model.backward_from_hidden(params, grads, d_hidden.data());
-    const float norm = clip_joint_norm(grads, head_grads, config.clip_norm);
+    FlatBuffer* const both[] = {&grads, &head_grads};
+    const float norm = clip_grad_norm(both, config.clip_norm);
     ECMOE_CHECK(std::isfinite(norm), "fine-tuning diverged at step ", s + 1,
                 ": the gradient norm is ", norm, "; lower peak_lr");
-    const float lr = config.lr_at(s, steps);
+    const float lr = schedule.lr_at(s);
     adam.step(params, grads, lr);
     head_adam.step(head, head_grads, lr);
     loss_sum += loss;

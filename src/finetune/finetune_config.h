@@ -7,6 +7,7 @@
 #include <string>
 
 #include "finetune/classifier_head.h"
+#include "optim/lr_schedule.h"
 #include "train/train_config.h"
 
 namespace ecmoe::finetune {
@@ -42,8 +43,9 @@ struct FinetuneConfig {
   uint64_t seed = 1;          // head init, batch order, router jitter
   std::string out;            // empty: write nothing; else <out>/config.json and result.json
 
-  // The learning rate at 0-based `step` of a run of `total` steps.
-  float lr_at(int64_t step, int64_t total) const;
+  // The learning-rate schedule of a run of `total` steps: linear warm-up over warmup_fraction of
+  // them (at least 1), then linear decay (LrDecay::Linear).
+  LrSchedule schedule(int64_t total) const;
   int64_t resolved_eval_interval(int64_t total) const;
   void validate() const;  // throws ecmoe::Error naming the bad field
 };

@@ -14,21 +14,14 @@
 #include "finetune/class_metrics.h"
 #include "finetune/glue_tsv.h"
 #include "finetune/task_formats.h"
+#include "support/core/error_of.h"
 
 namespace ecmoe::finetune {
 namespace {
 
 using data::test::TempDir;
 using data::test::write_text;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using ecmoe::testing::error_of;
 
 std::string sst2_rows(int n, int offset) {
   std::string text = "sentence\tlabel\n";
