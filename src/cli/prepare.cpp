@@ -114,8 +114,15 @@ void register_prepare(CLI::App& app) {
     std::filesystem::path dir = std::filesystem::path(result.out_dir).lexically_normal();
     if (!dir.has_filename()) dir = dir.parent_path();  // "data/x/" -> "data/x"
     const std::string name = dir.filename().string();
-    std::printf("next: ecmoe train --config small --set data.dir=%s --out runs/%s\n",
-                result.out_dir.c_str(), name.empty() ? "NAME" : name.c_str());
+    const auto train = m.splits.find("train");
+    if (train != m.splits.end() && train->second.tokens == 0)  // --val-fraction 1: text to score
+      std::printf(
+          "next: ecmoe eval --checkpoint CHECKPOINT --data %s (a checkpoint trained on data with "
+          "this tokenizer)\n",
+          result.out_dir.c_str());
+    else
+      std::printf("next: ecmoe train --config small --set data.dir=%s --out runs/%s\n",
+                  result.out_dir.c_str(), name.empty() ? "NAME" : name.c_str());
   });
 }
 

@@ -163,9 +163,9 @@ std::string skipped_files_note(const InputFiles& input) {
     names += (i ? ", " : "") + input.skipped[i];
   if (input.skipped.size() > kNamed)
     names += ", and " + std::to_string(input.skipped.size() - kNamed) + " more";
-  return "skipped " + std::to_string(input.skipped.size()) + " file" +
-         (input.skipped.size() == 1 ? "" : "s") + " that are not plain text (" + names +
-         "): pass --include GLOB to choose the files of a folder";
+  return "skipped " + std::to_string(input.skipped.size()) +
+         (input.skipped.size() == 1 ? " file that is" : " files that are") + " not plain text (" +
+         names + "): pass --include GLOB to choose the files of a folder";
 }
 
 }  // namespace ecmoe::data

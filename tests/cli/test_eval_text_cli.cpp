@@ -73,7 +73,8 @@ std::unique_ptr<TempDir> EvalTextCli::dir_;
 }  // namespace
 
 TEST_F(EvalTextCli, TextEqualsThePreparedFolderWithTheSameTokenizer) {
-  const std::string files = dir("ood/x.txt") + " " + dir("ood/y.txt");
+  // Documents of ~2 KB: several per file.
+  const std::string files = dir("ood/x.txt") + " " + dir("ood/y.txt") + " --doc-bytes 2000";
   const nlohmann::json text = eval_json("--text " + files);
   ASSERT_TRUE(text.is_object());
   EXPECT_EQ(text["split"], "text");

@@ -357,6 +357,9 @@ TEST_F(PrepareCli, ExistingTokenizerGivesTheSameIdsAndIsRecorded) {
   ASSERT_EQ(all_val.status, 0) << all_val.output;
   EXPECT_EQ(ecmoe::data::TokenDataset::open(eval_dir, "train").size(), 0);
   EXPECT_EQ(ecmoe::data::TokenDataset::open(eval_dir, "val").documents(), 1);
+  EXPECT_NE(all_val.output.find("next: ecmoe eval --checkpoint CHECKPOINT --data " + eval_dir),
+            std::string::npos)
+      << all_val.output;
   const CliRun reused = run_ecmoe(eval_args);
   EXPECT_NE(reused.output.find("reusing " + eval_dir), std::string::npos) << reused.output;
 }
