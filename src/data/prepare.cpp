@@ -87,8 +87,9 @@ std::string differences(const Manifest& was, const Manifest& now) {
   add(a.vocab_size != b.vocab_size, "vocab size", a.vocab_size, b.vocab_size);
   add(a.val_fraction != b.val_fraction, "validation fraction", a.val_fraction, b.val_fraction);
   add(a.seed != b.seed, "seed", a.seed, b.seed);
-  add(a.tokenizer_sample_bytes != b.tokenizer_sample_bytes, "tokenizer sample bytes",
-      a.tokenizer_sample_bytes, b.tokenizer_sample_bytes);
+  add(a.tokenizer_sample_bytes != b.tokenizer_sample_bytes && a.tokenizer.empty() &&
+          b.tokenizer.empty(),
+      "tokenizer sample bytes", a.tokenizer_sample_bytes, b.tokenizer_sample_bytes);
   add(a.cleaning_version != b.cleaning_version, "cleaning version", a.cleaning_version,
       b.cleaning_version);
   add(a.document_bytes != b.document_bytes, "document bytes", a.document_bytes, b.document_bytes);

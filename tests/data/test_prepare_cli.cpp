@@ -348,6 +348,13 @@ TEST_F(PrepareCli, ExistingTokenizerGivesTheSameIdsAndIsRecorded) {
                 ecmoe::data::test::read_text(first + "/" + file))
           << file;
   }
+  // The tokenizer is part of the recorded settings: the trained folder is not silently replaced.
+  const CliRun refused = run_ecmoe("prepare --input " + (dir / "docs") + " --out " + first +
+                                   " --val-fraction 0.3 --tokenizer " + first + "/tokenizer.model");
+  EXPECT_EQ(refused.status, 1) << refused.output;
+  EXPECT_NE(refused.output.find("other text or settings (tokenizer fnv1a64:"), std::string::npos)
+      << refused.output;
+  EXPECT_NE(refused.output.find(" (was trained)"), std::string::npos) << refused.output;
   // Everything in validation: new text to evaluate on.
   ecmoe::data::test::write_text(dir / "new.txt", ecmoe::data::test::sample_text(99, 30));
   const std::string eval_dir = dir / "eval";
