@@ -59,7 +59,8 @@ std::string format_leakage(const LeakageResult& r) {
 }  // namespace
 
 void register_eval(CLI::App& app) {
-  auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint: loss, perplexity, routing");
+  auto* cmd = app.add_subcommand(
+      "eval", "Evaluate a checkpoint on a data split or raw text: loss, perplexity, routing");
   auto args = std::make_shared<EvalArgs>();
   cmd->add_option("--checkpoint", args->checkpoint,
                   "Checkpoint file (<out>/checkpoint.safetensors)")
@@ -74,6 +75,10 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--tokenizer", args->text.tokenizer,
                   "--text: the checkpoint's tokenizer model, when the recorded one is not found")
       ->needs(text);
+  cmd->get_option("--batches")
+      ->description(
+          "Batches of fixed windows (default: the run's eval.batches, else 8; with --text, "
+          "enough to cover every token)");
   cmd->add_option("--include", args->text.include,
                   "--text: glob (fnmatch) choosing the files of folders, as for prepare")
       ->needs(text);

@@ -47,7 +47,8 @@ std::string tokenizer_model_path(const std::string& arg) {
 void register_prepare(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "prepare",
-      "Fetch and clean a corpus (or your text files), train a tokenizer, write token shards");
+      "Fetch and clean a corpus (or your text files), train a tokenizer (or take an existing "
+      "one), write token shards");
   auto config = std::make_shared<data::PrepareConfig>();
   std::string corpora;
   for (const auto& name : data::known_corpora()) corpora += (corpora.empty() ? "" : ", ") + name;
