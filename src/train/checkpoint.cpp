@@ -308,8 +308,8 @@ std::string checkpoint_data_dir(const Checkpoint& checkpoint, const std::string&
   return dir;
 }
 
-data::Tokenizer load_checkpoint_tokenizer(const Checkpoint& checkpoint, const std::string& given,
-                                          const std::string& option) {
+std::string checkpoint_tokenizer_path(const Checkpoint& checkpoint, const std::string& given,
+                                      const std::string& option) {
   const DataReference& saved = checkpoint.data();
   const std::string path =
       given.empty() ? resolve_recorded_path(saved.tokenizer, checkpoint.path()) : given;
@@ -322,6 +322,12 @@ data::Tokenizer load_checkpoint_tokenizer(const Checkpoint& checkpoint, const st
   ECMOE_CHECK(sum == saved.tokenizer_checksum, "tokenizer ", path, " (", sum,
               ") is not the one checkpoint '", checkpoint.path(), "' was trained with (",
               saved.tokenizer_checksum, ")");
+  return path;
+}
+
+data::Tokenizer load_checkpoint_tokenizer(const Checkpoint& checkpoint, const std::string& given,
+                                          const std::string& option) {
+  const std::string path = checkpoint_tokenizer_path(checkpoint, given, option);
   data::Tokenizer tokenizer = data::Tokenizer::load(path);
   ECMOE_CHECK(tokenizer.vocab_size() == checkpoint.config().model.vocab_size, "tokenizer ", path,
               " has ", tokenizer.vocab_size(), " pieces but the model of checkpoint '",

@@ -104,5 +104,8 @@ std::string checkpoint_data_dir(const Checkpoint& checkpoint, const std::string&
 // vocabulary.
 data::Tokenizer load_checkpoint_tokenizer(const Checkpoint& checkpoint, const std::string& given,
                                           const std::string& option);
+// The path of that tokenizer, found and checksum-checked the same way (without loading it).
+std::string checkpoint_tokenizer_path(const Checkpoint& checkpoint, const std::string& given,
+                                      const std::string& option);
 
 }  // namespace ecmoe
