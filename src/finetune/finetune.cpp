@@ -180,27 +180,15 @@ void check_balance(const char* split, const EncodedSplit& s, const std::vector<i
                        " classes (" + name_list(missing) + "): its figures say nothing about them");
 }
 
-// gold, predicted, p_<label> per class, then the text (and the pair's second text) of each
-// example, in the split's order.
+// predict.h's TSV of each example of a split (gold column included), in the split's order.
 void write_predictions(const std::string& path, const std::vector<Example>& examples,
                        const Classified& out, const std::vector<std::string>& labels, bool pairs) {
-  const size_t classes = labels.size();
+  const PredictionFormat format{&labels, true, pairs};
   write_file_atomically(path, [&](AtomicFileWriter& w) {
-    std::string line = "gold\tpredicted";
-    for (const std::string& l : labels) line += "\tp_" + l;
-    line += pairs ? "\ttext\ttext_pair\n" : "\ttext\n";
-    w.write(line);
-    char number[32];
-    for (size_t i = 0; i < examples.size(); ++i) {
-      line = labels[size_t(examples[i].label)] + "\t" + labels[size_t(out.predicted[i])];
-      for (size_t c = 0; c < classes; ++c) {
-        std::snprintf(number, sizeof(number), "\t%.6f", double(out.probabilities[i * classes + c]));
-        line += number;
-      }
-      line += "\t" + tsv_cell(examples[i].text_a);
-      if (pairs) line += "\t" + tsv_cell(examples[i].text_b);
-      w.write(line + "\n");
-    }
+    w.write(prediction_tsv_header(format));
+    for (size_t i = 0; i < examples.size(); ++i)
+      w.write(prediction_tsv_row(format, examples[i], examples[i].label, out.predicted[i],
+                                 out.probabilities.data() + i * labels.size()));
   });
 }
 

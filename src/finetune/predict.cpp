@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdio>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <span>
 
 #include "core/error.h"
+#include "finetune/tsv_table.h"
 
 namespace ecmoe::finetune {
 
@@ -45,6 +48,54 @@ Classified classify(const Classifier& c, const EncodedSplit& split, int batch_si
     if (progress) progress(start + count, n);
   }
   return out;
+}
+
+std::string prediction_tsv_header(const PredictionFormat& f) {
+  std::string line = f.gold ? "gold\tpredicted" : "predicted";
+  for (const std::string& l : *f.labels) {
+    line += "\tp_";
+    line += l;
+  }
+  line += f.pairs ? "\ttext\ttext_pair\n" : "\ttext\n";
+  return line;
+}
+
+std::string prediction_tsv_row(const PredictionFormat& f, const Example& e, int gold, int predicted,
+                               const float* probabilities) {
+  const std::vector<std::string>& labels = *f.labels;
+  std::string line;
+  if (f.gold) {
+    line += labels.at(size_t(gold));
+    line += '\t';
+  }
+  line += labels.at(size_t(predicted));
+  char number[32];
+  for (size_t c = 0; c < labels.size(); ++c) {
+    std::snprintf(number, sizeof(number), "\t%.6f", double(probabilities[c]));
+    line += number;
+  }
+  line += '\t';
+  line += tsv_cell(e.text_a);
+  if (f.pairs) {
+    line += '\t';
+    line += tsv_cell(e.text_b);
+  }
+  line += '\n';
+  return line;
+}
+
+std::string prediction_json_line(const PredictionFormat& f, const Example& e, int gold,
+                                 int predicted, const float* probabilities) {
+  const std::vector<std::string>& labels = *f.labels;
+  nlohmann::ordered_json j;
+  if (f.gold) j["gold"] = labels.at(size_t(gold));
+  j["predicted"] = labels.at(size_t(predicted));
+  nlohmann::ordered_json p = nlohmann::ordered_json::object();
+  for (size_t c = 0; c < labels.size(); ++c) p[labels[c]] = double(probabilities[c]);
+  j["probabilities"] = p;
+  j["text"] = e.text_a;
+  if (f.pairs) j["text_pair"] = e.text_b;
+  return j.dump() + "\n";
 }
 
 Predictor::Predictor(const SavedClassifier& saved, const std::string& tokenizer)

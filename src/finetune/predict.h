@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "core/aligned.h"
@@ -36,6 +37,23 @@ using ClassifyProgress = std::function<void(int64_t done, int64_t total)>;
 
 Classified classify(const Classifier& classifier, const EncodedSplit& split, int batch_size,
                     const ClassifyProgress& progress = {});
+
+// One example's prediction as output by `ecmoe predict` and in finetune's predictions.tsv: TSV
+//   [gold<TAB>]predicted<TAB>p_<label>... (one per class, in label order)<TAB>text[<TAB>text_pair]
+// (probabilities with 6 decimals; tabs and newlines in texts become spaces), or a JSON line
+//   {["gold": ...,] "predicted": ..., "probabilities": {"<label>": p, ...}, "text": ...[,
+//   "text_pair": ...]}
+// `gold` < 0: no gold column. `probabilities` holds the example's labels.size() values.
+struct PredictionFormat {
+  const std::vector<std::string>* labels = nullptr;
+  bool gold = false;   // a gold column
+  bool pairs = false;  // a text_pair column
+};
+std::string prediction_tsv_header(const PredictionFormat& format);
+std::string prediction_tsv_row(const PredictionFormat& format, const Example& example, int gold,
+                               int predicted, const float* probabilities);
+std::string prediction_json_line(const PredictionFormat& format, const Example& example, int gold,
+                                 int predicted, const float* probabilities);
 
 // A saved classifier (saved_model.h) loaded and ready: the encoder, its parameters, the head and
 // the tokenizer (`tokenizer`: a path, or "" for the recorded one).
