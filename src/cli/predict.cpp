@@ -3,6 +3,7 @@
 // TSV or JSON lines on stdout (docs/finetune.md, "Predicting").
 #include "finetune/predict.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
@@ -186,9 +187,9 @@ void register_predict(CLI::App& app) {
   cmd->callback([args, text, input] {
     require_one_process("predict");
     ECMOE_CHECK(
-        text->count() + input->count() == 1,
+        (text->count() > 0) != (input->count() > 0),
         "give the texts with --text \"...\" or a file with --input FILE.tsv (- for stdin), ",
-        text->count() ? "not both" : "one of them");
+        text->count() > 0 ? "not both" : "one of them");
     ECMOE_CHECK(input->count() == 0 || !args->input.empty(), "--input is empty: give a TSV file");
     run_predict(*args, text->count() > 0);
   });

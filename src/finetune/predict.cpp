@@ -91,7 +91,9 @@ std::string prediction_json_line(const PredictionFormat& f, const Example& e, in
   if (f.gold) j["gold"] = labels.at(size_t(gold));
   j["predicted"] = labels.at(size_t(predicted));
   nlohmann::ordered_json p = nlohmann::ordered_json::object();
-  for (size_t c = 0; c < labels.size(); ++c) p[labels[c]] = double(probabilities[c]);
+  // 6 decimals, as in the TSV: JSON numbers print as the shortest text that reads back.
+  for (size_t c = 0; c < labels.size(); ++c)
+    p[labels[c]] = std::round(double(probabilities[c]) * 1e6) / 1e6;
   j["probabilities"] = p;
   j["text"] = e.text_a;
   if (f.pairs) j["text_pair"] = e.text_b;
@@ -102,8 +104,9 @@ Predictor::Predictor(const SavedClassifier& saved, const std::string& tokenizer)
     : info_(saved.info()),
       tokenizer_(saved.tokenizer(tokenizer)),
       model_(info_.pretrain.model),
+      head_table_(head_table(info_.pretrain.model.d_model, int(info_.labels.size()))),
       params_(model_.table()),
-      head_(head_table(info_.pretrain.model.d_model, int(info_.labels.size()))) {
+      head_(head_table_) {
   saved.load(params_, head_);
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/aligned.h"
+#include "core/tensor_table.h"
 #include "data/tokenizer.h"
 #include "finetune/classifier_head.h"
 #include "finetune/encode.h"
@@ -43,7 +44,7 @@ Classified classify(const Classifier& classifier, const EncodedSplit& split, int
 // (probabilities with 6 decimals; tabs and newlines in texts become spaces), or a JSON line
 //   {["gold": ...,] "predicted": ..., "probabilities": {"<label>": p, ...}, "text": ...[,
 //   "text_pair": ...]}
-// `gold` < 0: no gold column. `probabilities` holds the example's labels.size() values.
+// `gold` is read only with format.gold; `probabilities` holds the example's labels.size() values.
 struct PredictionFormat {
   const std::vector<std::string>* labels = nullptr;
   bool gold = false;   // a gold column
@@ -71,6 +72,7 @@ class Predictor {
   ClassifierInfo info_;
   data::Tokenizer tokenizer_;
   Transformer model_;
+  TensorTable head_table_;  // the buffers keep pointers to their tables
   FlatBuffer params_, head_;
 };
 
