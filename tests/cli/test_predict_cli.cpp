@@ -267,6 +267,12 @@ TEST_F(PredictCli, BadPredictInputGivesOneLineErrors) {
       run("predict" + model + " --input " + path("p/sentences.tsv") + " --text-column sentence");
   EXPECT_EQ(by_name.status, 0) << by_name.err;
   expect_one_line_error(run("predict" + model), "give the texts with --text");
+  // A flipped bit in a weight is found by the checksum, not loaded.
+  std::string bytes = read_text(path("ftp/model.safetensors"));
+  bytes[bytes.size() - 5] ^= 0x10;
+  write_text(path("p/damaged.safetensors"), bytes);
+  expect_one_line_error(run("predict --checkpoint " + path("p/damaged.safetensors") + " --text x"),
+                        "is damaged: its tensor data does not match the checksum in its header");
 }
 
 }  // namespace
