@@ -240,6 +240,11 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
 
   FinetuneResult result;
   result.warnings = task.warnings;
+  if (n_train < task.train.size())
+    result.warnings.push_back("only " + std::to_string(n_train) + " of the " +
+                              std::to_string(task.train.size()) +
+                              " training examples are used (max_train_examples; "
+                              "--set max_train_examples=0 for all)");
   if (train.truncated + dev.truncated + test.truncated > 0) {
     std::string counts;
     for (const auto& [name, split] :

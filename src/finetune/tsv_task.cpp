@@ -146,7 +146,9 @@ TaskData load_tsv_task(const std::string& name, const TsvTaskFiles& files,
     task.sources.dev = std::to_string(dev_count) + " rows held out of " + train_name +
                        " (dev_fraction " + fraction + ")";
   } else {
-    task.train = std::move(pool);
+    // In a fixed pseudo-random order as well, so max_train_examples takes a fair sample of a
+    // file sorted by label.
+    split_examples(std::move(pool), {0, 0, 0, kDevSplitSeed}, task);
     task.sources.train = train_name;
     const TsvRows dev = read_tsv_rows(files.dev, columns, read);
     note_empty(dev, files.dev, task);

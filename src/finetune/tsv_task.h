@@ -7,7 +7,9 @@
 // naming file, line and label. Without a dev file, dev_fraction of the training rows (a fixed
 // pseudo-random choice, independent of the fine-tuning seed) is held out as dev; without a test
 // file there is no test split and the run reports dev only (its figures are then optimistic: dev
-// also chose the kept parameters). Rows whose text (or pair text) is empty or only white space are
+// also chose the kept parameters). The training rows are put in a fixed pseudo-random order (so
+// max_train_examples takes a fair sample even of a file sorted by label); dev and test keep their
+// files' order. Rows whose text (or pair text) is empty or only white space are
 // skipped and counted in TaskData::warnings; a row with another column count than the header, or
 // an empty label, is an error naming file and line.
 #pragma once

@@ -2,6 +2,7 @@
 // CoLA, MNLI's differing column counts), their errors, the built-in tasks' raw formats, splits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -184,8 +185,12 @@ TEST(TsvTask, LabelsAreTheTrainingFilesSortedAndUnseenLabelsAreErrors) {
   const TaskData p =
       load_tsv_task("pairs", {dir / "p/train.tsv", dir / "p/train.tsv", ""}, {"a", "b", "y"}, 0.1);
   EXPECT_TRUE(p.pairs);
-  EXPECT_EQ(p.train[0].text_b, "x2");
-  EXPECT_EQ(p.train[0].label, 1);  // "yes" after "no"
+  ASSERT_EQ(p.train.size(), 3u);
+  const auto first = std::find_if(p.train.begin(), p.train.end(),
+                                  [](const Example& e) { return e.text_a == "x1"; });
+  ASSERT_NE(first, p.train.end());
+  EXPECT_EQ(first->text_b, "x2");
+  EXPECT_EQ(first->label, 1);  // "yes" after "no"
 }
 
 TEST(ClassMetrics, PerClassPrecisionRecallF1AndConfusion) {
