@@ -112,7 +112,12 @@ void register_finetune(CLI::App& app) {
           std::tuple{pair_column, "text_pair_column", &args->text_pair_column},
           std::tuple{label_column, "label_column", &args->label_column}})
       if (option->count()) json[key] = *value;
-    if (dev_fraction->count()) json["dev_fraction"] = args->dev_fraction;
+    if (dev_fraction->count()) {
+      const std::string t = json["task"].get<std::string>();
+      ECMOE_CHECK(t == "tsv" || t.rfind("tsv:", 0) == 0 || t.rfind("glue:", 0) == 0,
+                  "--dev-fraction applies to tsv and glue tasks; task ", t, " has fixed splits");
+      json["dev_fraction"] = args->dev_fraction;
+    }
     if (args->seed_given) json["seed"] = args->seed;
     if (!args->out.empty()) json["out"] = args->out;
     const finetune::FinetuneConfig config = finetune::finetune_config_from_json(json);

@@ -204,6 +204,10 @@ TEST_F(PredictCli, BadTaskFilesEachGiveTheirOwnOneLineError) {
   expect_one_line_error(run("finetune" + pretrained() + " --train " + path("bad/one.tsv")),
                         "a classifier needs at least 2 labels");
   expect_one_line_error(run(ft + " --set lr=0.1"), "did you mean 'peak_lr'?");
+  expect_one_line_error(run("finetune" + pretrained() + " --task polarity --dev-fraction 0.2"),
+                        "--dev-fraction applies to tsv and glue tasks; task polarity has fixed "
+                        "splits");
+  expect_one_line_error(run(ft + " --task tsv:" + path("bad")), "not both");
 }
 
 TEST_F(PredictCli, WarnsAboutEmptyAndCutTextsAndAMissingTestSplit) {
