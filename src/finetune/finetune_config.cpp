@@ -15,6 +15,13 @@ template <typename Visitor>
 void visit_fields(Visitor& v, FinetuneConfig& c) {
   v.field("checkpoint", c.checkpoint);
   v.field("task", c.task);
+  v.field("train_file", c.train_file);
+  v.field("dev_file", c.dev_file);
+  v.field("test_file", c.test_file);
+  v.field("text_column", c.text_column);
+  v.field("text_pair_column", c.text_pair_column);
+  v.field("label_column", c.label_column);
+  v.field("dev_fraction", c.dev_fraction);
   v.field("tokenizer", c.tokenizer);
   v.field("cache_dir", c.cache_dir);
   v.field("pooling", NamedEnum<Pooling>{c.pooling, parse_pooling, pooling_name});
@@ -53,7 +60,19 @@ int64_t FinetuneConfig::resolved_eval_interval(int64_t total) const {
 
 void FinetuneConfig::validate() const {
   ECMOE_CHECK(!checkpoint.empty(), "finetune: no checkpoint given (--checkpoint PATH)");
-  ECMOE_CHECK(!task.empty(), "finetune: no task given (--task NAME)");
+  ECMOE_CHECK(!task.empty(), "finetune: no task given (--task NAME, or --train FILE)");
+  const bool files = !train_file.empty() || !dev_file.empty() || !test_file.empty();
+  ECMOE_CHECK(task != "tsv" || !train_file.empty(),
+              "finetune: task tsv needs a training file (--train FILE)");
+  ECMOE_CHECK(task == "tsv" || !files,
+              "finetune: train_file, dev_file and test_file (--train, "
+              "--dev, --test) go with task tsv, not '",
+              task,
+              "' (tsv:DIR reads DIR/train.tsv, "
+              "DIR/dev.tsv and DIR/test.tsv)");
+  ECMOE_CHECK(!text_column.empty() && !label_column.empty(),
+              "finetune: text_column and label_column must not be empty");
+  ECMOE_CHECK(dev_fraction > 0 && dev_fraction < 1, "finetune: dev_fraction must be in (0, 1)");
   ECMOE_CHECK(max_len == 0 || max_len >= 2, "finetune: max_len must be 0 or at least 2");
   ECMOE_CHECK(steps >= 0 && token_budget >= 1 && max_train_examples >= 0,
               "finetune: steps and max_train_examples must be non-negative, token_budget positive");
