@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   ecmoe::cli::register_eval(app);
   ecmoe::cli::register_compare(app);
   ecmoe::cli::register_finetune(app);
+  ecmoe::cli::register_predict(app);
   ecmoe::cli::register_calibrate(app);
   ecmoe::cli::register_generate(app);
   ecmoe::cli::register_inspect(app);

@@ -15,6 +15,7 @@ void register_train(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_compare(CLI::App& app);
 void register_finetune(CLI::App& app);
+void register_predict(CLI::App& app);
 void register_calibrate(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_inspect(CLI::App& app);

@@ -1,5 +1,6 @@
 // `ecmoe eval`: loss, perplexity and routing statistics of a checkpoint on fixed windows of a
-// data split (the windows validation uses during training, for --split val).
+// data split (the windows validation uses during training, for --split val), or of raw text files
+// (--text) encoded with the checkpoint's tokenizer: out-of-domain evaluation in one command.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -23,6 +24,7 @@ namespace {
 struct EvalArgs {
   std::string checkpoint;
   HeldOutArgs held_out;
+  TextArgs text;
   bool json = false;
   std::string router;  // replaces the checkpoint's router (expert_choice <-> expert_threshold)
   bool leakage = false;
@@ -57,12 +59,34 @@ std::string format_leakage(const LeakageResult& r) {
 }  // namespace
 
 void register_eval(CLI::App& app) {
-  auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint: loss, perplexity, routing");
+  auto* cmd = app.add_subcommand(
+      "eval", "Evaluate a checkpoint on a data split or raw text: loss, perplexity, routing");
   auto args = std::make_shared<EvalArgs>();
   cmd->add_option("--checkpoint", args->checkpoint,
                   "Checkpoint file (<out>/checkpoint.safetensors)")
       ->required();
   add_held_out_options(cmd, args->held_out);
+  auto* text = cmd->add_option("--text", args->text.files,
+                               "Score these UTF-8 text files (or folders) instead of a data split: "
+                               "cut into documents and encoded as `prepare --input` would, with "
+                               "the checkpoint's tokenizer; by default every token is covered")
+                   ->excludes("--data")
+                   ->excludes("--split");
+  cmd->add_option("--tokenizer", args->text.tokenizer,
+                  "--text: the checkpoint's tokenizer model, when the recorded one is not found")
+      ->needs(text);
+  cmd->get_option("--batches")
+      ->description(
+          "Batches of fixed windows (default: the run's eval.batches, else 8; with --text, "
+          "enough to cover every token)");
+  cmd->add_option("--include", args->text.include,
+                  "--text: glob (fnmatch) choosing the files of folders, as for prepare")
+      ->needs(text);
+  cmd->add_option("--doc-bytes", args->text.document_bytes,
+                  "--text: document size, as for prepare (documents end with EOS)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str()
+      ->needs(text);
   cmd->add_flag("--json", args->json, "Print one JSON object instead of text");
   cmd->add_option("--router", args->router,
                   "Route with this router instead of the checkpoint's: expert_threshold for an "
@@ -79,7 +103,9 @@ void register_eval(CLI::App& app) {
     ECMOE_CHECK(!args->leakage || config.model.kind == ModelKind::kDecoder,
                 "eval --leakage: needs a decoder checkpoint (an encoder reads the whole sequence "
                 "by design)");
-    const HeldOut held_out = open_held_out(checkpoint, args->held_out);
+    const bool from_text = !args->text.files.empty();
+    const HeldOut held_out = from_text ? open_held_out_text(checkpoint, args->held_out, args->text)
+                                       : open_held_out(checkpoint, args->held_out);
 
     ModelConfig model_config = config.model;
     if (!args->router.empty()) {
@@ -109,7 +135,12 @@ void register_eval(CLI::App& app) {
       MetricsJson j;
       j["checkpoint"] = args->checkpoint;
       j["step"] = checkpoint.step();
-      j["split"] = args->held_out.split;
+      j["split"] = from_text ? std::string("text") : args->held_out.split;
+      if (from_text) {
+        j["text"] = args->text.files;
+        j["documents"] = held_out.dataset.documents();
+        j["tokens"] = held_out.dataset.size();
+      }
       j["model"] = model_kind_name(config.model.kind);
       j["router"] = router_name(model_config.moe.router);
       j["trained_router"] = router_name(config.model.moe.router);
@@ -117,8 +148,14 @@ void register_eval(CLI::App& app) {
       if (args->leakage) j["leakage"] = leakage_json(leak);
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("%s at step %lld, %s split of %s:\n%s", args->checkpoint.c_str(),
-                  (long long)checkpoint.step(), args->held_out.split.c_str(), held_out.dir.c_str(),
+      std::string what = args->held_out.split + " split of " + held_out.dir;
+      if (from_text)
+        what = "text of " + std::to_string(args->text.files.size()) + " input" +
+               (args->text.files.size() == 1 ? "" : "s") + " (" +
+               std::to_string(held_out.dataset.documents()) + " documents, " +
+               std::to_string(held_out.dataset.size()) + " tokens)";
+      std::printf("%s at step %lld, %s:\n%s", args->checkpoint.c_str(),
+                  (long long)checkpoint.step(), what.c_str(),
                   format_eval_report(model_config, r).c_str());
       if (args->leakage) std::printf("%s", format_leakage(leak).c_str());
     }

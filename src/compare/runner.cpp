@@ -84,11 +84,8 @@ std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& opti
   const dist::Comm& comm = options.comm ? *options.comm : single;
   const bool root = comm.is_root();
   // One suite per folder at a time (each run's folder is locked by train() as well).
-  DirLock lock;
-  if (root) {
-    prepare_output_dir(options.out, "compare --out");
-    lock = DirLock(options.out, "suite folder");
-  }
+  const DirLock lock =
+      root ? claim_output_dir(options.out, "compare --out", "suite folder") : DirLock();
   // Rank 0 logs; train() itself silences the other ranks' progress.
   std::vector<std::string> dirs;
   const int total = int(suite.runs.size());

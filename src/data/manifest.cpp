@@ -77,6 +77,13 @@ json manifest_to_json(const Manifest& m) {
                        {"val_documents", c.val_documents},
                        {"train_tokens", c.train_tokens},
                        {"val_tokens", c.val_tokens}});
+  json settings = {{"vocab_size", m.settings.vocab_size},
+                   {"val_fraction", m.settings.val_fraction},
+                   {"seed", m.settings.seed},
+                   {"tokenizer_sample_bytes", m.settings.tokenizer_sample_bytes},
+                   {"cleaning_version", m.settings.cleaning_version}};
+  if (m.settings.document_bytes != 0) settings["document_bytes"] = m.settings.document_bytes;
+  if (!m.settings.tokenizer.empty()) settings["tokenizer"] = m.settings.tokenizer;
   return {
       {"format", "ecmoe-tokens"},
       {"version", kManifestVersion},
@@ -85,12 +92,7 @@ json manifest_to_json(const Manifest& m) {
       {"vocab_size", m.vocab_size},
       {"dtype", dtype_name(m.dtype)},
       {"eos_id", kEosId},
-      {"settings",
-       {{"vocab_size", m.settings.vocab_size},
-        {"val_fraction", m.settings.val_fraction},
-        {"seed", m.settings.seed},
-        {"tokenizer_sample_bytes", m.settings.tokenizer_sample_bytes},
-        {"cleaning_version", m.settings.cleaning_version}}},
+      {"settings", settings},
       {"tokenizer", file_to_json(m.tokenizer)},
       {"splits", splits},
       {"corpora", corpora},
@@ -118,6 +120,11 @@ Manifest manifest_from_json(const json& j) {
   m.settings.tokenizer_sample_bytes =
       field<int64_t>(settings, "tokenizer_sample_bytes", "settings");
   m.settings.cleaning_version = field<int>(settings, "cleaning_version", "settings");
+  // Added later: absent in older manifests, which cut each user file as one document.
+  if (settings.contains("document_bytes"))
+    m.settings.document_bytes = field<int64_t>(settings, "document_bytes", "settings");
+  if (settings.contains("tokenizer"))
+    m.settings.tokenizer = field<std::string>(settings, "tokenizer", "settings");
   m.tokenizer = file_from_json(field<json>(j, "tokenizer", "manifest"), "tokenizer");
   const json splits = field<json>(j, "splits", "manifest");
   ECMOE_CHECK(splits.is_object(), "manifest: splits must be an object");

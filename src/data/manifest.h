@@ -3,7 +3,8 @@
 // damaged one and TokenDataset can refuse a corrupt shard. Layout:
 //   { "format": "ecmoe-tokens", "version": 1, "corpus": "english", "source_id": "...",
 //     "vocab_size": 8000, "dtype": "uint16", "eos_id": 3,
-//     "settings": { "vocab_size": 8000, "val_fraction": 0.025, "seed": 1234, ... },
+//     "settings": { "vocab_size": 8000, "val_fraction": 0.025, "seed": 1234, ...,
+//                   "document_bytes": 8192 (user files), "tokenizer": "fnv1a64:..." (given) },
 //     "tokenizer": { "file": "tokenizer.model", "bytes": N, "checksum": "fnv1a64:..." },
 //     "splits": { "train": { "file": "train.bin", "tokens": N, "documents": N, "bytes": N,
 //                            "checksum": "fnv1a64:..." }, "val": { ... } },
@@ -55,6 +56,9 @@ struct PrepareSettings {
   uint64_t seed = 0;
   int64_t tokenizer_sample_bytes = 0;
   int cleaning_version = 0;
+  int64_t document_bytes = 0;  // user files: the document size they were cut to (0: whole files)
+  std::string tokenizer;       // checksum of the existing tokenizer used (prepare --tokenizer);
+                               // "" when prepare trained it
   bool operator==(const PrepareSettings&) const = default;
 };
 

@@ -87,10 +87,14 @@ std::string differences(const Manifest& was, const Manifest& now) {
   add(a.vocab_size != b.vocab_size, "vocab size", a.vocab_size, b.vocab_size);
   add(a.val_fraction != b.val_fraction, "validation fraction", a.val_fraction, b.val_fraction);
   add(a.seed != b.seed, "seed", a.seed, b.seed);
-  add(a.tokenizer_sample_bytes != b.tokenizer_sample_bytes, "tokenizer sample bytes",
-      a.tokenizer_sample_bytes, b.tokenizer_sample_bytes);
+  add(a.tokenizer_sample_bytes != b.tokenizer_sample_bytes && a.tokenizer.empty() &&
+          b.tokenizer.empty(),
+      "tokenizer sample bytes", a.tokenizer_sample_bytes, b.tokenizer_sample_bytes);
   add(a.cleaning_version != b.cleaning_version, "cleaning version", a.cleaning_version,
       b.cleaning_version);
+  add(a.document_bytes != b.document_bytes, "document bytes", a.document_bytes, b.document_bytes);
+  const auto named = [](const std::string& sum) { return sum.empty() ? "trained" : sum; };
+  add(a.tokenizer != b.tokenizer, "tokenizer", named(a.tokenizer), named(b.tokenizer));
   std::string text;
   for (const auto& p : parts) text += (text.empty() ? "" : ", ") + p;
   return text;
@@ -114,6 +118,27 @@ TrainedTokenizer train_tokenizer_for_prepare(const std::vector<Document>& docs,
   }
 }
 
+// Per input file: documents on each side, bytes, tokens (when the shards were encoded now).
+struct FileTally {
+  int64_t train_documents = 0, val_documents = 0, tokens = 0;
+};
+
+void log_file_summary(const InputFiles& input, const std::vector<FileTally>& tally,
+                      bool tokens_known, const Logger& log) {
+  constexpr std::size_t kShown = 20;
+  for (std::size_t i = 0; i < input.files.size() && i < kShown; ++i) {
+    const InputFileSummary& f = input.files[i];
+    const FileTally& t = tally[i];
+    std::ostringstream line;
+    line << "  " << f.name << ": " << mb(f.bytes) << ", " << f.documents << " document"
+         << (f.documents == 1 ? "" : "s") << " (" << t.train_documents << " train, "
+         << t.val_documents << " val)";
+    if (tokens_known) line << ", " << t.tokens << " tokens";
+    log(line.str());
+  }
+  if (input.files.size() > kShown) log("  ... and ", input.files.size() - kShown, " more files");
+}
+
 }  // namespace
 
 namespace {
@@ -121,12 +146,28 @@ namespace {
 PrepareResult prepare_unchecked(const PrepareConfig& config) {
   const Logger log(config.log);
   const double t_start = now_seconds();
-  ECMOE_CHECK(config.vocab_size >= kMinVocabSize, "vocab size ", config.vocab_size,
-              " is too small: at least ", kMinVocabSize,
+  const bool given_tokenizer = !config.tokenizer.empty();
+  ECMOE_CHECK(given_tokenizer || config.vocab_size >= kMinVocabSize, "vocab size ",
+              config.vocab_size, " is too small: at least ", kMinVocabSize,
               " needed (7 special pieces, 256 byte pieces, some merges)");
-  ECMOE_CHECK(config.val_fraction >= 0.0 && config.val_fraction < 1.0,
-              "validation fraction must be in [0, 1), got ", config.val_fraction);
-  ECMOE_CHECK(config.tokenizer_sample_bytes > 0, "tokenizer sample size must be positive");
+  ECMOE_CHECK(config.val_fraction >= 0.0 && config.val_fraction <= 1.0,
+              "validation fraction must be in [0, 1], got ", config.val_fraction);
+  ECMOE_CHECK(given_tokenizer || config.val_fraction < 1.0,
+              "validation fraction 1 leaves no text to train a tokenizer on: pass --tokenizer to "
+              "encode with an existing one, or a fraction below 1");
+  ECMOE_CHECK(given_tokenizer || config.tokenizer_sample_bytes > 0,
+              "tokenizer sample size must be positive");
+  // An existing tokenizer: loaded now (so a wrong file fails before anything is read), and its
+  // checksum is part of the settings, so a folder made with another one is not reused.
+  std::string given_checksum;
+  int given_vocab = 0;
+  if (given_tokenizer) {
+    std::error_code exists_ec;
+    ECMOE_CHECK(fs::exists(config.tokenizer, exists_ec), "tokenizer ", config.tokenizer,
+                " does not exist");
+    given_vocab = Tokenizer::load(config.tokenizer).vocab_size();
+    given_checksum = checksum_to_string(checksum_file(config.tokenizer));
+  }
 
   // What the folder is made from. For a named corpus the pinned sources identify the text without
   // fetching anything; user files are read now, since their content is what identifies them.
@@ -134,11 +175,13 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
   Manifest manifest;
   std::vector<Document> docs;
   std::vector<CorpusSource> sources;
+  InputFiles input;
   if (from_files) {
-    InputFiles input = load_input_files(config.inputs);
+    input = load_input_files(config.inputs, {config.include, config.document_bytes});
+    if (!input.skipped.empty()) log(skipped_files_note(input));
     manifest.corpus = "input";
     manifest.source_id = "files " + checksum_to_string(input.fingerprint);
-    sources = {{"input", std::to_string(input.files) + " user files"}};
+    sources = {{"input", std::to_string(input.files.size()) + " user files"}};
     docs = std::move(input.documents);
     ECMOE_CHECK(!docs.empty(), "the input files hold no text after cleaning");
   } else {
@@ -147,8 +190,13 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
     for (const auto& s : sources)
       manifest.source_id += (manifest.source_id.empty() ? "" : "; ") + s.name + ": " + s.origin;
   }
-  manifest.settings = {config.vocab_size, config.val_fraction, config.seed,
-                       config.tokenizer_sample_bytes, kCleaningVersion};
+  manifest.settings = {given_tokenizer ? given_vocab : config.vocab_size,
+                       config.val_fraction,
+                       config.seed,
+                       given_tokenizer ? 0 : config.tokenizer_sample_bytes,
+                       kCleaningVersion,
+                       from_files ? config.document_bytes : 0,
+                       given_checksum};
 
   const std::string out = config.out_dir.empty() ? "data/" + manifest.corpus : config.out_dir;
   const SwapPaths paths = swap_paths(out);
@@ -214,14 +262,31 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
     log("loaded ", docs.size(), " documents (", mb(bytes), " cleaned) in ", seconds_since(t0));
   }
 
-  SplitDocuments split = split_documents(std::move(docs), {config.val_fraction, config.seed});
+  const SplitConfig split_config{config.val_fraction, config.seed};
+  std::vector<FileTally> tally(input.files.size());
+  std::vector<int> train_file, val_file;  // the input file of each document of a side
+  if (from_files) {
+    const std::vector<char> to_val = split_assignment(docs, split_config);
+    for (std::size_t i = 0; i < docs.size(); ++i) {
+      const int f = input.document_file[i];
+      (to_val[i] ? val_file : train_file).push_back(f);
+      ++(to_val[i] ? tally[f].val_documents : tally[f].train_documents);
+    }
+  }
+  SplitDocuments split = split_documents(std::move(docs), split_config);
   log("split: ", split.train.size(), " train / ", split.val.size(), " validation documents");
-  ECMOE_CHECK(!split.train.empty(), "no training documents");
+  ECMOE_CHECK(given_tokenizer || !split.train.empty(), "no training documents");
 
   const std::string tokenizer_path = stage + "/" + kTokenizerFile;
   if (tokenizer_ok) {
     log("reusing ", out, "/", kTokenizerFile);
     link_or_copy(paths.out + "/" + kTokenizerFile, tokenizer_path);
+  } else if (given_tokenizer) {
+    fs::copy_file(config.tokenizer, tokenizer_path, fs::copy_options::overwrite_existing);
+    ECMOE_CHECK(checksum_to_string(checksum_file(tokenizer_path)) == given_checksum, "tokenizer ",
+                config.tokenizer, " changed while it was being copied");
+    log("encoding with the existing tokenizer ", config.tokenizer, " (", given_vocab, " pieces, ",
+        given_checksum, ")");
   } else {
     const double t0 = now_seconds();
     TokenizerTrainConfig tc;
@@ -240,6 +305,7 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
   manifest.dtype = dtype_for_vocab(manifest.vocab_size);
 
   for (const auto& s : sources) manifest.corpora.push_back({s.name, s.origin});
+  bool tokens_known = true;
   for (const char* name : kSplitNames) {
     const bool is_train = std::string(name) == "train";
     if (tokenizer_ok && intact_shards.count(name)) {
@@ -247,6 +313,7 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
       log("reusing ", out, "/", file);
       link_or_copy(paths.out + "/" + file, stage + "/" + file);
       manifest.splits[name] = old->splits.at(name);
+      tokens_known = false;
       for (auto& c : manifest.corpora)
         for (const auto& o : old->corpora)
           if (o.name == c.name) {
@@ -258,6 +325,9 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
     }
     const double t0 = now_seconds();
     const TokenStream stream = encode_documents(tokenizer, is_train ? split.train : split.val);
+    const std::vector<int>& file_of = is_train ? train_file : val_file;
+    for (std::size_t d = 0; d < file_of.size(); ++d)
+      tally[file_of[d]].tokens += stream.document_tokens[d];
     manifest.splits[name] = write_shard(stage, std::string(name) + ".bin", stream, manifest.dtype);
     for (auto& c : manifest.corpora) {
       const auto docs_it = stream.documents_by_source.find(c.name);
@@ -269,6 +339,14 @@ PrepareResult prepare_unchecked(const PrepareConfig& config) {
     }
     log("wrote ", out, "/", name, ".bin: ", stream.tokens.size(), " tokens, ", stream.documents,
         " documents (", seconds_since(t0), ")");
+  }
+  if (from_files) {
+    log("documents per input file (",
+        config.document_bytes == 0
+            ? std::string("one per file")
+            : "cut at paragraph breaks after " + std::to_string(config.document_bytes) + " bytes",
+        "):");
+    log_file_summary(input, tally, tokens_known, log);
   }
   write_manifest(stage, manifest);
   swap_in(paths);

@@ -59,6 +59,7 @@ TokenStream encode_documents(const Tokenizer& tokenizer, const std::vector<Docum
   for (int64_t i = 0; i < n; ++i) {
     stream.tokens.insert(stream.tokens.end(), encoded[i].begin(), encoded[i].end());
     stream.tokens_by_source[docs[i].source] += int64_t(encoded[i].size());
+    stream.document_tokens.push_back(int64_t(encoded[i].size()));
     stream.documents_by_source[docs[i].source] += 1;
     std::vector<int32_t>().swap(encoded[i]);
   }

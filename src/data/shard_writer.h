@@ -16,6 +16,7 @@ namespace ecmoe::data {
 struct TokenStream {
   std::vector<int32_t> tokens;
   int64_t documents = 0;
+  std::vector<int64_t> document_tokens;  // each document's tokens, EOS included, in order
   std::map<std::string, int64_t> tokens_by_source;  // EOS tokens included
   std::map<std::string, int64_t> documents_by_source;
 };

@@ -23,9 +23,14 @@ struct SplitDocuments {
   std::vector<Document> val;
 };
 
-// Splits in the input order. With two documents or more and 0 < val_fraction < 1, each side gets
-// at least one: if the draws leave one side empty, the document with the extreme draw (lowest to
-// validation, highest to training) moves over. Throws ecmoe::Error unless 0 <= val_fraction < 1.
+// Whether each document goes to validation. With two documents or more and 0 < val_fraction < 1,
+// each side gets at least one: if the draws leave one side empty, the document with the extreme
+// draw (lowest to validation, highest to training) moves over. val_fraction 1 puts every document
+// in validation (text to evaluate on, encoded with an existing tokenizer). Throws ecmoe::Error
+// unless 0 <= val_fraction <= 1.
+std::vector<char> split_assignment(const std::vector<Document>& docs, const SplitConfig& config);
+
+// The documents of split_assignment, each side in the input order.
 SplitDocuments split_documents(std::vector<Document> docs, const SplitConfig& config);
 
 }  // namespace ecmoe::data

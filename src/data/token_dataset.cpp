@@ -25,6 +25,7 @@ TokenDataset TokenDataset::open(const std::string& dir, const std::string& split
   ECMOE_CHECK(it != ds.manifest_.splits.end(), "no split '", split, "' in ", dir, "/",
               kManifestFile);
   const ShardEntry& entry = it->second;
+  ds.tokenizer_path_ = dir + "/" + ds.manifest_.tokenizer.file;
   const std::string path = dir + "/" + entry.file;
 
   require_regular_file(path, "token shard");
@@ -68,6 +69,25 @@ TokenDataset TokenDataset::open(const std::string& dir, const std::string& split
   }
   ECMOE_CHECK(ds.size_ == 0 || max_id < vocab, "token shard ", path, " holds id ", max_id,
               " but the vocabulary has ", vocab, " pieces");
+  return ds;
+}
+
+TokenDataset TokenDataset::from_tokens(const std::string& split, const std::vector<int32_t>& tokens,
+                                       int64_t documents, int vocab_size,
+                                       const std::string& tokenizer_path) {
+  TokenDataset ds;
+  ds.split_ = split;
+  ds.tokenizer_path_ = tokenizer_path;
+  ds.manifest_.vocab_size = vocab_size;
+  ds.manifest_.dtype = TokenDtype::u32;
+  ds.size_ = int64_t(tokens.size());
+  ds.documents_ = documents;
+  ds.u32_.reserve(tokens.size());
+  for (const int32_t id : tokens) {
+    ECMOE_CHECK(id >= 0 && id < vocab_size, "the ", split, " tokens hold id ", id,
+                " but the vocabulary has ", vocab_size, " pieces");
+    ds.u32_.push_back(uint32_t(id));
+  }
   return ds;
 }
 

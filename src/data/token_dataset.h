@@ -17,6 +17,11 @@ class TokenDataset {
   // Opens <dir>/<split's file> ("train" or "val"). Throws ecmoe::Error with one line naming the
   // problem: no manifest, unknown split, missing file, wrong size, checksum mismatch, id >= vocab.
   static TokenDataset open(const std::string& dir, const std::string& split);
+  // A stream encoded in memory (e.g. `eval --text`), named `split`, with the tokenizer at
+  // `tokenizer_path`. Throws ecmoe::Error if an id is not below vocab_size.
+  static TokenDataset from_tokens(const std::string& split, const std::vector<int32_t>& tokens,
+                                  int64_t documents, int vocab_size,
+                                  const std::string& tokenizer_path);
 
   int64_t size() const { return size_; }
   uint32_t operator[](int64_t i) const {
@@ -29,13 +34,13 @@ class TokenDataset {
   int64_t documents() const { return documents_; }
   const std::string& split() const { return split_; }
   // Path of the tokenizer that made the ids (for decoding samples).
-  std::string tokenizer_path() const { return dir_ + "/" + manifest_.tokenizer.file; }
+  const std::string& tokenizer_path() const { return tokenizer_path_; }
   const Manifest& manifest() const { return manifest_; }
 
  private:
   TokenDataset() = default;
 
-  std::string dir_, split_;
+  std::string dir_, split_, tokenizer_path_;
   Manifest manifest_;
   int64_t size_ = 0;
   int64_t documents_ = 0;

@@ -134,7 +134,18 @@ TaskData load_task(const std::string& spec, const TaskSourceOptions& options) {
     const size_t colon = spec.find(':', 5);
     ECMOE_CHECK(colon != std::string::npos && colon + 1 < spec.size(), "task '", spec,
                 "': expected glue:NAME:DIR, e.g. glue:sst2:/data/glue/SST-2");
-    return load_glue_task(spec.substr(5, colon - 5), spec.substr(colon + 1));
+    return load_glue_task(spec.substr(5, colon - 5), spec.substr(colon + 1), options.dev_fraction);
+  }
+  if (spec == "tsv") {
+    ECMOE_CHECK(!options.files.train.empty(),
+                "task tsv: no training file (give --train FILE, or --task tsv:DIR)");
+    return load_tsv_task("tsv:" + options.files.train, options.files, options.columns,
+                         options.dev_fraction);
+  }
+  if (spec.rfind("tsv:", 0) == 0) {
+    ECMOE_CHECK(spec.size() > 4, "task '", spec, "': expected tsv:DIR, a folder with train.tsv");
+    return load_tsv_task(spec, tsv_task_files(spec.substr(4)), options.columns,
+                         options.dev_fraction);
   }
   const data::FetchConfig fetch{options.cache_dir, options.log};
   if (spec == "polarity")
@@ -146,7 +157,8 @@ TaskData load_task(const std::string& spec, const TaskSourceOptions& options) {
     return supersense_task(data::fetch_npm_package(kWordnetDb, fetch) + "/dict");
   std::string known;
   for (const auto& n : builtin_task_names()) known += n + ", ";
-  fail("unknown task '", spec, "' (built-in: ", known, "or glue:NAME:DIR)");
+  fail("unknown task '", spec, "' (built-in: ", known,
+       "or glue:NAME:DIR, or your own TSV files: tsv:DIR or --train FILE)");
 }
 
 }  // namespace ecmoe::finetune

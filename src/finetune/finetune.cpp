@@ -16,6 +16,9 @@
 #include "finetune/builtin_tasks.h"
 #include "finetune/classifier_head.h"
 #include "finetune/encode.h"
+#include "finetune/predict.h"
+#include "finetune/saved_model.h"
+#include "finetune/tsv_table.h"
 #include "io/atomic_file.h"
 #include "io/dir_lock.h"
 #include "io/output_dir.h"
@@ -111,56 +114,6 @@ int64_t planned_steps(const FinetuneConfig& config, const EncodedSplit& train) {
   return std::max(kMinSteps, steps);
 }
 
-struct Classifier {
-  Transformer& model;
-  const FlatBuffer& params;
-  const FlatBuffer& head;
-  Pooling pooling;
-  int classes;
-};
-
-// Predictions for a whole split, in batches of similar lengths (sorted by length, then index, so
-// batches need little padding; the grouping is fixed, so results are reproducible).
-std::vector<int> predict(const Classifier& c, const EncodedSplit& split, int batch_size,
-                         HeadState& state) {
-  const int64_t n = int64_t(split.tokens.size());
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return split.tokens[a].size() < split.tokens[b].size();
-  });
-  std::vector<int> predicted(n);
-  std::vector<int32_t> labels;
-  const int d = c.model.config().d_model;
-  for (int64_t start = 0; start < n; start += batch_size) {
-    const int64_t count = std::min<int64_t>(batch_size, n - start);
-    const std::span<const int64_t> idx(order.data() + start, size_t(count));
-    const Batch batch = make_padded_batch(split, idx, labels);
-    c.model.forward_hidden(c.params, batch, /*training=*/false, 0);
-    const HeadShape shape{batch.batch_size, batch.seq_len, d, c.classes};
-    head_forward(state, c.model.final_hidden(), batch.valid_len.data(), nullptr,
-                 c.head.get("head.weight"), c.head.get("head.bias"), c.pooling, shape);
-    for (int b = 0; b < batch.batch_size; ++b)
-      predicted[idx[b]] = head_prediction(state, b, c.classes);
-  }
-  return predicted;
-}
-
-// Scales both gradient buffers so their joint L2 norm is at most max_norm; returns the norm.
-float clip_joint_norm(FlatBuffer& a, FlatBuffer& b, float max_norm) {
-  const double na = grad_norm(a), nb = grad_norm(b);
-  const float norm = float(std::sqrt(na * na + nb * nb));
-  if (max_norm > 0 && std::isfinite(norm)) {
-    const float factor = max_norm / (norm + 1e-6f);
-    if (factor < 1.f)
-      for (FlatBuffer* g : {&a, &b}) {
-        float* p = g->data();
-        for (int64_t i = 0; i < g->size(); ++i) p[i] *= factor;
-      }
-  }
-  return norm;
-}
-
 ConfigJson metrics_json(const ClassMetrics& m) {
   ConfigJson j;
   j["accuracy"] = m.accuracy;
@@ -169,13 +122,73 @@ ConfigJson metrics_json(const ClassMetrics& m) {
   return j;
 }
 
+// metrics_json with per-class figures and the confusion matrix, labels by name.
+ConfigJson detailed_metrics_json(const ClassMetrics& m, const std::vector<std::string>& labels) {
+  ConfigJson j = metrics_json(m);
+  if (m.support.size() != labels.size()) return j;
+  ConfigJson per_class = ConfigJson::array();
+  for (size_t c = 0; c < labels.size(); ++c)
+    per_class.push_back({{"label", labels[c]},
+                         {"precision", m.precision[c]},
+                         {"recall", m.recall[c]},
+                         {"f1", m.f1[c]},
+                         {"support", m.support[c]}});
+  j["per_class"] = per_class;
+  j["confusion"] = {{"rows", "gold"}, {"columns", "predicted"}, {"matrix", m.confusion}};
+  return j;
+}
+
+// "a, b, c" (at most 10 names, then "...").
+std::string name_list(const std::vector<std::string>& names) {
+  std::string text;
+  for (size_t i = 0; i < names.size() && i < 10; ++i) text += (i ? ", " : "") + names[i];
+  if (names.size() > 10) text += ", ...";
+  return text;
+}
+
+// One line per lopsided split: classes of train it lacks, or fewer examples than classes.
+void check_balance(const char* split, const EncodedSplit& s, const std::vector<int>& train_counts,
+                   const std::vector<std::string>& labels, std::vector<std::string>& warnings) {
+  if (s.labels.empty()) return;
+  std::vector<int64_t> counts(labels.size(), 0);
+  for (const int l : s.labels) counts[size_t(l)] += 1;
+  std::vector<std::string> missing;
+  for (size_t c = 0; c < labels.size(); ++c)
+    if (counts[c] == 0 && train_counts[c] > 0) missing.push_back(labels[c]);
+  if (s.labels.size() < labels.size())
+    warnings.push_back(std::string("the ") + split + " split has " +
+                       std::to_string(s.labels.size()) + " examples for " +
+                       std::to_string(labels.size()) + " classes: its figures rest on very little");
+  else if (!missing.empty())
+    warnings.push_back(std::string("the ") + split + " split has no example of " +
+                       std::to_string(missing.size()) + " of the " + std::to_string(labels.size()) +
+                       " classes (" + name_list(missing) + "): its figures say nothing about them");
+}
+
+// predict.h's TSV of each example of a split (gold column included), in the split's order.
+void write_predictions(const std::string& path, const std::vector<Example>& examples,
+                       const Classified& out, const std::vector<std::string>& labels, bool pairs) {
+  const PredictionFormat format{&labels, true, pairs};
+  write_file_atomically(path, [&](AtomicFileWriter& w) {
+    w.write(prediction_tsv_header(format));
+    for (size_t i = 0; i < examples.size(); ++i)
+      w.write(prediction_tsv_row(format, examples[i], examples[i].label, out.predicted[i],
+                                 out.probabilities.data() + i * labels.size()));
+  });
+}
+
 }  // namespace
 
 FinetuneResult run_finetune(const FinetuneConfig& config, const FinetuneOptions& options) {
   config.validate();
   // Before the task is loaded (maybe fetched): an --out that cannot be written fails now.
   if (!config.out.empty()) prepare_output_dir(config.out, "finetune --out");
-  const TaskData task = load_task(config.task, {config.cache_dir, "", nullptr});
+  TaskSourceOptions source;
+  source.cache_dir = config.cache_dir;
+  source.columns = {config.text_column, config.text_pair_column, config.label_column};
+  source.files = {config.train_file, config.dev_file, config.test_file};
+  source.dev_fraction = config.dev_fraction;
+  const TaskData task = load_task(config.task, source);
   return run_finetune(config, task, options);
 }
 
@@ -184,11 +197,8 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   const double t_start = now_seconds();
   config.validate();
   // The output folder is checked and locked before any work, and held until the result is in it.
-  DirLock lock;
-  if (!config.out.empty()) {
-    prepare_output_dir(config.out, "finetune --out");
-    lock = DirLock(config.out, "output folder");
-  }
+  const DirLock lock =
+      config.out.empty() ? DirLock() : claim_output_dir(config.out, "finetune --out");
   check_task(task);
   const Checkpoint ck = Checkpoint::open(config.checkpoint);
   const ModelConfig& model_config = ck.config().model;
@@ -208,6 +218,39 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   const EncodedSplit test = encode_split(task.test, tokenizer, max_len);
   const int classes = int(task.labels.size());
   const int d = model_config.d_model;
+  const bool has_test = !test.tokens.empty();
+
+  FinetuneResult result;
+  result.warnings = task.warnings;
+  if (n_train < task.train.size())
+    result.warnings.push_back("only " + std::to_string(n_train) + " of the " +
+                              std::to_string(task.train.size()) +
+                              " training examples are used (max_train_examples; "
+                              "--set max_train_examples=0 for all)");
+  if (train.truncated + dev.truncated + test.truncated > 0) {
+    std::string counts;
+    for (const auto& [name, split] :
+         {std::pair{"train", &train}, std::pair{"dev", &dev}, std::pair{"test", &test}})
+      if (!split->tokens.empty())
+        counts += std::string(counts.empty() ? "" : ", ") + std::to_string(split->truncated) +
+                  " of " + std::to_string(split->tokens.size()) + " " + name;
+    result.warnings.push_back("texts longer than max_len " + std::to_string(max_len) +
+                              " tokens were cut to it: " + counts + " examples");
+  }
+  const std::vector<int> train_counts = [&] {
+    std::vector<int> counts(size_t(classes), 0);
+    for (const int l : train.labels) counts[size_t(l)] += 1;
+    return counts;
+  }();
+  check_balance("dev", dev, train_counts, task.labels, result.warnings);
+  check_balance("test", test, train_counts, task.labels, result.warnings);
+  if (!has_test)
+    result.warnings.push_back(
+        "no test split (no test file): the figures reported are dev's, and dev also chose the "
+        "kept parameters, so they are optimistic; give a test file for an unbiased figure");
+  if (options.warnings)
+    for (const std::string& w : result.warnings)
+      std::fprintf(options.warnings, "ecmoe: warning: %s\n", w.c_str());
 
   Transformer model(model_config);
   FlatBuffer params(model.table()), grads(model.table());
@@ -220,19 +263,24 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   AdamW adam(model.table(), adam_config), head_adam(head_tab, adam_config);
 
   const int64_t steps = planned_steps(config, train);
+  const LrSchedule schedule = config.schedule(steps);
   const int64_t eval_interval = config.resolved_eval_interval(steps);
 
-  FinetuneResult result;
   result.task = task.name;
   result.checkpoint = config.checkpoint;
   result.labels = task.labels;
+  result.sources = task.sources;
+  if (result.sources.train.empty()) result.sources = {"train split", "dev split", "test split"};
+  if (!has_test) result.sources.test.clear();
+  result.has_test = has_test;
   result.planned_steps = steps;
   result.train_examples = int64_t(train.tokens.size());
   result.dev_examples = int64_t(dev.tokens.size());
   result.test_examples = int64_t(test.tokens.size());
   const int majority = majority_class(train.labels, classes);
+  const EncodedSplit& scored = has_test ? test : dev;  // the split of the reported figures
   result.majority_baseline =
-      class_metrics(test.labels, std::vector<int>(test.labels.size(), majority), classes);
+      class_metrics(scored.labels, std::vector<int>(scored.labels.size(), majority), classes);
 
   HeadState state;
   const Classifier classifier{model, params, head, config.pooling, classes};
@@ -248,8 +296,8 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
 
   const auto evaluate_dev = [&](int64_t step) {
     const double t0 = now_seconds();
-    const ClassMetrics m =
-        class_metrics(dev.labels, predict(classifier, dev, config.eval_batch_size, state), classes);
+    const ClassMetrics m = class_metrics(
+        dev.labels, classify(classifier, dev, config.eval_batch_size).predicted, classes);
     result.eval_seconds += now_seconds() - t0;
     result.history.push_back({step, loss_steps ? loss_sum / double(loss_steps) : 0.0, m});
     if (options.progress)
@@ -288,10 +336,11 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
     head_backward(d_hidden.data(), head_grads.get("head.weight"), head_grads.get("head.bias"),
                   state, head.get("head.weight"), shape);
     model.backward_from_hidden(params, grads, d_hidden.data());
-    const float norm = clip_joint_norm(grads, head_grads, config.clip_norm);
+    FlatBuffer* const both[] = {&grads, &head_grads};
+    const float norm = clip_grad_norm(both, config.clip_norm);
     ECMOE_CHECK(std::isfinite(norm), "fine-tuning diverged at step ", s + 1,
                 ": the gradient norm is ", norm, "; lower peak_lr");
-    const float lr = config.lr_at(s, steps);
+    const float lr = schedule.lr_at(s);
     adam.step(params, grads, lr);
     head_adam.step(head, head_grads, lr);
     loss_sum += loss;
@@ -309,11 +358,28 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
 
   const Classifier best{model, best_params, best_head, config.pooling, classes};
   const double t_test = now_seconds();
-  result.test =
-      class_metrics(test.labels, predict(best, test, config.eval_batch_size, state), classes);
+  const Classified final_out = classify(best, scored, config.eval_batch_size);
+  if (has_test) result.test = class_metrics(test.labels, final_out.predicted, classes);
   result.eval_seconds += now_seconds() - t_test;
   result.seconds = now_seconds() - t_start;
   if (!config.out.empty()) {
+    if (options.save_model) {
+      ClassifierInfo info;
+      info.pretrain = ck.config();
+      info.finetune = config;
+      info.labels = task.labels;
+      info.pooling = config.pooling;
+      info.max_len = max_len;
+      info.pairs = task.pairs;
+      info.data = ck.data();
+      if (!config.tokenizer.empty()) info.data.tokenizer = config.tokenizer;
+      info.pretrain_checkpoint = config.checkpoint;
+      info.pretrain_step = ck.step();
+      result.model_file = (fs::path(config.out) / kClassifierFile).string();
+      save_classifier(result.model_file, info, best_params, best_head);
+    }
+    write_predictions((fs::path(config.out) / "predictions.tsv").string(),
+                      has_test ? task.test : task.dev, final_out, task.labels, task.pairs);
     write_file_atomically((fs::path(config.out) / "config.json").string(),
                           finetune_config_to_json(config).dump(2) + "\n");
     write_file_atomically((fs::path(config.out) / "result.json").string(),
@@ -327,10 +393,16 @@ ConfigJson result_to_json(const FinetuneResult& r) {
   j["task"] = r.task;
   j["checkpoint"] = r.checkpoint;
   j["classes"] = r.labels.size();
+  j["labels"] = r.labels;
   j["examples"] = {{"train", r.train_examples}, {"dev", r.dev_examples}, {"test", r.test_examples}};
-  j["dev"] = metrics_json(r.dev);
-  j["test"] = metrics_json(r.test);
+  // What each split is: GLUE's dev file is this task's test split, a carved dev split says so.
+  j["splits"] = {{"train", r.sources.train},
+                 {"dev", r.sources.dev},
+                 {"test", r.has_test ? ConfigJson(r.sources.test) : ConfigJson()}};
+  j["dev"] = detailed_metrics_json(r.dev, r.labels);
+  j["test"] = r.has_test ? detailed_metrics_json(r.test, r.labels) : ConfigJson();
   j["majority_baseline"] = metrics_json(r.majority_baseline);
+  j["majority_baseline_split"] = r.has_test ? "test" : "dev";
   j["best_step"] = r.best_step;
   j["planned_steps"] = r.planned_steps;
   j["steps"] = r.steps;
@@ -338,6 +410,8 @@ ConfigJson result_to_json(const FinetuneResult& r) {
   j["seconds"] = r.seconds;
   j["train_seconds"] = r.train_seconds;
   j["eval_seconds"] = r.eval_seconds;
+  j["model"] = r.model_file;
+  j["warnings"] = r.warnings;
   ConfigJson history = ConfigJson::array();
   for (const EvalPoint& p : r.history)
     history.push_back({{"step", p.step},

@@ -1,8 +1,10 @@
 // One fine-tuning run: a pre-trained encoder checkpoint (its parameters only; the optimizer starts
 // afresh) plus a new classification head, trained together on a task's train split with AdamW,
 // linear warm-up and decay, evaluated on dev every eval_interval steps; the parameters of the best
-// dev accuracy are kept (early stopping with patience) and scored on test. The whole encoder is
-// trained, routers included: expert choice picks its top-k tokens per expert among the tokens of
+// dev accuracy are kept (early stopping with patience) and scored on test. With config.out set,
+// <out> gets config.json, result.json, predictions.tsv (of test, or dev without a test split) and
+// the fine-tuned model, model.safetensors (saved_model.h), for `ecmoe predict`. The whole encoder
+// is trained, routers included: expert choice picks its top-k tokens per expert among the tokens of
 // each fine-tuning batch, [PAD] included (transformer.h). Deterministic for a config: batches,
 // head init and router jitter are pure functions of config.seed, and every kernel is bitwise
 // thread-count invariant.
@@ -20,6 +22,9 @@ namespace ecmoe::finetune {
 
 struct FinetuneOptions {
   std::FILE* progress = stderr;  // one line per evaluation; nullptr: silent
+  std::FILE* warnings = stderr;  // "ecmoe: warning: ..." lines (also in the result); nullptr: none
+  // With config.out: also write the fine-tuned model, <out>/model.safetensors (saved_model.h).
+  bool save_model = true;
 };
 
 struct EvalPoint {
@@ -32,10 +37,15 @@ struct FinetuneResult {
   std::string task;
   std::string checkpoint;
   std::vector<std::string> labels;
+  TaskData::SplitSources sources;  // what each split is (test: "" without a test split)
   int64_t train_examples = 0, dev_examples = 0, test_examples = 0;
-  ClassMetrics dev;   // of the kept (best) parameters
-  ClassMetrics test;  // of the kept parameters
-  // Always answering the training set's most frequent class, scored on test: the bar to beat.
+  ClassMetrics dev;  // of the kept (best) parameters
+  // Of the kept parameters; without a test split (a tsv task without a test file) has_test is
+  // false, test is empty and the figures to report are dev's.
+  bool has_test = true;
+  ClassMetrics test;
+  // Always answering the training set's most frequent class, scored on test (dev without a test
+  // split): the bar to beat.
   ClassMetrics majority_baseline;
   int64_t best_step = 0;
   int64_t planned_steps = 0;  // config.steps, or the token budget's count
@@ -45,6 +55,9 @@ struct FinetuneResult {
   double train_seconds = 0;  // of which training steps
   double eval_seconds = 0;   // of which dev and test evaluation
   std::vector<EvalPoint> history;
+  // One line each: truncated and empty texts, lopsided splits, no test split.
+  std::vector<std::string> warnings;
+  std::string model_file;  // <out>/model.safetensors when written, else ""
 };
 
 // Loads the task (load_task) and runs.

@@ -7,14 +7,21 @@
 #include <string>
 
 #include "finetune/classifier_head.h"
+#include "optim/lr_schedule.h"
 #include "train/train_config.h"
 
 namespace ecmoe::finetune {
 
 struct FinetuneConfig {
   std::string checkpoint;         // a checkpoint written by `ecmoe train`
-  std::string task = "polarity";  // builtin_tasks.h: a built-in name or glue:NAME:DIR
-  std::string tokenizer;          // empty: the checkpoint's (its checksum must match either way)
+  std::string task = "polarity";  // builtin_tasks.h: a built-in name, glue:NAME:DIR, tsv:DIR, tsv
+  // Task "tsv" (`--train FILE [--dev FILE] [--test FILE]`): the files (tsv_task.h).
+  std::string train_file, dev_file, test_file;
+  // tsv tasks: the columns of the text, of the pair's second text ("": single texts), of the label.
+  std::string text_column = "text", text_pair_column, label_column = "label";
+  // tsv and glue tasks without a dev file: the share of the training rows held out as dev.
+  float dev_fraction = 0.1f;
+  std::string tokenizer;  // empty: the checkpoint's (its checksum must match either way)
   std::string cache_dir = "data/cache";  // raw task data is fetched here
   // Mean over the valid positions, or the [CLS] token prepended to every example. Mean is the
   // default: pre-training never trains the [CLS] slot, and with a run this short mean pooling
@@ -40,10 +47,13 @@ struct FinetuneConfig {
   int patience = 3;           // stop after this many evaluations without a better dev accuracy
                               // (0: never stop early)
   uint64_t seed = 1;          // head init, batch order, router jitter
-  std::string out;            // empty: write nothing; else <out>/config.json and result.json
+  // empty: write nothing; else <out>/config.json, result.json, predictions.tsv and the fine-tuned
+  // model, model.safetensors (saved_model.h)
+  std::string out;
 
-  // The learning rate at 0-based `step` of a run of `total` steps.
-  float lr_at(int64_t step, int64_t total) const;
+  // The learning-rate schedule of a run of `total` steps: linear warm-up over warmup_fraction of
+  // them (at least 1), then linear decay (LrDecay::Linear).
+  LrSchedule schedule(int64_t total) const;
   int64_t resolved_eval_interval(int64_t total) const;
   void validate() const;  // throws ecmoe::Error naming the bad field
 };

@@ -3,50 +3,39 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <utility>
 
 #include "core/error.h"
-#include "data/clean.h"
+#include "finetune/tsv_table.h"
 #include "io/input_file.h"
 
 namespace ecmoe::finetune {
 
 namespace {
 
-constexpr double kDevFraction = 0.1;
 constexpr int64_t kDevCap = 2000;
 constexpr uint64_t kSplitSeed = 0x676c7565;  // "glue"
 
-std::vector<std::string> split_tabs(const std::string& line) {
-  std::vector<std::string> fields;
-  size_t start = 0;
-  while (true) {
-    const size_t tab = line.find('\t', start);
-    fields.push_back(line.substr(start, tab == std::string::npos ? tab : tab - start));
-    if (tab == std::string::npos) break;
-    start = tab + 1;
-  }
-  return fields;
+std::string format_fraction(double x) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", x);
+  return text;
+}
+
+std::string layout_columns(const GlueLayout& layout) {
+  std::string text = "'" + layout.text_a + "'";
+  if (!layout.text_b.empty()) text += ", '" + layout.text_b + "'";
+  return text + " and '" + layout.label + "'";
 }
 
 // The column of `name` in a header, or its index for a headerless layout.
-int resolve_column(const std::string& name, const std::vector<std::string>& header,
-                   const GlueLayout& layout, const std::string& path) {
+int resolve_column(const std::string& name, const TsvHeader& header, const GlueLayout& layout) {
   if (!layout.header) return std::stoi(name);
-  const auto it = std::find(header.begin(), header.end(), name);
-  ECMOE_CHECK(it != header.end(), path, ":1: the header has no column '", name, "' (GLUE ",
-              layout.name, " layout)");
-  return int(it - header.begin());
-}
-
-// Rejects a line that is not UTF-8, as `ecmoe prepare` rejects such input
-// (data::find_invalid_utf8).
-void check_utf8(const std::string& line, const std::string& path, int64_t line_no) {
-  const auto bad = data::find_invalid_utf8(line);
-  ECMOE_CHECK(!bad, path, ":", line_no, ": not UTF-8 text (invalid byte at column ",
-              bad.value_or(0) + 1, ")");
+  return tsv_column(header, name,
+                    "the GLUE " + layout.name + " layout needs " + layout_columns(layout));
 }
 
 }  // namespace
@@ -92,24 +81,18 @@ std::vector<Example> read_glue_tsv(const std::string& path, const GlueLayout& la
   ECMOE_CHECK(in.good(), "cannot read ", path, " (GLUE ", layout.name, ")");
   std::string line;
   int64_t line_no = 0;
-  std::vector<std::string> header;
+  TsvHeader header{path, {}};
   size_t columns = size_t(layout.columns);
   if (layout.header) {
-    ECMOE_CHECK(std::getline(in, line), path, ": empty file, expected a header line");
+    header = read_tsv_header(in, path);
     ++line_no;
-    check_utf8(line, path, line_no);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    header = split_tabs(line);
-    columns = header.size();
+    columns = header.columns.size();
   }
-  const int a = resolve_column(layout.text_a, header, layout, path);
-  const int b = layout.text_b.empty() ? -1 : resolve_column(layout.text_b, header, layout, path);
-  const int label = resolve_column(layout.label, header, layout, path);
+  const int a = resolve_column(layout.text_a, header, layout);
+  const int b = layout.text_b.empty() ? -1 : resolve_column(layout.text_b, header, layout);
+  const int label = resolve_column(layout.label, header, layout);
   std::vector<Example> examples;
-  while (std::getline(in, line)) {
-    ++line_no;
-    check_utf8(line, path, line_no);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  while (read_tsv_line(in, line, line_no, path)) {
     if (line.empty()) continue;
     const std::vector<std::string> f = split_tabs(line);
     ECMOE_CHECK(f.size() == columns, path, ":", line_no, ": ", f.size(), " columns, expected ",
@@ -126,7 +109,8 @@ std::vector<Example> read_glue_tsv(const std::string& path, const GlueLayout& la
   return examples;
 }
 
-TaskData load_glue_task(const std::string& layout_name, const std::string& dir) {
+TaskData load_glue_task(const std::string& layout_name, const std::string& dir,
+                        double dev_fraction) {
   const GlueLayout& layout = glue_layout(layout_name);
   ECMOE_CHECK(std::filesystem::is_directory(dir), "GLUE folder ", dir, " does not exist");
   TaskData task;
@@ -137,11 +121,18 @@ TaskData load_glue_task(const std::string& layout_name, const std::string& dir) 
   std::vector<Example> test = read_glue_tsv(dir + "/" + layout.dev_file, layout);
   const int64_t n = int64_t(train.size());
   // Our dev split comes out of train.tsv; the test split is GLUE's dev file.
-  const SplitSizes sizes = fraction_split(n, kDevFraction, kDevCap, 0, kSplitSeed);
-  split_examples(std::move(train), {0, sizes.dev_count, 0, kSplitSeed}, task);
+  ECMOE_CHECK(dev_fraction > 0 && dev_fraction < 1, "GLUE ", layout.name,
+              ": dev_fraction must be in (0, 1), got ", dev_fraction);
+  const SplitSizes sizes = fraction_split(n, dev_fraction, kDevCap, 0, kSplitSeed);
+  const int64_t dev_count = std::max<int64_t>(1, sizes.dev_count);
+  split_examples(std::move(train), {0, dev_count, 0, kSplitSeed}, task);
   task.test = std::move(test);
   task.description = "GLUE " + layout.name + " from " + dir + ": train.tsv split into train/dev, " +
-                     layout.dev_file + " as test";
+                     layout.dev_file + " (GLUE's dev file) as test";
+  task.sources = {"train.tsv less the dev rows",
+                  std::to_string(dev_count) + " rows held out of train.tsv (dev_fraction " +
+                      format_fraction(dev_fraction) + ", at most " + std::to_string(kDevCap) + ")",
+                  layout.dev_file + " (GLUE's labelled dev file; GLUE's test has no labels)"};
   check_task(task);
   return task;
 }

@@ -8,10 +8,12 @@
 //                                     (contradiction/entailment/neutral)
 //   rte   train.tsv, dev.tsv          header; sentence1, sentence2, label
 //                                     (entailment/not_entailment)
-// GLUE's test files carry no labels, so its dev file is our test split, and our dev split is a
-// fixed 10% of train.tsv (at most 2000 rows; docs/finetune.md). Every row of a file with a header
+// GLUE's test files carry no labels, so its dev file is our test split (reported as such:
+// TaskData::sources), and our dev split is `dev_fraction` (default 10%) of train.tsv, at most 2000
+// rows (docs/finetune.md). Every row of a file with a header
 // must have the header's column count. Fields are taken as is (no quoting, as GLUE's own readers).
-// A wrong column count, an unknown label or an empty file is an error naming file and line.
+// A wrong column count, an unknown label or an empty file is an error naming file and line; header
+// problems (a BOM, a missing column, a comma-separated file) are tsv_table.h's errors.
 #pragma once
 #include <string>
 #include <vector>
@@ -37,6 +39,7 @@ const GlueLayout& glue_layout(const std::string& name);  // throws, listing the 
 std::vector<Example> read_glue_tsv(const std::string& path, const GlueLayout& layout);
 
 // The whole task from GLUE's folder, split as described above.
-TaskData load_glue_task(const std::string& layout_name, const std::string& dir);
+TaskData load_glue_task(const std::string& layout_name, const std::string& dir,
+                        double dev_fraction = 0.1);
 
 }  // namespace ecmoe::finetune

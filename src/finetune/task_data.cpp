@@ -53,7 +53,8 @@ void check_task(const TaskData& task) {
     const std::vector<Example>* examples;
   } splits[] = {{"train", &task.train}, {"dev", &task.dev}, {"test", &task.test}};
   for (const auto& s : splits) {
-    ECMOE_CHECK(!s.examples->empty(), "task ", task.name, ": the ", s.name, " split is empty");
+    ECMOE_CHECK(!s.examples->empty() || s.examples == &task.test, "task ", task.name, ": the ",
+                s.name, " split is empty");
     for (const Example& e : *s.examples)
       ECMOE_CHECK(e.label >= 0 && e.label < int(task.labels.size()), "task ", task.name, ": label ",
                   e.label, " out of range in the ", s.name, " split");

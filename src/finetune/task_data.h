@@ -15,11 +15,17 @@ struct Example {
 };
 
 struct TaskData {
-  std::string name;                 // e.g. "polarity", "glue:sst2"
-  std::vector<std::string> labels;  // class names, index = label id
-  bool pairs = false;               // examples are sentence pairs
-  std::vector<Example> train, dev, test;
+  std::string name;                       // e.g. "polarity", "glue:sst2"
+  std::vector<std::string> labels;        // class names, index = label id
+  bool pairs = false;                     // examples are sentence pairs
+  std::vector<Example> train, dev, test;  // test may be empty (a tsv: task without a test file)
   std::string description;  // where the data came from and how it was split, for reports
+  // What each split is, in a few words for reports and result.json, e.g. GLUE's "90% of
+  // train.tsv", "10% of train.tsv", "dev.tsv" (GLUE's dev file is this task's test split).
+  struct SplitSources {
+    std::string train, dev, test;
+  } sources;
+  std::vector<std::string> warnings;  // found while loading (e.g. rows skipped), one line each
 };
 
 // How a pool of labelled examples is cut into splits: the pool is put in a fixed pseudo-random
@@ -42,7 +48,7 @@ void split_examples(std::vector<Example> pool, const SplitSizes& sizes, TaskData
 // Examples per class of a split.
 std::vector<int64_t> class_counts(const std::vector<Example>& examples, int n_classes);
 
-// Throws unless every split is non-empty and every label is in range.
+// Throws unless train and dev are non-empty and every label is in range (test may be empty).
 void check_task(const TaskData& task);
 
 }  // namespace ecmoe::finetune

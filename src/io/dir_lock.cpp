@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "io/output_dir.h"
 
 namespace ecmoe {
 
@@ -80,6 +81,12 @@ DirLock& DirLock::operator=(DirLock&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
   }
   return *this;
+}
+
+DirLock claim_output_dir(const std::string& dir, const std::string& option,
+                         const std::string& what) {
+  prepare_output_dir(dir, option);
+  return DirLock(dir, what);
 }
 
 }  // namespace ecmoe

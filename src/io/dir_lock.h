@@ -26,4 +26,10 @@ class DirLock {
   int fd_ = -1;
 };
 
+// An output folder made ready and claimed for one run, before any work: prepare_output_dir (named
+// `option` in its errors, e.g. "--out"), then the lock (`what`: "output folder"). Held while the
+// returned lock lives.
+DirLock claim_output_dir(const std::string& dir, const std::string& option,
+                         const std::string& what = "output folder");
+
 }  // namespace ecmoe

@@ -164,17 +164,19 @@ ForwardResult Transformer::forward(const FlatBuffer& params, const Batch& batch,
 }
 
 ForwardResult Transformer::forward(const FlatBuffer& params, const FlatBuffer& state,
-                                   const Batch& batch, bool training, uint64_t seed) {
+                                   const Batch& batch, bool training, uint64_t seed,
+                                   std::optional<RouterKind> router) {
   ECMOE_CHECK(state.size() == state_table_.total_floats(),
               "model forward: router state buffer does not belong to this model");
-  return forward_impl(params, &state, batch, training, seed);
+  return forward_impl(params, &state, batch, training, seed, router);
 }
 
 ForwardResult Transformer::forward_impl(const FlatBuffer& params, const FlatBuffer* state,
-                                        const Batch& batch, bool training, uint64_t seed) {
+                                        const Batch& batch, bool training, uint64_t seed,
+                                        std::optional<RouterKind> router) {
   ECMOE_CHECK(int64_t(batch.targets.size()) == batch.token_count(),
               "model forward: targets must have B·T = ", batch.token_count(), " entries");
-  ForwardResult result = forward_trunk(params, state, batch, training, seed);
+  ForwardResult result = forward_trunk(params, state, batch, training, seed, router);
   Activations& a = *act_;
   const int N = a.rows();
   // logits = ln_f(h) · Eᵀ at the counted positions
@@ -193,7 +195,8 @@ ForwardResult Transformer::forward_hidden(const FlatBuffer& params, const Batch&
 }
 
 ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuffer* state,
-                                         const Batch& batch, bool training, uint64_t seed) {
+                                         const Batch& batch, bool training, uint64_t seed,
+                                         std::optional<RouterKind> router) {
   const int B = batch.batch_size, T = batch.seq_len, V = config_.vocab_size;
   const int d = config_.d_model, L = config_.n_layers;
   ECMOE_CHECK(params.size() == table_.total_floats(), "model forward: parameter buffer of ",
@@ -254,11 +257,16 @@ ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuf
     const MoeWeights mw{o.router >= 0 ? p + o.router : nullptr, p + o.w1, p + o.w2};
     const std::string cutoff_name = layer_prefix(l) + "ffn.router.cutoff";
     const MoeConfig& fc = ffn_[l].config();
-    ECMOE_CHECK(fc.router != RouterKind::kExpertThreshold || state != nullptr,
-                "model forward: expert_threshold routing needs the router state (cutoffs)");
+    // A dense layer has no router to swap (one expert, every token).
+    const std::optional<RouterKind> layer_router =
+        router && router_has_weights(fc.router) ? router : std::nullopt;
+    ECMOE_CHECK(
+        layer_router.value_or(fc.router) != RouterKind::kExpertThreshold || state != nullptr,
+        "model forward: expert_threshold routing needs the router state (cutoffs)");
     const float* cutoffs =
         state && state_table_.contains(cutoff_name) ? state->get(cutoff_name) : nullptr;
     MoeInput in{ln2, a.tokens.data(), N, training, layer_seed(seed, l), cutoffs};
+    in.router = layer_router;
     in.first_token = int64_t(rank_) * N;  // ranks hold equal consecutive slices (slice_batch)
     MoeOutput out = ffn_[l].forward(mw, in, h_out);
     nn::add_inplace(h_out, h_mid, N64 * d);

@@ -24,6 +24,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,9 +76,12 @@ class Transformer {
 
   // training: routers use the training capacity factor and jitter (noise stream from seed).
   ForwardResult forward(const FlatBuffer& params, const Batch& batch, bool training, uint64_t seed);
-  // The same with the router state (required by expert_threshold routing).
+  // The same with the router state (required by expert_threshold routing). `router`, if given,
+  // routes every routed layer by that router instead of the configured one, over the same
+  // weights (threshold training routes its first steps by expert choice: MoeInput::router).
   ForwardResult forward(const FlatBuffer& params, const FlatBuffer& state, const Batch& batch,
-                        bool training, uint64_t seed);
+                        bool training, uint64_t seed,
+                        std::optional<RouterKind> router = std::nullopt);
   // Moves each cutoff toward its layer's mean k-th selected score of a forward (layer_stats from
   // ForwardResult or merged over an evaluation): cutoff += rate · (target − cutoff); a cutoff not
   // yet calibrated, or rate 1, takes the target itself.
@@ -109,7 +113,8 @@ class Transformer {
   struct Activations;
   // Everything up to the final hidden states; state: the router state (nullptr if none).
   ForwardResult forward_trunk(const FlatBuffer& params, const FlatBuffer* state, const Batch& batch,
-                              bool training, uint64_t seed);
+                              bool training, uint64_t seed,
+                              std::optional<RouterKind> router = std::nullopt);
   void backward_trunk(const FlatBuffer& params, FlatBuffer& grads);  // from act_->d_tmp
   // Offsets (in floats) of one layer's tensors in any flat buffer of the table.
   struct LayerOffsets {
@@ -118,7 +123,8 @@ class Transformer {
     int64_t w1, w2;
   };
   ForwardResult forward_impl(const FlatBuffer& params, const FlatBuffer* state, const Batch& batch,
-                             bool training, uint64_t seed);
+                             bool training, uint64_t seed,
+                             std::optional<RouterKind> router = std::nullopt);
   ModelConfig config_;
   int rank_ = 0;  // this process's rank: where its tokens start in the whole batch
   TensorTable table_;

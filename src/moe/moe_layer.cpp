@@ -98,8 +98,15 @@ MoeOutput MoeLayer::forward(const MoeWeights& w, const MoeInput& in, float* y) {
   request.cutoffs = in.cutoffs;
   request.capacity_factor =
       in.training ? config_.capacity_factor_train : config_.capacity_factor_eval;
-  RouteResult routed =
-      comm_ && config_.global_routing ? route_global(request) : route_tokens(config_, request);
+  MoeConfig routing = config_;
+  if (in.router) {
+    ECMOE_CHECK(router_has_weights(*in.router) == router_has_weights(config_.router),
+                "moe forward: a ", router_name(config_.router), " layer cannot route by ",
+                router_name(*in.router), " (their weights differ)");
+    routing.router = *in.router;
+  }
+  RouteResult routed = comm_ && config_.global_routing ? route_global(routing, request)
+                                                       : route_tokens(routing, request);
   MoeOutput out;
   out.aux = run_experts(w, in, std::move(routed.plan), y);
   out.stats = std::move(routed.stats);

@@ -7,6 +7,7 @@
 // losses and routing statistics are returned as values.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,9 @@ struct MoeInput {
   // parallelism): jitter noise is drawn by that position, so P ranks see the noise one process
   // sees over the whole batch.
   int64_t first_token = 0;
+  // Routes this call with another router over the same weights (threshold training's first steps
+  // route by expert choice, which sets the cutoffs); nullopt: the layer's own router.
+  std::optional<RouterKind> router = std::nullopt;
 };
 
 struct MoeOutput {
@@ -102,7 +106,7 @@ class MoeLayer {
  private:
   void compute_scores(const MoeWeights& w, const MoeInput& in);
   AuxLosses run_experts(const MoeWeights& w, const MoeInput& in, RoutingPlan plan, float* y);
-  RouteResult route_global(const RouteRequest& local);
+  RouteResult route_global(const MoeConfig& routing, const RouteRequest& local);
   void experts_forward_parallel(const MoeWeights& w, const float* x, float* y);
   void experts_backward_parallel(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx,
                                  float* dgate);

@@ -34,7 +34,7 @@ void MoeLayer::set_comm(const dist::Comm* comm) {
 // same plan everywhere) and keeps its own tokens' slots, in the global plan's order. Gates depend
 // only on a token's own scores, so the backward pass stays local. Additive statistics describe
 // the global route and are carried by rank 0 alone, so that reducing over ranks gives them once.
-RouteResult MoeLayer::route_global(const RouteRequest& local) {
+RouteResult MoeLayer::route_global(const MoeConfig& routing, const RouteRequest& local) {
   const int me = comm_->rank(), n = local.n_tokens, e = config_.n_experts;
   const std::vector<uint64_t> counts = comm_->allgather(uint64_t(n));
   int first = 0;
@@ -51,7 +51,7 @@ RouteResult MoeLayer::route_global(const RouteRequest& local) {
     global.token_ids = ids.data();
   }
   global.n_tokens = int(probs.empty() ? ids.size() : probs.size() / e);
-  RouteResult all = route_tokens(config_, global);
+  RouteResult all = route_tokens(routing, global);
 
   const RoutingPlan& plan = all.plan;
   std::vector<Assignment> mine;

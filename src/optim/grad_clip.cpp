@@ -43,31 +43,44 @@ double sum_of_squares(const float* g, int64_t n) {
   return total;
 }
 
-}  // namespace
-
-float grad_norm(const FlatBuffer& grads, const dist::Comm* comm) {
-  if (!grads.table().has_shards())
-    return float(std::sqrt(sum_of_squares(grads.data(), grads.size())));
+// The squared L2 norm of one buffer's gradients (shards summed over ranks).
+double squared_norm(const FlatBuffer& grads, const dist::Comm* comm) {
+  if (!grads.table().has_shards()) return sum_of_squares(grads.data(), grads.size());
   ECMOE_CHECK(comm != nullptr, "grad_norm: a table with expert shards needs the communicator");
   double replicated = 0.0, sharded = 0.0;
   for (const TensorSpec& spec : grads.table().specs())
     (spec.sharded() ? sharded : replicated) +=
         sum_of_squares(grads.data() + spec.offset, spec.numel());
   comm->allreduce_sum(std::span<double>(&sharded, 1));
-  return float(std::sqrt(replicated + sharded));
+  return replicated + sharded;
 }
 
-float clip_grad_norm(FlatBuffer& grads, float max_norm, const dist::Comm* comm) {
-  const float norm = grad_norm(grads, comm);
+}  // namespace
+
+float grad_norm(const FlatBuffer& grads, const dist::Comm* comm) {
+  return float(std::sqrt(squared_norm(grads, comm)));
+}
+
+float clip_grad_norm(std::span<FlatBuffer* const> buffers, float max_norm, const dist::Comm* comm) {
+  double squares = 0.0;
+  for (const FlatBuffer* g : buffers) squares += squared_norm(*g, comm);
+  const float norm = float(std::sqrt(squares));
   if (max_norm <= 0.f || !std::isfinite(norm)) return norm;
   const double coef = double(max_norm) / (double(norm) + 1e-6);
   if (coef >= 1.0) return norm;
   const float scale = float(coef);
-  float* g = grads.data();
-  const int64_t n = grads.size();
+  for (FlatBuffer* buffer : buffers) {
+    float* g = buffer->data();
+    const int64_t n = buffer->size();
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) g[i] *= scale;
+    for (int64_t i = 0; i < n; ++i) g[i] *= scale;
+  }
   return norm;
+}
+
+float clip_grad_norm(FlatBuffer& grads, float max_norm, const dist::Comm* comm) {
+  FlatBuffer* const one[] = {&grads};
+  return clip_grad_norm(one, max_norm, comm);
 }
 
 }  // namespace ecmoe

@@ -2,6 +2,7 @@
 // in double, added in chunk order), so it is bitwise the same for any thread count: a norm that
 // changed with the thread count would change the clipping and the whole run after it.
 #pragma once
+#include <span>
 
 #include "core/tensor_table.h"
 #include "dist/comm.h"
@@ -20,5 +21,10 @@ float grad_norm(const FlatBuffer& grads, const dist::Comm* comm = nullptr);
 // non-finite norm (inf/NaN gradients) leaves the gradients untouched: the caller should skip the
 // step rather than apply a NaN scale.
 float clip_grad_norm(FlatBuffer& grads, float max_norm, const dist::Comm* comm = nullptr);
+
+// The same over several buffers as one gradient (e.g. an encoder's and a task head's): their
+// joint norm (squares summed in buffer order), and one factor applied to all of them.
+float clip_grad_norm(std::span<FlatBuffer* const> buffers, float max_norm,
+                     const dist::Comm* comm = nullptr);
 
 }  // namespace ecmoe

@@ -24,6 +24,10 @@ void LrSchedule::validate() const {
       ECMOE_CHECK(min_lr >= 0.f && min_lr <= peak_lr, "cosine schedule: min_lr (", min_lr,
                   ") must be in [0, peak_lr]");
       break;
+    case LrDecay::Linear:
+      ECMOE_CHECK(total_steps >= warmup_steps, "linear schedule: total_steps (", total_steps,
+                  ") must not be below warmup_steps (", warmup_steps, ")");
+      break;
     case LrDecay::Constant:
       break;
   }
@@ -43,6 +47,10 @@ float LrSchedule::lr_at(int64_t step) const {
       const double progress =
           std::min(1.0, double(step - warmup_steps) / double(total_steps - warmup_steps));
       return float(min_lr + 0.5 * (peak - min_lr) * (1.0 + std::cos(std::numbers::pi * progress)));
+    }
+    case LrDecay::Linear: {
+      const int64_t left = std::max<int64_t>(1, total_steps - step);
+      return float(peak * double(left) / double(total_steps - warmup_steps + 1));
     }
     case LrDecay::Constant:
       return peak_lr;

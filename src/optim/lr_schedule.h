@@ -9,6 +9,9 @@ enum class LrDecay {
   InverseSqrt,  // peak · sqrt(D / step) from step D = max(decay_start, warmup_steps, 1)
   Cosine,       // from peak at the end of warm-up down to min_lr at total_steps, then min_lr
   Constant,     // peak after warm-up
+  // From peak at the end of warm-up linearly down to peak / (total_steps − warmup_steps + 1) at
+  // the last step, total_steps − 1 (never a wasted 0), and that value after it (fine-tuning's).
+  Linear,
 };
 
 struct LrSchedule {
@@ -21,7 +24,7 @@ struct LrSchedule {
   // InverseSqrt: lr stays at peak until this step, then decays; 0 means "right after warm-up".
   // The paper: warmup_steps = 0, decay_start = 10000 (T5's 1/sqrt(max(step, 10k)) rescaled).
   int64_t decay_start = 0;
-  int64_t total_steps = 0;  // Cosine only: where the decay ends
+  int64_t total_steps = 0;  // Cosine and Linear: where the decay ends
   float min_lr = 0.f;       // Cosine only: the floor
 
   void validate() const;  // throws ecmoe::Error on an inconsistent schedule

@@ -309,24 +309,41 @@ std::string checkpoint_data_dir(const Checkpoint& checkpoint, const std::string&
   return dir;
 }
 
-data::Tokenizer load_checkpoint_tokenizer(const Checkpoint& checkpoint, const std::string& given,
-                                          const std::string& option) {
-  const DataReference& saved = checkpoint.data();
-  const std::string path =
-      given.empty() ? resolve_recorded_path(saved.tokenizer, checkpoint.path()) : given;
+// The recorded tokenizer's path (or `given`), checked against the recorded checksum.
+static std::string recorded_tokenizer_path(const DataReference& saved, const std::string& file,
+                                           const std::string& given, const std::string& option) {
+  const std::string path = given.empty() ? resolve_recorded_path(saved.tokenizer, file) : given;
   std::error_code ec;
   ECMOE_CHECK(!given.empty() || fs::exists(path, ec), "the tokenizer ", saved.tokenizer,
-              " recorded in checkpoint '", checkpoint.path(),
+              " recorded in checkpoint '", file,
               "' is not found here nor beside the checkpoint: pass ", option);
   require_regular_file(path, "tokenizer");
   const std::string sum = data::checksum_to_string(data::checksum_file(path));
   ECMOE_CHECK(sum == saved.tokenizer_checksum, "tokenizer ", path, " (", sum,
-              ") is not the one checkpoint '", checkpoint.path(), "' was trained with (",
+              ") is not the one checkpoint '", file, "' was trained with (",
               saved.tokenizer_checksum, ")");
+  return path;
+}
+
+std::string checkpoint_tokenizer_path(const Checkpoint& checkpoint, const std::string& given,
+                                      const std::string& option) {
+  return recorded_tokenizer_path(checkpoint.data(), checkpoint.path(), given, option);
+}
+
+data::Tokenizer load_checkpoint_tokenizer(const Checkpoint& checkpoint, const std::string& given,
+                                          const std::string& option) {
+  return load_recorded_tokenizer(checkpoint.data(), checkpoint.config().model.vocab_size,
+                                 checkpoint.path(), given, option);
+}
+
+data::Tokenizer load_recorded_tokenizer(const DataReference& saved, int vocab_size,
+                                        const std::string& file, const std::string& given,
+                                        const std::string& option) {
+  const std::string path = recorded_tokenizer_path(saved, file, given, option);
   data::Tokenizer tokenizer = data::Tokenizer::load(path);
-  ECMOE_CHECK(tokenizer.vocab_size() == checkpoint.config().model.vocab_size, "tokenizer ", path,
-              " has ", tokenizer.vocab_size(), " pieces but the model of checkpoint '",
-              checkpoint.path(), "' has ", checkpoint.config().model.vocab_size);
+  ECMOE_CHECK(tokenizer.vocab_size() == vocab_size, "tokenizer ", path, " has ",
+              tokenizer.vocab_size(), " pieces but the model of checkpoint '", file, "' has ",
+              vocab_size);
   return tokenizer;
 }
 

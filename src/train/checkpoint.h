@@ -105,5 +105,13 @@ std::string checkpoint_data_dir(const Checkpoint& checkpoint, const std::string&
 // vocabulary.
 data::Tokenizer load_checkpoint_tokenizer(const Checkpoint& checkpoint, const std::string& given,
                                           const std::string& option);
+// The path of that tokenizer, found and checksum-checked the same way (without loading it).
+std::string checkpoint_tokenizer_path(const Checkpoint& checkpoint, const std::string& given,
+                                      const std::string& option);
+// The same for any file that recorded a DataReference (`file`, e.g. a fine-tuned classifier,
+// finetune/saved_model.h) for a model of `vocab_size` pieces.
+data::Tokenizer load_recorded_tokenizer(const DataReference& saved, int vocab_size,
+                                        const std::string& file, const std::string& given,
+                                        const std::string& option);
 
 }  // namespace ecmoe

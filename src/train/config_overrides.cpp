@@ -1,5 +1,6 @@
 #include "train/config_overrides.h"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -43,10 +44,61 @@ std::string keys_of(const ConfigJson& object) {
   return keys;
 }
 
-// The closest full key, if it is close enough to be a likely typo.
+// Names people type for a key, by meaning (the words of other trainers): an unknown key whose
+// last part is an alias suggests the config's key ending in one of its targets, e.g. lr ->
+// peak_lr (finetune) or schedule.peak_lr (train). Shared by every config `--set` applies to.
+struct KeyAlias {
+  const char* alias;
+  std::vector<const char*> targets;  // the first that some key ends in is suggested
+};
+const std::vector<KeyAlias>& key_aliases() {
+  static const std::vector<KeyAlias> aliases = {
+      {"lr", {"peak_lr"}},
+      {"learning_rate", {"peak_lr"}},
+      {"max_lr", {"peak_lr"}},
+      {"epochs", {"steps"}},
+      {"num_epochs", {"steps"}},
+      {"max_steps", {"steps"}},
+      {"iterations", {"steps"}},
+      {"wd", {"weight_decay"}},
+      {"clip", {"clip_norm"}},
+      {"grad_clip", {"clip_norm"}},
+      {"max_grad_norm", {"clip_norm"}},
+      {"batch", {"batch_size"}},
+      {"bs", {"batch_size"}},
+      {"warmup", {"warmup_steps", "warmup_fraction"}},
+      {"max_length", {"max_len", "seq_len"}},
+      {"max_seq_length", {"max_len", "seq_len"}},
+      {"seq_length", {"seq_len", "max_len"}},
+      {"hidden_size", {"d_model"}},
+      {"num_layers", {"n_layers"}},
+      {"num_heads", {"n_heads"}},
+      {"num_experts", {"n_experts"}},
+      {"experts", {"n_experts"}},
+      {"output_dir", {"out"}},
+      {"early_stopping", {"patience"}},
+  };
+  return aliases;
+}
+
+// The key `key` most likely means: by meaning (key_aliases), else the closest by spelling if it
+// is close enough to be a likely typo; "" when there is none.
 std::string closest_key(const ConfigJson& root, const std::string& key) {
   std::vector<std::string> names;
   for (const auto& [name, value] : flatten_config(root)) names.push_back(name);
+  std::string last = key.substr(key.rfind('.') == std::string::npos ? 0 : key.rfind('.') + 1);
+  for (char& c : last) c = c == '-' ? '_' : char(std::tolower(static_cast<unsigned char>(c)));
+  for (const KeyAlias& a : key_aliases()) {
+    if (last != a.alias) continue;
+    for (const char* target : a.targets) {
+      std::string best;  // the shortest key ending in the target: the top-level one first
+      for (const std::string& name : names) {
+        const bool ends = name == target || name.ends_with(std::string(".") + target);
+        if (ends && (best.empty() || name.size() < best.size())) best = name;
+      }
+      if (!best.empty()) return best;
+    }
+  }
   return nearest_name(key, names);
 }
 

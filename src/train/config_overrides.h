@@ -19,7 +19,9 @@ inline constexpr const char* kRouterDependentKeys[] = {
 
 // Applies "key=value" overrides to a complete config JSON (config_to_json's shape). The value is
 // read by the existing value's type: integer, number, true/false, or a string taken as is. An
-// unknown key is an error that lists the valid keys at that level (and the closest match).
+// unknown key is an error that lists the valid keys at that level and suggests the key it likely
+// means, by meaning (lr, learning_rate -> peak_lr; epochs -> steps; wd -> weight_decay; clip ->
+// clip_norm; batch -> batch_size; ...) or else by spelling.
 void apply_overrides(ConfigJson& json, const std::vector<std::string>& assignments);
 
 // Every leaf key as a dotted path with its value, in file order ("model.moe.router", ...).

@@ -171,8 +171,6 @@ MemoryEstimate estimate_memory(const TrainConfig& config, bool training) {
   e.activations = std::max(
       model_activation_bytes(config, config.batch_size, true, true),
       config.eval.batches > 0 ? model_activation_bytes(config, eval_batch, false, false) : 0.0);
-  // Threshold routing trains its first steps with a second, expert-choice model.
-  if (config.model.moe.router == RouterKind::kExpertThreshold) e.activations *= 2;
   return e;
 }
 

@@ -41,6 +41,7 @@ std::string Progress::eta(int64_t step) const {
 }
 
 void Progress::update(int64_t step, double loss, double tokens_per_second) {
+  if (!out_) return;
   char text[256];
   if (terminal_) {
     constexpr int kWidth = 24;
@@ -63,6 +64,7 @@ void Progress::update(int64_t step, double loss, double tokens_per_second) {
 }
 
 void Progress::message(const std::string& line) {
+  if (!out_) return;
   if (terminal_ && bar_drawn_) std::fputs("\r\x1b[K", out_);
   std::fprintf(out_, "%s\n", line.c_str());
   if (terminal_ && bar_drawn_) std::fputs(last_bar_.c_str(), out_);
@@ -70,6 +72,7 @@ void Progress::message(const std::string& line) {
 }
 
 void Progress::finish() {
+  if (!out_) return;
   if (terminal_ && bar_drawn_) std::fputs("\n", out_);
   bar_drawn_ = false;
   std::fflush(out_);

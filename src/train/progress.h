@@ -10,7 +10,7 @@ namespace ecmoe {
 
 class Progress {
  public:
-  // Steps first_step+1 .. total_steps are to come; `terminal` picks the bar.
+  // Steps first_step+1 .. total_steps are to come; `terminal` picks the bar; out nullptr: silent.
   Progress(int64_t first_step, int64_t total_steps, int64_t interval, bool terminal,
            std::FILE* out = stderr);
   static bool stderr_is_terminal();

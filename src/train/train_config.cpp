@@ -2,16 +2,10 @@
 // and by a strict reader, so a field cannot be written under one name and read under another.
 #include "train/train_config.h"
 
-#include <charconv>
 #include <cmath>
-#include <cstdlib>
-#include <limits>
-#include <set>
-#include <type_traits>
-#include <vector>
 
 #include "core/error.h"
-#include "io/json_input.h"
+#include "io/config_fields.h"
 
 namespace ecmoe {
 
@@ -21,7 +15,9 @@ LrDecay parse_decay(const std::string& name) {
   if (name == "inverse_sqrt") return LrDecay::InverseSqrt;
   if (name == "cosine") return LrDecay::Cosine;
   if (name == "constant") return LrDecay::Constant;
-  fail("unknown learning-rate decay '", name, "' (expected inverse_sqrt, cosine or constant)");
+  if (name == "linear") return LrDecay::Linear;
+  fail("unknown learning-rate decay '", name,
+       "' (expected inverse_sqrt, cosine, constant or linear)");
 }
 
 std::string decay_name(LrDecay decay) {
@@ -32,24 +28,18 @@ std::string decay_name(LrDecay decay) {
       return "cosine";
     case LrDecay::Constant:
       return "constant";
+    case LrDecay::Linear:
+      return "linear";
   }
   return "inverse_sqrt";
 }
-
-// An enum stored as a name.
-template <typename E>
-struct Named {
-  E& value;
-  E (*parse)(const std::string&);
-  std::string (*name)(E);
-};
 
 // The one list of fields. `v.group(key, body)` opens a nested object, `v.field(key, ref)` a value.
 template <typename Visitor>
 void visit_fields(Visitor& v, TrainConfig& c) {
   v.group("model", [&] {
     ModelConfig& m = c.model;
-    v.field("kind", Named<ModelKind>{m.kind, parse_model_kind, model_kind_name});
+    v.field("kind", NamedEnum<ModelKind>{m.kind, parse_model_kind, model_kind_name});
     v.field("vocab_size", m.vocab_size);
     v.field("seq_len", m.seq_len);
     v.field("d_model", m.d_model);
@@ -60,7 +50,7 @@ void visit_fields(Visitor& v, TrainConfig& c) {
     v.field("init_std", m.init_std);
     v.group("moe", [&] {
       MoeConfig& e = m.moe;
-      v.field("router", Named<RouterKind>{e.router, parse_router_kind, router_name});
+      v.field("router", NamedEnum<RouterKind>{e.router, parse_router_kind, router_name});
       v.field("n_experts", e.n_experts);
       v.field("capacity_factor_train", e.capacity_factor_train);
       v.field("capacity_factor_eval", e.capacity_factor_eval);
@@ -99,7 +89,7 @@ void visit_fields(Visitor& v, TrainConfig& c) {
   v.group("schedule", [&] {
     v.field("peak_lr", c.schedule.peak_lr);
     v.field("warmup_steps", c.schedule.warmup_steps);
-    v.field("decay", Named<LrDecay>{c.schedule.decay, parse_decay, decay_name});
+    v.field("decay", NamedEnum<LrDecay>{c.schedule.decay, parse_decay, decay_name});
     v.field("decay_start", c.schedule.decay_start);
     v.field("total_steps", c.schedule.total_steps);
     v.field("min_lr", c.schedule.min_lr);
@@ -124,136 +114,11 @@ void visit_fields(Visitor& v, TrainConfig& c) {
   v.field("out", c.out);
 }
 
-// A float written as the shortest decimal that reads back as the same float (0.15f is "0.15",
-// not 0.15000000596046448), so config files and checkpoint metadata stay readable and exact.
-double float_for_json(float x) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof(buf), x);
-  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
-}
-
-class Writer {
- public:
-  ConfigJson result = ConfigJson::object();
-  template <typename Body>
-  void group(const char* key, Body body) {
-    ConfigJson* outer = cur_;
-    cur_ = &(*cur_)[key];
-    *cur_ = ConfigJson::object();
-    body();
-    cur_ = outer;
-  }
-  template <typename T>
-  void field(const char* key, const T& value) {
-    if constexpr (std::is_same_v<T, float>)
-      (*cur_)[key] = float_for_json(value);
-    else
-      (*cur_)[key] = value;
-  }
-  template <typename E>
-  void field(const char* key, const Named<E>& e) {
-    (*cur_)[key] = e.name(e.value);
-  }
-
- private:
-  ConfigJson* cur_ = &result;
-};
-
-class Reader {
- public:
-  explicit Reader(const ConfigJson& json) : cur_(&json) {}
-  template <typename Body>
-  void group(const char* key, Body body) {
-    seen_.back().insert(key);
-    if (!cur_->contains(key)) return;
-    const ConfigJson& inner = cur_->at(key);
-    ECMOE_CHECK(inner.is_object(), "config: ", path(key), " must be an object of settings");
-    const ConfigJson* outer = cur_;
-    cur_ = &inner;
-    prefix_.push_back(key);
-    seen_.emplace_back();
-    body();
-    check_unknown();
-    seen_.pop_back();
-    prefix_.pop_back();
-    cur_ = outer;
-  }
-  template <typename T>
-  void field(const char* key, T& value) {
-    seen_.back().insert(key);
-    if (!cur_->contains(key)) return;
-    const ConfigJson& j = cur_->at(key);
-    const std::string name = path(key);
-    if constexpr (std::is_same_v<T, bool>) {
-      ECMOE_CHECK(j.is_boolean(), "config: ", name, " must be true or false, got ",
-                  json_excerpt(j));
-      value = j.get<bool>();
-    } else if constexpr (std::is_same_v<T, std::string>) {
-      ECMOE_CHECK(j.is_string(), "config: ", name, " must be a string, got ", json_excerpt(j));
-      value = j.get<std::string>();
-    } else if constexpr (std::is_floating_point_v<T>) {
-      ECMOE_CHECK(j.is_number(), "config: ", name, " must be a number, got ", json_excerpt(j));
-      value = T(j.get<double>());
-      ECMOE_CHECK(std::isfinite(value), "config: ", name, " must be finite, got ", json_excerpt(j));
-    } else {
-      static_assert(std::is_integral_v<T>);
-      ECMOE_CHECK(j.is_number_integer(), "config: ", name, " must be an integer, got ",
-                  json_excerpt(j));
-      if (j.is_number_unsigned()) {
-        const uint64_t u = j.get<uint64_t>();
-        ECMOE_CHECK(u <= uint64_t(std::numeric_limits<T>::max()), "config: ", name,
-                    " is out of range: ", json_excerpt(j));
-        value = T(u);
-      } else {
-        const int64_t s = j.get<int64_t>();
-        // Unsigned fields take non-negative signed values too (`--set seeds.init=1` parses as
-        // a signed integer).
-        const bool in_range =
-            std::is_signed_v<T> ? s >= int64_t(std::numeric_limits<T>::min()) &&
-                                      s <= int64_t(std::numeric_limits<T>::max())
-                                : s >= 0 && uint64_t(s) <= uint64_t(std::numeric_limits<T>::max());
-        ECMOE_CHECK(in_range, "config: ", name, " is out of range: ", json_excerpt(j));
-        value = T(s);
-      }
-    }
-  }
-  template <typename E>
-  void field(const char* key, Named<E> e) {
-    seen_.back().insert(key);
-    if (!cur_->contains(key)) return;
-    const ConfigJson& j = cur_->at(key);
-    ECMOE_CHECK(j.is_string(), "config: ", path(key), " must be a string, got ", json_excerpt(j));
-    try {
-      e.value = e.parse(j.get<std::string>());
-    } catch (const Error& err) {
-      fail("config: ", path(key), ": ", err.what());
-    }
-  }
-  void check_unknown() const {
-    for (const auto& [key, value] : cur_->items()) {
-      if (seen_.back().count(key)) continue;
-      std::string known;
-      for (const auto& k : seen_.back()) known += (known.empty() ? "" : ", ") + k;
-      fail("config: unknown key '", path(key.c_str()), "' (keys here: ", known, ")");
-    }
-  }
-
- private:
-  std::string path(const char* key) const {
-    std::string p;
-    for (const auto& part : prefix_) p += part + ".";
-    return p + key;
-  }
-  const ConfigJson* cur_;
-  std::vector<std::string> prefix_;
-  std::vector<std::set<std::string>> seen_{1};
-};
-
 }  // namespace
 
 ConfigJson config_to_json(const TrainConfig& config) {
   TrainConfig copy = config;
-  Writer w;
+  ConfigWriter w;
   visit_fields(w, copy);
   return w.result;
 }
@@ -261,7 +126,7 @@ ConfigJson config_to_json(const TrainConfig& config) {
 TrainConfig config_from_json(const ConfigJson& json) {
   ECMOE_CHECK(json.is_object(), "config: expected a JSON object at the top level");
   TrainConfig config;
-  Reader r(json);
+  ConfigReader r(json, "config");
   visit_fields(r, config);
   r.check_unknown();
   return config;

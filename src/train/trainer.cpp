@@ -3,9 +3,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -14,7 +14,6 @@
 #include "data/token_dataset.h"
 #include "io/atomic_file.h"
 #include "io/dir_lock.h"
-#include "io/output_dir.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
@@ -88,216 +87,286 @@ bool logged_eval_at(const std::string& path, int64_t step) {
   return false;
 }
 
-}  // namespace
+// The data of a run, opened and checked against the config: model.vocab_size is resolved from it,
+// the memory estimate checked, and under MPI every rank's config and data compared.
+struct RunData {
+  data::TokenDataset train, val;
+  DataReference ref;
+};
 
-TrainResult train(TrainConfig config, const TrainOptions& options) {
-  config.validate();
-  const dist::Comm single = dist::Comm::single();
-  const dist::Comm& comm = options.comm ? *options.comm : single;
-  const bool root = comm.is_root();
-  // The output folder first: a run that could not save its work fails before it starts, and a
-  // second run on the same folder fails instead of mixing its files with the first one's.
-  DirLock lock;
-  if (root) {
-    prepare_output_dir(config.out, "output folder (--out)");
-    lock = DirLock(config.out, "output folder");
-  }
-  const data::TokenDataset train_data = open_split(config.data.dir, "train");
-  const data::TokenDataset val_data = open_split(config.data.dir, "val");
-  ECMOE_CHECK(config.model.vocab_size == 0 || config.model.vocab_size == train_data.vocab_size(),
+RunData open_data(TrainConfig& config, const dist::Comm& comm) {
+  RunData d{open_split(config.data.dir, "train"), open_split(config.data.dir, "val"), {}};
+  ECMOE_CHECK(config.model.vocab_size == 0 || config.model.vocab_size == d.train.vocab_size(),
               "model.vocab_size is ", config.model.vocab_size, " but the data in ", config.data.dir,
-              " has ", train_data.vocab_size(),
-              " token ids (set it to 0 to take it from the data)");
-  config.model.vocab_size = train_data.vocab_size();
+              " has ", d.train.vocab_size(), " token ids (set it to 0 to take it from the data)");
+  config.model.vocab_size = d.train.vocab_size();
   config.model.validate();
   check_memory(config, /*training=*/true);
-  const DataReference data_ref = data_reference(config.data.dir, train_data);
+  d.ref = data_reference(config.data.dir, d.train);
   if (comm.parallel()) {
     comm.check_same(
         dist::fingerprint(std::string(ECMOE_VERSION) + "\n" + config_to_json(config).dump()),
         "the ecmoe version or the training config");
-    comm.check_same(dist::fingerprint(data_ref.tokenizer_checksum + "\n" + data_ref.source_id +
-                                      "\n" + std::to_string(train_data.size()) + "\n" +
-                                      std::to_string(val_data.size())),
-                    "the training data");
+    comm.check_same(
+        dist::fingerprint(d.ref.tokenizer_checksum + "\n" + d.ref.source_id + "\n" +
+                          std::to_string(d.train.size()) + "\n" + std::to_string(d.val.size())),
+        "the training data");
     check_batch_splits(config.batch_size, comm, "batch_size");
     if (config.eval.batches > 0)
       check_batch_splits(config.eval_batch_size(), comm, "eval.batch_size");
   }
+  return d;
+}
 
-  const std::string checkpoint_path = (fs::path(config.out) / kCheckpointFile).string();
-  const bool have_checkpoint = fs::exists(checkpoint_path);
-  ECMOE_CHECK(!options.resume || have_checkpoint, "nothing to resume: ", checkpoint_path,
-              " does not exist");
-  ECMOE_CHECK(options.resume || !have_checkpoint, config.out,
+// <out>/checkpoint.safetensors, which must exist to resume and must not to start afresh.
+std::string checkpoint_path_for(const TrainConfig& config, bool resume) {
+  const std::string path = (fs::path(config.out) / kCheckpointFile).string();
+  const bool exists = fs::exists(path);
+  ECMOE_CHECK(!resume || exists, "nothing to resume: ", path, " does not exist");
+  ECMOE_CHECK(resume || !exists, config.out,
               " already holds a checkpoint: pass --resume to continue that run, or choose "
               "another --out");
+  return path;
+}
 
-  Transformer model(config.model, &comm);
-  FlatBuffer params(model.table()), grads(model.table());
-  AdamW adam(model.table(), config.optimizer);
-  TrainState state;
-  // Router state: threshold cutoffs, moved toward each step's k-th selected scores (every expert-
-  // choice run keeps them, so its checkpoint can be evaluated with thresholds).
-  FlatBuffer router_state(model.state_table());
-  model.init_state(router_state);
-  const MoeConfig& moe = config.model.moe;
-  // A threshold-routed run trains its first steps with expert choice, which sets the cutoffs.
-  std::optional<Transformer> warmup_model;
-  if (moe.router == RouterKind::kExpertThreshold) {
-    ECMOE_CHECK(moe.threshold_warmup_steps >= 1,
+// One training step's outcome, for the metrics and the progress line.
+struct StepOutcome {
+  ForwardResult forward;  // reduced over ranks
+  float grad_norm = 0;    // before clipping
+  float lr = 0;
+  double seconds = 0;
+};
+
+// Everything a run holds between its steps: the model and its state, the data, the logs. Built
+// by the constructor (setup: output folder, data, resume or init, logs), advanced by
+// train_step(), closed by finish() (final checkpoint and evaluation).
+class TrainingRun {
+ public:
+  TrainingRun(TrainConfig config, const TrainOptions& options, const dist::Comm& comm)
+      : config_(validated(std::move(config))),
+        options_(options),
+        comm_(comm),
+        root_(comm.is_root()),
+        // The output folder first: a run that could not save its work fails before it starts,
+        // and a second run on the same folder fails instead of mixing its files with this one's.
+        lock_(root_ ? claim_output_dir(config_.out, "output folder (--out)") : DirLock()),
+        data_(open_data(config_, comm_)),
+        checkpoint_path_(checkpoint_path_for(config_, options.resume)),
+        metrics_path_((fs::path(config_.out) / "metrics.jsonl").string()),
+        model_(config_.model, &comm_),
+        params_(model_.table()),
+        grads_(model_.table()),
+        adam_(model_.table(), config_.optimizer),
+        // Threshold cutoffs, moved toward each step's k-th selected scores (every expert-choice
+        // run keeps them, so its checkpoint can be evaluated with thresholds).
+        router_state_(model_.state_table()),
+        train_batches_(BatchSource::random(data_.train, batch_spec(config_, config_.batch_size))),
+        noise_(config_.seeds.mask, kNoiseStream) {
+    const MoeConfig& moe = config_.model.moe;
+    ECMOE_CHECK(moe.router != RouterKind::kExpertThreshold || moe.threshold_warmup_steps >= 1,
                 "model.moe.threshold_warmup_steps must be >= 1 for expert_threshold training (the "
                 "cutoffs come from expert-choice steps)");
-    ModelConfig warm = config.model;
-    warm.moe.router = RouterKind::kExpertChoice;
-    warmup_model.emplace(warm, &comm);
-  }
-  if (options.resume) {
-    const Checkpoint checkpoint = Checkpoint::open(checkpoint_path);
-    check_resume_config(checkpoint, config);
-    check_same_data(checkpoint, data_ref);
-    checkpoint.load_training_state(params, adam, state);
-    checkpoint.load_router_state(router_state);
-    ECMOE_CHECK(state.step <= config.steps, "the checkpoint in ", config.out,
-                " is already at step ", state.step, ", past steps = ", config.steps,
-                " (steps counts from the start of the run): nothing to do; raise steps to "
-                "train further");
-  } else {
-    model.init_params(params, config.seeds.init);
-  }
-  // Resuming a run that already reached `steps`: nothing to train, the final evaluation is only
-  // measured again for the result (and logged only if the run was killed before logging it).
-  const bool finished = options.resume && state.step == config.steps;
-  const std::string metrics_path = (fs::path(config.out) / "metrics.jsonl").string();
-  if (root && !finished)
-    write_file_atomically((fs::path(config.out) / "config.json").string(),
-                          config_to_json(config).dump(2) + "\n");
-
-  // Only rank 0 writes; the other ranks' logs go nowhere.
-  std::optional<MetricsLog> metrics_log;
-  if (root && !(finished && logged_eval_at(metrics_path, state.step)))
-    metrics_log.emplace(metrics_path, options.resume ? state.step : -1);
-  struct {
-    std::optional<MetricsLog>* log;
-    void write(const MetricsJson& j) {
-      if (*log) (*log)->write(j);
+    model_.init_state(router_state_);
+    if (options.resume)
+      restore();
+    else
+      model_.init_params(params_, config_.seeds.init);
+    // Resuming a run that already reached `steps`: nothing to train, the final evaluation is
+    // only measured again for the result (and logged only if the run was killed first).
+    finished_ = options.resume && state_.step == config_.steps;
+    if (root_ && !finished_)
+      write_file_atomically((fs::path(config_.out) / "config.json").string(),
+                            config_to_json(config_).dump(2) + "\n");
+    // Only rank 0 writes metrics and progress.
+    if (root_ && !(finished_ && logged_eval_at(metrics_path_, state_.step)))
+      metrics_.emplace(metrics_path_, options.resume ? state_.step : -1);
+    progress_.emplace(state_.step, config_.steps, config_.log_interval, root_ && options.terminal,
+                      root_ ? options.progress : nullptr);
+    if (config_.eval.batches > 0) {
+      const BatchSpec spec = batch_spec(config_, config_.eval_batch_size());
+      eval_batches_ =
+          cap_fixed_batches(data_.val, "val", spec, config_.eval.batches, "eval.batches");
+      val_batches_ = BatchSource::fixed(data_.val, spec, eval_batches_.batches);
+      if (!eval_batches_.note.empty()) progress_->message(eval_batches_.note);
     }
-  } metrics{&metrics_log};
-  MetricsJson start;
-  start["type"] = "start";
-  start["step"] = state.step;
-  start["resumed"] = options.resume;
-  start["parameters"] = model.table().model_parameter_count();
-  start["parameters_on_rank"] = model.table().parameter_count();
-  start["ecmoe_version"] = ECMOE_VERSION;
-  start["ranks"] = comm.size();
-  start["precision"] = precision_name(config.model.precision);
-  if (!finished) metrics.write(start);
-
-  const BatchSource train_batches =
-      BatchSource::random(train_data, batch_spec(config, config.batch_size));
-  std::optional<BatchSource> val_batches;
-  FixedBatches eval_batches;
-  if (config.eval.batches > 0) {
-    const BatchSpec spec = batch_spec(config, config.eval_batch_size());
-    eval_batches = cap_fixed_batches(val_data, "val", spec, config.eval.batches, "eval.batches");
-    val_batches = BatchSource::fixed(val_data, spec, eval_batches.batches);
+    if (finished_)
+      progress_->message(config_.out + " is already at step " + std::to_string(state_.step) +
+                         " = steps: nothing to train");
+    else
+      write_metrics(start_json());
   }
-  const Rng noise(config.seeds.mask, kNoiseStream);
 
-  std::FILE* null_out = root ? nullptr : std::fopen("/dev/null", "w");
-  ECMOE_CHECK(root || null_out, "cannot open /dev/null");
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> null_guard(
-      null_out, [](std::FILE* f) { return f ? std::fclose(f) : 0; });
-  Progress progress(state.step, config.steps, config.log_interval, root && options.terminal,
-                    root ? options.progress : null_out);
-  if (!eval_batches.note.empty()) progress.message(eval_batches.note);
-  if (finished)
-    progress.message(config.out + " is already at step " + std::to_string(state.step) +
-                     " = steps: nothing to train");
-  const auto run_eval = [&](int64_t step) {
-    EvalResult r =
-        evaluate(model, params, *val_batches, eval_batches.batches, &router_state, &comm);
-    MetricsJson j;
-    j["type"] = "eval";
-    j["step"] = step;
-    j["split"] = "val";
-    j.update(eval_json(config.model, r));
-    metrics.write(j);
-    progress.message(eval_line(step, r));
-    return r;
-  };
-  const auto save = [&] {
-    if (const auto bad = first_nonfinite(params))
-      fail("refusing to checkpoint non-finite parameters at step ", state.step, ": ",
-           describe(*bad));
-    save_checkpoint(checkpoint_path, config, data_ref, params, adam, state, &router_state, &comm);
-  };
+  int64_t step() const { return state_.step; }
+  bool done() const { return state_.step >= config_.steps; }
 
-  TrainResult result;
-  result.first_step = state.step;
-  const int64_t tokens_per_step = int64_t(config.batch_size) * config.model.seq_len;
-  for (int64_t s = state.step; s < config.steps; ++s) {
+  // Step s + 1: forward, backward, gradients averaged over ranks, cutoffs moved, clipping, AdamW.
+  StepOutcome train_step() {
     const double t0 = now_seconds();
-    const int64_t step = s + 1;  // 1-based in everything the user sees
-    const Batch batch = slice_batch(train_batches.get(s), comm);
-    grads.zero();
-    Transformer& routed = warmup_model && s < moe.threshold_warmup_steps ? *warmup_model : model;
-    const ForwardResult local =
-        routed.forward(params, router_state, batch, /*training=*/true, noise.bits(uint64_t(s)));
-    routed.backward(params, grads);
-    average_gradients(grads, comm);
+    const int64_t s = state_.step;
+    const Batch batch = slice_batch(train_batches_.get(s), comm_);
+    grads_.zero();
+    // A threshold-routed run routes its first steps by expert choice, which sets the cutoffs.
+    const MoeConfig& moe = config_.model.moe;
+    const std::optional<RouterKind> router =
+        moe.router == RouterKind::kExpertThreshold && s < moe.threshold_warmup_steps
+            ? std::optional(RouterKind::kExpertChoice)
+            : std::nullopt;
+    const ForwardResult local = model_.forward(params_, router_state_, batch, /*training=*/true,
+                                               noise_.bits(uint64_t(s)), router);
+    model_.backward(params_, grads_);
+    average_gradients(grads_, comm_);
+    StepOutcome out;
     // Reduced over ranks, so every rank moves its cutoffs identically.
-    const ForwardResult f = reduce_forward_result(local, comm);
-    if (model.has_cutoffs())
-      model.update_cutoffs(router_state, f.layer_stats, moe.threshold_ema_rate);
-    if (!std::isfinite(f.loss))
-      fail_nonfinite(step, "the loss is " + std::to_string(f.loss), params, grads);
-    const float norm = clip_grad_norm(grads, config.clip_norm, &comm);
-    if (!std::isfinite(norm))
-      fail_nonfinite(step, "the gradient norm is " + std::to_string(norm), params, grads);
-    const float lr = config.schedule.lr_at(s);
-    adam.step(params, grads, lr);
-    state.step = step;
-    state.tokens_seen += tokens_per_step;
-    const double dt = now_seconds() - t0;
-    result.seconds += dt;
+    out.forward = reduce_forward_result(local, comm_);
+    if (model_.has_cutoffs())
+      model_.update_cutoffs(router_state_, out.forward.layer_stats, moe.threshold_ema_rate);
+    if (!std::isfinite(out.forward.loss))
+      fail_nonfinite(s + 1, "the loss is " + std::to_string(out.forward.loss), params_, grads_);
+    out.grad_norm = clip_grad_norm(grads_, config_.clip_norm, &comm_);
+    if (!std::isfinite(out.grad_norm))
+      fail_nonfinite(s + 1, "the gradient norm is " + std::to_string(out.grad_norm), params_,
+                     grads_);
+    out.lr = config_.schedule.lr_at(s);
+    adam_.step(params_, grads_, out.lr);
+    state_.step = s + 1;
+    state_.tokens_seen += tokens_per_step();
+    out.seconds = now_seconds() - t0;
+    return out;
+  }
 
+  // The step's metrics line and progress; evaluation and checkpoint when their intervals say so
+  // (not after the last step: finish() does both).
+  void after_step(const StepOutcome& out) {
+    const int64_t step = state_.step;  // 1-based in everything the user sees
+    const double tokens_per_second = double(tokens_per_step()) / out.seconds;
     MetricsJson j;
     j["type"] = "train";
     j["step"] = step;
-    j["loss"] = f.loss;
-    j["lm_loss"] = f.lm_loss;
-    j["aux"] = aux_json(f.aux);
-    j["lr"] = lr;
-    j["grad_norm"] = norm;
-    j["targets"] = f.counted;
-    j["tokens"] = state.tokens_seen;
-    j["tokens_per_second"] = double(tokens_per_step) / dt;
-    j["step_seconds"] = dt;
-    j["moe_layers"] = moe_layers_json(config.model, f.layer_stats);
-    metrics.write(j);
-    progress.update(step, f.loss, double(tokens_per_step) / dt);
-
-    if (step == config.steps) break;  // the final evaluation and checkpoint follow the loop
-    if (config.eval.interval > 0 && config.eval.batches > 0 && step % config.eval.interval == 0)
-      run_eval(step);
-    if (config.checkpoint_interval > 0 && step % config.checkpoint_interval == 0) {
+    j["loss"] = out.forward.loss;
+    j["lm_loss"] = out.forward.lm_loss;
+    j["aux"] = aux_json(out.forward.aux);
+    j["lr"] = out.lr;
+    j["grad_norm"] = out.grad_norm;
+    j["targets"] = out.forward.counted;
+    j["tokens"] = state_.tokens_seen;
+    j["tokens_per_second"] = tokens_per_second;
+    j["step_seconds"] = out.seconds;
+    j["moe_layers"] = moe_layers_json(config_.model, out.forward.layer_stats);
+    write_metrics(j);
+    progress_->update(step, out.forward.loss, tokens_per_second);
+    if (step == config_.steps) return;
+    if (config_.eval.interval > 0 && config_.eval.batches > 0 && step % config_.eval.interval == 0)
+      evaluate_now();
+    if (config_.checkpoint_interval > 0 && step % config_.checkpoint_interval == 0) {
       save();
-      progress.message("step " + std::to_string(step) + ": saved " + checkpoint_path);
+      progress_->message("step " + std::to_string(step) + ": saved " + checkpoint_path_);
     }
   }
-  if (state.step > result.first_step) save();
-  if (config.eval.batches > 0) result.final_eval = run_eval(state.step);
-  progress.finish();
 
-  result.config = config;
-  result.last_step = state.step;
-  result.checkpoint = checkpoint_path;
-  const int64_t steps_run = result.last_step - result.first_step;
-  result.tokens_per_second =
-      result.seconds > 0 ? double(steps_run * tokens_per_step) / result.seconds : 0.0;
-  return result;
+  // The final checkpoint (if this invocation trained) and evaluation.
+  TrainResult finish(TrainResult result) {
+    if (state_.step > result.first_step) save();
+    if (config_.eval.batches > 0) result.final_eval = evaluate_now();
+    progress_->finish();
+    result.config = config_;
+    result.last_step = state_.step;
+    result.checkpoint = checkpoint_path_;
+    const int64_t steps_run = result.last_step - result.first_step;
+    result.tokens_per_second =
+        result.seconds > 0 ? double(steps_run * tokens_per_step()) / result.seconds : 0.0;
+    return result;
+  }
+
+ private:
+  static TrainConfig validated(TrainConfig config) {
+    config.validate();
+    return config;
+  }
+  int64_t tokens_per_step() const { return int64_t(config_.batch_size) * config_.model.seq_len; }
+  void write_metrics(const MetricsJson& j) {
+    if (metrics_) metrics_->write(j);
+  }
+
+  void restore() {
+    const Checkpoint checkpoint = Checkpoint::open(checkpoint_path_);
+    check_resume_config(checkpoint, config_);
+    check_same_data(checkpoint, data_.ref);
+    checkpoint.load_training_state(params_, adam_, state_);
+    checkpoint.load_router_state(router_state_);
+    ECMOE_CHECK(state_.step <= config_.steps, "the checkpoint in ", config_.out,
+                " is already at step ", state_.step, ", past steps = ", config_.steps,
+                " (steps counts from the start of the run): nothing to do; raise steps to "
+                "train further");
+  }
+
+  MetricsJson start_json() const {
+    MetricsJson start;
+    start["type"] = "start";
+    start["step"] = state_.step;
+    start["resumed"] = options_.resume;
+    start["parameters"] = model_.table().model_parameter_count();
+    start["parameters_on_rank"] = model_.table().parameter_count();
+    start["ecmoe_version"] = ECMOE_VERSION;
+    start["ranks"] = comm_.size();
+    start["precision"] = precision_name(config_.model.precision);
+    return start;
+  }
+
+  EvalResult evaluate_now() {
+    EvalResult r =
+        evaluate(model_, params_, *val_batches_, eval_batches_.batches, &router_state_, &comm_);
+    MetricsJson j;
+    j["type"] = "eval";
+    j["step"] = state_.step;
+    j["split"] = "val";
+    j.update(eval_json(config_.model, r));
+    write_metrics(j);
+    progress_->message(eval_line(state_.step, r));
+    return r;
+  }
+
+  void save() {
+    if (const auto bad = first_nonfinite(params_))
+      fail("refusing to checkpoint non-finite parameters at step ", state_.step, ": ",
+           describe(*bad));
+    save_checkpoint(checkpoint_path_, config_, data_.ref, params_, adam_, state_, &router_state_,
+                    &comm_);
+  }
+
+  TrainConfig config_;
+  const TrainOptions& options_;
+  const dist::Comm& comm_;
+  const bool root_;
+  const DirLock lock_;
+  const RunData data_;
+  const std::string checkpoint_path_, metrics_path_;
+  Transformer model_;
+  FlatBuffer params_, grads_;
+  AdamW adam_;
+  TrainState state_;
+  FlatBuffer router_state_;
+  const BatchSource train_batches_;
+  std::optional<BatchSource> val_batches_;
+  FixedBatches eval_batches_;
+  const Rng noise_;
+  bool finished_ = false;
+  std::optional<MetricsLog> metrics_;
+  std::optional<Progress> progress_;
+};
+
+}  // namespace
+
+TrainResult train(TrainConfig config, const TrainOptions& options) {
+  const dist::Comm single = dist::Comm::single();
+  TrainingRun run(std::move(config), options, options.comm ? *options.comm : single);
+  TrainResult result;
+  result.first_step = run.step();
+  while (!run.done()) {
+    const StepOutcome out = run.train_step();
+    result.seconds += out.seconds;
+    run.after_step(out);
+  }
+  return run.finish(std::move(result));
 }
 
 }  // namespace ecmoe

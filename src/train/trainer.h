@@ -19,8 +19,8 @@ struct TrainOptions {
   // Continue from <out>/checkpoint.safetensors (its config must match; checkpoint.h). Without it,
   // an output folder that already holds a checkpoint is refused rather than overwritten.
   bool resume = false;
-  bool terminal = false;  // progress as a bar redrawn in place, else plain lines
-  std::FILE* progress = stderr;
+  bool terminal = false;         // progress as a bar redrawn in place, else plain lines
+  std::FILE* progress = stderr;  // nullptr: no progress output
   // MPI ranks (docs/architecture.md): experts sharded, the rest data-parallel; config.batch_size
   // is the global batch. Rank 0 alone writes metrics, progress and checkpoints. nullptr: one
   // process.

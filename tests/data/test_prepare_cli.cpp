@@ -250,3 +250,141 @@ TEST_F(PrepareCli, OutputProblemsAndTheNextCommand) {
             std::string::npos)
       << ok.output;
 }
+
+namespace {
+
+// `count` paragraphs of 4 sentences separated by blank lines: about 250 bytes each.
+std::string paragraph_text(uint64_t seed, int count) {
+  std::string text;
+  for (int p = 0; p < count; ++p)
+    text += ecmoe::data::test::sample_text(seed * 1000 + uint64_t(p), 4) + "\n";
+  return text;
+}
+
+}  // namespace
+
+TEST_F(PrepareCli, TwoFilesAreSplitByDocumentAtTheRequestedFraction) {
+  // Two long files, cut into documents of ~1 KB: the validation share is near 0.1 of documents
+  // and of tokens, not one whole file (0.5).
+  ecmoe::data::test::write_text(dir / "two/a.txt", paragraph_text(1, 400));
+  ecmoe::data::test::write_text(dir / "two/b.txt", paragraph_text(2, 400));
+  const CliRun r =
+      run_ecmoe("prepare --input " + (dir / "two/a.txt") + " " + (dir / "two/b.txt") + " --out " +
+                (dir / "out") + " --vocab-size 300 --val-fraction 0.1 --doc-bytes 1000");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto train = ecmoe::data::TokenDataset::open(dir / "out", "train");
+  const auto val = ecmoe::data::TokenDataset::open(dir / "out", "val");
+  const double docs = double(train.documents() + val.documents());
+  EXPECT_GT(docs, 150);
+  EXPECT_NEAR(double(val.documents()) / docs, 0.1, 0.04) << r.output;
+  EXPECT_NEAR(double(val.size()) / double(train.size() + val.size()), 0.1, 0.04) << r.output;
+  // The per-file summary: each file's documents on each side and its tokens.
+  for (const char* file : {"  a.txt: ", "  b.txt: "}) {
+    const std::size_t at = r.output.find(file);
+    ASSERT_NE(at, std::string::npos) << r.output;
+    const std::string line = r.output.substr(at, r.output.find('\n', at) - at);
+    EXPECT_NE(line.find(" documents ("), std::string::npos) << line;
+    EXPECT_NE(line.find(" val), "), std::string::npos) << line;
+    EXPECT_NE(line.find(" tokens"), std::string::npos) << line;
+  }
+}
+
+TEST_F(PrepareCli, FolderFilesAreChosenByIncludeOrByDefault) {
+  const std::string in = dir / "mixed";
+  for (const char* name : {"a.txt", "b.txt", "sub/c.txt", "d.md"})
+    ecmoe::data::test::write_text(in + "/" + name, ecmoe::data::test::sample_text(name[0], 40));
+  ecmoe::data::test::write_text(in + "/a.json", "{\"text\": \"the same text again\"}\n");
+  ecmoe::data::test::write_text(in + "/e.txt", std::string("caf\xe9 latin-1\n"));
+  const std::string common = " --vocab-size 300 --val-fraction 0.3";
+  // Default: the JSON file and the non-UTF-8 file are skipped, counted and named.
+  const CliRun all = run_ecmoe("prepare --input " + in + " --out " + (dir / "all") + common);
+  ASSERT_EQ(all.status, 0) << all.output;
+  EXPECT_NE(all.output.find("skipped 2 files that are not plain text ("), std::string::npos)
+      << all.output;
+  EXPECT_NE(all.output.find("a.json"), std::string::npos) << all.output;
+  const auto documents = [&](const std::string& out) {
+    return ecmoe::data::TokenDataset::open(out, "train").documents() +
+           ecmoe::data::TokenDataset::open(out, "val").documents();
+  };
+  EXPECT_EQ(documents(dir / "all"), 4);
+  // A glob on the name matches in subfolders too; one with '/' matches the relative path.
+  const CliRun txt =
+      run_ecmoe("prepare --input " + in + " --include '*.txt' --out " + (dir / "txt") + common);
+  EXPECT_EQ(txt.status, 1) << txt.output;  // e.txt is chosen, and is not UTF-8
+  EXPECT_NE(txt.output.find("e.txt is not UTF-8 text"), std::string::npos) << txt.output;
+  const CliRun ab = run_ecmoe("prepare --input " + in + " --include '[ab].txt' --include 'sub/*' " +
+                              "--out " + (dir / "ab") + common);
+  ASSERT_EQ(ab.status, 0) << ab.output;
+  EXPECT_EQ(documents(dir / "ab"), 3);
+  EXPECT_EQ(ab.output.find("skipped"), std::string::npos) << ab.output;
+  const CliRun none =
+      run_ecmoe("prepare --input " + in + " --include '*.rst' --out " + (dir / "none") + common);
+  EXPECT_EQ(none.status, 1) << none.output;
+  EXPECT_NE(none.output.find("holds no file matching --include '*.rst'"), std::string::npos)
+      << none.output;
+}
+
+TEST_F(PrepareCli, ExistingTokenizerGivesTheSameIdsAndIsRecorded) {
+  const std::string first = dir / "first";
+  ASSERT_EQ(run_ecmoe("prepare --input " + (dir / "docs") + " --out " + first +
+                      " --vocab-size 300 --val-fraction 0.3")
+                .status,
+            0);
+  const auto original = ecmoe::data::read_manifest(first);
+  // The same text with the folder's tokenizer (given as the folder, then as the model file): the
+  // same shards, byte for byte, and the same tokenizer checksum.
+  for (const std::string& given : {first, first + "/tokenizer.model"}) {
+    const std::string again = dir / "again";
+    const CliRun r = run_ecmoe("prepare --input " + (dir / "docs") + " --out " + again +
+                               " --val-fraction 0.3 --force --tokenizer " + given);
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_EQ(r.output.find("trained a"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("encoding with the existing tokenizer"), std::string::npos) << r.output;
+    const auto m = ecmoe::data::read_manifest(again);
+    EXPECT_EQ(m.tokenizer.checksum, original.tokenizer.checksum);
+    EXPECT_EQ(m.vocab_size, original.vocab_size);
+    for (const char* file : {"train.bin", "val.bin", "tokenizer.model"})
+      EXPECT_EQ(ecmoe::data::test::read_text(again + "/" + file),
+                ecmoe::data::test::read_text(first + "/" + file))
+          << file;
+  }
+  // The tokenizer is part of the recorded settings: the trained folder is not silently replaced.
+  const CliRun refused = run_ecmoe("prepare --input " + (dir / "docs") + " --out " + first +
+                                   " --val-fraction 0.3 --tokenizer " + first + "/tokenizer.model");
+  EXPECT_EQ(refused.status, 1) << refused.output;
+  EXPECT_NE(refused.output.find("other text or settings (tokenizer fnv1a64:"), std::string::npos)
+      << refused.output;
+  EXPECT_NE(refused.output.find(" (was trained)"), std::string::npos) << refused.output;
+  // Everything in validation: new text to evaluate on.
+  ecmoe::data::test::write_text(dir / "new.txt", ecmoe::data::test::sample_text(99, 30));
+  const std::string eval_dir = dir / "eval";
+  const std::string eval_args = "prepare --input " + (dir / "new.txt") + " --out " + eval_dir +
+                                " --val-fraction 1 --tokenizer " + first;
+  const CliRun all_val = run_ecmoe(eval_args);
+  ASSERT_EQ(all_val.status, 0) << all_val.output;
+  EXPECT_EQ(ecmoe::data::TokenDataset::open(eval_dir, "train").size(), 0);
+  EXPECT_EQ(ecmoe::data::TokenDataset::open(eval_dir, "val").documents(), 1);
+  EXPECT_NE(all_val.output.find("next: ecmoe eval --checkpoint CHECKPOINT --data " + eval_dir),
+            std::string::npos)
+      << all_val.output;
+  const CliRun reused = run_ecmoe(eval_args);
+  EXPECT_NE(reused.output.find("reusing " + eval_dir), std::string::npos) << reused.output;
+}
+
+TEST_F(PrepareCli, BadTokenizersAreOneLineErrors) {
+  const auto expect_error = [&](const std::string& args, const std::string& fragment) {
+    const CliRun r =
+        run_ecmoe("prepare --input " + (dir / "docs") + " --out " + (dir / "o") + " " + args);
+    EXPECT_EQ(r.status, 1) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(fragment), std::string::npos) << r.output;
+    const std::size_t at = r.output.rfind("ecmoe: error: ");
+    ASSERT_NE(at, std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find('\n', at), r.output.size() - 1) << "not one line: " << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir / "o/manifest.json"));
+  };
+  expect_error("--tokenizer " + (dir / "nothing.model"), "does not exist");
+  expect_error("--tokenizer " + (dir / "docs"), "is a folder without manifest.json");
+  expect_error("--tokenizer " + (dir / "docs/f1.txt"), "cannot load tokenizer");
+  expect_error("--val-fraction 1", "validation fraction 1 leaves no text to train a tokenizer");
+  expect_error("--tokenizer " + (dir / "docs/f1.txt") + " --vocab-size 300", "excludes");
+}

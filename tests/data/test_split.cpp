@@ -73,9 +73,12 @@ TEST(Split, BothSidesNonEmptyFromTwoDocuments) {
   EXPECT_EQ(one.train.size() + one.val.size(), 1u);
   const auto none = split_documents(make_docs(10), {0.0, 1});
   EXPECT_EQ(none.val.size(), 0u);
+  const auto all = split_documents(make_docs(10), {1.0, 1});  // text to evaluate on
+  EXPECT_EQ(all.val.size(), 10u);
+  EXPECT_EQ(all.train.size(), 0u);
 }
 
 TEST(Split, RejectsBadFraction) {
-  EXPECT_THROW(split_documents(make_docs(3), {1.0, 1}), ecmoe::Error);
+  EXPECT_THROW(split_documents(make_docs(3), {1.01, 1}), ecmoe::Error);
   EXPECT_THROW(split_documents(make_docs(3), {-0.1, 1}), ecmoe::Error);
 }

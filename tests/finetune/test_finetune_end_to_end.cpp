@@ -4,6 +4,7 @@
 // same at any thread count, and the result lands in <out>/result.json.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -15,6 +16,8 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "data/prepare.h"
+#include "data/tokenizer.h"
+#include "finetune/encode.h"
 #include "finetune/finetune.h"
 #include "train/trainer.h"
 
@@ -110,6 +113,23 @@ TEST_F(EndToEnd, BeatsTheMajorityClass) {
   const auto saved = nlohmann::json::parse(data::test::read_text(*dir_ / "ft/result.json"));
   EXPECT_DOUBLE_EQ(saved["test"]["accuracy"].get<double>(), r.test.accuracy);
   EXPECT_EQ(saved["steps"].get<int>(), 120);
+}
+
+// The count behind finetune's "texts longer than max_len were cut" warning: an example counts
+// when it loses tokens to max_len ([CLS] included), a pair losing from its longer side first.
+TEST_F(EndToEnd, EncodingCountsTheExamplesCutToMaxLen) {
+  const data::Tokenizer tokenizer = data::Tokenizer::load(*dir_ / "data/tokenizer.model");
+  const std::string long_text = "the whale and the ship and the sea and the king";
+  const std::vector<Example> examples = {
+      {"the sea", "", 0}, {long_text, "", 0}, {"sea", long_text, 0}};
+  const EncodedSplit e = encode_split(examples, tokenizer, 8);
+  EXPECT_EQ(e.tokens[0].size(), tokenizer.encode("the sea").size() + 1);
+  EXPECT_EQ(e.tokens[1].size(), 8u);
+  ASSERT_EQ(e.tokens[2].size(), 8u);
+  const std::vector<int> sea = tokenizer.encode("sea");
+  EXPECT_TRUE(std::equal(sea.begin(), sea.end(), e.tokens[2].begin() + 1));  // a kept whole
+  EXPECT_EQ(e.tokens[2][1 + sea.size()], data::kSepId);
+  EXPECT_EQ(e.truncated, 2);
 }
 
 TEST_F(EndToEnd, SameResultAtAnyThreadCountAndMeanPoolingLearns) {

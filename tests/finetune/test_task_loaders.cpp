@@ -2,6 +2,7 @@
 // CoLA, MNLI's differing column counts), their errors, the built-in tasks' raw formats, splits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -14,21 +15,15 @@
 #include "finetune/class_metrics.h"
 #include "finetune/glue_tsv.h"
 #include "finetune/task_formats.h"
+#include "finetune/tsv_task.h"
+#include "support/core/error_of.h"
 
 namespace ecmoe::finetune {
 namespace {
 
 using data::test::TempDir;
 using data::test::write_text;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using ecmoe::testing::error_of;
 
 std::string sst2_rows(int n, int offset) {
   std::string text = "sentence\tlabel\n";
@@ -134,9 +129,9 @@ TEST(GlueTsv, BadInputIsAnErrorNamingFileAndLine) {
   EXPECT_NE(cola.find("cola.tsv:1: 3 columns, expected 4"), std::string::npos) << cola;
 
   write_text(dir / "header.tsv", "text\tlabel\nx\t1\n");
-  EXPECT_NE(error_of([&] {
-              read_glue_tsv(dir / "header.tsv", glue_layout("sst2"));
-            }).find("header has no column 'sentence'"),
+  EXPECT_NE(error_of([&] { read_glue_tsv(dir / "header.tsv", glue_layout("sst2")); })
+                .find("header.tsv:1: no column 'sentence' (columns found: 'text', 'label'); the "
+                      "GLUE sst2 layout needs 'sentence' and 'label'"),
             std::string::npos);
   EXPECT_NE(error_of([&] { glue_layout("wnli"); }).find("unknown GLUE task 'wnli'"),
             std::string::npos);
@@ -144,6 +139,69 @@ TEST(GlueTsv, BadInputIsAnErrorNamingFileAndLine) {
             std::string::npos);
   EXPECT_NE(error_of([&] { load_task("sentiment", {}); }).find("unknown task 'sentiment'"),
             std::string::npos);
+}
+
+// Your own TSV files: any label strings (sorted), a dev split carved from train when there is no
+// dev file (the same rows every time), no test split without a test file, errors naming file,
+// line and label.
+TEST(TsvTask, LabelsAreTheTrainingFilesSortedAndUnseenLabelsAreErrors) {
+  TempDir dir("ft-tsv");
+  std::string train = "id\tlabel\ttext\n";
+  const char* labels[] = {"zeta", "Alpha", "beta", "b"};
+  for (int i = 0; i < 40; ++i)
+    train += std::to_string(i) + "\t" + labels[i % 4] + "\ttext " + std::to_string(i) + "\n";
+  write_text(dir / "t/train.tsv", train);
+  const TaskData t = load_tsv_task("mine", tsv_task_files(dir / "t"), {}, 0.25);
+  EXPECT_EQ(t.labels, (std::vector<std::string>{"Alpha", "b", "beta", "zeta"}));
+  EXPECT_EQ(t.dev.size(), 10u);
+  EXPECT_EQ(t.train.size(), 30u);
+  EXPECT_TRUE(t.test.empty());
+  EXPECT_EQ(t.sources.dev, "10 rows held out of train.tsv (dev_fraction 0.25)");
+  const TaskData again = load_tsv_task("mine", tsv_task_files(dir / "t"), {}, 0.25);
+  for (size_t i = 0; i < t.dev.size(); ++i) EXPECT_EQ(t.dev[i].text_a, again.dev[i].text_a);
+
+  write_text(dir / "t/test.tsv", "text\tlabel\nfine\tb\nodd\tgamma\n");
+  const std::string unseen =
+      error_of([&] { load_tsv_task("mine", tsv_task_files(dir / "t"), {}, 0.25); });
+  EXPECT_NE(unseen.find(dir / "t/test.tsv:3: label 'gamma' does not occur in " +
+                        (dir / "t/train.tsv") + " (its labels: Alpha, b, beta, zeta)"),
+            std::string::npos)
+      << unseen;
+  write_text(dir / "t/test.tsv", "text\tlabel\nfine\tb\nshort row\n");
+  const std::string cols =
+      error_of([&] { load_tsv_task("mine", tsv_task_files(dir / "t"), {}, 0.25); });
+  EXPECT_NE(cols.find("test.tsv:3: 1 columns, expected 2 as in the header ('text', 'label')"),
+            std::string::npos)
+      << cols;
+  // Columns by name, pairs.
+  write_text(dir / "p/train.tsv", "a\tb\ty\nx1\tx2\tyes\nx3\tx4\tno\nx5\tx6\tno\n");
+  const TaskData p =
+      load_tsv_task("pairs", {dir / "p/train.tsv", dir / "p/train.tsv", ""}, {"a", "b", "y"}, 0.1);
+  EXPECT_TRUE(p.pairs);
+  ASSERT_EQ(p.train.size(), 3u);
+  const auto first = std::find_if(p.train.begin(), p.train.end(),
+                                  [](const Example& e) { return e.text_a == "x1"; });
+  ASSERT_NE(first, p.train.end());
+  EXPECT_EQ(first->text_b, "x2");
+  EXPECT_EQ(first->label, 1);  // "yes" after "no"
+}
+
+TEST(ClassMetrics, PerClassPrecisionRecallF1AndConfusion) {
+  // gold:      0 0 0 1 1 2
+  // predicted: 0 0 1 1 2 2
+  const ClassMetrics m = class_metrics({0, 0, 0, 1, 1, 2}, {0, 0, 1, 1, 2, 2}, 4);
+  EXPECT_DOUBLE_EQ(m.precision[0], 1.0);
+  EXPECT_DOUBLE_EQ(m.recall[0], 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(m.f1[0], 0.8);
+  EXPECT_DOUBLE_EQ(m.precision[1], 0.5);
+  EXPECT_DOUBLE_EQ(m.recall[1], 0.5);
+  EXPECT_DOUBLE_EQ(m.precision[2], 0.5);
+  EXPECT_DOUBLE_EQ(m.recall[2], 1.0);
+  EXPECT_DOUBLE_EQ(m.f1[3], 0.0);  // never gold, never predicted
+  EXPECT_EQ(m.support, (std::vector<int64_t>{3, 2, 1, 0}));
+  EXPECT_EQ(m.confusion[0], (std::vector<int64_t>{2, 1, 0, 0}));
+  EXPECT_EQ(m.confusion[1], (std::vector<int64_t>{0, 1, 1, 0}));
+  EXPECT_DOUBLE_EQ(m.macro_f1, (0.8 + 0.5 + 2.0 / 3.0) / 3.0);
 }
 
 // Non-UTF-8 text is refused as `ecmoe prepare` refuses it (one validator, data/clean.h), naming

@@ -13,19 +13,12 @@
 #include "io/input_file.h"
 #include "io/safetensors.h"
 #include "io_test_util.h"
+#include "support/core/error_of.h"
 
 using namespace ecmoe;
+using ecmoe::testing::error_of;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 class InputFile : public ::testing::Test {
  protected:

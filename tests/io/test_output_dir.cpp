@@ -12,20 +12,12 @@
 #include "io/dir_lock.h"
 #include "io/output_dir.h"
 #include "io_test_util.h"
+#include "support/core/error_of.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ecmoe::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
+using ecmoe::testing::error_of;
 }  // namespace
 
 TEST(OutputDir, CreatesMissingFoldersAndRefusesFilesAndEmpty) {

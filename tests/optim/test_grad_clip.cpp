@@ -61,6 +61,32 @@ TEST(GradClip, ClipsToMaxNormAndReturnsNormBefore) {
   EXPECT_FLOAT_EQ(g.get("a")[0], a0 * float(0.5 / (double(before) + 1e-6)));
 }
 
+// Two buffers clip as one gradient: the joint norm, one factor for both.
+TEST(GradClip, SeveralBuffersClipAsOne) {
+  const TensorTable table = make_table();
+  FlatBuffer a(table), b(table), a0(table), b0(table);
+  fill(a, 5, 0.01f);
+  fill(b, 6, 0.02f);
+  std::memcpy(a0.data(), a.data(), size_t(a.size()) * sizeof(float));
+  std::memcpy(b0.data(), b.data(), size_t(b.size()) * sizeof(float));
+  const double na = grad_norm(a), nb = grad_norm(b);
+  FlatBuffer* const both[] = {&a, &b};
+  const float joint = clip_grad_norm(both, 0.5f);
+  EXPECT_NEAR(joint, std::sqrt(na * na + nb * nb), 1e-6 * joint);
+  const float factor = float(0.5 / (double(joint) + 1e-6));
+  EXPECT_FLOAT_EQ(a.get("a")[0], a0.get("a")[0] * factor);
+  EXPECT_FLOAT_EQ(b.get("b")[1], b0.get("b")[1] * factor);
+  const double after_a = grad_norm(a), after_b = grad_norm(b);
+  EXPECT_NEAR(std::sqrt(after_a * after_a + after_b * after_b), 0.5, 1e-5);
+  // One buffer through the list is the single-buffer call, bit for bit.
+  FlatBuffer c(table), d(table);
+  fill(c, 7, 0.01f);
+  std::memcpy(d.data(), c.data(), size_t(c.size()) * sizeof(float));
+  FlatBuffer* const one[] = {&c};
+  EXPECT_EQ(clip_grad_norm(one, 0.1f), clip_grad_norm(d, 0.1f));
+  EXPECT_EQ(std::memcmp(c.data(), d.data(), size_t(c.size()) * sizeof(float)), 0);
+}
+
 TEST(GradClip, LeavesSmallOrUnboundedGradsAlone) {
   const TensorTable table = make_table();
   FlatBuffer g(table), copy(table);

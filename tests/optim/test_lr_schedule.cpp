@@ -65,6 +65,26 @@ TEST(LrSchedule, Constant) {
   EXPECT_FLOAT_EQ(s.lr_at(1000000), 3e-4f);
 }
 
+// Fine-tuning's schedule: linear warm-up, then linear decay that ends at peak / (rest + 1), never
+// 0.
+TEST(LrSchedule, Linear) {
+  const LrSchedule s{
+      .peak_lr = 1.f, .warmup_steps = 2, .decay = LrDecay::Linear, .total_steps = 10};
+  s.validate();
+  EXPECT_FLOAT_EQ(s.lr_at(0), 0.5f);
+  EXPECT_FLOAT_EQ(s.lr_at(1), 1.f);
+  EXPECT_FLOAT_EQ(s.lr_at(2), 8.f / 9.f);  // 8 steps left of a decay over 8 + 1
+  EXPECT_FLOAT_EQ(s.lr_at(5), 5.f / 9.f);
+  EXPECT_FLOAT_EQ(s.lr_at(9), 1.f / 9.f);  // the last step
+  EXPECT_FLOAT_EQ(s.lr_at(50), 1.f / 9.f);
+  for (int64_t step = 2; step < 9; ++step) EXPECT_GT(s.lr_at(step), s.lr_at(step + 1));
+  // All warm-up: total == warmup is allowed (a one-step run warms up to peak).
+  EXPECT_FLOAT_EQ(
+      (LrSchedule{.peak_lr = 1.f, .warmup_steps = 1, .decay = LrDecay::Linear, .total_steps = 1}
+           .lr_at(0)),
+      1.f);
+}
+
 TEST(LrSchedule, RejectsInconsistentSchedules) {
   EXPECT_THROW((LrSchedule{.peak_lr = 0.f}.validate()), Error);
   EXPECT_THROW((LrSchedule{.peak_lr = 1.f, .warmup_steps = -1}.validate()), Error);
@@ -72,6 +92,10 @@ TEST(LrSchedule, RejectsInconsistentSchedules) {
                Error);
   EXPECT_THROW(
       (LrSchedule{.peak_lr = 1.f, .warmup_steps = 100, .decay = LrDecay::Cosine, .total_steps = 100}
+           .validate()),
+      Error);
+  EXPECT_THROW(
+      (LrSchedule{.peak_lr = 1.f, .warmup_steps = 10, .decay = LrDecay::Linear, .total_steps = 9}
            .validate()),
       Error);
   EXPECT_THROW(LrSchedule{}.lr_at(-1), Error);

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/transformer.h"
+#include "support/core/error_of.h"
 #include "train/checkpoint.h"
 #include "train_test_util.h"
 
@@ -23,19 +24,11 @@ using namespace ecmoe;
 using ecmoe::train_test::TempDir;
 
 namespace fs = std::filesystem;
+using ecmoe::testing::error_of;
 
 namespace {
 
 constexpr int kVocab = 64;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 class CheckpointIntegrity : public ::testing::Test {
  protected:

@@ -134,6 +134,19 @@ TEST(TrainConfig, SetErrorsNameTheKey) {
   expect_error([] { with({"model.kind=ring"}); }, {"model.kind", "encoder or decoder"});
 }
 
+// Names from other trainers suggest the key they mean, not the nearest spelling ("lr" is two
+// edits from "out", but means schedule.peak_lr).
+TEST(TrainConfig, SetSuggestsTheKeyMeantByOtherTrainersNames) {
+  expect_error([] { with({"lr=0.1"}); },
+               {"unknown config key 'lr'", "did you mean 'schedule.peak_lr'"});
+  expect_error([] { with({"learning_rate=0.1"}); }, {"did you mean 'schedule.peak_lr'"});
+  expect_error([] { with({"epochs=3"}); }, {"did you mean 'steps'"});
+  expect_error([] { with({"wd=0.1"}); }, {"did you mean 'optimizer.weight_decay'"});
+  expect_error([] { with({"clip=1"}); }, {"did you mean 'clip_norm'"});
+  expect_error([] { with({"batch=8"}); }, {"did you mean 'batch_size'"});
+  expect_error([] { with({"optimizer.lr=0.1"}); }, {"did you mean 'schedule.peak_lr'"});
+}
+
 // NaN and infinity are not numbers a config can hold (JSON writes them as null): the error says
 // so rather than "got null".
 TEST(TrainConfig, SetRefusesNonFiniteNumbers) {
