@@ -98,7 +98,7 @@ void visit_fields(Visitor& v, TrainConfig& c) {
   v.field("batch_size", c.batch_size);
   // Kept in ModelConfig (the model's GEMMs read it), named at the top level: `--set
   // precision=bf16`.
-  v.field("precision", Named<Precision>{c.model.precision, parse_precision, precision_name});
+  v.field("precision", NamedEnum<Precision>{c.model.precision, parse_precision, precision_name});
   v.group("seeds", [&] {
     v.field("init", c.seeds.init);
     v.field("data", c.seeds.data);
