@@ -14,20 +14,12 @@ namespace ecmoe::finetune {
 
 namespace {
 
+// Metadata of the file at `path`, with errors that name it.
 std::string meta(const Metadata& m, const std::string& key, const std::string& path) {
-  const auto it = m.find(key);
-  ECMOE_CHECK(it != m.end(), "fine-tuned model '", path, "' lacks the metadata key '", key, "'");
-  return it->second;
+  return metadata_value(m, key, "fine-tuned model '" + path + "'");
 }
-
-int64_t parse_int(const std::string& text, const std::string& key, const std::string& path) {
-  try {
-    std::size_t used = 0;
-    const long long v = std::stoll(text, &used);
-    if (used == text.size()) return v;
-  } catch (const std::exception&) {
-  }
-  fail("fine-tuned model '", path, "': metadata ", key, " is not an integer: '", text, "'");
+int64_t meta_int(const Metadata& m, const std::string& key, const std::string& path) {
+  return metadata_int(m, key, "fine-tuned model '" + path + "'");
 }
 
 }  // namespace
@@ -80,7 +72,7 @@ SavedClassifier SavedClassifier::open(const std::string& path) {
               "' is not a fine-tuned ecmoe classifier (its metadata has no format \"",
               kClassifierFormat, "\"; `ecmoe finetune --out DIR` writes DIR/", kClassifierFile,
               ")");
-  const int64_t version = parse_int(meta(m, "format_version", path), "format_version", path);
+  const int64_t version = meta_int(m, "format_version", path);
   ECMOE_CHECK(version == kClassifierFormatVersion, "fine-tuned model '", path,
               "' has format version ", version, "; this build reads version ",
               kClassifierFormatVersion);
@@ -113,15 +105,15 @@ SavedClassifier SavedClassifier::open(const std::string& path) {
   } catch (const Error& e) {
     fail(what, ": its metadata is unusable: ", e.what());
   }
-  info.max_len = int(parse_int(meta(m, "max_len", path), "max_len", path));
+  info.max_len = int(meta_int(m, "max_len", path));
   ECMOE_CHECK(info.max_len >= 2 && info.max_len <= info.pretrain.model.seq_len, what, ": max_len ",
               info.max_len, " is outside [2, seq_len]");
   info.pairs = meta(m, "pairs", path) == "true";
   info.pretrain_checkpoint = meta(m, "pretrain_checkpoint", path);
-  info.pretrain_step = parse_int(meta(m, "pretrain_step", path), "pretrain_step", path);
+  info.pretrain_step = meta_int(m, "pretrain_step", path);
   info.data = {meta(m, "data.dir", path), meta(m, "data.tokenizer", path),
                meta(m, "data.tokenizer_checksum", path), meta(m, "data.source_id", path),
-               int(parse_int(meta(m, "data.vocab_size", path), "data.vocab_size", path))};
+               int(meta_int(m, "data.vocab_size", path))};
   return c;
 }
 

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string_view>
@@ -449,6 +450,23 @@ void load_flat_buffers(const SafetensorsFile& file, const std::vector<FlatBuffer
 
 void load_flat_buffer(const SafetensorsFile& file, const std::string& prefix, FlatBuffer& buffer) {
   load_flat_buffers(file, {{prefix, &buffer}});
+}
+
+std::string metadata_value(const Metadata& m, const std::string& key, const std::string& file) {
+  const auto it = m.find(key);
+  ECMOE_CHECK(it != m.end(), file, " lacks the metadata key '", key, "'");
+  return it->second;
+}
+
+int64_t metadata_int(const Metadata& m, const std::string& key, const std::string& file) {
+  const std::string text = metadata_value(m, key, file);
+  try {
+    std::size_t used = 0;
+    const long long v = std::stoll(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  fail(file, ": metadata ", key, " is not an integer: '", text, "'");
 }
 
 }  // namespace ecmoe

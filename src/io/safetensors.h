@@ -26,6 +26,12 @@ bool parse_dtype(const std::string& name, DType* out);  // false for names we do
 
 using Metadata = std::map<std::string, std::string>;  // the header's "__metadata__"
 
+// A metadata value that must be there, and one that must be an integer; `file` names the file in
+// the one-line errors, e.g. "checkpoint 'runs/a/checkpoint.safetensors' lacks the metadata key
+// 'config'".
+std::string metadata_value(const Metadata& m, const std::string& key, const std::string& file);
+int64_t metadata_int(const Metadata& m, const std::string& key, const std::string& file);
+
 // A tensor to write: the bytes at `data` (numel × dtype_size, C order) are not copied.
 struct TensorRef {
   std::string name;

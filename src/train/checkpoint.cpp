@@ -46,20 +46,12 @@ const std::set<std::string> kResumeMayChange = {"steps",
                                                 "data.dir",
                                                 "precision"};
 
+// Metadata of the file at `path`, with errors that name it.
 std::string meta(const Metadata& m, const std::string& key, const std::string& path) {
-  const auto it = m.find(key);
-  ECMOE_CHECK(it != m.end(), "checkpoint '", path, "' lacks the metadata key '", key, "'");
-  return it->second;
+  return metadata_value(m, key, "checkpoint '" + path + "'");
 }
-
-int64_t parse_int(const std::string& text, const std::string& what, const std::string& path) {
-  try {
-    std::size_t used = 0;
-    const long long v = std::stoll(text, &used);
-    if (used == text.size()) return v;
-  } catch (const std::exception&) {
-  }
-  fail("checkpoint '", path, "': metadata ", what, " is not an integer: '", text, "'");
+int64_t meta_int(const Metadata& m, const std::string& key, const std::string& path) {
+  return metadata_int(m, key, "checkpoint '" + path + "'");
 }
 
 // Parameters or optimizer moments holding NaN or inf: a checkpoint with a valid checksum can still
@@ -183,7 +175,7 @@ Checkpoint Checkpoint::open(const std::string& path) {
   ECMOE_CHECK(format != m.end() && format->second == kCheckpointFormat, "'", path,
               "' is not an ecmoe training checkpoint (its metadata has no format \"",
               kCheckpointFormat, "\")");
-  const int64_t version = parse_int(meta(m, "format_version", path), "format_version", path);
+  const int64_t version = meta_int(m, "format_version", path);
   ECMOE_CHECK(version == kCheckpointFormatVersion || version == 1, "checkpoint '", path,
               "' has format version ", version, "; this build reads versions 1 and ",
               kCheckpointFormatVersion);
@@ -224,7 +216,7 @@ Checkpoint Checkpoint::open(const std::string& path) {
               "': its config has no vocabulary size");
   c.data_ = {meta(m, "data.dir", path), meta(m, "data.tokenizer", path),
              meta(m, "data.tokenizer_checksum", path), meta(m, "data.source_id", path),
-             int(parse_int(meta(m, "data.vocab_size", path), "data.vocab_size", path))};
+             int(meta_int(m, "data.vocab_size", path))};
   c.file_.read_i64(kStepTensor, &c.state_.step, {});
   c.file_.read_i64(kTokensTensor, &c.state_.tokens_seen, {});
   ECMOE_CHECK(c.state_.step >= 0, "checkpoint '", path, "': negative step");

@@ -1,8 +1,10 @@
 // Running the real `ecmoe` binary from a test: stdout captured, stderr into a file read back.
 #pragma once
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "../train/train_test_util.h"
@@ -34,5 +36,20 @@ inline CliRun run_ecmoe(const std::string& args, const std::string& err_file) {
 inline bool contains(const std::string& text, const std::string& fragment) {
   return text.find(fragment) != std::string::npos;
 }
+
+// The fixture of CLI tests that train: a fresh folder `dir` (named after the test suite) holding a
+// small prepared data folder, <dir>/data (64 token ids, 20,000 training and 3,000 validation
+// tokens), and `run` for the binary with its stderr kept in <dir>/stderr.txt.
+class CliDataTest : public ::testing::Test {
+ protected:
+  explicit CliDataTest(const std::string& name) : dir(name) {}
+  void SetUp() override {
+    ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY))
+        << ECMOE_BINARY << " is missing: build the ecmoe target before the tests";
+    train_test::write_data_folder(dir / "data", 64, 20000, 3000);
+  }
+  CliRun run(const std::string& args) { return run_ecmoe(args, dir / "stderr.txt"); }
+  train_test::TempDir dir;
+};
 
 }  // namespace ecmoe::cli_test

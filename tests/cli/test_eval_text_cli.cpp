@@ -3,6 +3,8 @@
 // trained on text the test writes; and their one-line errors.
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>

@@ -24,12 +24,9 @@ namespace {
 using ecmoe::cli_test::CliRun;
 using ecmoe::cli_test::contains;
 
-class IntegrityCli : public ::testing::Test {
+class IntegrityCli : public ecmoe::cli_test::CliDataTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(fs::exists(ECMOE_BINARY)) << ECMOE_BINARY << " is missing";
-    ecmoe::train_test::write_data_folder(dir / "data", 64, 20000, 3000);
-  }
+  IntegrityCli() : CliDataTest("integrity-cli") {}
   // Runs ecmoe in `cwd` (the test's folder by default), killed after 60 s so that a hang fails.
   CliRun run(const std::string& args, const std::string& cwd = "") {
     return ecmoe::cli_test::run_command(
@@ -53,7 +50,6 @@ class IntegrityCli : public ::testing::Test {
     EXPECT_EQ(r.status, 0) << r.out << r.err;
     return dir / "runs/a/checkpoint.safetensors";
   }
-  TempDir dir{"integrity-cli"};
 };
 
 }  // namespace

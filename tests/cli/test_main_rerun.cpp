@@ -19,12 +19,9 @@ namespace fs = std::filesystem;
 
 const std::string kRoot = fs::path(ECMOE_FIXTURE_DIR).parent_path().parent_path().string();
 
-class MainRerun : public ::testing::Test {
+class MainRerun : public ecmoe::cli_test::CliDataTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(fs::exists(ECMOE_BINARY)) << ECMOE_BINARY << " is missing";
-    ecmoe::train_test::write_data_folder(dir / "data", 64, 20000, 3000);
-  }
+  MainRerun() : CliDataTest("main-rerun") {}
   // The script run from the temporary folder (runs/tiny, the config's own out, lands there).
   CliRun script(const std::string& args) {
     return run_command("cd " + dir.str() + " && ECMOE=" + ECMOE_BINARY + " " + kRoot +
@@ -32,7 +29,6 @@ class MainRerun : public ::testing::Test {
                            (dir / "data") + " " + args,
                        dir / "stderr.txt");
   }
-  TempDir dir{"main-rerun"};
 };
 
 }  // namespace

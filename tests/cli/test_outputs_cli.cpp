@@ -32,14 +32,9 @@ int count_lines_with(const std::string& path, const std::string& fragment) {
   return n;
 }
 
-class OutputsCli : public ::testing::Test {
+class OutputsCli : public ecmoe::cli_test::CliDataTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY))
-        << ECMOE_BINARY << " is missing: build the ecmoe target before the tests";
-    ecmoe::train_test::write_data_folder(dir / "data", 64, 20000, 3000);
-  }
-  CliRun run(const std::string& args) { return run_ecmoe(args, dir / "stderr.txt"); }
+  OutputsCli() : CliDataTest("outputs-cli") {}
   // Exit 1 with one line naming `fragment`.
   void expect_error(const CliRun& r, const std::string& fragment) {
     EXPECT_EQ(r.status, 1) << r.out << r.err;
@@ -54,7 +49,6 @@ class OutputsCli : public ::testing::Test {
   std::string train_args(const std::string& out) {
     return "train --config tiny --set data.dir=" + (dir / "data") + " --out " + out;
   }
-  TempDir dir{"outputs-cli"};
 };
 
 }  // namespace

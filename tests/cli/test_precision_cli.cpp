@@ -29,15 +29,9 @@ std::vector<std::string> start_precisions(const std::string& path) {
   return out;
 }
 
-class PrecisionCli : public ::testing::Test {
+class PrecisionCli : public ecmoe::cli_test::CliDataTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY))
-        << ECMOE_BINARY << " is missing: build the ecmoe target before the tests";
-    ecmoe::train_test::write_data_folder(dir / "data", 64, 20000, 3000);
-  }
-  CliRun run(const std::string& args) { return run_ecmoe(args, dir / "stderr.txt"); }
-  TempDir dir{"precision-cli"};
+  PrecisionCli() : CliDataTest("precision-cli") {}
 };
 
 }  // namespace

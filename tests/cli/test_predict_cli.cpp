@@ -4,6 +4,7 @@
 // one-line errors of bad files and bad predict input.
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <map>

@@ -18,14 +18,9 @@ using ecmoe::cli_test::CliRun;
 using ecmoe::cli_test::contains;
 using ecmoe::cli_test::run_ecmoe;
 
-class TrainCli : public ::testing::Test {
+class TrainCli : public ecmoe::cli_test::CliDataTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY))
-        << ECMOE_BINARY << " is missing: build the ecmoe target before the tests";
-    ecmoe::train_test::write_data_folder(dir / "data", 64, 20000, 3000);
-  }
-  CliRun run(const std::string& args) { return run_ecmoe(args, dir / "stderr.txt"); }
+  TrainCli() : CliDataTest("train-cli") {}
   void expect_error(const std::string& args, const std::string& fragment) {
     const CliRun r = run(args);
     EXPECT_EQ(r.status, 1) << args << "\n" << r.out << r.err;
@@ -34,7 +29,6 @@ class TrainCli : public ::testing::Test {
     const std::string last = r.err.substr(r.err.rfind("ecmoe: error: "));
     EXPECT_EQ(last.find('\n'), last.size() - 1) << "not one line: " << last;
   }
-  TempDir dir{"train-cli"};
 };
 
 }  // namespace

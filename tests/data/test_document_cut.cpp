@@ -2,6 +2,8 @@
 // file; each but the last reaches the size; cuts fall at paragraph breaks when the text has them.
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
