@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 
+#include "../data/test_util.h"
 #include "../train/train_test_util.h"
 
 namespace ecmoe::cli_test {
@@ -35,6 +37,27 @@ inline CliRun run_ecmoe(const std::string& args, const std::string& err_file) {
 
 inline bool contains(const std::string& text, const std::string& fragment) {
   return text.find(fragment) != std::string::npos;
+}
+
+// A tiny pre-trained encoder for the tests of what comes after pre-training: sample text in
+// <dir>/in, prepared into <dir>/data (320 pieces, a quarter held out), the `tiny` config trained
+// `steps` steps into <dir>/pre (<dir>/pre/checkpoint.safetensors). Returns "" on success, else
+// which command failed and its stderr.
+inline std::string pretrain_tiny_encoder(const train_test::TempDir& dir, int steps) {
+  for (int i = 0; i < 4; ++i)
+    train_test::write_text(dir / ("in/part" + std::to_string(i) + ".txt"),
+                           data::test::sample_text(300 + uint64_t(i), 80));
+  const std::string err = dir / "pretrain-stderr.txt";
+  const CliRun prepare = run_ecmoe("prepare --input " + (dir / "in") + " --out " + (dir / "data") +
+                                       " --vocab-size 320 --val-fraction 0.25",
+                                   err);
+  if (prepare.status != 0) return "prepare failed: " + prepare.err;
+  const CliRun train =
+      run_ecmoe("train --config tiny --set data.dir=" + (dir / "data") +
+                    " --set steps=" + std::to_string(steps) + " --out " + (dir / "pre"),
+                err);
+  if (train.status != 0) return "train failed: " + train.err;
+  return "";
 }
 
 // The fixture of CLI tests that train: a fresh folder `dir` (named after the test suite) holding a

@@ -41,16 +41,7 @@ TEST(FinetuneCli, TrainsOnGlueLayoutAndReportsErrorsWithFileAndLine) {
   ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY));
   TempDir dir("ft-cli");
   const auto run = [&](const std::string& args) { return run_ecmoe(args, dir / "stderr.txt"); };
-  for (int i = 0; i < 4; ++i)
-    ecmoe::train_test::write_text(dir / ("in/part" + std::to_string(i) + ".txt"),
-                                  ecmoe::data::test::sample_text(300 + i, 80));
-  ASSERT_EQ(run("prepare --input " + (dir / "in") + " --out " + (dir / "data") +
-                " --vocab-size 320 --val-fraction 0.25")
-                .status,
-            0);
-  const CliRun train = run("train --config tiny --set data.dir=" + (dir / "data") +
-                           " --set steps=10 --out " + (dir / "pre"));
-  ASSERT_EQ(train.status, 0) << train.err;
+  ASSERT_EQ(ecmoe::cli_test::pretrain_tiny_encoder(dir, 10), "");
   ecmoe::train_test::write_text(dir / "sst/train.tsv", sst2_file(400, 1));
   ecmoe::train_test::write_text(dir / "sst/dev.tsv", sst2_file(100, 2));
   const std::string ckpt = " --checkpoint " + (dir / "pre/checkpoint.safetensors");

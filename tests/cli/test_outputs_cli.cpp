@@ -149,17 +149,7 @@ TEST(OutputsCliFinetune, OutThatIsAFileFailsBeforeTraining) {
   ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY));
   TempDir dir("outputs-ft");
   const auto run = [&](const std::string& args) { return run_ecmoe(args, dir / "stderr.txt"); };
-  for (int i = 0; i < 4; ++i)
-    ecmoe::train_test::write_text(dir / ("in/part" + std::to_string(i) + ".txt"),
-                                  ecmoe::data::test::sample_text(300 + i, 80));
-  ASSERT_EQ(run("prepare --input " + (dir / "in") + " --out " + (dir / "data") +
-                " --vocab-size 320 --val-fraction 0.25")
-                .status,
-            0);
-  ASSERT_EQ(run("train --config tiny --set data.dir=" + (dir / "data") + " --set steps=2 --out " +
-                (dir / "pre"))
-                .status,
-            0);
+  ASSERT_EQ(ecmoe::cli_test::pretrain_tiny_encoder(dir, 2), "");
   std::string tsv = "sentence\tlabel\n";
   for (int i = 0; i < 200; ++i)
     tsv += std::string(i % 2 ? "the whale ." : "the king .") + "\t" + std::to_string(i % 2) + "\n";

@@ -79,16 +79,7 @@ class PredictCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir("predict-cli");
-    for (int i = 0; i < 4; ++i)
-      write_text(*dir_ / ("in/part" + std::to_string(i) + ".txt"),
-                 ecmoe::data::test::sample_text(300 + i, 80));
-    ASSERT_EQ(run("prepare --input " + (*dir_ / "in") + " --out " + (*dir_ / "data") +
-                  " --vocab-size 320 --val-fraction 0.25")
-                  .status,
-              0);
-    const CliRun train = run("train --config tiny --set data.dir=" + (*dir_ / "data") +
-                             " --set steps=10 --out " + (*dir_ / "pre"));
-    ASSERT_EQ(train.status, 0) << train.err;
+    ASSERT_EQ(ecmoe::cli_test::pretrain_tiny_encoder(*dir_, 10), "");
   }
   static void TearDownTestSuite() { delete dir_; }
   static CliRun run(const std::string& args) { return run_ecmoe(args, *dir_ / "stderr.txt"); }
