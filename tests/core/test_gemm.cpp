@@ -12,15 +12,6 @@
 
 using namespace ecmoe;
 
-namespace {
-std::vector<float> random_vec(size_t n, uint64_t seed) {
-  Rng rng(seed, 7);
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = rng.normal(i);
-  return v;
-}
-}  // namespace
-
 // Every transpose combination and awkward sizes (1, 7, tile+1) against the reference.
 TEST(Gemm, MatchesReferenceOnAwkwardShapes) {
   const int sizes[] = {1, 3, 7, 129, 513};

@@ -20,17 +20,11 @@
 #include "core/bf16.h"
 #include "core/gemm.h"
 #include "core/rng.h"
+#include "support/core/gemm_reference.h"
 
 using namespace ecmoe;
 
 namespace {
-
-std::vector<float> random_vec(size_t n, uint64_t seed) {
-  Rng rng(seed, 7);
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = rng.normal(i);
-  return v;
-}
 
 // Sets ECMOE_BF16_FALLBACK for a scope.
 class FallbackScope {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/rng.h"
@@ -43,6 +44,24 @@ struct LayerCase {
     return MoeInput{x.data(), token_ids.data(), n, training, 0};
   }
 };
+
+// What a finite-difference check perturbs: the layer input x and every parameter of the case,
+// each with the analytic gradient backward gave it (dx for x, grads for the parameters).
+struct GradTarget {
+  std::string name;
+  float* values;
+  const float* analytic;
+  size_t size;
+};
+
+inline std::vector<GradTarget> gradient_targets(LayerCase& c, const std::vector<float>& dx,
+                                                const FlatBuffer& grads) {
+  std::vector<GradTarget> targets = {{"x", c.x.data(), dx.data(), c.x.size()}};
+  for (const auto& spec : c.table.specs())
+    targets.push_back(
+        {spec.name, c.params.get(spec.name), grads.get(spec.name), size_t(spec.numel())});
+  return targets;
+}
 
 inline MoeConfig small_config(RouterKind router, int d = 8, int f = 12, int e = 4) {
   MoeConfig c = default_moe_config(router);

@@ -63,16 +63,7 @@ void check_gradients(const GradCase& gc) {
   auto g = moe_grads(grads, "", cfg);
   layer.backward(c.weights(), g, r.data(), dx.data());
 
-  struct Target {
-    std::string name;
-    float* values;
-    const float* analytic;
-    size_t size;
-  };
-  std::vector<Target> targets = {{"x", c.x.data(), dx.data(), c.x.size()}};
-  for (const auto& spec : c.table.specs())
-    targets.push_back(
-        {spec.name, c.params.get(spec.name), grads.get(spec.name), size_t(spec.numel())});
+  const std::vector<GradTarget> targets = gradient_targets(c, dx, grads);
 
   const double h = 3e-3;
   int flipped = 0, checked = 0;
