@@ -61,18 +61,22 @@ inline std::string pretrain_tiny_encoder(const train_test::TempDir& dir, int ste
 }
 
 // The fixture of CLI tests that train: a fresh folder `dir` (named after the test suite) holding a
-// small prepared data folder, <dir>/data (64 token ids, 20,000 training and 3,000 validation
-// tokens), and `run` for the binary with its stderr kept in <dir>/stderr.txt.
+// small prepared data folder, <dir>/data (64 token ids, 20,000 training and `val_tokens`
+// validation tokens), and `run` for the binary with its stderr kept in <dir>/stderr.txt.
 class CliDataTest : public ::testing::Test {
  protected:
-  explicit CliDataTest(const std::string& name) : dir(name) {}
+  explicit CliDataTest(const std::string& name, int val_tokens = 3000)
+      : dir(name), val_tokens_(val_tokens) {}
   void SetUp() override {
     ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY))
         << ECMOE_BINARY << " is missing: build the ecmoe target before the tests";
-    train_test::write_data_folder(dir / "data", 64, 20000, 3000);
+    train_test::write_data_folder(dir / "data", 64, 20000, val_tokens_);
   }
   CliRun run(const std::string& args) { return run_ecmoe(args, dir / "stderr.txt"); }
   train_test::TempDir dir;
+
+ private:
+  int val_tokens_;
 };
 
 }  // namespace ecmoe::cli_test

@@ -18,15 +18,9 @@ namespace {
 using ecmoe::cli_test::CliRun;
 using ecmoe::cli_test::contains;
 
-class CausalCli : public ::testing::Test {
+class CausalCli : public ecmoe::cli_test::CliDataTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY)) << ECMOE_BINARY << " is missing";
-    ecmoe::train_test::write_data_folder(dir / "data", 64, 20000, 4000);
-  }
-  CliRun run(const std::string& args) {
-    return ecmoe::cli_test::run_ecmoe(args, dir / "stderr.txt");
-  }
+  CausalCli() : CliDataTest("causal-cli", 4000) {}
   void expect_error(const std::string& args, const std::string& fragment) {
     const CliRun r = run(args);
     EXPECT_EQ(r.status, 1) << args << "\n" << r.out << r.err;
@@ -39,7 +33,6 @@ class CausalCli : public ::testing::Test {
     EXPECT_EQ(r.status, 0) << r.out << r.err;
     return out + "/checkpoint.safetensors";
   }
-  TempDir dir{"causal-cli"};
 };
 
 }  // namespace

@@ -18,13 +18,7 @@ using ecmoe::train_test::TempDir;
 
 namespace {
 
-// Paragraphs of 4 sentences separated by blank lines.
-std::string paragraph_text(uint64_t seed, int count) {
-  std::string text;
-  for (int p = 0; p < count; ++p)
-    text += ecmoe::data::test::sample_text(seed * 1000 + uint64_t(p), 4) + "\n";
-  return text;
-}
+using ecmoe::data::test::paragraph_text;
 
 class EvalTextCli : public ::testing::Test {
  protected:

@@ -252,17 +252,7 @@ TEST_F(PrepareCli, OutputProblemsAndTheNextCommand) {
       << ok.output;
 }
 
-namespace {
-
-// `count` paragraphs of 4 sentences separated by blank lines: about 250 bytes each.
-std::string paragraph_text(uint64_t seed, int count) {
-  std::string text;
-  for (int p = 0; p < count; ++p)
-    text += ecmoe::data::test::sample_text(seed * 1000 + uint64_t(p), 4) + "\n";
-  return text;
-}
-
-}  // namespace
+using ecmoe::data::test::paragraph_text;
 
 TEST_F(PrepareCli, TwoFilesAreSplitByDocumentAtTheRequestedFraction) {
   // Two long files, cut into documents of ~1 KB: the validation share is near 0.1 of documents

@@ -72,4 +72,11 @@ inline std::string sample_text(uint64_t seed, int lines) {
   return text;
 }
 
+// `count` paragraphs of 4 sample_text sentences separated by blank lines: about 250 bytes each.
+inline std::string paragraph_text(uint64_t seed, int count) {
+  std::string text;
+  for (int p = 0; p < count; ++p) text += sample_text(seed * 1000 + uint64_t(p), 4) + "\n";
+  return text;
+}
+
 }  // namespace ecmoe::data::test
