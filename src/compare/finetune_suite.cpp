@@ -72,7 +72,11 @@ bool already_done(const FinetuneRunInfo& run, const finetune::FinetuneConfig& co
   if (!fs::exists(result) || !fs::exists(saved)) return false;
   const ConfigJson j = parse_ordered_json(read_input_file(saved.string(), "config file"),
                                           saved.string() + " (delete the folder to run it again)");
-  ECMOE_CHECK(j == finetune::finetune_config_to_json(config), run.dir,
+  // Read back through the config reader: a folder written before a key existed holds that key's
+  // default, and is compared as such.
+  ECMOE_CHECK(finetune::finetune_config_to_json(finetune::finetune_config_from_json(j)) ==
+                  finetune::finetune_config_to_json(config),
+              run.dir,
               " holds a finished fine-tuning run with a different config: choose another --out, "
               "or delete the folder to run it again");
   return true;
