@@ -186,14 +186,8 @@ void gemm_library_direct(const GemmProblem& p) {
   if (p.m <= 0 || p.n <= 0) return;
   Converted store;
   const Resolved r = resolve(p, current_bf16_kernel(), store);
-  const char ta = p.trans_a ? 'T' : 'N', tb = p.trans_b ? 'T' : 'N';
-  const dnnl_status_t st =
-      r.kernel == Kernel::kBf16Native
-          ? dnnl_gemm_bf16bf16f32(ta, tb, p.m, p.n, p.k, p.alpha, offset<uint16_t>(r.a, 0), r.lda,
-                                  offset<uint16_t>(r.b, 0), r.ldb, p.beta, p.c, p.ldc)
-          : dnnl_sgemm(ta, tb, p.m, p.n, p.k, p.alpha, offset<float>(r.a, 0), r.lda,
-                       offset<float>(r.b, 0), r.ldb, p.beta, p.c, p.ldc);
-  if (st != dnnl_success) fail("oneDNN gemm failed with status ", int(st));
+  // The whole problem as one tile, called outside a parallel region: the library threads it.
+  run_tile({&r, 0, 0, p.m, p.n});
 }
 
 bool bf16_native_available() {
