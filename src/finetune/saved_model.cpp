@@ -79,12 +79,7 @@ SavedClassifier SavedClassifier::open(const std::string& path) {
   ECMOE_CHECK(meta(m, kMetadataChecksumKey, path) == metadata_checksum(m), "fine-tuned model '",
               path, "' is damaged: its metadata does not match the ", kMetadataChecksumKey,
               " in its header");
-  data::Fnv1a64 hash;
-  for (const TensorInfo& t : c.file_.tensors()) {
-    const auto bytes = c.file_.bytes(t.name);
-    hash.update(bytes.data(), bytes.size());
-  }
-  ECMOE_CHECK(data::checksum_to_string(hash.value()) == meta(m, "tensor_checksum", path),
+  ECMOE_CHECK(tensor_data_checksum(c.file_) == meta(m, "tensor_checksum", path),
               "fine-tuned model '", path,
               "' is damaged: its tensor data does not match the checksum in its header");
   ClassifierInfo& info = c.info_;

@@ -79,6 +79,15 @@ std::string resolve_recorded_path(const std::string& recorded, const std::string
 
 }  // namespace
 
+std::string tensor_data_checksum(const SafetensorsFile& file) {
+  data::Fnv1a64 hash;
+  for (const TensorInfo& t : file.tensors()) {
+    const auto bytes = file.bytes(t.name);
+    hash.update(bytes.data(), bytes.size());
+  }
+  return data::checksum_to_string(hash.value());
+}
+
 std::string metadata_checksum(const Metadata& metadata) {
   // Each key and value with its length before it (8 bytes, little-endian), in key order, so that
   // no two different metadata give the same byte stream.
@@ -195,14 +204,8 @@ Checkpoint Checkpoint::open(const std::string& path) {
                  path.c_str());
   }
 
-  data::Fnv1a64 hash;
-  for (const TensorInfo& t : c.file_.tensors()) {
-    const auto bytes = c.file_.bytes(t.name);
-    hash.update(bytes.data(), bytes.size());
-  }
-  ECMOE_CHECK(data::checksum_to_string(hash.value()) == meta(m, "tensor_checksum", path),
-              "checkpoint '", path,
-              "' is damaged: its tensor data does not match the checksum in its header");
+  ECMOE_CHECK(tensor_data_checksum(c.file_) == meta(m, "tensor_checksum", path), "checkpoint '",
+              path, "' is damaged: its tensor data does not match the checksum in its header");
 
   const ConfigJson config_json =
       parse_ordered_json(meta(m, "config", path), "checkpoint '" + path + "': its config metadata");

@@ -39,6 +39,10 @@ DataReference data_reference(const std::string& dir, const data::TokenDataset& d
 // and value preceded by its byte length as 8 little-endian bytes (docs/checkpoint-format.md).
 std::string metadata_checksum(const Metadata& metadata);
 
+// "fnv1a64:<16 hex>" over the tensor data of a file as read, tensor after tensor in the file's
+// order: what its "tensor_checksum" metadata must say.
+std::string tensor_data_checksum(const SafetensorsFile& file);
+
 struct TrainState {
   int64_t step = 0;         // updates done
   int64_t tokens_seen = 0;  // input tokens of those updates
