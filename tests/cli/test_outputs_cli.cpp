@@ -21,7 +21,6 @@ namespace {
 
 using ecmoe::cli_test::CliRun;
 using ecmoe::cli_test::contains;
-using ecmoe::cli_test::run_ecmoe;
 
 int count_lines_with(const std::string& path, const std::string& fragment) {
   const std::string text = ecmoe::train_test::read_text(path);
@@ -148,7 +147,6 @@ TEST_F(OutputsCli, BatchesBeyondTheSplitAreCappedWithANote) {
 TEST(OutputsCliFinetune, OutThatIsAFileFailsBeforeTraining) {
   ASSERT_TRUE(std::filesystem::exists(ECMOE_BINARY));
   TempDir dir("outputs-ft");
-  const auto run = [&](const std::string& args) { return run_ecmoe(args, dir / "stderr.txt"); };
   ASSERT_EQ(ecmoe::cli_test::pretrain_tiny_encoder(dir, 2), "");
   std::string tsv = "sentence\tlabel\n";
   for (int i = 0; i < 200; ++i)
