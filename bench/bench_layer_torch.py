@@ -13,7 +13,15 @@ round(c·k·n/e) per expert, first choices before second choices, in position or
 dropped, top-2 gates renormalised over both choices, load-balancing loss with weight 0.01), dense.
 
 Timed: forward, loss = sum(y · R) (+ aux loss), backward to x and every weight. Warm-up runs,
-then the median of --repeats runs. On an AVX-512 CPU, OPENBLAS_CORETYPE=SkylakeX is set before
+then the median of --repeats runs.
+
+--precision bf16 (default fp32): PyTorch's bf16 on the CPU, as --bf16-mode picks:
+  autocast - fp32 tensors and weights, forward under torch.autocast('cpu', torch.bfloat16): the
+             GEMMs (bmm, matmul, einsum's bmm) take bf16 operands and return bf16, as
+             mixed-precision training runs; gradients reach the fp32 weights.
+  weights  - x, the router and expert weights stored in bf16 (the router softmax in fp32):
+             every op, gradients included, in bf16. Less memory traffic, no fp32 master copy.
+The default is the faster of the two here (measured: docs/results.md, Mixed precision). On an AVX-512 CPU, OPENBLAS_CORETYPE=SkylakeX is set before
 torch loads unless already set (Debian's OpenBLAS otherwise picks an older kernel, up to ~5x
 slower); the script refuses to run on the reference BLAS (bench/peer_blas.py). From the
 repository root:
@@ -35,7 +43,8 @@ peer_blas.prepare_environment()  # before torch loads OpenBLAS
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-LOAD_BALANCE_WEIGHT = 0.01  # Switch / GShard default, as in the engine's token-choice config
+LOAD_BALANCE_WEIGHT = 0.01
+DEFAULT_BF16_MODE = "autocast"  # the faster mode here (docs/results.md); --bf16-mode picks  # Switch / GShard default, as in the engine's token-choice config
 
 
 def round_half_away(v):
@@ -50,6 +59,12 @@ def capacity(args, n):
     return max(1, min(n, round_half_away(args.capacity_factor * k * n / e)))
 
 
+def storage_dtype(args):
+    """bf16 weights mode stores x and the weights in bf16; otherwise fp32."""
+    bf16_weights = args.precision == "bf16" and args.bf16_mode == "weights"
+    return torch.bfloat16 if bf16_weights else torch.float32
+
+
 def make_params(args, seed=0):
     g = torch.Generator().manual_seed(seed)
     n, d, f, e = args.tokens, args.d_model, args.d_ff, args.experts
@@ -59,7 +74,8 @@ def make_params(args, seed=0):
     w1 = torch.randn(e_w, d, f, generator=g) / math.sqrt(d)
     w2 = torch.randn(e_w, f, d, generator=g) / math.sqrt(f)
     r = torch.randn(n, d, generator=g)
-    return x, wg, w1, w2, r
+    dt = storage_dtype(args)  # the same values, rounded when stored in bf16
+    return x.to(dt), wg.to(dt), w1.to(dt), w2.to(dt), r.to(dt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,8 +85,9 @@ def make_params(args, seed=0):
 
 def route(args, x, wg):
     n, e = x.shape[0], args.experts
-    logits = x @ wg
-    probs = torch.softmax(logits.float(), dim=-1)
+    with torch.autocast("cpu", enabled=False):  # the router in fp32, as ecmoe's
+        logits = x.float() @ wg.float()
+    probs = torch.softmax(logits, dim=-1)
     cap = capacity(args, n)
     aux = x.new_zeros(())
     if args.router == "expert_choice":
@@ -121,8 +138,8 @@ def layer_index(args, x, wg, w1, w2):
     else:  # a zero row for padding
         x_in = torch.cat([x, x.new_zeros(1, d)]).index_select(0, flat).view(e, cap, d)
     out = torch.bmm(F.gelu(torch.bmm(x_in, w1)), w2)  # [e, cap, d]
-    out = (out * slot_gate.unsqueeze(-1)).view(-1, d)
-    y = x.new_zeros(n + 1, d).index_add_(0, flat, out)
+    out = (out * slot_gate.to(out.dtype).unsqueeze(-1)).view(-1, d)
+    y = x.new_zeros(n + 1, d).index_add_(0, flat, out.to(x.dtype))
     return y[:n], aux
 
 
@@ -135,12 +152,12 @@ def layer_einsum(args, x, wg, w1, w2):
     # dispatch[t, i, c] = 1 when slot c of expert i holds token t (the empty-slot index n is
     # one-hot encoded into an extra row that is cut off).
     dispatch = F.one_hot(slot_token, n + 1)[..., :n].permute(2, 0, 1).to(x.dtype)  # [n, e, cap]
-    combine = dispatch * slot_gate.unsqueeze(0)
+    combine = dispatch * slot_gate.to(x.dtype).unsqueeze(0)
     x_in = torch.einsum("nec,nd->ecd", dispatch, x)
     h = F.gelu(torch.einsum("ecd,edf->ecf", x_in, w1))
     out = torch.einsum("ecf,efd->ecd", h, w2)
     y = torch.einsum("nec,ecd->nd", combine, out)
-    return y, aux
+    return y.to(x.dtype), aux
 
 
 def layer_loop(args, x, wg, w1, w2):
@@ -161,7 +178,7 @@ def layer_loop(args, x, wg, w1, w2):
         if tokens.numel() == 0:
             continue
         out = F.gelu(x.index_select(0, tokens) @ w1_i) @ w2_i
-        y.index_add_(0, tokens, out * gates.unsqueeze(-1))
+        y.index_add_(0, tokens, (out * gates.to(out.dtype).unsqueeze(-1)).to(x.dtype))
     return y, aux
 
 
@@ -178,12 +195,19 @@ def filled_slots(args):
     return int((slot_token < args.tokens).sum())
 
 
+def autocast(args):
+    """torch.autocast to bf16 for --precision bf16 --bf16-mode autocast, else a no-op."""
+    on = args.precision == "bf16" and args.bf16_mode == "autocast"
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
+
+
 def step(fn, args, params):
     x, wg, w1, w2, r = params
     for p in (x, wg, w1, w2):
         p.grad = None
-    y, aux = fn(args, x, wg, w1, w2)
-    loss = (y * r).sum() + aux
+    with autocast(args):
+        y, aux = fn(args, x, wg, w1, w2)
+    loss = (y.float() * r.float()).sum() + aux
     loss.backward()
     return y
 
@@ -200,7 +224,9 @@ def time_formulation(fn, args, params):
 
 
 def check_agreement(args, names):
-    """Both formulations must compute the same layer (y and every gradient)."""
+    """Both formulations must compute the same layer (y and every gradient); in bf16 to within
+    bf16 rounding (their rounding points differ: 2^-8 relative per rounding, a few in a row)."""
+    tol = 3e-2 if args.precision == "bf16" else 1e-4
     results = []
     for name in names:
         x, wg, w1, w2, r = make_params(args)
@@ -210,8 +236,9 @@ def check_agreement(args, names):
         results.append([y.detach()] + grads)
     for other, name in zip(results[1:], names[1:]):
         for a, b in zip(results[0], other):
+            a, b = a.float(), b.float()
             scale = max(float(a.abs().max()), 1e-3)
-            if float((a - b).abs().max()) > 1e-4 * scale:
+            if float((a - b).abs().max()) > tol * scale:
                 raise SystemExit("%s and %s disagree: max diff %g of %g" %
                                  (names[0], name, float((a - b).abs().max()), scale))
 
@@ -229,6 +256,12 @@ def main():
                         choices=["index", "einsum", "loop", "both", "all"],
                         help="both = index and einsum (the pair the comparison reports); "
                         "all adds loop")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="as `ecmoe bench layer --precision`")
+    parser.add_argument("--bf16-mode", default=DEFAULT_BF16_MODE, choices=["autocast", "weights"],
+                        help="with --precision bf16: torch.autocast over fp32 weights, or bf16 "
+                        "weights and activations throughout (default: %(default)s, the faster "
+                        "here)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--router-std", type=float, default=0.5,
                         help="router weight init std (0.5 as `ecmoe bench layer`: with x ~ N(0, 1)"
@@ -252,6 +285,8 @@ def main():
         "d_ff": args.d_ff, "experts": args.experts, "capacity_factor": args.capacity_factor,
         "capacity": capacity(args, args.tokens) if args.router != "dense" else args.tokens,
         "threads": args.threads, "repeats": args.repeats, "torch": torch.__version__,
+        "precision": args.precision,
+        "bf16_mode": args.bf16_mode if args.precision == "bf16" else None,
         "slots": filled_slots(args),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""), "blas": blas,
     }
@@ -262,7 +297,8 @@ def main():
         result[name + "_ms"] = round(median, 3)
         result[name + "_runs_ms"] = [round(t, 3) for t in times]
         if not args.json:
-            print(f"{name:6s} {median:9.2f} ms  (median of {args.repeats}; "
+            print(f"{name:6s} {median:9.2f} ms  (median of {args.repeats}; {args.precision}"
+                  f"{' ' + args.bf16_mode if args.precision == 'bf16' else ''}, "
                   f"{args.router}, n={args.tokens} d={args.d_model} f={args.d_ff} "
                   f"e={args.experts} c={args.capacity_factor}, {args.threads} threads)")
     if args.json:

@@ -14,6 +14,12 @@ full training steps:
 
 Prints the median tokens/s over the timed steps (after --warmup untimed ones).
 
+--precision bf16 (ecmoe's `--set precision=bf16`): by default torch.autocast('cpu',
+torch.bfloat16) around the forward, over fp32 parameters, as ecmoe's mixed precision does (every
+GEMM with bf16 operands; the router kept in fp32 on both sides); --bf16-mode weights stores the
+parameters, their gradients and AdamW's state in bf16 instead (no fp32 master weights: not the
+same training, shown for speed only). docs/results.md says which was faster here.
+
 The MoE layer is the efficient index formulation, not tools/ reference loops: routing on the
 [n, e] probabilities with topk (expert choice: each expert's top-k tokens; top-k: first choices
 before second choices in position order, capacity round(cf·k·n/e), overflow dropped, gates
@@ -62,6 +68,7 @@ MASK_ID = 4  # [MASK]
 FIRST_ORDINARY_ID = 7  # ids below are special (pad, unk, bos, eos, mask, ...)
 
 TOKEN_CHOICE = ("top1", "top2")
+DEFAULT_BF16_MODE = "autocast"  # see --bf16-mode and docs/results.md, Mixed precision
 ROUTERS = ("expert_choice", "top1", "top2", "dense")
 
 
@@ -235,7 +242,9 @@ def moe_ffn(mc, router, x, wg, w1, w2, impl):
     n, d = x.shape
     if router == "dense":
         return F.gelu(x @ w1[0]) @ w2[0], None
-    logits = x @ wg
+    rdt = torch.float64 if x.dtype == torch.float64 else torch.float32  # float64: --check
+    with torch.autocast("cpu", enabled=False):  # the router in fp32 (or 64), as ecmoe's
+        logits = x.to(rdt) @ wg.to(rdt)
     probs = torch.softmax(logits, dim=-1)
     e = probs.shape[1]
     if router == "expert_choice":
@@ -248,7 +257,7 @@ def moe_ffn(mc, router, x, wg, w1, w2, impl):
             top1 = extra[0][:, 0] if extra is not None else probs.argmax(dim=1)
         lbs = []
         for begin, size in groups_of(n, mc["group_size"]):
-            f = F.one_hot(top1[begin:begin + size], e).to(x.dtype).mean(dim=0)
+            f = F.one_hot(top1[begin:begin + size], e).to(probs.dtype).mean(dim=0)
             lbs.append(e * (f * probs[begin:begin + size].mean(dim=0)).sum())
         aux = f32(mc["load_balance_weight"]) * torch.stack(lbs).mean()
     if mc["z_loss_weight"]:
@@ -261,8 +270,9 @@ def moe_ffn(mc, router, x, wg, w1, w2, impl):
             x_in = x.index_select(0, flat).view(e, cap, d)
         else:  # a zero row for the padding
             x_in = torch.cat([x, x.new_zeros(1, d)]).index_select(0, flat).view(e, cap, d)
-        out = torch.bmm(F.gelu(torch.bmm(x_in, w1)), w2) * slot_gate.unsqueeze(-1)
-        y = x.new_zeros(n + 1, d).index_add(0, flat, out.view(-1, d))
+        out = torch.bmm(F.gelu(torch.bmm(x_in, w1)), w2)
+        out = out * slot_gate.to(out.dtype).unsqueeze(-1)
+        y = x.new_zeros(n + 1, d).index_add(0, flat, out.view(-1, d).to(x.dtype))
         return y[:n], aux
     # loop: the filled slots only (no padding), gathered expert-major into one [S, d] tensor,
     # then one GEMM pair per expert on its contiguous slice. unbind, not w1[i]: each indexing
@@ -274,8 +284,9 @@ def moe_ffn(mc, router, x, wg, w1, w2, impl):
     parts = x.index_select(0, tokens).split(counts)
     outs = [F.gelu(p @ w1_i) @ w2_i for p, w1_i, w2_i in zip(parts, w1.unbind(0), w2.unbind(0))
             if p.shape[0] > 0]
-    out = torch.cat(outs) * gates.unsqueeze(-1)
-    return x.new_zeros(n, d).index_add(0, tokens, out), aux
+    out = torch.cat(outs)
+    out = out * gates.to(out.dtype).unsqueeze(-1)
+    return x.new_zeros(n, d).index_add(0, tokens, out.to(x.dtype)), aux
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,7 +320,7 @@ def forward(mc, params, tokens, targets, impl="index"):
         x = F.layer_norm(h, (d,), params[p + "ln2.gain"], params[p + "ln2.bias"], eps=1e-5)
         y, aux = moe_ffn(mc, layer_router(mc, l), x, params.get(p + "ffn.router.weight"),
                          params[p + "ffn.experts.w1"], params[p + "ffn.experts.w2"], impl)
-        h = h + y
+        h = h + y.to(h.dtype)
         if aux is not None:
             aux_total = aux if aux_total is None else aux_total + aux
     # LM head at the counted positions only (LayerNorm is per row, so select first).
@@ -317,7 +328,10 @@ def forward(mc, params, tokens, targets, impl="index"):
     rows = (tgt >= 0).nonzero().squeeze(1)
     hs = F.layer_norm(h.index_select(0, rows), (d,), params["final_ln.gain"],
                       params["final_ln.bias"], eps=1e-5)
-    loss = F.cross_entropy(hs @ E.t(), tgt.index_select(0, rows))
+    logits = hs @ E.t()
+    if logits.dtype == torch.bfloat16:  # bf16: the loss in fp32, as ecmoe's
+        logits = logits.float()
+    loss = F.cross_entropy(logits, tgt.index_select(0, rows))
     return loss if aux_total is None else loss + aux_total
 
 
@@ -363,10 +377,12 @@ def make_optimizer(cfg, params, foreach):
                              o["beta2"]), eps=o["eps"], foreach=foreach)
 
 
-def train_step(cfg, mc, params, plist, opt, gen, impl):
+def train_step(cfg, mc, params, plist, opt, gen, impl, precision="fp32", bf16_mode="autocast"):
     tokens, targets = make_batch(cfg, mc, gen)
     opt.zero_grad(set_to_none=True)
-    loss = forward(mc, params, tokens, targets, impl)
+    on = precision == "bf16" and bf16_mode == "autocast"
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
+        loss = forward(mc, params, tokens, targets, impl)
     loss.backward()
     if cfg["clip_norm"] > 0:
         torch.nn.utils.clip_grad_norm_(plist, cfg["clip_norm"])
@@ -377,14 +393,16 @@ def train_step(cfg, mc, params, plist, opt, gen, impl):
 def bench(cfg, args):
     mc = model_config(cfg)
     torch.manual_seed(0)
-    params = init_params(mc, seed=1)
+    bf16_weights = args.precision == "bf16" and args.bf16_mode == "weights"
+    params = init_params(mc, seed=1, dtype=torch.bfloat16 if bf16_weights else torch.float32)
     plist = list(params.values())
     opt = make_optimizer(cfg, params, foreach=args.foreach)
     gen = torch.Generator().manual_seed(2)
     seconds, losses = [], []
     for s in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        losses.append(train_step(cfg, mc, params, plist, opt, gen, args.moe_impl))
+        losses.append(train_step(cfg, mc, params, plist, opt, gen, args.moe_impl,
+                                 args.precision, args.bf16_mode))
         if s >= args.warmup:
             seconds.append(time.perf_counter() - t0)
     median = statistics.median(seconds)
@@ -475,6 +493,12 @@ def main():
     parser.add_argument("--moe-impl", default="index", choices=["index", "loop"],
                         help="expert GEMMs: index (bmm over experts, token choice padded to "
                         "capacity) or loop (one GEMM pair per expert on its filled slots)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="as ecmoe's `--set precision=P`")
+    parser.add_argument("--bf16-mode", default=DEFAULT_BF16_MODE, choices=["autocast", "weights"],
+                        help="with --precision bf16: torch.autocast over fp32 parameters "
+                        "(mixed precision, as ecmoe), or parameters, gradients and AdamW state "
+                        "in bf16 (default: %(default)s)")
     parser.add_argument("--no-foreach", dest="foreach", action="store_false",
                         help="AdamW without the multi-tensor (foreach) implementation")
     parser.add_argument("--check", action="store_true",
@@ -498,7 +522,8 @@ def main():
         capacity_factor=mc["capacity_factor"], load_balance_weight=mc["load_balance_weight"],
         batch_size=cfg["batch_size"], seq_len=mc["seq_len"], vocab_size=mc["vocab_size"],
         threads=torch.get_num_threads(), steps=args.steps, warmup=args.warmup,
-        moe_impl=args.moe_impl,
+        moe_impl=args.moe_impl, precision=args.precision,
+        bf16_mode=args.bf16_mode if args.precision == "bf16" else None,
         adamw_foreach=args.foreach, torch=torch.__version__,
         openblas_coretype=os.environ.get("OPENBLAS_CORETYPE", ""), blas=blas,
         aten_cpu_capability=torch.backends.cpu.get_cpu_capability()
@@ -508,7 +533,9 @@ def main():
         print(json.dumps(result))
         return
     print(f"torch {torch.__version__}: config {args.config} ({mc['kind']}, {mc['router']} "
-          f"router, moe impl {result['moe_impl']}), {result['threads']} threads, "
+          f"router, moe impl {result['moe_impl']}, {args.precision}"
+          f"{' ' + args.bf16_mode if args.precision == 'bf16' else ''}), "
+          f"{result['threads']} threads, "
           f"{result['parameters']} parameters")
     print(f"median step {result['median_step_seconds']:.3f} s over {args.steps} steps (after "
           f"{args.warmup} warm-up): {result['tokens_per_s']:.0f} tokens/s  (loss "

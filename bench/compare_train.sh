@@ -4,8 +4,10 @@
 #
 #   bench/compare_train.sh [path/to/ecmoe]          (default build/ecmoe)
 #
-# Environment: CONFIG (small), ROUTERS ("expert_choice top2"), THREADS (2), STEPS (10),
-# WARMUP (2), REPEATS (1: rounds over all routers; the summary gives medians per router),
+# Environment: CONFIG (small), ROUTERS ("expert_choice top2"), PRECISIONS ("fp32 bf16": ecmoe's
+# --set precision=P, the peer's --precision P, torch.autocast for bf16 unless TORCH_ARGS says
+# --bf16-mode weights), THREADS (2), STEPS (10), WARMUP (2), REPEATS (1: rounds over all routers
+# and precisions; the summary gives medians per router and precision, and bf16 speed-ups),
 # DATA (synthetic: ecmoe trains on random tokens like the peer, via --set data.dir=<a folder that
 # does not exist>; "config": ecmoe reads the config's prepared data if present), ECMOE_ARGS
 # (extra flags for `ecmoe bench train`), TORCH_ARGS (extra flags for the peer, e.g.
@@ -33,6 +35,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 CONFIG=${CONFIG:-small}
 ROUTERS=${ROUTERS:-"expert_choice top2"}
+PRECISIONS=${PRECISIONS:-"fp32 bf16"}
 THREADS=${THREADS:-2}
 STEPS=${STEPS:-10}
 WARMUP=${WARMUP:-2}
@@ -112,62 +115,77 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 summary=$tmp/summary
 
-printf '%-14s %3s %12s %12s %7s %13s %13s %9s\n' router "#" "ecmoe tok/s" "torch tok/s" \
-  ratio "ecmoe other" "torch other" "loadavg"
+printf '%-14s %5s %3s %12s %12s %7s %13s %13s %9s\n' router prec "#" "ecmoe tok/s" \
+  "torch tok/s" ratio "ecmoe other" "torch other" "loadavg"
 for ((rep = 1; rep <= REPEATS; rep++)); do
   for router in $ROUTERS; do
-    ecmoe_tps=n/a
-    ecmoe_other=n/a
-    if [[ -x $ECMOE ]]; then
-      wait_idle
-      # shellcheck disable=SC2086  # ECMOE_ARGS is a list of flags
-      if m=$(measured "$tmp/ecmoe.json" "$ECMOE" --threads "$THREADS" bench train \
-        --config "$CONFIG" --set "model.moe.router=$router" "${data_set[@]}" \
-        --steps "$STEPS" --warmup "$WARMUP" --json $ECMOE_ARGS); then
-        ecmoe_tps=$(json_field "$tmp/ecmoe.json" %.0f tokens_per_second tokens_per_s)
-        ecmoe_other=$(cut -d' ' -f3 <<<"$m")
+    for precision in $PRECISIONS; do
+      ecmoe_tps=n/a
+      ecmoe_other=n/a
+      if [[ -x $ECMOE ]]; then
+        wait_idle
+        # shellcheck disable=SC2086  # ECMOE_ARGS is a list of flags
+        if m=$(measured "$tmp/ecmoe.json" "$ECMOE" --threads "$THREADS" bench train \
+          --config "$CONFIG" --set "model.moe.router=$router" --set "precision=$precision" \
+          "${data_set[@]}" \
+          --steps "$STEPS" --warmup "$WARMUP" --json $ECMOE_ARGS); then
+          ecmoe_tps=$(json_field "$tmp/ecmoe.json" %.0f tokens_per_second tokens_per_s)
+          ecmoe_other=$(cut -d' ' -f3 <<<"$m")
+        fi
       fi
-    fi
-    torch_tps=n/a
-    torch_other=n/a
-    wait_idle
-    # shellcheck disable=SC2086  # TORCH_ARGS is a list of flags
-    if m=$(measured "$tmp/torch.json" "$PYTHON" -m bench.bench_train_torch --ecmoe "$ECMOE" \
-      --config "$CONFIG" --router "$router" --threads "$THREADS" --steps "$STEPS" \
-      --warmup "$WARMUP" --json $TORCH_ARGS); then
-      torch_tps=$(json_field "$tmp/torch.json" %.0f tokens_per_s tokens_per_second)
-      torch_other=$(cut -d' ' -f3 <<<"$m")
-    fi
-    ratio=$("$PYTHON" -c '
+      torch_tps=n/a
+      torch_other=n/a
+      wait_idle
+      # shellcheck disable=SC2086  # TORCH_ARGS is a list of flags
+      if m=$(measured "$tmp/torch.json" "$PYTHON" -m bench.bench_train_torch --ecmoe "$ECMOE" \
+        --config "$CONFIG" --router "$router" --threads "$THREADS" --steps "$STEPS" \
+        --warmup "$WARMUP" --precision "$precision" --json $TORCH_ARGS); then
+        torch_tps=$(json_field "$tmp/torch.json" %.0f tokens_per_s tokens_per_second)
+        torch_other=$(cut -d' ' -f3 <<<"$m")
+      fi
+      ratio=$("$PYTHON" -c '
 import sys
 try:
     print("%.2f" % (float(sys.argv[1]) / float(sys.argv[2])))
 except Exception:
     print("n/a")' "$ecmoe_tps" "$torch_tps")
-    load=$(cut -d' ' -f1 /proc/loadavg)
-    printf '%-14s %3s %12s %12s %7s %13s %13s %9s\n' "$router" "$rep" "$ecmoe_tps" \
-      "$torch_tps" "$ratio" "$ecmoe_other" "$torch_other" "$load"
-    echo "$router $ecmoe_tps $torch_tps $ratio" >>"$summary"
+      load=$(cut -d' ' -f1 /proc/loadavg)
+      printf '%-14s %5s %3s %12s %12s %7s %13s %13s %9s\n' "$router" "$precision" "$rep" \
+        "$ecmoe_tps" "$torch_tps" "$ratio" "$ecmoe_other" "$torch_other" "$load"
+      echo "$router $precision $ecmoe_tps $torch_tps $ratio" >>"$summary"
+    done
   done
 done
 
-if ((REPEATS > 1)); then
-  echo "medians over $REPEATS rounds:"
-  "$PYTHON" - "$summary" <<'EOF'
+# Medians per router and precision (over the rounds), then bf16 over fp32 on each side from
+# those medians (> 1: bf16 faster).
+echo "medians over $REPEATS round(s):"
+"$PYTHON" - "$summary" <<'EOF'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    router, *vals = line.split()
-    rows.setdefault(router, []).append(vals)
-def med(vals, fmt):
+    router, precision, *vals = line.split()
+    rows.setdefault((router, precision), []).append(vals)
+def med(vals):
     nums = [float(v) for v in vals if v != "n/a"]
-    return fmt % statistics.median(nums) if nums else "n/a"
-for router, runs in rows.items():
+    return statistics.median(nums) if nums else None
+def fmt(v, f):
+    return "n/a" if v is None else f % v
+medians = {}
+for (router, precision), runs in rows.items():
     cols = list(zip(*runs))
-    print("%-14s %3s %12s %12s %7s" % (router, "med", med(cols[0], "%.0f"),
-                                      med(cols[1], "%.0f"), med(cols[2], "%.2f")))
+    medians[router, precision] = (med(cols[0]), med(cols[1]))
+    print("%-14s %5s %3s %12s %12s %7s" % (router, precision, "med", fmt(med(cols[0]), "%.0f"),
+                                          fmt(med(cols[1]), "%.0f"), fmt(med(cols[2]), "%.2f")))
+routers = [r for r, p in medians if p == "bf16" and (r, "fp32") in medians]
+if routers:
+    print("bf16 speed-up (bf16 tokens/s / fp32 tokens/s, medians):")
+    print("%-14s %8s %8s" % ("router", "ecmoe", "torch"))
+    for r in routers:
+        (e32, t32), (e16, t16) = medians[r, "fp32"], medians[r, "bf16"]
+        print("%-14s %8s %8s" % (r, fmt(e16 / e32 if e16 and e32 else None, "%.2f"),
+                                 fmt(t16 / t32 if t16 and t32 else None, "%.2f")))
 EOF
-fi
 echo "(config $CONFIG, $THREADS threads, tokens/s = batch·seq_len / median step over $STEPS" \
   "steps after $WARMUP warm-up; a step is batch, forward, loss, backward, clip, AdamW;" \
   "ecmoe data: $DATA, torch: random tokens; ratio = ecmoe / torch, target >= 2.)"
