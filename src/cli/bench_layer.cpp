@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/phase_times.h"
 #include "core/rng.h"
 #include "core/threads.h"
 #include "core/timer.h"
@@ -134,7 +135,11 @@ void run_layer_bench(const LayerBenchOptions& o) {
   const MoeInput in{x.data(), ids.data(), o.tokens, true, 0};
   std::vector<double> fwd_ms, bwd_ms;
   MoeOutput out;
+  PhaseTimes phases;  // the timed runs' breakdown (the warm-up runs' is cleared)
+  if (!c.parallel()) layer.set_phase_times(&phases);
+  int run = 0;
   const auto total_ms = time_runs(o.warmup, o.repeats, [&] {
+    if (++run == o.warmup + 1) phases.clear();
     const double t0 = now_seconds();
     out = layer.forward(w, in, y.data());
     const double t1 = now_seconds();
@@ -158,6 +163,16 @@ void run_layer_bench(const LayerBenchOptions& o) {
 
   const double t = median(total_ms), tg = median(gemm_ms), tl = median(library_ms);
   const double outside = std::max(0.0, (t - tg) / t);
+  // Per phase: mean ms per forward+backward over the timed runs. "gemm ..." phases are the
+  // expert GEMMs inside the layer (with whatever is fused into their tiles).
+  nlohmann::json phase_ms = nlohmann::json::object();
+  double in_gemm = 0, in_phases = 0;
+  for (const auto& [name, seconds] : phases.entries()) {
+    const double ms = seconds * 1e3 / o.repeats;
+    phase_ms[name] = ms;
+    in_phases += ms;
+    if (name.rfind("gemm", 0) == 0) in_gemm += ms;
+  }
   if (o.json) {
     nlohmann::json j = {{"router", o.router},
                         {"tokens", o.tokens},
@@ -178,6 +193,9 @@ void run_layer_bench(const LayerBenchOptions& o) {
                         {"library_gemm_ms", tl},
                         {"library_gemm_gflops", flops / tl * 1e-6},
                         {"outside_gemm_share", outside},
+                        {"phases_ms", phase_ms},
+                        {"layer_gemm_ms", in_gemm},
+                        {"layer_outside_gemm_ms", in_phases - in_gemm},
                         {"slots", layer.plan().slot_count()},
                         {"max_experts_per_token", out.stats.max_experts_per_token}};
     std::printf("%s\n", j.dump().c_str());
@@ -199,6 +217,10 @@ void run_layer_bench(const LayerBenchOptions& o) {
       flops / tg * 1e-6, flops / tl * 1e-6, 100.0 * tl / tg);
   std::printf("outside expert GEMMs (router, routing, dispatch, GELU, combine): %.1f%%\n",
               100.0 * outside);
+  std::printf("phases (mean ms per forward+backward; gemm: %.2f, the rest: %.2f):\n", in_gemm,
+              in_phases - in_gemm);
+  for (const auto& [name, seconds] : phases.entries())
+    std::printf("  %-24s %8.2f\n", name.c_str(), seconds * 1e3 / o.repeats);
 }
 
 }  // namespace

@@ -27,6 +27,7 @@ struct CompareArgs {
   std::string out;
   std::string report;
   std::vector<std::string> sets;
+  std::string precision;  // "": each config's own (fp32 unless a --set says otherwise)
   bool report_only = false;
   bool list = false;
   std::string pretrained;          // finetune-small: paper-small's --out
@@ -51,8 +52,17 @@ std::string utc_now() {
   return text;
 }
 
+// The overrides every run gets: --set ones, then --precision as `precision=P` (a key of both
+// the training and the fine-tuning config).
+std::vector<std::string> run_sets(const CompareArgs& a) {
+  std::vector<std::string> sets = a.sets;
+  if (!a.precision.empty()) sets.push_back("precision=" + a.precision);
+  return sets;
+}
+
 std::string command_line(const CompareArgs& a, const std::string& out, const std::string& report) {
   std::string c = "ecmoe compare --suite " + a.suite + (a.quick ? " --quick" : "");
+  if (!a.precision.empty()) c += " --precision " + a.precision;
   if (!a.pretrained.empty()) c += " --pretrained " + a.pretrained;
   for (const std::string& t : a.tasks) c += " --task " + t;
   c += " --out " + out + " --report " + report;
@@ -60,10 +70,15 @@ std::string command_line(const CompareArgs& a, const std::string& out, const std
   return c;
 }
 
-void list_suite(const compare::Suite& suite) {
+void list_suite(const compare::Suite& suite, const std::vector<std::string>& extra_sets) {
   std::printf("%s\n  base config: %s, then:", suite.description.c_str(), suite.base_config.c_str());
   for (const std::string& s : suite.base_sets) std::printf(" %s", s.c_str());
   std::printf("\n");
+  if (!extra_sets.empty()) {
+    std::printf("  every run also:");
+    for (const std::string& s : extra_sets) std::printf(" %s", s.c_str());
+    std::printf("\n");
+  }
   for (const compare::SuiteRun& r : suite.runs) {
     std::printf("  %-14s %-16s %-8s seed %llu:", r.name.c_str(), r.variant.c_str(),
                 r.family.c_str(), (unsigned long long)r.seed);
@@ -82,12 +97,17 @@ void run_finetune_command(const CompareArgs& a) {
                     ? a.out
                     : std::string("runs/compare/finetune-small") + (a.quick ? "-quick" : "");
   options.tasks = a.tasks;
-  options.sets = a.sets;
+  options.sets = run_sets(a);
   options.cache_dir = a.cache_dir;
   const std::string report =
       !a.report.empty() ? a.report : (std::filesystem::path(options.out) / "report.md").string();
   const std::vector<compare::FinetuneRunInfo> runs = compare::finetune_suite_runs(options);
   if (a.list) {
+    if (!options.sets.empty()) {
+      std::printf("  every run also:");
+      for (const std::string& s : options.sets) std::printf(" %s", s.c_str());
+      std::printf("\n");
+    }
     for (const compare::FinetuneRunInfo& r : runs)
       std::printf("  %-12s %-12s seed %llu  %s\n", r.variant.c_str(), r.task.c_str(),
                   (unsigned long long)r.seed, r.checkpoint.c_str());
@@ -129,6 +149,10 @@ void register_compare(CLI::App& app) {
   cmd->add_option("--set", args->sets,
                   "Override a config key in every run, e.g. --set data.dir=DIR (repeatable)")
       ->type_name("KEY=VALUE");
+  cmd->add_option("--precision", args->precision,
+                  "Every run's GEMMs: fp32, or bf16 operands with fp32 accumulation (as --set "
+                  "precision=P; recorded in each run's config.json and the report's command)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_flag("--report-only", args->report_only,
                 "Write the report from the finished runs in --out without training");
   cmd->add_flag("--list", args->list, "Print the suite's runs and exit");
@@ -148,7 +172,7 @@ void register_compare(CLI::App& app) {
     }
     const compare::Suite suite = compare::make_suite(args->suite, args->quick);
     if (args->list) {
-      list_suite(suite);
+      list_suite(suite, run_sets(*args));
       return;
     }
     const std::string out = !args->out.empty()
@@ -165,7 +189,7 @@ void register_compare(CLI::App& app) {
         dirs.push_back((std::filesystem::path(out) / r.name).string());
     } else {
       dirs = compare::run_suite(
-          suite, {.out = out, .extra_sets = args->sets, .commit = commit, .comm = &comm()});
+          suite, {.out = out, .extra_sets = run_sets(*args), .commit = commit, .comm = &comm()});
     }
     if (!comm().is_root()) return;  // rank 0 writes the report
     compare::write_report(report, dirs,

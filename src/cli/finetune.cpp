@@ -26,6 +26,7 @@ struct FinetuneArgs {
   double dev_fraction = 0;
   std::vector<std::string> sets;
   std::string out;
+  std::string precision;
   uint64_t seed = 0;
   bool seed_given = false;
   bool json = false;
@@ -83,6 +84,11 @@ void register_finetune(CLI::App& app) {
                       "(default 0.1)");
   cmd->add_option("--seed", args->seed, "Seed: head init, batch order, router jitter")
       ->each([args](const std::string&) { args->seed_given = true; });
+  auto* precision =
+      cmd->add_option("--precision", args->precision,
+                      "The encoder's GEMMs: fp32, or bf16 operands with fp32 accumulation (config "
+                      "key precision; default fp32, whatever the checkpoint was trained with)")
+          ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--set", args->sets, "Override a config key (repeatable)")
       ->type_name("KEY=VALUE");
   auto* out =
@@ -119,6 +125,7 @@ void register_finetune(CLI::App& app) {
       json["dev_fraction"] = args->dev_fraction;
     }
     if (args->seed_given) json["seed"] = args->seed;
+    if (precision->count()) json["precision"] = args->precision;
     if (!args->out.empty()) json["out"] = args->out;
     const finetune::FinetuneConfig config = finetune::finetune_config_from_json(json);
     const finetune::FinetuneResult r = finetune::run_finetune(config);

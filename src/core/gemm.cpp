@@ -4,6 +4,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -74,6 +75,7 @@ void run_tile(const Tile& t) {
                     offset<float>(r.b, b_off), r.ldb, p.beta, c, p.ldc);
   }
   if (st != dnnl_success) fail("oneDNN gemm failed with status ", int(st));
+  if (p.epilogue) (*p.epilogue)(t.m0, t.n0, t.mm, t.nn);
 }
 
 // One operand as the kernel reads it. Stored as `rows` rows of `cols` with leading dimension ld.
@@ -124,7 +126,11 @@ void scale_only(const GemmProblem& p) {  // k == 0: C = beta · C
       float& c = p.c[int64_t(i) * p.ldc + j];
       c = p.beta == 0.f ? 0.f : p.beta * c;
     }
+  if (p.epilogue) (*p.epilogue)(0, 0, p.m, p.n);
 }
+
+// -1: not read yet; 0 / 1: the fallback is forced off / on.
+std::atomic<int> forced_fallback{-1};
 
 void append_tiles(const Resolved& r, std::vector<Tile>& tiles) {
   const GemmProblem& p = *r.p;
@@ -191,14 +197,25 @@ void gemm_library_direct(const GemmProblem& p) {
 }
 
 bool bf16_native_available() {
-  const unsigned bf16_bits = unsigned(dnnl_cpu_isa_avx512_core_bf16);
-  return (unsigned(dnnl_get_effective_cpu_isa()) & bf16_bits) == bf16_bits;
+  static const bool available = [] {
+    const unsigned bf16_bits = unsigned(dnnl_cpu_isa_avx512_core_bf16);
+    return (unsigned(dnnl_get_effective_cpu_isa()) & bf16_bits) == bf16_bits;
+  }();
+  return available;
 }
 
 bool bf16_native() {
-  const char* forced = std::getenv("ECMOE_BF16_FALLBACK");
-  if (forced && std::strcmp(forced, "1") == 0) return false;
-  return bf16_native_available();
+  int forced = forced_fallback.load(std::memory_order_relaxed);
+  if (forced < 0) {  // first call: the environment decides (a race here reads the same value)
+    const char* env = std::getenv("ECMOE_BF16_FALLBACK");
+    forced = env && std::strcmp(env, "1") == 0 ? 1 : 0;
+    forced_fallback.store(forced, std::memory_order_relaxed);
+  }
+  return forced == 0 && bf16_native_available();
+}
+
+void set_bf16_fallback(bool forced) {
+  forced_fallback.store(forced ? 1 : 0, std::memory_order_relaxed);
 }
 
 GemmBackendInfo gemm_backend_info() {

@@ -12,12 +12,19 @@
 // in fp32 in the fp32 kernel's order, so the two paths differ only by accumulation order.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 
 #include "core/precision.h"
 
 namespace ecmoe {
+
+// Optional work on each finished output tile of C: rows [m0, m0 + mm), columns [n0, n0 + nn),
+// run right after the tile's GEMM on the thread that computed it, while the tile is in cache
+// (e.g. GELU on a pre-activation). It must read and write only that tile's elements (of C or of
+// arrays laid out like C), elementwise, so results do not depend on the thread count.
+using TileEpilogue = std::function<void(int m0, int n0, int mm, int nn)>;
 
 struct GemmProblem {
   bool trans_a = false;  // A stored [k, m] instead of [m, k]
@@ -36,6 +43,7 @@ struct GemmProblem {
   // converted once a step; used instead of converting a and b. Only read with kBf16.
   const uint16_t* a_bf16 = nullptr;
   const uint16_t* b_bf16 = nullptr;
+  const TileEpilogue* epilogue = nullptr;  // optional; must outlive the call
 };
 
 // Convenience for contiguous operands: leading dimensions follow from the shapes.
@@ -56,9 +64,11 @@ void gemm_batch(std::span<const GemmProblem> problems);
 void gemm_library_direct(const GemmProblem& p);
 
 // Whether bf16 GEMMs run on the CPU's bf16 instructions here: the CPU has them (AVX512-BF16 or
-// AMX) and ECMOE_BF16_FALLBACK is not set to 1 (read at every call, so tests can switch it).
+// AMX) and the fallback is not forced: ECMOE_BF16_FALLBACK=1 in the environment (read once, at
+// the first call) or set_bf16_fallback(true) (tests switch paths with it).
 bool bf16_native_available();  // the CPU alone
-bool bf16_native();            // the CPU and the environment
+bool bf16_native();            // the CPU and the forced fallback
+void set_bf16_fallback(bool forced);
 
 struct GemmBackendInfo {
   std::string library;  // e.g. "oneDNN 2.6.3"

@@ -53,4 +53,16 @@ void vec_exp(const float* in, float* out, int64_t n) {
 }
 #endif
 
+float dot_fixed(const float* a, const float* b, int64_t n) {
+  constexpr int kLanes = 16;
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += a[i + j] * b[i + j];
+  for (int j = 0; i + j < n; ++j) acc[j] += a[i + j] * b[i + j];
+  for (int width = kLanes / 2; width >= 1; width /= 2)
+    for (int j = 0; j < width; ++j) acc[j] += acc[j + width];
+  return acc[0];
+}
+
 }  // namespace ecmoe

@@ -201,7 +201,8 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
       config.out.empty() ? DirLock() : claim_output_dir(config.out, "finetune --out");
   check_task(task);
   const Checkpoint ck = Checkpoint::open(config.checkpoint);
-  const ModelConfig& model_config = ck.config().model;
+  ModelConfig model_config = ck.config().model;
+  model_config.precision = config.precision;  // fine-tuning's own, not the checkpoint's
   ECMOE_CHECK(model_config.kind == ModelKind::kEncoder, "checkpoint ", ck.path(),
               " holds a decoder; fine-tuning a classifier needs an encoder");
   ECMOE_CHECK(config.max_len <= model_config.seq_len, "finetune: max_len ", config.max_len,
@@ -221,6 +222,7 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
   const bool has_test = !test.tokens.empty();
 
   FinetuneResult result;
+  result.precision = config.precision;
   result.warnings = task.warnings;
   if (n_train < task.train.size())
     result.warnings.push_back("only " + std::to_string(n_train) + " of the " +
@@ -392,6 +394,7 @@ ConfigJson result_to_json(const FinetuneResult& r) {
   ConfigJson j;
   j["task"] = r.task;
   j["checkpoint"] = r.checkpoint;
+  j["precision"] = precision_name(r.precision);
   j["classes"] = r.labels.size();
   j["labels"] = r.labels;
   j["examples"] = {{"train", r.train_examples}, {"dev", r.dev_examples}, {"test", r.test_examples}};

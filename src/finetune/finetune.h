@@ -36,6 +36,7 @@ struct EvalPoint {
 struct FinetuneResult {
   std::string task;
   std::string checkpoint;
+  Precision precision = Precision::kFp32;  // of the encoder's GEMMs (FinetuneConfig::precision)
   std::vector<std::string> labels;
   TaskData::SplitSources sources;  // what each split is (test: "" without a test split)
   int64_t train_examples = 0, dev_examples = 0, test_examples = 0;

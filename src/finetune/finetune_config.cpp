@@ -39,6 +39,7 @@ void visit_fields(Visitor& v, FinetuneConfig& c) {
   v.field("eval_interval", c.eval_interval);
   v.field("patience", c.patience);
   v.field("seed", c.seed);
+  v.field("precision", NamedEnum<Precision>{c.precision, parse_precision, precision_name});
   v.field("out", c.out);
 }
 

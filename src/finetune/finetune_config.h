@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/precision.h"
 #include "finetune/classifier_head.h"
 #include "optim/lr_schedule.h"
 #include "train/train_config.h"
@@ -47,6 +48,10 @@ struct FinetuneConfig {
   int patience = 3;           // stop after this many evaluations without a better dev accuracy
                               // (0: never stop early)
   uint64_t seed = 1;          // head init, batch order, router jitter
+  // Arithmetic of the encoder's GEMMs while fine-tuning and evaluating: fp32, or bf16 operands
+  // with fp32 accumulation (as training's `precision`, docs/architecture.md); the checkpoint's
+  // own precision does not carry over. The head and the loss stay fp32.
+  Precision precision = Precision::kFp32;
   // empty: write nothing; else <out>/config.json, result.json, predictions.tsv and the fine-tuned
   // model, model.safetensors (saved_model.h)
   std::string out;

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/vecmath.h"
 #include "nn/gelu.h"
 
 namespace ecmoe {
@@ -41,6 +42,23 @@ void for_each_expert(const RoutingPlan& plan, AddProblem add) {
   gemm_batch(problems);
 }
 
+// The same with a tile epilogue per expert: make_epilogue(s0) for the expert whose slots start at
+// s0 (tile rows are relative to the expert's problem).
+template <typename AddProblem, typename MakeEpilogue>
+void for_each_expert(const RoutingPlan& plan, AddProblem add, MakeEpilogue make_epilogue) {
+  std::vector<GemmProblem> problems;
+  std::vector<TileEpilogue> epilogues;
+  problems.reserve(plan.n_experts);
+  epilogues.reserve(plan.n_experts);  // no reallocation: problems point into it
+  for (int i = 0; i < plan.n_experts; ++i) {
+    const int rows = plan.expert_load(i);
+    if (rows == 0) continue;
+    problems.push_back(add(i, plan.expert_offsets[i], rows));
+    problems.back().epilogue = &epilogues.emplace_back(make_epilogue(plan.expert_offsets[i]));
+  }
+  gemm_batch(problems);
+}
+
 // fp32 data, or its bf16 copy (converted into `copy`) under kBf16.
 Operand operand(const float* data, int64_t n, Bf16Vec& copy, Precision precision) {
   if (precision == Precision::kFp32) return {data, nullptr};
@@ -49,14 +67,31 @@ Operand operand(const float* data, int64_t n, Bf16Vec& copy, Precision precision
   return {nullptr, copy.data()};
 }
 
+// fp32 data, or the bf16 form (kept in act) that replaces it under kBf16.
+Operand pick(bool bf16, const float* data, const Bf16Vec& form) {
+  return bf16 ? Operand{nullptr, form.data()} : Operand{data};
+}
+
+// The operands forward saves for backward, as the precision reads them; the weights' bf16
+// copies must already be made (forward makes them before it builds these views).
+struct SavedOperands {
+  Operand w1, w2, x_in, hidden;
+};
+SavedOperands saved_operands(const ExpertActivations& act, const float* w1, const float* w2,
+                             bool bf16) {
+  return {pick(bf16, w1, act.w1_16), pick(bf16, w2, act.w2_16),
+          pick(bf16, act.x_in.data(), act.x_in16), pick(bf16, act.hidden.data(), act.hidden16)};
+}
+
 }  // namespace
 
 void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, const float* x,
-                     const float* w1, const float* w2, int d, int f, Precision precision) {
+                     const float* w1, const float* w2, int d, int f, Precision precision,
+                     PhaseTimes* times) {
+  phase_start(times);
   const int S = plan.slot_count(), n = plan.n_tokens, e = plan.n_experts;
   const bool bf16 = precision == Precision::kBf16;
   act.pre.resize(int64_t(S) * f);
-  act.cdf.resize(int64_t(S) * f);
   act.out.resize(int64_t(S) * d);
   if (bf16) {  // the fp32 forms are not kept (their buffers are freed, not just emptied)
     FloatVec().swap(act.x_in);
@@ -67,8 +102,9 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
     act.x_in.resize(int64_t(S) * d);
     act.hidden.resize(int64_t(S) * f);
   }
-  const Operand W1 = operand(w1, int64_t(e) * d * f, act.w1_16, precision);
-  const Operand W2 = operand(w2, int64_t(e) * f * d, act.w2_16, precision);
+  operand(w1, int64_t(e) * d * f, act.w1_16, precision);
+  operand(w2, int64_t(e) * f * d, act.w2_16, precision);
+  phase_lap(times, "weights to bf16");
 
   // Dispatch: slot s copies its token's row (rounded to bf16 on the way under kBf16).
 #pragma omp parallel for schedule(static)
@@ -81,21 +117,38 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
       std::memcpy(act.x_in.data() + int64_t(s) * d, src, sizeof(float) * d);
     }
   }
-  const Operand X_in = bf16 ? Operand{nullptr, act.x_in16.data()} : Operand{act.x_in.data()};
-  const Operand Hidden = bf16 ? Operand{nullptr, act.hidden16.data()} : Operand{act.hidden.data()};
+  const SavedOperands ops = saved_operands(act, w1, w2, bf16);
+  const Operand &W1 = ops.w1, &W2 = ops.w2, &X_in = ops.x_in, &Hidden = ops.hidden;
+  phase_lap(times, "dispatch");
 
-  for_each_expert(plan, [&](int i, int s0, int rows) {
-    return problem(false, false, rows, f, d, X_in.at(int64_t(s0) * d), W1.at(int64_t(i) * d * f),
-                   act.pre.data() + int64_t(s0) * f, 0.f, precision);
-  });
-  if (bf16)
-    nn::gelu_forward(act.hidden16.data(), act.cdf.data(), act.pre.data(), int64_t(S) * f);
-  else
-    nn::gelu_forward(act.hidden.data(), act.cdf.data(), act.pre.data(), int64_t(S) * f);
+  // pre = x_in · W1, with GELU applied to each finished tile of pre while it is in cache:
+  // hidden = gelu(pre) (rounded to bf16 as it is written under kBf16) (Phi is not kept).
+  float* pre = act.pre.data();
+  float* hidden = act.hidden.data();
+  uint16_t* hidden16 = act.hidden16.data();
+  for_each_expert(
+      plan,
+      [&](int i, int s0, int rows) {
+        return problem(false, false, rows, f, d, X_in.at(int64_t(s0) * d),
+                       W1.at(int64_t(i) * d * f), pre + int64_t(s0) * f, 0.f, precision);
+      },
+      [=](int s0) {
+        return [=](int m0, int n0, int mm, int cols) {
+          for (int r = m0; r < m0 + mm; ++r) {
+            const int64_t at = (int64_t(s0) + r) * f + n0;
+            if (bf16)
+              nn::gelu_forward_serial(hidden16 + at, pre + at, cols);
+            else
+              nn::gelu_forward_serial(hidden + at, pre + at, cols);
+          }
+        };
+      });
+  phase_lap(times, "gemm x_in*W1 + gelu");
   for_each_expert(plan, [&](int i, int s0, int rows) {
     return problem(false, false, rows, d, f, Hidden.at(int64_t(s0) * f), W2.at(int64_t(i) * f * d),
                    act.out.data() + int64_t(s0) * d, 0.f, precision);
   });
+  phase_lap(times, "gemm hidden*W2");
 
   // Combine: each token sums its slots in expert order (fixed, so deterministic).
 #pragma omp parallel for schedule(static)
@@ -109,23 +162,27 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
       for (int c = 0; c < d; ++c) yt[c] += g * o[c];
     }
   }
+  phase_lap(times, "combine");
 }
 
 void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScratch& scratch,
                       const float* dy, const ExpertActivations& act, const RoutingPlan& plan,
-                      const float* w1, const float* w2, int d, int f, Precision precision) {
+                      const float* w1, const float* w2, int d, int f, Precision precision,
+                      PhaseTimes* times) {
+  phase_start(times);
   const int S = plan.slot_count(), n = plan.n_tokens;
   const bool bf16 = precision == Precision::kBf16;
   ECMOE_CHECK(!bf16 || act.x_in16.size() == size_t(S) * d,
               "experts backward: precision differs from the forward's");
+  // grad_d [S, d] holds, in fp32, the gradient of the expert output d_out and then (once d_out
+  // is dead) the input gradient d_x_in; under kBf16 d_out is in grad_d16 and grad_d holds d_x_in
+  // alone. grad_f [S, f] holds d_hidden, the GEMM output GELU's backward reads tile by tile.
   scratch.grad_d.resize(int64_t(S) * d);
   scratch.grad_f.resize(int64_t(S) * f);
-  float* d_out = scratch.grad_d.data();     // [S, d] gradient of the expert output
-  float* d_hidden = scratch.grad_f.data();  // [S, f]
-  const Operand W1 = bf16 ? Operand{nullptr, act.w1_16.data()} : Operand{w1};
-  const Operand W2 = bf16 ? Operand{nullptr, act.w2_16.data()} : Operand{w2};
-  const Operand X_in = bf16 ? Operand{nullptr, act.x_in16.data()} : Operand{act.x_in.data()};
-  const Operand Hidden = bf16 ? Operand{nullptr, act.hidden16.data()} : Operand{act.hidden.data()};
+  float* d_out = scratch.grad_d.data();
+  float* d_hidden = scratch.grad_f.data();
+  const SavedOperands ops = saved_operands(act, w1, w2, bf16);
+  const Operand &W1 = ops.w1, &W2 = ops.w2, &X_in = ops.x_in, &Hidden = ops.hidden;
 
   // Adjoint of combine: d_out[s] = gate[s] · dy[t]; dgate[s] = <dy[t], out[s]>. d_out feeds two
   // GEMMs only: under kBf16 it is written in bf16 alone (rounded once, as it is written).
@@ -135,50 +192,59 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScr
     const float* dyt = dy + int64_t(plan.slot_token[s]) * d;
     const float* o = act.out.data() + int64_t(s) * d;
     const float g = plan.slot_gate[s];
-    float dot = 0.f;
     if (bf16) {
       uint16_t* dos = scratch.grad_d16.data() + int64_t(s) * d;
-      for (int c = 0; c < d; ++c) {
-        dos[c] = float_to_bf16(g * dyt[c]);
-        dot += dyt[c] * o[c];
-      }
+      for (int c = 0; c < d; ++c) dos[c] = float_to_bf16(g * dyt[c]);
     } else {
       float* dos = d_out + int64_t(s) * d;
-      for (int c = 0; c < d; ++c) {
-        dos[c] = g * dyt[c];
-        dot += dyt[c] * o[c];
-      }
+      for (int c = 0; c < d; ++c) dos[c] = g * dyt[c];
     }
-    dgate[s] = dot;
+    dgate[s] = dot_fixed(dyt, o, d);
   }
   const Operand D_out = bf16 ? Operand{nullptr, scratch.grad_d16.data()} : Operand{d_out};
+  phase_lap(times, "combine adjoint");
 
-  for_each_expert(plan, [&](int i, int s0, int rows) {  // d_hidden = d_out · W2^T
-    return problem(false, true, rows, f, d, D_out.at(int64_t(s0) * d), W2.at(int64_t(i) * f * d),
-                   d_hidden + int64_t(s0) * f, 0.f, precision);
-  });
+  // d_hidden = d_out · W2^T, with GELU's backward applied to each finished tile while it is in
+  // cache: d_pre = gelu'(pre) · d_hidden, in place, or under kBf16 written in bf16 alone (two
+  // GEMMs read it).
+  if (bf16) scratch.grad_f16.resize(size_t(S) * f);
+  uint16_t* d_pre16 = scratch.grad_f16.data();
+  const float* pre = act.pre.data();
+  for_each_expert(
+      plan,
+      [&](int i, int s0, int rows) {
+        return problem(false, true, rows, f, d, D_out.at(int64_t(s0) * d),
+                       W2.at(int64_t(i) * f * d), d_hidden + int64_t(s0) * f, 0.f, precision);
+      },
+      [=](int s0) {
+        return [=](int m0, int n0, int mm, int cols) {
+          for (int r = m0; r < m0 + mm; ++r) {
+            const int64_t at = (int64_t(s0) + r) * f + n0;
+            if (bf16)
+              nn::gelu_backward_serial(d_pre16 + at, d_hidden + at, pre + at, cols);
+            else
+              nn::gelu_backward_serial(d_hidden + at, d_hidden + at, pre + at, cols);
+          }
+        };
+      });
+  phase_lap(times, "gemm d_out*W2^T + gelu'");
   for_each_expert(plan, [&](int i, int s0, int rows) {  // dW2 += hidden^T · d_out
     return problem(true, false, f, d, rows, Hidden.at(int64_t(s0) * f), D_out.at(int64_t(s0) * d),
                    dw2 + int64_t(i) * f * d, 1.f, precision);
   });
-  // d_pre = gelu'(pre) · d_hidden, in place; under kBf16 written in bf16 alone (two GEMMs read it).
-  if (bf16) {
-    scratch.grad_f16.resize(size_t(S) * f);
-    nn::gelu_backward(scratch.grad_f16.data(), d_hidden, act.pre.data(), act.cdf.data(),
-                      int64_t(S) * f);
-  } else {
-    nn::gelu_backward(d_hidden, d_hidden, act.pre.data(), act.cdf.data(), int64_t(S) * f);
-  }
-  const Operand D_pre = bf16 ? Operand{nullptr, scratch.grad_f16.data()} : Operand{d_hidden};
+  phase_lap(times, "gemm hidden^T*d_out");
+  const Operand D_pre = bf16 ? Operand{nullptr, d_pre16} : Operand{d_hidden};
   for_each_expert(plan, [&](int i, int s0, int rows) {  // dW1 += x_in^T · d_pre
     return problem(true, false, d, f, rows, X_in.at(int64_t(s0) * d), D_pre.at(int64_t(s0) * f),
                    dw1 + int64_t(i) * d * f, 1.f, precision);
   });
-  float* d_x_in = d_out;  // d_out is dead (its bf16 copy too): reuse it for the input gradient
+  phase_lap(times, "gemm x_in^T*d_pre");
+  float* d_x_in = scratch.grad_d.data();                // d_out (fp32 or bf16) is dead here
   for_each_expert(plan, [&](int i, int s0, int rows) {  // d_x_in = d_pre · W1^T
     return problem(false, true, rows, d, f, D_pre.at(int64_t(s0) * f), W1.at(int64_t(i) * d * f),
                    d_x_in + int64_t(s0) * d, 0.f, precision);
   });
+  phase_lap(times, "gemm d_pre*W1^T");
 
   // Adjoint of dispatch: each token sums its slots' gradients in expert order.
 #pragma omp parallel for schedule(static)
@@ -189,6 +255,7 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScr
       for (int c = 0; c < d; ++c) dxt[c] += g[c];
     }
   }
+  phase_lap(times, "dispatch adjoint");
 }
 
 }  // namespace ecmoe

@@ -90,7 +90,9 @@ void MoeLayer::compute_scores(const MoeWeights& w, const MoeInput& in) {
 }
 
 MoeOutput MoeLayer::forward(const MoeWeights& w, const MoeInput& in, float* y) {
+  phase_start(times_);
   compute_scores(w, in);
+  phase_lap(times_, "router");
   RouteRequest request;
   request.probs = probs_.data();
   request.token_ids = in.token_ids;
@@ -107,6 +109,7 @@ MoeOutput MoeLayer::forward(const MoeWeights& w, const MoeInput& in, float* y) {
   }
   RouteResult routed = comm_ && config_.global_routing ? route_global(routing, request)
                                                        : route_tokens(routing, request);
+  phase_lap(times_, "routing");
   MoeOutput out;
   out.aux = run_experts(w, in, std::move(routed.plan), y);
   out.stats = std::move(routed.stats);
@@ -138,11 +141,14 @@ AuxLosses MoeLayer::run_experts(const MoeWeights& w, const MoeInput& in, Routing
     experts_forward_parallel(w, in.x, y);
   else
     experts_forward(y, act_, plan_, in.x, w.w1, w.w2, config_.d_model, config_.d_ff,
-                    config_.precision);
+                    config_.precision, times_);
   backward_ready_ = true;
   if (!router_has_weights(config_.router) || n == 0) return {};
-  return aux_losses_forward(logits_.data(), probs_.data(), n, e, config_.group_size,
-                            {config_.load_balance_weight, config_.z_loss_weight});
+  phase_start(times_);
+  const AuxLosses aux = aux_losses_forward(logits_.data(), probs_.data(), n, e, config_.group_size,
+                                           {config_.load_balance_weight, config_.z_loss_weight});
+  phase_lap(times_, "aux losses");
+  return aux;
 }
 
 void MoeLayer::backward(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx) {
@@ -153,8 +159,9 @@ void MoeLayer::backward(const MoeWeights& w, MoeGrads& g, const float* dy, float
     experts_backward_parallel(w, g, dy, dx, dgate.data());
   else
     experts_backward(dx, g.w1, g.w2, dgate.data(), scratch_, dy, act_, plan_, w.w1, w.w2, d,
-                     config_.d_ff, config_.precision);
+                     config_.d_ff, config_.precision, times_);
   if (!router_has_weights(config_.router) || n == 0) return;
+  phase_start(times_);
 
   std::vector<float> dprobs(int64_t(n) * e, 0.f), dlogits(int64_t(n) * e, 0.f);
   gate_backward(dprobs.data(), plan_, probs_.data(), dgate.data());
@@ -171,6 +178,7 @@ void MoeLayer::backward(const MoeWeights& w, MoeGrads& g, const float* dy, float
                            w.router, n, d, e);
     for (int64_t j = 0; j < int64_t(n) * d; ++j) dx[j] += dx_router[j] * noise_[j];
   }
+  phase_lap(times_, "router backward");
 }
 
 }  // namespace ecmoe

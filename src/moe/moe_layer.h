@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/aligned.h"
+#include "core/phase_times.h"
 #include "core/tensor_table.h"
 #include "dist/comm.h"
 #include "moe/aux_losses.h"
@@ -101,6 +102,9 @@ class MoeLayer {
   bool expert_parallel() const { return comm_ != nullptr; }
 
   const RoutingPlan& plan() const { return plan_; }
+  // Optional (benchmarks): each phase's wall time, forward and backward, is added to *times
+  // (router, routing, the experts' phases, aux losses, router backward); nullptr: none.
+  void set_phase_times(PhaseTimes* times) { times_ = times; }
   const FloatVec& scores() const { return probs_; }  // [n, e]
 
  private:
@@ -129,6 +133,7 @@ class MoeLayer {
   ExpertActivations act_;
   ExpertScratch scratch_;
   bool backward_ready_ = false;
+  PhaseTimes* times_ = nullptr;
 };
 
 }  // namespace ecmoe

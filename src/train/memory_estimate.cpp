@@ -16,7 +16,7 @@ namespace ecmoe {
 
 namespace {
 
-constexpr double kFloat = 4, kInt = 4;
+constexpr double kFloat = 4, kInt = 4, kBf16 = 2;
 
 // A tensor's floats in a flat buffer: rounded up to 16 (64-byte alignment, tensor_table.h).
 double padded(double floats) { return std::ceil(floats / 16) * 16; }
@@ -48,17 +48,27 @@ double moe_parameter_floats(const MoeConfig& c) {
 double moe_activation_bytes(const MoeConfig& c, double n, bool training, bool backward) {
   const double d = c.d_model, f = c.d_ff, e = c.expert_count();
   const double S = slot_count(c, n, training);
-  double floats = 0, ints = 0;
+  const bool bf16 = c.precision == Precision::kBf16;
+  double floats = 0, ints = 0, halves = 0;
   if (router_has_weights(c.router)) {
     floats += 2 * n * e;                                // logits, probs
     if (training && c.jitter > 0) floats += 2 * n * d;  // router_input, noise
     if (backward) floats += 2 * n * e + n * d;          // dprobs, dlogits, dx_router
   }
-  floats += S;                              // plan: slot gates
-  ints += 2 * S + (e + 1) + (n + 1);        // plan: slot tokens, token slots, offsets
-  floats += S * (2 * d + 3 * f);            // x_in, out [S, d]; pre, hidden, cdf [S, f]
-  if (backward) floats += S * (d + f) + S;  // grad_d, grad_f, dgate
-  return floats * kFloat + ints * kInt;
+  floats += S;                        // plan: slot gates
+  ints += 2 * S + (e + 1) + (n + 1);  // plan: slot tokens, token slots, offsets
+  floats += S * (d + f);              // out [S, d]; pre [S, f] (GELU keeps no CDF)
+  // x_in [S, d] and hidden [S, f]: fp32, or under bf16 kept in bf16 only, with the bf16 copies
+  // of w1 and w2 (expert_ffn.h).
+  if (bf16)
+    halves += S * (d + f) + 2 * e * d * f;
+  else
+    floats += S * (d + f);
+  if (backward) {
+    floats += S * (d + f) + S;        // grad_d, grad_f, dgate
+    if (bf16) halves += S * (d + f);  // grad_d16, grad_f16
+  }
+  return floats * kFloat + halves * kBf16 + ints * kInt;
 }
 
 struct ModelSizes {

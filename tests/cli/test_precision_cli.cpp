@@ -77,3 +77,59 @@ TEST_F(PrecisionCli, BenchesTakeThePrecision) {
   const CliRun bad = run("bench layer --tokens 64 --precision fp8");
   EXPECT_NE(bad.status, 0);
 }
+
+// `finetune --precision bf16` fine-tunes with bf16 GEMMs (the training losses differ from an fp32
+// run's with the same seed) and records it in the JSON result, config.json and result.json; the
+// config key takes the same values, and a bad one is a one-line error.
+TEST(PrecisionCliFinetune, FinetuneTakesAndRecordsThePrecision) {
+  TempDir dir("precision-ft");
+  ASSERT_EQ(ecmoe::cli_test::pretrain_tiny_encoder(dir, 4), "");
+  std::string tsv = "text\tlabel\n";
+  for (int i = 0; i < 60; ++i)
+    tsv += i % 2 ? "the whale and the ship .\t1\n" : "the king of the city .\t0\n";
+  ecmoe::train_test::write_text(dir / "task.tsv", tsv);
+  const auto finetune = [&](const std::string& extra, const std::string& out) {
+    return run_ecmoe("finetune --checkpoint " + (dir / "pre/checkpoint.safetensors") + " --train " +
+                         (dir / "task.tsv") +
+                         " --set steps=4 --set eval_interval=2 --seed 3 --json --out " +
+                         (dir / out) + extra,
+                     dir / "stderr.txt");
+  };
+  const CliRun fp32 = finetune("", "fp32");
+  ASSERT_EQ(fp32.status, 0) << fp32.err;
+  const CliRun bf16 = finetune(" --precision bf16", "bf16");
+  ASSERT_EQ(bf16.status, 0) << bf16.err;
+  const auto j32 = nlohmann::json::parse(fp32.out), j16 = nlohmann::json::parse(bf16.out);
+  EXPECT_EQ(j32["precision"], "fp32");
+  EXPECT_EQ(j16["precision"], "bf16");
+  const auto read_json = [&](const std::string& path) {
+    return nlohmann::json::parse(ecmoe::train_test::read_text(dir / path));
+  };
+  EXPECT_EQ(read_json("bf16/config.json")["precision"], "bf16");
+  EXPECT_EQ(read_json("bf16/result.json")["precision"], "bf16");
+  EXPECT_EQ(read_json("fp32/config.json")["precision"], "fp32");
+  EXPECT_NE(j32["history"][0]["train_loss"].get<double>(),
+            j16["history"][0]["train_loss"].get<double>());
+
+  const CliRun by_key = finetune(" --set precision=bf16", "by-key");
+  ASSERT_EQ(by_key.status, 0) << by_key.err;
+  EXPECT_EQ(nlohmann::json::parse(by_key.out)["history"], j16["history"]);
+  const CliRun bad = finetune(" --set precision=fp16", "bad");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_TRUE(contains(bad.err, "unknown precision 'fp16' (expected fp32 or bf16)")) << bad.err;
+  EXPECT_NE(finetune(" --precision fp16", "bad2").status, 0);
+}
+
+// `compare --precision bf16` gives every run of the suite `precision=bf16` (what --list shows is
+// what the runs get), and refuses other values.
+TEST(PrecisionCliCompare, ComparePassesThePrecisionToEveryRun) {
+  TempDir dir("precision-compare");
+  const CliRun list =
+      run_ecmoe("compare --quick --precision bf16 --set steps=3 --list", dir / "stderr.txt");
+  ASSERT_EQ(list.status, 0) << list.err;
+  EXPECT_TRUE(contains(list.out, "every run also: steps=3 precision=bf16")) << list.out;
+  const CliRun plain = run_ecmoe("compare --quick --list", dir / "stderr.txt");
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  EXPECT_FALSE(contains(plain.out, "precision=")) << plain.out;
+  EXPECT_NE(run_ecmoe("compare --quick --precision fp8 --list", dir / "stderr.txt").status, 0);
+}

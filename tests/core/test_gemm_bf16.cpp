@@ -10,11 +10,13 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <span>
 #include <vector>
 
 #include "core/bf16.h"
@@ -26,16 +28,11 @@ using namespace ecmoe;
 
 namespace {
 
-// Sets ECMOE_BF16_FALLBACK for a scope.
+// Forces the fallback on or off for a scope.
 class FallbackScope {
  public:
-  explicit FallbackScope(bool on) {
-    if (on)
-      setenv("ECMOE_BF16_FALLBACK", "1", 1);
-    else
-      unsetenv("ECMOE_BF16_FALLBACK");
-  }
-  ~FallbackScope() { unsetenv("ECMOE_BF16_FALLBACK"); }
+  explicit FallbackScope(bool on) { set_bf16_fallback(on); }
+  ~FallbackScope() { set_bf16_fallback(false); }
 };
 
 float op_a(const GemmProblem& p, const float* a, int i, int l) {
@@ -214,4 +211,46 @@ TEST(GemmBf16, BitwiseIdenticalAcrossThreadCounts) {
           << "fallback=" << fallback << " ta=" << ta;
     }
   }
+}
+
+// ECMOE_BF16_FALLBACK is read once (not at every GEMM call): setting it later changes nothing;
+// set_bf16_fallback switches paths.
+TEST(GemmBf16, FallbackEnvironmentReadOnce) {
+  if (!bf16_native_available()) GTEST_SKIP() << "no bf16 instructions on this CPU";
+  set_bf16_fallback(false);
+  setenv("ECMOE_BF16_FALLBACK", "1", 1);
+  EXPECT_TRUE(bf16_native());
+  unsetenv("ECMOE_BF16_FALLBACK");
+  set_bf16_fallback(true);
+  EXPECT_FALSE(bf16_native());
+  set_bf16_fallback(false);
+  EXPECT_TRUE(bf16_native());
+}
+
+// A tile epilogue sees each element of C once, after its final value is written: here it copies
+// the tile into another array, which must equal C bit for bit (fp32 and bf16, several tiles per
+// dimension, 1 and 2 threads), and counts visits.
+TEST(GemmEpilogue, EachTileOnceAfterItsGemm) {
+  const int m = 300, n = 1100, k = 70;
+  auto a = random_vec(size_t(m) * k, 8), b = random_vec(size_t(k) * n, 9);
+  for (Precision precision : {Precision::kFp32, Precision::kBf16})
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      std::vector<float> c(size_t(m) * n), copy(c.size(), -1.f);
+      std::vector<int> visits(c.size(), 0);
+      GemmProblem p = make_gemm(false, false, m, n, k, a.data(), b.data(), c.data());
+      p.precision = precision;
+      const TileEpilogue copy_tile = [&](int m0, int n0, int mm, int nn) {
+        for (int i = m0; i < m0 + mm; ++i)
+          for (int j = n0; j < n0 + nn; ++j) {
+            copy[size_t(i) * n + j] = c[size_t(i) * n + j];
+            ++visits[size_t(i) * n + j];
+          }
+      };
+      p.epilogue = &copy_tile;
+      gemm_batch(std::span<const GemmProblem>(&p, 1));
+      EXPECT_EQ(0, std::memcmp(c.data(), copy.data(), c.size() * sizeof(float)))
+          << int(precision) << " threads " << threads;
+      EXPECT_EQ(std::count(visits.begin(), visits.end(), 1), int64_t(visits.size()));
+    }
 }

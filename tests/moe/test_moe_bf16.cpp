@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/gemm.h"
 #include "moe_test_util.h"
 
 using namespace ecmoe;
@@ -154,8 +155,8 @@ INSTANTIATE_TEST_SUITE_P(Routers, MoeBf16,
 // bf16 layer results (output and every gradient) are bitwise identical at 1 and 2 threads, on the
 // native kernel and on the fallback.
 TEST(MoeBf16Threads, BitwiseIdenticalAtOneAndTwoThreads) {
-  for (const char* fallback : {"0", "1"}) {
-    setenv("ECMOE_BF16_FALLBACK", fallback, 1);
+  for (bool fallback : {false, true}) {
+    set_bf16_fallback(fallback);
     const MoeConfig cfg = small_config(RouterKind::kExpertChoice, 64, 160, 8);
     const LayerCase c(cfg, 600, 5, 1.f);
     const auto dy = random_normal(c.x.size(), 6);
@@ -168,7 +169,7 @@ TEST(MoeBf16Threads, BitwiseIdenticalAtOneAndTwoThreads) {
     EXPECT_EQ(0, std::memcmp(one.grads.data(), two.grads.data(), one.grads.size() * sizeof(float)))
         << "fallback=" << fallback;
   }
-  unsetenv("ECMOE_BF16_FALLBACK");
+  set_bf16_fallback(false);
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 // Each nn op with Precision::kBf16 against its fp32 op. On the fallback path
-// (ECMOE_BF16_FALLBACK=1: the fp32 GEMM on bf16-rounded operands, same tiles) a bf16 linear or
-// tied-output op must equal, bit for bit, the fp32 op applied to bf16-rounded operands: that
-// checks that each of its GEMMs rounds exactly its two operands and nothing else (the native
-// kernel's agreement with the fallback is test_gemm_bf16's). Attention also rounds its
+// (set_bf16_fallback, as ECMOE_BF16_FALLBACK=1: the fp32 GEMM on bf16-rounded operands, same tiles)
+// a bf16 linear or tied-output op must equal, bit for bit, the fp32 op applied to bf16-rounded
+// operands: that checks that each of its GEMMs rounds exactly its two operands and nothing else
+// (the native kernel's agreement with the fallback is test_gemm_bf16's). Attention also rounds its
 // probabilities before P·V, so it is checked against fp32 by a bound instead.
 #include <gtest/gtest.h>
 
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/gemm.h"
 #include "nn/attention.h"
 #include "nn/linear.h"
 #include "nn/tied_output.h"
@@ -35,8 +36,8 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 
 class Bf16Ops : public ::testing::Test {
  protected:
-  void SetUp() override { setenv("ECMOE_BF16_FALLBACK", "1", 1); }
-  void TearDown() override { unsetenv("ECMOE_BF16_FALLBACK"); }
+  void SetUp() override { set_bf16_fallback(true); }
+  void TearDown() override { set_bf16_fallback(false); }
 };
 
 }  // namespace
@@ -95,7 +96,7 @@ TEST_F(Bf16Ops, TiedOutputIsFp32OfRoundedOperands) {
 // each). A wrong operand or a missing scale is off by O(1).
 TEST_F(Bf16Ops, AttentionWithinBf16Bound) {
   for (bool native : {false, true}) {
-    if (native) unsetenv("ECMOE_BF16_FALLBACK");
+    if (native) set_bf16_fallback(false);
     for (bool causal : {false, true}) {
       AttentionConfig c{2, 40, 2, 24, causal};
       const size_t rows = size_t(c.batch) * c.seq_len, d = size_t(c.model_dim());
