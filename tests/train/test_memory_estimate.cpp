@@ -18,6 +18,7 @@
 #include "core/threads.h"
 #include "data/tokenizer.h"
 #include "model/transformer.h"
+#include "moe/moe_layer.h"
 #include "optim/adamw.h"
 #include "train/batches.h"
 #include "train/memory_estimate.h"
@@ -89,9 +90,12 @@ TEST_F(MemoryEstimateTest, WithinAFewPercentOfTheRealAllocation) {
   // comparison runs in the ordinary build.
   GTEST_SKIP() << "mallinfo2 does not see AddressSanitizer's allocator";
 #endif
-  // The first run also holds what the process sets up once (oneDNN's generated kernels, ~0.5 MB),
-  // which is nobody's config: measure after it.
+  // The first run also holds what the process sets up once (oneDNN's generated kernels, ~0.5 MB;
+  // the bf16 ones ~0.1 MB more), which is nobody's config: measure after it.
   measured_bytes(tiny(ModelKind::kEncoder), true);
+  TrainConfig bf16 = tiny(ModelKind::kEncoder);  // and oneDNN's bf16 kernels, generated once
+  bf16.model.precision = Precision::kBf16;
+  measured_bytes(bf16, true);
   // bf16 keeps other buffers (bf16 activations and weight copies, expert_ffn.h).
   for (const Precision precision : {Precision::kFp32, Precision::kBf16})
     for (const ModelKind kind : {ModelKind::kEncoder, ModelKind::kDecoder})
@@ -183,6 +187,46 @@ TEST_F(MemoryEstimateTest, MoeLayerAlone) {
   EXPECT_NO_THROW(check_moe_layer_memory(c, 4096, "bench layer"));
   const MemoryEstimate e = estimate_moe_layer_memory(c, 4096);
   EXPECT_EQ(e.parameters, 4.0 * (2 * 8 * 256 * 1024 + 256 * 8));
+}
+
+// One MoE layer's own buffers after a training forward and backward, against
+// estimate_moe_layer_memory (less the benchmark's x, dy, y, dx and token ids), in fp32 and in
+// bf16: at this shape the bf16 layer holds more (bf16 copies of w1 and w2, 4·e·d·d_ff bytes,
+// and bf16 gradients) than its fp32 activations saved, which an estimate blind to precision misses.
+TEST_F(MemoryEstimateTest, MoeLayerBuffersInEitherPrecision) {
+  for (const Precision precision : {Precision::kFp32, Precision::kBf16}) {
+    MoeConfig c = default_moe_config(RouterKind::kExpertChoice);
+    c.d_model = 64;
+    c.d_ff = 256;
+    c.n_experts = 8;
+    c.precision = precision;
+    const int n = 64, d = c.d_model;
+    TensorTable table;
+    declare_moe_params(table, "", c);
+    FlatBuffer params(table), grads(table);
+    init_moe_params(params, "", c, 1, 0.5f);
+    const Rng rng(3, 4);
+    std::vector<float> x(size_t(n) * d), dy(x.size()), y(x.size()), dx(x.size());
+    for (size_t i = 0; i < x.size(); ++i) x[i] = rng.normal(i), dy[i] = rng.normal(i + x.size());
+    std::vector<int32_t> ids(size_t(n), 7);
+    const MoeWeights w = moe_weights(params, "", c);
+    MoeGrads g = moe_grads(grads, "", c);
+    const auto step = [&](MoeLayer& layer) {
+      layer.forward(w, MoeInput{x.data(), ids.data(), n, true, 0}, y.data());
+      layer.backward(w, g, dy.data(), dx.data());
+    };
+    {  // once before measuring: one-time library setup (oneDNN's bf16 kernels) is nobody's layer
+      MoeLayer warm(c);
+      step(warm);
+    }
+    const double before = heap_in_use();
+    MoeLayer layer(c);
+    step(layer);
+    const double real = heap_in_use() - before;
+    const double estimate = estimate_moe_layer_memory(c, n).activations - 4.0 * n * d * 4 - n * 4;
+    EXPECT_NEAR(estimate / real, 1.0, 0.05)
+        << precision_name(precision) << ": estimate " << estimate << " B, real " << real << " B";
+  }
 }
 
 TEST(FormatBytes, Compact) {
