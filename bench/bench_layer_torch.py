@@ -13,20 +13,22 @@ round(c·k·n/e) per expert, first choices before second choices, in position or
 dropped, top-2 gates renormalised over both choices, load-balancing loss with weight 0.01), dense.
 
 Timed: forward, loss = sum(y · R) (+ aux loss), backward to x and every weight. Warm-up runs,
-then the median of --repeats runs.
-
---precision bf16 (default fp32): PyTorch's bf16 on the CPU, as --bf16-mode picks:
-  autocast - fp32 tensors and weights, forward under torch.autocast('cpu', torch.bfloat16): the
-             GEMMs (bmm, matmul, einsum's bmm) take bf16 operands and return bf16, as
-             mixed-precision training runs; gradients reach the fp32 weights.
-  weights  - x, the router and expert weights stored in bf16 (the router softmax in fp32):
-             every op, gradients included, in bf16. Less memory traffic, no fp32 master copy.
-The default is the faster of the two here (measured: docs/results.md, Mixed precision). On an AVX-512 CPU, OPENBLAS_CORETYPE=SkylakeX is set before
+then the median of --repeats runs. On an AVX-512 CPU, OPENBLAS_CORETYPE=SkylakeX is set before
 torch loads unless already set (Debian's OpenBLAS otherwise picks an older kernel, up to ~5x
 slower); the script refuses to run on the reference BLAS (bench/peer_blas.py). From the
 repository root:
 
     /usr/bin/python3 -m bench.bench_layer_torch --tokens 4096 --experts 8 --router top2
+
+--precision bf16 (default fp32): PyTorch's bf16 on the CPU, as --bf16-mode picks:
+  autocast - fp32 tensors and weights, forward under torch.autocast('cpu', torch.bfloat16): the
+             GEMMs (bmm, matmul, einsum's bmm) take bf16 operands and return bf16, as
+             mixed-precision training runs; gradients reach the fp32 weights. The default: the
+             same training as ecmoe's bf16, and not slower than `weights` here (docs/results.md,
+             Mixed precision).
+  weights  - x, the router and expert weights stored in bf16: every op, gradients included, in
+             bf16. Less memory traffic, no fp32 master copy.
+Both keep the router GEMM and softmax in fp32, as ecmoe does.
 """
 
 import argparse
@@ -43,8 +45,8 @@ peer_blas.prepare_environment()  # before torch loads OpenBLAS
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-LOAD_BALANCE_WEIGHT = 0.01
-DEFAULT_BF16_MODE = "autocast"  # the faster mode here (docs/results.md); --bf16-mode picks  # Switch / GShard default, as in the engine's token-choice config
+LOAD_BALANCE_WEIGHT = 0.01  # Switch / GShard default, as in the engine's token-choice config
+DEFAULT_BF16_MODE = "autocast"  # see --bf16-mode and the module docstring
 
 
 def round_half_away(v):
@@ -260,8 +262,7 @@ def main():
                         help="as `ecmoe bench layer --precision`")
     parser.add_argument("--bf16-mode", default=DEFAULT_BF16_MODE, choices=["autocast", "weights"],
                         help="with --precision bf16: torch.autocast over fp32 weights, or bf16 "
-                        "weights and activations throughout (default: %(default)s, the faster "
-                        "here)")
+                        "weights and activations throughout (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--router-std", type=float, default=0.5,
                         help="router weight init std (0.5 as `ecmoe bench layer`: with x ~ N(0, 1)"

@@ -18,7 +18,7 @@ Prints the median tokens/s over the timed steps (after --warmup untimed ones).
 torch.bfloat16) around the forward, over fp32 parameters, as ecmoe's mixed precision does (every
 GEMM with bf16 operands; the router kept in fp32 on both sides); --bf16-mode weights stores the
 parameters, their gradients and AdamW's state in bf16 instead (no fp32 master weights: not the
-same training, shown for speed only). docs/results.md says which was faster here.
+same training, shown for speed only; docs/results.md, Mixed precision, compares the two here).
 
 The MoE layer is the efficient index formulation, not tools/ reference loops: routing on the
 [n, e] probabilities with topk (expert choice: each expert's top-k tokens; top-k: first choices

@@ -11,9 +11,9 @@
 # PYTHON (/usr/bin/python3, Debian's python3-torch).
 #
 # Contract with `ecmoe bench layer`: it accepts --tokens --d-model --d-ff --experts
-# --capacity-factor --router --repeats --precision --json and prints one JSON object with at least "ms"
-# (median forward+backward milliseconds). The same capacity factor goes to both sides: for
-# expert choice it is the average number of experts per token, for top-k the capacity multiplier
+# --capacity-factor --router --repeats --precision --json and prints one JSON object with at
+# least "ms" (median forward+backward milliseconds). The same capacity factor goes to both sides:
+# for expert choice it is the average number of experts per token, for top-k the capacity multiplier
 # (capacity = round(c·k·n/e)). If ecmoe is missing or fails, its column reads n/a. The torch
 # side reports three formulations (index, einsum: the classic pair; loop: no padding).
 set -euo pipefail

@@ -59,12 +59,11 @@ void for_each_expert(const RoutingPlan& plan, AddProblem add, MakeEpilogue make_
   gemm_batch(problems);
 }
 
-// fp32 data, or its bf16 copy (converted into `copy`) under kBf16.
-Operand operand(const float* data, int64_t n, Bf16Vec& copy, Precision precision) {
-  if (precision == Precision::kFp32) return {data, nullptr};
+// Under kBf16, data's bf16 copy, converted into `copy`; nothing under fp32.
+void make_bf16_copy(const float* data, int64_t n, Bf16Vec& copy, Precision precision) {
+  if (precision == Precision::kFp32) return;
   copy.resize(size_t(n));
   convert_to_bf16(copy.data(), data, n);
-  return {nullptr, copy.data()};
 }
 
 // fp32 data, or the bf16 form (kept in act) that replaces it under kBf16.
@@ -102,8 +101,8 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
     act.x_in.resize(int64_t(S) * d);
     act.hidden.resize(int64_t(S) * f);
   }
-  operand(w1, int64_t(e) * d * f, act.w1_16, precision);
-  operand(w2, int64_t(e) * f * d, act.w2_16, precision);
+  make_bf16_copy(w1, int64_t(e) * d * f, act.w1_16, precision);
+  make_bf16_copy(w2, int64_t(e) * f * d, act.w2_16, precision);
   phase_lap(times, "weights to bf16");
 
   // Dispatch: slot s copies its token's row (rounded to bf16 on the way under kBf16).
@@ -122,7 +121,7 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
   phase_lap(times, "dispatch");
 
   // pre = x_in · W1, with GELU applied to each finished tile of pre while it is in cache:
-  // hidden = gelu(pre) (rounded to bf16 as it is written under kBf16) (Phi is not kept).
+  // hidden = gelu(pre), rounded to bf16 as it is written under kBf16; Phi is not kept.
   float* pre = act.pre.data();
   float* hidden = act.hidden.data();
   uint16_t* hidden16 = act.hidden16.data();
