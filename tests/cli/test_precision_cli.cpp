@@ -1,6 +1,6 @@
 // `precision` through the real binary: `--set precision=bf16` trains and is recorded in the run's
 // config and metrics; the fp32 checkpoint of a bf16 run resumes in fp32 and the other way round;
-// `bench train` and `bench layer` take it and report it.
+// `bench train` and `bench layer` take it and report it (bench layer with its phase breakdown).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -74,6 +74,16 @@ TEST_F(PrecisionCli, BenchesTakeThePrecision) {
   const auto l = nlohmann::json::parse(layer.out);
   EXPECT_EQ(l["precision"], "bf16");
   EXPECT_GT(l["ms"].get<double>(), 0.0);
+  // The breakdown: every phase, the GEMM ones (GELU fused in) and the rest adding up to it.
+  double sum = 0;
+  for (const auto& [phase, ms] : l["phases_ms"].items()) sum += ms.get<double>();
+  for (const char* phase : {"router", "routing", "weights to bf16", "dispatch",
+                            "gemm x_in*W1 + gelu", "gemm hidden*W2", "combine", "combine adjoint",
+                            "gemm d_out*W2^T + gelu'", "gemm d_pre*W1^T", "dispatch adjoint"})
+    EXPECT_TRUE(l["phases_ms"].contains(phase)) << phase << " missing in " << l["phases_ms"];
+  EXPECT_GT(l["layer_gemm_ms"].get<double>(), 0.0);
+  EXPECT_NEAR(l["layer_gemm_ms"].get<double>() + l["layer_outside_gemm_ms"].get<double>(), sum,
+              1e-9 * sum);
   const CliRun bad = run("bench layer --tokens 64 --precision fp8");
   EXPECT_NE(bad.status, 0);
 }
