@@ -52,13 +52,33 @@ std::string shape_text(at::IntArrayRef shape) {
   return s + "]";
 }
 
+// torch's Python name of a dtype ("float32"), for messages.
+std::string dtype_name(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat:
+      return "float32";
+    case at::kDouble:
+      return "float64";
+    case at::kHalf:
+      return "float16";
+    case at::kBFloat16:
+      return "bfloat16";
+    case at::kInt:
+      return "int32";
+    case at::kLong:
+      return "int64";
+    default:
+      return c10::toString(type);
+  }
+}
+
 // A tensor the engine reads as a dense CPU array of `dtype` with the given shape.
 void check_tensor(const at::Tensor& t, const std::string& name, at::ScalarType dtype,
                   const std::vector<int64_t>& shape) {
   require<DeviceError>(t.device().is_cpu(), "ecmoe.torch.MoE: ", name, " is on ", t.device().str(),
                        "; the engine runs on the CPU only (no CUDA yet)");
   require<TypeError>(t.scalar_type() == dtype, "ecmoe.torch.MoE: ", name, " must be ",
-                     c10::toString(dtype), ", got ", c10::toString(t.scalar_type()));
+                     dtype_name(dtype), ", got ", dtype_name(t.scalar_type()));
   require<ValueError>(t.sizes().vec() == shape, "ecmoe.torch.MoE: ", name, " must have shape ",
                       shape_text(shape), ", got ", shape_text(t.sizes()));
   require<ValueError>(t.is_contiguous(), "ecmoe.torch.MoE: ", name, " must be contiguous");
@@ -99,8 +119,9 @@ void update_cutoffs(float* cutoff, int e, const RoutingStats& stats, float rate)
   const std::vector<double> target = stats.mean_kth_scores();
   if (int(target.size()) != e) return;  // no routing group (no tokens)
   for (int i = 0; i < e; ++i)
-    cutoff[i] = (cutoff[i] < 0.f || rate == 1.f) ? float(target[i])
-                                                 : cutoff[i] + rate * (float(target[i]) - cutoff[i]);
+    cutoff[i] = (cutoff[i] < 0.f || rate == 1.f)
+                    ? float(target[i])
+                    : cutoff[i] + rate * (float(target[i]) - cutoff[i]);
 }
 
 struct Weights {
@@ -280,7 +301,8 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("capacity_factor_eval", &MoeConfig::capacity_factor_eval)
       .def_readwrite("group_size", &MoeConfig::group_size)
       .def_property(
-          "max_experts_per_token", [](const MoeConfig& c) { return c.capped.max_experts_per_token; },
+          "max_experts_per_token",
+          [](const MoeConfig& c) { return c.capped.max_experts_per_token; },
           [](MoeConfig& c, int b) { c.capped.max_experts_per_token = b; })
       .def_property(
           "capped_lambda", [](const MoeConfig& c) { return c.capped.lambda; },
