@@ -10,9 +10,12 @@
 
 #include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -22,6 +25,7 @@
 #include "core/precision.h"
 #include "core/tensor_table.h"
 #include "core/threads.h"
+#include "moe/cutoffs.h"
 #include "moe/moe_config.h"
 #include "moe/moe_layer.h"
 #include "moe/routing_stats.h"
@@ -111,17 +115,6 @@ py::tuple plan_tensors(const RoutingPlan& plan) {
       g[s] = plan.slot_gate[s];
     }
   return py::make_tuple(expert, token, gate);
-}
-
-// Threshold cutoffs moved toward this call's mean k-th selected scores, as the engine's trainer
-// moves them after each step (Transformer::update_cutoffs): the first update takes the target.
-void update_cutoffs(float* cutoff, int e, const RoutingStats& stats, float rate) {
-  const std::vector<double> target = stats.mean_kth_scores();
-  if (int(target.size()) != e) return;  // no routing group (no tokens)
-  for (int i = 0; i < e; ++i)
-    cutoff[i] = (cutoff[i] < 0.f || rate == 1.f)
-                    ? float(target[i])
-                    : cutoff[i] + rate * (float(target[i]) - cutoff[i]);
 }
 
 struct Weights {
@@ -236,7 +229,7 @@ py::tuple forward(const MoeConfig& config, const at::Tensor& x,
     py::gil_scoped_release release;
     out = call->layer().forward(engine_weights(config, call->weights()), in, y.data_ptr<float>());
     if (args.update_cutoffs && args.cutoffs)
-      update_cutoffs(args.cutoffs->data_ptr<float>(), config.n_experts, out.stats,
+      update_cutoffs(std::span<float>(args.cutoffs->data_ptr<float>(), config.n_experts), out.stats,
                      config.threshold_ema_rate);
   }
   py::dict aux;
