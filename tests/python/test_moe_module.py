@@ -6,6 +6,7 @@ Inputs are the parity fixtures' (tests/fixtures/moe/: draws whose routing decisi
 ties, so float32 and float64 route alike); the reference runs live on them.
 """
 
+import copy
 import math
 import os
 
@@ -184,7 +185,7 @@ def test_bf16_within_bf16_rounding_of_the_reference(router):
         # cutoffs at each expert's k-th score (from an expert-choice forward): the EC plan
         with torch.no_grad():
             moe(t["x"], router="expert_choice")
-        moe.steps = moe.config.threshold_warmup_steps
+        moe.steps = moe.config["threshold_warmup_steps"]
     out, grads = run_module(moe, t)
     assert plan_set(out.plan) == sorted((i, tok) for i, tok, _ in plan_ref)
     assert rel_norm(out.y, y_ref) <= 8 * U_BF16
@@ -394,6 +395,15 @@ def test_backward_guards():
     x1.grad = None
     moe(x1).y.sum().backward()
     assert torch.equal(x1.grad, g1)
+
+
+def test_deepcopy_and_pickle_keep_the_layer(tmp_path):
+    moe = MoE(8, 16, 4, router="top2", load_balance_weight=0.01, seed=0)
+    x = torch.randn(10, 8)
+    y = moe(x).y
+    assert torch.equal(copy.deepcopy(moe)(x).y, y)
+    torch.save(moe, tmp_path / "moe.pt")
+    assert torch.equal(torch.load(tmp_path / "moe.pt")(x).y, y)
 
 
 def test_no_tokens():

@@ -151,6 +151,8 @@ class MoE(nn.Module):
       seed                        the engine's initialisation (init_moe_params) from this seed;
                                   None: a seed drawn from torch's generator
       router_init_std             the router weights' initial standard deviation
+    module.config holds the MoeConfig fields given (a dict, under the engine's names:
+    capacity_factor_train, capacity_factor_eval, ...); module.steps counts training forwards.
 
     forward(x [..., d_model] float32 CPU, token_ids [...] integer (hash routing), router=None
     (route this call by another router over the same weights, e.g. "expert_threshold" for an
@@ -179,7 +181,6 @@ class MoE(nn.Module):
         if precision not in PRECISIONS:
             raise ValueError(f"ecmoe.torch.MoE: unknown precision {precision!r} (expected fp32 "
                              f"or bf16)")
-        config = C.MoeConfig()
         fields = dict(d_model=d_model, d_ff=d_ff, n_experts=n_experts, router=router,
                       capacity_factor_train=capacity_factor,
                       capacity_factor_eval=(capacity_factor if capacity_factor_eval is None
@@ -192,9 +193,23 @@ class MoE(nn.Module):
                       threshold_warmup_steps=threshold_warmup_steps, capped_lambda=capped_lambda,
                       capped_max_iterations=capped_max_iterations,
                       capped_tolerance=capped_tolerance)
-        for name, value in fields.items():
-            if value is None:
-                continue  # the engine's default
+        # The engine's MoeConfig fields (None: the engine's default), kept as a plain dict so the
+        # module pickles and deep-copies; _engine_config() makes the C++ struct for each call.
+        self.config = {name: value for name, value in fields.items() if value is not None}
+        config = self._engine_config(C)
+        self.steps = 0  # training forwards so far (threshold warm-up)
+        if seed is None:
+            seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"ecmoe.torch.MoE: seed must be a non-negative int, got {seed!r}")
+        router_weight, w1, w2 = C.init_params(config, seed, float(router_init_std))
+        self.router = _Router(router_weight, config.n_experts, C.router_has_cutoffs(router))
+        self.experts = _Experts(w1, w2)
+
+    def _engine_config(self, C=None):
+        C = C or _extension()
+        config = C.MoeConfig()
+        for name, value in self.config.items():
             try:
                 setattr(config, name, value)
             except TypeError:
@@ -205,25 +220,17 @@ class MoE(nn.Module):
             config.validate()
         except C.EngineError as e:
             raise ValueError(f"ecmoe.torch.MoE: {e}") from None
-        self.config = config
-        self.steps = 0  # training forwards so far (threshold warm-up)
-        if seed is None:
-            seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"ecmoe.torch.MoE: seed must be a non-negative int, got {seed!r}")
-        router_weight, w1, w2 = C.init_params(config, seed, float(router_init_std))
-        self.router = _Router(router_weight, config.n_experts, C.router_has_cutoffs(router))
-        self.experts = _Experts(w1, w2)
+        return config
 
     def extra_repr(self) -> str:
-        c = self.config
+        c = self._engine_config()
         return (f"d_model={c.d_model}, d_ff={c.d_ff}, n_experts={c.n_experts}, "
                 f"router={c.router}, capacity_factor={c.capacity_factor_train:g}/"
                 f"{c.capacity_factor_eval:g}, precision={c.precision}")
 
     def forward(self, x: torch.Tensor, token_ids: Optional[torch.Tensor] = None,
                 router: Optional[str] = None) -> MoEOutput:
-        c = self.config
+        c = self._engine_config()
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"ecmoe.torch.MoE: x must be a tensor, got {type(x).__name__}")
         if x.device.type != "cpu":
