@@ -147,6 +147,13 @@ class Call {
  public:
   Call(const MoeConfig& config, at::Tensor x, Weights w)
       : layer_(config), x_(std::move(x)), w_(std::move(w)) {}
+  // A finished call's layer serves another forward with the same config: its buffers are
+  // already allocated (and their pages mapped), as the engine reuses a layer from step to step.
+  void reuse(at::Tensor x, Weights w) {
+    x_ = std::move(x);
+    w_ = std::move(w);
+    done_ = false;
+  }
 
   MoeLayer& layer() { return layer_; }
   const at::Tensor& x() const { return x_; }
@@ -189,6 +196,8 @@ struct ForwardArgs {
   uint64_t seed = 0;
   std::optional<std::string> route_by;
   bool update_cutoffs = false;
+  // A call whose backward ran (or that needs none), made with the same config; nullptr: a new one.
+  std::shared_ptr<Call> recycle;
 };
 
 // x [n, d] -> (y [n, d], aux {load_balance, z_loss, weighted_total}, stats, plan, call).
@@ -222,7 +231,11 @@ py::tuple forward(const MoeConfig& config, const at::Tensor& x,
     check_tensor(*args.cutoffs, "router.cutoff", at::kFloat, {config.n_experts});
     in.cutoffs = floats(*args.cutoffs);
   }
-  auto call = std::make_shared<Call>(config, x, std::move(w));
+  std::shared_ptr<Call> call = args.recycle;
+  if (call)
+    call->reuse(x, std::move(w));
+  else
+    call = std::make_shared<Call>(config, x, std::move(w));
   at::Tensor y = at::empty_like(x);
   MoeOutput out;
   {
@@ -332,13 +345,13 @@ PYBIND11_MODULE(_C, m) {
       [](const MoeConfig& config, const at::Tensor& x, const std::optional<at::Tensor>& router,
          const at::Tensor& w1, const at::Tensor& w2, const std::optional<at::Tensor>& token_ids,
          const std::optional<at::Tensor>& cutoffs, bool training, uint64_t seed,
-         const std::optional<std::string>& route_by, bool update) {
+         const std::optional<std::string>& route_by, bool update, std::shared_ptr<Call> recycle) {
         return forward(config, x, router, w1, w2,
-                       ForwardArgs{token_ids, cutoffs, training, seed, route_by, update});
+                       ForwardArgs{token_ids, cutoffs, training, seed, route_by, update, recycle});
       },
       py::arg("config"), py::arg("x"), py::arg("router"), py::arg("w1"), py::arg("w2"),
       py::arg("token_ids"), py::arg("cutoffs"), py::arg("training"), py::arg("seed"),
-      py::arg("route_by"), py::arg("update_cutoffs"));
+      py::arg("route_by"), py::arg("update_cutoffs"), py::arg("recycle") = nullptr);
   m.def("init_params", &init_params, py::arg("config"), py::arg("seed"), py::arg("router_std"));
   m.def("set_num_threads", &set_threads, py::arg("threads"));
   m.def("get_num_threads", &thread_count);

@@ -110,9 +110,9 @@ class _EngineMoE(torch.autograd.Function):
     def forward(ctx, x, router, w1, w2, call_args, results):
         y, aux, stats, plan, call = _extension().forward(x=x, router=router, w1=w1, w2=w2,
                                                          **call_args)
-        ctx.call = call
+        ctx.call, ctx.pool = call, results["pool"]
         ctx.save_for_backward(x, router, w1, w2)  # torch checks they are unchanged at backward
-        results.update(aux=aux, stats=stats, plan=RoutingPlan(*plan))
+        results.update(aux=aux, stats=stats, plan=RoutingPlan(*plan), call=call)
         return y, torch.tensor(aux["weighted_total"], dtype=torch.float32)
 
     @staticmethod
@@ -124,6 +124,7 @@ class _EngineMoE(torch.autograd.Function):
             raise RuntimeError("ecmoe.torch.MoE: backward ran twice over one forward (use "
                                "retain_graph=False; the engine frees its activations)")
         dx, drouter, dw1, dw2 = call.backward(dy.contiguous(), float(daux))
+        ctx.pool.append(call)  # done: its layer may serve the next forward
         return dx, drouter, dw1, dw2, None, None
 
 
@@ -198,6 +199,9 @@ class MoE(nn.Module):
         self.config = {name: value for name, value in fields.items() if value is not None}
         config = self._engine_config(C)
         self.steps = 0  # training forwards so far (threshold warm-up)
+        # Engine calls whose backward ran (or that need none): the next forwards reuse their
+        # layers' buffers, as the engine reuses one layer from step to step. For one config.
+        self._pool, self._pool_config = [], None
         if seed is None:
             seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
         if not isinstance(seed, int) or seed < 0:
@@ -205,6 +209,11 @@ class MoE(nn.Module):
         router_weight, w1, w2 = C.init_params(config, seed, float(router_init_std))
         self.router = _Router(router_weight, config.n_experts, C.router_has_cutoffs(router))
         self.experts = _Experts(w1, w2)
+
+    def __getstate__(self):  # pickling and deepcopy: the engine calls stay behind
+        state = self.__dict__.copy()
+        state["_pool"], state["_pool_config"] = [], None
+        return state
 
     def _engine_config(self, C=None):
         C = C or _extension()
@@ -255,12 +264,17 @@ class MoE(nn.Module):
             seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
         weight = self.router.weight
         w1, w2 = self.experts.w1, self.experts.w2
+        if self._pool_config != self.config:
+            self._pool, self._pool_config = [], dict(self.config)
         call_args = dict(config=c, token_ids=ids, cutoffs=self.router.cutoff,
                          training=self.training, seed=seed, route_by=router,
-                         update_cutoffs=self.training)
-        results = {}
+                         update_cutoffs=self.training,
+                         recycle=self._pool.pop() if self._pool else None)
+        results = {"pool": self._pool}
         y, aux_loss = _EngineMoE.apply(flat, None if weight is None else weight.contiguous(),
                                        w1.contiguous(), w2.contiguous(), call_args, results)
+        if y.grad_fn is None:  # no backward will come (no_grad, or nothing requires grad)
+            self._pool.append(results["call"])
         if self.training:
             self.steps += 1
         return MoEOutput(y.reshape(x.shape), aux_loss, results["aux"], results["stats"],
