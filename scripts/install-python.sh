@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Python package ecmoe (ecmoe.torch.MoE: the engine's MoE layer as a PyTorch module;
 # docs/python.md) for Debian's /usr/bin/python3: the packages it needs (scripts/install-deps.sh
-# --test: libtorch, python3-torch, pybind11, ...), the build with the extension
-# (scripts/build.sh -DECMOE_PYTHON=ON, into build/python/ecmoe), then a file ecmoe.pth in the
-# user's site-packages that puts build/python on Python's path. Run again after changing the
-# sources (it rebuilds); nothing is copied outside the repository except that one line.
+# --test: libtorch, python3-torch, pybind11, ...), the extension and the ecmoe program
+# (scripts/build.sh -DECMOE_PYTHON=ON, into build/python/ecmoe and build/ecmoe; the unit tests are
+# not built), then a file ecmoe.pth in the user's site-packages that puts build/python on
+# Python's path. Run again after changing the sources (it rebuilds); nothing is copied outside
+# the repository except that one line.
 #   scripts/install-python.sh              install, then check `import ecmoe.torch`
 #   scripts/install-python.sh --uninstall  remove ecmoe.pth
 set -euo pipefail
@@ -18,7 +19,7 @@ case "${1:-}" in
   *) echo "install-python.sh: unknown argument '$1' (only --uninstall)" >&2; exit 1 ;;
 esac
 "$root/scripts/install-deps.sh" --test
-BUILD_DIR="$root/build" "$root/scripts/build.sh" -DECMOE_PYTHON=ON
+BUILD_DIR="$root/build" TARGETS="ecmoe ecmoe_python" "$root/scripts/build.sh" -DECMOE_PYTHON=ON
 mkdir -p "$site"
 echo "$root/build/python" >"$pth.tmp"
 mv "$pth.tmp" "$pth"
