@@ -105,7 +105,8 @@ def test_fp32_matches_reference(name):
     assert_close("y", out.y, y_ref)
     assert out.y.shape == t["x"].shape
     for key in ("load_balance", "z_loss"):
-        assert abs(out.aux[key] - float(aux_ref[key])) <= REL_TOL * max(1.0, abs(float(aux_ref[key])))
+        ref = float(aux_ref[key])
+        assert abs(out.aux[key] - ref) <= REL_TOL * max(1.0, abs(ref)), key
     assert abs(out.aux_loss.item() - float(aux_ref["total"])) <= REL_TOL
     for key, ref in grads_ref.items():
         assert_close("grad " + key, grads[key], ref)
