@@ -19,6 +19,10 @@ after each step: cutoff += threshold_ema_rate * (k-th score - cutoff), the first
 itself (docs/causal.md). An expert_threshold layer routes its first threshold_warmup_steps
 training forwards by expert choice (module.steps counts training forwards).
 
+Each forward call runs its own engine layer, which keeps that call's activations until autograd
+runs its backward, so several forwards may be pending at once; a finished call's layer serves
+the next forward (its buffers stay allocated, as the engine keeps one layer from step to step).
+
 module.training picks the capacity factor (capacity_factor in training, capacity_factor_eval in
 evaluation) and turns jitter on (its noise seed drawn from torch's generator).
 """
@@ -45,8 +49,11 @@ def _extension():
 
 
 def set_num_threads(threads: int) -> None:
-    """The engine's OpenMP thread count, which is torch's too (one OpenMP runtime); 0: the
-    default (OMP_NUM_THREADS, else the cores available). Results do not depend on it."""
+    """The engine's OpenMP thread count, which is torch's too (one OpenMP runtime, libgomp, so
+    torch.set_num_threads sets it as well); 0: the default (OMP_NUM_THREADS, else the cores
+    available). Results do not depend on it. The `ecmoe` program makes idle OpenMP threads sleep
+    (OMP_WAIT_POLICY=passive); python3 cannot change that after libgomp loaded, so on a machine
+    shared with other processes start python3 with OMP_WAIT_POLICY=passive (ctest does)."""
     _extension().set_num_threads(int(threads))
 
 
