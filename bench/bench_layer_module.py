@@ -5,7 +5,10 @@ formulation of the same layer (bench/bench_layer_torch.py's `index`), in one pro
 Timed: forward, loss = sum(y · R) + aux loss, backward to x and every weight; the median of
 --repeats runs after --warmup. fp32, and bf16: the module with precision="bf16" (bf16 expert GEMMs,
 fp32 router), the peer under torch.autocast("cpu", torch.bfloat16). The engine runs as a
-subprocess (no shell) with the same thread count; "overhead" is module ms − engine ms.
+subprocess (no shell) with the same thread count; "overhead" is module ms − engine ms. Idle
+OpenMP threads sleep in both (OMP_WAIT_POLICY=passive, the engine program's default, set here
+before torch loads libgomp unless already set): spinning threads on a loaded machine would
+charge the module for the load, not for the call.
 From the repository root, after scripts/build.sh with Torch installed:
 
     PYTHONPATH=build/python /usr/bin/python3 -m bench.bench_layer_module [--repeats 5] [--json]
@@ -18,7 +21,9 @@ import statistics
 import subprocess
 import time
 
-from bench import bench_layer_torch as peer  # sets the peer's BLAS environment before torch
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before libgomp loads (with torch)
+
+from bench import bench_layer_torch as peer  # noqa: E402 (sets the peer's BLAS environment)
 
 import torch  # noqa: E402
 
@@ -110,7 +115,8 @@ def main():
                   "d_ff": args.d_ff, "experts": args.experts,
                   "capacity_factor": args.capacity_factor, "precision": precision,
                   "threads": args.threads, "repeats": args.repeats, "torch": torch.__version__,
-                  "blas": blas, "module_ms": round(module, 3), "torch_index_ms": round(torch_ms, 3),
+                  "blas": blas, "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+                  "module_ms": round(module, 3), "torch_index_ms": round(torch_ms, 3),
                   "engine_ms": round(engine, 3), "overhead_ms": round(module - engine, 3)}
         if args.json:
             print(json.dumps(result))
