@@ -9,6 +9,8 @@ ties, so float32 and float64 route alike); the reference runs live on them.
 import copy
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -412,3 +414,16 @@ def test_no_tokens():
     out = moe(torch.zeros(0, 8, requires_grad=True))
     assert out.y.shape == (0, 8) and out.stats["tokens"] == 0
     out.y.sum().backward()
+
+
+def test_the_package_imports_without_the_extension():
+    # From the source tree (python/, no ecmoe._C there): importing works, making a layer says
+    # how to build the extension.
+    source = os.path.join(os.path.dirname(__file__), "..", "..", "python")
+    code = ("import ecmoe.torch\n"
+            "try:\n    ecmoe.torch.MoE(8, 16, 2)\n"
+            "except ImportError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=source), cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert "ecmoe._C, the compiled engine, is not built" in done.stdout
