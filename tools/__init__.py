@@ -18,4 +18,4 @@ import sys
 
 _PYTHON = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
 if _PYTHON not in sys.path:
-    sys.path.insert(0, _PYTHON)
+    sys.path.append(_PYTHON)  # after PYTHONPATH: an installed or built ecmoe comes first
