@@ -67,13 +67,12 @@ def ecmoe_moe(options):
         raise ImportError(f"ecmoe.torch.MoE is not available ({e}); build the extension "
                           "(docs/python.md) or pass moe= another FFN factory") from None
     o = options
+    names = ("capacity_factor_eval", "max_experts_per_token", "group_size", "jitter",
+             "load_balance_weight", "z_loss_weight", "token_choice_k", "renormalize_gates",
+             "batch_prioritized", "threshold_ema_rate", "threshold_warmup_steps", "capped_lambda",
+             "capped_max_iterations", "capped_tolerance")
     return MoE(o["d_model"], o["d_ff"], o["n_experts"], router=o["router"],
-               capacity_factor=o["capacity_factor_train"],
-               capacity_factor_eval=o["capacity_factor_eval"], group_size=o["group_size"],
-               token_choice_k=o["token_choice_k"], renormalize_gates=o["renormalize_gates"],
-               batch_prioritized=o["batch_prioritized"],
-               load_balance_weight=o["load_balance_weight"], z_loss_weight=o["z_loss_weight"],
-               jitter=o["jitter"], max_experts_per_token=o["max_experts_per_token"])
+               capacity_factor=o["capacity_factor_train"], **{k: o[k] for k in names})
 
 
 def load(path, moe=None, dtype=torch.float32):
