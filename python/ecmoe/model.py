@@ -16,9 +16,9 @@ The model (written from its definition, as in docs/checkpoint-format.md):
     logits = final_ln(h) · embed.tokensᵀ                       (output tied to the embedding)
     loss = mean cross-entropy over positions with target >= 0  +  Σ_l weighted aux losses
 
-attn: packed qkv = x · Wqkv + bqkv ([q | k | v], head h at columns h·hd of each), softmax(q·kᵀ/√hd)
-with a causal mask (decoder) and key padding (keys >= valid_len[b] masked); LayerNorm eps 1e-5;
-every matrix stored [in, out]. Each FFN routes all B·T tokens of the batch (row-major, sequence by
+attn: packed qkv = x · Wqkv + bqkv ([q | k | v], head h at columns h·hd of each),
+softmax(q·kᵀ/√hd) with a causal mask (decoder) and key padding (keys >= valid_len[b] masked);
+LayerNorm eps 1e-5; every matrix stored [in, out]. Each FFN routes all B·T tokens of the batch (row-major, sequence by
 sequence) as one batch, as the engine does, so a token's output may depend on the other sequences
 of the batch (expert choice). Layer l's FFN is an MoE layer when l % moe_every == moe_every − 1,
 else one dense expert. state_dict() names are the checkpoint's tensor names.

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from conftest import ROOT, moe_factory
+from engine_util import ROOT, data_dir, moe_factory  # noqa: F401 (data_dir: a fixture)
 
 spec = importlib.util.spec_from_file_location(
     "train_moe_transformer", os.path.join(ROOT, "python", "examples", "train_moe_transformer.py"))

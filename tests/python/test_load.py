@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import HAVE_EXTENSION, moe_factory, run_ecmoe, train
+from engine_util import HAVE_EXTENSION, data_dir, moe_factory, run_ecmoe, train  # noqa: F401
 from ecmoe import checkpoint, data
 
 CASES = {

@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-from conftest import HAVE_EXTENSION, ROOT
+from engine_util import HAVE_EXTENSION, ROOT
 from ecmoe import safetensors
 from tools import torch_model
 

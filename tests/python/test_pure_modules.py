@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from engine_util import ROOT
 
 PROGRAM = """
 import sys

@@ -1,9 +1,11 @@
-"""Shared fixtures of the Python tests: the ecmoe binary, a tiny prepared data folder, checkpoints
-trained on it, and the FFN factory that models are built with.
+"""What the Python tests share: the ecmoe binary, a tiny prepared data folder (the fixture
+data_dir: import it into a test module), checkpoints trained on it, and the FFN factory models are
+built with. A module, not a conftest.py, so other test files of this folder stay independent.
 
-Run from the repository root (`python3 -m pytest tests/python`), with the package importable:
-PYTHONPATH=build/python (the built package, with ecmoe.torch) or nothing (python/ from the source
-tree, pure-Python modules only). The engine's binary is $ECMOE, else build/ecmoe.
+Run with pytest (`python3 -m pytest tests/python`; ctest's python_tests does), the package
+importable: PYTHONPATH=build/python (the built package, with ecmoe.torch) or nothing (python/ of
+the source tree, pure-Python modules only: the reference MoE layer stands in for ecmoe.torch.MoE).
+The engine's binary is $ECMOE_BINARY, else $ECMOE, else build/ecmoe.
 """
 
 import os
@@ -36,9 +38,10 @@ def moe_factory():
 
 
 def ecmoe_binary():
-    path = os.environ.get("ECMOE") or os.path.join(ROOT, "build", "ecmoe")
+    path = (os.environ.get("ECMOE_BINARY") or os.environ.get("ECMOE") or
+            os.path.join(ROOT, "build", "ecmoe"))
     if not os.access(path, os.X_OK):
-        pytest.fail(f"{path} is missing: build the ecmoe target (or set $ECMOE) first")
+        pytest.fail(f"{path} is missing: build the ecmoe target (or set $ECMOE_BINARY) first")
     return path
 
 
