@@ -104,3 +104,25 @@ def test_load_refuses_a_checkpoint_missing_a_tensor(data_dir, tmp_path):
 def test_ecmoe_torch_load_is_the_loader():
     import ecmoe.torch
     assert ecmoe.torch.load is checkpoint.load
+
+
+@pytest.mark.parametrize("router", ["top2", "expert_choice"])
+def test_training_mode_loss_is_the_engines_training_loss(router, data_dir, tmp_path):
+    """In training mode (training capacity factor) model.loss on training batch 2, with the
+    parameters after 2 steps, is the loss (LM + weighted aux) `ecmoe train` logs at step 3."""
+    sets = ["model.moe.router=" + router, "model.moe.capacity_factor_train=1.25",
+            "model.moe.load_balance_weight=0.1", "model.moe.z_loss_weight=0.01", "log_interval=1"]
+    after_two = train(data_dir, tmp_path / "two", *sets, steps=2)
+    train(data_dir, tmp_path / "three", *sets, steps=3)
+    with open(tmp_path / "three" / "metrics.jsonl") as f:
+        logged = [json.loads(line) for line in f]
+    step3 = next(r for r in logged if r["type"] == "train" and r["step"] == 3)
+    dtype = torch.float32 if HAVE_EXTENSION else torch.float64
+    model = checkpoint.load(str(after_two), moe=moe_factory(), dtype=dtype).train()
+    ckpt = checkpoint.read(str(after_two))
+    spec = data.BatchSpec.from_run_config(ckpt.config, ckpt.config["batch_size"])
+    tokens, targets = data.random_batch(data.open_split(str(data_dir), "train"), spec, 2)
+    out = model.loss(torch.from_numpy(tokens), torch.from_numpy(targets))
+    assert out.counted == step3["targets"]
+    assert float(out.aux_loss) == pytest.approx(step3["aux"]["weighted_total"], rel=1e-5)
+    assert float(out.loss) == pytest.approx(step3["loss"], rel=1e-5)
