@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.append(ROOT)  # tools (it appends python/ too, after any ecmoe on PYTHONPATH)
@@ -26,6 +27,10 @@ try:
     HAVE_EXTENSION = True
 except ImportError:
     HAVE_EXTENSION = False
+
+
+# ecmoe.torch.MoE takes float32; the reference layer computes in the dtype it is given.
+DTYPE = torch.float32 if HAVE_EXTENSION else torch.float64
 
 
 def moe_factory():
