@@ -60,7 +60,8 @@ def read(path):
 
 def ecmoe_moe(options):
     """The FFN factory of load(): ecmoe.torch.MoE with a layer's options (ModelConfig.ffn_options,
-    the engine's names)."""
+    the engine's names). Its initial weights come from seed 0 (so building a model draws nothing
+    from torch's generator): load() overwrites them, Transformer.init_parameters redraws them."""
     try:
         from ecmoe.torch import MoE
     except ImportError as e:
@@ -72,7 +73,7 @@ def ecmoe_moe(options):
              "batch_prioritized", "threshold_ema_rate", "threshold_warmup_steps", "capped_lambda",
              "capped_max_iterations", "capped_tolerance")
     return MoE(o["d_model"], o["d_ff"], o["n_experts"], router=o["router"],
-               capacity_factor=o["capacity_factor_train"], **{k: o[k] for k in names})
+               capacity_factor=o["capacity_factor_train"], seed=0, **{k: o[k] for k in names})
 
 
 def load(path, moe=None, dtype=torch.float32):

@@ -18,10 +18,11 @@ The model (written from its definition, as in docs/checkpoint-format.md):
 
 attn: packed qkv = x · Wqkv + bqkv ([q | k | v], head h at columns h·hd of each),
 softmax(q·kᵀ/√hd) with a causal mask (decoder) and key padding (keys >= valid_len[b] masked);
-LayerNorm eps 1e-5; every matrix stored [in, out]. Each FFN routes all B·T tokens of the batch (row-major, sequence by
-sequence) as one batch, as the engine does, so a token's output may depend on the other sequences
-of the batch (expert choice). Layer l's FFN is an MoE layer when l % moe_every == moe_every − 1,
-else one dense expert. state_dict() names are the checkpoint's tensor names.
+LayerNorm eps 1e-5; every matrix stored [in, out]. Each FFN routes all B·T tokens of the batch
+(row-major, sequence by sequence) as one batch, as the engine does, so a token's output may depend
+on the other sequences of the batch (expert choice). Layer l's FFN is an MoE layer when
+l % moe_every == moe_every − 1, else one dense expert. state_dict() names are the checkpoint's
+tensor names.
 """
 
 import math
@@ -173,8 +174,9 @@ class Embedding(nn.Module):
 
 class Transformer(nn.Module):
     """The ecmoe transformer. moe: the FFN factory (options dict -> module), e.g.
-    ecmoe.checkpoint.ecmoe_moe (ecmoe.torch.MoE). Parameters start at zero: load a checkpoint
-    (load_state_dict with its tensors) or call init_parameters."""
+    ecmoe.checkpoint.ecmoe_moe (ecmoe.torch.MoE). Parameters start at zero (the FFNs' as the
+    factory makes them): load a checkpoint (ecmoe.checkpoint.load, or load_state_dict with its
+    tensors) or call init_parameters."""
 
     def __init__(self, config, moe):
         super().__init__()
