@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MASK_ID = 4  # "[MASK]" (src/data/tokenizer.h)
+EOS_ID = 3  # ends every document (src/data/tokenizer.h)
+MASK_ID = 4  # "[MASK]"
 FIRST_ORDINARY_ID = 7
 VALIDATION_MASKS = 1 << 62  # the mask stream of validation batch i is VALIDATION_MASKS + i
 _U64 = 0xFFFFFFFFFFFFFFFF

@@ -126,3 +126,67 @@ def test_training_mode_loss_is_the_engines_training_loss(router, data_dir, tmp_p
     assert out.counted == step3["targets"]
     assert float(out.aux_loss) == pytest.approx(step3["aux"]["weighted_total"], rel=1e-5)
     assert float(out.loss) == pytest.approx(step3["loss"], rel=1e-5)
+
+
+def sentencepiece_pieces(path):
+    """The pieces of a SentencePiece model file, id order (ModelProto field 1, each piece's
+    field 1), read with a minimal protobuf decoder (no sentencepiece module needed)."""
+    def varint(buf, i):
+        value, shift = 0, 0
+        while True:
+            b = buf[i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return value, i
+
+    def fields(buf):
+        i = 0
+        while i < len(buf):
+            key, i = varint(buf, i)
+            wire = key & 7
+            if wire == 0:
+                value, i = varint(buf, i)
+            elif wire == 1:
+                value, i = buf[i:i + 8], i + 8
+            elif wire == 2:
+                n, i = varint(buf, i)
+                value, i = buf[i:i + n], i + n
+            elif wire == 5:
+                value, i = buf[i:i + 4], i + 4
+            else:
+                raise ValueError(f"wire type {wire}")
+            yield key >> 3, value
+
+    with open(path, "rb") as f:
+        model = f.read()
+    return [next(v for n, v in fields(piece) if n == 1).decode()
+            for number, piece in fields(model) if number == 1]
+
+
+def test_greedy_generation_is_ecmoe_generates(data_dir, tmp_path):
+    """A decoder routed by top-1 with an evaluation capacity that drops nothing routes every
+    token on its own, as `ecmoe generate` (one token at a time) does: the loaded model's greedy
+    continuation is generate's --temperature 0 text."""
+    path = train(data_dir, tmp_path / "gen", "model.kind=decoder", "model.moe.router=top1",
+                 "model.moe.capacity_factor_eval=4.0", steps=30)
+    prompt = "The time"
+    pieces = sentencepiece_pieces(str(data_dir / "tokenizer.model"))
+    ids_of = {p: i for i, p in enumerate(pieces)}
+    # The prompt's pieces as the engine's tokenizer cuts them (`ecmoe inspect` lists them).
+    listing = run_ecmoe("inspect", "--checkpoint", path, "--text", prompt).splitlines()
+    prompt_ids = [ids_of[line.split()[1]] for line in listing[2:] if line.strip()]
+    assert "".join(pieces[i] for i in prompt_ids).replace("\u2581", " ").strip() == prompt
+    model = checkpoint.load(str(path), moe=moe_factory(), dtype=DTYPE)
+    ids = list(prompt_ids)
+    with torch.no_grad():
+        for _ in range(6):
+            nxt = int(model(torch.tensor([ids]))[0, -1].argmax())
+            if nxt == data.EOS_ID:
+                break
+            ids.append(nxt)
+    text = "".join(pieces[i] for i in ids[len(prompt_ids):]).replace("\u2581", " ")
+    engine = run_ecmoe("generate", "--checkpoint", path, "--prompt", prompt, "--temperature", 0,
+                       "--max-tokens", 6)
+    assert engine.rstrip("\n") == prompt + text
