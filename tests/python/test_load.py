@@ -1,8 +1,11 @@
 """ecmoe.checkpoint.load (ecmoe.torch.load): a checkpoint trained by `ecmoe train`, loaded as a
 PyTorch model, gives `ecmoe eval`'s validation loss on the same batches (ecmoe.data rebuilds
-them: windows, masks and all), for encoders and decoders and several routers."""
+them: windows, masks and all), for encoders and decoders and several routers; in training mode
+the loss `ecmoe train` logs; greedily, `ecmoe generate`'s text. Also: fine-tuned models, the
+model's forward, loss and key padding, and the errors of files that are not checkpoints."""
 
 import json
+import random
 
 import pytest
 import torch
@@ -190,3 +193,33 @@ def test_greedy_generation_is_ecmoe_generates(data_dir, tmp_path):
     engine = run_ecmoe("generate", "--checkpoint", path, "--prompt", prompt, "--temperature", 0,
                        "--max-tokens", 6)
     assert engine.rstrip("\n") == prompt + text
+
+
+def test_load_reads_a_fine_tuned_model(data_dir, tmp_path):
+    """`ecmoe finetune`'s model.safetensors loads as its encoder (built from the recorded
+    pre-training config, the fine-tuned weights); the head comes with read(path).extra."""
+    from ecmoe import safetensors
+    pretrained = train(data_dir, tmp_path / "pre", steps=2)
+    rng = random.Random(1)
+    for split, rows in (("train", 40), ("dev", 20)):
+        lines = ["sentence\tlabel"]
+        for _ in range(rows):
+            label = rng.randrange(2)
+            words = [rng.choice(("the", "king", "house", "city")) for _ in range(6)]
+            words[rng.randrange(6)] = "sea" if label else words[0]
+            lines.append(" ".join(words) + " .\t" + str(label))
+        (tmp_path / "sst").mkdir(exist_ok=True)
+        (tmp_path / "sst" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    run_ecmoe("finetune", "--checkpoint", pretrained, "--task", f"glue:sst2:{tmp_path / 'sst'}",
+              "--set", "steps=3", "--set", "patience=0", "--out", tmp_path / "ft")
+    path = str(tmp_path / "ft" / "model.safetensors")
+    model = checkpoint.load(path, moe=moe_factory(), dtype=DTYPE)
+    assert model.config.kind == "encoder" and model.config.d_model == 32
+    tensors, _ = safetensors.read(path)
+    before, _ = safetensors.read(str(pretrained))
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach().float(), tensors[name]), name
+    assert not torch.equal(tensors["embed.tokens"], before["embed.tokens"])  # fine-tuned
+    head = checkpoint.read(path).extra
+    assert head["classifier.head.weight"].shape == (32, 2)
+    assert model(torch.tensor([[7, 8, 9]])).shape == (1, 3, model.config.vocab_size)
