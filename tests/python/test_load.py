@@ -52,6 +52,24 @@ def test_load_gives_the_engines_eval_loss(case, data_dir, tmp_path):
     assert loss == pytest.approx(engine["loss"], rel=1e-5)
 
 
+@pytest.mark.skipif(not HAVE_EXTENSION, reason="threshold routing needs ecmoe.torch.MoE (the "
+                    "reference layer has no expert_threshold router)")
+def test_threshold_routed_checkpoint_loads_its_cutoffs(data_dir, tmp_path):
+    """expert_threshold routes by the per-expert cutoffs the checkpoint stores (state.*): loaded
+    into the layers' router.cutoff buffers, they give `ecmoe eval`'s loss."""
+    path = train(data_dir, tmp_path / "thr", "model.kind=decoder",
+                 "model.moe.router=expert_threshold", "model.moe.threshold_warmup_steps=2")
+    engine = json.loads(run_ecmoe("eval", "--checkpoint", path, "--batches", BATCHES,
+                                  "--batch-size", BATCH_SIZE, "--json"))
+    model = checkpoint.load(str(path), moe=moe_factory(), dtype=DTYPE)
+    ckpt = checkpoint.read(str(path))
+    cutoff = ckpt.state["layers.1.ffn.router.cutoff"]
+    assert (cutoff > 0).all()  # calibrated in training
+    assert torch.equal(model.layers[1].ffn.router.cutoff, cutoff)
+    loss, _ = python_eval_loss(model, ckpt, data.open_split(str(data_dir), "val"))
+    assert loss == pytest.approx(engine["loss"], rel=1e-5)
+
+
 def test_loaded_model_forward_and_loss(data_dir, tmp_path):
     path = train(data_dir, tmp_path / "enc", "model.moe.router=top2",
                  "model.moe.load_balance_weight=0.5", "model.moe.z_loss_weight=0.1")
