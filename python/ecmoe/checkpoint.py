@@ -10,6 +10,7 @@ runs it. The file's checksums are not verified here (`ecmoe inspect` and every e
 """
 
 import json
+import struct
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +36,10 @@ class CheckpointFile:
 def read(path):
     """The parts of an ecmoe checkpoint or fine-tuned model. Raises ValueError naming the file
     when it is neither."""
-    tensors, metadata = safetensors.read(path)
+    try:
+        tensors, metadata = safetensors.read(path)
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as e:
+        raise ValueError(f"'{path}' is not a readable safetensors file ({e})") from None
     fmt = metadata.get("format")
     if fmt == TRAIN_FORMAT:
         key = "config"
@@ -88,7 +92,9 @@ def load(path, moe=None, dtype=torch.float32):
     expected = dict(model.named_parameters())
     for name, p in expected.items():
         if name not in ckpt.params:
-            raise ValueError(f"'{path}' has no tensor {name} (model {config})")
+            raise ValueError(f"'{path}' has no tensor {name}, which the model of its config "
+                             f"({config.kind}, {config.n_layers} layers, router "
+                             f"{config.moe['router']}) has")
         if tuple(ckpt.params[name].shape) != tuple(p.shape):
             raise ValueError(f"'{path}': {name} has shape {list(ckpt.params[name].shape)}, the "
                              f"model wants {list(p.shape)}")

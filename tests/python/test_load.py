@@ -109,6 +109,12 @@ def test_load_refuses_what_is_not_a_checkpoint(tmp_path):
     safetensors.write(str(path), {"w": torch.zeros(2)}, {"format": "something-else"})
     with pytest.raises(ValueError, match="is not an ecmoe checkpoint"):
         checkpoint.load(str(path), moe=moe_factory())
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint at all\n")
+    with pytest.raises(ValueError, match="is not a readable safetensors file"):
+        checkpoint.load(str(text), moe=moe_factory())
+    with pytest.raises(ValueError, match="is not a readable safetensors file"):
+        checkpoint.load(str(tmp_path / "missing.safetensors"), moe=moe_factory())
 
 
 def test_load_refuses_a_checkpoint_missing_a_tensor(data_dir, tmp_path):
