@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Include what you use, for the standard library: every file under src/ and tests/ that names a
-standard type or function includes its header itself (or its own .h does, for a .cpp), instead
-of getting it through another header. Such a slip builds with one standard library and not with
-the next (GCC 13's libstdc++ dropped <cstdint> from several headers).
+"""Include what you use, for the standard library: every file under src/, tests/ and python/csrc/
+(the PyTorch extension) that names a standard type or function includes its header itself (or
+its own .h does, for a .cpp), instead of getting it through another header. Such a slip builds
+with one standard library and not with the next (GCC 13's libstdc++ dropped <cstdint> from
+several headers).
 
-    scripts/check_includes.py [FILES...]     default: src/ and tests/; exit 1 with one line a miss
+    scripts/check_includes.py [FILES...]     default: src/, tests/, python/csrc/; exit 1 with one
+                                             line a miss
 """
 
 import pathlib
@@ -134,7 +136,7 @@ def misses(path):
 def main(argv):
     root = pathlib.Path(__file__).resolve().parent.parent
     files = [pathlib.Path(a) for a in argv[1:]] or sorted(
-        p for d in ("src", "tests") for p in (root / d).rglob("*")
+        p for d in ("src", "tests", "python/csrc") for p in (root / d).rglob("*")
         if p.suffix in (".h", ".cpp") and "fixtures" not in p.parts)
     problems = [line for f in files for line in misses(f)]
     for line in problems:

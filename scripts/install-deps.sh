@@ -3,6 +3,9 @@
 #   scripts/install-deps.sh          build, test and data dependencies, gnuplot (report figures),
 #                                    clang (the test command's second compiler)
 #   scripts/install-deps.sh --bench  also PyTorch (the peer in benchmarks) on OpenBLAS
+#   scripts/install-deps.sh --test   also what the Python package's extension and its tests need
+#                                    (libtorch, python3-torch, pytest, pybind11; scripts/test.sh)
+# Both options may be given.
 # Prints one line per step; apt's and dpkg's output goes to build/install-deps.log (INSTALL_LOG
 # overrides), whose last lines are printed if a step fails.
 set -euo pipefail
@@ -16,14 +19,18 @@ packages=(build-essential cmake pkg-config git libdnnl-dev ocl-icd-opencl-dev li
           libbenchmark-dev python3 nodejs npm bible-kjv python3-pattern gnuplot-nox
           libopenmpi-dev openmpi-bin clang clang-format
           libclang-rt-14-dev)  # libclang-rt: libFuzzer (scripts/fuzz.sh), only recommended by clang
-if [[ "${1:-}" == "--bench" ]]; then
-  # Without an optimised BLAS, python3-torch runs on the reference one (libblas3, ~3-4 GFLOP/s);
-  # libopenblas0-pthread takes over libblas.so.3 through Debian's alternatives.
-  packages+=(python3-torch libopenblas0-pthread)
-elif [[ $# -gt 0 ]]; then
-  echo "install-deps.sh: unknown argument '$1' (only --bench)" >&2
-  exit 1
-fi
+for arg in "$@"; do
+  case "$arg" in
+    # Without an optimised BLAS, python3-torch runs on the reference one (libblas3, ~3-4
+    # GFLOP/s); libopenblas0-pthread takes over libblas.so.3 through Debian's alternatives.
+    --bench) packages+=(python3-torch libopenblas0-pthread) ;;
+    # The PyTorch extension (CMake's ECMOE_PYTHON, docs/python.md): libtorch's headers and CMake
+    # config, python3-torch, Python's headers and pybind11 (torch/extension.h includes it);
+    # pytest runs tests/python (ctest python_tests).
+    --test) packages+=(libtorch-dev python3-torch python3-dev pybind11-dev python3-pytest) ;;
+    *) echo "install-deps.sh: unknown argument '$arg' (--bench, --test)" >&2; exit 1 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

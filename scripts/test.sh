@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs dependencies, builds, runs every test with ctest and the script
+# The test command: installs dependencies (with the test extras: PyTorch for the Python package,
+# whose pytest suite ctest runs as python_tests), builds, runs every test with ctest and the script
 # checks (bench/test_peer_blas.py, scripts/check_includes.py), compiles everything again with
 # clang (compile only: a second compiler and standard library catch a missing #include), then
 # builds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again,
@@ -20,7 +21,7 @@ done
 ran=()
 summary() { local IFS=,; echo "${ran[*]:-nothing}" | sed 's/,/, /g'; }
 trap 'echo "test.sh: FAILED; passed before the failure: $(summary)" >&2' ERR
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 scripts/build.sh
 (cd build && ctest --output-on-failure -j"$(nproc)")
 ran+=("gcc build and its $(cd build && ctest -N | sed -n 's/^Total Tests: //p') ctest tests")

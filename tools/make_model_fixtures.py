@@ -114,7 +114,7 @@ def build_case(name, cfg, first_seed):
                      ("aux_total", "aux_total")):
         tensors[key] = torch.as_tensor(out[src], dtype=torch.float64).detach().float().reshape(1)
     for l, plan in enumerate(out["plans"]):
-        e = torch_model.ffn_config(cfg, l)["n_experts"]
+        e = torch_model.model_config(cfg).ffn_options(l)["n_experts"]
         load = [0] * e
         for i, _ in plan:
             load[i] += 1

@@ -1,19 +1,17 @@
-"""An independent PyTorch implementation of the ecmoe transformer (src/model/transformer.h).
+"""The reference ecmoe transformer: the package's model (python/ecmoe/model.py, written from the
+model's definition, not from the C++ code) with the reference MoE layer plugged in.
 
-Run with Debian's /usr/bin/python3 (python3-torch). Written from the model's definition, not from
-the C++ code:
+Run with Debian's /usr/bin/python3 (python3-torch). The model (ecmoe.model's docstring has it):
 
     h = tokens_table[tokens] + positions[0:T]
     for each layer l:  h += attn(ln1(h)) · Wo + bo;   h += ffn_l(ln2(h))
     logits = final_ln(h) · tokens_tableᵀ
     loss = mean cross-entropy over positions with target >= 0  +  Σ_l weighted aux losses
 
-attn: packed qkv = x · Wqkv + bqkv ([q | k | v], head h at columns h·hd), softmax(q·kᵀ/√hd) with a
-causal mask (decoder) and key padding (keys >= valid_len[b] masked), LayerNorm eps 1e-5, exact
-(erf) GELU. ffn_l is the MoE layer of tools/make_moe_fixtures.py (its `layer`, the reference the
-MoE fixtures use), with every MoE layer routing all B·T tokens (row-major, sequence by sequence)
-as one group unless group_size is set; non-MoE layers (l % moe_every != moe_every − 1) are one
-dense expert. Arithmetic in float64 by default.
+ffn_l is the MoE layer of tools/make_moe_fixtures.py (its `layer`, the reference the MoE fixtures
+use, here as the module ReferenceMoE), with every MoE layer routing all B·T tokens (row-major,
+sequence by sequence) as one group unless group_size is set; non-MoE layers (l % moe_every !=
+moe_every − 1) are one dense expert. Arithmetic in float64 by default.
 
 As a tool, from the repository root:
     /usr/bin/python3 -m tools.torch_model CHECKPOINT BATCH [--config JSON] [--set key=value ...]
@@ -32,12 +30,15 @@ import argparse
 import json
 import math
 import sys
+from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
+import torch.nn as nn
 
-from tools import safetensors_io
+from tools import safetensors_io  # first: puts python/ on sys.path for ecmoe
+from tools.make_moe_fixtures import WEIGHTED_ROUTERS
 from tools.make_moe_fixtures import layer as moe_layer  # the reference MoE layer
+from ecmoe.model import ModelConfig, Transformer
 
 # ---------------------------------------------------------------------------------------------
 # Configuration
@@ -51,7 +52,6 @@ INT_KEYS = ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "d_ff", "
             "n_experts", "group_size", "token_choice_k", "max_experts_per_token")
 FLOAT_KEYS = ("capacity_factor", "load_balance_weight", "z_loss_weight")
 BOOL_KEYS = ("renormalize_gates", "batch_prioritized")
-WEIGHTED_ROUTERS = ("expert_choice", "expert_choice_capped", "top1", "top2")
 
 
 def typed(key, value):
@@ -62,47 +62,6 @@ def typed(key, value):
     if key in BOOL_KEYS:
         return value if isinstance(value, bool) else str(value).lower() == "true"
     return value
-
-
-def is_moe_layer(cfg, l):
-    return cfg["moe_every"] > 0 and l % cfg["moe_every"] == cfg["moe_every"] - 1
-
-
-def ffn_config(cfg, l):
-    """The MoE-layer config of layer l in the dict form make_moe_fixtures.layer takes."""
-    if is_moe_layer(cfg, l):
-        router = cfg["router"]
-        e = 1 if router == "dense" else cfg["n_experts"]
-        k = cfg["token_choice_k"] or (2 if router == "top2" else 1)
-        return dict(router=router, n_experts=e, group_size=cfg["group_size"],
-                    capacity_factor=cfg["capacity_factor"], k=k,
-                    renormalize_gates=cfg["renormalize_gates"],
-                    batch_prioritized=cfg["batch_prioritized"],
-                    load_balance_weight=cfg["load_balance_weight"],
-                    z_loss_weight=cfg["z_loss_weight"],
-                    max_experts_per_token=cfg["max_experts_per_token"])
-    return dict(router="dense", n_experts=1, group_size=0, capacity_factor=1.0, k=1,
-                renormalize_gates=True, batch_prioritized=False, load_balance_weight=0.0,
-                z_loss_weight=0.0, max_experts_per_token=2)
-
-
-def param_shapes(cfg):
-    """[(name, shape)] in the model's table order (transformer.h)."""
-    V, T, d, f = cfg["vocab_size"], cfg["seq_len"], cfg["d_model"], cfg["d_ff"]
-    out = [("embed.tokens", [V, d]), ("embed.positions", [T, d])]
-    for l in range(cfg["n_layers"]):
-        p = f"layers.{l}."
-        out += [(p + "ln1.gain", [d]), (p + "ln1.bias", [d]),
-                (p + "attn.qkv.weight", [d, 3 * d]), (p + "attn.qkv.bias", [3 * d]),
-                (p + "attn.out.weight", [d, d]), (p + "attn.out.bias", [d]),
-                (p + "ln2.gain", [d]), (p + "ln2.bias", [d])]
-        fc = ffn_config(cfg, l)
-        e = fc["n_experts"]
-        if fc["router"] in WEIGHTED_ROUTERS:
-            out.append((p + "ffn.router.weight", [d, e]))
-        out += [(p + "ffn.experts.w1", [e, d, f]), (p + "ffn.experts.w2", [e, f, d])]
-    out += [("final_ln.gain", [d]), ("final_ln.bias", [d])]
-    return out
 
 
 # Where each key lives in an ecmoe run config (docs/training.md), e.g. {"model": {"moe": ...}}.
@@ -171,64 +130,96 @@ def infer_config(params, metadata=None, overrides=None, eval_mode=False):
 
 
 # ---------------------------------------------------------------------------------------------
-# The model
+# The model: ecmoe.model.Transformer with the reference MoE layer plugged in
 
 
-def attention(qkv, cfg, valid_len, causal):
-    """qkv [B, T, 3d] -> [B, T, d]."""
-    B, T, _ = qkv.shape
-    d, H = cfg["d_model"], cfg["n_heads"]
-    hd = d // H
-    q, k, v = (qkv[..., i * d:(i + 1) * d].reshape(B, T, H, hd).transpose(1, 2)
-               for i in range(3))
-    scores = q @ k.transpose(-1, -2) / math.sqrt(hd)  # [B, H, T, T]
-    mask = torch.zeros(B, 1, T, T, dtype=torch.bool)
-    if causal:
-        mask |= torch.ones(T, T, dtype=torch.bool).triu(1)
-    if valid_len is not None:
-        for b in range(B):
-            mask[b, :, :, int(valid_len[b]):] = True
-    probs = torch.softmax(scores.masked_fill(mask, -math.inf), dim=-1)
-    return (probs @ v).transpose(1, 2).reshape(B, T, d)
+class ReferenceMoE(nn.Module):
+    """make_moe_fixtures.layer as an FFN of ecmoe.model.Transformer (the interface of
+    ecmoe.torch.MoE): parameters router.weight [d, e] (weighted routers), experts.w1 [e, d, f],
+    experts.w2 [e, f, d]; the training capacity factor in training mode, the evaluation one
+    otherwise; never jitters. out.stats holds the plan ((expert, token, gate) triples) and the
+    smallest gap between scores that decided a routing choice ("margin")."""
+
+    def __init__(self, options):
+        super().__init__()
+        router, e = options["router"], options["n_experts"]
+        if router not in WEIGHTED_ROUTERS + ("dense", "hash"):
+            raise ValueError(f"the reference MoE layer has no router {router!r}")
+        d, f = options["d_model"], options["d_ff"]
+        self.options = dict(options)
+        if router in WEIGHTED_ROUTERS:
+            self.router = nn.Module()
+            self.router.weight = nn.Parameter(torch.zeros(d, e))
+        else:
+            self.router = None
+        self.experts = nn.Module()
+        self.experts.w1 = nn.Parameter(torch.zeros(e, d, f))
+        self.experts.w2 = nn.Parameter(torch.zeros(e, f, d))
+
+    def forward(self, x, token_ids=None):
+        o = self.options
+        fc = dict(router=o["router"], n_experts=o["n_experts"], group_size=o["group_size"],
+                  capacity_factor=o["capacity_factor_train" if self.training
+                                    else "capacity_factor_eval"],
+                  k=o["token_choice_k"] or (2 if o["router"] == "top2" else 1),
+                  renormalize_gates=o["renormalize_gates"],
+                  batch_prioritized=o["batch_prioritized"],
+                  load_balance_weight=o["load_balance_weight"], z_loss_weight=o["z_loss_weight"],
+                  max_experts_per_token=o["max_experts_per_token"])
+        wg = None if self.router is None else self.router.weight
+        y, plan, aux, margin, _ = moe_layer(fc, x, token_ids, wg, self.experts.w1,
+                                            self.experts.w2)
+        return SimpleNamespace(y=y, aux_loss=aux["total"],
+                               aux={"load_balance": aux["load_balance"], "z_loss": aux["z_loss"]},
+                               stats={"plan": plan, "margin": margin})
+
+
+def model_config(cfg):
+    """The ecmoe.model.ModelConfig of a flat config (DEFAULTS' keys), routing with
+    cfg["capacity_factor"] in training and evaluation alike."""
+    moe = {k: cfg[k] for k in ("router", "n_experts", "group_size", "token_choice_k",
+                               "renormalize_gates", "batch_prioritized", "load_balance_weight",
+                               "z_loss_weight", "max_experts_per_token")}
+    moe.update(capacity_factor_train=cfg["capacity_factor"],
+               capacity_factor_eval=cfg["capacity_factor"])
+    return ModelConfig(**{k: cfg[k] for k in ("kind", "vocab_size", "seq_len", "d_model",
+                                              "n_layers", "n_heads", "d_ff", "moe_every")},
+                       moe=moe)
+
+
+def reference_model(cfg):
+    """ecmoe.model.Transformer with the reference MoE layer, its parameters zero."""
+    return Transformer(model_config(cfg), ReferenceMoE)
+
+
+def param_shapes(cfg):
+    """[(name, shape)] in the model's table order (transformer.h)."""
+    return [(n, list(p.shape)) for n, p in reference_model(cfg).named_parameters()]
+
+
+def bind(model, params):
+    """Replaces the model's parameters by the given tensors (name -> tensor; gradients then flow
+    to them, e.g. to leaves the caller created)."""
+    for name, tensor in params.items():
+        *path, leaf = name.split(".")
+        module = model.get_submodule(".".join(path))
+        delattr(module, leaf)
+        setattr(module, leaf, tensor)
+    return model
 
 
 def forward(cfg, params, tokens, targets, valid_len=None):
     """params: name -> tensor (any float dtype; leaves may require grad); tokens, targets [B, T].
     Returns dict(loss, lm_loss, load_balance, z_loss, aux_total, plans, margin)."""
-    B, T = tokens.shape
-    d = cfg["d_model"]
-    causal = cfg["kind"] == "decoder"
-    E = params["embed.tokens"]
-    h = E[tokens.long()] + params["embed.positions"][:T]  # [B, T, d]
-    flat_ids = tokens.reshape(-1).to(torch.int32)
-    aux = {"load_balance": 0.0, "z_loss": 0.0, "total": 0.0}
-    plans, margin = [], math.inf
-    for l in range(cfg["n_layers"]):
-        p = f"layers.{l}."
-        x = F.layer_norm(h, (d,), params[p + "ln1.gain"], params[p + "ln1.bias"], eps=1e-5)
-        qkv = x @ params[p + "attn.qkv.weight"] + params[p + "attn.qkv.bias"]
-        h = h + attention(qkv, cfg, valid_len, causal) @ params[p + "attn.out.weight"] \
-            + params[p + "attn.out.bias"]
-        x = F.layer_norm(h, (d,), params[p + "ln2.gain"], params[p + "ln2.bias"], eps=1e-5)
-        fc = ffn_config(cfg, l)
-        y, plan, layer_aux, layer_margin, _ = moe_layer(
-            fc, x.reshape(B * T, d), flat_ids, params.get(p + "ffn.router.weight"),
-            params[p + "ffn.experts.w1"], params[p + "ffn.experts.w2"])
-        h = h + y.reshape(B, T, d)
-        for key in aux:
-            aux[key] = aux[key] + layer_aux[key]
-        plans.append(sorted((i, t) for i, t, _ in plan))
-        margin = min(margin, layer_margin)
-    h = F.layer_norm(h, (d,), params["final_ln.gain"], params["final_ln.bias"], eps=1e-5)
-    logits = h.reshape(B * T, d) @ E.t()
-    tgt = targets.reshape(-1).long()
-    counted = tgt >= 0
-    if counted.any():
-        lm = F.cross_entropy(logits[counted], tgt[counted], reduction="mean")
-    else:
-        lm = logits.sum() * 0.0
-    return dict(loss=lm + aux["total"], lm_loss=lm, load_balance=aux["load_balance"],
-                z_loss=aux["z_loss"], aux_total=aux["total"], plans=plans, margin=margin)
+    model = bind(reference_model(cfg), {n: params[n] for n, _ in param_shapes(cfg)})
+    out = model.loss(tokens, targets, valid_len)
+    zero = torch.zeros((), dtype=out.loss.dtype)
+    plans = [sorted((i, t) for i, t, _ in layer.stats["plan"]) for layer in out.layers]
+    margin = min([math.inf] + [layer.stats["margin"] for layer in out.layers])
+    return dict(loss=out.loss, lm_loss=out.lm_loss,
+                load_balance=out.aux.get("load_balance", zero),
+                z_loss=out.aux.get("z_loss", zero), aux_total=out.aux_loss, plans=plans,
+                margin=margin)
 
 
 def load_checkpoint(path):

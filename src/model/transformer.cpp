@@ -4,14 +4,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <span>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/rng_streams.h"
 #include "model/attention_block.h"
 #include "model/lm_head.h"
+#include "moe/cutoffs.h"
 #include "nn/embedding.h"
 #include "nn/layernorm.h"
 #include "nn/residual.h"
@@ -145,16 +148,11 @@ void Transformer::update_cutoffs(FlatBuffer& state, const std::vector<RoutingSta
   for (int l = 0; l < config_.n_layers && l < int(layer_stats.size()); ++l) {
     const std::string name = layer_prefix(l) + "ffn.router.cutoff";
     if (!state_table_.contains(name)) continue;
-    const std::vector<double> target = layer_stats[l].mean_kth_scores();
-    if (target.empty()) continue;  // no routing group (empty batch)
-    float* cutoff = state.get(name);
-    const int64_t e = state_table_.spec(name).numel();
-    ECMOE_CHECK(int64_t(target.size()) == e, "update_cutoffs: layer ", l, " reports ",
-                target.size(), " k-th scores for ", e, " experts");
-    for (int64_t i = 0; i < e; ++i)
-      cutoff[i] = (cutoff[i] < 0.f || rate == 1.f)
-                      ? float(target[i])
-                      : cutoff[i] + rate * (float(target[i]) - cutoff[i]);
+    const size_t targets = layer_stats[l].mean_kth_scores().size();
+    const std::span<float> cutoff = state.view(name);
+    ECMOE_CHECK(targets == 0 || targets == cutoff.size(), "update_cutoffs: layer ", l, " reports ",
+                targets, " k-th scores for ", cutoff.size(), " experts");
+    ecmoe::update_cutoffs(cutoff, layer_stats[l], rate);
   }
 }
 

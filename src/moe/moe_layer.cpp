@@ -151,7 +151,8 @@ AuxLosses MoeLayer::run_experts(const MoeWeights& w, const MoeInput& in, Routing
   return aux;
 }
 
-void MoeLayer::backward(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx) {
+void MoeLayer::backward(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx,
+                        float aux_scale) {
   ECMOE_CHECK(backward_ready_, "moe backward called without a forward");
   const int n = n_, d = config_.d_model, e = config_.expert_count();
   std::vector<float> dgate(plan_.slot_count());
@@ -165,7 +166,8 @@ void MoeLayer::backward(const MoeWeights& w, MoeGrads& g, const float* dy, float
 
   std::vector<float> dprobs(int64_t(n) * e, 0.f), dlogits(int64_t(n) * e, 0.f);
   gate_backward(dprobs.data(), plan_, probs_.data(), dgate.data());
-  const AuxLossWeights weights{config_.load_balance_weight, config_.z_loss_weight};
+  const AuxLossWeights weights{aux_scale * config_.load_balance_weight,
+                               aux_scale * config_.z_loss_weight};
   aux_losses_backward(dlogits.data(), dprobs.data(), logits_.data(), probs_.data(), n, e,
                       config_.group_size, weights);
   softmax_rows_backward(dlogits.data(), dprobs.data(), probs_.data(), n, e);

@@ -87,9 +87,10 @@ class MoeLayer {
   // The same with a plan given instead of routed (only tests call it); the scores are still
   // computed, so gates defined by scores get their gradient.
   MoeOutput forward_with_plan(const MoeWeights& w, const MoeInput& in, RoutingPlan plan, float* y);
-  // dy [n, d] -> dx [n, d] (+=), grads (+=); the gradient of the weighted auxiliary losses is
-  // included.
-  void backward(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx);
+  // dy [n, d] -> dx [n, d] (+=), grads (+=); the gradient of aux_scale times the weighted
+  // auxiliary losses is included (1: they are part of the loss as the forward returned them).
+  void backward(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx,
+                float aux_scale = 1.f);
 
   // Expert parallelism (docs/architecture.md): with a communicator of P > 1 ranks, this rank
   // routes its own tokens, sends each slot's row to the rank that owns the slot's expert (rank r
