@@ -37,16 +37,28 @@ def cpu_has_avx512(cpuinfo="/proc/cpuinfo"):
         return False
 
 
-def prepare_environment(env=None, avx512=None):
-    """Before torch loads: OPENBLAS_CORETYPE=SkylakeX on an AVX-512 CPU when unset (Debian's
-    OpenBLAS 0.3.21 does not recognise recent CPUs and picks a Haswell or SSE3 kernel), and
-    ATEN_CPU_CAPABILITY=avx512 likewise (Debian's ATen defaults to its AVX2 kernels). Values
-    already set win. Returns the environment."""
+# OpenBLAS kernels that use AVX-512 (OPENBLAS_CORETYPE names, lower case).
+AVX512_CORETYPES = ("skylakex", "cooperlake", "sapphirerapids")
+
+
+def prepare_environment(env=None, avx512=None, out=sys.stderr):
+    """Before torch loads: OPENBLAS_CORETYPE=SkylakeX on an AVX-512 CPU (Debian's OpenBLAS 0.3.21
+    does not recognise recent CPUs and picks a Haswell or SSE3 kernel), and ATEN_CPU_CAPABILITY=
+    avx512 likewise (Debian's ATen defaults to its AVX2 kernels). The peer runs its best: a
+    coretype already set to a kernel without AVX-512 (a machine's profile may set Haswell) is
+    replaced, with a line on `out`, unless ECMOE_PEER_KEEP_CORETYPE=1. Returns the environment."""
     env = os.environ if env is None else env
     if avx512 is None:
         avx512 = cpu_has_avx512()
     if avx512:
-        env.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
+        current = env.get("OPENBLAS_CORETYPE")
+        if current is None:
+            env["OPENBLAS_CORETYPE"] = "SkylakeX"
+        elif (current.lower() not in AVX512_CORETYPES
+              and env.get("ECMOE_PEER_KEEP_CORETYPE") != "1"):
+            print(f"peer_blas: OPENBLAS_CORETYPE={current} has no AVX-512 kernel; the peer runs "
+                  "SkylakeX (ECMOE_PEER_KEEP_CORETYPE=1 keeps it)", file=out)
+            env["OPENBLAS_CORETYPE"] = "SkylakeX"
         env.setdefault("ATEN_CPU_CAPABILITY", "avx512")
     return env
 

@@ -2,6 +2,7 @@
 repository root:
     python3 -m bench.test_peer_blas"""
 
+import io
 import subprocess
 import sys
 import tempfile
@@ -50,8 +51,17 @@ class Environment(unittest.TestCase):
         env = peer_blas.prepare_environment({}, avx512=True)
         self.assertEqual(env["OPENBLAS_CORETYPE"], "SkylakeX")
 
-    def test_keeps_a_coretype_already_set(self):
-        env = peer_blas.prepare_environment({"OPENBLAS_CORETYPE": "Haswell"}, avx512=True)
+    def test_replaces_a_coretype_without_avx512(self):
+        out = io.StringIO()
+        env = peer_blas.prepare_environment({"OPENBLAS_CORETYPE": "Haswell"}, avx512=True, out=out)
+        self.assertEqual(env["OPENBLAS_CORETYPE"], "SkylakeX")
+        self.assertIn("OPENBLAS_CORETYPE=Haswell has no AVX-512 kernel", out.getvalue())
+
+    def test_keeps_an_avx512_coretype_or_when_asked(self):
+        env = peer_blas.prepare_environment({"OPENBLAS_CORETYPE": "CooperLake"}, avx512=True)
+        self.assertEqual(env["OPENBLAS_CORETYPE"], "CooperLake")
+        env = peer_blas.prepare_environment(
+            {"OPENBLAS_CORETYPE": "Haswell", "ECMOE_PEER_KEEP_CORETYPE": "1"}, avx512=True)
         self.assertEqual(env["OPENBLAS_CORETYPE"], "Haswell")
 
     def test_leaves_coretype_unset_without_avx512(self):
