@@ -86,13 +86,7 @@ def time_engine(args, precision):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tokens", type=int, default=4096)
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--d-ff", type=int, default=1024)
-    parser.add_argument("--experts", type=int, default=8)
-    parser.add_argument("--capacity-factor", type=float, default=2.0)
-    parser.add_argument("--router", default="expert_choice",
-                        choices=["expert_choice", "top1", "top2", "dense"])
+    peer.add_shape_arguments(parser)
     parser.add_argument("--router-std", type=float, default=0.5,
                         help="router init std, as `ecmoe bench layer` and the peer")
     parser.add_argument("--precision", default="both", choices=["fp32", "bf16", "both"])

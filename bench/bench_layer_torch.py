@@ -245,8 +245,9 @@ def check_agreement(args, names):
                                  (names[0], name, float((a - b).abs().max()), scale))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_shape_arguments(parser):
+    """The layer's shape and router, with `ecmoe bench layer`'s defaults (also used by
+    bench/bench_layer_module.py)."""
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--d-ff", type=int, default=1024)
@@ -254,6 +255,11 @@ def main():
     parser.add_argument("--capacity-factor", type=float, default=2.0)
     parser.add_argument("--router", default="expert_choice",
                         choices=["expert_choice", "top1", "top2", "dense"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_shape_arguments(parser)
     parser.add_argument("--formulation", default="both",
                         choices=["index", "einsum", "loop", "both", "all"],
                         help="both = index and einsum (the pair the comparison reports); "
