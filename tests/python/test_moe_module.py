@@ -341,7 +341,8 @@ def test_bad_construction_raises():
 def test_bad_inputs_raise():
     moe = MoE(8, 16, 4, seed=0)
     x = torch.randn(10, 8)
-    raises(TypeError, "x must be float32, got torch.float64", moe, x.double())
+    raises(TypeError, r"x must be float32 \(or bfloat16/float16, computed in float32\), got "
+           "torch.float64", moe, x.double())
     raises(TypeError, "x must be a tensor", moe, [[0.0] * 8])
     raises(ValueError, r"x must be \[..., d_model=8\], got shape \[10, 7\]", moe, x[:, :7])
     raises(NotImplementedError, "CPU only", moe, torch.empty(10, 8, device="meta"))
@@ -427,3 +428,22 @@ def test_the_package_imports_without_the_extension():
                           env=dict(os.environ, PYTHONPATH=source), cwd="/")
     assert done.returncode == 0, done.stderr
     assert "ecmoe._C, the compiled engine, is not built" in done.stdout
+
+
+def test_half_precision_x_is_computed_in_float32_and_returned_in_its_dtype():
+    # A bf16 activation (an autocast region, a bf16 model) enters as its exact fp32 value: y is
+    # the fp32 layer's y rounded to bf16, and x's gradient the fp32 gradient rounded to bf16.
+    moe = MoE(8, 16, 4, seed=0)
+    x16 = torch.randn(12, 8).bfloat16().requires_grad_()
+    x32 = x16.detach().float().requires_grad_()
+    r = torch.randn(12, 8)
+    out16, out32 = moe(x16), moe(x32)
+    assert out16.y.dtype == torch.bfloat16
+    assert torch.equal(out16.y, out32.y.bfloat16())
+    (out16.y.float() * r).sum().backward()
+    (out32.y * r.bfloat16().float()).sum().backward()
+    assert x16.grad.dtype == torch.bfloat16
+    assert torch.equal(x16.grad, x32.grad.bfloat16())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = torch.nn.functional.linear(x32, torch.eye(8))  # bf16 under autocast
+        assert moe(h).y.dtype == torch.bfloat16

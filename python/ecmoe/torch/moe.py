@@ -162,7 +162,8 @@ class MoE(nn.Module):
     module.config holds the MoeConfig fields given (a dict, under the engine's names:
     capacity_factor_train, capacity_factor_eval, ...); module.steps counts training forwards.
 
-    forward(x [..., d_model] float32 CPU, token_ids [...] integer (hash routing), router=None
+    forward(x [..., d_model] float32 CPU (bfloat16/float16 x is computed in float32 and y
+    returned in x's dtype, as under autocast), token_ids [...] integer (hash routing), router=None
     (route this call by another router over the same weights, e.g. "expert_threshold" for an
     expert_choice layer)) -> MoEOutput(y, aux_loss, aux, stats, plan). A non-contiguous x is
     copied (.contiguous()); wrong dtype, device or shape raises TypeError, NotImplementedError
@@ -252,9 +253,16 @@ class MoE(nn.Module):
         if x.device.type != "cpu":
             raise NotImplementedError(f"ecmoe.torch.MoE: x is on {x.device}; the engine runs on "
                                       f"the CPU only (no CUDA yet)")
+        # bf16/fp16 activations (an autocast region, a half-precision model) enter the layer as
+        # fp32, the way autocast treats its fp32 ops, and y leaves in x's dtype; float64 is
+        # refused rather than silently rounded.
+        out_dtype = x.dtype
+        if x.dtype in (torch.bfloat16, torch.float16):
+            x = x.float()
         if x.dtype != torch.float32:
-            raise TypeError(f"ecmoe.torch.MoE: x must be float32, got {x.dtype} (precision='bf16' "
-                            f"takes float32 x and runs the expert GEMMs in bf16)")
+            raise TypeError(f"ecmoe.torch.MoE: x must be float32 (or bfloat16/float16, computed "
+                            f"in float32), got {x.dtype}; precision='bf16' runs the expert GEMMs "
+                            f"in bf16")
         if x.dim() < 1 or x.shape[-1] != c.d_model:
             raise ValueError(f"ecmoe.torch.MoE: x must be [..., d_model={c.d_model}], got shape "
                              f"{list(x.shape)}")
@@ -284,8 +292,8 @@ class MoE(nn.Module):
             self._pool.append(results["call"])
         if self.training:
             self.steps += 1
-        return MoEOutput(y.reshape(x.shape), aux_loss, results["aux"], results["stats"],
-                         results["plan"])
+        return MoEOutput(y.reshape(x.shape).to(out_dtype), aux_loss, results["aux"],
+                         results["stats"], results["plan"])
 
     def _token_ids(self, token_ids, shape):
         if token_ids is None:
