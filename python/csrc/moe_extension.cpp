@@ -353,6 +353,7 @@ PYBIND11_MODULE(_C, m) {
       py::arg("token_ids"), py::arg("cutoffs"), py::arg("training"), py::arg("seed"),
       py::arg("route_by"), py::arg("update_cutoffs"), py::arg("recycle") = nullptr);
   m.def("init_params", &init_params, py::arg("config"), py::arg("seed"), py::arg("router_std"));
+  m.def("native_precision", [] { return precision_name(native_precision()); });
   m.def("set_num_threads", &set_threads, py::arg("threads"));
   m.def("get_num_threads", &thread_count);
   m.def("max_num_threads", &max_thread_count);

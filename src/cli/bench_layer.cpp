@@ -180,7 +180,7 @@ void run_layer_bench(const LayerBenchOptions& o) {
                         {"d_ff", o.d_ff},
                         {"experts", o.experts},
                         {"capacity_factor", o.capacity_factor},
-                        {"precision", o.precision},
+                        {"precision", precision_name(cfg.precision)},
                         {"bf16_kernel", bf16_native() ? "native" : "fallback"},
                         {"threads", thread_count()},
                         {"repeats", o.repeats},
@@ -205,7 +205,7 @@ void run_layer_bench(const LayerBenchOptions& o) {
       "router %s, %d tokens, d_model %d, d_ff %d, %d experts, capacity factor %g, %s%s, %d "
       "threads\n",
       o.router.c_str(), o.tokens, o.d_model, o.d_ff, o.experts, o.capacity_factor,
-      o.precision.c_str(),
+      precision_name(cfg.precision).c_str(),
       cfg.precision == Precision::kFp32 ? ""
       : bf16_native()                   ? " (native bf16)"
                                         : " (bf16 fallback: fp32 kernel)",
@@ -243,8 +243,10 @@ void register_bench_layer(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_flag("--global-routing", o.global_routing,
                 "Under mpirun: route over all ranks' tokens (model.moe.global_routing)");
-  cmd->add_option("--precision", o.precision,
-                  "GEMM precision: fp32, or bf16 (bf16 operands, fp32 accumulation)")
+  cmd->add_option(
+         "--precision", o.precision,
+         "GEMM precision: fp32, bf16 (bf16 operands, fp32 accumulation), or auto (bf16 where "
+         "this CPU has bf16 instructions, else fp32)")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
   cmd->add_option("--repeats", o.repeats, "Timed runs (the median is reported)")

@@ -150,9 +150,10 @@ void register_compare(CLI::App& app) {
                   "Override a config key in every run, e.g. --set data.dir=DIR (repeatable)")
       ->type_name("KEY=VALUE");
   cmd->add_option("--precision", args->precision,
-                  "Every run's GEMMs: fp32, or bf16 operands with fp32 accumulation (as --set "
-                  "precision=P; recorded in each run's config.json and the report's command)")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+                  "Every run's GEMMs: fp32, bf16 operands with fp32 accumulation, or auto (bf16 "
+                  "where this CPU has bf16 instructions); as --set precision=P, recorded in "
+                  "each run's config.json and the report's command")
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   cmd->add_flag("--report-only", args->report_only,
                 "Write the report from the finished runs in --out without training");
   cmd->add_flag("--list", args->list, "Print the suite's runs and exit");

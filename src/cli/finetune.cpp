@@ -86,9 +86,10 @@ void register_finetune(CLI::App& app) {
       ->each([args](const std::string&) { args->seed_given = true; });
   auto* precision =
       cmd->add_option("--precision", args->precision,
-                      "The encoder's GEMMs: fp32, or bf16 operands with fp32 accumulation (config "
-                      "key precision; default fp32, whatever the checkpoint was trained with)")
-          ->check(CLI::IsMember({"fp32", "bf16"}));
+                      "The encoder's GEMMs: fp32, bf16 operands with fp32 accumulation, or auto "
+                      "(bf16 where this CPU has bf16 instructions); config key precision; "
+                      "default fp32, whatever the checkpoint was trained with")
+          ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   cmd->add_option("--set", args->sets, "Override a config key (repeatable)")
       ->type_name("KEY=VALUE");
   auto* out =

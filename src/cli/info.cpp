@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "core/bf16.h"
 #include "core/gemm.h"
+#include "core/precision.h"
 #include "core/rng.h"
 #include "core/threads.h"
 #include "core/timer.h"
@@ -55,6 +56,10 @@ void register_info(CLI::App& app) {
                                             "kernel)"
                                           : "fallback (no bf16 instructions on this CPU: bf16 "
                                             "values, fp32 kernel)");
+    std::printf(
+        "precision:    auto = %s here (configs/small.json trains in it; --set "
+        "precision=fp32|bf16 overrides)\n",
+        precision_name(native_precision()).c_str());
     std::printf("sgemm 1024^3: %.1f GFLOP/s (best of 5)\n",
                 measure_gemm_gflops(1024, Precision::kFp32));
     std::printf("bf16  1024^3: %.1f GFLOP/s (best of 5; bf16 operands, fp32 accumulation)\n",

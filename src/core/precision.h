@@ -7,7 +7,11 @@ namespace ecmoe {
 
 enum class Precision { kFp32, kBf16 };
 
-Precision parse_precision(const std::string& name);  // "fp32" | "bf16"
+// "fp32" | "bf16" | "auto". "auto" is resolved here, once: bf16 where this CPU multiplies bf16
+// natively (bf16_native(): AVX512-BF16 or AMX, fallback not forced), else fp32. Configs, the
+// checkpoint's metadata and metrics hold the resolved name, never "auto".
+Precision parse_precision(const std::string& name);
 std::string precision_name(Precision precision);
+Precision native_precision();  // what "auto" resolves to on this machine
 
 }  // namespace ecmoe

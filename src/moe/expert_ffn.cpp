@@ -59,6 +59,17 @@ void for_each_expert(const RoutingPlan& plan, AddProblem add, MakeEpilogue make_
   gemm_batch(problems);
 }
 
+// make_epilogue for for_each_expert when the output is [slots, width], row-major: row_op(at, cols)
+// on each row segment of a finished tile, `at` the flat index of the segment's first element.
+template <typename RowOp>
+auto per_row_epilogue(int64_t width, RowOp row_op) {
+  return [=](int s0) {
+    return TileEpilogue([=](int m0, int n0, int mm, int cols) {
+      for (int r = m0; r < m0 + mm; ++r) row_op((int64_t(s0) + r) * width + n0, cols);
+    });
+  };
+}
+
 // Under kBf16, data's bf16 copy, converted into `copy`; nothing under fp32.
 void make_bf16_copy(const float* data, int64_t n, Bf16Vec& copy, Precision precision) {
   if (precision == Precision::kFp32) return;
@@ -131,17 +142,12 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
         return problem(false, false, rows, f, d, X_in.at(int64_t(s0) * d),
                        W1.at(int64_t(i) * d * f), pre + int64_t(s0) * f, 0.f, precision);
       },
-      [=](int s0) {
-        return [=](int m0, int n0, int mm, int cols) {
-          for (int r = m0; r < m0 + mm; ++r) {
-            const int64_t at = (int64_t(s0) + r) * f + n0;
-            if (bf16)
-              nn::gelu_forward_serial(hidden16 + at, pre + at, cols);
-            else
-              nn::gelu_forward_serial(hidden + at, pre + at, cols);
-          }
-        };
-      });
+      per_row_epilogue(f, [=](int64_t at, int cols) {
+        if (bf16)
+          nn::gelu_forward_serial(hidden16 + at, pre + at, cols);
+        else
+          nn::gelu_forward_serial(hidden + at, pre + at, cols);
+      }));
   phase_lap(times, "gemm x_in*W1 + gelu");
   for_each_expert(plan, [&](int i, int s0, int rows) {
     return problem(false, false, rows, d, f, Hidden.at(int64_t(s0) * f), W2.at(int64_t(i) * f * d),
@@ -215,17 +221,12 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScr
         return problem(false, true, rows, f, d, D_out.at(int64_t(s0) * d),
                        W2.at(int64_t(i) * f * d), d_hidden + int64_t(s0) * f, 0.f, precision);
       },
-      [=](int s0) {
-        return [=](int m0, int n0, int mm, int cols) {
-          for (int r = m0; r < m0 + mm; ++r) {
-            const int64_t at = (int64_t(s0) + r) * f + n0;
-            if (bf16)
-              nn::gelu_backward_serial(d_pre16 + at, d_hidden + at, pre + at, cols);
-            else
-              nn::gelu_backward_serial(d_hidden + at, d_hidden + at, pre + at, cols);
-          }
-        };
-      });
+      per_row_epilogue(f, [=](int64_t at, int cols) {
+        if (bf16)
+          nn::gelu_backward_serial(d_pre16 + at, d_hidden + at, pre + at, cols);
+        else
+          nn::gelu_backward_serial(d_hidden + at, d_hidden + at, pre + at, cols);
+      }));
   phase_lap(times, "gemm d_out*W2^T + gelu'");
   for_each_expert(plan, [&](int i, int s0, int rows) {  // dW2 += hidden^T · d_out
     return problem(true, false, f, d, rows, Hidden.at(int64_t(s0) * f), D_out.at(int64_t(s0) * d),

@@ -55,7 +55,8 @@ TEST_F(PrecisionCli, Bf16TrainsRecordsAndResumesEitherWay) {
 
   const CliRun bad = run(base + "2 --set precision=fp16");
   EXPECT_EQ(bad.status, 1);
-  EXPECT_TRUE(contains(bad.err, "unknown precision 'fp16' (expected fp32 or bf16)")) << bad.err;
+  EXPECT_TRUE(contains(bad.err, "unknown precision 'fp16' (expected fp32, bf16 or auto)"))
+      << bad.err;
 }
 
 TEST_F(PrecisionCli, BenchesTakeThePrecision) {
@@ -126,7 +127,8 @@ TEST(PrecisionCliFinetune, FinetuneTakesAndRecordsThePrecision) {
   EXPECT_EQ(nlohmann::json::parse(by_key.out)["history"], j16["history"]);
   const CliRun bad = finetune(" --set precision=fp16", "bad");
   EXPECT_EQ(bad.status, 1);
-  EXPECT_TRUE(contains(bad.err, "unknown precision 'fp16' (expected fp32 or bf16)")) << bad.err;
+  EXPECT_TRUE(contains(bad.err, "unknown precision 'fp16' (expected fp32, bf16 or auto)"))
+      << bad.err;
   EXPECT_NE(finetune(" --precision fp16", "bad2").status, 0);
 }
 

@@ -329,6 +329,16 @@ def raises(exc, match, fn, *args, **kwargs):
         fn(*args, **kwargs)
 
 
+def test_auto_precision_is_the_engines_native_one():
+    # "auto" resolves once, at construction, to what `ecmoe info` calls native here: bf16 on a
+    # CPU with bf16 instructions, fp32 elsewhere; the module's config names the resolved one.
+    moe = MoE(8, 16, 4, precision="auto", seed=1)
+    assert _C.native_precision() in ("fp32", "bf16")
+    assert moe.config["precision"] == _C.native_precision()
+    assert moe._engine_config().precision == _C.native_precision()
+    assert f"precision={_C.native_precision()}" in repr(moe)
+
+
 def test_bad_construction_raises():
     raises(ValueError, "unknown router 'top3'", MoE, 8, 16, 4, router="top3")
     raises(ValueError, "unknown precision", MoE, 8, 16, 4, precision="fp16")

@@ -5,6 +5,8 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/gemm.h"
+#include "core/precision.h"
 #include "train/config_overrides.h"
 #include "train/train_config.h"
 
@@ -42,7 +44,38 @@ TEST(PrecisionConfig, UnknownValueIsAOneLineError) {
   } catch (const Error& e) {
     const std::string m = e.what();
     EXPECT_NE(m.find("precision"), std::string::npos) << m;
-    EXPECT_NE(m.find("unknown precision 'fp16' (expected fp32 or bf16)"), std::string::npos) << m;
+    EXPECT_NE(m.find("unknown precision 'fp16' (expected fp32, bf16 or auto)"), std::string::npos)
+        << m;
     EXPECT_EQ(m.find('\n'), std::string::npos) << m;
   }
+}
+
+// "auto" is bf16 exactly where bf16 GEMMs run natively, resolved when the config is read: the
+// config's JSON form (config.json, a checkpoint's metadata) names bf16 or fp32, never auto. With
+// the fallback forced (ECMOE_BF16_FALLBACK=1) auto is fp32, so the slow emulation never runs
+// unasked.
+TEST(PrecisionConfig, AutoResolvesToTheNativePrecisionWhenRead) {
+  for (const bool forced : {false, true}) {
+    set_bf16_fallback(forced);
+    const Precision expected = bf16_native() ? Precision::kBf16 : Precision::kFp32;
+    EXPECT_EQ(native_precision(), expected);
+    if (forced) EXPECT_EQ(expected, Precision::kFp32);
+    ConfigJson j = config_to_json(TrainConfig{});
+    apply_overrides(j, {"precision=auto"});
+    const TrainConfig c = config_from_json(j);
+    EXPECT_EQ(c.model.precision, expected) << "forced fallback " << forced;
+    EXPECT_EQ(config_to_json(c)["precision"], precision_name(expected));
+  }
+  set_bf16_fallback(false);
+}
+
+// configs/small.json (the main job) trains in the native precision; tiny.json, the tests'
+// config, and a config without the key stay fp32.
+TEST(PrecisionConfig, ShippedConfigsPrecision) {
+  const std::string configs = std::string(ECMOE_FIXTURE_DIR) + "/../../configs/";
+  set_bf16_fallback(false);
+  EXPECT_EQ(load_train_config(configs + "small.json", {}).model.precision, native_precision());
+  EXPECT_EQ(load_train_config(configs + "small.json", {"precision=fp32"}).model.precision,
+            Precision::kFp32);
+  EXPECT_EQ(load_train_config(configs + "tiny.json", {}).model.precision, Precision::kFp32);
 }

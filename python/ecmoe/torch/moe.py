@@ -34,7 +34,7 @@ from torch import nn
 
 ROUTERS = ("expert_choice", "expert_choice_capped", "expert_threshold", "top1", "top2", "hash",
            "dense")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def _extension():
@@ -148,8 +148,10 @@ class MoE(nn.Module):
       max_experts_per_token       expert_choice_capped's cap b; None: 2
       group_size                  tokens per routing group, consecutive; 0: the whole batch
       jitter                      training: router input times U(1 - jitter, 1 + jitter)
-      precision                   "fp32", or "bf16": the experts' GEMMs in bf16 operands with fp32
-                                  accumulation (the router, softmax and routing stay fp32)
+      precision                   "fp32", "bf16": the experts' GEMMs in bf16 operands with fp32
+                                  accumulation (the router, softmax and routing stay fp32), or
+                                  "auto": bf16 where the CPU has bf16 instructions, else fp32
+                                  (resolved here: module.config names bf16 or fp32)
       load_balance_weight, z_loss_weight      weights of the auxiliary losses in aux_loss
       token_choice_k              choices per token for top1/top2 (0: the router's 1 or 2)
       renormalize_gates           top-k gates divided by their sum
@@ -188,8 +190,10 @@ class MoE(nn.Module):
             raise ValueError(f"ecmoe.torch.MoE: unknown router {router!r} (expected one of "
                              f"{', '.join(ROUTERS)})")
         if precision not in PRECISIONS:
-            raise ValueError(f"ecmoe.torch.MoE: unknown precision {precision!r} (expected fp32 "
-                             f"or bf16)")
+            raise ValueError(f"ecmoe.torch.MoE: unknown precision {precision!r} (expected fp32, "
+                             f"bf16 or auto)")
+        if precision == "auto":
+            precision = C.native_precision()
         fields = dict(d_model=d_model, d_ff=d_ff, n_experts=n_experts, router=router,
                       capacity_factor_train=capacity_factor,
                       capacity_factor_eval=(capacity_factor if capacity_factor_eval is None
