@@ -319,6 +319,9 @@ PYBIND11_MODULE(_C, m) {
       .def_property(
           "capped_tolerance", [](const MoeConfig& c) { return c.capped.tolerance; },
           [](MoeConfig& c, float v) { c.capped.tolerance = v; })
+      .def_property(
+          "capped_epsilon_scaling", [](const MoeConfig& c) { return c.capped.epsilon_scaling; },
+          [](MoeConfig& c, bool v) { c.capped.epsilon_scaling = v; })
       .def_readwrite("token_choice_k", &MoeConfig::token_choice_k)
       .def_readwrite("renormalize_gates", &MoeConfig::renormalize_gates)
       .def_readwrite("batch_prioritized", &MoeConfig::batch_prioritized)

@@ -75,7 +75,7 @@ def ecmoe_moe(options):
     names = ("capacity_factor_eval", "max_experts_per_token", "group_size", "jitter",
              "load_balance_weight", "z_loss_weight", "token_choice_k", "renormalize_gates",
              "batch_prioritized", "threshold_ema_rate", "threshold_warmup_steps", "capped_lambda",
-             "capped_max_iterations", "capped_tolerance")
+             "capped_max_iterations", "capped_tolerance", "capped_epsilon_scaling")
     return MoE(o["d_model"], o["d_ff"], o["n_experts"], router=o["router"],
                capacity_factor=o["capacity_factor_train"], seed=0, **{k: o[k] for k in names})
 

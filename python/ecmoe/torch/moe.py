@@ -157,7 +157,8 @@ class MoE(nn.Module):
       renormalize_gates           top-k gates divided by their sum
       batch_prioritized           token choice fills slots by top-1 score, not position
       threshold_ema_rate, threshold_warmup_steps     threshold cutoffs (docs/causal.md)
-      capped_lambda, capped_max_iterations, capped_tolerance   capped expert choice's solver
+      capped_lambda, capped_max_iterations, capped_tolerance, capped_epsilon_scaling
+                                  capped expert choice's solver (None: the engine's default)
       seed                        the engine's initialisation (init_moe_params) from this seed;
                                   None: a seed drawn from torch's generator
       router_init_std             the router weights' initial standard deviation
@@ -182,7 +183,8 @@ class MoE(nn.Module):
                  threshold_ema_rate: float = 0.05, threshold_warmup_steps: int = 100,
                  capped_lambda: Optional[float] = None,
                  capped_max_iterations: Optional[int] = None,
-                 capped_tolerance: Optional[float] = None, seed: Optional[int] = None,
+                 capped_tolerance: Optional[float] = None,
+                 capped_epsilon_scaling: Optional[bool] = None, seed: Optional[int] = None,
                  router_init_std: float = 0.02):
         super().__init__()
         C = _extension()
@@ -205,7 +207,8 @@ class MoE(nn.Module):
                       batch_prioritized=batch_prioritized, threshold_ema_rate=threshold_ema_rate,
                       threshold_warmup_steps=threshold_warmup_steps, capped_lambda=capped_lambda,
                       capped_max_iterations=capped_max_iterations,
-                      capped_tolerance=capped_tolerance)
+                      capped_tolerance=capped_tolerance,
+                      capped_epsilon_scaling=capped_epsilon_scaling)
         # The engine's MoeConfig fields (None: the engine's default), kept as a plain dict so the
         # module pickles and deep-copies; _engine_config() makes the C++ struct for each call.
         self.config = {name: value for name, value in fields.items() if value is not None}
