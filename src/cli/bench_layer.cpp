@@ -247,7 +247,7 @@ void register_bench_layer(CLI::App& bench) {
          "--precision", o.precision,
          "GEMM precision: fp32, bf16 (bf16 operands, fp32 accumulation), or auto (bf16 where "
          "this CPU has bf16 instructions, else fp32)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
       ->capture_default_str();
   cmd->add_option("--repeats", o.repeats, "Timed runs (the median is reported)")
       ->capture_default_str();

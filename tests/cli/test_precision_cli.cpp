@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli_test_util.h"
+#include "core/precision.h"
 
 using ecmoe::train_test::TempDir;
 
@@ -85,6 +86,13 @@ TEST_F(PrecisionCli, BenchesTakeThePrecision) {
   EXPECT_GT(l["layer_gemm_ms"].get<double>(), 0.0);
   EXPECT_NEAR(l["layer_gemm_ms"].get<double>() + l["layer_outside_gemm_ms"].get<double>(), sum,
               1e-9 * sum);
+  // auto: what this machine runs natively, named as such in the report.
+  const CliRun native =
+      run("bench layer --tokens 256 --d-model 32 --d-ff 64 --experts 4 --repeats 1 --warmup 0 "
+          "--precision auto --json");
+  ASSERT_EQ(native.status, 0) << native.out << native.err;
+  EXPECT_EQ(nlohmann::json::parse(native.out)["precision"],
+            ecmoe::precision_name(ecmoe::native_precision()));
   const CliRun bad = run("bench layer --tokens 64 --precision fp8");
   EXPECT_NE(bad.status, 0);
 }
