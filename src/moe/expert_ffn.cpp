@@ -1,12 +1,11 @@
 #include "moe/expert_ffn.h"
 
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "core/error.h"
 #include "core/gemm.h"
-#include "core/vecmath.h"
+#include "moe/dispatch_combine.h"
 #include "nn/gelu.h"
 
 namespace ecmoe {
@@ -99,7 +98,7 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
                      const float* w1, const float* w2, int d, int f, Precision precision,
                      PhaseTimes* times) {
   phase_start(times);
-  const int S = plan.slot_count(), n = plan.n_tokens, e = plan.n_experts;
+  const int S = plan.slot_count(), e = plan.n_experts;
   const bool bf16 = precision == Precision::kBf16;
   act.pre.resize(int64_t(S) * f);
   act.out.resize(int64_t(S) * d);
@@ -117,16 +116,10 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
   phase_lap(times, "weights to bf16");
 
   // Dispatch: slot s copies its token's row (rounded to bf16 on the way under kBf16).
-#pragma omp parallel for schedule(static)
-  for (int s = 0; s < S; ++s) {
-    const float* src = x + int64_t(plan.slot_token[s]) * d;
-    if (bf16) {
-      uint16_t* dst = act.x_in16.data() + int64_t(s) * d;
-      for (int c = 0; c < d; ++c) dst[c] = float_to_bf16(src[c]);
-    } else {
-      std::memcpy(act.x_in.data() + int64_t(s) * d, src, sizeof(float) * d);
-    }
-  }
+  if (bf16)
+    dispatch_forward(act.x_in16.data(), x, plan, d);
+  else
+    dispatch_forward(act.x_in.data(), x, plan, d);
   const SavedOperands ops = saved_operands(act, w1, w2, bf16);
   const Operand &W1 = ops.w1, &W2 = ops.w2, &X_in = ops.x_in, &Hidden = ops.hidden;
   phase_lap(times, "dispatch");
@@ -155,18 +148,8 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
   });
   phase_lap(times, "gemm hidden*W2");
 
-  // Combine: each token sums its slots in expert order (fixed, so deterministic).
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < n; ++t) {
-    float* yt = y + int64_t(t) * d;
-    std::memset(yt, 0, sizeof(float) * d);
-    for (int j = plan.token_offsets[t]; j < plan.token_offsets[t + 1]; ++j) {
-      const int s = plan.token_slots[j];
-      const float g = plan.slot_gate[s];
-      const float* o = act.out.data() + int64_t(s) * d;
-      for (int c = 0; c < d; ++c) yt[c] += g * o[c];
-    }
-  }
+  // Combine: each token sums its gated slots in expert order (fixed, so deterministic).
+  combine_forward(y, act.out.data(), plan, d);
   phase_lap(times, "combine");
 }
 
@@ -175,7 +158,7 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScr
                       const float* w1, const float* w2, int d, int f, Precision precision,
                       PhaseTimes* times) {
   phase_start(times);
-  const int S = plan.slot_count(), n = plan.n_tokens;
+  const int S = plan.slot_count();
   const bool bf16 = precision == Precision::kBf16;
   ECMOE_CHECK(!bf16 || act.x_in16.size() == size_t(S) * d,
               "experts backward: precision differs from the forward's");
@@ -191,20 +174,11 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScr
 
   // Adjoint of combine: d_out[s] = gate[s] · dy[t]; dgate[s] = <dy[t], out[s]>. d_out feeds two
   // GEMMs only: under kBf16 it is written in bf16 alone (rounded once, as it is written).
-  if (bf16) scratch.grad_d16.resize(size_t(S) * d);
-#pragma omp parallel for schedule(static)
-  for (int s = 0; s < S; ++s) {
-    const float* dyt = dy + int64_t(plan.slot_token[s]) * d;
-    const float* o = act.out.data() + int64_t(s) * d;
-    const float g = plan.slot_gate[s];
-    if (bf16) {
-      uint16_t* dos = scratch.grad_d16.data() + int64_t(s) * d;
-      for (int c = 0; c < d; ++c) dos[c] = float_to_bf16(g * dyt[c]);
-    } else {
-      float* dos = d_out + int64_t(s) * d;
-      for (int c = 0; c < d; ++c) dos[c] = g * dyt[c];
-    }
-    dgate[s] = dot_fixed(dyt, o, d);
+  if (bf16) {
+    scratch.grad_d16.resize(size_t(S) * d);
+    combine_backward(scratch.grad_d16.data(), dgate, dy, act.out.data(), plan, d);
+  } else {
+    combine_backward(d_out, dgate, dy, act.out.data(), plan, d);
   }
   const Operand D_out = bf16 ? Operand{nullptr, scratch.grad_d16.data()} : Operand{d_out};
   phase_lap(times, "combine adjoint");
@@ -247,14 +221,7 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, ExpertScr
   phase_lap(times, "gemm d_pre*W1^T");
 
   // Adjoint of dispatch: each token sums its slots' gradients in expert order.
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < n; ++t) {
-    float* dxt = dx + int64_t(t) * d;
-    for (int j = plan.token_offsets[t]; j < plan.token_offsets[t + 1]; ++j) {
-      const float* g = d_x_in + int64_t(plan.token_slots[j]) * d;
-      for (int c = 0; c < d; ++c) dxt[c] += g[c];
-    }
-  }
+  dispatch_backward(dx, d_x_in, plan, d);
   phase_lap(times, "dispatch adjoint");
 }
 

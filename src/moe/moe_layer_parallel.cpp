@@ -9,11 +9,11 @@
 // order one process uses for the same tokens when its routing groups are the ranks' batches, so
 // the expert GEMMs see the same rows in the same order.
 #include <cstdint>
-#include <cstring>
 #include <span>
 #include <vector>
 
 #include "core/error.h"
+#include "moe/dispatch_combine.h"
 #include "moe/moe_layer.h"
 
 namespace ecmoe {
@@ -72,13 +72,10 @@ RouteResult MoeLayer::route_global(const MoeConfig& routing, const RouteRequest&
 
 void MoeLayer::experts_forward_parallel(const MoeWeights& w, const float* x, float* y) {
   const int P = comm_->size(), e = config_.n_experts, el = e / P;
-  const int d = config_.d_model, f = config_.d_ff, S = plan_.slot_count(), n = plan_.n_tokens;
+  const int d = config_.d_model, f = config_.d_ff, S = plan_.slot_count();
 
   FloatVec send(int64_t(S) * d);
-#pragma omp parallel for schedule(static)
-  for (int s = 0; s < S; ++s)
-    std::memcpy(send.data() + int64_t(s) * d, x + int64_t(plan_.slot_token[s]) * d,
-                sizeof(float) * d);
+  dispatch_forward(send.data(), x, plan_, d);
   std::vector<int> load(e);
   for (int i = 0; i < e; ++i) load[i] = plan_.expert_load(i);
   const std::vector<int> recv_load = comm_->alltoall(load, el);  // [P, el]: rank r, expert j
@@ -109,40 +106,17 @@ void MoeLayer::experts_forward_parallel(const MoeWeights& w, const float* x, flo
   slot_out_.resize(int64_t(S) * d);
   comm_->alltoallv(out.data(), recv_rows_, slot_out_.data(), send_rows_, d);
 
-  // Combine exactly as experts_forward does: each token sums its slots in expert order.
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < n; ++t) {
-    float* yt = y + int64_t(t) * d;
-    std::memset(yt, 0, sizeof(float) * d);
-    for (int j = plan_.token_offsets[t]; j < plan_.token_offsets[t + 1]; ++j) {
-      const int s = plan_.token_slots[j];
-      const float g = plan_.slot_gate[s];
-      const float* o = slot_out_.data() + int64_t(s) * d;
-      for (int c = 0; c < d; ++c) yt[c] += g * o[c];
-    }
-  }
+  combine_forward(y, slot_out_.data(), plan_, d);  // as experts_forward combines
 }
 
 void MoeLayer::experts_backward_parallel(const MoeWeights& w, MoeGrads& g, const float* dy,
                                          float* dx, float* dgate) {
-  const int d = config_.d_model, f = config_.d_ff, S = plan_.slot_count(), n = plan_.n_tokens;
+  const int d = config_.d_model, f = config_.d_ff, S = plan_.slot_count();
   const int R = local_plan_.n_tokens;
 
   // Adjoint of combine, as in experts_backward: d_out[s] = gate[s]·dy[t], dgate[s] = <dy[t], out>.
   FloatVec d_out(int64_t(S) * d);
-#pragma omp parallel for schedule(static)
-  for (int s = 0; s < S; ++s) {
-    const float* dyt = dy + int64_t(plan_.slot_token[s]) * d;
-    const float* o = slot_out_.data() + int64_t(s) * d;
-    const float gate = plan_.slot_gate[s];
-    float* dos = d_out.data() + int64_t(s) * d;
-    float dot = 0.f;
-    for (int c = 0; c < d; ++c) {
-      dos[c] = gate * dyt[c];
-      dot += dyt[c] * o[c];
-    }
-    dgate[s] = dot;
-  }
+  combine_backward(d_out.data(), dgate, dy, slot_out_.data(), plan_, d);
   FloatVec recv(int64_t(R) * d);
   comm_->alltoallv(d_out.data(), send_rows_, recv.data(), recv_rows_, d);
 
@@ -153,15 +127,7 @@ void MoeLayer::experts_backward_parallel(const MoeWeights& w, MoeGrads& g, const
   FloatVec d_slots(int64_t(S) * d);
   comm_->alltoallv(d_rows.data(), recv_rows_, d_slots.data(), send_rows_, d);
 
-  // Adjoint of dispatch, as in experts_backward: each token sums its slots in expert order.
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < n; ++t) {
-    float* dxt = dx + int64_t(t) * d;
-    for (int j = plan_.token_offsets[t]; j < plan_.token_offsets[t + 1]; ++j) {
-      const float* gs = d_slots.data() + int64_t(plan_.token_slots[j]) * d;
-      for (int c = 0; c < d; ++c) dxt[c] += gs[c];
-    }
-  }
+  dispatch_backward(dx, d_slots.data(), plan_, d);  // as experts_backward does
 }
 
 }  // namespace ecmoe
