@@ -29,9 +29,14 @@ repository root:
   weights  - x, the router and expert weights stored in bf16: every op, gradients included, in
              bf16. Less memory traffic, no fp32 master copy.
 Both keep the router GEMM and softmax in fp32, as ecmoe does.
+
+--device cuda: the same layer on the GPU (what `ecmoe bench layer --device cuda` is compared
+with; scripts/gpu-check.sh runs both), autocast then on CUDA, timed with the device synchronised;
+--compile adds each formulation under torch.compile (the first calls compile; they are warm-up).
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -77,7 +82,7 @@ def make_params(args, seed=0):
     w2 = torch.randn(e_w, f, d, generator=g) / math.sqrt(f)
     r = torch.randn(n, d, generator=g)
     dt = storage_dtype(args)  # the same values, rounded when stored in bf16
-    return x.to(dt), wg.to(dt), w1.to(dt), w2.to(dt), r.to(dt)
+    return tuple(t.to(device=args.device, dtype=dt) for t in (x, wg, w1, w2, r))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,7 +92,8 @@ def make_params(args, seed=0):
 
 def route(args, x, wg):
     n, e = x.shape[0], args.experts
-    with torch.autocast("cpu", enabled=False):  # the router in fp32, as ecmoe's
+    dev = x.device
+    with torch.autocast(dev.type, enabled=False):  # the router in fp32, as ecmoe's
         logits = x.float() @ wg.float()
     probs = torch.softmax(logits, dim=-1)
     cap = capacity(args, n)
@@ -100,7 +106,7 @@ def route(args, x, wg):
     gate_all = top_p / top_p.sum(dim=1, keepdim=True) if k > 1 else top_p
     with torch.no_grad():
         # Slot position of each (token, choice): running count per expert, first choices first.
-        positions, kept, used = [], [], torch.zeros(e, dtype=torch.long)
+        positions, kept, used = [], [], torch.zeros(e, dtype=torch.long, device=dev)
         for c in range(k):
             onehot = F.one_hot(top_i[:, c], e)  # [n, e]
             pos = (onehot.cumsum(dim=0) - 1 + used) * onehot
@@ -111,11 +117,11 @@ def route(args, x, wg):
         pos = torch.stack(positions, dim=1)  # [n, k]
         keep = torch.stack(kept, dim=1)
         slot = top_i * cap + pos
-        slot_token = torch.full((e * cap,), n, dtype=torch.long)
-        slot_token[slot[keep]] = torch.arange(n).unsqueeze(1).expand(n, k)[keep]
+        slot_token = torch.full((e * cap,), n, dtype=torch.long, device=dev)
+        slot_token[slot[keep]] = torch.arange(n, device=dev).unsqueeze(1).expand(n, k)[keep]
         # Which (token, choice) feeds each slot, for the gates (a differentiable gather).
-        slot_src = torch.full((e * cap,), n * k, dtype=torch.long)
-        slot_src[slot[keep]] = torch.arange(n * k).view(n, k)[keep]
+        slot_src = torch.full((e * cap,), n * k, dtype=torch.long, device=dev)
+        slot_src[slot[keep]] = torch.arange(n * k, device=dev).view(n, k)[keep]
         # Load balance: e · sum_i f_i · P_i, f from each token's first choice (no gradient).
         f = F.one_hot(top_i[:, 0], e).float().mean(dim=0)
     gate_flat = torch.cat([gate_all.reshape(-1), gate_all.new_zeros(1)])
@@ -200,7 +206,7 @@ def filled_slots(args):
 def autocast(args):
     """torch.autocast to bf16 for --precision bf16 --bf16-mode autocast, else a no-op."""
     on = args.precision == "bf16" and args.bf16_mode == "autocast"
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
+    return torch.autocast(args.device, dtype=torch.bfloat16, enabled=on)
 
 
 def step(fn, args, params):
@@ -214,15 +220,30 @@ def step(fn, args, params):
     return y
 
 
+def synchronize(args):
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+
+
 def time_formulation(fn, args, params):
     for _ in range(args.warmup):
         step(fn, args, params)
     times = []
     for _ in range(args.repeats):
+        synchronize(args)
         t0 = time.perf_counter()
         step(fn, args, params)
+        synchronize(args)
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times), times
+
+
+def compiled(fn, args):
+    """fn under torch.compile, args bound (a constant to the compiler)."""
+    if not hasattr(torch, "compile"):
+        raise SystemExit("--compile needs PyTorch 2 or later (this is %s)" % torch.__version__)
+    bound = functools.partial(fn, args)
+    return torch.compile(lambda _args, x, wg, w1, w2: bound(x, wg, w1, w2))
 
 
 def check_agreement(args, names):
@@ -270,6 +291,9 @@ def main():
                         help="with --precision bf16: torch.autocast over fp32 weights, or bf16 "
                         "weights and activations throughout (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--compile", action="store_true",
+                        help="also time each formulation under torch.compile")
     parser.add_argument("--router-std", type=float, default=0.5,
                         help="router weight init std (0.5 as `ecmoe bench layer`: with x ~ N(0, 1)"
                         " the routing, and so top-k's drops, match in kind)")
@@ -281,7 +305,7 @@ def main():
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    blas = peer_blas.check_peer(quiet=args.json)
+    blas = peer_blas.check_peer(quiet=args.json) if args.device == "cpu" else "cuda"
     names = {"both": ["index", "einsum"], "all": ["index", "einsum", "loop"]}.get(
         args.formulation, [args.formulation])
     if len(names) > 1 and not args.no_check:
@@ -296,6 +320,8 @@ def main():
         "bf16_mode": args.bf16_mode if args.precision == "bf16" else None,
         "slots": filled_slots(args),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""), "blas": blas,
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
     }
     for name in names:
         x, wg, w1, w2, r = make_params(args)
@@ -303,11 +329,18 @@ def main():
         median, times = time_formulation(FORMULATIONS[name], args, params)
         result[name + "_ms"] = round(median, 3)
         result[name + "_runs_ms"] = [round(t, 3) for t in times]
-        if not args.json:
-            print(f"{name:6s} {median:9.2f} ms  (median of {args.repeats}; {args.precision}"
+        runs = [(name, median)]
+        if args.compile:
+            median, times = time_formulation(compiled(FORMULATIONS[name], args), args, params)
+            result[name + "_compile_ms"] = round(median, 3)
+            result[name + "_compile_runs_ms"] = [round(t, 3) for t in times]
+            runs.append((name + " (torch.compile)", median))
+        for label, ms in runs if not args.json else []:
+            print(f"{label:6s} {ms:9.3f} ms  (median of {args.repeats}; {args.precision}"
                   f"{' ' + args.bf16_mode if args.precision == 'bf16' else ''}, "
                   f"{args.router}, n={args.tokens} d={args.d_model} f={args.d_ff} "
-                  f"e={args.experts} c={args.capacity_factor}, {args.threads} threads)")
+                  f"e={args.experts} c={args.capacity_factor}, {args.device}"
+                  f"{'' if args.device == 'cuda' else ', %d threads' % args.threads})")
     if args.json:
         print(json.dumps(result))
 

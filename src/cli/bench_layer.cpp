@@ -1,5 +1,7 @@
 // `ecmoe bench layer`: forward+backward of one MoE layer, median of several runs, with the share
 // of time spent outside the expert GEMMs and the GEMMs' speed beside the library's own.
+#include "cli/bench_layer.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -22,36 +24,6 @@
 namespace ecmoe::cli {
 
 namespace {
-
-struct LayerBenchOptions {
-  std::string router = "expert_choice";
-  int tokens = 4096, d_model = 256, d_ff = 1024, experts = 8;
-  float capacity_factor = 2.f;
-  int cap = 2;
-  int group_size = 0;
-  bool global_routing = false;  // under mpirun: route over all ranks' tokens
-  std::string precision = "fp32";
-  int repeats = 10, warmup = 2;
-  bool json = false;
-};
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
-
-template <typename F>
-std::vector<double> time_runs(int warmup, int repeats, F f) {
-  for (int i = 0; i < warmup; ++i) f();
-  std::vector<double> ms;
-  for (int i = 0; i < repeats; ++i) {
-    const double t0 = now_seconds();
-    f();
-    ms.push_back((now_seconds() - t0) * 1e3);
-  }
-  return ms;
-}
 
 // Under mpirun: the step time (the slowest rank's median), the time inside the all-to-all calls
 // and the bytes each rank sent to other ranks, per token of the rank and per layer call
@@ -94,7 +66,15 @@ void report_parallel_layer_bench(const LayerBenchOptions& o, const dist::Comm& c
   std::printf("sent to other ranks: %.0f bytes per token per layer (forward+backward)\n", bytes);
 }
 
-void run_layer_bench(const LayerBenchOptions& o) {
+}  // namespace
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+MoeConfig layer_bench_config(const LayerBenchOptions& o) {
   ECMOE_CHECK(o.tokens > 0 && o.repeats > 0, "bench layer: tokens and repeats must be positive");
   MoeConfig cfg = default_moe_config(parse_router_kind(o.router));
   cfg.d_model = o.d_model;
@@ -107,6 +87,17 @@ void run_layer_bench(const LayerBenchOptions& o) {
   cfg.global_routing = o.global_routing;
   cfg.precision = parse_precision(o.precision);
   cfg.validate();
+  return cfg;
+}
+
+namespace {
+
+void run_layer_bench(const LayerBenchOptions& o) {
+  if (o.device == "cuda") {
+    run_layer_bench_cuda(o);
+    return;
+  }
+  const MoeConfig cfg = layer_bench_config(o);
   check_moe_layer_memory(cfg, o.tokens,
                          "bench layer (--tokens " + std::to_string(o.tokens) + ", --d-model " +
                              std::to_string(o.d_model) + ", --d-ff " + std::to_string(o.d_ff) +
@@ -248,6 +239,10 @@ void register_bench_layer(CLI::App& bench) {
          "GEMM precision: fp32, bf16 (bf16 operands, fp32 accumulation), or auto (bf16 where "
          "this CPU has bf16 instructions, else fp32)")
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
+      ->capture_default_str();
+  cmd->add_option("--device", o.device,
+                  "cpu, or cuda (the CUDA backend: an ecmoe built with -DECMOE_CUDA=ON and a GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_option("--repeats", o.repeats, "Timed runs (the median is reported)")
       ->capture_default_str();

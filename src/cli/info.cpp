@@ -11,6 +11,9 @@
 #include "core/rng.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#ifdef ECMOE_HAVE_CUDA
+#include "cuda/context.h"
+#endif
 
 namespace ecmoe::cli {
 
@@ -60,6 +63,12 @@ void register_info(CLI::App& app) {
         "precision:    auto = %s here (configs/small.json trains in it; --set "
         "precision=fp32|bf16 overrides)\n",
         precision_name(native_precision()).c_str());
+#ifdef ECMOE_HAVE_CUDA
+    std::printf("cuda:         %s\n", cuda::device_summary().c_str());
+#else
+    std::printf(
+        "cuda:         not built (-DECMOE_CUDA=ON builds the CUDA backend; docs/cuda.md)\n");
+#endif
     std::printf("sgemm 1024^3: %.1f GFLOP/s (best of 5)\n",
                 measure_gemm_gflops(1024, Precision::kFp32));
     std::printf("bf16  1024^3: %.1f GFLOP/s (best of 5; bf16 operands, fp32 accumulation)\n",

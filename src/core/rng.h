@@ -4,9 +4,17 @@
 #include <cmath>
 #include <cstdint>
 
+// Compiled by nvcc (the CUDA backend draws the router's jitter on the GPU), the integer draws and
+// uniform() are device functions too, giving the same bits there.
+#if defined(__CUDACC__)
+#define ECMOE_HOST_DEVICE __host__ __device__
+#else
+#define ECMOE_HOST_DEVICE
+#endif
+
 namespace ecmoe {
 
-inline uint64_t mix64(uint64_t z) {
+ECMOE_HOST_DEVICE inline uint64_t mix64(uint64_t z) {
   z += 0x9e3779b97f4a7c15ULL;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -15,10 +23,13 @@ inline uint64_t mix64(uint64_t z) {
 
 class Rng {
  public:
-  Rng(uint64_t seed, uint64_t stream) : key_(mix64(seed ^ mix64(stream + 0x51ed27ULL))) {}
-  uint64_t bits(uint64_t index) const { return mix64(key_ ^ mix64(index)); }
+  ECMOE_HOST_DEVICE Rng(uint64_t seed, uint64_t stream)
+      : key_(mix64(seed ^ mix64(stream + 0x51ed27ULL))) {}
+  ECMOE_HOST_DEVICE uint64_t bits(uint64_t index) const { return mix64(key_ ^ mix64(index)); }
   // Uniform in [0, 1) with 24 random bits.
-  float uniform(uint64_t index) const { return float(bits(index) >> 40) * (1.0f / 16777216.0f); }
+  ECMOE_HOST_DEVICE float uniform(uint64_t index) const {
+    return float(bits(index) >> 40) * (1.0f / 16777216.0f);
+  }
   // Standard normal by Box-Muller on two independent draws.
   float normal(uint64_t index) const {
     const double u1 = (double(bits(2 * index) >> 11) + 1.0) * (1.0 / 9007199254740992.0);

@@ -1,5 +1,6 @@
 #include "moe/expert_ffn.h"
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -64,6 +64,18 @@ void init_moe_params(FlatBuffer& params, const std::string& prefix, const MoeCon
 
 MoeLayer::MoeLayer(const MoeConfig& config) : config_(config) { config_.validate(); }
 
+void MoeLayer::set_backend(std::unique_ptr<MoeBackend> backend) {
+  ECMOE_CHECK(!backend || !comm_, "moe: expert parallelism runs on the CPU only");
+  backend_ = std::move(backend);
+  backward_ready_ = false;
+  if (backend_) backend_->set_phase_times(times_);
+}
+
+void MoeLayer::set_phase_times(PhaseTimes* times) {
+  times_ = times;
+  if (backend_) backend_->set_phase_times(times);
+}
+
 void MoeLayer::compute_scores(const MoeWeights& w, const MoeInput& in) {
   ECMOE_CHECK(in.n_tokens >= 0 && (in.x != nullptr || in.n_tokens == 0),
               "moe forward: input missing");
@@ -90,6 +102,11 @@ void MoeLayer::compute_scores(const MoeWeights& w, const MoeInput& in) {
 }
 
 MoeOutput MoeLayer::forward(const MoeWeights& w, const MoeInput& in, float* y) {
+  if (backend_) {
+    MoeOutput out = backend_->forward(config_, w, in, y);
+    backward_ready_ = true;
+    return out;
+  }
   phase_start(times_);
   compute_scores(w, in);
   phase_lap(times_, "router");
@@ -118,6 +135,7 @@ MoeOutput MoeLayer::forward(const MoeWeights& w, const MoeInput& in, float* y) {
 
 MoeOutput MoeLayer::forward_with_plan(const MoeWeights& w, const MoeInput& in, RoutingPlan plan,
                                       float* y) {
+  ECMOE_CHECK(!backend_, "moe forward_with_plan: CPU only");
   compute_scores(w, in);
   MoeOutput out;
   out.aux = run_experts(w, in, std::move(plan), y);
@@ -154,6 +172,10 @@ AuxLosses MoeLayer::run_experts(const MoeWeights& w, const MoeInput& in, Routing
 void MoeLayer::backward(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx,
                         float aux_scale) {
   ECMOE_CHECK(backward_ready_, "moe backward called without a forward");
+  if (backend_) {
+    backend_->backward(config_, w, g, dy, dx, aux_scale);
+    return;
+  }
   const int n = n_, d = config_.d_model, e = config_.expert_count();
   std::vector<float> dgate(plan_.slot_count());
   if (comm_)

@@ -7,6 +7,7 @@
 // losses and routing statistics are returned as values.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "dist/comm.h"
 #include "moe/aux_losses.h"
 #include "moe/expert_ffn.h"
+#include "moe/moe_backend.h"
 #include "moe/moe_config.h"
 #include "moe/routers.h"
 
@@ -102,11 +104,18 @@ class MoeLayer {
   void set_comm(const dist::Comm* comm);
   bool expert_parallel() const { return comm_ != nullptr; }
 
-  const RoutingPlan& plan() const { return plan_; }
+  // Runs the layer on another device (moe/moe_backend.h; cuda::make_moe_backend()): forward and
+  // backward then take that device's pointers. Not with expert parallelism. nullptr: the CPU.
+  void set_backend(std::unique_ptr<MoeBackend> backend);
+  const char* device() const { return backend_ ? backend_->device() : "cpu"; }
+  MoeBackend* backend() { return backend_.get(); }
+
+  // The last forward's plan (on a backend: copied to the host).
+  const RoutingPlan& plan() const { return backend_ ? backend_->host_plan() : plan_; }
   // Optional (benchmarks): each phase's wall time, forward and backward, is added to *times
   // (router, routing, the experts' phases, aux losses, router backward); nullptr: none.
-  void set_phase_times(PhaseTimes* times) { times_ = times; }
-  const FloatVec& scores() const { return probs_; }  // [n, e]
+  void set_phase_times(PhaseTimes* times);
+  const FloatVec& scores() const { return probs_; }  // [n, e], CPU only
 
  private:
   void compute_scores(const MoeWeights& w, const MoeInput& in);
@@ -135,6 +144,7 @@ class MoeLayer {
   ExpertScratch scratch_;
   bool backward_ready_ = false;
   PhaseTimes* times_ = nullptr;
+  std::unique_ptr<MoeBackend> backend_;
 };
 
 }  // namespace ecmoe

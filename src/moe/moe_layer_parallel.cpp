@@ -8,6 +8,7 @@
 // On the owner, expert j's rows come from rank 0, then rank 1, ... in each rank's slot order: the
 // order one process uses for the same tokens when its routing groups are the ranks' batches, so
 // the expert GEMMs see the same rows in the same order.
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -28,6 +29,7 @@ ExpertShard expert_shard(const MoeConfig& config, const dist::Comm* comm) {
 
 void MoeLayer::set_comm(const dist::Comm* comm) {
   comm_ = expert_shard(config_, comm).split() ? comm : nullptr;
+  ECMOE_CHECK(!comm_ || !backend_, "moe: expert parallelism runs on the CPU only");
 }
 
 // Every rank routes the all-gathered scores of all ranks' tokens (the same computation, so the

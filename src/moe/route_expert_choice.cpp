@@ -45,17 +45,25 @@ RouteResult route_expert_choice(const MoeConfig& config, const RouteRequest& req
     for (int i = 0; i < e; ++i)
       for (int t : chosen[gi][i]) assignments.push_back({i, t, request.probs[int64_t(t) * e + i]});
   r.plan = make_routing_plan(n, e, GateKind::kScore, assignments);
-  count_plan(r.plan, r.stats);
-  r.stats.capacity =
-      groups.empty() ? 0 : expert_choice_capacity(groups[0].size, e, request.capacity_factor);
-  r.stats.requested_assignments = r.plan.slot_count();
-  r.stats.max_demand_over_capacity = n ? 1.0 : 0.0;
-  // Summed over groups in group order: the same value at any thread count.
-  r.stats.kth_score_sum.assign(e, 0.0);
-  for (size_t gi = 0; gi < groups.size(); ++gi)
-    for (int i = 0; i < e; ++i) r.stats.kth_score_sum[i] += kth[gi * e + i];
-  r.stats.kth_score_groups = int64_t(groups.size());
+  r.stats = expert_choice_stats(r.plan, kth, groups.empty() ? 0 : groups[0].size,
+                                int(groups.size()), request.capacity_factor);
   return r;
+}
+
+RoutingStats expert_choice_stats(const RoutingPlan& plan, const std::vector<float>& kth,
+                                 int group_size, int n_groups, float capacity_factor) {
+  const int e = plan.n_experts;
+  RoutingStats stats;
+  count_plan(plan, stats);
+  stats.capacity = n_groups == 0 ? 0 : expert_choice_capacity(group_size, e, capacity_factor);
+  stats.requested_assignments = plan.slot_count();
+  stats.max_demand_over_capacity = plan.n_tokens ? 1.0 : 0.0;
+  // Summed over groups in group order: the same value at any thread count.
+  stats.kth_score_sum.assign(e, 0.0);
+  for (int g = 0; g < n_groups; ++g)
+    for (int i = 0; i < e; ++i) stats.kth_score_sum[i] += kth[size_t(g) * e + i];
+  stats.kth_score_groups = n_groups;
+  return stats;
 }
 
 }  // namespace ecmoe

@@ -2,6 +2,7 @@
 // the groups into one expert-centric plan (an expert's slots: group 0's, then group 1's, ...).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "moe/moe_config.h"
 #include "moe/routing_plan.h"
@@ -30,6 +31,10 @@ int expert_choice_capacity(int group_tokens, int n_experts, float capacity_facto
 int token_choice_capacity(int group_tokens, int n_experts, int choices, float capacity_factor);
 
 RouteResult route_expert_choice(const MoeConfig& config, const RouteRequest& request);
+// Expert choice's statistics from its plan and each group's k-th scores kth [groups, e] (shared
+// by the CPU router and the CUDA one, cuda/route_expert_choice.h).
+RoutingStats expert_choice_stats(const RoutingPlan& plan, const std::vector<float>& kth,
+                                 int group_size, int n_groups, float capacity_factor);
 RouteResult route_expert_choice_capped(const MoeConfig& config, const RouteRequest& request);
 RouteResult route_token_choice(const MoeConfig& config, const RouteRequest& request);
 // Per routing group and expert, the score of the k-th token expert choice would select (ties:

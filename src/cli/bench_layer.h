@@ -1,0 +1,45 @@
+// `ecmoe bench layer`'s options and the pieces its CPU and CUDA forms share
+// (cli/bench_layer.cpp, cli/bench_layer_cuda.cpp).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/timer.h"
+#include "moe/moe_config.h"
+
+namespace ecmoe::cli {
+
+struct LayerBenchOptions {
+  std::string router = "expert_choice";
+  int tokens = 4096, d_model = 256, d_ff = 1024, experts = 8;
+  float capacity_factor = 2.f;
+  int cap = 2;
+  int group_size = 0;
+  bool global_routing = false;  // under mpirun: route over all ranks' tokens
+  std::string precision = "fp32";
+  std::string device = "cpu";
+  int repeats = 10, warmup = 2;
+  bool json = false;
+};
+
+// The layer's config from the options (validated); throws on bad values.
+MoeConfig layer_bench_config(const LayerBenchOptions& o);
+double median(std::vector<double> v);
+
+// f() `warmup` times, then `repeats` timed runs: their wall times in ms.
+template <typename F>
+std::vector<double> time_runs(int warmup, int repeats, F f) {
+  for (int i = 0; i < warmup; ++i) f();
+  std::vector<double> ms;
+  for (int i = 0; i < repeats; ++i) {
+    const double t0 = now_seconds();
+    f();
+    ms.push_back((now_seconds() - t0) * 1e3);
+  }
+  return ms;
+}
+
+// --device cuda (cli/bench_layer_cuda.cpp); without the CUDA backend, a one-line error.
+void run_layer_bench_cuda(const LayerBenchOptions& o);
+
+}  // namespace ecmoe::cli

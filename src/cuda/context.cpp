@@ -1,0 +1,57 @@
+#include "cuda/context.h"
+
+#include <sstream>
+
+#include "core/error.h"
+#include "cuda/cuda_check.h"
+
+namespace ecmoe::cuda {
+
+void Context::synchronize() const { ECMOE_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky error of a missing driver
+    return 0;
+  }
+  return n;
+}
+
+std::string no_device_reason() {
+  int n = 0;
+  const cudaError_t status = cudaGetDeviceCount(&n);
+  cudaGetLastError();
+  if (status != cudaSuccess) return cudaGetErrorString(status);
+  return n == 0 ? "no CUDA device" : "";
+}
+
+std::string device_summary() {
+  if (device_count() == 0) return "none (" + no_device_reason() + ")";
+  cudaDeviceProp prop{};
+  ECMOE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  int driver = 0, runtime = 0;
+  ECMOE_CUDA_CHECK(cudaDriverGetVersion(&driver));
+  ECMOE_CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
+  std::ostringstream out;
+  out << prop.name << ", sm_" << prop.major << prop.minor << ", " << (prop.totalGlobalMem >> 20)
+      << " MiB, " << prop.multiProcessorCount << " SMs, driver " << driver / 1000 << "."
+      << driver % 1000 / 10 << ", runtime " << runtime / 1000 << "." << runtime % 1000 / 10;
+  return out.str();
+}
+
+Context& context() {
+  static Context* ctx = [] {
+    ECMOE_CHECK(device_count() > 0, "--device cuda: no usable CUDA device (", no_device_reason(),
+                ")");
+    auto* c = new Context;  // lives for the process: the driver tears down at exit
+    ECMOE_CUDA_CHECK(cudaSetDevice(c->device));
+    ECMOE_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    ECMOE_CUDA_CHECK(cublasCreate(&c->blas));
+    ECMOE_CUDA_CHECK(cublasSetStream(c->blas, c->stream));
+    return c;
+  }();
+  return *ctx;
+}
+
+}  // namespace ecmoe::cuda

@@ -1,0 +1,81 @@
+#include "cuda/cuda_check.h"
+#include "cuda/expert_gemm.h"
+
+namespace ecmoe::cuda {
+
+namespace {
+
+size_t element_bytes(Precision precision) { return precision == Precision::kBf16 ? 2 : 4; }
+
+const void* advance(const void* p, int64_t elements, Precision precision) {
+  return static_cast<const char*>(p) + elements * int64_t(element_bytes(precision));
+}
+
+}  // namespace
+
+void gemm(cublasHandle_t blas, const Gemm& g, Precision precision) {
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  // Row-major C = op(A)·op(B) is column-major C^T = op(B)^T · op(A)^T: cuBLAS gets B first.
+  // Column-major views: a row-major [R, C] array is a column-major [C, R] one with ld = C.
+  const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int ldb = g.trans_b ? g.k : g.n;
+  const int lda = g.trans_a ? g.m : g.k;
+  const bool bf16 = precision == Precision::kBf16;
+  const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  const cublasComputeType_t compute = bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_PEDANTIC;
+  const float alpha = 1.f;
+  if (g.batch == 1)
+    ECMOE_CUDA_CHECK(cublasGemmEx(blas, op_b, op_a, g.n, g.m, g.k, &alpha, g.b, type, ldb, g.a,
+                                  type, lda, &g.beta, g.c, CUDA_R_32F, g.n, compute,
+                                  CUBLAS_GEMM_DEFAULT));
+  else
+    ECMOE_CUDA_CHECK(cublasGemmStridedBatchedEx(blas, op_b, op_a, g.n, g.m, g.k, &alpha, g.b, type,
+                                                ldb, g.stride_b, g.a, type, lda, g.stride_a,
+                                                &g.beta, g.c, CUDA_R_32F, g.n, g.stride_c, g.batch,
+                                                compute, CUBLAS_GEMM_DEFAULT));
+}
+
+void expert_gemm_rows(cublasHandle_t blas, const DevicePlan& plan, bool trans_w, int n, int k,
+                      const void* a, const void* w, float* c, Precision precision) {
+  const int e = plan.n_experts, uniform = plan.uniform_load();
+  const int64_t w_stride = int64_t(k) * n;
+  if (uniform > 0) {
+    gemm(blas,
+         {false, trans_w, uniform, n, k, a, w, c, int64_t(uniform) * k, w_stride,
+          int64_t(uniform) * n, e, 0.f},
+         precision);
+    return;
+  }
+  for (int i = 0; i < e; ++i) {
+    const int rows = plan.expert_load(i), s0 = plan.expert_offsets_host[i];
+    if (rows == 0) continue;
+    gemm(blas,
+         {false, trans_w, rows, n, k, advance(a, int64_t(s0) * k, precision),
+          advance(w, i * w_stride, precision), c + int64_t(s0) * n},
+         precision);
+  }
+}
+
+void expert_gemm_weight_grad(cublasHandle_t blas, const DevicePlan& plan, int m, int n,
+                             const void* a, const void* b, float* dw, Precision precision) {
+  const int e = plan.n_experts, uniform = plan.uniform_load();
+  const int64_t w_stride = int64_t(m) * n;
+  if (uniform > 0) {
+    gemm(blas,
+         {true, false, m, n, uniform, a, b, dw, int64_t(uniform) * m, int64_t(uniform) * n,
+          w_stride, e, 1.f},
+         precision);
+    return;
+  }
+  for (int i = 0; i < e; ++i) {
+    const int rows = plan.expert_load(i), s0 = plan.expert_offsets_host[i];
+    if (rows == 0) continue;  // no rows: the gradient gains nothing
+    gemm(blas,
+         {true, false, m, n, rows, advance(a, int64_t(s0) * m, precision),
+          advance(b, int64_t(s0) * n, precision), dw + i * w_stride, 0, 0, 0, 1, 1.f},
+         precision);
+  }
+}
+
+}  // namespace ecmoe::cuda

@@ -1,0 +1,121 @@
+#include "core/error.h"
+#include "cuda/expert_gemm.h"
+#include "cuda/experts.h"
+#include "cuda/moe_ops.h"
+
+namespace ecmoe::cuda {
+
+namespace {
+
+// Ends a phase; with timing on, the device is synchronised first so the phase's kernels count.
+void lap(PhaseTimes* times, const Context& ctx, const char* phase) {
+  if (!times) return;
+  ctx.synchronize();
+  times->lap(phase);
+}
+
+}  // namespace
+
+void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& plan, const float* x,
+                     const float* w1, const float* w2, int d, int f, Precision precision,
+                     const Context& ctx, PhaseTimes* times) {
+  if (times) {
+    ctx.synchronize();
+    times->start();
+  }
+  const int S = plan.slot_count(), e = plan.n_experts;
+  const bool bf16 = precision == Precision::kBf16;
+  cudaStream_t stream = ctx.stream;
+  act.precision = precision;
+  act.pre.resize(size_t(S) * f);
+  act.out.resize(size_t(S) * d);
+  const void *x_in, *hidden, *W1 = w1, *W2 = w2;
+  if (bf16) {
+    act.x_in16.resize(size_t(S) * d);
+    act.hidden16.resize(size_t(S) * f);
+    act.w1_16.resize(size_t(e) * d * f);
+    act.w2_16.resize(size_t(e) * f * d);
+    to_bf16(act.w1_16.data(), w1, int64_t(e) * d * f, stream);
+    to_bf16(act.w2_16.data(), w2, int64_t(e) * f * d, stream);
+    lap(times, ctx, "weights to bf16");
+    dispatch_forward(act.x_in16.data(), x, plan, d, stream);
+    x_in = act.x_in16.data();
+    hidden = act.hidden16.data();
+    W1 = act.w1_16.data();
+    W2 = act.w2_16.data();
+  } else {
+    act.x_in.resize(size_t(S) * d);
+    act.hidden.resize(size_t(S) * f);
+    dispatch_forward(act.x_in.data(), x, plan, d, stream);
+    x_in = act.x_in.data();
+    hidden = act.hidden.data();
+  }
+  lap(times, ctx, "dispatch");
+  expert_gemm_rows(ctx.blas, plan, false, f, d, x_in, W1, act.pre.data(), precision);
+  lap(times, ctx, "gemm x_in*W1");
+  if (bf16)
+    gelu_forward(act.hidden16.data(), act.pre.data(), int64_t(S) * f, stream);
+  else
+    gelu_forward(act.hidden.data(), act.pre.data(), int64_t(S) * f, stream);
+  lap(times, ctx, "gelu");
+  expert_gemm_rows(ctx.blas, plan, false, d, f, hidden, W2, act.out.data(), precision);
+  lap(times, ctx, "gemm hidden*W2");
+  combine_forward(y, act.out.data(), plan, d, stream);
+  lap(times, ctx, "combine");
+}
+
+void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExpertScratch& scratch,
+                      const float* dy, const DeviceExpertActivations& act, const DevicePlan& plan,
+                      const float* w1, const float* w2, int d, int f, const Context& ctx,
+                      PhaseTimes* times) {
+  if (times) {
+    ctx.synchronize();
+    times->start();
+  }
+  const int S = plan.slot_count();
+  const Precision precision = act.precision;
+  const bool bf16 = precision == Precision::kBf16;
+  ECMOE_CHECK(act.pre.size() == size_t(S) * f, "cuda experts backward: no forward for this plan");
+  cudaStream_t stream = ctx.stream;
+  scratch.grad_d.resize(size_t(S) * d);
+  scratch.grad_f.resize(size_t(S) * f);
+  const void *W1 = w1, *W2 = w2, *x_in = act.x_in.data(), *hidden = act.hidden.data();
+  const void *d_out, *d_pre;
+  if (bf16) {
+    W1 = act.w1_16.data();
+    W2 = act.w2_16.data();
+    x_in = act.x_in16.data();
+    hidden = act.hidden16.data();
+    scratch.grad_d16.resize(size_t(S) * d);
+    scratch.grad_f16.resize(size_t(S) * f);
+    combine_backward(scratch.grad_d16.data(), dgate, dy, act.out.data(), plan, d, stream);
+    d_out = scratch.grad_d16.data();
+    d_pre = scratch.grad_f16.data();
+  } else {
+    combine_backward(scratch.grad_d.data(), dgate, dy, act.out.data(), plan, d, stream);
+    d_out = scratch.grad_d.data();
+    d_pre = scratch.grad_f.data();
+  }
+  lap(times, ctx, "combine adjoint");
+  // d_hidden = d_out · W2^T, then d_pre = gelu'(pre) · d_hidden (fp32 in place, or bf16).
+  expert_gemm_rows(ctx.blas, plan, true, f, d, d_out, W2, scratch.grad_f.data(), precision);
+  lap(times, ctx, "gemm d_out*W2^T");
+  if (bf16)
+    gelu_backward(scratch.grad_f16.data(), scratch.grad_f.data(), act.pre.data(), int64_t(S) * f,
+                  stream);
+  else
+    gelu_backward(scratch.grad_f.data(), scratch.grad_f.data(), act.pre.data(), int64_t(S) * f,
+                  stream);
+  lap(times, ctx, "gelu'");
+  expert_gemm_weight_grad(ctx.blas, plan, f, d, hidden, d_out, dw2, precision);  // hidden^T·d_out
+  lap(times, ctx, "gemm hidden^T*d_out");
+  expert_gemm_weight_grad(ctx.blas, plan, d, f, x_in, d_pre, dw1, precision);  // x_in^T·d_pre
+  lap(times, ctx, "gemm x_in^T*d_pre");
+  // d_x_in = d_pre · W1^T into grad_d (fp32 d_out is dead once dW2 is done: same stream order).
+  expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, scratch.grad_d.data(), precision);
+  lap(times, ctx, "gemm d_pre*W1^T");
+  dispatch_backward(dx, scratch.grad_d.data(), plan, d, stream);
+  lap(times, ctx, "dispatch adjoint");
+}
+
+}  // namespace ecmoe::cuda

@@ -1,0 +1,48 @@
+// The experts over a routing plan on the GPU, forward and backward: moe/expert_ffn.h's steps with
+// the same buffers and the same precision rules (bf16: the GEMM operands x_in, hidden, the
+// weights, d_out and d_pre are kept in bf16 only; pre, out and every gradient of a weight stay
+// fp32). GELU is a separate pass (cuBLAS's GELU epilogues are the tanh approximation, not the
+// exact erf GELU the CPU computes). Shapes: x, y [n, d]; w1 [e, d, f]; w2 [e, f, d]; slots S.
+#pragma once
+#include <cstdint>
+
+#include "core/phase_times.h"
+#include "core/precision.h"
+#include "cuda/context.h"
+#include "cuda/device_buffer.h"
+#include "cuda/device_plan.h"
+
+namespace ecmoe::cuda {
+
+struct DeviceExpertActivations {
+  DeviceVec<float> x_in;         // [S, d] fp32 only
+  DeviceVec<float> pre;          // [S, f]
+  DeviceVec<float> hidden;       // [S, f] fp32 only
+  DeviceVec<float> out;          // [S, d]
+  DeviceVec<uint16_t> x_in16;    // [S, d] bf16 only
+  DeviceVec<uint16_t> hidden16;  // [S, f] bf16 only
+  DeviceVec<uint16_t> w1_16;     // [e, d, f] bf16 only: this forward's copy of W1
+  DeviceVec<uint16_t> w2_16;     // [e, f, d]
+  Precision precision = Precision::kFp32;
+};
+
+struct DeviceExpertScratch {
+  DeviceVec<float> grad_d;       // [S, d] d_out (fp32), then d_x_in
+  DeviceVec<float> grad_f;       // [S, f] d_hidden (then d_pre in place, fp32)
+  DeviceVec<uint16_t> grad_d16;  // [S, d] bf16 d_out
+  DeviceVec<uint16_t> grad_f16;  // [S, f] bf16 d_pre
+};
+
+// x [n, d] -> y [n, d] (overwritten); tokens with no slot get 0.
+// times (optional): each phase's time is added to it, the device synchronised at each phase's
+// end (the CPU's phase names: dispatch, each GEMM, GELU, combine and their adjoints).
+void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& plan, const float* x,
+                     const float* w1, const float* w2, int d, int f, Precision precision,
+                     const Context& ctx, PhaseTimes* times = nullptr);
+// dy [n, d] -> dx [n, d] (+=), dw1 [e, d, f] (+=), dw2 [e, f, d] (+=), dgate [S] (overwritten).
+void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExpertScratch& scratch,
+                      const float* dy, const DeviceExpertActivations& act, const DevicePlan& plan,
+                      const float* w1, const float* w2, int d, int f, const Context& ctx,
+                      PhaseTimes* times = nullptr);
+
+}  // namespace ecmoe::cuda

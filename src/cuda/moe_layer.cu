@@ -1,0 +1,224 @@
+#include <vector>
+
+#include "core/error.h"
+#include "core/phase_times.h"
+#include "cuda/context.h"
+#include "cuda/expert_gemm.h"
+#include "cuda/experts.h"
+#include "cuda/moe_layer.h"
+#include "cuda/moe_ops.h"
+#include "cuda/route_expert_choice.h"
+#include "moe/aux_losses.h"
+#include "moe/moe_layer.h"
+#include "moe/router_entropy.h"
+#include "moe/routers.h"
+#include "moe/routing_groups.h"
+
+namespace ecmoe::cuda {
+
+namespace {
+
+class CudaMoeBackend final : public MoeBackend {
+ public:
+  CudaMoeBackend() : ctx_(context()) {}
+  const char* device() const override { return "cuda"; }
+  MoeOutput forward(const MoeConfig& config, const MoeWeights& w, const MoeInput& in,
+                    float* y) override;
+  void backward(const MoeConfig& config, const MoeWeights& w, MoeGrads& g, const float* dy,
+                float* dx, float aux_scale) override;
+  const RoutingPlan& host_plan() override;
+  void set_collect_stats(bool collect) override { collect_stats_ = collect; }
+  void set_phase_times(PhaseTimes* times) override { times_ = times; }
+
+ private:
+  // Ends a phase: with timing on, the device is synchronised so the phase's kernels are in it.
+  void lap(const char* phase) {
+    if (!times_) return;
+    ctx_.synchronize();
+    times_->lap(phase);
+  }
+  void start() {
+    if (!times_) return;
+    ctx_.synchronize();
+    times_->start();
+  }
+
+  Context& ctx_;
+  DevicePlan plan_;
+  ExpertChoiceScratch ec_scratch_;
+  DeviceExpertActivations act_;
+  DeviceExpertScratch scratch_;
+  DeviceVec<float> logits_, probs_, router_x_, noise_, dgate_, dprobs_, dlogits_, dx_router_;
+  const float* x_ = nullptr;  // saved by forward (device)
+  int n_ = 0;
+  bool jittered_ = false;
+  bool aux_on_host_ = false;                     // forward copied logits and scores to the host
+  std::vector<float> host_logits_, host_probs_;  // [n, e]
+  RoutingPlan host_plan_;
+  bool host_plan_valid_ = false;
+  bool collect_stats_ = true;
+  PhaseTimes* times_ = nullptr;
+};
+
+MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, const MoeInput& in,
+                                  float* y) {
+  ECMOE_CHECK(in.n_tokens >= 0 && (in.x != nullptr || in.n_tokens == 0),
+              "moe forward: input missing");
+  const int n = in.n_tokens, d = config.d_model, f = config.d_ff, e = config.n_experts;
+  cudaStream_t stream = ctx_.stream;
+  start();
+  x_ = in.x;
+  n_ = n;
+  host_plan_valid_ = false;
+  jittered_ = false;
+  aux_on_host_ = false;
+  MoeConfig routing = config;
+  if (in.router) {
+    ECMOE_CHECK(router_has_weights(*in.router) == router_has_weights(config.router),
+                "moe forward: a ", router_name(config.router), " layer cannot route by ",
+                router_name(*in.router), " (their weights differ)");
+    routing.router = *in.router;
+  }
+  const bool scored = router_has_weights(config.router);
+  if (scored) {
+    ECMOE_CHECK(w.router != nullptr, "moe forward: router weights missing");
+    const float* router_x = in.x;
+    if (in.training && config.jitter > 0.f) {
+      router_x_.resize(size_t(n) * d);
+      noise_.resize(size_t(n) * d);
+      router_jitter(router_x_.data(), noise_.data(), in.x, int64_t(n) * d, in.seed,
+                    uint64_t(in.first_token) * uint64_t(d), config.jitter, stream);
+      router_x = router_x_.data();
+      jittered_ = true;
+    }
+    logits_.resize(size_t(n) * e);
+    probs_.resize(size_t(n) * e);
+    Gemm g;
+    g.m = n;
+    g.n = e;
+    g.k = d;
+    g.a = router_x;
+    g.b = w.router;
+    g.c = logits_.data();
+    gemm(ctx_.blas, g, Precision::kFp32);
+    softmax_rows_forward(probs_.data(), logits_.data(), n, e, stream);
+  }
+  lap("router");
+
+  const float capacity = in.training ? config.capacity_factor_train : config.capacity_factor_eval;
+  MoeOutput out;
+  if (routing.router == RouterKind::kExpertChoice) {
+    ECMOE_CHECK(capacity > 0.f, "route: capacity factor must be > 0, got ", capacity);
+    const std::vector<float> kth =
+        route_expert_choice(plan_, ec_scratch_, probs_.data(), n, routing, capacity, stream);
+    if (collect_stats_ && n > 0) {
+      const auto groups = routing_groups(n, routing.group_size);
+      out.stats =
+          expert_choice_stats(host_plan(), kth, groups[0].size, int(groups.size()), capacity);
+      const std::vector<float> probs = probs_.download(stream);
+      out.stats.router_entropy_sum = router_entropy_sum(probs.data(), n, e);
+    }
+  } else {
+    std::vector<float> probs;
+    if (scored) probs = probs_.download(stream);
+    RouteRequest request;
+    request.probs = scored ? probs.data() : nullptr;
+    request.token_ids = in.token_ids;
+    request.n_tokens = n;
+    request.capacity_factor = capacity;
+    request.cutoffs = in.cutoffs;
+    RouteResult routed = route_tokens(routing, request);
+    upload_plan(plan_, routed.plan, stream);
+    host_plan_ = std::move(routed.plan);
+    host_plan_valid_ = true;
+    if (collect_stats_) out.stats = std::move(routed.stats);
+  }
+  lap("routing");
+
+  experts_forward(y, act_, plan_, in.x, w.w1, w.w2, d, f, config.precision, ctx_, times_);
+  const bool weighted = config.load_balance_weight != 0.f || config.z_loss_weight != 0.f;
+  if (scored && n > 0 && (weighted || collect_stats_)) {
+    host_logits_ = logits_.download(stream);
+    host_probs_ = probs_.download(stream);
+    aux_on_host_ = true;
+    out.aux = aux_losses_forward(host_logits_.data(), host_probs_.data(), n, e, config.group_size,
+                                 {config.load_balance_weight, config.z_loss_weight});
+    lap("aux losses (host)");
+  }
+  return out;
+}
+
+void CudaMoeBackend::backward(const MoeConfig& config, const MoeWeights& w, MoeGrads& g,
+                              const float* dy, float* dx, float aux_scale) {
+  const int n = n_, d = config.d_model, f = config.d_ff, e = config.n_experts;
+  const int S = plan_.slot_count();
+  cudaStream_t stream = ctx_.stream;
+  start();
+  dgate_.resize(S);
+  experts_backward(dx, g.w1, g.w2, dgate_.data(), scratch_, dy, act_, plan_, w.w1, w.w2, d, f, ctx_,
+                   times_);
+  if (!router_has_weights(config.router) || n == 0) return;
+  start();
+
+  dprobs_.resize(size_t(n) * e);
+  dlogits_.resize(size_t(n) * e);
+  dprobs_.zero(stream);
+  dlogits_.zero(stream);
+  gate_backward(dprobs_.data(), plan_, probs_.data(), dgate_.data(), stream);
+  const AuxLossWeights weights{aux_scale * config.load_balance_weight,
+                               aux_scale * config.z_loss_weight};
+  if (weights.load_balance != 0.f || weights.z_loss != 0.f) {
+    ECMOE_CHECK(aux_on_host_, "cuda moe backward: the forward kept no scores for the aux losses");
+    std::vector<float> dprobs = dprobs_.download(stream), dlogits(size_t(n) * e, 0.f);
+    aux_losses_backward(dlogits.data(), dprobs.data(), host_logits_.data(), host_probs_.data(), n,
+                        e, config.group_size, weights);
+    dprobs_.upload(std::span<const float>(dprobs), stream);
+    dlogits_.upload(std::span<const float>(dlogits), stream);
+    ctx_.synchronize();  // before the host vectors go
+  }
+  softmax_rows_backward(dlogits_.data(), dprobs_.data(), probs_.data(), n, e, stream);
+
+  // dW_router += router_x^T · dlogits; dx += dlogits · W_router^T (times the noise if jittered).
+  Gemm dw;
+  dw.trans_a = true;
+  dw.m = d;
+  dw.n = e;
+  dw.k = n;
+  dw.a = jittered_ ? router_x_.data() : x_;
+  dw.b = dlogits_.data();
+  dw.c = g.router;
+  dw.beta = 1.f;
+  gemm(ctx_.blas, dw, Precision::kFp32);
+  Gemm dxg;
+  dxg.trans_b = true;
+  dxg.m = n;
+  dxg.n = d;
+  dxg.k = e;
+  dxg.a = dlogits_.data();
+  dxg.b = w.router;
+  if (jittered_) {
+    dx_router_.resize(size_t(n) * d);
+    dxg.c = dx_router_.data();
+    gemm(ctx_.blas, dxg, Precision::kFp32);
+    add_product(dx, dx_router_.data(), noise_.data(), int64_t(n) * d, stream);
+  } else {
+    dxg.c = dx;
+    dxg.beta = 1.f;
+    gemm(ctx_.blas, dxg, Precision::kFp32);
+  }
+  lap("router backward");
+}
+
+const RoutingPlan& CudaMoeBackend::host_plan() {
+  if (!host_plan_valid_) {
+    host_plan_ = download_plan(plan_, ctx_.stream);
+    host_plan_valid_ = true;
+  }
+  return host_plan_;
+}
+
+}  // namespace
+
+std::unique_ptr<MoeBackend> make_moe_backend() { return std::make_unique<CudaMoeBackend>(); }
+
+}  // namespace ecmoe::cuda

@@ -1,0 +1,317 @@
+#include "core/error.h"
+#include "core/rng.h"
+#include "core/rng_streams.h"
+#include "cuda/cuda_check.h"
+#include "cuda/device_math.cuh"
+#include "cuda/moe_ops.h"
+
+namespace ecmoe::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename T>
+__global__ void dispatch_kernel(T* x_slots, const float* x, const int* slot_token, int d) {
+  const int64_t s = blockIdx.x;
+  const float* src = x + int64_t(slot_token[s]) * d;
+  T* dst = x_slots + s * d;
+  for (int c = threadIdx.x; c < d; c += blockDim.x) dst[c] = store_as(src[c], dst);
+}
+
+// dx[t] += each of t's slot rows, in inverse-index order (the CPU's order, so the same bits).
+__global__ void dispatch_backward_kernel(float* dx, const float* d_slots, const int* token_offsets,
+                                         const int* token_slots, int d) {
+  const int64_t t = blockIdx.x;
+  const int j0 = token_offsets[t], j1 = token_offsets[t + 1];
+  for (int c = threadIdx.x; c < d; c += blockDim.x) {
+    float acc = dx[t * d + c];
+    for (int j = j0; j < j1; ++j) acc += d_slots[int64_t(token_slots[j]) * d + c];
+    dx[t * d + c] = acc;
+  }
+}
+
+__global__ void combine_kernel(float* y, const float* out, const int* token_offsets,
+                               const int* token_slots, const float* slot_gate, int d) {
+  const int64_t t = blockIdx.x;
+  const int j0 = token_offsets[t], j1 = token_offsets[t + 1];
+  for (int c = threadIdx.x; c < d; c += blockDim.x) {
+    float acc = 0.f;
+    for (int j = j0; j < j1; ++j) {
+      const int s = token_slots[j];
+      acc = fmaf(slot_gate[s], out[int64_t(s) * d + c], acc);
+    }
+    y[t * d + c] = acc;
+  }
+}
+
+// One warp per slot: d_out[s] = gate · dy[t]; dgate[s] = <dy[t], out[s]>, each lane summing its
+// columns in order and the lanes added in a fixed tree.
+template <typename T>
+__global__ void combine_backward_kernel(T* d_out, float* dgate, const float* dy, const float* out,
+                                        const int* slot_token, const float* slot_gate, int S,
+                                        int d) {
+  const int64_t s = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (s >= S) return;  // whole warps leave together
+  const float* dyt = dy + int64_t(slot_token[s]) * d;
+  const float* o = out + s * d;
+  T* dos = d_out + s * d;
+  const float g = slot_gate[s];
+  float dot = 0.f;
+  for (int c = lane; c < d; c += 32) {
+    const float v = dyt[c];
+    dos[c] = store_as(g * v, dos);
+    dot = fmaf(v, o[c], dot);
+  }
+  for (int offset = 16; offset > 0; offset /= 2) dot += __shfl_down_sync(0xffffffffu, dot, offset);
+  if (lane == 0) dgate[s] = dot;
+}
+
+template <typename T>
+__global__ void gelu_forward_kernel(T* out, const float* a, int64_t n) {
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
+       j += int64_t(gridDim.x) * blockDim.x)
+    out[j] = store_as(a[j] * gelu_cdf(a[j]), out);
+}
+
+template <typename T>
+__global__ void gelu_backward_kernel(T* da, const float* dout, const float* a, int64_t n) {
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
+       j += int64_t(gridDim.x) * blockDim.x) {
+    const float x = a[j];
+    const float pdf = expf(-0.5f * x * x);
+    da[j] = store_as(dout[j] * (gelu_cdf(x) + x * kInvSqrt2Pi * pdf), da);
+  }
+}
+
+// One thread per row, in the CPU's order (moe/softmax_rows.cpp).
+__global__ void softmax_forward_kernel(float* probs, const float* logits, int n, int e) {
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= n) return;
+  const float* z = logits + t * e;
+  float* p = probs + t * e;
+  float m = z[0];
+  for (int i = 1; i < e; ++i) m = fmaxf(m, z[i]);
+  float sum = 0.f;
+  for (int i = 0; i < e; ++i) sum += (p[i] = expf(z[i] - m));
+  const float inv = 1.f / sum;
+  for (int i = 0; i < e; ++i) p[i] *= inv;
+}
+
+__global__ void softmax_backward_kernel(float* dlogits, const float* dprobs, const float* probs,
+                                        int n, int e) {
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= n) return;
+  const float* p = probs + t * e;
+  const float* dp = dprobs + t * e;
+  float dot = 0.f;
+  for (int i = 0; i < e; ++i) dot += p[i] * dp[i];
+  float* dz = dlogits + t * e;
+  for (int i = 0; i < e; ++i) dz[i] += p[i] * (dp[i] - dot);
+}
+
+__device__ int expert_of_slot(const int* expert_offsets, int e, int s) {
+  int lo = 0, hi = e;  // the last i with expert_offsets[i] <= s
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (expert_offsets[mid] <= s)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+__global__ void gate_backward_score_kernel(float* dprobs, const float* dgate,
+                                           const int* expert_offsets, const int* slot_token, int e,
+                                           int S) {
+  const int64_t s = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (s >= S) return;
+  const int i = expert_of_slot(expert_offsets, e, int(s));
+  dprobs[int64_t(slot_token[s]) * e + i] += dgate[s];
+}
+
+// gate_j = p_j / Z over token t's choices C, as moe/gate_backward.cpp (one thread per token, in
+// its order): dp_m += dgate_m / Z - (Σ_j dgate_j p_j) / Z² for m in C.
+constexpr int kMaxChoices = 8;
+__global__ void gate_backward_renormalized_kernel(float* dprobs, const float* probs,
+                                                  const float* dgate, const int* expert_offsets,
+                                                  const int* token_offsets, const int* token_slots,
+                                                  const int* token_choices, int k, int n, int e) {
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= n) return;
+  const int* chosen = token_choices + t * k;
+  const float* p = probs + t * e;
+  float z = 0.f;
+  for (int c = 0; c < k; ++c) z += p[chosen[c]];
+  float dg[kMaxChoices];
+  for (int c = 0; c < k; ++c) dg[c] = 0.f;
+  for (int j = token_offsets[t]; j < token_offsets[t + 1]; ++j) {
+    const int s = token_slots[j];
+    const int expert = expert_of_slot(expert_offsets, e, s);
+    for (int c = 0; c < k; ++c)
+      if (chosen[c] == expert) dg[c] = dgate[s];
+  }
+  float weighted = 0.f;
+  for (int c = 0; c < k; ++c) weighted += dg[c] * p[chosen[c]];
+  for (int c = 0; c < k; ++c) dprobs[t * e + chosen[c]] += dg[c] / z - weighted / (z * z);
+}
+
+__global__ void to_bf16_kernel(uint16_t* out, const float* in, int64_t n) {
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
+       j += int64_t(gridDim.x) * blockDim.x)
+    out[j] = bf16_bits(in[j]);
+}
+
+__global__ void jitter_kernel(float* router_x, float* noise, const float* x, int64_t count, Rng rng,
+                              uint64_t first, float jitter) {
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < count;
+       j += int64_t(gridDim.x) * blockDim.x) {
+    noise[j] = 1.f + jitter * (2.f * rng.uniform(first + uint64_t(j)) - 1.f);
+    router_x[j] = x[j] * noise[j];
+  }
+}
+
+__global__ void add_product_kernel(float* dx, const float* g, const float* noise, int64_t count) {
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < count;
+       j += int64_t(gridDim.x) * blockDim.x)
+    dx[j] += g[j] * noise[j];
+}
+
+void check_launch() { ECMOE_CUDA_CHECK(cudaGetLastError()); }
+
+template <typename T>
+void dispatch_any(T* x_slots, const float* x, const DevicePlan& plan, int d, cudaStream_t stream) {
+  const int S = plan.slot_count();
+  if (S == 0 || d == 0) return;
+  dispatch_kernel<<<S, row_threads(d), 0, stream>>>(x_slots, x, plan.slot_token.data(), d);
+  check_launch();
+}
+
+template <typename T>
+void combine_backward_any(T* d_out, float* dgate, const float* dy, const float* out,
+                          const DevicePlan& plan, int d, cudaStream_t stream) {
+  const int S = plan.slot_count();
+  if (S == 0) return;
+  combine_backward_kernel<<<blocks_for(int64_t(S) * 32, kThreads), kThreads, 0, stream>>>(
+      d_out, dgate, dy, out, plan.slot_token.data(), plan.slot_gate.data(), S, d);
+  check_launch();
+}
+
+template <typename T>
+void gelu_forward_any(T* out, const float* a, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  gelu_forward_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(out, a, n);
+  check_launch();
+}
+
+template <typename T>
+void gelu_backward_any(T* da, const float* dout, const float* a, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  gelu_backward_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(da, dout, a, n);
+  check_launch();
+}
+
+}  // namespace
+
+void dispatch_forward(float* x_slots, const float* x, const DevicePlan& plan, int d,
+                      cudaStream_t stream) {
+  dispatch_any(x_slots, x, plan, d, stream);
+}
+void dispatch_forward(uint16_t* x_slots16, const float* x, const DevicePlan& plan, int d,
+                      cudaStream_t stream) {
+  dispatch_any(x_slots16, x, plan, d, stream);
+}
+
+void dispatch_backward(float* dx, const float* d_slots, const DevicePlan& plan, int d,
+                       cudaStream_t stream) {
+  if (plan.n_tokens == 0 || d == 0) return;
+  dispatch_backward_kernel<<<plan.n_tokens, row_threads(d), 0, stream>>>(
+      dx, d_slots, plan.token_offsets.data(), plan.token_slots.data(), d);
+  check_launch();
+}
+
+void combine_forward(float* y, const float* out, const DevicePlan& plan, int d,
+                     cudaStream_t stream) {
+  if (plan.n_tokens == 0 || d == 0) return;
+  combine_kernel<<<plan.n_tokens, row_threads(d), 0, stream>>>(
+      y, out, plan.token_offsets.data(), plan.token_slots.data(), plan.slot_gate.data(), d);
+  check_launch();
+}
+
+void combine_backward(float* d_out, float* dgate, const float* dy, const float* out,
+                      const DevicePlan& plan, int d, cudaStream_t stream) {
+  combine_backward_any(d_out, dgate, dy, out, plan, d, stream);
+}
+void combine_backward(uint16_t* d_out16, float* dgate, const float* dy, const float* out,
+                      const DevicePlan& plan, int d, cudaStream_t stream) {
+  combine_backward_any(d_out16, dgate, dy, out, plan, d, stream);
+}
+
+void gelu_forward(float* out, const float* a, int64_t n, cudaStream_t stream) {
+  gelu_forward_any(out, a, n, stream);
+}
+void gelu_forward(uint16_t* out, const float* a, int64_t n, cudaStream_t stream) {
+  gelu_forward_any(out, a, n, stream);
+}
+void gelu_backward(float* da, const float* dout, const float* a, int64_t n, cudaStream_t stream) {
+  gelu_backward_any(da, dout, a, n, stream);
+}
+void gelu_backward(uint16_t* da, const float* dout, const float* a, int64_t n,
+                   cudaStream_t stream) {
+  gelu_backward_any(da, dout, a, n, stream);
+}
+
+void softmax_rows_forward(float* probs, const float* logits, int n, int e, cudaStream_t stream) {
+  if (n == 0) return;
+  softmax_forward_kernel<<<blocks_for(n, 128), 128, 0, stream>>>(probs, logits, n, e);
+  check_launch();
+}
+
+void softmax_rows_backward(float* dlogits, const float* dprobs, const float* probs, int n, int e,
+                           cudaStream_t stream) {
+  if (n == 0) return;
+  softmax_backward_kernel<<<blocks_for(n, 128), 128, 0, stream>>>(dlogits, dprobs, probs, n, e);
+  check_launch();
+}
+
+void gate_backward(float* dprobs, const DevicePlan& plan, const float* probs, const float* dgate,
+                   cudaStream_t stream) {
+  const int S = plan.slot_count(), n = plan.n_tokens, e = plan.n_experts;
+  if (plan.gate_kind == GateKind::kConstant || S == 0) return;
+  if (plan.gate_kind == GateKind::kScore) {
+    gate_backward_score_kernel<<<blocks_for(S, kThreads), kThreads, 0, stream>>>(
+        dprobs, dgate, plan.expert_offsets.data(), plan.slot_token.data(), e, S);
+  } else {
+    ECMOE_CHECK(plan.choices_per_token <= kMaxChoices, "cuda gate backward: at most ", kMaxChoices,
+                " choices per token");
+    gate_backward_renormalized_kernel<<<blocks_for(n, 128), 128, 0, stream>>>(
+        dprobs, probs, dgate, plan.expert_offsets.data(), plan.token_offsets.data(),
+        plan.token_slots.data(), plan.token_choices.data(), plan.choices_per_token, n, e);
+  }
+  check_launch();
+}
+
+void router_jitter(float* router_x, float* noise, const float* x, int64_t count, uint64_t seed,
+                   uint64_t first, float jitter, cudaStream_t stream) {
+  if (count == 0) return;
+  jitter_kernel<<<blocks_for(count, kThreads), kThreads, 0, stream>>>(
+      router_x, noise, x, count, Rng(seed, streams::kRouterJitter), first, jitter);
+  check_launch();
+}
+
+void add_product(float* dx, const float* g, const float* noise, int64_t count,
+                 cudaStream_t stream) {
+  if (count == 0) return;
+  add_product_kernel<<<blocks_for(count, kThreads), kThreads, 0, stream>>>(dx, g, noise, count);
+  check_launch();
+}
+
+void to_bf16(uint16_t* out, const float* in, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  to_bf16_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(out, in, n);
+  check_launch();
+}
+
+}  // namespace ecmoe::cuda

@@ -1,0 +1,105 @@
+// Helpers of the CUDA backend's tests: skipping without a GPU, host <-> device copies, random
+// data, and the comparisons (bitwise, or within a relative tolerance of the CPU's result).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "cuda/context.h"
+#include "cuda/device_buffer.h"
+
+namespace ecmoe::cuda::testing {
+
+#define ECMOE_REQUIRE_GPU()                                                            \
+  do {                                                                                 \
+    if (::ecmoe::cuda::device_count() == 0)                                            \
+      GTEST_SKIP() << "no CUDA device here (" << ::ecmoe::cuda::no_device_reason()     \
+                   << "): the CUDA tests run on a GPU machine (scripts/gpu-check.sh)"; \
+  } while (0)
+
+inline cudaStream_t stream() { return context().stream; }
+
+template <typename T>
+DeviceVec<T> to_device(const std::vector<T>& host) {
+  DeviceVec<T> out;
+  out.upload(std::span<const T>(host), stream());
+  context().synchronize();
+  return out;
+}
+template <typename T>
+std::vector<T> to_host(const DeviceVec<T>& dev) {
+  return dev.download(stream());
+}
+
+inline std::vector<float> random_normal(size_t n, uint64_t seed, float std = 1.f) {
+  const Rng rng(seed, 7);
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = std * rng.normal(i);
+  return v;
+}
+
+// Softmax rows of random logits: router scores [n, e].
+inline std::vector<float> random_probs(int n, int e, uint64_t seed, float spread = 1.f) {
+  std::vector<float> p = random_normal(size_t(n) * e, seed, spread);
+  for (int t = 0; t < n; ++t) {
+    float m = p[size_t(t) * e], sum = 0.f;
+    for (int i = 1; i < e; ++i) m = std::max(m, p[size_t(t) * e + i]);
+    for (int i = 0; i < e; ++i) sum += p[size_t(t) * e + i] = std::exp(p[size_t(t) * e + i] - m);
+    for (int i = 0; i < e; ++i) p[size_t(t) * e + i] /= sum;
+  }
+  return p;
+}
+
+template <typename T>
+::testing::AssertionResult same_bits(const std::vector<T>& gpu, const std::vector<T>& cpu) {
+  if (gpu.size() != cpu.size())
+    return ::testing::AssertionFailure() << "sizes " << gpu.size() << " vs " << cpu.size();
+  for (size_t i = 0; i < gpu.size(); ++i)
+    if (std::memcmp(&gpu[i], &cpu[i], sizeof(T)) != 0)
+      return ::testing::AssertionFailure()
+             << "first difference at " << i << ": " << gpu[i] << " vs " << cpu[i];
+  return ::testing::AssertionSuccess();
+}
+
+// Every |gpu - cpu| <= rel · (|cpu| + rms(cpu)): relative, with the array's RMS as the floor that
+// keeps cancellations near zero from failing it.
+template <typename A, typename B>
+::testing::AssertionResult close(const A& gpu, const B& cpu, double rel) {
+  if (gpu.size() != cpu.size())
+    return ::testing::AssertionFailure() << "sizes " << gpu.size() << " vs " << cpu.size();
+  double sq = 0;
+  for (float c : cpu) sq += double(c) * c;
+  const double rms = cpu.empty() ? 0 : std::sqrt(sq / double(cpu.size()));
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < gpu.size(); ++i) {
+    const double err = std::abs(double(gpu[i]) - cpu[i]) / (std::abs(double(cpu[i])) + rms + 1e-30);
+    if (!(err <= worst)) {  // NaN counts as the worst
+      worst = std::isnan(err) ? INFINITY : err;
+      at = i;
+    }
+  }
+  if (worst <= rel) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "relative error " << worst << " > " << rel << " at " << at << ": " << gpu[at] << " vs "
+         << cpu[at] << " (rms " << rms << ")";
+}
+
+// bf16 arrays as floats, for close().
+inline std::vector<float> widen(const std::vector<uint16_t>& h) {
+  std::vector<float> out(h.size());
+  for (size_t i = 0; i < h.size(); ++i) {
+    const uint32_t u = uint32_t(h[i]) << 16;
+    std::memcpy(&out[i], &u, sizeof u);
+  }
+  return out;
+}
+
+}  // namespace ecmoe::cuda::testing

@@ -1,0 +1,284 @@
+// Every op of the CUDA backend against the CPU op of the same name on the same inputs (the shape
+// of ggml's test-backend-ops): bitwise where both sides do the same arithmetic in the same order
+// (copies, the inverse index, the routing plan, the gate adjoint), within 1e-5 relative in fp32
+// where the order or the math library differs, and within one bf16 rounding step (2^-8) where
+// both round to bf16 after such a difference. Without a GPU every test skips.
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/bf16.h"
+#include "cuda/device_plan.h"
+#include "cuda/experts.h"
+#include "cuda/moe_ops.h"
+#include "cuda/route_expert_choice.h"
+#include "cuda_test_util.h"
+#include "moe/dispatch_combine.h"
+#include "moe/expert_ffn.h"
+#include "moe/gate_backward.h"
+#include "moe/routers.h"
+#include "moe/routing_groups.h"
+#include "moe/softmax_rows.h"
+#include "nn/gelu.h"
+
+using namespace ecmoe;
+using namespace ecmoe::cuda;
+using namespace ecmoe::cuda::testing;
+
+namespace {
+
+constexpr double kFp32 = 1e-5;
+constexpr double kBf16Step = 1.0 / 256;  // one bf16 rounding step, relative
+
+RoutingPlan route(RouterKind kind, const std::vector<float>& probs, int n, int e,
+                  float capacity = 2.f, int group_size = 0) {
+  MoeConfig config;
+  config.router = kind;
+  config.n_experts = e;
+  config.group_size = group_size;
+  RouteRequest request;
+  request.probs = probs.data();
+  request.n_tokens = n;
+  request.capacity_factor = capacity;
+  return route_tokens(config, request).plan;
+}
+
+// Plans of every shape the ops meet: expert choice (uniform loads), top-2 with drops (tokens
+// without slots, uneven loads), top-1 and an empty expert.
+std::vector<RoutingPlan> test_plans(int n, int e) {
+  const std::vector<float> probs = random_probs(n, e, 3);
+  std::vector<RoutingPlan> plans = {route(RouterKind::kExpertChoice, probs, n, e, 2.f, 16),
+                                    route(RouterKind::kTop2, probs, n, e, 0.6f),
+                                    route(RouterKind::kTop1, probs, n, e, 1.f)};
+  std::vector<Assignment> some;
+  for (int t = 0; t < n; t += 3) some.push_back({(t / 3) % 2 == 0 ? 0 : e - 1, t, 0.5f + t});
+  plans.push_back(make_routing_plan(n, e, GateKind::kScore, some));
+  return plans;
+}
+
+TEST(CudaOps, DispatchAndCombineMatchTheCpu) {
+  ECMOE_REQUIRE_GPU();
+  const int n = 70, e = 6;
+  for (int d : {1, 33, 300}) {
+    for (const RoutingPlan& plan : test_plans(n, e)) {
+      const int S = plan.slot_count();
+      DevicePlan dplan;
+      upload_plan(dplan, plan, stream());
+      const std::vector<float> x = random_normal(size_t(n) * d, 1),
+                               rows = random_normal(size_t(S) * d, 2),
+                               dy = random_normal(size_t(n) * d, 3),
+                               dx0 = random_normal(size_t(n) * d, 4);
+      std::vector<float> slots(size_t(S) * d), dx = dx0, y(size_t(n) * d), d_out(size_t(S) * d),
+                                               dgate(S);
+      std::vector<uint16_t> slots16(size_t(S) * d), d_out16(size_t(S) * d);
+      dispatch_forward(slots.data(), x.data(), plan, d);
+      dispatch_forward(slots16.data(), x.data(), plan, d);
+      dispatch_backward(dx.data(), rows.data(), plan, d);
+      combine_forward(y.data(), rows.data(), plan, d);
+      combine_backward(d_out.data(), dgate.data(), dy.data(), rows.data(), plan, d);
+      combine_backward(d_out16.data(), dgate.data(), dy.data(), rows.data(), plan, d);
+
+      DeviceVec<float> gx = to_device(x), grows = to_device(rows), gdy = to_device(dy),
+                       gdx = to_device(dx0), gslots(size_t(S) * d), gy(size_t(n) * d),
+                       gd_out(size_t(S) * d), gdgate(S), gdgate16(S);
+      DeviceVec<uint16_t> gslots16(size_t(S) * d), gd_out16(size_t(S) * d);
+      cuda::dispatch_forward(gslots.data(), gx.data(), dplan, d, stream());
+      cuda::dispatch_forward(gslots16.data(), gx.data(), dplan, d, stream());
+      cuda::dispatch_backward(gdx.data(), grows.data(), dplan, d, stream());
+      cuda::combine_forward(gy.data(), grows.data(), dplan, d, stream());
+      cuda::combine_backward(gd_out.data(), gdgate.data(), gdy.data(), grows.data(), dplan, d,
+                             stream());
+      cuda::combine_backward(gd_out16.data(), gdgate16.data(), gdy.data(), grows.data(), dplan, d,
+                             stream());
+      EXPECT_TRUE(same_bits(to_host(gslots), slots));
+      EXPECT_TRUE(same_bits(to_host(gslots16), slots16));
+      EXPECT_TRUE(same_bits(to_host(gdx), dx));  // the same additions in the same order
+      EXPECT_TRUE(close(to_host(gy), y, kFp32));
+      EXPECT_TRUE(same_bits(to_host(gd_out), d_out));
+      EXPECT_TRUE(same_bits(to_host(gd_out16), d_out16));
+      EXPECT_TRUE(close(to_host(gdgate), dgate, kFp32));
+      EXPECT_TRUE(same_bits(to_host(gdgate16), to_host(gdgate)));
+    }
+  }
+}
+
+TEST(CudaOps, GeluMatchesTheCpu) {
+  ECMOE_REQUIRE_GPU();
+  const int64_t n = 10007;
+  std::vector<float> a = random_normal(n, 5, 3.f), dout = random_normal(n, 6);
+  a[0] = 0.f;
+  a[1] = -12.f;
+  a[2] = 12.f;
+  std::vector<float> out(n), da(n);
+  std::vector<uint16_t> out16(n), da16(n);
+  nn::gelu_forward_serial(out.data(), a.data(), n);
+  nn::gelu_forward_serial(out16.data(), a.data(), n);
+  nn::gelu_backward_serial(da.data(), dout.data(), a.data(), n);
+  nn::gelu_backward_serial(da16.data(), dout.data(), a.data(), n);
+  DeviceVec<float> ga = to_device(a), gdout = to_device(dout), gout(n), gda(n);
+  DeviceVec<uint16_t> gout16(n), gda16(n);
+  cuda::gelu_forward(gout.data(), ga.data(), n, stream());
+  cuda::gelu_forward(gout16.data(), ga.data(), n, stream());
+  cuda::gelu_backward(gda16.data(), gdout.data(), ga.data(), n, stream());
+  cuda::gelu_backward(gda.data(), gdout.data(), ga.data(), n, stream());
+  EXPECT_TRUE(close(to_host(gout), out, kFp32));
+  EXPECT_TRUE(close(to_host(gda), da, kFp32));
+  EXPECT_TRUE(close(widen(to_host(gout16)), widen(out16), kBf16Step));
+  EXPECT_TRUE(close(widen(to_host(gda16)), widen(da16), kBf16Step));
+  // In place (da aliases dout), as the experts' backward calls it.
+  cuda::gelu_backward(gdout.data(), gdout.data(), ga.data(), n, stream());
+  EXPECT_TRUE(same_bits(to_host(gdout), to_host(gda)));
+}
+
+TEST(CudaOps, SoftmaxRowsMatchTheCpu) {
+  ECMOE_REQUIRE_GPU();
+  for (auto [n, e] : {std::pair{1, 1}, std::pair{37, 8}, std::pair{513, 64}}) {
+    const std::vector<float> logits = random_normal(size_t(n) * e, 7, 4.f),
+                             dprobs = random_normal(size_t(n) * e, 8),
+                             dlogits0 = random_normal(size_t(n) * e, 9);
+    std::vector<float> probs(size_t(n) * e), dlogits = dlogits0;
+    softmax_rows_forward(probs.data(), logits.data(), n, e);
+    softmax_rows_backward(dlogits.data(), dprobs.data(), probs.data(), n, e);
+    DeviceVec<float> gl = to_device(logits), gdp = to_device(dprobs), gdl = to_device(dlogits0),
+                     gp(size_t(n) * e);
+    cuda::softmax_rows_forward(gp.data(), gl.data(), n, e, stream());
+    EXPECT_TRUE(close(to_host(gp), probs, kFp32));
+    DeviceVec<float> gp_cpu = to_device(probs);  // the backward on the same scores
+    cuda::softmax_rows_backward(gdl.data(), gdp.data(), gp_cpu.data(), n, e, stream());
+    EXPECT_TRUE(close(to_host(gdl), dlogits, kFp32));
+  }
+}
+
+TEST(CudaOps, InverseIndexIsTheCpus) {
+  ECMOE_REQUIRE_GPU();
+  for (const RoutingPlan& plan : test_plans(301, 7)) {
+    DevicePlan dplan;
+    upload_plan(dplan, plan, stream());
+    dplan.token_offsets.zero(stream());
+    build_inverse_index(dplan, stream());
+    const RoutingPlan back = download_plan(dplan, stream());
+    EXPECT_EQ(back.token_offsets, plan.token_offsets);
+    EXPECT_EQ(back.token_slots, plan.token_slots);
+  }
+}
+
+TEST(CudaOps, GateBackwardMatchesTheCpu) {
+  ECMOE_REQUIRE_GPU();
+  const int n = 90, e = 5;
+  const std::vector<float> probs = random_probs(n, e, 11);
+  for (RouterKind kind : {RouterKind::kExpertChoice, RouterKind::kTop1, RouterKind::kTop2}) {
+    const RoutingPlan plan = route(kind, probs, n, e, 0.8f);
+    const std::vector<float> dgate = random_normal(plan.slot_count(), 12),
+                             dprobs0 = random_normal(size_t(n) * e, 13);
+    std::vector<float> dprobs = dprobs0;
+    gate_backward(dprobs.data(), plan, probs.data(), dgate.data());
+    DevicePlan dplan;
+    upload_plan(dplan, plan, stream());
+    DeviceVec<float> gp = to_device(probs), gdg = to_device(dgate), gdp = to_device(dprobs0);
+    cuda::gate_backward(gdp.data(), dplan, gp.data(), gdg.data(), stream());
+    if (plan.gate_kind == GateKind::kScore)
+      EXPECT_TRUE(same_bits(to_host(gdp), dprobs)) << router_name(kind);
+    else
+      EXPECT_TRUE(close(to_host(gdp), dprobs, kFp32)) << router_name(kind);
+  }
+}
+
+struct RouteShape {
+  int n, e, group_size;
+  float capacity;
+  int levels;  // > 0: scores quantised to this many values, so ties are everywhere
+};
+
+TEST(CudaOps, ExpertChoicePlanIsTheCpusSlotForSlot) {
+  ECMOE_REQUIRE_GPU();
+  const std::vector<RouteShape> shapes = {{64, 8, 0, 2.f, 0},     {5, 8, 0, 2.f, 0},
+                                          {1, 4, 0, 2.f, 0},      {100, 6, 32, 1.3f, 0},
+                                          {257, 7, 0, 0.9f, 0},   {300, 8, 64, 2.f, 3},
+                                          {1000, 16, 0, 2.f, 1},  {4096, 64, 1024, 2.f, 0},
+                                          {20000, 16, 0, 2.f, 0}, {3000, 32, 0, 1.f, 50}};
+  for (const RouteShape& s : shapes) {
+    std::vector<float> probs = random_probs(s.n, s.e, 17 + s.n);
+    if (s.levels > 0)
+      for (float& p : probs) p = float(int(p * s.levels * s.e)) / float(s.levels * s.e);
+    MoeConfig config;
+    config.router = RouterKind::kExpertChoice;
+    config.n_experts = s.e;
+    config.group_size = s.group_size;
+    RouteRequest request;
+    request.probs = probs.data();
+    request.n_tokens = s.n;
+    request.capacity_factor = s.capacity;
+    const RouteResult cpu = route_tokens(config, request);
+    DevicePlan dplan;
+    ExpertChoiceScratch scratch;
+    DeviceVec<float> gp = to_device(probs);
+    const std::vector<float> kth =
+        cuda::route_expert_choice(dplan, scratch, gp.data(), s.n, config, s.capacity, stream());
+    const RoutingPlan gpu = download_plan(dplan, stream());
+    SCOPED_TRACE("n " + std::to_string(s.n) + ", e " + std::to_string(s.e) + ", group " +
+                 std::to_string(s.group_size) + ", levels " + std::to_string(s.levels));
+    EXPECT_EQ(gpu.expert_offsets, cpu.plan.expert_offsets);
+    EXPECT_EQ(gpu.slot_token, cpu.plan.slot_token);
+    EXPECT_TRUE(same_bits(gpu.slot_gate, cpu.plan.slot_gate));
+    EXPECT_EQ(gpu.token_offsets, cpu.plan.token_offsets);
+    EXPECT_EQ(gpu.token_slots, cpu.plan.token_slots);
+    EXPECT_TRUE(plan_is_consistent(gpu));
+    const auto groups = routing_groups(s.n, s.group_size);
+    const RoutingStats stats =
+        expert_choice_stats(gpu, kth, groups[0].size, int(groups.size()), s.capacity);
+    EXPECT_EQ(stats.kth_score_sum, cpu.stats.kth_score_sum);
+    EXPECT_EQ(stats.capacity, cpu.stats.capacity);
+  }
+}
+
+// The experts' forward and backward on one plan, fp32 and bf16, against moe/expert_ffn.h.
+TEST(CudaOps, ExpertsMatchTheCpu) {
+  ECMOE_REQUIRE_GPU();
+  const int n = 96, e = 4, d = 40, f = 72;
+  for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
+    const double tol = precision == Precision::kFp32 ? kFp32 : 2 * kBf16Step;
+    for (const RoutingPlan& plan : test_plans(n, e)) {
+      const int S = plan.slot_count();
+      const std::vector<float> x = random_normal(size_t(n) * d, 21),
+                               w1 = random_normal(size_t(e) * d * f, 22, 0.15f),
+                               w2 = random_normal(size_t(e) * f * d, 23, 0.12f),
+                               dy = random_normal(size_t(n) * d, 24),
+                               start = random_normal(size_t(e) * d * f, 25);
+      std::vector<float> y(size_t(n) * d), dx(size_t(n) * d, 0.f),
+          dw1 = start, dw2(size_t(e) * f * d, 0.f), dgate(S);
+      ExpertActivations act;
+      ExpertScratch scratch;
+      ecmoe::experts_forward(y.data(), act, plan, x.data(), w1.data(), w2.data(), d, f, precision);
+      ecmoe::experts_backward(dx.data(), dw1.data(), dw2.data(), dgate.data(), scratch, dy.data(),
+                              act, plan, w1.data(), w2.data(), d, f, precision);
+
+      DevicePlan dplan;
+      upload_plan(dplan, plan, stream());
+      DeviceVec<float> gx = to_device(x), gw1 = to_device(w1), gw2 = to_device(w2),
+                       gdy = to_device(dy), gdw1 = to_device(start), gy(size_t(n) * d),
+                       gdx(size_t(n) * d), gdw2(size_t(e) * f * d), gdgate(S);
+      gdx.zero(stream());
+      gdw2.zero(stream());
+      DeviceExpertActivations gact;
+      DeviceExpertScratch gscratch;
+      cuda::experts_forward(gy.data(), gact, dplan, gx.data(), gw1.data(), gw2.data(), d, f,
+                            precision, context());
+      cuda::experts_backward(gdx.data(), gdw1.data(), gdw2.data(), gdgate.data(), gscratch,
+                             gdy.data(), gact, dplan, gw1.data(), gw2.data(), d, f, context());
+      SCOPED_TRACE(std::string(precision_name(precision)) + ", slots " + std::to_string(S) +
+                   (dplan.uniform_load() > 0 ? " (batched GEMMs)" : " (a GEMM per expert)"));
+      EXPECT_TRUE(close(to_host(gact.pre), act.pre, tol));
+      EXPECT_TRUE(close(to_host(gy), y, tol));
+      EXPECT_TRUE(close(to_host(gdx), dx, tol));
+      EXPECT_TRUE(close(to_host(gdw1), dw1, tol));
+      EXPECT_TRUE(close(to_host(gdw2), dw2, tol));
+      EXPECT_TRUE(close(to_host(gdgate), dgate, tol));
+    }
+  }
+}
+
+}  // namespace
