@@ -87,18 +87,24 @@ step "ecmoe info" build-gpu/ecmoe info
 grep -E "^cuda:" "$log" | tail -1 | sed 's/^/  /'
 
 if ((bench)); then
-  for shape in $shapes; do
-    IFS=, read -r n d f e <<<"$shape"
+  # Expert choice at every shape; top-2 (token choice, capacity factor 2) at the second.
+  runs=()
+  for shape in $shapes; do runs+=("expert_choice,$shape"); done
+  second=$(awk '{print $2}' <<<"$shapes")
+  [[ -n "$second" ]] && runs+=("top2,$second")
+  for run in "${runs[@]}"; do
+    IFS=, read -r router n d f e <<<"$run"
+    shape="$n,$d,$f,$e"
     args=(--tokens "$n" --d-model "$d" --d-ff "$f" --experts "$e" --capacity-factor 2
-          --router expert_choice --precision bf16 --repeats 10)
+          --router "$router" --precision bf16 --repeats 10)
     ours=$(build-gpu/ecmoe bench layer --device cuda "${args[@]}" --warmup 3 --json 2>>"$log")
-    if [[ -z "$ours" ]]; then say "bench $shape: ecmoe FAILED"; failed=1; continue; fi
+    if [[ -z "$ours" ]]; then say "bench $router $shape: ecmoe FAILED"; failed=1; continue; fi
     echo "$ours" >>"$jsonl"
     peer_args=("${args[@]}" --device cuda --formulation index --warmup 3 --json)
-    [[ " $compile_shapes " == *" $shape "* ]] && peer_args+=(--compile)
+    [[ $router == expert_choice && " $compile_shapes " == *" $shape "* ]] && peer_args+=(--compile)
     peer=$(PYTHONUNBUFFERED=1 timeout 300 python3 -m bench.bench_layer_torch "${peer_args[@]}" 2>>"$log")
     [[ -n "$peer" ]] && echo "$peer" >>"$jsonl"
-    say "bench $shape: $(python3 - "$ours" "$peer" <<'PY'
+    say "bench $router $shape: $(python3 - "$ours" "$peer" <<'PY'
 import json, sys
 o = json.loads(sys.argv[1])
 p = json.loads(sys.argv[2]) if sys.argv[2] else {}

@@ -135,17 +135,17 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
   DeviceVec<float> dparams(size_t(table.total_floats())), dgrads(size_t(table.total_floats()));
   dparams.zero(ctx.stream);
   dgrads.zero(ctx.stream);
-  auto normal_block = [](int64_t count, float std, uint64_t stream_id) {
-    std::vector<float> v(size_t(count));
+  auto normal_block = [](int64_t count, float scale, uint64_t stream_id) {
+    std::vector<float> v(static_cast<size_t>(count));
     const Rng r(1, stream_id);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < count; ++i) v[size_t(i)] = std * r.normal(uint64_t(i));
+    for (int64_t i = 0; i < count; ++i) v[size_t(i)] = scale * r.normal(uint64_t(i));
     return v;
   };
-  auto fill = [&](const std::string& name, float std, uint64_t stream_id) {
+  auto fill = [&](const std::string& name, float scale, uint64_t stream_id) {
     const TensorSpec& spec = table.spec(name);
     const int64_t count = spec.numel(), block = std::min<int64_t>(count, int64_t(1) << 24);
-    const std::vector<float> v = normal_block(block, std, stream_id);
+    const std::vector<float> v = normal_block(block, scale, stream_id);
     for (int64_t at = 0; at < count; at += block)
       ECMOE_CUDA_CHECK(cudaMemcpy(dparams.data() + spec.offset + at, v.data(),
                                   sizeof(float) * size_t(std::min(block, count - at)),

@@ -8,6 +8,7 @@
 #include "cuda/moe_layer.h"
 #include "cuda/moe_ops.h"
 #include "cuda/route_expert_choice.h"
+#include "cuda/route_token_choice.h"
 #include "moe/aux_losses.h"
 #include "moe/moe_layer.h"
 #include "moe/router_entropy.h"
@@ -46,6 +47,7 @@ class CudaMoeBackend final : public MoeBackend {
   Context& ctx_;
   DevicePlan plan_;
   ExpertChoiceScratch ec_scratch_;
+  TokenChoiceScratch tc_scratch_;
   DeviceExpertActivations act_;
   DeviceExpertScratch scratch_;
   DeviceVec<float> logits_, probs_, router_x_, noise_, dgate_, dprobs_, dlogits_, dx_router_;
@@ -107,18 +109,35 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
 
   const float capacity = in.training ? config.capacity_factor_train : config.capacity_factor_eval;
   MoeOutput out;
-  if (routing.router == RouterKind::kExpertChoice) {
+  const bool token_choice =
+      (routing.router == RouterKind::kTop1 || routing.router == RouterKind::kTop2) &&
+      !routing.batch_prioritized;
+  if (routing.router == RouterKind::kExpertChoice || token_choice) {
     ECMOE_CHECK(capacity > 0.f, "route: capacity factor must be > 0, got ", capacity);
-    const std::vector<float> kth =
-        route_expert_choice(plan_, ec_scratch_, probs_.data(), n, routing, capacity, stream);
+    if (token_choice) {
+      const TokenChoiceCounts counts =
+          route_token_choice(plan_, tc_scratch_, probs_.data(), n, routing, capacity, stream);
+      if (collect_stats_) {
+        count_plan(host_plan(), out.stats);
+        out.stats.capacity = counts.capacity;
+        out.stats.requested_assignments = int64_t(n) * routing.choices_per_token();
+        out.stats.dropped_assignments = counts.dropped;
+        out.stats.max_demand_over_capacity = counts.max_demand_over_capacity;
+      }
+    } else {
+      const std::vector<float> kth =
+          route_expert_choice(plan_, ec_scratch_, probs_.data(), n, routing, capacity, stream);
+      if (collect_stats_ && n > 0) {
+        const auto groups = routing_groups(n, routing.group_size);
+        out.stats =
+            expert_choice_stats(host_plan(), kth, groups[0].size, int(groups.size()), capacity);
+      }
+    }
     if (collect_stats_ && n > 0) {
-      const auto groups = routing_groups(n, routing.group_size);
-      out.stats =
-          expert_choice_stats(host_plan(), kth, groups[0].size, int(groups.size()), capacity);
       const std::vector<float> probs = probs_.download(stream);
       out.stats.router_entropy_sum = router_entropy_sum(probs.data(), n, e);
     }
-  } else {
+  } else {  // the CPU's router on the scores copied to the host
     std::vector<float> probs;
     if (scored) probs = probs_.download(stream);
     RouteRequest request;

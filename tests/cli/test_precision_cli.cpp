@@ -3,6 +3,7 @@
 // `bench train` and `bench layer` take it and report it (bench layer with its phase breakdown).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -95,6 +96,17 @@ TEST_F(PrecisionCli, BenchesTakeThePrecision) {
             ecmoe::precision_name(ecmoe::native_precision()));
   const CliRun bad = run("bench layer --tokens 64 --precision fp8");
   EXPECT_NE(bad.status, 0);
+}
+
+// --device cuda in a build without the CUDA backend (or on a machine without a GPU): one line
+// naming why, exit status 1; an unknown device is refused by the option's check.
+TEST_F(PrecisionCli, BenchLayerDeviceCudaSaysWhyItCannot) {
+  const CliRun cuda = run("bench layer --tokens 64 --d-model 16 --d-ff 32 --device cuda");
+  EXPECT_EQ(cuda.status, 1);
+  EXPECT_NE(cuda.err.find("cuda"), std::string::npos) << cuda.err;
+  EXPECT_EQ(std::count(cuda.err.begin(), cuda.err.end(), '\n'), 1) << cuda.err;
+  const CliRun tpu = run("bench layer --tokens 64 --device tpu");
+  EXPECT_NE(tpu.status, 0);
 }
 
 // `finetune --precision bf16` fine-tunes with bf16 GEMMs (the training losses differ from an fp32

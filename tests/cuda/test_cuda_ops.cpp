@@ -16,6 +16,7 @@
 #include "cuda/experts.h"
 #include "cuda/moe_ops.h"
 #include "cuda/route_expert_choice.h"
+#include "cuda/route_token_choice.h"
 #include "cuda_test_util.h"
 #include "moe/dispatch_combine.h"
 #include "moe/expert_ffn.h"
@@ -232,6 +233,58 @@ TEST(CudaOps, ExpertChoicePlanIsTheCpusSlotForSlot) {
         expert_choice_stats(gpu, kth, groups[0].size, int(groups.size()), s.capacity);
     EXPECT_EQ(stats.kth_score_sum, cpu.stats.kth_score_sum);
     EXPECT_EQ(stats.capacity, cpu.stats.capacity);
+  }
+}
+
+TEST(CudaOps, TokenChoicePlanIsTheCpusSlotForSlot) {
+  ECMOE_REQUIRE_GPU();
+  struct Shape {
+    int n, e, k, group_size;
+    float capacity;
+    int levels;
+    bool renormalize;
+  };
+  const std::vector<Shape> shapes = {
+      {64, 8, 2, 0, 1.f, 0, true},     {64, 8, 1, 0, 1.f, 0, false},
+      {5, 8, 2, 0, 2.f, 0, true},      {1, 4, 2, 0, 1.f, 0, true},
+      {300, 6, 2, 64, 0.5f, 0, true},  {300, 6, 3, 64, 1.25f, 4, true},
+      {1000, 16, 2, 0, 1.f, 1, false}, {20000, 64, 2, 4096, 1.f, 0, true}};
+  for (const Shape& s : shapes) {
+    std::vector<float> probs = random_probs(s.n, s.e, 19 + s.n);
+    if (s.levels > 0)
+      for (float& p : probs) p = float(int(p * s.levels * s.e)) / float(s.levels * s.e);
+    MoeConfig config;
+    config.router = s.k == 1 ? RouterKind::kTop1 : RouterKind::kTop2;
+    config.token_choice_k = s.k;
+    config.n_experts = s.e;
+    config.group_size = s.group_size;
+    config.renormalize_gates = s.renormalize;
+    RouteRequest request;
+    request.probs = probs.data();
+    request.n_tokens = s.n;
+    request.capacity_factor = s.capacity;
+    const RouteResult cpu = route_tokens(config, request);
+    DevicePlan dplan;
+    TokenChoiceScratch scratch;
+    DeviceVec<float> gp = to_device(probs);
+    const TokenChoiceCounts counts =
+        cuda::route_token_choice(dplan, scratch, gp.data(), s.n, config, s.capacity, stream());
+    const RoutingPlan gpu = download_plan(dplan, stream());
+    SCOPED_TRACE("n " + std::to_string(s.n) + ", e " + std::to_string(s.e) + ", k " +
+                 std::to_string(s.k) + ", group " + std::to_string(s.group_size) + ", levels " +
+                 std::to_string(s.levels));
+    EXPECT_EQ(gpu.gate_kind, cpu.plan.gate_kind);
+    EXPECT_EQ(gpu.expert_offsets, cpu.plan.expert_offsets);
+    EXPECT_EQ(gpu.slot_token, cpu.plan.slot_token);
+    EXPECT_TRUE(same_bits(gpu.slot_gate, cpu.plan.slot_gate));
+    EXPECT_EQ(gpu.token_offsets, cpu.plan.token_offsets);
+    EXPECT_EQ(gpu.token_slots, cpu.plan.token_slots);
+    EXPECT_EQ(gpu.choices_per_token, cpu.plan.choices_per_token);
+    EXPECT_EQ(gpu.token_choices, cpu.plan.token_choices);
+    EXPECT_TRUE(plan_is_consistent(gpu));
+    EXPECT_EQ(counts.dropped, cpu.stats.dropped_assignments);
+    EXPECT_EQ(counts.capacity, cpu.stats.capacity);
+    EXPECT_EQ(counts.max_demand_over_capacity, cpu.stats.max_demand_over_capacity);
   }
 }
 
