@@ -4,7 +4,10 @@
 # (unpacked into build-gpu/prefix, never over /), runs the CUDA tests (ctest label `cuda`) and
 # compute-sanitizer on them, then `ecmoe bench layer --device cuda` beside the PyTorch peer
 # (bench/bench_layer_torch.py --device cuda: eager, and torch.compile where --compile-shapes says)
-# at the layer shapes of issue 15, and prints a compact summary. Everything it writes goes to
+# at the layer shapes of issue 15, then compute-sanitizer on the tests, and prints a compact
+# summary. Not yet timed on a GPU machine: give the command the device's whole 600 s; what it
+# printed and wrote to $OUT comes back even if it is cut off, and a second call can add --no-bench
+# or --no-sanitizer. Everything it writes goes to
 # $OUT (the device tool's folder) or gpu-results/: gpu-check.log (all output), bench.jsonl (one
 # JSON object per measurement), summary.txt.
 #   scripts/gpu-check.sh [--no-bench] [--no-sanitizer] [--shapes "N,d,f,E ..."]
@@ -71,18 +74,6 @@ if grep -q "tests passed\|tests failed" "$log"; then
   say "  $(grep -E '[0-9]+% tests passed' "$log" | tail -1)"
 fi
 step "dispatch/combine tests (CPU)" build-gpu/tests/test_dispatch_combine
-if ((sanitizer)); then
-  if command -v compute-sanitizer >/dev/null; then
-    step "memcheck test_cuda_ops" compute-sanitizer --tool memcheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_ops
-    step "memcheck test_cuda_moe_layer" compute-sanitizer --tool memcheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_moe_layer --gtest_filter='*MatchesTheCpu*'
-    step "racecheck expert choice" compute-sanitizer --tool racecheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_ops --gtest_filter='*ExpertChoice*:*InverseIndex*'
-  else
-    say "compute-sanitizer: not found, skipped"
-  fi
-fi
 step "ecmoe info" build-gpu/ecmoe info
 grep -E "^cuda:" "$log" | tail -1 | sed 's/^/  /'
 
@@ -126,6 +117,19 @@ PY
     --experts 64 --precision fp32 --repeats 5 --json 2>>"$log")
   [[ -n "$fp32" ]] && echo "$fp32" >>"$jsonl" &&
     say "bench fp32 16384,768,3072,64: $(python3 -c 'import json,sys; o=json.loads(sys.argv[1]); print("%.3f ms" % o["ms"])' "$fp32")"
+fi
+# Last: the slowest part (instrumented runs); --no-sanitizer skips it.
+if ((sanitizer)); then
+  if command -v compute-sanitizer >/dev/null; then
+    step "memcheck test_cuda_ops" compute-sanitizer --tool memcheck --error-exitcode 1 \
+      build-gpu/tests/test_cuda_ops
+    step "memcheck test_cuda_moe_layer" compute-sanitizer --tool memcheck --error-exitcode 1 \
+      build-gpu/tests/test_cuda_moe_layer --gtest_filter='*MatchesTheCpu*'
+    step "racecheck expert choice" compute-sanitizer --tool racecheck --error-exitcode 1 \
+      build-gpu/tests/test_cuda_ops --gtest_filter='*ExpertChoice*:*InverseIndex*'
+  else
+    say "compute-sanitizer: not found, skipped"
+  fi
 fi
 printf '%s\n' "${summary[@]}" >"$out/summary.txt"
 echo "gpu-check: $([[ $failed == 0 ]] && echo passed || echo FAILED); results in $out"

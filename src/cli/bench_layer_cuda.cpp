@@ -146,10 +146,13 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
     const TensorSpec& spec = table.spec(name);
     const int64_t count = spec.numel(), block = std::min<int64_t>(count, int64_t(1) << 24);
     const std::vector<float> v = normal_block(block, scale, stream_id);
+    // On the context's stream (the zeroing above is there too; the legacy default stream does
+    // not wait for a non-blocking one). A pageable source is staged before the call returns.
     for (int64_t at = 0; at < count; at += block)
-      ECMOE_CUDA_CHECK(cudaMemcpy(dparams.data() + spec.offset + at, v.data(),
-                                  sizeof(float) * size_t(std::min(block, count - at)),
-                                  cudaMemcpyHostToDevice));
+      ECMOE_CUDA_CHECK(cudaMemcpyAsync(dparams.data() + spec.offset + at, v.data(),
+                                       sizeof(float) * size_t(std::min(block, count - at)),
+                                       cudaMemcpyHostToDevice, ctx.stream));
+    ctx.synchronize();
   };
   auto param = [&](DeviceVec<float>& buf, const std::string& name) -> float* {
     return table.contains(name) ? buf.data() + table.spec(name).offset : nullptr;

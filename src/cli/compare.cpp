@@ -30,6 +30,7 @@ struct CompareArgs {
   std::string precision;  // "": each config's own (fp32 unless a --set says otherwise)
   bool report_only = false;
   bool list = false;
+  double time_limit_minutes = 0;
   std::string pretrained;          // finetune-small: paper-small's --out
   std::vector<std::string> tasks;  // finetune-small: task specs (default: the built-in ones)
   std::string cache_dir = "data/cache";
@@ -67,6 +68,11 @@ std::string command_line(const CompareArgs& a, const std::string& out, const std
   for (const std::string& t : a.tasks) c += " --task " + t;
   c += " --out " + out + " --report " + report;
   for (const std::string& s : a.sets) c += " --set " + s;
+  if (a.time_limit_minutes > 0) {
+    char limit[32];
+    std::snprintf(limit, sizeof(limit), " --time-limit %g", a.time_limit_minutes);
+    c += limit;
+  }
   return c;
 }
 
@@ -157,6 +163,11 @@ void register_compare(CLI::App& app) {
   cmd->add_flag("--report-only", args->report_only,
                 "Write the report from the finished runs in --out without training");
   cmd->add_flag("--list", args->list, "Print the suite's runs and exit");
+  cmd->add_option("--time-limit", args->time_limit_minutes,
+                  "Stop after this many minutes of wall time (the run in progress at a "
+                  "checkpoint); the same command again continues the suite. 0: no limit")
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("MINUTES");
   cmd->add_option("--pretrained", args->pretrained,
                   "finetune-small: the --out folder of paper-small (default runs/compare/"
                   "paper-small, or paper-small-quick)");
@@ -168,6 +179,8 @@ void register_compare(CLI::App& app) {
   cmd->callback([args] {
     if (args->suite == "finetune-small") {
       require_one_process("compare --suite finetune-small");
+      ECMOE_CHECK(args->time_limit_minutes == 0,
+                  "--time-limit applies to the pre-training suites, not finetune-small");
       run_finetune_command(*args);
       return;
     }
@@ -189,8 +202,21 @@ void register_compare(CLI::App& app) {
       for (const compare::SuiteRun& r : suite.runs)
         dirs.push_back((std::filesystem::path(out) / r.name).string());
     } else {
-      dirs = compare::run_suite(
-          suite, {.out = out, .extra_sets = run_sets(*args), .commit = commit, .comm = &comm()});
+      const compare::SuiteProgress progress =
+          compare::run_suite(suite, {.out = out,
+                                     .extra_sets = run_sets(*args),
+                                     .commit = commit,
+                                     .comm = &comm(),
+                                     .time_limit_seconds = args->time_limit_minutes * 60.0});
+      if (!progress.complete()) {
+        if (comm().is_root())
+          std::printf(
+              "stopped by the time limit: %d of %zu runs finished in %s; the same "
+              "command again continues, and writes the report when all have finished\n",
+              progress.finished, progress.dirs.size(), out.c_str());
+        return;
+      }
+      dirs = progress.dirs;
     }
     if (!comm().is_root()) return;  // rank 0 writes the report
     compare::write_report(report, dirs,

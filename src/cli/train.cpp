@@ -23,6 +23,7 @@ struct TrainArgs {
   std::vector<std::string> sets;
   std::string out;
   bool resume = false;
+  double time_limit_minutes = 0;
   bool print_config = false;
 };
 
@@ -74,6 +75,11 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--resume", args->resume,
                 "Continue the run in the output folder from its checkpoint (bit-identical to a "
                 "run that was never stopped)");
+  cmd->add_option("--time-limit", args->time_limit_minutes,
+                  "Stop after this many minutes of wall time, at the next step boundary, with a "
+                  "checkpoint (no final evaluation); --resume continues. 0: no limit")
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("MINUTES");
   cmd->add_flag("--print-config", args->print_config,
                 "Print the resolved config as JSON and exit without training");
   cmd->footer(config_keys_help());
@@ -89,10 +95,19 @@ void register_train(CLI::App& app) {
       std::printf("%s\n", config_to_json(config).dump(2).c_str());
       return;
     }
-    const TrainResult r = train(
-        config,
-        {.resume = args->resume, .terminal = Progress::stderr_is_terminal(), .comm = &comm()});
+    const TrainResult r = train(config, {.resume = args->resume,
+                                         .terminal = Progress::stderr_is_terminal(),
+                                         .comm = &comm(),
+                                         .time_limit_seconds = args->time_limit_minutes * 60.0});
     if (!comm().is_root()) return;
+    if (r.stopped) {
+      std::printf(
+          "stopped by the time limit at step %lld of %lld (%s of steps, %.0f tokens/s); "
+          "checkpoint: %s\ncontinue with: ecmoe train --resume --out %s\n",
+          (long long)r.last_step, (long long)r.config.steps, format_duration(r.seconds).c_str(),
+          r.tokens_per_second, r.checkpoint.c_str(), r.config.out.c_str());
+      return;
+    }
     if (r.last_step == r.first_step)
       std::printf("nothing to train: %s is already at step %lld = steps; checkpoint: %s\n",
                   r.config.out.c_str(), (long long)r.last_step, r.checkpoint.c_str());

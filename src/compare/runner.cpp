@@ -1,5 +1,6 @@
 #include "compare/runner.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -7,6 +8,7 @@
 #include "compare/post_eval.h"
 #include "compare/run_record.h"
 #include "core/error.h"
+#include "core/timer.h"
 #include "io/atomic_file.h"
 #include "io/dir_lock.h"
 #include "io/input_file.h"
@@ -78,7 +80,7 @@ bool root_decides(bool mine, const dist::Comm& comm) {
 
 }  // namespace
 
-std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& options) {
+SuiteProgress run_suite(const Suite& suite, const RunnerOptions& options) {
   ECMOE_CHECK(!options.out.empty(), "compare needs an output folder");
   const dist::Comm single = dist::Comm::single();
   const dist::Comm& comm = options.comm ? *options.comm : single;
@@ -87,19 +89,32 @@ std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& opti
   const DirLock lock =
       root ? claim_output_dir(options.out, "compare --out", "suite folder") : DirLock();
   // Rank 0 logs; train() itself silences the other ranks' progress.
-  std::vector<std::string> dirs;
+  SuiteProgress progress;
   const int total = int(suite.runs.size());
+  for (const SuiteRun& run : suite.runs)
+    progress.dirs.push_back((fs::path(options.out) / run.name).string());
+  const double start = now_seconds(), limit = options.time_limit_seconds;
+  bool out_of_time = false, started_any = false;
   for (int i = 0; i < total; ++i) {
     const SuiteRun& run = suite.runs[i];
-    const std::string dir = (fs::path(options.out) / run.name).string();
-    dirs.push_back(dir);
+    const std::string& dir = progress.dirs[i];
     TrainConfig config = run_config(suite, run, options, dir);
     if (root_decides(root && already_done(dir, config), comm)) {
       if (root)
         std::fprintf(options.log, "[%d/%d] %s: done before, kept\n", i + 1, total,
                      run.name.c_str());
+      ++progress.finished;
       continue;
     }
+    if (out_of_time) continue;  // counted: the runs after the stop stay to do
+    // Under a time limit, a call always trains its first pending run (at least a step), and
+    // starts no other run once the time is up.
+    const double left = limit > 0 ? limit - (now_seconds() - start) : 0;
+    if (limit > 0 && started_any && root_decides(root && left <= 0, comm)) {
+      out_of_time = true;
+      continue;
+    }
+    started_any = true;
     // A run killed after a checkpoint continues from it; one killed before starts again.
     const bool resume = root_decides(root && fs::exists(fs::path(dir) / kCheckpointFile), comm);
     if (root) {
@@ -107,8 +122,17 @@ std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& opti
                    run.variant.c_str(), (unsigned long long)run.seed, resume ? ": resuming" : "");
       std::fflush(options.log);
     }
-    const TrainResult r = train(
-        config, {.resume = resume, .terminal = false, .progress = options.log, .comm = &comm});
+    const TrainResult r =
+        train(config, {.resume = resume,
+                       .terminal = false,
+                       .progress = options.log,
+                       .comm = &comm,
+                       .time_limit_seconds = limit > 0 ? std::max(left, 1e-9) : 0});
+    if (r.stopped) {
+      out_of_time = true;
+      continue;
+    }
+    ++progress.finished;
     if (!root) continue;
     Json result = result_json(run, r);
     result["commit"] = options.commit;
@@ -121,7 +145,12 @@ std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& opti
     }
     write_file_atomically((fs::path(dir) / kResultFile).string(), result.dump(2) + "\n");
   }
-  return dirs;
+  if (root && !progress.complete())
+    std::fprintf(options.log,
+                 "time limit: %d of %d runs finished; the same command again continues the "
+                 "suite (an unfinished run from its checkpoint)\n",
+                 progress.finished, total);
+  return progress;
 }
 
 }  // namespace ecmoe::compare

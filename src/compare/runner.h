@@ -1,6 +1,7 @@
 // Runs a suite: each run trains in its own folder under the suite's output folder, then leaves a
 // result.json. A run whose result.json is already there (same config) is skipped, so a suite
-// that was stopped continues where it was; a folder that holds a different run is an error.
+// that was stopped continues where it was; a folder that holds a different run is an error. A run
+// stopped after a checkpoint (killed, or by the time limit) continues from that checkpoint.
 #pragma once
 #include <cstdio>
 #include <string>
@@ -19,9 +20,17 @@ struct RunnerOptions {
   // Under mpirun: every run trains on all ranks (experts sharded, batches split); rank 0 decides
   // which runs are done, logs, measures the post-training evaluations and writes result.json.
   const dist::Comm* comm = nullptr;
+  // > 0: stop once this many seconds of wall time have passed, the run in progress at a
+  // checkpoint (TrainOptions::time_limit_seconds); the same command again continues the suite.
+  double time_limit_seconds = 0;
 };
 
-// Returns each run's folder, in suite order.
-std::vector<std::string> run_suite(const Suite& suite, const RunnerOptions& options);
+struct SuiteProgress {
+  std::vector<std::string> dirs;  // each run's folder, in suite order
+  int finished = 0;               // runs with a result.json
+  bool complete() const { return finished == int(dirs.size()); }
+};
+
+SuiteProgress run_suite(const Suite& suite, const RunnerOptions& options);
 
 }  // namespace ecmoe::compare

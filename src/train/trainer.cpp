@@ -263,11 +263,42 @@ class TrainingRun {
     }
   }
 
+  // Rank 0's clock decides for every rank, so that all stop at the same step.
+  bool time_is_up(double elapsed, double limit) const {
+    std::string answer = root_ && elapsed >= limit ? "1" : "0";
+    comm_.broadcast(answer);
+    return answer == "1";
+  }
+
+  // Stopped by the time limit before `steps`: a checkpoint (if this invocation trained) to resume
+  // from, a "stop" line, no final evaluation.
+  TrainResult stop(TrainResult result, double limit) {
+    if (state_.step > result.first_step) save();
+    MetricsJson j;
+    j["type"] = "stop";
+    j["step"] = state_.step;
+    j["reason"] = "time limit";
+    j["time_limit_seconds"] = limit;
+    write_metrics(j);
+    progress_->message("step " + std::to_string(state_.step) + " of " +
+                       std::to_string(config_.steps) + ": stopped by the time limit (" +
+                       std::to_string(int64_t(limit)) + " s), checkpoint " + checkpoint_path_ +
+                       "; --resume continues");
+    progress_->finish();
+    result.stopped = true;
+    return summarise(std::move(result));
+  }
+
   // The final checkpoint (if this invocation trained) and evaluation.
   TrainResult finish(TrainResult result) {
     if (state_.step > result.first_step) save();
     if (config_.eval.batches > 0) result.final_eval = evaluate_now();
     progress_->finish();
+    return summarise(std::move(result));
+  }
+
+ private:
+  TrainResult summarise(TrainResult result) const {
     result.config = config_;
     result.last_step = state_.step;
     result.checkpoint = checkpoint_path_;
@@ -277,7 +308,6 @@ class TrainingRun {
     return result;
   }
 
- private:
   static TrainConfig validated(TrainConfig config) {
     config.validate();
     return config;
@@ -361,10 +391,13 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
   TrainingRun run(std::move(config), options, options.comm ? *options.comm : single);
   TrainResult result;
   result.first_step = run.step();
+  const double start = now_seconds(), limit = options.time_limit_seconds;
   while (!run.done()) {
     const StepOutcome out = run.train_step();
     result.seconds += out.seconds;
     run.after_step(out);
+    if (limit > 0 && !run.done() && run.time_is_up(now_seconds() - start, limit))
+      return run.stop(std::move(result), limit);
   }
   return run.finish(std::move(result));
 }

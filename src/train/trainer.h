@@ -25,6 +25,11 @@ struct TrainOptions {
   // is the global batch. Rank 0 alone writes metrics, progress and checkpoints. nullptr: one
   // process.
   const dist::Comm* comm = nullptr;
+  // > 0: stop at the first step boundary after this many seconds of wall time since train()
+  // began, with a checkpoint and a "stop" metrics line, and without the final evaluation
+  // (TrainResult::stopped); --resume continues bit-exactly. For machines lent by the command
+  // (a GPU command runs at most 10 minutes): long runs go on over several commands.
+  double time_limit_seconds = 0;
 };
 
 struct TrainResult {
@@ -34,7 +39,8 @@ struct TrainResult {
   double seconds = 0;      // wall time of the steps (evaluations and checkpoints excluded)
   double tokens_per_second = 0;
   std::string checkpoint;                // path of the final checkpoint
-  std::optional<EvalResult> final_eval;  // absent when eval.batches is 0
+  std::optional<EvalResult> final_eval;  // absent when eval.batches is 0, or when stopped
+  bool stopped = false;                  // the time limit ended this invocation before `steps`
 };
 
 TrainResult train(TrainConfig config, const TrainOptions& options);

@@ -77,6 +77,24 @@ TEST_F(TrainCli, TrainTinyThenEvaluateThenResume) {
   expect_error("train --config tiny" + data + " --out " + out, "already holds a checkpoint");
 }
 
+// --time-limit: stopped at a step boundary with a checkpoint, exit status 0, and the command that
+// continues it; that command finishes the run. A negative limit is a usage error.
+TEST_F(TrainCli, TimeLimitStopsAndSaysHowToContinue) {
+  const std::string out = dir / "limited";
+  const CliRun first = run("train --config tiny --set data.dir=" + (dir / "data") + " --out " +
+                           out + " --time-limit 0.000001");
+  ASSERT_EQ(first.status, 0) << first.out << first.err;
+  EXPECT_TRUE(contains(first.out, "stopped by the time limit at step 1 of 20")) << first.out;
+  EXPECT_TRUE(contains(first.out, "continue with: ecmoe train --resume --out " + out)) << first.out;
+  EXPECT_FALSE(contains(first.out, "validation loss")) << first.out;
+  const CliRun rest = run("train --resume --out " + out);
+  ASSERT_EQ(rest.status, 0) << rest.out << rest.err;
+  EXPECT_TRUE(contains(rest.out, "trained steps 1..20")) << rest.out;
+  EXPECT_TRUE(contains(rest.out, "validation loss ")) << rest.out;
+  const CliRun negative = run("train --config tiny --time-limit -1 --out " + (dir / "neg"));
+  EXPECT_NE(negative.status, 0);
+}
+
 TEST_F(TrainCli, ConfigErrorsAreOneLine) {
   expect_error("train --config tiny --set model.moe.routr=top2",
                "unknown config key 'model.moe.routr' (did you mean 'model.moe.router'?)");

@@ -108,6 +108,56 @@ TEST_F(Training, ResumeIsBitwiseIdentical) {
   }
 }
 
+// --time-limit: a run stopped by its time limit leaves a checkpoint and a "stop" line, and runs
+// continued from it (again limited, then not) end bit-identical to a run never stopped.
+TEST_F(Training, TimeLimitStopsAtACheckpointAndResumesBitwise) {
+  TrainConfig straight = tiny("limit-straight");
+  straight.checkpoint_interval = 0;
+  run(straight);
+
+  TrainConfig limited = straight;
+  limited.out = dir / "limit-stopped";
+  std::FILE* sink = std::fopen("/dev/null", "w");
+  auto run_limited = [&](bool resume) {
+    return train(limited, {.resume = resume,
+                           .terminal = false,
+                           .progress = sink,
+                           .time_limit_seconds = 1e-9});  // up at the first step boundary
+  };
+  const TrainResult first = run_limited(false);
+  EXPECT_TRUE(first.stopped);
+  EXPECT_EQ(first.last_step, 1);
+  EXPECT_FALSE(first.final_eval.has_value());
+  EXPECT_EQ(Checkpoint::open(first.checkpoint).step(), 1);
+  const TrainResult second = run_limited(true);
+  EXPECT_TRUE(second.stopped);
+  EXPECT_EQ(second.first_step, 1);
+  EXPECT_EQ(second.last_step, 2);
+  std::fclose(sink);
+  const TrainResult rest = run(limited, /*resume=*/true);
+  EXPECT_FALSE(rest.stopped);
+  EXPECT_EQ(rest.last_step, straight.steps);
+  ASSERT_TRUE(rest.final_eval.has_value());
+
+  const auto a = train_test::train_lines(straight.out + "/metrics.jsonl");
+  const auto b = train_test::train_lines(limited.out + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << "step " << i + 1;
+  std::ifstream metrics(limited.out + "/metrics.jsonl");
+  int stops = 0;
+  for (std::string line; std::getline(metrics, line);)
+    stops += line.find("\"type\":\"stop\"") != std::string::npos;
+  EXPECT_EQ(stops, 2);
+  const auto ta = SafetensorsFile::open(straight.out + "/checkpoint.safetensors"),
+             tb = SafetensorsFile::open(limited.out + "/checkpoint.safetensors");
+  for (const auto& name : ta.names()) {
+    const auto x = ta.bytes(name), y = tb.bytes(name);
+    ASSERT_EQ(x.size(), y.size());
+    EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size()), 0) << name;
+  }
+}
+
 TEST_F(Training, ResumeDropsMetricsTheCheckpointLost) {
   TrainConfig c = tiny("lost");
   c.steps = 4;
