@@ -90,6 +90,26 @@ MoeConfig layer_bench_config(const LayerBenchOptions& o) {
   return cfg;
 }
 
+nlohmann::json layer_report_json(const LayerBenchOptions& o, const MoeConfig& cfg,
+                                 const LayerTimings& t) {
+  return {{"router", o.router},
+          {"tokens", o.tokens},
+          {"d_model", o.d_model},
+          {"d_ff", o.d_ff},
+          {"experts", o.experts},
+          {"capacity_factor", o.capacity_factor},
+          {"precision", precision_name(cfg.precision)},
+          {"repeats", o.repeats},
+          {"ms", median(t.total_ms)},
+          {"ms_min", *std::min_element(t.total_ms.begin(), t.total_ms.end())},
+          {"forward_ms", median(t.forward_ms)},
+          {"backward_ms", median(t.backward_ms)},
+          {"expert_gemm_ms", t.expert_gemm_ms},
+          {"expert_gemm_gflops", t.flops / t.expert_gemm_ms * 1e-6},
+          {"library_gemm_ms", t.library_gemm_ms},
+          {"library_gemm_gflops", t.flops / t.library_gemm_ms * 1e-6}};
+}
+
 namespace {
 
 void run_layer_bench(const LayerBenchOptions& o) {
@@ -165,30 +185,15 @@ void run_layer_bench(const LayerBenchOptions& o) {
     if (name.rfind("gemm", 0) == 0) in_gemm += ms;
   }
   if (o.json) {
-    nlohmann::json j = {{"router", o.router},
-                        {"tokens", o.tokens},
-                        {"d_model", o.d_model},
-                        {"d_ff", o.d_ff},
-                        {"experts", o.experts},
-                        {"capacity_factor", o.capacity_factor},
-                        {"precision", precision_name(cfg.precision)},
-                        {"bf16_kernel", bf16_native() ? "native" : "fallback"},
-                        {"threads", thread_count()},
-                        {"repeats", o.repeats},
-                        {"ms", t},
-                        {"ms_min", *std::min_element(total_ms.begin(), total_ms.end())},
-                        {"forward_ms", median(fwd_ms)},
-                        {"backward_ms", median(bwd_ms)},
-                        {"expert_gemm_ms", tg},
-                        {"expert_gemm_gflops", flops / tg * 1e-6},
-                        {"library_gemm_ms", tl},
-                        {"library_gemm_gflops", flops / tl * 1e-6},
-                        {"outside_gemm_share", outside},
-                        {"phases_ms", phase_ms},
-                        {"layer_gemm_ms", in_gemm},
-                        {"layer_outside_gemm_ms", in_phases - in_gemm},
-                        {"slots", layer.plan().slot_count()},
-                        {"max_experts_per_token", out.stats.max_experts_per_token}};
+    nlohmann::json j = layer_report_json(o, cfg, {total_ms, fwd_ms, bwd_ms, tg, tl, flops});
+    j.update({{"bf16_kernel", bf16_native() ? "native" : "fallback"},
+              {"threads", thread_count()},
+              {"outside_gemm_share", outside},
+              {"phases_ms", phase_ms},
+              {"layer_gemm_ms", in_gemm},
+              {"layer_outside_gemm_ms", in_phases - in_gemm},
+              {"slots", layer.plan().slot_count()},
+              {"max_experts_per_token", out.stats.max_experts_per_token}});
     std::printf("%s\n", j.dump().c_str());
     return;
   }

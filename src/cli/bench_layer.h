@@ -1,6 +1,7 @@
 // `ecmoe bench layer`'s options and the pieces its CPU and CUDA forms share
 // (cli/bench_layer.cpp, cli/bench_layer_cuda.cpp).
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,15 @@ std::vector<double> time_runs(int warmup, int repeats, F f) {
   }
   return ms;
 }
+
+// The report's fields both devices share: the shape, the precision, the medians of the timed
+// runs, and the expert GEMMs alone (ours) beside the library's plain calls of the same FLOPs.
+struct LayerTimings {
+  std::vector<double> total_ms, forward_ms, backward_ms;
+  double expert_gemm_ms = 0, library_gemm_ms = 0, flops = 0;
+};
+nlohmann::json layer_report_json(const LayerBenchOptions& o, const MoeConfig& cfg,
+                                 const LayerTimings& t);
 
 // --device cuda (cli/bench_layer_cuda.cpp); without the CUDA backend, a one-line error.
 void run_layer_bench_cuda(const LayerBenchOptions& o);

@@ -233,34 +233,20 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
   const double moving_gbps = moving_ms > 0 ? moved / (moving_ms * 1e-3) * 1e-9 : 0;
   const std::string gpu = cuda::device_summary();
   if (o.json) {
-    const nlohmann::json j = {{"router", o.router},
-                              {"device", "cuda"},
-                              {"gpu", gpu},
-                              {"tokens", n},
-                              {"d_model", d},
-                              {"d_ff", f},
-                              {"experts", o.experts},
-                              {"capacity_factor", o.capacity_factor},
-                              {"precision", precision_name(cfg.precision)},
-                              {"repeats", o.repeats},
-                              {"ms", t},
-                              {"ms_min", *std::min_element(total_ms.begin(), total_ms.end())},
-                              {"forward_ms", median(fwd_ms)},
-                              {"backward_ms", median(bwd_ms)},
-                              {"expert_gemm_ms", tg},
-                              {"expert_gemm_gflops", flops / tg * 1e-6},
-                              {"expert_gemm_tflops", flops / tg * 1e-9},
-                              {"library_gemm_ms", roof.dense_gemm_ms},
-                              {"library_gemm_gflops", flops / roof.dense_gemm_ms * 1e-6},
-                              {"cublas_4096_tflops", roof.peak_tflops},
-                              {"outside_gemm_share", outside},
-                              {"phases_ms", phase_ms},
-                              {"layer_gemm_ms", in_gemm},
-                              {"layer_outside_gemm_ms", in_phases - in_gemm},
-                              {"dispatch_combine_bytes", moved},
-                              {"dispatch_combine_gbps", moving_gbps},
-                              {"copy_gbps", copy},
-                              {"slots", plan.slot_count()}};
+    nlohmann::json j = layer_report_json(
+        o, cfg, {total_ms, fwd_ms, bwd_ms, roof.expert_gemm_ms, roof.dense_gemm_ms, flops});
+    j.update({{"device", "cuda"},
+              {"gpu", gpu},
+              {"expert_gemm_tflops", flops / tg * 1e-9},
+              {"cublas_4096_tflops", roof.peak_tflops},
+              {"outside_gemm_share", outside},
+              {"phases_ms", phase_ms},
+              {"layer_gemm_ms", in_gemm},
+              {"layer_outside_gemm_ms", in_phases - in_gemm},
+              {"dispatch_combine_bytes", moved},
+              {"dispatch_combine_gbps", moving_gbps},
+              {"copy_gbps", copy},
+              {"slots", plan.slot_count()}});
     std::printf("%s\n", j.dump().c_str());
     return;
   }

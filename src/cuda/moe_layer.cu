@@ -74,13 +74,7 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
   host_plan_valid_ = false;
   jittered_ = false;
   aux_on_host_ = false;
-  MoeConfig routing = config;
-  if (in.router) {
-    ECMOE_CHECK(router_has_weights(*in.router) == router_has_weights(config.router),
-                "moe forward: a ", router_name(config.router), " layer cannot route by ",
-                router_name(*in.router), " (their weights differ)");
-    routing.router = *in.router;
-  }
+  const MoeConfig routing = routing_config(config, in);
   const bool scored = router_has_weights(config.router);
   if (scored) {
     ECMOE_CHECK(w.router != nullptr, "moe forward: router weights missing");

@@ -62,6 +62,17 @@ void init_moe_params(FlatBuffer& params, const std::string& prefix, const MoeCon
   fill(prefix + "experts.w2", 1.f / std::sqrt(float(config.d_ff)), base + 3);
 }
 
+MoeConfig routing_config(const MoeConfig& config, const MoeInput& in) {
+  MoeConfig routing = config;
+  if (in.router) {
+    ECMOE_CHECK(router_has_weights(*in.router) == router_has_weights(config.router),
+                "moe forward: a ", router_name(config.router), " layer cannot route by ",
+                router_name(*in.router), " (their weights differ)");
+    routing.router = *in.router;
+  }
+  return routing;
+}
+
 MoeLayer::MoeLayer(const MoeConfig& config) : config_(config) { config_.validate(); }
 
 void MoeLayer::set_backend(std::unique_ptr<MoeBackend> backend) {
@@ -117,13 +128,7 @@ MoeOutput MoeLayer::forward(const MoeWeights& w, const MoeInput& in, float* y) {
   request.cutoffs = in.cutoffs;
   request.capacity_factor =
       in.training ? config_.capacity_factor_train : config_.capacity_factor_eval;
-  MoeConfig routing = config_;
-  if (in.router) {
-    ECMOE_CHECK(router_has_weights(*in.router) == router_has_weights(config_.router),
-                "moe forward: a ", router_name(config_.router), " layer cannot route by ",
-                router_name(*in.router), " (their weights differ)");
-    routing.router = *in.router;
-  }
+  const MoeConfig routing = routing_config(config_, in);
   RouteResult routed = comm_ && config_.global_routing ? route_global(routing, request)
                                                        : route_tokens(routing, request);
   phase_lap(times_, "routing");

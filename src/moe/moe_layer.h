@@ -74,6 +74,10 @@ struct MoeInput {
   std::optional<RouterKind> router = std::nullopt;
 };
 
+// The config a call routes by: `config`, or with MoeInput::router's router when one is given
+// (throws unless both routers have router weights, or neither).
+MoeConfig routing_config(const MoeConfig& config, const MoeInput& in);
+
 struct MoeOutput {
   AuxLosses aux;  // unweighted values and their weighted total (part of the loss)
   RoutingStats stats;

@@ -177,28 +177,22 @@ TEST(CudaMoeLayer, GradientsMatchFiniteDifferences) {
     };
     const float h = 1e-2f;
     int checked = 0, agreed = 0;
-    for (size_t j = 0; j < c.params.size(); j += c.params.size() / 25 + 1) {
-      const float keep = c.params[j];
-      c.params[j] = keep + h;
-      const double up = objective();
-      c.params[j] = keep - h;
-      const double down = objective();
-      c.params[j] = keep;
-      const double numeric = (up - down) / (2.0 * h);
-      ++checked;
-      agreed += std::abs(numeric - base.grads[j]) <= 2e-2 * (1 + std::abs(numeric));
-    }
-    for (size_t j = 0; j < c.x.size(); j += c.x.size() / 15 + 1) {
-      const float keep = c.x[j];
-      c.x[j] = keep + h;
-      const double up = objective();
-      c.x[j] = keep - h;
-      const double down = objective();
-      c.x[j] = keep;
-      const double numeric = (up - down) / (2.0 * h);
-      ++checked;
-      agreed += std::abs(numeric - base.dx[j]) <= 2e-2 * (1 + std::abs(numeric));
-    }
+    // Central differences at a spread of `count` coordinates of `values`, against `analytic`.
+    auto check = [&](std::vector<float>& values, const std::vector<float>& analytic, size_t count) {
+      for (size_t j = 0; j < values.size(); j += values.size() / count + 1) {
+        const float keep = values[j];
+        values[j] = keep + h;
+        const double up = objective();
+        values[j] = keep - h;
+        const double down = objective();
+        values[j] = keep;
+        const double numeric = (up - down) / (2.0 * h);
+        ++checked;
+        agreed += std::abs(numeric - analytic[j]) <= 2e-2 * (1 + std::abs(numeric));
+      }
+    };
+    check(c.params, base.grads, 25);
+    check(c.x, base.dx, 15);
     // A coordinate whose step flips a routing decision disagrees; they are rare.
     EXPECT_GE(agreed, checked - 2) << router_name(router) << ": " << agreed << " of " << checked;
   }

@@ -188,6 +188,37 @@ TEST(CudaOps, GateBackwardMatchesTheCpu) {
   }
 }
 
+RouteResult cpu_route(const MoeConfig& config, const std::vector<float>& probs, int n,
+                      float capacity) {
+  RouteRequest request;
+  request.probs = probs.data();
+  request.n_tokens = n;
+  request.capacity_factor = capacity;
+  return route_tokens(config, request);
+}
+
+// The GPU's plan equals the CPU's, field by field (gates bitwise).
+void expect_same_plan(const RoutingPlan& gpu, const RoutingPlan& cpu) {
+  EXPECT_EQ(gpu.gate_kind, cpu.gate_kind);
+  EXPECT_EQ(gpu.expert_offsets, cpu.expert_offsets);
+  EXPECT_EQ(gpu.slot_token, cpu.slot_token);
+  EXPECT_TRUE(same_bits(gpu.slot_gate, cpu.slot_gate));
+  EXPECT_EQ(gpu.token_offsets, cpu.token_offsets);
+  EXPECT_EQ(gpu.token_slots, cpu.token_slots);
+  EXPECT_EQ(gpu.choices_per_token, cpu.choices_per_token);
+  EXPECT_EQ(gpu.token_choices, cpu.token_choices);
+  EXPECT_TRUE(plan_is_consistent(gpu));
+}
+
+// Router scores for a routing test: softmax rows, or quantised to `levels` values per expert
+// share so that ties are everywhere.
+std::vector<float> routing_scores(int n, int e, uint64_t seed, int levels) {
+  std::vector<float> probs = random_probs(n, e, seed);
+  if (levels > 0)
+    for (float& p : probs) p = float(int(p * levels * e)) / float(levels * e);
+  return probs;
+}
+
 struct RouteShape {
   int n, e, group_size;
   float capacity;
@@ -202,18 +233,12 @@ TEST(CudaOps, ExpertChoicePlanIsTheCpusSlotForSlot) {
                                           {1000, 16, 0, 2.f, 1},  {4096, 64, 1024, 2.f, 0},
                                           {20000, 16, 0, 2.f, 0}, {3000, 32, 0, 1.f, 50}};
   for (const RouteShape& s : shapes) {
-    std::vector<float> probs = random_probs(s.n, s.e, 17 + s.n);
-    if (s.levels > 0)
-      for (float& p : probs) p = float(int(p * s.levels * s.e)) / float(s.levels * s.e);
+    const std::vector<float> probs = routing_scores(s.n, s.e, 17 + s.n, s.levels);
     MoeConfig config;
     config.router = RouterKind::kExpertChoice;
     config.n_experts = s.e;
     config.group_size = s.group_size;
-    RouteRequest request;
-    request.probs = probs.data();
-    request.n_tokens = s.n;
-    request.capacity_factor = s.capacity;
-    const RouteResult cpu = route_tokens(config, request);
+    const RouteResult cpu = cpu_route(config, probs, s.n, s.capacity);
     DevicePlan dplan;
     ExpertChoiceScratch scratch;
     DeviceVec<float> gp = to_device(probs);
@@ -222,12 +247,7 @@ TEST(CudaOps, ExpertChoicePlanIsTheCpusSlotForSlot) {
     const RoutingPlan gpu = download_plan(dplan, stream());
     SCOPED_TRACE("n " + std::to_string(s.n) + ", e " + std::to_string(s.e) + ", group " +
                  std::to_string(s.group_size) + ", levels " + std::to_string(s.levels));
-    EXPECT_EQ(gpu.expert_offsets, cpu.plan.expert_offsets);
-    EXPECT_EQ(gpu.slot_token, cpu.plan.slot_token);
-    EXPECT_TRUE(same_bits(gpu.slot_gate, cpu.plan.slot_gate));
-    EXPECT_EQ(gpu.token_offsets, cpu.plan.token_offsets);
-    EXPECT_EQ(gpu.token_slots, cpu.plan.token_slots);
-    EXPECT_TRUE(plan_is_consistent(gpu));
+    expect_same_plan(gpu, cpu.plan);
     const auto groups = routing_groups(s.n, s.group_size);
     const RoutingStats stats =
         expert_choice_stats(gpu, kth, groups[0].size, int(groups.size()), s.capacity);
@@ -250,20 +270,14 @@ TEST(CudaOps, TokenChoicePlanIsTheCpusSlotForSlot) {
       {300, 6, 2, 64, 0.5f, 0, true},  {300, 6, 3, 64, 1.25f, 4, true},
       {1000, 16, 2, 0, 1.f, 1, false}, {20000, 64, 2, 4096, 1.f, 0, true}};
   for (const Shape& s : shapes) {
-    std::vector<float> probs = random_probs(s.n, s.e, 19 + s.n);
-    if (s.levels > 0)
-      for (float& p : probs) p = float(int(p * s.levels * s.e)) / float(s.levels * s.e);
+    const std::vector<float> probs = routing_scores(s.n, s.e, 19 + s.n, s.levels);
     MoeConfig config;
     config.router = s.k == 1 ? RouterKind::kTop1 : RouterKind::kTop2;
     config.token_choice_k = s.k;
     config.n_experts = s.e;
     config.group_size = s.group_size;
     config.renormalize_gates = s.renormalize;
-    RouteRequest request;
-    request.probs = probs.data();
-    request.n_tokens = s.n;
-    request.capacity_factor = s.capacity;
-    const RouteResult cpu = route_tokens(config, request);
+    const RouteResult cpu = cpu_route(config, probs, s.n, s.capacity);
     DevicePlan dplan;
     TokenChoiceScratch scratch;
     DeviceVec<float> gp = to_device(probs);
@@ -273,15 +287,7 @@ TEST(CudaOps, TokenChoicePlanIsTheCpusSlotForSlot) {
     SCOPED_TRACE("n " + std::to_string(s.n) + ", e " + std::to_string(s.e) + ", k " +
                  std::to_string(s.k) + ", group " + std::to_string(s.group_size) + ", levels " +
                  std::to_string(s.levels));
-    EXPECT_EQ(gpu.gate_kind, cpu.plan.gate_kind);
-    EXPECT_EQ(gpu.expert_offsets, cpu.plan.expert_offsets);
-    EXPECT_EQ(gpu.slot_token, cpu.plan.slot_token);
-    EXPECT_TRUE(same_bits(gpu.slot_gate, cpu.plan.slot_gate));
-    EXPECT_EQ(gpu.token_offsets, cpu.plan.token_offsets);
-    EXPECT_EQ(gpu.token_slots, cpu.plan.token_slots);
-    EXPECT_EQ(gpu.choices_per_token, cpu.plan.choices_per_token);
-    EXPECT_EQ(gpu.token_choices, cpu.plan.token_choices);
-    EXPECT_TRUE(plan_is_consistent(gpu));
+    expect_same_plan(gpu, cpu.plan);
     EXPECT_EQ(counts.dropped, cpu.stats.dropped_assignments);
     EXPECT_EQ(counts.capacity, cpu.stats.capacity);
     EXPECT_EQ(counts.max_demand_over_capacity, cpu.stats.max_demand_over_capacity);
