@@ -119,12 +119,11 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
         out.stats.max_demand_over_capacity = counts.max_demand_over_capacity;
       }
     } else {
-      const std::vector<float> kth =
-          route_expert_choice(plan_, ec_scratch_, probs_.data(), n, routing, capacity, stream);
+      route_expert_choice(plan_, ec_scratch_, probs_.data(), n, routing, capacity, stream);
       if (collect_stats_ && n > 0) {
         const auto groups = routing_groups(n, routing.group_size);
-        out.stats =
-            expert_choice_stats(host_plan(), kth, groups[0].size, int(groups.size()), capacity);
+        out.stats = expert_choice_stats(host_plan(), ec_scratch_.kth.download(stream),
+                                        groups[0].size, int(groups.size()), capacity);
       }
     }
     if (collect_stats_ && n > 0) {

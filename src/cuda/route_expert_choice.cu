@@ -101,9 +101,8 @@ __global__ void __launch_bounds__(kSelectThreads)
 
 }  // namespace
 
-std::vector<float> route_expert_choice(DevicePlan& plan, ExpertChoiceScratch& scratch,
-                                       const float* probs, int n, const MoeConfig& config,
-                                       float capacity_factor, cudaStream_t stream) {
+void route_expert_choice(DevicePlan& plan, ExpertChoiceScratch& scratch, const float* probs, int n,
+                         const MoeConfig& config, float capacity_factor, cudaStream_t stream) {
   const int e = config.n_experts;
   const std::vector<GroupRange> groups = routing_groups(n, config.group_size);
   const int G = int(groups.size());
@@ -135,8 +134,6 @@ std::vector<float> route_expert_choice(DevicePlan& plan, ExpertChoiceScratch& sc
     ECMOE_CUDA_CHECK(cudaGetLastError());
   }
   build_inverse_index(plan, stream);
-  // Also keeps expert_offsets_host alive until its upload has been read.
-  return scratch.kth.download(stream);
 }
 
 }  // namespace ecmoe::cuda

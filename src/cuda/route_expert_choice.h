@@ -23,11 +23,10 @@ struct ExpertChoiceScratch {
   DeviceVec<float> kth;       // [groups, e]
 };
 
-// probs [n, e] (device) -> plan (rebuilt in place, inverse index included). Returns each
-// group's k-th score per expert, [groups, e] on the host (RoutingStats::kth_score_sum), which
-// waits for the stream.
-std::vector<float> route_expert_choice(DevicePlan& plan, ExpertChoiceScratch& scratch,
-                                       const float* probs, int n, const MoeConfig& config,
-                                       float capacity_factor, cudaStream_t stream);
+// probs [n, e] (device) -> plan (rebuilt in place, inverse index included) and scratch.kth: each
+// group's k-th score per expert, [groups, e] (RoutingStats::kth_score_sum; download it when the
+// statistics are wanted). Asynchronous: nothing waits for the stream.
+void route_expert_choice(DevicePlan& plan, ExpertChoiceScratch& scratch, const float* probs, int n,
+                         const MoeConfig& config, float capacity_factor, cudaStream_t stream);
 
 }  // namespace ecmoe::cuda
