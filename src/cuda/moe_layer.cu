@@ -8,6 +8,7 @@
 #include "cuda/moe_layer.h"
 #include "cuda/moe_ops.h"
 #include "cuda/route_expert_choice.h"
+#include "cuda/route_mask.h"
 #include "cuda/route_token_choice.h"
 #include "moe/aux_losses.h"
 #include "moe/moe_layer.h"
@@ -48,6 +49,7 @@ class CudaMoeBackend final : public MoeBackend {
   DevicePlan plan_;
   ExpertChoiceScratch ec_scratch_;
   TokenChoiceScratch tc_scratch_;
+  MaskRouteScratch mask_scratch_;
   DeviceExpertActivations act_;
   DeviceExpertScratch scratch_;
   DeviceVec<float> logits_, probs_, router_x_, noise_, dgate_, dprobs_, dlogits_, dx_router_;
@@ -106,8 +108,13 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
   const bool token_choice =
       (routing.router == RouterKind::kTop1 || routing.router == RouterKind::kTop2) &&
       !routing.batch_prioritized;
-  if (routing.router == RouterKind::kExpertChoice || token_choice) {
+  const bool per_pair = routing.router == RouterKind::kDense ||
+                        routing.router == RouterKind::kHash ||
+                        routing.router == RouterKind::kExpertThreshold;
+  if (routing.router == RouterKind::kExpertChoice || token_choice || per_pair) {
     ECMOE_CHECK(capacity > 0.f, "route: capacity factor must be > 0, got ", capacity);
+    std::vector<float> probs;  // the scores on the host, copied once if the statistics need them
+    if (collect_stats_ && scored && n > 0) probs = probs_.download(stream);
     if (token_choice) {
       const TokenChoiceCounts counts =
           route_token_choice(plan_, tc_scratch_, probs_.data(), n, routing, capacity, stream);
@@ -118,18 +125,28 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
         out.stats.dropped_assignments = counts.dropped;
         out.stats.max_demand_over_capacity = counts.max_demand_over_capacity;
       }
+    } else if (per_pair) {
+      route_mask(plan_, mask_scratch_, scored ? probs_.data() : nullptr, in.token_ids, in.cutoffs,
+                 n, routing, stream);
+      if (collect_stats_) {
+        RouteRequest request;
+        request.probs = probs.empty() ? nullptr : probs.data();
+        request.token_ids = in.token_ids;
+        request.n_tokens = n;
+        request.capacity_factor = capacity;
+        request.cutoffs = in.cutoffs;
+        out.stats = per_pair_route_stats(routing, request, host_plan());
+      }
     } else {
       route_expert_choice(plan_, ec_scratch_, probs_.data(), n, routing, capacity, stream);
-      if (collect_stats_ && n > 0) {
+      if (collect_stats_) {
         const auto groups = routing_groups(n, routing.group_size);
-        out.stats = expert_choice_stats(host_plan(), ec_scratch_.kth.download(stream),
-                                        groups[0].size, int(groups.size()), capacity);
+        out.stats =
+            expert_choice_stats(host_plan(), ec_scratch_.kth.download(stream),
+                                groups.empty() ? 0 : groups[0].size, int(groups.size()), capacity);
       }
     }
-    if (collect_stats_ && n > 0) {
-      const std::vector<float> probs = probs_.download(stream);
-      out.stats.router_entropy_sum = router_entropy_sum(probs.data(), n, e);
-    }
+    if (!probs.empty()) out.stats.router_entropy_sum = router_entropy_sum(probs.data(), n, e);
   } else {  // the CPU's router on the scores copied to the host
     std::vector<float> probs;
     if (scored) probs = probs_.download(stream);

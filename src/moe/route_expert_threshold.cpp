@@ -54,16 +54,7 @@ RouteResult route_expert_threshold(const MoeConfig& config, const RouteRequest& 
     }
   RouteResult r;
   r.plan = make_routing_plan(n, e, GateKind::kScore, assignments);
-  count_plan(r.plan, r.stats);
-  // Capacity reported as expert choice's k over all n tokens, so demand/capacity shows how far
-  // the realised load strays from it.
-  const int k = n ? expert_choice_capacity(n, e, request.capacity_factor) : 0;
-  r.stats.capacity = k;
-  r.stats.requested_assignments = r.plan.slot_count();
-  int64_t busiest = 0;
-  for (int64_t c : r.stats.tokens_per_expert) busiest = std::max(busiest, c);
-  r.stats.max_demand_over_capacity = k ? double(busiest) / k : 0.0;
-  if (n > 0) add_kth_scores(config, request, r.stats);
+  r.stats = per_pair_route_stats(config, request, r.plan);
   return r;
 }
 

@@ -1,5 +1,4 @@
 // Hash routing: expert = token id mod e, gate 1; no scores, no capacity.
-#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -20,13 +19,7 @@ RouteResult route_hash(const MoeConfig& config, const RouteRequest& request) {
   }
   RouteResult r;
   r.plan = make_routing_plan(request.n_tokens, e, GateKind::kConstant, assignments);
-  count_plan(r.plan, r.stats);
-  r.stats.requested_assignments = request.n_tokens;
-  // Hash routing has no capacity; report the busiest expert against an even share.
-  r.stats.capacity = (request.n_tokens + e - 1) / e;
-  int64_t busiest = 0;
-  for (int64_t c : r.stats.tokens_per_expert) busiest = std::max(busiest, c);
-  r.stats.max_demand_over_capacity = r.stats.capacity ? double(busiest) / r.stats.capacity : 0.0;
+  r.stats = per_pair_route_stats(config, request, r.plan);
   return r;
 }
 

@@ -41,6 +41,11 @@ RouteResult route_token_choice(const MoeConfig& config, const RouteRequest& requ
 // lower index), summed into stats.kth_score_sum over the groups.
 void add_kth_scores(const MoeConfig& config, const RouteRequest& request, RoutingStats& stats);
 RouteResult route_expert_threshold(const MoeConfig& config, const RouteRequest& request);
+// The statistics of the routers that decide each (token, expert) pair on its own (dense, hash,
+// expert_threshold) from their plan; expert_threshold also reads the request's scores for the
+// k-th scores. Shared by the CPU routers and the CUDA ones (cuda/route_mask.h).
+RoutingStats per_pair_route_stats(const MoeConfig& config, const RouteRequest& request,
+                                  const RoutingPlan& plan);
 RouteResult route_dense(const MoeConfig& config, const RouteRequest& request);
 RouteResult route_hash(const MoeConfig& config, const RouteRequest& request);
 

@@ -16,6 +16,7 @@
 #include "cuda/experts.h"
 #include "cuda/moe_ops.h"
 #include "cuda/route_expert_choice.h"
+#include "cuda/route_mask.h"
 #include "cuda/route_token_choice.h"
 #include "cuda_test_util.h"
 #include "moe/dispatch_combine.h"
@@ -291,6 +292,45 @@ TEST(CudaOps, TokenChoicePlanIsTheCpusSlotForSlot) {
     EXPECT_EQ(counts.dropped, cpu.stats.dropped_assignments);
     EXPECT_EQ(counts.capacity, cpu.stats.capacity);
     EXPECT_EQ(counts.max_demand_over_capacity, cpu.stats.max_demand_over_capacity);
+  }
+}
+
+// Dense, hash and expert_threshold (the per-pair routers) against the CPU's: plans slot for slot,
+// and the statistics the shared per_pair_route_stats derives from them.
+TEST(CudaOps, PerPairRouterPlansAreTheCpus) {
+  ECMOE_REQUIRE_GPU();
+  for (int n : {0, 1, 5, 3000}) {
+    const int e = 8;
+    // Scores quantised to 4 levels per expert share, so some equal a cutoff exactly.
+    const std::vector<float> probs = routing_scores(n, e, 23 + n, 4);
+    std::vector<int32_t> ids(n);
+    for (int t = 0; t < n; ++t) ids[t] = (t * 7919 + 13) % 1000;
+    std::vector<float> cutoffs(e);
+    for (int i = 0; i < e; ++i) cutoffs[i] = float(i % 4 + 1) / float(4 * e);
+    for (RouterKind router :
+         {RouterKind::kDense, RouterKind::kHash, RouterKind::kExpertThreshold}) {
+      MoeConfig config;
+      config.router = router;
+      config.n_experts = e;
+      RouteRequest request;
+      request.probs = probs.data();
+      request.token_ids = ids.data();
+      request.n_tokens = n;
+      request.capacity_factor = 2.f;
+      request.cutoffs = cutoffs.data();
+      const RouteResult cpu = route_tokens(config, request);
+      DevicePlan dplan;
+      MaskRouteScratch scratch;
+      DeviceVec<float> gp = to_device(probs);
+      cuda::route_mask(dplan, scratch, gp.data(), ids.data(), cutoffs.data(), n, config, stream());
+      const RoutingPlan gpu = download_plan(dplan, stream());
+      SCOPED_TRACE(router_name(router) + " n " + std::to_string(n));
+      expect_same_plan(gpu, cpu.plan);
+      const RoutingStats stats = per_pair_route_stats(config, request, gpu);
+      EXPECT_EQ(stats.capacity, cpu.stats.capacity);
+      EXPECT_EQ(stats.max_demand_over_capacity, cpu.stats.max_demand_over_capacity);
+      EXPECT_EQ(stats.kth_score_sum, cpu.stats.kth_score_sum);
+    }
   }
 }
 
