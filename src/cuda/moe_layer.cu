@@ -106,8 +106,7 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
   const float capacity = in.training ? config.capacity_factor_train : config.capacity_factor_eval;
   MoeOutput out;
   const bool token_choice =
-      (routing.router == RouterKind::kTop1 || routing.router == RouterKind::kTop2) &&
-      !routing.batch_prioritized;
+      routing.router == RouterKind::kTop1 || routing.router == RouterKind::kTop2;
   const bool per_pair = routing.router == RouterKind::kDense ||
                         routing.router == RouterKind::kHash ||
                         routing.router == RouterKind::kExpertThreshold;

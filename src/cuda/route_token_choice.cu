@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
+#include <cub/device/device_segmented_radix_sort.cuh>
 
 #include "core/error.h"
 #include "cuda/cuda_check.h"
@@ -46,11 +47,21 @@ __global__ void demand_kernel(int* demand, const int* choices, int n, int group_
   if (threadIdx.x == 0) demand[g * e + i] = total;
 }
 
-// Block (g, i): the requests for expert i in priority order (round 0's tokens in order, then
-// round 1's, ...), the first `capacity` kept, written from slot group_offsets[g, i] on.
+// top1[t] = t's best score; positions[t] = t (the values the batch-prioritised sort permutes).
+__global__ void top1_kernel(float* top1, int* positions, const int* choices, const float* probs,
+                            int n, int e, int k) {
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= n) return;
+  top1[t] = probs[t * e + choices[t * k]];
+  positions[t] = int(t);
+}
+
+// Block (g, i): the requests for expert i in priority order (round 0's tokens in the group's
+// order, then round 1's, ...), the first `capacity` kept, written from slot group_offsets[g, i]
+// on. order: the group's tokens in priority order (batch-prioritised), or nullptr: position order.
 __global__ void assign_kernel(int* slot_token, float* slot_gate, const int* choices,
-                              const float* probs, const int* group_offsets, int n, int e,
-                              int group_size, int k, int capacity_full, int capacity_last,
+                              const float* probs, const int* group_offsets, const int* order, int n,
+                              int e, int group_size, int k, int capacity_full, int capacity_last,
                               bool renormalize) {
   using Scan = cub::BlockScan<int, kThreads>;
   __shared__ typename Scan::TempStorage temp;
@@ -61,8 +72,10 @@ __global__ void assign_kernel(int* slot_token, float* slot_gate, const int* choi
   int taken = 0;
   for (int round = 0; round < k && taken < capacity; ++round) {
     for (int j0 = 0; j0 < size && taken < capacity; j0 += blockDim.x) {
-      const int t = begin + j0 + int(threadIdx.x);
-      const int wants = j0 + int(threadIdx.x) < size && choices[int64_t(t) * k + round] == i;
+      const int j = begin + j0 + int(threadIdx.x);
+      const bool inside = j0 + int(threadIdx.x) < size;
+      const int t = inside && order ? order[j] : j;
+      const int wants = inside && choices[int64_t(t) * k + round] == i;
       int before, total;
       Scan(temp).ExclusiveSum(wants, before, total);
       __syncthreads();
@@ -135,11 +148,37 @@ TokenChoiceCounts route_token_choice(DevicePlan& plan, TokenChoiceScratch& scrat
   plan.expert_offsets.upload(std::span<const int>(plan.expert_offsets_host), stream);
   plan.slot_token.resize(slot);
   plan.slot_gate.resize(slot);
+  const int* order = nullptr;
+  if (slot > 0 && config.batch_prioritized) {  // each group by descending top-1 score, stably
+    scratch.top1.resize(size_t(n));
+    scratch.top1_sorted.resize(size_t(n));
+    scratch.positions.resize(size_t(n));
+    scratch.order.resize(size_t(n));
+    top1_kernel<<<blocks_for(n, 128), 128, 0, stream>>>(
+        scratch.top1.data(), scratch.positions.data(), scratch.choices.data(), probs, n, e, k);
+    ECMOE_CUDA_CHECK(cudaGetLastError());
+    std::vector<int> segments(size_t(G) + 1);
+    for (int g = 0; g < G; ++g) segments[g] = groups[g].begin;
+    segments[G] = n;
+    scratch.segments.upload(std::span<const int>(segments), stream);
+    size_t temp_bytes = 0;
+    ECMOE_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
+        nullptr, temp_bytes, scratch.top1.data(), scratch.top1_sorted.data(),
+        scratch.positions.data(), scratch.order.data(), n, G, scratch.segments.data(),
+        scratch.segments.data() + 1, 0, 32, stream));
+    scratch.sort_temp.resize(temp_bytes);
+    ECMOE_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
+        scratch.sort_temp.data(), temp_bytes, scratch.top1.data(), scratch.top1_sorted.data(),
+        scratch.positions.data(), scratch.order.data(), n, G, scratch.segments.data(),
+        scratch.segments.data() + 1, 0, 32, stream));
+    order = scratch.order.data();
+  }
   if (slot > 0) {
     scratch.group_offsets.upload(std::span<const int>(group_offsets), stream);
     assign_kernel<<<dim3(G, e), kThreads, 0, stream>>>(
         plan.slot_token.data(), plan.slot_gate.data(), scratch.choices.data(), probs,
-        scratch.group_offsets.data(), n, e, groups[0].size, k, cap_full, cap_last, renormalize);
+        scratch.group_offsets.data(), order, n, e, groups[0].size, k, cap_full, cap_last,
+        renormalize);
     ECMOE_CUDA_CHECK(cudaGetLastError());
   }
   plan.choices_per_token = renormalize ? k : 0;

@@ -2,14 +2,14 @@
 // ranks the experts by score (ties: lower expert index) and asks for its first k; per routing
 // group all first choices are served before any second choice, tokens in position order, and an
 // expert full at capacity drops the request. Gates: the score, or the score over the sum of the
-// token's k chosen scores (renormalize_gates, k > 1). For the same scores the plan is the CPU's,
-// slot for slot. Batch-prioritised routing (top-1 score order) is not here: the layer routes it
-// on the host.
+// token's k chosen scores (renormalize_gates, k > 1). With batch_prioritized, a group's tokens go
+// by descending top-1 score instead (a stable order: equal scores keep their positions). For the
+// same scores the plan is the CPU's, slot for slot.
 //
 // How: a thread per token picks its k experts; a block per (group, expert) counts the requests;
 // the host turns the counts into slot offsets; a block per (group, expert) then walks the
 // requests in priority order (round by round, tokens in order) and keeps the first `capacity` by
-// block scans.
+// block scans. Batch-prioritised order is a stable segmented radix sort (CUB) by top-1 score.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -26,6 +26,10 @@ struct TokenChoiceScratch {
   DeviceVec<int> choices;        // [n, k]
   DeviceVec<int> demand;         // [groups, e] requests per group and expert
   DeviceVec<int> group_offsets;  // [groups, e] first slot of each (group, expert)
+  // batch_prioritized: each group's tokens by descending top-1 score, and the sort's buffers.
+  DeviceVec<int> order, positions, segments;
+  DeviceVec<float> top1, top1_sorted;
+  DeviceVec<unsigned char> sort_temp;
 };
 
 struct TokenChoiceCounts {

@@ -36,6 +36,7 @@ MoeConfig layer_config(RouterKind router, Precision precision) {
     c.z_loss_weight = 0.001f;
   }
   c.jitter = router == RouterKind::kTop1 ? 0.01f : 0.f;  // one router runs with jitter
+  c.batch_prioritized = router == RouterKind::kTop1;     // and batch-prioritised
   return c;
 }
 

@@ -264,12 +264,21 @@ TEST(CudaOps, TokenChoicePlanIsTheCpusSlotForSlot) {
     float capacity;
     int levels;
     bool renormalize;
+    bool batch_prioritized = false;
   };
   const std::vector<Shape> shapes = {
-      {64, 8, 2, 0, 1.f, 0, true},     {64, 8, 1, 0, 1.f, 0, false},
-      {5, 8, 2, 0, 2.f, 0, true},      {1, 4, 2, 0, 1.f, 0, true},
-      {300, 6, 2, 64, 0.5f, 0, true},  {300, 6, 3, 64, 1.25f, 4, true},
-      {1000, 16, 2, 0, 1.f, 1, false}, {20000, 64, 2, 4096, 1.f, 0, true}};
+      {64, 8, 2, 0, 1.f, 0, true},
+      {64, 8, 1, 0, 1.f, 0, false},
+      {5, 8, 2, 0, 2.f, 0, true},
+      {1, 4, 2, 0, 1.f, 0, true},
+      {300, 6, 2, 64, 0.5f, 0, true},
+      {300, 6, 3, 64, 1.25f, 4, true},
+      {1000, 16, 2, 0, 1.f, 1, false},
+      {20000, 64, 2, 4096, 1.f, 0, true},
+      // Batch-prioritised: by top-1 score, stably (the quantised scores tie often).
+      {300, 6, 2, 64, 0.5f, 0, true, true},
+      {1000, 16, 1, 0, 0.5f, 1, false, true},
+      {20000, 64, 2, 4096, 1.f, 2, true, true}};
   for (const Shape& s : shapes) {
     const std::vector<float> probs = routing_scores(s.n, s.e, 19 + s.n, s.levels);
     MoeConfig config;
@@ -278,6 +287,7 @@ TEST(CudaOps, TokenChoicePlanIsTheCpusSlotForSlot) {
     config.n_experts = s.e;
     config.group_size = s.group_size;
     config.renormalize_gates = s.renormalize;
+    config.batch_prioritized = s.batch_prioritized;
     const RouteResult cpu = cpu_route(config, probs, s.n, s.capacity);
     DevicePlan dplan;
     TokenChoiceScratch scratch;
@@ -287,7 +297,7 @@ TEST(CudaOps, TokenChoicePlanIsTheCpusSlotForSlot) {
     const RoutingPlan gpu = download_plan(dplan, stream());
     SCOPED_TRACE("n " + std::to_string(s.n) + ", e " + std::to_string(s.e) + ", k " +
                  std::to_string(s.k) + ", group " + std::to_string(s.group_size) + ", levels " +
-                 std::to_string(s.levels));
+                 std::to_string(s.levels) + (s.batch_prioritized ? ", batch-prioritised" : ""));
     expect_same_plan(gpu, cpu.plan);
     EXPECT_EQ(counts.dropped, cpu.stats.dropped_assignments);
     EXPECT_EQ(counts.capacity, cpu.stats.capacity);
