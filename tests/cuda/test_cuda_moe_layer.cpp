@@ -129,6 +129,8 @@ TEST(CudaMoeLayer, MatchesTheCpuLayerForEveryRouter) {
     const double tol = precision == Precision::kFp32 ? 1e-5 : 2.0 / 256;
     for (RouterKind router : kRouters) {
       for (int n : {1, 3, 77}) {
+        // Capped expert choice cannot give 4 experts a token each from 1 token at 2 per token.
+        if (router == RouterKind::kExpertChoiceCapped && n == 1) continue;
         SCOPED_TRACE(router_name(router) + " " + precision_name(precision) + " n " +
                      std::to_string(n));
         Case c(layer_config(router, precision), n);
