@@ -98,6 +98,21 @@ TEST_F(MpiCli, ResumeUnderTwoRanksIsBitIdentical) {
               checkpoint_params(parts + "/checkpoint.safetensors"));
 }
 
+// --time-limit under 2 ranks: rank 0's clock stops both at the same step (one report, a
+// checkpoint), and the resumed run ends bit-identical to one never stopped.
+TEST_F(MpiCli, TimeLimitStopsEveryRankAtTheSameStep) {
+  const std::string whole = dir / "limit-whole", parts = dir / "limit-parts";
+  ASSERT_EQ(ecmoe(2, "train " + config() + " --set steps=4 --out " + whole).status, 0);
+  const CliRun stopped =
+      ecmoe(2, "train " + config() + " --set steps=4 --out " + parts + " --time-limit 0.000001");
+  ASSERT_EQ(stopped.status, 0) << stopped.out << stopped.err;
+  EXPECT_EQ(count(stopped.out, "stopped by the time limit at step 1 of 4"), 1) << stopped.out;
+  const CliRun resumed = ecmoe(2, "train --resume --out " + parts);
+  ASSERT_EQ(resumed.status, 0) << resumed.out << resumed.err;
+  EXPECT_TRUE(checkpoint_params(whole + "/checkpoint.safetensors") ==
+              checkpoint_params(parts + "/checkpoint.safetensors"));
+}
+
 TEST_F(MpiCli, DisagreeingRanksStopWithAnErrorOnEveryRank) {
   const std::string base = "train " + config() + " --out " + (dir / "mismatch");
   const CliRun r =
