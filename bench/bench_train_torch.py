@@ -32,6 +32,11 @@ FLOPs but in 8 smaller GEMMs and extra copies), index slightly ahead. The LM hea
 computes logits only at positions with a target (as ecmoe does). `--check` verifies the model
 (loss and every gradient) against tools/torch_model.py on small cases in float64.
 
+--device cuda runs the same model on the GPU (the peer of issue 16's GPU training): autocast on
+CUDA, batches drawn on the host as on the CPU and copied, AdamW fused where this torch has it;
+--compile puts the model's forward under torch.compile (PyTorch 2). Each step ends with the loss
+read back, so the device is synchronised before a step's time is taken.
+
 Run with Debian's python3-torch (1.13). On an AVX-512 CPU the script sets
 OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS otherwise picks an older kernel, up to ~5x slower)
 and ATEN_CPU_CAPABILITY=avx512 in its own environment before torch loads, unless they are set; it
@@ -159,7 +164,7 @@ def param_shapes(mc):
     return out
 
 
-def init_params(mc, seed=1, dtype=torch.float32):
+def init_params(mc, seed=1, dtype=torch.float32, device="cpu"):
     """As Transformer::init_params: gains 1, biases 0, other tensors N(0, init_std), residual
     outputs (attn.out.weight, ffn.experts.w2) scaled by 1/sqrt(2·n_layers)."""
     g = torch.Generator().manual_seed(seed)
@@ -174,7 +179,7 @@ def init_params(mc, seed=1, dtype=torch.float32):
             std = mc["init_std"] * (scale if name.endswith(("attn.out.weight",
                                                             "ffn.experts.w2")) else 1.0)
             t = torch.randn(shape, generator=g, dtype=dtype) * std
-        params[name] = t.requires_grad_(True)
+        params[name] = t.to(device).requires_grad_(True)
     return params
 
 
@@ -211,13 +216,14 @@ def route_token_choice(mc, probs):
     caps = [max(1, min(size, round_half_away(f32(mc["capacity_factor"]) * k * size / e)))
             for _, size in groups]
     width = sum(caps)
+    dev = probs.device
     with torch.no_grad():
-        slot_token = torch.full((e * width,), n, dtype=torch.long)
-        slot_src = torch.full((e * width,), n * k, dtype=torch.long)
-        filled = torch.zeros(e, dtype=torch.long)
+        slot_token = torch.full((e * width,), n, dtype=torch.long, device=dev)
+        slot_src = torch.full((e * width,), n * k, dtype=torch.long, device=dev)
+        filled = torch.zeros(e, dtype=torch.long, device=dev)
         offset = 0
         for (begin, size), cap in zip(groups, caps):
-            used = torch.zeros(e, dtype=torch.long)
+            used = torch.zeros(e, dtype=torch.long, device=dev)
             ti = top_i[begin:begin + size]
             positions = []
             for c in range(k):
@@ -227,9 +233,10 @@ def route_token_choice(mc, probs):
             pos = torch.stack(positions, dim=1)  # [size, k]
             keep = pos < cap
             slot = ti * width + offset + pos
-            slot_token[slot[keep]] = (torch.arange(size) + begin).unsqueeze(1).expand(size,
-                                                                                     k)[keep]
-            slot_src[slot[keep]] = (torch.arange(size * k) + begin * k).view(size, k)[keep]
+            slot_token[slot[keep]] = (torch.arange(size, device=dev) + begin).unsqueeze(1).expand(
+                size, k)[keep]
+            slot_src[slot[keep]] = (torch.arange(size * k, device=dev) + begin * k).view(
+                size, k)[keep]
             filled += used.clamp(max=cap)
             offset += cap
     gate_flat = torch.cat([gate_all.reshape(-1), gate_all.new_zeros(1)])
@@ -243,7 +250,7 @@ def moe_ffn(mc, router, x, wg, w1, w2, impl):
     if router == "dense":
         return F.gelu(x @ w1[0]) @ w2[0], None
     rdt = torch.float64 if x.dtype == torch.float64 else torch.float32  # float64: --check
-    with torch.autocast("cpu", enabled=False):  # the router in fp32 (or 64), as ecmoe's
+    with torch.autocast(x.device.type, enabled=False):  # the router in fp32 (or 64), as ecmoe's
         logits = x.to(rdt) @ wg.to(rdt)
     probs = torch.softmax(logits, dim=-1)
     e = probs.shape[1]
@@ -303,7 +310,7 @@ def forward(mc, params, tokens, targets, impl="index"):
     h = (F.embedding(tokens, E) + params["embed.positions"][:T]).view(N, d)
     causal = None
     if mc["kind"] == "decoder":
-        causal = torch.ones(T, T, dtype=torch.bool).triu(1)
+        causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).triu(1)
     scale = 1.0 / math.sqrt(hd)
     aux_total = None
     for l in range(mc["n_layers"]):
@@ -367,22 +374,25 @@ def make_batch(cfg, mc, gen):
 # Training step and timing
 
 
-def make_optimizer(cfg, params, foreach):
+def make_optimizer(cfg, params, foreach, fused=False):
     o = cfg["optimizer"]
     matrices = [t for t in params.values() if t.dim() >= 2]
     vectors = [t for t in params.values() if t.dim() < 2]
     groups = [{"params": matrices, "weight_decay": o["weight_decay"]},
               {"params": vectors, "weight_decay": 0.0}]
+    extra = {"fused": True} if fused else {"foreach": foreach}
     return torch.optim.AdamW(groups, lr=cfg["schedule"]["peak_lr"], betas=(o["beta1"],
-                             o["beta2"]), eps=o["eps"], foreach=foreach)
+                             o["beta2"]), eps=o["eps"], **extra)
 
 
-def train_step(cfg, mc, params, plist, opt, gen, impl, precision="fp32", bf16_mode="autocast"):
+def train_step(cfg, mc, params, plist, opt, gen, impl, precision="fp32", bf16_mode="autocast",
+               device="cpu", forward_fn=None):
     tokens, targets = make_batch(cfg, mc, gen)
+    tokens, targets = tokens.to(device, non_blocking=True), targets.to(device, non_blocking=True)
     opt.zero_grad(set_to_none=True)
     on = precision == "bf16" and bf16_mode == "autocast"
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
-        loss = forward(mc, params, tokens, targets, impl)
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=on):
+        loss = (forward_fn or forward)(mc, params, tokens, targets, impl)
     loss.backward()
     if cfg["clip_norm"] > 0:
         torch.nn.utils.clip_grad_norm_(plist, cfg["clip_norm"])
@@ -394,15 +404,22 @@ def bench(cfg, args):
     mc = model_config(cfg)
     torch.manual_seed(0)
     bf16_weights = args.precision == "bf16" and args.bf16_mode == "weights"
-    params = init_params(mc, seed=1, dtype=torch.bfloat16 if bf16_weights else torch.float32)
+    params = init_params(mc, seed=1, dtype=torch.bfloat16 if bf16_weights else torch.float32,
+                         device=args.device)
     plist = list(params.values())
-    opt = make_optimizer(cfg, params, foreach=args.foreach)
+    fused = args.device == "cuda" and "fused" in torch.optim.AdamW.__init__.__code__.co_varnames
+    opt = make_optimizer(cfg, params, foreach=args.foreach, fused=fused)
+    forward_fn = None
+    if args.compile:
+        if not hasattr(torch, "compile"):
+            sys.exit("--compile needs PyTorch 2 or later (this is %s)" % torch.__version__)
+        forward_fn = torch.compile(forward)
     gen = torch.Generator().manual_seed(2)
     seconds, losses = [], []
     for s in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
+        t0 = time.perf_counter()  # the step's float(loss) synchronises the device
         losses.append(train_step(cfg, mc, params, plist, opt, gen, args.moe_impl,
-                                 args.precision, args.bf16_mode))
+                                 args.precision, args.bf16_mode, args.device, forward_fn))
         if s >= args.warmup:
             seconds.append(time.perf_counter() - t0)
     median = statistics.median(seconds)
@@ -411,7 +428,7 @@ def bench(cfg, args):
                 tokens_per_s=tokens_per_step / median,
                 step_seconds=[round(t, 4) for t in seconds],
                 first_loss=losses[0], last_loss=losses[-1],
-                parameters=sum(t.numel() for t in plist))
+                parameters=sum(t.numel() for t in plist), adamw_fused=fused)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -501,6 +518,9 @@ def main():
                         "in bf16 (default: %(default)s)")
     parser.add_argument("--no-foreach", dest="foreach", action="store_false",
                         help="AdamW without the multi-tensor (foreach) implementation")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--compile", action="store_true",
+                        help="the forward under torch.compile (PyTorch 2)")
     parser.add_argument("--check", action="store_true",
                         help="verify the model against tools/torch_model.py first")
     parser.add_argument("--check-only", action="store_true", help="verify and exit")
@@ -514,7 +534,7 @@ def main():
             print(f"check passed: largest relative difference {worst:.2e}")
             return
     cfg = load_config(args.ecmoe, args.config, args.router, args.set)
-    blas = peer_blas.check_peer(quiet=args.json)
+    blas = peer_blas.check_peer(quiet=args.json) if args.device == "cpu" else "cuda"
     mc = model_config(cfg)
     result = bench(cfg, args)
     result.update(
@@ -524,7 +544,9 @@ def main():
         threads=torch.get_num_threads(), steps=args.steps, warmup=args.warmup,
         moe_impl=args.moe_impl, precision=args.precision,
         bf16_mode=args.bf16_mode if args.precision == "bf16" else None,
-        adamw_foreach=args.foreach, torch=torch.__version__,
+        adamw_foreach=args.foreach, torch=torch.__version__, device=args.device,
+        compile=args.compile,
+        gpu=torch.cuda.get_device_name() if args.device == "cuda" else None,
         openblas_coretype=os.environ.get("OPENBLAS_CORETYPE", ""), blas=blas,
         aten_cpu_capability=torch.backends.cpu.get_cpu_capability()
         if hasattr(torch.backends, "cpu") else os.environ.get("ATEN_CPU_CAPABILITY", ""),
@@ -534,8 +556,9 @@ def main():
         return
     print(f"torch {torch.__version__}: config {args.config} ({mc['kind']}, {mc['router']} "
           f"router, moe impl {result['moe_impl']}, {args.precision}"
-          f"{' ' + args.bf16_mode if args.precision == 'bf16' else ''}), "
-          f"{result['threads']} threads, "
+          f"{' ' + args.bf16_mode if args.precision == 'bf16' else ''}"
+          f"{', torch.compile' if args.compile else ''}), "
+          f"{result['gpu'] if args.device == 'cuda' else str(result['threads']) + ' threads'}, "
           f"{result['parameters']} parameters")
     print(f"median step {result['median_step_seconds']:.3f} s over {args.steps} steps (after "
           f"{args.warmup} warm-up): {result['tokens_per_s']:.0f} tokens/s  (loss "
