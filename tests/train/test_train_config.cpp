@@ -268,6 +268,17 @@ TEST(TrainConfig, ShippedConfigs) {
   EXPECT_EQ(tiny.model.d_model, 32);
   EXPECT_EQ(tiny.model.n_layers, 2);
   EXPECT_EQ(tiny.model.moe.n_experts, 4);
+  // Issue 16's GPU-sized model: 32k tokens a step, 64 experts in every other layer.
+  const TrainConfig gpu = load_train_config(configs + "gpu-small.json", {});
+  EXPECT_EQ(gpu.model.d_model, 768);
+  EXPECT_EQ(gpu.model.n_layers, 12);
+  EXPECT_EQ(gpu.model.n_heads, 12);
+  EXPECT_EQ(gpu.model.d_ff, 3072);
+  EXPECT_EQ(gpu.model.moe_every, 2);
+  EXPECT_EQ(gpu.model.moe.n_experts, 64);
+  EXPECT_EQ(gpu.model.moe.router, RouterKind::kExpertChoice);
+  EXPECT_EQ(gpu.batch_size * gpu.model.seq_len, 32768);
+  EXPECT_EQ(gpu.model.precision, Precision::kBf16);
 }
 
 TEST(TrainConfig, FlattenListsEveryLeaf) {
