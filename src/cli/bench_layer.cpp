@@ -110,6 +110,32 @@ nlohmann::json layer_report_json(const LayerBenchOptions& o, const MoeConfig& cf
           {"library_gemm_gflops", t.flops / t.library_gemm_ms * 1e-6}};
 }
 
+PhaseSummary summarize_phases(const PhaseTimes& phases, int repeats) {
+  PhaseSummary summary;
+  for (const auto& [name, seconds] : phases.entries()) {
+    const double ms = seconds * 1e3 / repeats;
+    summary.ms.emplace_back(name, ms);
+    summary.total_ms += ms;
+    if (name.rfind("gemm", 0) == 0) summary.gemm_ms += ms;
+  }
+  return summary;
+}
+
+nlohmann::json PhaseSummary::report_fields() const {
+  nlohmann::json phases = nlohmann::json::object();
+  for (const auto& [name, value] : ms) phases[name] = value;
+  return {{"phases_ms", phases},
+          {"layer_gemm_ms", gemm_ms},
+          {"layer_outside_gemm_ms", total_ms - gemm_ms}};
+}
+
+void PhaseSummary::print(const char* how_timed, int decimals) const {
+  std::printf("phases (%s; gemm: %.*f, the rest: %.*f):\n", how_timed, decimals, gemm_ms, decimals,
+              total_ms - gemm_ms);
+  for (const auto& [name, value] : ms)
+    std::printf("  %-24s %8.*f\n", name.c_str(), decimals, value);
+}
+
 namespace {
 
 void run_layer_bench(const LayerBenchOptions& o) {
@@ -174,26 +200,15 @@ void run_layer_bench(const LayerBenchOptions& o) {
 
   const double t = median(total_ms), tg = median(gemm_ms), tl = median(library_ms);
   const double outside = std::max(0.0, (t - tg) / t);
-  // Per phase: mean ms per forward+backward over the timed runs. "gemm ..." phases are the
-  // expert GEMMs inside the layer (with whatever is fused into their tiles).
-  nlohmann::json phase_ms = nlohmann::json::object();
-  double in_gemm = 0, in_phases = 0;
-  for (const auto& [name, seconds] : phases.entries()) {
-    const double ms = seconds * 1e3 / o.repeats;
-    phase_ms[name] = ms;
-    in_phases += ms;
-    if (name.rfind("gemm", 0) == 0) in_gemm += ms;
-  }
+  const PhaseSummary phase_summary = summarize_phases(phases, o.repeats);
   if (o.json) {
     nlohmann::json j = layer_report_json(o, cfg, {total_ms, fwd_ms, bwd_ms, tg, tl, flops});
     j.update({{"bf16_kernel", bf16_native() ? "native" : "fallback"},
               {"threads", thread_count()},
               {"outside_gemm_share", outside},
-              {"phases_ms", phase_ms},
-              {"layer_gemm_ms", in_gemm},
-              {"layer_outside_gemm_ms", in_phases - in_gemm},
               {"slots", layer.plan().slot_count()},
               {"max_experts_per_token", out.stats.max_experts_per_token}});
+    j.update(phase_summary.report_fields());
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -213,10 +228,7 @@ void run_layer_bench(const LayerBenchOptions& o) {
       flops / tg * 1e-6, flops / tl * 1e-6, 100.0 * tl / tg);
   std::printf("outside expert GEMMs (router, routing, dispatch, GELU, combine): %.1f%%\n",
               100.0 * outside);
-  std::printf("phases (mean ms per forward+backward; gemm: %.2f, the rest: %.2f):\n", in_gemm,
-              in_phases - in_gemm);
-  for (const auto& [name, seconds] : phases.entries())
-    std::printf("  %-24s %8.2f\n", name.c_str(), seconds * 1e3 / o.repeats);
+  phase_summary.print("mean ms per forward+backward", 2);
 }
 
 }  // namespace

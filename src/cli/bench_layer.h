@@ -3,8 +3,10 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "core/phase_times.h"
 #include "core/timer.h"
 #include "moe/moe_config.h"
 
@@ -48,6 +50,18 @@ struct LayerTimings {
 };
 nlohmann::json layer_report_json(const LayerBenchOptions& o, const MoeConfig& cfg,
                                  const LayerTimings& t);
+
+// The layer's phases, each as mean ms per forward+backward over `repeats` runs; "gemm ..." phases
+// are the expert GEMMs (with whatever is fused into their tiles).
+struct PhaseSummary {
+  std::vector<std::pair<std::string, double>> ms;
+  double gemm_ms = 0, total_ms = 0;
+  // phases_ms, layer_gemm_ms and layer_outside_gemm_ms, for the JSON report.
+  nlohmann::json report_fields() const;
+  // A heading line naming how phases were timed, then a line per phase, `decimals` after the point.
+  void print(const char* how_timed, int decimals) const;
+};
+PhaseSummary summarize_phases(const PhaseTimes& phases, int repeats);
 
 // --device cuda (cli/bench_layer_cuda.cpp); without the CUDA backend, a one-line error.
 void run_layer_bench_cuda(const LayerBenchOptions& o);

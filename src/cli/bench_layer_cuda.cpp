@@ -214,15 +214,10 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
   const double flops = expert_gemm_flops(plan, d, f);
   const double t = median(total_ms), tg = roof.expert_gemm_ms;
   const double outside = std::max(0.0, (t - tg) / t);
-  nlohmann::json phase_ms = nlohmann::json::object();
-  double in_gemm = 0, in_phases = 0, moving_ms = 0;
-  for (const auto& [name, seconds] : phases.entries()) {
-    const double ms = seconds * 1e3 / o.repeats;
-    phase_ms[name] = ms;
-    in_phases += ms;
-    if (name.rfind("gemm", 0) == 0) in_gemm += ms;
+  const PhaseSummary phase_summary = summarize_phases(phases, o.repeats);
+  double moving_ms = 0;
+  for (const auto& [name, ms] : phase_summary.ms)
     if (name.rfind("dispatch", 0) == 0 || name.rfind("combine", 0) == 0) moving_ms += ms;
-  }
   // Bytes dispatch, combine and their adjoints read and write (rows of 4-byte floats; the slot
   // copies the GEMMs read in the precision's size).
   const double S = plan.slot_count(), es = cfg.precision == Precision::kBf16 ? 2 : 4;
@@ -240,13 +235,11 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
               {"expert_gemm_tflops", flops / tg * 1e-9},
               {"cublas_4096_tflops", roof.peak_tflops},
               {"outside_gemm_share", outside},
-              {"phases_ms", phase_ms},
-              {"layer_gemm_ms", in_gemm},
-              {"layer_outside_gemm_ms", in_phases - in_gemm},
               {"dispatch_combine_bytes", moved},
               {"dispatch_combine_gbps", moving_gbps},
               {"copy_gbps", copy},
               {"slots", plan.slot_count()}});
+    j.update(phase_summary.report_fields());
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -263,10 +256,7 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
   std::printf("outside expert GEMMs: %.1f%%\n", 100.0 * outside);
   std::printf("dispatch+combine+adjoints: %.1f MB at %.0f GB/s (device copy: %.0f GB/s)\n",
               moved * 1e-6, moving_gbps, copy);
-  std::printf("phases (mean ms, device synchronised per phase; gemm: %.3f, the rest: %.3f):\n",
-              in_gemm, in_phases - in_gemm);
-  for (const auto& [name, seconds] : phases.entries())
-    std::printf("  %-24s %8.3f\n", name.c_str(), seconds * 1e3 / o.repeats);
+  phase_summary.print("mean ms, device synchronised per phase", 3);
 }
 
 #endif

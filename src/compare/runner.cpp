@@ -71,13 +71,6 @@ Json result_json(const SuiteRun& run, const TrainResult& r) {
   return j;
 }
 
-// Rank 0's answer on every rank, so that all ranks take the same branch.
-bool root_decides(bool mine, const dist::Comm& comm) {
-  std::string answer = mine ? "1" : "0";
-  comm.broadcast(answer);
-  return answer == "1";
-}
-
 }  // namespace
 
 SuiteProgress run_suite(const Suite& suite, const RunnerOptions& options) {
@@ -99,7 +92,7 @@ SuiteProgress run_suite(const Suite& suite, const RunnerOptions& options) {
     const SuiteRun& run = suite.runs[i];
     const std::string& dir = progress.dirs[i];
     TrainConfig config = run_config(suite, run, options, dir);
-    if (root_decides(root && already_done(dir, config), comm)) {
+    if (comm.root_decides(root && already_done(dir, config))) {
       if (root)
         std::fprintf(options.log, "[%d/%d] %s: done before, kept\n", i + 1, total,
                      run.name.c_str());
@@ -110,13 +103,13 @@ SuiteProgress run_suite(const Suite& suite, const RunnerOptions& options) {
     // Under a time limit, a call always trains its first pending run (at least a step), and
     // starts no other run once the time is up.
     const double left = limit > 0 ? limit - (now_seconds() - start) : 0;
-    if (limit > 0 && started_any && root_decides(root && left <= 0, comm)) {
+    if (limit > 0 && started_any && comm.root_decides(root && left <= 0)) {
       out_of_time = true;
       continue;
     }
     started_any = true;
     // A run killed after a checkpoint continues from it; one killed before starts again.
-    const bool resume = root_decides(root && fs::exists(fs::path(dir) / kCheckpointFile), comm);
+    const bool resume = comm.root_decides(root && fs::exists(fs::path(dir) / kCheckpointFile));
     if (root) {
       std::fprintf(options.log, "[%d/%d] %s (%s, seed %llu)%s\n", i + 1, total, run.name.c_str(),
                    run.variant.c_str(), (unsigned long long)run.seed, resume ? ": resuming" : "");

@@ -40,6 +40,18 @@ std::string device_summary() {
   return out.str();
 }
 
+void phase_start(PhaseTimes* times, const Context& ctx) {
+  if (!times) return;
+  ctx.synchronize();
+  times->start();
+}
+
+void phase_lap(PhaseTimes* times, const Context& ctx, const char* phase) {
+  if (!times) return;
+  ctx.synchronize();
+  times->lap(phase);
+}
+
 Context& context() {
   static Context* ctx = [] {
     ECMOE_CHECK(device_count() > 0, "--device cuda: no usable CUDA device (", no_device_reason(),

@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "core/phase_times.h"
+
 namespace ecmoe::cuda {
 
 struct Context {
@@ -24,5 +26,10 @@ std::string no_device_reason();
 std::string device_summary();
 // The process's context on device 0; throws ecmoe::Error when no device is usable.
 Context& context();
+
+// core/phase_times.h's phase_start / phase_lap for work on the context's stream: with timing on
+// (times not null), the stream is synchronised first, so a phase holds its kernels' time.
+void phase_start(PhaseTimes* times, const Context& ctx);
+void phase_lap(PhaseTimes* times, const Context& ctx, const char* phase);
 
 }  // namespace ecmoe::cuda

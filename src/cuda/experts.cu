@@ -5,24 +5,10 @@
 
 namespace ecmoe::cuda {
 
-namespace {
-
-// Ends a phase; with timing on, the device is synchronised first so the phase's kernels count.
-void lap(PhaseTimes* times, const Context& ctx, const char* phase) {
-  if (!times) return;
-  ctx.synchronize();
-  times->lap(phase);
-}
-
-}  // namespace
-
 void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& plan, const float* x,
                      const float* w1, const float* w2, int d, int f, Precision precision,
                      const Context& ctx, PhaseTimes* times) {
-  if (times) {
-    ctx.synchronize();
-    times->start();
-  }
+  phase_start(times, ctx);
   const int S = plan.slot_count(), e = plan.n_experts;
   const bool bf16 = precision == Precision::kBf16;
   cudaStream_t stream = ctx.stream;
@@ -37,7 +23,7 @@ void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& p
     act.w2_16.resize(size_t(e) * f * d);
     to_bf16(act.w1_16.data(), w1, int64_t(e) * d * f, stream);
     to_bf16(act.w2_16.data(), w2, int64_t(e) * f * d, stream);
-    lap(times, ctx, "weights to bf16");
+    phase_lap(times, ctx, "weights to bf16");
     dispatch_forward(act.x_in16.data(), x, plan, d, stream);
     x_in = act.x_in16.data();
     hidden = act.hidden16.data();
@@ -50,28 +36,25 @@ void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& p
     x_in = act.x_in.data();
     hidden = act.hidden.data();
   }
-  lap(times, ctx, "dispatch");
+  phase_lap(times, ctx, "dispatch");
   expert_gemm_rows(ctx.blas, plan, false, f, d, x_in, W1, act.pre.data(), precision);
-  lap(times, ctx, "gemm x_in*W1");
+  phase_lap(times, ctx, "gemm x_in*W1");
   if (bf16)
     gelu_forward(act.hidden16.data(), act.pre.data(), int64_t(S) * f, stream);
   else
     gelu_forward(act.hidden.data(), act.pre.data(), int64_t(S) * f, stream);
-  lap(times, ctx, "gelu");
+  phase_lap(times, ctx, "gelu");
   expert_gemm_rows(ctx.blas, plan, false, d, f, hidden, W2, act.out.data(), precision);
-  lap(times, ctx, "gemm hidden*W2");
+  phase_lap(times, ctx, "gemm hidden*W2");
   combine_forward(y, act.out.data(), plan, d, stream);
-  lap(times, ctx, "combine");
+  phase_lap(times, ctx, "combine");
 }
 
 void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExpertScratch& scratch,
                       const float* dy, const DeviceExpertActivations& act, const DevicePlan& plan,
                       const float* w1, const float* w2, int d, int f, const Context& ctx,
                       PhaseTimes* times) {
-  if (times) {
-    ctx.synchronize();
-    times->start();
-  }
+  phase_start(times, ctx);
   const int S = plan.slot_count();
   const Precision precision = act.precision;
   const bool bf16 = precision == Precision::kBf16;
@@ -96,26 +79,26 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExp
     d_out = scratch.grad_d.data();
     d_pre = scratch.grad_f.data();
   }
-  lap(times, ctx, "combine adjoint");
+  phase_lap(times, ctx, "combine adjoint");
   // d_hidden = d_out · W2^T, then d_pre = gelu'(pre) · d_hidden (fp32 in place, or bf16).
   expert_gemm_rows(ctx.blas, plan, true, f, d, d_out, W2, scratch.grad_f.data(), precision);
-  lap(times, ctx, "gemm d_out*W2^T");
+  phase_lap(times, ctx, "gemm d_out*W2^T");
   if (bf16)
     gelu_backward(scratch.grad_f16.data(), scratch.grad_f.data(), act.pre.data(), int64_t(S) * f,
                   stream);
   else
     gelu_backward(scratch.grad_f.data(), scratch.grad_f.data(), act.pre.data(), int64_t(S) * f,
                   stream);
-  lap(times, ctx, "gelu'");
+  phase_lap(times, ctx, "gelu'");
   expert_gemm_weight_grad(ctx.blas, plan, f, d, hidden, d_out, dw2, precision);  // hidden^T·d_out
-  lap(times, ctx, "gemm hidden^T*d_out");
+  phase_lap(times, ctx, "gemm hidden^T*d_out");
   expert_gemm_weight_grad(ctx.blas, plan, d, f, x_in, d_pre, dw1, precision);  // x_in^T·d_pre
-  lap(times, ctx, "gemm x_in^T*d_pre");
+  phase_lap(times, ctx, "gemm x_in^T*d_pre");
   // d_x_in = d_pre · W1^T into grad_d (fp32 d_out is dead once dW2 is done: same stream order).
   expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, scratch.grad_d.data(), precision);
-  lap(times, ctx, "gemm d_pre*W1^T");
+  phase_lap(times, ctx, "gemm d_pre*W1^T");
   dispatch_backward(dx, scratch.grad_d.data(), plan, d, stream);
-  lap(times, ctx, "dispatch adjoint");
+  phase_lap(times, ctx, "dispatch adjoint");
 }
 
 }  // namespace ecmoe::cuda

@@ -33,18 +33,6 @@ class CudaMoeBackend final : public MoeBackend {
   void set_phase_times(PhaseTimes* times) override { times_ = times; }
 
  private:
-  // Ends a phase: with timing on, the device is synchronised so the phase's kernels are in it.
-  void lap(const char* phase) {
-    if (!times_) return;
-    ctx_.synchronize();
-    times_->lap(phase);
-  }
-  void start() {
-    if (!times_) return;
-    ctx_.synchronize();
-    times_->start();
-  }
-
   Context& ctx_;
   DevicePlan plan_;
   ExpertChoiceScratch ec_scratch_;
@@ -56,8 +44,8 @@ class CudaMoeBackend final : public MoeBackend {
   const float* x_ = nullptr;  // saved by forward (device)
   int n_ = 0;
   bool jittered_ = false;
-  bool aux_on_host_ = false;                     // forward copied logits and scores to the host
-  std::vector<float> host_logits_, host_probs_;  // [n, e]
+  bool aux_on_host_ = false;  // forward copied logits and scores to the host for the aux losses
+  std::vector<float> host_logits_, host_probs_;  // [n, e]: this forward's copies, when made
   RoutingPlan host_plan_;
   bool host_plan_valid_ = false;
   bool collect_stats_ = true;
@@ -70,12 +58,11 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
               "moe forward: input missing");
   const int n = in.n_tokens, d = config.d_model, f = config.d_ff, e = config.n_experts;
   cudaStream_t stream = ctx_.stream;
-  start();
+  phase_start(times_, ctx_);
   x_ = in.x;
   n_ = n;
   host_plan_valid_ = false;
   jittered_ = false;
-  aux_on_host_ = false;
   const MoeConfig routing = routing_config(config, in);
   const bool scored = router_has_weights(config.router);
   if (scored) {
@@ -101,7 +88,7 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
     gemm(ctx_.blas, g, Precision::kFp32);
     softmax_rows_forward(probs_.data(), logits_.data(), n, e, stream);
   }
-  lap("router");
+  phase_lap(times_, ctx_, "router");
 
   const float capacity = in.training ? config.capacity_factor_train : config.capacity_factor_eval;
   MoeOutput out;
@@ -110,32 +97,32 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
   const bool per_pair = routing.router == RouterKind::kDense ||
                         routing.router == RouterKind::kHash ||
                         routing.router == RouterKind::kExpertThreshold;
-  if (routing.router == RouterKind::kExpertChoice || token_choice || per_pair) {
+  const bool on_device = routing.router == RouterKind::kExpertChoice || token_choice || per_pair;
+  const bool weighted = config.load_balance_weight != 0.f || config.z_loss_weight != 0.f;
+  // The scores on the host, copied once for all that reads them there: the CPU's router (capped
+  // expert choice), the statistics, the auxiliary losses.
+  aux_on_host_ = scored && n > 0 && (weighted || collect_stats_);
+  host_probs_.clear();
+  if (scored && n > 0 && (!on_device || collect_stats_ || weighted))
+    host_probs_ = probs_.download(stream);
+  RouteRequest request;
+  request.probs = host_probs_.empty() ? nullptr : host_probs_.data();
+  request.token_ids = in.token_ids;
+  request.n_tokens = n;
+  request.capacity_factor = capacity;
+  request.cutoffs = in.cutoffs;
+  if (on_device) {
     ECMOE_CHECK(capacity > 0.f, "route: capacity factor must be > 0, got ", capacity);
-    std::vector<float> probs;  // the scores on the host, copied once if the statistics need them
-    if (collect_stats_ && scored && n > 0) probs = probs_.download(stream);
     if (token_choice) {
       const TokenChoiceCounts counts =
           route_token_choice(plan_, tc_scratch_, probs_.data(), n, routing, capacity, stream);
-      if (collect_stats_) {
-        count_plan(host_plan(), out.stats);
-        out.stats.capacity = counts.capacity;
-        out.stats.requested_assignments = int64_t(n) * routing.choices_per_token();
-        out.stats.dropped_assignments = counts.dropped;
-        out.stats.max_demand_over_capacity = counts.max_demand_over_capacity;
-      }
+      if (collect_stats_)
+        out.stats = token_choice_stats(host_plan(), routing.choices_per_token(), counts.capacity,
+                                       counts.dropped, counts.max_demand_over_capacity);
     } else if (per_pair) {
       route_mask(plan_, mask_scratch_, scored ? probs_.data() : nullptr, in.token_ids, in.cutoffs,
                  n, routing, stream);
-      if (collect_stats_) {
-        RouteRequest request;
-        request.probs = probs.empty() ? nullptr : probs.data();
-        request.token_ids = in.token_ids;
-        request.n_tokens = n;
-        request.capacity_factor = capacity;
-        request.cutoffs = in.cutoffs;
-        out.stats = per_pair_route_stats(routing, request, host_plan());
-      }
+      if (collect_stats_) out.stats = per_pair_route_stats(routing, request, host_plan());
     } else {
       route_expert_choice(plan_, ec_scratch_, probs_.data(), n, routing, capacity, stream);
       if (collect_stats_) {
@@ -145,33 +132,23 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
                                 groups.empty() ? 0 : groups[0].size, int(groups.size()), capacity);
       }
     }
-    if (!probs.empty()) out.stats.router_entropy_sum = router_entropy_sum(probs.data(), n, e);
+    if (collect_stats_ && !host_probs_.empty())
+      out.stats.router_entropy_sum = router_entropy_sum(host_probs_.data(), n, e);
   } else {  // the CPU's router on the scores copied to the host
-    std::vector<float> probs;
-    if (scored) probs = probs_.download(stream);
-    RouteRequest request;
-    request.probs = scored ? probs.data() : nullptr;
-    request.token_ids = in.token_ids;
-    request.n_tokens = n;
-    request.capacity_factor = capacity;
-    request.cutoffs = in.cutoffs;
     RouteResult routed = route_tokens(routing, request);
     upload_plan(plan_, routed.plan, stream);
     host_plan_ = std::move(routed.plan);
     host_plan_valid_ = true;
     if (collect_stats_) out.stats = std::move(routed.stats);
   }
-  lap("routing");
+  phase_lap(times_, ctx_, "routing");
 
   experts_forward(y, act_, plan_, in.x, w.w1, w.w2, d, f, config.precision, ctx_, times_);
-  const bool weighted = config.load_balance_weight != 0.f || config.z_loss_weight != 0.f;
-  if (scored && n > 0 && (weighted || collect_stats_)) {
+  if (aux_on_host_) {
     host_logits_ = logits_.download(stream);
-    host_probs_ = probs_.download(stream);
-    aux_on_host_ = true;
     out.aux = aux_losses_forward(host_logits_.data(), host_probs_.data(), n, e, config.group_size,
                                  {config.load_balance_weight, config.z_loss_weight});
-    lap("aux losses (host)");
+    phase_lap(times_, ctx_, "aux losses (host)");
   }
   return out;
 }
@@ -181,12 +158,12 @@ void CudaMoeBackend::backward(const MoeConfig& config, const MoeWeights& w, MoeG
   const int n = n_, d = config.d_model, f = config.d_ff, e = config.n_experts;
   const int S = plan_.slot_count();
   cudaStream_t stream = ctx_.stream;
-  start();
+  phase_start(times_, ctx_);
   dgate_.resize(S);
   experts_backward(dx, g.w1, g.w2, dgate_.data(), scratch_, dy, act_, plan_, w.w1, w.w2, d, f, ctx_,
                    times_);
   if (!router_has_weights(config.router) || n == 0) return;
-  start();
+  phase_start(times_, ctx_);
 
   dprobs_.resize(size_t(n) * e);
   dlogits_.resize(size_t(n) * e);
@@ -234,7 +211,7 @@ void CudaMoeBackend::backward(const MoeConfig& config, const MoeWeights& w, MoeG
     dxg.beta = 1.f;
     gemm(ctx_.blas, dxg, Precision::kFp32);
   }
-  lap("router backward");
+  phase_lap(times_, ctx_, "router backward");
 }
 
 const RoutingPlan& CudaMoeBackend::host_plan() {

@@ -132,6 +132,12 @@ void Comm::broadcast(std::string& data) const {
   check_mpi(MPI_Bcast(data.data(), int(n), MPI_CHAR, 0, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
+bool Comm::root_decides(bool root_value) const {
+  std::string answer = root_value ? "1" : "0";
+  broadcast(answer);
+  return answer == "1";
+}
+
 void Comm::gather_to_root(std::span<const float> mine,
                           const std::function<void(std::span<const float>)>& take) const {
   constexpr int kCountTag = 71, kPieceTag = 72;

@@ -47,6 +47,9 @@ class Comm {
                       const std::function<void(std::span<const float>)>& take) const;
   // Rank 0's bytes to every rank (data resized on the others).
   void broadcast(std::string& data) const;
+  // Rank 0's `root_value` on every rank (the others' are ignored), so that all ranks take the
+  // same branch of a decision only rank 0 can make (its files, its clock).
+  bool root_decides(bool root_value) const;
   void barrier() const;
 
   // send [P · per_rank] ints, block r to rank r; returns [P · per_rank], block r from rank r.

@@ -72,13 +72,22 @@ RouteResult route_token_choice(const MoeConfig& config, const RouteRequest& requ
     plan.choices_per_token = k;
     plan.token_choices = std::move(choices);
   }
-  count_plan(plan, r.stats);
-  r.stats.capacity =
-      groups.empty() ? 0 : token_choice_capacity(groups[0].size, e, k, request.capacity_factor);
-  r.stats.requested_assignments = int64_t(n) * k;
-  r.stats.dropped_assignments = dropped;
-  r.stats.max_demand_over_capacity = worst_demand;
+  r.stats = token_choice_stats(
+      plan, k,
+      groups.empty() ? 0 : token_choice_capacity(groups[0].size, e, k, request.capacity_factor),
+      dropped, worst_demand);
   return r;
+}
+
+RoutingStats token_choice_stats(const RoutingPlan& plan, int choices, int capacity, int64_t dropped,
+                                double max_demand_over_capacity) {
+  RoutingStats stats;
+  count_plan(plan, stats);
+  stats.capacity = capacity;
+  stats.requested_assignments = int64_t(plan.n_tokens) * choices;
+  stats.dropped_assignments = dropped;
+  stats.max_demand_over_capacity = max_demand_over_capacity;
+  return stats;
 }
 
 }  // namespace ecmoe

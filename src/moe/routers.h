@@ -37,6 +37,11 @@ RoutingStats expert_choice_stats(const RoutingPlan& plan, const std::vector<floa
                                  int group_size, int n_groups, float capacity_factor);
 RouteResult route_expert_choice_capped(const MoeConfig& config, const RouteRequest& request);
 RouteResult route_token_choice(const MoeConfig& config, const RouteRequest& request);
+// Token choice's statistics from its plan and what its routing counted: the first group's
+// capacity, the requests dropped at capacity and the worst demand over capacity (shared by the
+// CPU router and the CUDA one, cuda/route_token_choice.h). Requests are tokens × choices.
+RoutingStats token_choice_stats(const RoutingPlan& plan, int choices, int capacity, int64_t dropped,
+                                double max_demand_over_capacity);
 // Per routing group and expert, the score of the k-th token expert choice would select (ties:
 // lower index), summed into stats.kth_score_sum over the groups.
 void add_kth_scores(const MoeConfig& config, const RouteRequest& request, RoutingStats& stats);

@@ -265,9 +265,7 @@ class TrainingRun {
 
   // Rank 0's clock decides for every rank, so that all stop at the same step.
   bool time_is_up(double elapsed, double limit) const {
-    std::string answer = root_ && elapsed >= limit ? "1" : "0";
-    comm_.broadcast(answer);
-    return answer == "1";
+    return comm_.root_decides(root_ && elapsed >= limit);
   }
 
   // Stopped by the time limit before `steps`: a checkpoint (if this invocation trained) to resume
