@@ -140,12 +140,13 @@ void register_compare(CLI::App& app) {
       "compare", "Run a suite of training runs that differ only in routing, and report on them");
   auto args = std::make_shared<CompareArgs>();
   cmd->add_option("--suite", args->suite,
-                  "Suite to run: paper-small (pre-training) or finetune-small (fine-tunes "
-                  "paper-small's encoders; docs/compare.md)");
+                  "Suite to run: paper-small (pre-training on 2 CPU cores), paper-gpu (the same "
+                  "question at 100x the tokens, for the GPU) or finetune-small (fine-tunes "
+                  "paper-small's encoders); docs/compare.md");
   cmd->add_flag("--quick", args->quick,
-                "A plumbing check that says nothing about the routers: paper-small's runs on the "
-                "tiny model for 40 steps (~15 s on 2 cores); finetune-small's for 12 steps on 96 "
-                "examples");
+                "A plumbing check that says nothing about the routers: paper-small's or "
+                "paper-gpu's runs on the tiny model for 40 steps (~15 s on 2 cores); "
+                "finetune-small's for 12 steps on 96 examples");
   cmd->add_option("--out", args->out,
                   "Folder of the runs (default runs/compare/SUITE, or SUITE-quick). Finished runs "
                   "found there are kept, so a stopped suite continues where it was");

@@ -50,6 +50,19 @@ std::string curve_plot(const std::vector<const VariantSummary*>& variants, int x
   return o.str();
 }
 
+// Per validation point: step, then the shares (%) of tokens on 0, 1, 2, 3-4 and >4 experts.
+std::string experts_over_training_data(const VariantSummary& s) {
+  std::ostringstream o;
+  o << "# " << s.variant << ": step, % of validation tokens on 0, 1, 2, 3-4, >4 experts\n";
+  for (const EvalPoint& p : s.curve) {
+    const auto& h = p.experts_per_token;
+    o << p.step << ' ' << 100 * share_of_tokens(h, 0) << ' ' << 100 * share_of_tokens(h, 1) << ' '
+      << 100 * share_of_tokens(h, 2) << ' ' << 100 * (share_of_tokens(h, 3) + share_of_tokens(h, 4))
+      << ' ' << 100 * share_of_tokens(h, 5) << '\n';
+  }
+  return o.str();
+}
+
 }  // namespace
 
 bool is_expert_choice(const VariantSummary& s) { return s.router.rfind("expert_choice", 0) == 0; }
@@ -111,6 +124,21 @@ PlotFiles write_plots(const std::string& dir, const std::vector<VariantSummary>&
          << (i == 0 ? ":xtic(1)" : "") << " title " << gnuplot_quote(ec[i]->variant);
     gp << "\n";
     files.png.push_back("experts_per_token.png");
+    // The same shares at every validation: solid the paper's 3-4 experts, dashed no expert.
+    gp << "set output 'experts_per_token_over_training.png'\n"
+       << "set title 'Experts per token under expert choice, over training (validation)'\n"
+       << "set xlabel 'training step'\nset ylabel '% of tokens'\nset style data linespoints\n"
+       << "set yrange [0:*]\nplot ";
+    for (std::size_t i = 0; i < ec.size(); ++i) {
+      const std::string data = slug(ec[i]->variant) + "_experts.dat";
+      write_file_atomically((fs::path(dir) / data).string(), experts_over_training_data(*ec[i]));
+      gp << (i ? ", \\\n     " : "") << gnuplot_quote(data) << " using 1:5 lw 2 lt " << i % 8 + 1
+         << " dt 1 title " << gnuplot_quote(ec[i]->variant + ": 3-4 experts") << ", \\\n     "
+         << gnuplot_quote(data) << " using 1:2 lw 2 lt " << i % 8 + 1 << " dt 2 title "
+         << gnuplot_quote(ec[i]->variant + ": no expert");
+    }
+    gp << "\n";
+    files.png.push_back("experts_per_token_over_training.png");
   }
   write_file_atomically((fs::path(dir) / "plots.gp").string(), gp.str());
   run_gnuplot(dir, "plots.gp", "the report's figures");

@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "compare/plots.h"
+#include "compare/report_format.h"
+#include "compare/report_over_training.h"
 #include "compare/summary.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
@@ -17,14 +19,6 @@ namespace fs = std::filesystem;
 namespace ecmoe::compare {
 
 namespace {
-
-std::string fmt(const char* format, double value) {
-  char text[64];
-  std::snprintf(text, sizeof(text), format, value);
-  return text;
-}
-
-std::string percent(double fraction) { return fmt("%.1f%%", 100.0 * fraction); }
 
 std::string mean_std(const VariantSummary& s) {
   if (s.seeds < 2) return fmt("%.1f", s.perplexity_mean);
@@ -165,6 +159,7 @@ void verdict(std::ostringstream& md, const std::vector<VariantSummary>& all) {
                                        : ", within twice the seed spread")
        << ").\n";
   }
+  if (ec2 && top2) speedup_trend_verdict(md, *ec2, *top2);
   if (ec2 && top1) {
     const Reach r = reach(*ec2, *top1);
     const double total = double(top1->curve.back().step);
@@ -222,6 +217,9 @@ void verdict(std::ostringstream& md, const std::vector<VariantSummary>& all) {
            << ".";
     md << '\n';
   }
+  std::vector<const VariantSummary*> rows;
+  for (const VariantSummary& v : all) rows.push_back(&v);
+  generalisation_verdict(md, rows);
   md << '\n';
 }
 
@@ -296,18 +294,34 @@ void write_report(const std::string& path, const std::vector<std::string>& run_d
           "final perplexity, interpolated between validation points; the ratio is the "
           "baseline's total over that.\n\n";
     speedup_table(md, ec, baselines);
+    md << "Over training: at each fraction of a baseline's training, the steps an expert-choice "
+          "variant needs to reach the perplexity the baseline had at that point, and the "
+          "speed-up (the baseline's steps over that). A speed-up that grows from left to right "
+          "means the advantage builds with training.\n\n";
+    speedup_over_training_table(md, ec, baselines);
   }
   if (!ec.empty()) {
     md << "### Experts per token under expert choice\n\nShare of validation tokens taken by "
           "0, 1, 2, ... experts at the end of training, over the MoE layers and seeds.\n\n";
     histogram_table(md, ec);
-    md << "![experts per token](" << rel << "/experts_per_token.png)\n\n";
+    md << "![experts per token](" << rel << "/experts_per_token.png)\n\n"
+       << "Over training (validation points spread over the run, summed over MoE layers and "
+          "seeds):\n\n";
+    experts_per_token_over_training_table(md, ec);
+    md << "![experts per token over training](" << rel
+       << "/experts_per_token_over_training.png)\n\n";
   }
   if (!token_choice.empty()) {
     md << "### Capacity in token choice\n\nShare of top-1/top-2 choices that found their "
           "expert full (training capacity factor), tokens left with no expert at all, and the "
           "busiest expert's demand over its capacity.\n\n";
     capacity_table(md, token_choice);
+  }
+  {
+    std::vector<const VariantSummary*> rows;
+    for (const VariantSummary& v : all) rows.push_back(&v);
+    md << "## Training length and overfitting\n\n";
+    generalisation_table(md, rows);
   }
   if (!decoder.empty()) {
     md << "## Decoder (next-token LM), leakage and thresholds\n\nEach decoder checkpoint is "

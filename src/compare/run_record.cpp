@@ -34,6 +34,9 @@ void read_metrics(const std::string& path, RunRecord& r) {
   std::map<int64_t, double> seconds_through;  // step -> training seconds up to it
   std::vector<double> step_seconds;
   double elapsed = 0, dropped = 0, without = 0, demand = 0;
+  double train_loss_sum = 0;  // since the last validation
+  int64_t train_loss_count = 0;
+  std::vector<double> train_loss_before;  // per validation, in order
   int64_t layer_steps = 0, steps_with_layers = 0;
   std::vector<Json> evals;
   std::string line;
@@ -43,7 +46,13 @@ void read_metrics(const std::string& path, RunRecord& r) {
     const Json j = parse_ordered_json(line, path + ":" + std::to_string(line_number));
     ECMOE_CHECK(j.contains("type"), path, ":", line_number, ": not a metrics line");
     const std::string type = j["type"];
-    if (type == "train") {
+    if (type == "start") {
+      // A resumed run logs a start line per command; the data must be the same (checked on
+      // resume), so the last one is as good as the first.
+      r.data_train_tokens = j.value("train_tokens", int64_t(0));
+    } else if (type == "train") {
+      train_loss_sum += j.value("lm_loss", j.at("loss").get<double>());
+      ++train_loss_count;
       const double dt = j.at("step_seconds").get<double>();
       elapsed += dt;
       step_seconds.push_back(dt);
@@ -62,6 +71,9 @@ void read_metrics(const std::string& path, RunRecord& r) {
       }
     } else if (type == "eval") {
       evals.push_back(j);
+      train_loss_before.push_back(train_loss_count ? train_loss_sum / double(train_loss_count) : 0);
+      train_loss_sum = 0;
+      train_loss_count = 0;
     }
   }
   ECMOE_CHECK(!evals.empty(), path, " has no validation lines");
@@ -71,23 +83,26 @@ void read_metrics(const std::string& path, RunRecord& r) {
     r.train_tokens_without_expert = without / double(layer_steps);
   }
   if (steps_with_layers > 0) r.train_max_demand_over_capacity = demand / double(steps_with_layers);
-  for (const Json& e : evals) {
+  double eval_dropped = 0;
+  for (std::size_t k = 0; k < evals.size(); ++k) {
+    const Json& e = evals[k];
     EvalPoint p;
     p.step = e.at("step").get<int64_t>();
     p.loss = e.at("loss").get<double>();
     p.perplexity = e.at("perplexity").get<double>();
     const auto it = seconds_through.find(p.step);
     p.train_seconds = it == seconds_through.end() ? 0.0 : it->second;
+    p.train_loss = train_loss_before[k];
+    eval_dropped = 0;
+    for (const Json& layer : e.at("moe_layers")) {
+      const auto hist = layer.at("experts_per_token").get<std::array<int64_t, 6>>();
+      for (std::size_t i = 0; i < hist.size(); ++i) p.experts_per_token[i] += hist[i];
+      eval_dropped += layer.at("dropped_fraction").get<double>();
+    }
     r.curve.push_back(p);
   }
   const Json& last = evals.back();
-  r.experts_per_token = {};
-  double eval_dropped = 0;
-  for (const Json& layer : last.at("moe_layers")) {
-    const auto hist = layer.at("experts_per_token").get<std::array<int64_t, 6>>();
-    for (std::size_t i = 0; i < hist.size(); ++i) r.experts_per_token[i] += hist[i];
-    eval_dropped += layer.at("dropped_fraction").get<double>();
-  }
+  r.experts_per_token = r.curve.back().experts_per_token;
   if (!last.at("moe_layers").empty())
     r.eval_dropped_fraction = eval_dropped / double(last.at("moe_layers").size());
 }

@@ -23,6 +23,11 @@ struct EvalPoint {
   double train_seconds = 0;  // training time up to this step (evaluations excluded)
   double loss = 0;
   double perplexity = 0;
+  // Mean training LM loss (aux losses excluded) over the steps logged since the previous
+  // validation; 0 when none was logged. Its gap to `loss` shows overfitting.
+  double train_loss = 0;
+  // Tokens taken by 0, 1, 2, 3, 4, >4 experts in this validation, summed over MoE layers.
+  std::array<int64_t, 6> experts_per_token{};
 };
 
 // How much a decoder's predictions at positions <= t move when the tokens after t change.
@@ -51,12 +56,14 @@ struct RunRecord {
   std::string router;
   int64_t steps = 0;
   int64_t tokens_per_step = 0;
+  int64_t data_train_tokens = 0;  // tokens in the data's training split (0: not recorded)
   double train_seconds = 0;
   double median_step_seconds = 0;
   double final_loss = 0;
   double final_perplexity = 0;
   std::vector<EvalPoint> curve;  // validation points in step order, the final one included
-  // Final validation, summed over MoE layers: tokens with 0, 1, 2, 3, 4, >4 experts.
+  // Final validation, summed over MoE layers: tokens with 0, 1, 2, 3, 4, >4 experts (the last
+  // curve point's histogram).
   std::array<int64_t, 6> experts_per_token{};
   double eval_dropped_fraction = 0;  // final validation, mean over MoE layers
   // Training, mean over steps and MoE layers (token choice: choices lost to capacity).

@@ -18,7 +18,8 @@ std::vector<EvalPoint> mean_curve(const std::vector<const RunRecord*>& runs) {
   const std::vector<EvalPoint>& first = runs.front()->curve;
   std::vector<EvalPoint> out(first.size());
   for (std::size_t i = 0; i < first.size(); ++i) {
-    double log_ppl = 0, seconds = 0, loss = 0;
+    double log_ppl = 0, seconds = 0, loss = 0, train_loss = 0;
+    std::array<int64_t, 6> histogram{};
     for (const RunRecord* r : runs) {
       ECMOE_CHECK(r->curve.size() == first.size() && r->curve[i].step == first[i].step, "runs ",
                   runs.front()->run.name, " and ", r->run.name,
@@ -26,9 +27,12 @@ std::vector<EvalPoint> mean_curve(const std::vector<const RunRecord*>& runs) {
       log_ppl += std::log(r->curve[i].perplexity);
       seconds += r->curve[i].train_seconds;
       loss += r->curve[i].loss;
+      train_loss += r->curve[i].train_loss;
+      for (int b = 0; b < 6; ++b) histogram[b] += r->curve[i].experts_per_token[b];
     }
     const double n = double(runs.size());
-    out[i] = {first[i].step, seconds / n, loss / n, std::exp(log_ppl / n)};
+    out[i] = {first[i].step,         seconds / n,    loss / n,
+              std::exp(log_ppl / n), train_loss / n, histogram};
   }
   return out;
 }
@@ -49,10 +53,14 @@ std::optional<double> first_reach(const std::vector<EvalPoint>& curve, double pe
 
 }  // namespace
 
-double VariantSummary::share_of_tokens(int bin) const {
+double share_of_tokens(const std::array<int64_t, 6>& experts_per_token, int bin) {
   int64_t total = 0;
   for (int64_t c : experts_per_token) total += c;
   return total ? double(experts_per_token[bin]) / double(total) : 0.0;
+}
+
+double VariantSummary::share_of_tokens(int bin) const {
+  return compare::share_of_tokens(experts_per_token, bin);
 }
 
 std::vector<VariantSummary> summarize(const std::vector<RunRecord>& runs) {
@@ -96,6 +104,9 @@ std::vector<VariantSummary> summarize(const std::vector<RunRecord>& runs) {
     s.perplexity_std = sample_std(ppl);
     s.loss_mean = mean(loss);
     s.step_seconds = mean(step);
+    s.tokens_per_step = group.front()->tokens_per_step;
+    if (const int64_t split = group.front()->data_train_tokens; split > 0)
+      s.epochs = double(group.front()->steps) * double(s.tokens_per_step) / double(split);
     s.tokens_per_second = mean(tps);
     s.train_dropped_fraction = mean(dropped);
     s.train_tokens_without_expert = mean(without);
@@ -149,6 +160,40 @@ std::optional<double> steps_to_reach(const std::vector<EvalPoint>& curve, double
 
 std::optional<double> seconds_to_reach(const std::vector<EvalPoint>& curve, double perplexity) {
   return first_reach(curve, perplexity, [](const EvalPoint& p) { return p.train_seconds; });
+}
+
+std::optional<double> perplexity_at(const std::vector<EvalPoint>& curve, double step) {
+  for (std::size_t i = 0; i < curve.size(); ++i) {
+    if (double(curve[i].step) < step) continue;
+    if (double(curve[i].step) == step) return curve[i].perplexity;
+    if (i == 0) return std::nullopt;
+    const double x0 = double(curve[i - 1].step), x1 = double(curve[i].step);
+    const double y0 = std::log(curve[i - 1].perplexity), y1 = std::log(curve[i].perplexity);
+    return std::exp(y0 + (step - x0) / (x1 - x0) * (y1 - y0));
+  }
+  return std::nullopt;
+}
+
+std::vector<SpeedupPoint> speedup_over_training(const VariantSummary& variant,
+                                                const VariantSummary& baseline,
+                                                const std::vector<double>& fractions) {
+  std::vector<SpeedupPoint> out;
+  if (baseline.curve.empty()) return out;
+  for (const double f : fractions) {
+    SpeedupPoint p;
+    p.fraction = f;
+    p.baseline_step = f * double(baseline.curve.back().step);
+    // At the end, the baseline's final perplexity as the final speed-up uses it (the mean over
+    // seeds; the curve's points are geometric means).
+    const auto ppl = f == 1.0 ? std::optional<double>(baseline.perplexity_mean)
+                              : perplexity_at(baseline.curve, p.baseline_step);
+    if (ppl) {
+      p.baseline_perplexity = *ppl;
+      p.steps = steps_to_reach(variant.curve, *ppl);
+    }
+    out.push_back(p);
+  }
+  return out;
 }
 
 }  // namespace ecmoe::compare

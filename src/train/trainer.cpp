@@ -337,6 +337,7 @@ class TrainingRun {
     start["ecmoe_version"] = ECMOE_VERSION;
     start["ranks"] = comm_.size();
     start["precision"] = precision_name(config_.model.precision);
+    start["train_tokens"] = data_.train.size();  // the training split: epochs = tokens seen / it
     return start;
   }
 

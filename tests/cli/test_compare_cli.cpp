@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -129,17 +130,54 @@ TEST(CompareCli, QuickSuiteWritesACompleteReport) {
   EXPECT_EQ(capped[3] + capped[4] + capped[5], 0.0);
   // Token choice drops something at capacity factor 1.25 with a near-uniform router, never more
   // than all of it; expert choice never drops (it has no such row).
-  const std::string cap_section = md.substr(md.find("### Capacity in token choice"));
+  std::string cap_section = md.substr(md.find("### Capacity in token choice"));
+  cap_section = cap_section.substr(0, cap_section.find("\n## "));
   const std::vector<double> top1 = percents(row(cap_section, "top-1"));
   ASSERT_GE(top1.size(), 3u);
   EXPECT_LE(top1[0], 100.0);
   EXPECT_EQ(row(cap_section, "EC c=2"), "");
 
+  // Over training: the speed-up at four points, the last of which is the final speed-up; the
+  // experts-per-token shares at several validations, each a histogram whose mean is c; the
+  // epochs each run trained and the verdict's sentences on both.
+  const std::string over = md.substr(md.find("Over training: at each fraction"));
+  const std::string ec_top2 = row(over, "EC c=2 | top-2");
+  EXPECT_EQ(std::count(ec_top2.begin(), ec_top2.end(), '|'), 7) << ec_top2;
+  const std::string final_cell = row(md, "EC c=2");  // the final speed-up table's row
+  if (final_cell.find("steps → **") != std::string::npos) {
+    const std::size_t at = final_cell.find("steps → **") + 10;
+    const std::string final_ratio = final_cell.substr(at, final_cell.find("**", at) - at);
+    EXPECT_NE(ec_top2.rfind("**" + final_ratio + "**"), std::string::npos)
+        << "the 100% point is not the final speed-up: " << ec_top2 << " / " << final_cell;
+  }
+  EXPECT_NE(md.find("- Does the speed-up grow with training? EC c=2's step speed-up over top-2"),
+            std::string::npos);
+  std::string hist_over = md.substr(md.find("Over training (validation points"));
+  hist_over = hist_over.substr(0, hist_over.find("\n\n", hist_over.find("| --- |")));
+  int hist_rows = 0;
+  for (std::size_t at = hist_over.find("\n| EC-CAP b=2 | "); at != std::string::npos;
+       at = hist_over.find("\n| EC-CAP b=2 | ", at + 1)) {
+    const std::string line = hist_over.substr(at + 1, hist_over.find('\n', at + 1) - at - 1);
+    const std::vector<double> p = percents(line);  // 0, 1, 2, 3-4, >4 experts
+    ASSERT_EQ(p.size(), 5u) << line;
+    EXPECT_NEAR(p[0] + p[1] + p[2] + p[3] + p[4], 100.0, 0.3) << line;
+    EXPECT_EQ(p[3] + p[4], 0.0) << "the cap b = 2 broken during training: " << line;
+    ++hist_rows;
+  }
+  EXPECT_GE(hist_rows, 4);  // validations at steps 10, 20, 30, 40
+  const std::string length = md.substr(md.find("## Training length and overfitting"));
+  const std::string dense_length = row(length, "dense");
+  EXPECT_EQ(dense_length.find("not recorded"), std::string::npos) << dense_length;
+  EXPECT_NE(dense_length.find("| 0.0102M |"), std::string::npos) << dense_length;  // 40 x 8 x 32
+  EXPECT_NE(md.find("- Budget and overfitting: each run saw its training split"),
+            std::string::npos);
+
   // Figures and raw metrics.
   const fs::path figures = fs::path(dir / "docs") / "pretrain";
   for (const char* png :
        {"perplexity_vs_step.png", "perplexity_vs_step_late.png", "perplexity_vs_time.png",
-        "experts_per_token.png", "decoder_perplexity_vs_step.png"}) {
+        "experts_per_token.png", "experts_per_token_over_training.png",
+        "decoder_perplexity_vs_step.png"}) {
     EXPECT_TRUE(is_png((figures / png).string())) << png;
     EXPECT_NE(md.find(std::string("pretrain/") + png), std::string::npos) << png;
   }
@@ -164,6 +202,34 @@ TEST(CompareCli, QuickSuiteWritesACompleteReport) {
   const Command unknown = run("compare --suite nope --out " + out);
   EXPECT_NE(unknown.status, 0);
   EXPECT_NE(unknown.output.find("unknown suite 'nope'"), std::string::npos);
+}
+
+// paper-gpu's code path on the CPU (issue 17): --quick trains its runs on the tiny model, and
+// the report has every variant of the suite and nothing else; --list shows the full budget.
+TEST(CompareCli, QuickPaperGpuSuiteRunsOnTheCpu) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
+    GTEST_FAIL() << "gnuplot is needed for the report's figures (scripts/install-deps.sh)";
+  TempDir dir("compare-gpu");
+  train_test::write_data_folder(dir / "data", 300, 40000, 8000);
+  const std::string out = dir / "runs", report = dir / "pretrain-gpu.md";
+  const Command quick = run("--threads 2 compare --suite paper-gpu --quick --out " + out +
+                            " --report " + report + " --set data.dir=" + (dir / "data"));
+  ASSERT_EQ(quick.status, 0) << quick.output;
+  EXPECT_NE(quick.output.find("[12/12] dec-thr-c2-s1"), std::string::npos) << quick.output;
+  const std::string md = read_text(report);
+  for (const char* variant : {"dense", "top-1", "top-2", "EC c=2", "EC-CAP b=2", "EC c=1",
+                              "decoder top-2", "decoder EC-threshold-trained c=2"})
+    EXPECT_NE(row(md, variant), "") << "no row for " << variant;
+  for (const char* absent : {"EC c=0.5", "EC-CAP b=3", "hash", "decoder EC c=2"})
+    EXPECT_EQ(row(md, absent), "") << absent << " is not in paper-gpu";
+  EXPECT_NE(row(md, "EC c=2").find(" | 2 | "), std::string::npos);  // two seeds
+  EXPECT_NE(md.find("Made by `ecmoe compare --suite paper-gpu --quick"), std::string::npos);
+
+  const Command list = run("compare --suite paper-gpu --list");
+  ASSERT_EQ(list.status, 0) << list.output;
+  for (const char* part : {"base config: gpu-small", "steps=2500", "checkpoint_interval=250",
+                           "ec-c2-s2", "ec-cap2-s1", "dec-thr-c2-s1"})
+    EXPECT_NE(list.output.find(part), std::string::npos) << part << " in " << list.output;
 }
 
 // finetune-small --quick on paper-small --quick's checkpoints, with a GLUE SST-2 folder the test
