@@ -1,12 +1,7 @@
 // h_in, h_out are [rows, d], qkv is [rows, 3d], probs is [batch, heads, T, T]
 #include "model/attention_block.h"
 
-#include <algorithm>
 #include <cstdint>
-
-#include "nn/layernorm.h"
-#include "nn/linear.h"
-#include "nn/residual.h"
 
 namespace ecmoe {
 namespace {
@@ -31,42 +26,42 @@ void AttentionBlockScratch::resize(const nn::AttentionConfig& cfg) {
   d_qkv.resize(rows * 3 * d);
 }
 
-void attention_block_forward(float* h_out, AttentionBlockActivations& act, const float* h_in,
-                             const AttentionBlockWeights& w, const nn::AttentionConfig& cfg,
-                             const int* valid_len) {
+void attention_block_forward(nn::Backend& be, float* h_out, AttentionBlockActivations& act,
+                             const float* h_in, const AttentionBlockWeights& w,
+                             const nn::AttentionConfig& cfg, const int* valid_len) {
   const int rows = int(rows_of(cfg)), d = cfg.model_dim();
   act.resize(cfg);
-  nn::layernorm_forward(act.ln_out.data(), act.ln_mean.data(), act.ln_rstd.data(), h_in, w.ln_gain,
-                        w.ln_bias, rows, d);
-  nn::linear_forward(act.qkv.data(), act.ln_out.data(), w.qkv_w, w.qkv_b, {rows, d, 3 * d},
-                     cfg.precision);
-  nn::attention_forward(act.att.data(), act.probs.data(), act.qkv.data(), cfg, valid_len);
+  be.layernorm_forward(act.ln_out.data(), act.ln_mean.data(), act.ln_rstd.data(), h_in, w.ln_gain,
+                       w.ln_bias, rows, d);
+  be.linear_forward(act.qkv.data(), act.ln_out.data(), w.qkv_w, w.qkv_b, {rows, d, 3 * d},
+                    cfg.precision);
+  be.attention_forward(act.att.data(), act.probs.data(), act.qkv.data(), cfg, valid_len);
   // The projection lands in h_out and the residual is added in place: no temporary.
-  nn::linear_forward(h_out, act.att.data(), w.out_w, w.out_b, {rows, d, d}, cfg.precision);
-  nn::add_inplace(h_out, h_in, int64_t(rows) * d);
+  be.linear_forward(h_out, act.att.data(), w.out_w, w.out_b, {rows, d, d}, cfg.precision);
+  be.add_inplace(h_out, h_in, int64_t(rows) * d);
 }
 
-void attention_block_backward(float* dh, AttentionBlockGrads& g, AttentionBlockScratch& scratch,
-                              const AttentionBlockActivations& act, const float* h_in,
-                              const AttentionBlockWeights& w, const nn::AttentionConfig& cfg,
-                              const int* valid_len) {
+void attention_block_backward(nn::Backend& be, float* dh, AttentionBlockGrads& g,
+                              AttentionBlockScratch& scratch, const AttentionBlockActivations& act,
+                              const float* h_in, const AttentionBlockWeights& w,
+                              const nn::AttentionConfig& cfg, const int* valid_len) {
   const int rows = int(rows_of(cfg)), d = cfg.model_dim();
   scratch.resize(cfg);
   float* d_att = scratch.d_att.data();
   float* d_qkv = scratch.d_qkv.data();
   // Every backward kernel accumulates, so its input-gradient buffer starts at zero.
-  std::fill(scratch.d_att.begin(), scratch.d_att.end(), 0.f);
-  std::fill(scratch.d_qkv.begin(), scratch.d_qkv.end(), 0.f);
-  nn::linear_backward(d_att, g.out_w, g.out_b, dh, act.att.data(), w.out_w, {rows, d, d},
-                      cfg.precision);
-  nn::attention_backward(d_qkv, d_att, act.qkv.data(), act.probs.data(), cfg, valid_len);
+  be.fill(d_att, int64_t(scratch.d_att.size()), 0.f);
+  be.fill(d_qkv, int64_t(scratch.d_qkv.size()), 0.f);
+  be.linear_backward(d_att, g.out_w, g.out_b, dh, act.att.data(), w.out_w, {rows, d, d},
+                     cfg.precision);
+  be.attention_backward(d_qkv, d_att, act.qkv.data(), act.probs.data(), cfg, valid_len);
   float* d_ln = d_att;  // d(att) is spent: reuse its buffer for d(ln_out)
-  std::fill(scratch.d_att.begin(), scratch.d_att.end(), 0.f);
-  nn::linear_backward(d_ln, g.qkv_w, g.qkv_b, d_qkv, act.ln_out.data(), w.qkv_w, {rows, d, 3 * d},
-                      cfg.precision);
+  be.fill(d_att, int64_t(scratch.d_att.size()), 0.f);
+  be.linear_backward(d_ln, g.qkv_w, g.qkv_b, d_qkv, act.ln_out.data(), w.qkv_w, {rows, d, 3 * d},
+                     cfg.precision);
   // dh already holds the residual's share (dL/dh_out); the LayerNorm path adds the rest.
-  nn::layernorm_backward(dh, g.ln_gain, g.ln_bias, d_ln, h_in, w.ln_gain, act.ln_mean.data(),
-                         act.ln_rstd.data(), rows, d);
+  be.layernorm_backward(dh, g.ln_gain, g.ln_bias, d_ln, h_in, w.ln_gain, act.ln_mean.data(),
+                        act.ln_rstd.data(), rows, d);
 }
 
 }  // namespace ecmoe

@@ -4,6 +4,7 @@
 #pragma once
 #include "core/aligned.h"
 #include "nn/attention.h"
+#include "nn/backend.h"
 
 namespace ecmoe {
 
@@ -44,16 +45,16 @@ struct AttentionBlockScratch {
 };
 
 // h_in [rows, d] -> h_out [rows, d] (overwritten; must not alias h_in). valid_len: [batch] key
-// padding lengths or nullptr.
-void attention_block_forward(float* h_out, AttentionBlockActivations& act, const float* h_in,
-                             const AttentionBlockWeights& w, const nn::AttentionConfig& cfg,
-                             const int* valid_len);
+// padding lengths or nullptr. The ops run on `be`, where every pointer lives.
+void attention_block_forward(nn::Backend& be, float* h_out, AttentionBlockActivations& act,
+                             const float* h_in, const AttentionBlockWeights& w,
+                             const nn::AttentionConfig& cfg, const int* valid_len);
 
 // dh [rows, d] holds dL/dh_out on entry and dL/dh_in on return: the residual passes dh through
 // unchanged and the block's own path is added to it. Weight gradients accumulate (+=).
-void attention_block_backward(float* dh, AttentionBlockGrads& g, AttentionBlockScratch& scratch,
-                              const AttentionBlockActivations& act, const float* h_in,
-                              const AttentionBlockWeights& w, const nn::AttentionConfig& cfg,
-                              const int* valid_len);
+void attention_block_backward(nn::Backend& be, float* dh, AttentionBlockGrads& g,
+                              AttentionBlockScratch& scratch, const AttentionBlockActivations& act,
+                              const float* h_in, const AttentionBlockWeights& w,
+                              const nn::AttentionConfig& cfg, const int* valid_len);
 
 }  // namespace ecmoe

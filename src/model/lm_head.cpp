@@ -1,17 +1,12 @@
 // h is [N, d], table is [V, d], logits is [M, V] over the M counted rows
 #include "model/lm_head.h"
 
-#include <algorithm>
-#include <cstring>
-
 #include "core/error.h"
-#include "nn/cross_entropy.h"
-#include "nn/tied_output.h"
 
 namespace ecmoe {
 
-double lm_head_forward(LmHead& head, const float* h, const int32_t* targets, const float* table,
-                       const LmHeadShape& s) {
+double lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int32_t* targets,
+                       const float* table, const LmHeadShape& s) {
   head.rows.clear();
   head.targets.clear();
   for (int r = 0; r < s.rows; ++r) {
@@ -30,16 +25,14 @@ double lm_head_forward(LmHead& head, const float* h, const int32_t* targets, con
     head.input = h;
   } else {
     head.gathered.resize(int64_t(m) * d);
-#pragma omp parallel for schedule(static)
-    for (int j = 0; j < m; ++j)
-      std::memcpy(head.gathered.data() + j * d, h + int64_t(head.rows[j]) * d, d * sizeof(float));
+    be.gather_rows(head.gathered.data(), h, head.rows.data(), m, s.dim);
     head.input = head.gathered.data();
   }
   head.logits.resize(int64_t(m) * s.vocab);
   head.logsumexp.resize(m);
   const nn::LinearShape shape{m, s.dim, s.vocab};
-  nn::tied_output_forward(head.logits.data(), head.input, table, shape, s.precision);
-  const nn::CrossEntropyResult ce = nn::cross_entropy_forward(
+  be.tied_output_forward(head.logits.data(), head.input, table, shape, s.precision);
+  const nn::CrossEntropyResult ce = be.cross_entropy_forward(
       head.logsumexp.data(), head.logits.data(), head.targets.data(), m, s.vocab);
   head.logits_valid = true;
   return ce.loss;
@@ -51,31 +44,26 @@ void lm_head_target_log_probs(float* out, const LmHead& head, int vocab) {
     out[j] = head.logits[j * vocab + head.targets[j]] - head.logsumexp[j];
 }
 
-void lm_head_backward(float* dh, float* dtable, LmHead& head, const float* table,
+void lm_head_backward(nn::Backend& be, float* dh, float* dtable, LmHead& head, const float* table,
                       const LmHeadShape& s) {
   const int m = int(head.count);
   if (m == 0) return;
   ECMOE_CHECK(head.logits_valid, "model backward: the loss head was already differentiated");
   head.logits_valid = false;
   // In place: logits become dlogits (cross_entropy_backward writes, it does not accumulate).
-  nn::cross_entropy_backward(head.logits.data(), head.logits.data(), head.logsumexp.data(),
-                             head.targets.data(), head.count, 1.f, m, s.vocab);
+  be.cross_entropy_backward(head.logits.data(), head.logits.data(), head.logsumexp.data(),
+                            head.targets.data(), head.count, 1.f, m, s.vocab);
   const nn::LinearShape shape{m, s.dim, s.vocab};
   if (m == s.rows) {
-    nn::tied_output_backward(dh, dtable, head.logits.data(), head.input, table, shape, s.precision);
+    be.tied_output_backward(dh, dtable, head.logits.data(), head.input, table, shape, s.precision);
     return;
   }
   const int64_t d = s.dim;
-  head.d_gathered.assign(int64_t(m) * d, 0.f);
-  nn::tied_output_backward(head.d_gathered.data(), dtable, head.logits.data(), head.input, table,
-                           shape, s.precision);
-  // Counted rows are distinct, so the scatter has no conflicts and any thread may own any row.
-#pragma omp parallel for schedule(static)
-  for (int j = 0; j < m; ++j) {
-    float* dst = dh + int64_t(head.rows[j]) * d;
-    const float* src = head.d_gathered.data() + j * d;
-    for (int64_t i = 0; i < d; ++i) dst[i] += src[i];
-  }
+  head.d_gathered.resize(int64_t(m) * d);
+  be.fill(head.d_gathered.data(), int64_t(m) * d, 0.f);
+  be.tied_output_backward(head.d_gathered.data(), dtable, head.logits.data(), head.input, table,
+                          shape, s.precision);
+  be.scatter_add_rows(dh, head.d_gathered.data(), head.rows.data(), m, s.dim);  // distinct rows
 }
 
 }  // namespace ecmoe

@@ -9,6 +9,7 @@
 
 #include "core/aligned.h"
 #include "core/precision.h"
+#include "nn/backend.h"
 
 namespace ecmoe {
 
@@ -33,17 +34,19 @@ struct LmHead {
 };
 
 // h [rows, dim], targets [rows] (-1: no loss), table [vocab, dim] -> mean cross-entropy over the
-// counted rows (0 when none). h must stay valid until backward.
-double lm_head_forward(LmHead& head, const float* h, const int32_t* targets, const float* table,
-                       const LmHeadShape& shape);
+// counted rows (0 when none). h must stay valid until backward. The ops run on `be` (h and table
+// in its memory); the targets are read on the host to find the counted rows.
+double lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int32_t* targets,
+                       const float* table, const LmHeadShape& shape);
 
 // log p(target) of each counted row of the last forward, [count] in the order of head.rows:
-// logit[target] − logsumexp. Valid until backward turns the logits into gradients.
+// logit[target] − logsumexp. Valid until backward turns the logits into gradients. Reads the
+// logits on the host: the CPU backend's.
 void lm_head_target_log_probs(float* out, const LmHead& head, int vocab);
 
 // Gradient of the mean cross-entropy (dloss = 1): dh [rows, dim] (+=) and dtable [vocab, dim]
 // (+=). Once per forward: the logits buffer is reused for their gradient.
-void lm_head_backward(float* dh, float* dtable, LmHead& head, const float* table,
+void lm_head_backward(nn::Backend& be, float* dh, float* dtable, LmHead& head, const float* table,
                       const LmHeadShape& shape);
 
 }  // namespace ecmoe

@@ -14,9 +14,6 @@
 #include "model/attention_block.h"
 #include "model/lm_head.h"
 #include "moe/cutoffs.h"
-#include "nn/embedding.h"
-#include "nn/layernorm.h"
-#include "nn/residual.h"
 
 namespace ecmoe {
 
@@ -173,7 +170,7 @@ ForwardResult Transformer::forward_impl(const FlatBuffer& params, const FlatBuff
   Activations& a = *act_;
   const int N = a.rows();
   // logits = ln_f(h) · Eᵀ at the counted positions
-  result.lm_loss = lm_head_forward(a.head, a.final_out.data(), batch.targets.data(),
+  result.lm_loss = lm_head_forward(*nn_, a.head, a.final_out.data(), batch.targets.data(),
                                    params.data() + embed_tokens_,
                                    {N, config_.d_model, config_.vocab_size, config_.precision});
   result.counted = a.head.count;
@@ -227,8 +224,8 @@ ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuf
   attn_cfg.precision = config_.precision;
 
   // h = embed(tokens) + positions (the embedding checks every token id)
-  nn::embedding_forward(stream(0), a.tokens.data(), p + embed_tokens_, p + embed_positions_,
-                        {B, T, d, V});
+  nn_->embedding_forward(stream(0), a.tokens.data(), p + embed_tokens_, p + embed_positions_,
+                         {B, T, d, V});
   ForwardResult result;
   result.layer_stats.reserve(L);
   double aux_total = 0;
@@ -240,13 +237,13 @@ ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuf
     // h_mid = h_in + attn(ln1(h_in))
     const AttentionBlockWeights aw{p + o.ln1_gain, p + o.ln1_bias, p + o.qkv_w,
                                    p + o.qkv_b,    p + o.out_w,    p + o.out_b};
-    attention_block_forward(h_mid, a.attn[l], h_in, aw, attn_cfg, a.valid_len_ptr());
+    attention_block_forward(*nn_, h_mid, a.attn[l], h_in, aw, attn_cfg, a.valid_len_ptr());
     // h_out = h_mid + ffn(ln2(h_mid)); the MoE layer routes all N tokens (its groups, if any,
     // are consecutive runs of group_size tokens)
     float* ln2 = a.ln2_out.data() + int64_t(l) * N64 * d;
     float* mean = a.ln2_mean.data() + int64_t(l) * N;
     float* rstd = a.ln2_rstd.data() + int64_t(l) * N;
-    nn::layernorm_forward(ln2, mean, rstd, h_mid, p + o.ln2_gain, p + o.ln2_bias, N, d);
+    nn_->layernorm_forward(ln2, mean, rstd, h_mid, p + o.ln2_gain, p + o.ln2_bias, N, d);
     const MoeWeights mw{o.router >= 0 ? p + o.router : nullptr, p + o.w1, p + o.w2};
     const std::string cutoff_name = layer_prefix(l) + "ffn.router.cutoff";
     const MoeConfig& fc = ffn_[l].config();
@@ -262,13 +259,13 @@ ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuf
     in.router = layer_router;
     in.first_token = int64_t(rank_) * N;  // ranks hold equal consecutive slices (slice_batch)
     MoeOutput out = ffn_[l].forward(mw, in, h_out);
-    nn::add_inplace(h_out, h_mid, N64 * d);
+    nn_->add_inplace(h_out, h_mid, N64 * d);
     accumulate_aux(result.aux, out.aux);
     aux_total += double(out.aux.weighted_total);
     result.layer_stats.push_back(std::move(out.stats));
   }
-  nn::layernorm_forward(a.final_out.data(), a.final_mean.data(), a.final_rstd.data(), stream(2 * L),
-                        p + final_gain_, p + final_bias_, N, d);
+  nn_->layernorm_forward(a.final_out.data(), a.final_mean.data(), a.final_rstd.data(),
+                         stream(2 * L), p + final_gain_, p + final_bias_, N, d);
   result.loss = aux_total;
   a.backward_ready = true;
   return result;
@@ -282,8 +279,8 @@ void Transformer::backward(const FlatBuffer& params, FlatBuffer& grads) {
               "model backward: buffers do not belong to this model");
   const int64_t Nd = int64_t(a.rows()) * config_.d_model;
   a.d_tmp.resize(Nd);
-  std::fill(a.d_tmp.begin(), a.d_tmp.end(), 0.f);
-  lm_head_backward(a.d_tmp.data(), grads.data() + embed_tokens_, a.head,
+  nn_->fill(a.d_tmp.data(), Nd, 0.f);
+  lm_head_backward(*nn_, a.d_tmp.data(), grads.data() + embed_tokens_, a.head,
                    params.data() + embed_tokens_,
                    {a.rows(), config_.d_model, config_.vocab_size, config_.precision});
   backward_trunk(params, grads);
@@ -319,29 +316,29 @@ void Transformer::backward_trunk(const FlatBuffer& params, FlatBuffer& grads) {
   float* dtmp = a.d_tmp.data();  // holds dL/d(final_out) on entry
 
   // Final LayerNorm: dh = dL/d(stream[2L]).
-  std::fill(dh, dh + Nd, 0.f);
-  nn::layernorm_backward(dh, g + final_gain_, g + final_bias_, dtmp, stream(2 * L), p + final_gain_,
-                         a.final_mean.data(), a.final_rstd.data(), N, d);
+  nn_->fill(dh, Nd, 0.f);
+  nn_->layernorm_backward(dh, g + final_gain_, g + final_bias_, dtmp, stream(2 * L),
+                          p + final_gain_, a.final_mean.data(), a.final_rstd.data(), N, d);
   for (int l = L - 1; l >= 0; --l) {
     const LayerOffsets& o = layers_[l];
     // FFN half: dh = dL/dh_out passes through the residual; the FFN path adds into it.
-    std::fill(dtmp, dtmp + Nd, 0.f);
+    nn_->fill(dtmp, Nd, 0.f);
     const MoeWeights mw{o.router >= 0 ? p + o.router : nullptr, p + o.w1, p + o.w2};
     MoeGrads mg{o.router >= 0 ? g + o.router : nullptr, g + o.w1, g + o.w2};
     ffn_[l].backward(mw, mg, dh, dtmp);  // dtmp = dL/d(ln2_out), aux-loss gradients included
-    nn::layernorm_backward(dh, g + o.ln2_gain, g + o.ln2_bias, dtmp, stream(2 * l + 1),
-                           p + o.ln2_gain, a.ln2_mean.data() + int64_t(l) * N,
-                           a.ln2_rstd.data() + int64_t(l) * N, N, d);
+    nn_->layernorm_backward(dh, g + o.ln2_gain, g + o.ln2_bias, dtmp, stream(2 * l + 1),
+                            p + o.ln2_gain, a.ln2_mean.data() + int64_t(l) * N,
+                            a.ln2_rstd.data() + int64_t(l) * N, N, d);
     // Attention half: dh becomes dL/dh_in.
     const AttentionBlockWeights aw{p + o.ln1_gain, p + o.ln1_bias, p + o.qkv_w,
                                    p + o.qkv_b,    p + o.out_w,    p + o.out_b};
     AttentionBlockGrads ag{g + o.ln1_gain, g + o.ln1_bias, g + o.qkv_w,
                            g + o.qkv_b,    g + o.out_w,    g + o.out_b};
-    attention_block_backward(dh, ag, a.attn_scratch, a.attn[l], stream(2 * l), aw, attn_cfg,
+    attention_block_backward(*nn_, dh, ag, a.attn_scratch, a.attn[l], stream(2 * l), aw, attn_cfg,
                              a.valid_len_ptr());
   }
-  nn::embedding_backward(g + embed_tokens_, g + embed_positions_, dh, a.tokens.data(),
-                         {B, T, d, V});
+  nn_->embedding_backward(g + embed_tokens_, g + embed_positions_, dh, a.tokens.data(),
+                          {B, T, d, V});
 }
 
 std::vector<float> Transformer::target_log_probs() const {

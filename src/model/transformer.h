@@ -31,6 +31,7 @@
 #include "core/tensor_table.h"
 #include "model/model_config.h"
 #include "moe/moe_layer.h"
+#include "nn/backend.h"
 
 namespace ecmoe {
 
@@ -105,6 +106,14 @@ class Transformer {
   // per-position measures such as leakage. Before backward (which reuses the logits).
   std::vector<float> target_log_probs() const;
 
+  // Where the dense ops run (embeddings, LayerNorm, attention, linear layers, the LM head):
+  // nn::cpu_backend() unless set. The backend must outlive the model; params, grads and the
+  // activations must then be in its memory. The MoE layers' seam is MoeLayer::set_backend
+  // (moe/moe_backend.h). Task heads, leakage and generation read activations on the host: they
+  // need the CPU backend.
+  void set_nn_backend(nn::Backend& backend) { nn_ = &backend; }
+  nn::Backend& nn_backend() const { return *nn_; }
+
   // Layer l's FFN (its routing plan and scores of the last forward), for tests and statistics.
   const MoeLayer& ffn_layer(int layer) const { return ffn_.at(layer); }
   static std::string layer_prefix(int layer);  // "layers.L."
@@ -132,6 +141,7 @@ class Transformer {
   std::vector<LayerOffsets> layers_;
   int64_t embed_tokens_ = 0, embed_positions_ = 0, final_gain_ = 0, final_bias_ = 0;
   std::vector<MoeLayer> ffn_;
+  nn::Backend* nn_ = &nn::cpu_backend();
   std::unique_ptr<Activations> act_;
 };
 

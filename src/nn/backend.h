@@ -1,0 +1,70 @@
+// The transformer's dense ops behind one interface, so that one model (model/transformer.h) runs
+// on the CPU or on another device: the model calls these, never the kernels directly. Each op is
+// the nn op of the same name (its header states shapes and semantics); a backend for another
+// device implements every one of them and is tested against the CPU's (tests/cuda for CUDA).
+// Every float pointer is in the backend's memory; index arrays (tokens, targets, rows, key
+// lengths) too. The CPU backend is the nn functions themselves.
+#pragma once
+#include <cstdint>
+
+#include "nn/attention.h"
+#include "nn/cross_entropy.h"
+#include "nn/embedding.h"
+#include "nn/linear.h"
+
+namespace ecmoe::nn {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;  // "cpu", "cuda"
+
+  // x[0, n) = value
+  virtual void fill(float* x, int64_t n, float value) = 0;
+  // acc += x over [n] (residual.h)
+  virtual void add_inplace(float* acc, const float* x, int64_t n) = 0;
+  // gather_rows.h
+  virtual void gather_rows(float* dst, const float* src, const int* rows, int m, int dim) = 0;
+  virtual void scatter_add_rows(float* dst, const float* src, const int* rows, int m, int dim) = 0;
+
+  // embedding.h
+  virtual void embedding_forward(float* out, const int* tokens, const float* token_table,
+                                 const float* pos_table, const EmbeddingConfig& cfg) = 0;
+  virtual void embedding_backward(float* dtoken_table, float* dpos_table, const float* dout,
+                                  const int* tokens, const EmbeddingConfig& cfg) = 0;
+  // layernorm.h
+  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                 const float* gain, const float* bias, int rows, int dim) = 0;
+  virtual void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* dout,
+                                  const float* inp, const float* gain, const float* mean,
+                                  const float* rstd, int rows, int dim) = 0;
+  // linear.h
+  virtual void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                              const LinearShape& shape, Precision precision) = 0;
+  virtual void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, const LinearShape& shape,
+                               Precision precision) = 0;
+  // attention.h
+  virtual void attention_forward(float* out, float* probs, const float* qkv,
+                                 const AttentionConfig& cfg, const int* valid_len) = 0;
+  virtual void attention_backward(float* dqkv, const float* dout, const float* qkv,
+                                  const float* probs, const AttentionConfig& cfg,
+                                  const int* valid_len) = 0;
+  // tied_output.h
+  virtual void tied_output_forward(float* logits, const float* h, const float* table,
+                                   const LinearShape& shape, Precision precision) = 0;
+  virtual void tied_output_backward(float* dh, float* dtable, const float* dlogits, const float* h,
+                                    const float* table, const LinearShape& shape,
+                                    Precision precision) = 0;
+  // cross_entropy.h (the loss comes back to the host: a device backend synchronises here)
+  virtual CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits,
+                                                   const int* targets, int rows, int vocab) = 0;
+  virtual void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
+                                      const int* targets, int64_t count, float dloss, int rows,
+                                      int vocab) = 0;
+};
+
+// The CPU backend: the nn functions, on the caller's threads. One instance, stateless.
+Backend& cpu_backend();
+
+}  // namespace ecmoe::nn

@@ -1,0 +1,91 @@
+// The CPU backend of nn/backend.h: each op is the nn function of the same name.
+#include <algorithm>
+#include <cstdint>
+
+#include "nn/attention.h"
+#include "nn/backend.h"
+#include "nn/cross_entropy.h"
+#include "nn/embedding.h"
+#include "nn/gather_rows.h"
+#include "nn/layernorm.h"
+#include "nn/linear.h"
+#include "nn/residual.h"
+#include "nn/tied_output.h"
+
+namespace ecmoe::nn {
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  void fill(float* x, int64_t n, float value) override { std::fill(x, x + n, value); }
+  void add_inplace(float* acc, const float* x, int64_t n) override { nn::add_inplace(acc, x, n); }
+  void gather_rows(float* dst, const float* src, const int* rows, int m, int dim) override {
+    nn::gather_rows(dst, src, rows, m, dim);
+  }
+  void scatter_add_rows(float* dst, const float* src, const int* rows, int m, int dim) override {
+    nn::scatter_add_rows(dst, src, rows, m, dim);
+  }
+  void embedding_forward(float* out, const int* tokens, const float* token_table,
+                         const float* pos_table, const EmbeddingConfig& cfg) override {
+    nn::embedding_forward(out, tokens, token_table, pos_table, cfg);
+  }
+  void embedding_backward(float* dtoken_table, float* dpos_table, const float* dout,
+                          const int* tokens, const EmbeddingConfig& cfg) override {
+    nn::embedding_backward(dtoken_table, dpos_table, dout, tokens, cfg);
+  }
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gain,
+                         const float* bias, int rows, int dim) override {
+    nn::layernorm_forward(out, mean, rstd, inp, gain, bias, rows, dim);
+  }
+  void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* dout,
+                          const float* inp, const float* gain, const float* mean, const float* rstd,
+                          int rows, int dim) override {
+    nn::layernorm_backward(dinp, dgain, dbias, dout, inp, gain, mean, rstd, rows, dim);
+  }
+  void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                      const LinearShape& shape, Precision precision) override {
+    nn::linear_forward(out, inp, weight, bias, shape, precision);
+  }
+  void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                       const float* inp, const float* weight, const LinearShape& shape,
+                       Precision precision) override {
+    nn::linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision);
+  }
+  void attention_forward(float* out, float* probs, const float* qkv, const AttentionConfig& cfg,
+                         const int* valid_len) override {
+    nn::attention_forward(out, probs, qkv, cfg, valid_len);
+  }
+  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs,
+                          const AttentionConfig& cfg, const int* valid_len) override {
+    nn::attention_backward(dqkv, dout, qkv, probs, cfg, valid_len);
+  }
+  void tied_output_forward(float* logits, const float* h, const float* table,
+                           const LinearShape& shape, Precision precision) override {
+    nn::tied_output_forward(logits, h, table, shape, precision);
+  }
+  void tied_output_backward(float* dh, float* dtable, const float* dlogits, const float* h,
+                            const float* table, const LinearShape& shape,
+                            Precision precision) override {
+    nn::tied_output_backward(dh, dtable, dlogits, h, table, shape, precision);
+  }
+  CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits,
+                                           const int* targets, int rows, int vocab) override {
+    return nn::cross_entropy_forward(logsumexp, logits, targets, rows, vocab);
+  }
+  void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
+                              const int* targets, int64_t count, float dloss, int rows,
+                              int vocab) override {
+    nn::cross_entropy_backward(dlogits, logits, logsumexp, targets, count, dloss, rows, vocab);
+  }
+};
+
+}  // namespace
+
+Backend& cpu_backend() {
+  static CpuBackend backend;
+  return backend;
+}
+
+}  // namespace ecmoe::nn
