@@ -103,9 +103,6 @@ TokenChoiceCounts route_token_choice(DevicePlan& plan, TokenChoiceScratch& scrat
   const int e = config.n_experts, k = config.choices_per_token();
   ECMOE_CHECK(k >= 1 && k <= kMaxChoices && k <= e, "cuda token choice: k = ", k, " (1 to min(",
               kMaxChoices, ", experts))");
-  ECMOE_CHECK(!config.batch_prioritized,
-              "cuda token choice: batch-prioritised routing is "
-              "routed on the host");
   const bool renormalize = config.renormalize_gates && k > 1;
   const std::vector<GroupRange> groups = routing_groups(n, config.group_size);
   const int G = int(groups.size());

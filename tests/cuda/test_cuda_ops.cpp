@@ -1,8 +1,8 @@
 // Every op of the CUDA backend against the CPU op of the same name on the same inputs (the shape
 // of ggml's test-backend-ops): bitwise where both sides do the same arithmetic in the same order
 // (copies, the inverse index, the routing plan, the gate adjoint), within 1e-5 relative in fp32
-// where the order or the math library differs, and within one bf16 rounding step (2^-8) where
-// both round to bf16 after such a difference. Without a GPU every test skips.
+// where the order or the math library differs, and within one bf16 rounding step (up to 2^-7
+// relative) where both round to bf16 after such a difference. Without a GPU every test skips.
 #include <gtest/gtest.h>
 
 #include <cstddef>
@@ -129,8 +129,9 @@ TEST(CudaOps, GeluMatchesTheCpu) {
   cuda::gelu_backward(gda.data(), gdout.data(), ga.data(), n, stream());
   EXPECT_TRUE(close(to_host(gout), out, kFp32));
   EXPECT_TRUE(close(to_host(gda), da, kFp32));
-  EXPECT_TRUE(close(widen(to_host(gout16)), widen(out16), kBf16Step));
-  EXPECT_TRUE(close(widen(to_host(gda16)), widen(da16), kBf16Step));
+  // One bf16 step apart at most, which is up to 2^-7 relative just above a power of two.
+  EXPECT_TRUE(close(widen(to_host(gout16)), widen(out16), 2 * kBf16Step));
+  EXPECT_TRUE(close(widen(to_host(gda16)), widen(da16), 2 * kBf16Step));
   // In place (da aliases dout), as the experts' backward calls it.
   cuda::gelu_backward(gdout.data(), gdout.data(), ga.data(), n, stream());
   EXPECT_TRUE(same_bits(to_host(gdout), to_host(gda)));
