@@ -10,27 +10,27 @@ int64_t rows_of(const nn::AttentionConfig& cfg) { return int64_t(cfg.batch) * cf
 
 }  // namespace
 
-void AttentionBlockActivations::resize(const nn::AttentionConfig& cfg) {
+void AttentionBlockActivations::resize(nn::Backend& be, const nn::AttentionConfig& cfg) {
   const int64_t rows = rows_of(cfg), d = cfg.model_dim();
-  ln_out.resize(rows * d);
-  ln_mean.resize(rows);
-  ln_rstd.resize(rows);
-  qkv.resize(rows * 3 * d);
-  probs.resize(int64_t(cfg.batch) * cfg.n_heads * cfg.seq_len * cfg.seq_len);
-  att.resize(rows * d);
+  ln_out.resize(be, rows * d);
+  ln_mean.resize(be, rows);
+  ln_rstd.resize(be, rows);
+  qkv.resize(be, rows * 3 * d);
+  probs.resize(be, int64_t(cfg.batch) * cfg.n_heads * cfg.seq_len * cfg.seq_len);
+  att.resize(be, rows * d);
 }
 
-void AttentionBlockScratch::resize(const nn::AttentionConfig& cfg) {
+void AttentionBlockScratch::resize(nn::Backend& be, const nn::AttentionConfig& cfg) {
   const int64_t rows = rows_of(cfg), d = cfg.model_dim();
-  d_att.resize(rows * d);
-  d_qkv.resize(rows * 3 * d);
+  d_att.resize(be, rows * d);
+  d_qkv.resize(be, rows * 3 * d);
 }
 
 void attention_block_forward(nn::Backend& be, float* h_out, AttentionBlockActivations& act,
                              const float* h_in, const AttentionBlockWeights& w,
                              const nn::AttentionConfig& cfg, const int* valid_len) {
   const int rows = int(rows_of(cfg)), d = cfg.model_dim();
-  act.resize(cfg);
+  act.resize(be, cfg);
   be.layernorm_forward(act.ln_out.data(), act.ln_mean.data(), act.ln_rstd.data(), h_in, w.ln_gain,
                        w.ln_bias, rows, d);
   be.linear_forward(act.qkv.data(), act.ln_out.data(), w.qkv_w, w.qkv_b, {rows, d, 3 * d},
@@ -46,17 +46,17 @@ void attention_block_backward(nn::Backend& be, float* dh, AttentionBlockGrads& g
                               const float* h_in, const AttentionBlockWeights& w,
                               const nn::AttentionConfig& cfg, const int* valid_len) {
   const int rows = int(rows_of(cfg)), d = cfg.model_dim();
-  scratch.resize(cfg);
+  scratch.resize(be, cfg);
   float* d_att = scratch.d_att.data();
   float* d_qkv = scratch.d_qkv.data();
   // Every backward kernel accumulates, so its input-gradient buffer starts at zero.
-  be.fill(d_att, int64_t(scratch.d_att.size()), 0.f);
-  be.fill(d_qkv, int64_t(scratch.d_qkv.size()), 0.f);
+  be.fill(d_att, scratch.d_att.size(), 0.f);
+  be.fill(d_qkv, scratch.d_qkv.size(), 0.f);
   be.linear_backward(d_att, g.out_w, g.out_b, dh, act.att.data(), w.out_w, {rows, d, d},
                      cfg.precision);
   be.attention_backward(d_qkv, d_att, act.qkv.data(), act.probs.data(), cfg, valid_len);
   float* d_ln = d_att;  // d(att) is spent: reuse its buffer for d(ln_out)
-  be.fill(d_att, int64_t(scratch.d_att.size()), 0.f);
+  be.fill(d_att, scratch.d_att.size(), 0.f);
   be.linear_backward(d_ln, g.qkv_w, g.qkv_b, d_qkv, act.ln_out.data(), w.qkv_w, {rows, d, 3 * d},
                      cfg.precision);
   // dh already holds the residual's share (dL/dh_out); the LayerNorm path adds the rest.

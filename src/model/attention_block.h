@@ -2,9 +2,9 @@
 //   h_out = h_in + attn(ln1(h_in)) · Wo + bo,   attn on qkv = ln1(h_in) · Wqkv + bqkv
 // h_in, h_out [rows = batch·seq_len, d]; the FFN half is an MoeLayer (model/transformer.cpp).
 #pragma once
-#include "core/aligned.h"
 #include "nn/attention.h"
 #include "nn/backend.h"
+#include "nn/buffer.h"
 
 namespace ecmoe {
 
@@ -26,22 +26,23 @@ struct AttentionBlockGrads {
   float* out_b = nullptr;
 };
 
-// What forward keeps for backward; sized once per shape (resize to the same size is free).
+// What forward keeps for backward, in the backend's memory; sized once per shape (resize to the
+// same size is free).
 struct AttentionBlockActivations {
-  FloatVec ln_out;   // [rows, d]
-  FloatVec ln_mean;  // [rows]
-  FloatVec ln_rstd;  // [rows]
-  FloatVec qkv;      // [rows, 3d]
-  FloatVec probs;    // [batch, heads, T, T]
-  FloatVec att;      // [rows, d] attention output before the output projection
-  void resize(const nn::AttentionConfig& cfg);
+  nn::Buffer<float> ln_out;   // [rows, d]
+  nn::Buffer<float> ln_mean;  // [rows]
+  nn::Buffer<float> ln_rstd;  // [rows]
+  nn::Buffer<float> qkv;      // [rows, 3d]
+  nn::Buffer<float> probs;    // [batch, heads, T, T]
+  nn::Buffer<float> att;      // [rows, d] attention output before the output projection
+  void resize(nn::Backend& be, const nn::AttentionConfig& cfg);
 };
 
 // Backward temporaries, shared by every layer (one backward at a time).
 struct AttentionBlockScratch {
-  FloatVec d_att;  // [rows, d]: d(att), then reused for d(ln_out)
-  FloatVec d_qkv;  // [rows, 3d]
-  void resize(const nn::AttentionConfig& cfg);
+  nn::Buffer<float> d_att;  // [rows, d]: d(att), then reused for d(ln_out)
+  nn::Buffer<float> d_qkv;  // [rows, 3d]
+  void resize(nn::Backend& be, const nn::AttentionConfig& cfg);
 };
 
 // h_in [rows, d] -> h_out [rows, d] (overwritten; must not alias h_in). valid_len: [batch] key

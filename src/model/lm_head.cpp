@@ -1,6 +1,9 @@
 // h is [N, d], table is [V, d], logits is [M, V] over the M counted rows
 #include "model/lm_head.h"
 
+#include <string_view>
+#include <vector>
+
 #include "core/error.h"
 
 namespace ecmoe {
@@ -21,27 +24,38 @@ double lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int3
   head.logits_valid = false;
   if (m == 0) return 0.0;
   const int64_t d = s.dim;
+  head.targets_on_backend.upload(be, head.targets);
   if (m == s.rows) {
     head.input = h;
   } else {
-    head.gathered.resize(int64_t(m) * d);
-    be.gather_rows(head.gathered.data(), h, head.rows.data(), m, s.dim);
+    head.rows_on_backend.upload(be, head.rows);
+    head.gathered.resize(be, int64_t(m) * d);
+    be.gather_rows(head.gathered.data(), h, head.rows_on_backend.data(), m, s.dim);
     head.input = head.gathered.data();
   }
-  head.logits.resize(int64_t(m) * s.vocab);
-  head.logsumexp.resize(m);
+  head.logits.resize(be, int64_t(m) * s.vocab);
+  head.logsumexp.resize(be, m);
   const nn::LinearShape shape{m, s.dim, s.vocab};
   be.tied_output_forward(head.logits.data(), head.input, table, shape, s.precision);
   const nn::CrossEntropyResult ce = be.cross_entropy_forward(
-      head.logsumexp.data(), head.logits.data(), head.targets.data(), m, s.vocab);
+      head.logsumexp.data(), head.logits.data(), head.targets_on_backend.data(), m, s.vocab);
   head.logits_valid = true;
   return ce.loss;
 }
 
 void lm_head_target_log_probs(float* out, const LmHead& head, int vocab) {
   ECMOE_CHECK(head.logits_valid, "model: log-probabilities need a forward (before backward)");
-  for (int64_t j = 0; j < head.count; ++j)
-    out[j] = head.logits[j * vocab + head.targets[j]] - head.logsumexp[j];
+  if (head.count == 0) return;
+  std::vector<float> copied_logits, copied_lse;
+  const float* logits = head.logits.data();
+  const float* lse = head.logsumexp.data();
+  if (std::string_view(head.logits.backend()->name()) != "cpu") {
+    copied_logits = head.logits.download();
+    copied_lse = head.logsumexp.download();
+    logits = copied_logits.data();
+    lse = copied_lse.data();
+  }
+  for (int64_t j = 0; j < head.count; ++j) out[j] = logits[j * vocab + head.targets[j]] - lse[j];
 }
 
 void lm_head_backward(nn::Backend& be, float* dh, float* dtable, LmHead& head, const float* table,
@@ -52,18 +66,19 @@ void lm_head_backward(nn::Backend& be, float* dh, float* dtable, LmHead& head, c
   head.logits_valid = false;
   // In place: logits become dlogits (cross_entropy_backward writes, it does not accumulate).
   be.cross_entropy_backward(head.logits.data(), head.logits.data(), head.logsumexp.data(),
-                            head.targets.data(), head.count, 1.f, m, s.vocab);
+                            head.targets_on_backend.data(), head.count, 1.f, m, s.vocab);
   const nn::LinearShape shape{m, s.dim, s.vocab};
   if (m == s.rows) {
     be.tied_output_backward(dh, dtable, head.logits.data(), head.input, table, shape, s.precision);
     return;
   }
   const int64_t d = s.dim;
-  head.d_gathered.resize(int64_t(m) * d);
+  head.d_gathered.resize(be, int64_t(m) * d);
   be.fill(head.d_gathered.data(), int64_t(m) * d, 0.f);
   be.tied_output_backward(head.d_gathered.data(), dtable, head.logits.data(), head.input, table,
                           shape, s.precision);
-  be.scatter_add_rows(dh, head.d_gathered.data(), head.rows.data(), m, s.dim);  // distinct rows
+  be.scatter_add_rows(dh, head.d_gathered.data(), head.rows_on_backend.data(), m,
+                      s.dim);  // distinct rows
 }
 
 }  // namespace ecmoe

@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/aligned.h"
 #include "core/precision.h"
 #include "nn/backend.h"
+#include "nn/buffer.h"
 
 namespace ecmoe {
 
@@ -20,14 +20,17 @@ struct LmHeadShape {
   Precision precision = Precision::kFp32;  // of the output GEMMs (the loss is fp32 either way)
 };
 
-// State of one forward, kept for backward; buffers grow once and are reused.
+// State of one forward, kept for backward; buffers grow once and are reused. The counted rows and
+// their targets are found on the host and copied to the backend.
 struct LmHead {
-  std::vector<int> rows;         // [M] counted positions, in order
-  std::vector<int> targets;      // [M] their targets
-  FloatVec gathered;             // [M, d] h at the counted rows (unused when M == rows)
-  FloatVec logits;               // [M, V]; backward overwrites it with dlogits
-  FloatVec logsumexp;            // [M]
-  FloatVec d_gathered;           // [M, d]
+  std::vector<int> rows;            // [M] counted positions, in order
+  std::vector<int> targets;         // [M] their targets
+  nn::Buffer<int> rows_on_backend;  // the same two in the backend's memory
+  nn::Buffer<int> targets_on_backend;
+  nn::Buffer<float> gathered;    // [M, d] h at the counted rows (unused when M == rows)
+  nn::Buffer<float> logits;      // [M, V]; backward overwrites it with dlogits
+  nn::Buffer<float> logsumexp;   // [M]
+  nn::Buffer<float> d_gathered;  // [M, d]
   const float* input = nullptr;  // [M, d]: gathered, or h itself when every row counts
   int64_t count = 0;
   bool logits_valid = false;  // false once backward has turned them into gradients
@@ -40,8 +43,8 @@ double lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int3
                        const float* table, const LmHeadShape& shape);
 
 // log p(target) of each counted row of the last forward, [count] in the order of head.rows:
-// logit[target] − logsumexp. Valid until backward turns the logits into gradients. Reads the
-// logits on the host: the CPU backend's.
+// logit[target] − logsumexp. Valid until backward turns the logits into gradients. Copies the
+// logits to the host when the backend is not the CPU.
 void lm_head_target_log_probs(float* out, const LmHead& head, int vocab);
 
 // Gradient of the mean cross-entropy (dloss = 1): dh [rows, dim] (+=) and dtable [vocab, dim]

@@ -14,6 +14,8 @@
 #include "model/attention_block.h"
 #include "model/lm_head.h"
 #include "moe/cutoffs.h"
+#include "nn/attention.h"
+#include "nn/embedding.h"
 
 namespace ecmoe {
 
@@ -21,26 +23,32 @@ static_assert(sizeof(int) == sizeof(int32_t), "token ids are passed to the kerne
 
 struct Transformer::Activations {
   int batch = 0, seq_len = 0;
+  // Token ids and key lengths stay on the host too: the MoE layers route by ids there (hash) and
+  // the checks read them.
   std::vector<int32_t> tokens;     // [B, T] copied: embedding backward needs them
   std::vector<int32_t> valid_len;  // [B] or empty
+  // Everything below is in the dense backend's memory.
+  nn::Buffer<int> tokens_on_backend, valid_len_on_backend;
   // The residual stream after the embedding and after each of the 2L sublayers:
   // stream[2l] enters layer l, stream[2l + 1] is after its attention, stream[2L] enters final_ln.
-  FloatVec stream;                              // [2L + 1, N, d]
+  nn::Buffer<float> stream;                     // [2L + 1, N, d]
   std::vector<AttentionBlockActivations> attn;  // [L]
-  FloatVec ln2_out;                 // [L, N, d]: the FFN input; MoeLayer keeps a pointer
-  FloatVec ln2_mean, ln2_rstd;      // [L, N]
-  FloatVec final_out;               // [N, d]
-  FloatVec final_mean, final_rstd;  // [N]
+  nn::Buffer<float> ln2_out;                 // [L, N, d]: the FFN input; MoeLayer keeps a pointer
+  nn::Buffer<float> ln2_mean, ln2_rstd;      // [L, N]
+  nn::Buffer<float> final_out;               // [N, d]
+  nn::Buffer<float> final_mean, final_rstd;  // [N]
   LmHead head;
   // Backward temporaries.
-  FloatVec d_stream;  // [N, d] dL/dh at the current depth
-  FloatVec d_tmp;     // [N, d] dL/d(final_out) or dL/d(ln2_out)
+  nn::Buffer<float> d_stream;  // [N, d] dL/dh at the current depth
+  nn::Buffer<float> d_tmp;     // [N, d] dL/d(final_out) or dL/d(ln2_out)
   AttentionBlockScratch attn_scratch;
   bool backward_ready = false;
   bool lm_head_ready = false;  // the last forward ran the LM head (forward, not forward_hidden)
 
   int rows() const { return batch * seq_len; }
-  const int* valid_len_ptr() const { return valid_len.empty() ? nullptr : valid_len.data(); }
+  const int* valid_len_ptr() const {
+    return valid_len.empty() ? nullptr : valid_len_on_backend.data();
+  }
 };
 
 namespace {
@@ -208,14 +216,19 @@ ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuf
   a.seq_len = T;
   a.tokens = batch.tokens;
   a.valid_len = batch.valid_len;
-  a.stream.resize((2 * int64_t(L) + 1) * N64 * d);
+  nn::Backend& be = *nn_;
+  // Bad ids and key lengths are refused here, on the host, before any backend sees them.
+  nn::check_embedding_tokens(a.tokens.data(), {B, T, d, V});
+  a.tokens_on_backend.upload(be, a.tokens);
+  a.valid_len_on_backend.upload(be, a.valid_len);
+  a.stream.resize(be, (2 * int64_t(L) + 1) * N64 * d);
   a.attn.resize(L);
-  a.ln2_out.resize(int64_t(L) * N64 * d);
-  a.ln2_mean.resize(int64_t(L) * N);
-  a.ln2_rstd.resize(int64_t(L) * N);
-  a.final_out.resize(N64 * d);
-  a.final_mean.resize(N);
-  a.final_rstd.resize(N);
+  a.ln2_out.resize(be, int64_t(L) * N64 * d);
+  a.ln2_mean.resize(be, int64_t(L) * N);
+  a.ln2_rstd.resize(be, int64_t(L) * N);
+  a.final_out.resize(be, N64 * d);
+  a.final_mean.resize(be, N);
+  a.final_rstd.resize(be, N);
 
   const float* p = params.data();
   auto stream = [&](int i) { return a.stream.data() + int64_t(i) * N64 * d; };
@@ -223,9 +236,10 @@ ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuf
                                config_.kind == ModelKind::kDecoder};
   attn_cfg.precision = config_.precision;
 
-  // h = embed(tokens) + positions (the embedding checks every token id)
-  nn_->embedding_forward(stream(0), a.tokens.data(), p + embed_tokens_, p + embed_positions_,
-                         {B, T, d, V});
+  nn::check_attention_config(attn_cfg, a.valid_len.empty() ? nullptr : a.valid_len.data());
+  // h = embed(tokens) + positions
+  nn_->embedding_forward(stream(0), a.tokens_on_backend.data(), p + embed_tokens_,
+                         p + embed_positions_, {B, T, d, V});
   ForwardResult result;
   result.layer_stats.reserve(L);
   double aux_total = 0;
@@ -278,7 +292,7 @@ void Transformer::backward(const FlatBuffer& params, FlatBuffer& grads) {
   ECMOE_CHECK(params.size() == table_.total_floats() && grads.size() == table_.total_floats(),
               "model backward: buffers do not belong to this model");
   const int64_t Nd = int64_t(a.rows()) * config_.d_model;
-  a.d_tmp.resize(Nd);
+  a.d_tmp.resize(*nn_, Nd);
   nn_->fill(a.d_tmp.data(), Nd, 0.f);
   lm_head_backward(*nn_, a.d_tmp.data(), grads.data() + embed_tokens_, a.head,
                    params.data() + embed_tokens_,
@@ -294,7 +308,8 @@ void Transformer::backward_from_hidden(const FlatBuffer& params, FlatBuffer& gra
   ECMOE_CHECK(params.size() == table_.total_floats() && grads.size() == table_.total_floats(),
               "model backward: buffers do not belong to this model");
   const int64_t Nd = int64_t(a.rows()) * config_.d_model;
-  a.d_tmp.assign(d_hidden, d_hidden + Nd);
+  a.d_tmp.resize(*nn_, Nd);
+  nn_->copy(a.d_tmp.data(), d_hidden, std::size_t(Nd) * sizeof(float));
   backward_trunk(params, grads);
 }
 
@@ -311,7 +326,7 @@ void Transformer::backward_trunk(const FlatBuffer& params, FlatBuffer& grads) {
   nn::AttentionConfig attn_cfg{B, T, config_.n_heads, config_.head_dim(),
                                config_.kind == ModelKind::kDecoder};
   attn_cfg.precision = config_.precision;
-  a.d_stream.resize(Nd);
+  a.d_stream.resize(*nn_, Nd);
   float* dh = a.d_stream.data();
   float* dtmp = a.d_tmp.data();  // holds dL/d(final_out) on entry
 
@@ -337,7 +352,7 @@ void Transformer::backward_trunk(const FlatBuffer& params, FlatBuffer& grads) {
     attention_block_backward(*nn_, dh, ag, a.attn_scratch, a.attn[l], stream(2 * l), aw, attn_cfg,
                              a.valid_len_ptr());
   }
-  nn_->embedding_backward(g + embed_tokens_, g + embed_positions_, dh, a.tokens.data(),
+  nn_->embedding_backward(g + embed_tokens_, g + embed_positions_, dh, a.tokens_on_backend.data(),
                           {B, T, d, V});
 }
 

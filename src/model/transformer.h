@@ -92,7 +92,8 @@ class Transformer {
   // logits buffer becomes their gradient); params must be the forward's.
   void backward(const FlatBuffer& params, FlatBuffer& grads);
 
-  // Final hidden states [B·T, d] (after final_ln) of the last forward, for task heads.
+  // Final hidden states [B·T, d] (after final_ln) of the last forward, for task heads; in the
+  // dense backend's memory.
   const float* final_hidden() const;
 
   // For task heads: forward stops at the final hidden states (no LM head; batch.targets may be
@@ -108,9 +109,8 @@ class Transformer {
 
   // Where the dense ops run (embeddings, LayerNorm, attention, linear layers, the LM head):
   // nn::cpu_backend() unless set. The backend must outlive the model; params, grads and the
-  // activations must then be in its memory. The MoE layers' seam is MoeLayer::set_backend
-  // (moe/moe_backend.h). Task heads, leakage and generation read activations on the host: they
-  // need the CPU backend.
+  // activations are then kept in its memory (nn/buffer.h). The MoE layers' seam is
+  // MoeLayer::set_backend (moe/moe_backend.h).
   void set_nn_backend(nn::Backend& backend) { nn_ = &backend; }
   nn::Backend& nn_backend() const { return *nn_; }
 

@@ -5,6 +5,7 @@
 // Every float pointer is in the backend's memory; index arrays (tokens, targets, rows, key
 // lengths) too. The CPU backend is the nn functions themselves.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "nn/attention.h"
@@ -18,6 +19,15 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;  // "cpu", "cuda"
+
+  // Memory (nn/buffer.h owns it): bytes in this backend's memory, and copies into it from the
+  // host, out of it to the host (returning once the bytes are there) and within it. A copy is
+  // ordered after the ops issued before it.
+  virtual void* allocate(std::size_t bytes) = 0;
+  virtual void release(void* p) noexcept = 0;
+  virtual void upload(void* dst, const void* host_src, std::size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, std::size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;
 
   // x[0, n) = value
   virtual void fill(float* x, int64_t n, float value) = 0;

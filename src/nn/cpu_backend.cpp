@@ -1,6 +1,10 @@
 // The CPU backend of nn/backend.h: each op is the nn function of the same name.
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 
 #include "nn/attention.h"
 #include "nn/backend.h"
@@ -19,6 +23,23 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
+  // 64-byte aligned, as FloatVec (core/aligned.h): one cache line, one AVX-512 register.
+  void* allocate(std::size_t bytes) override {
+    constexpr std::size_t kAlign = 64;
+    void* p = std::aligned_alloc(kAlign, std::max(kAlign, (bytes + kAlign - 1) / kAlign * kAlign));
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void release(void* p) noexcept override { std::free(p); }
+  void upload(void* dst, const void* host_src, std::size_t bytes) override {
+    if (bytes) std::memcpy(dst, host_src, bytes);
+  }
+  void download(void* host_dst, const void* src, std::size_t bytes) override {
+    if (bytes) std::memcpy(host_dst, src, bytes);
+  }
+  void copy(void* dst, const void* src, std::size_t bytes) override {
+    if (bytes) std::memmove(dst, src, bytes);
+  }
   void fill(float* x, int64_t n, float value) override { std::fill(x, x + n, value); }
   void add_inplace(float* acc, const float* x, int64_t n) override { nn::add_inplace(acc, x, n); }
   void gather_rows(float* dst, const float* src, const int* rows, int m, int dim) override {

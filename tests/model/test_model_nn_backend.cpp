@@ -1,8 +1,10 @@
 // The model's dense-op seam (nn/backend.h): a backend that records each op and runs the CPU's
-// sees every op the model needs, encoder and decoder, masked and fully counted LM heads, and the
-// model through it computes bitwise what it computes without it.
+// sees every op the model needs and holds its activations (nn/buffer.h), encoder and decoder,
+// masked and fully counted LM heads, task heads through the hidden states, and the model through
+// it computes bitwise what it computes without it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -22,6 +24,23 @@ class RecordingBackend final : public nn::Backend {
  public:
   std::map<std::string, int> calls;
   const char* name() const override { return "recording"; }
+  void* allocate(std::size_t bytes) override {
+    ++calls["allocate"];
+    return cpu().allocate(bytes);
+  }
+  void release(void* p) noexcept override { cpu().release(p); }
+  void upload(void* dst, const void* host_src, std::size_t bytes) override {
+    ++calls["upload"];
+    cpu().upload(dst, host_src, bytes);
+  }
+  void download(void* host_dst, const void* src, std::size_t bytes) override {
+    ++calls["download"];
+    cpu().download(host_dst, src, bytes);
+  }
+  void copy(void* dst, const void* src, std::size_t bytes) override {
+    ++calls["copy"];
+    cpu().copy(dst, src, bytes);
+  }
   void fill(float* x, int64_t n, float value) override {
     ++calls["fill"];
     cpu().fill(x, n, value);
@@ -138,17 +157,51 @@ TEST(ModelNnBackend, EveryDenseOpGoesThroughTheBackendWithTheSameResults) {
       const Step got = train_step(seamed, params, batch);
       EXPECT_EQ(got.loss, want.loss);
       EXPECT_TRUE(got.grads == want.grads) << "gradients differ through the seam";
+      // Per-position log-probabilities (leakage) read the backend's logits.
+      plain.forward(params, batch, false, 1);
+      seamed.forward(params, batch, false, 1);
+      EXPECT_EQ(seamed.target_log_probs(), plain.target_log_probs());
     }
   }
-  for (const char* op :
-       {"fill", "add_inplace", "gather_rows", "scatter_add_rows", "embedding_forward",
-        "embedding_backward", "layernorm_forward", "layernorm_backward", "linear_forward",
-        "linear_backward", "attention_forward", "attention_backward", "attention_forward causal",
-        "attention_backward causal", "tied_output_forward", "tied_output_backward",
-        "cross_entropy_forward", "cross_entropy_backward"})
+  {  // A task head's way in: the hidden states' gradient copied into the backend.
+    const ModelConfig c = tiny_config(ModelKind::kEncoder, RouterKind::kTop2);
+    Transformer plain(c), seamed(c);
+    seamed.set_nn_backend(recording);
+    FlatBuffer params(plain.table()), want(plain.table()), got(plain.table());
+    plain.init_params(params, 4);
+    const Batch batch = random_batch(c, 2, 5, 6);
+    const std::vector<float> d_hidden(std::size_t(batch.token_count() * c.d_model), 0.25f);
+    plain.forward_hidden(params, batch, true, 2);
+    plain.backward_from_hidden(params, want, d_hidden.data());
+    seamed.forward_hidden(params, batch, true, 2);
+    seamed.backward_from_hidden(params, got, d_hidden.data());
+    EXPECT_TRUE(std::equal(want.data(), want.data() + want.size(), got.data()));
+  }
+  for (const char* op : {"allocate",
+                         "upload",
+                         "copy",
+                         "fill",
+                         "add_inplace",
+                         "gather_rows",
+                         "scatter_add_rows",
+                         "embedding_forward",
+                         "embedding_backward",
+                         "layernorm_forward",
+                         "layernorm_backward",
+                         "linear_forward",
+                         "linear_backward",
+                         "attention_forward",
+                         "attention_backward",
+                         "attention_forward causal",
+                         "attention_backward causal",
+                         "tied_output_forward",
+                         "tied_output_backward",
+                         "cross_entropy_forward",
+                         "cross_entropy_backward"})
     EXPECT_GT(recording.calls[op], 0) << op << " never reached the backend";
-  // 4 steps (encoder, decoder; fp32, bf16) of 3 attention blocks with 2 linear layers each.
-  EXPECT_EQ(recording.calls["linear_forward"], 4 * 3 * 2);
+  // 4 steps and 4 evaluations (encoder, decoder; fp32, bf16), then the task head's step, of 3
+  // attention blocks with 2 linear layers each.
+  EXPECT_EQ(recording.calls["linear_forward"], 9 * 3 * 2);
 }
 
 }  // namespace
