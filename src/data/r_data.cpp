@@ -64,7 +64,7 @@ class Reader {
         return {kSym, {symbols_[index - 1]}, {}, {}, {}};
       }
       case kSym:
-        obj.strings = {item().strings.at(0)};
+        obj.strings = {single_string(item(), kChar, "a symbol's name")};
         symbols_.push_back(obj.strings[0]);
         return obj;
       case kList:
@@ -80,12 +80,8 @@ class Reader {
         take(std::size_t(next_length()) * 8);
         break;
       case kString:
-        for (int n = next_length(); n > 0; --n) {
-          const RObject element = item();
-          ECMOE_CHECK(element.type == kChar, what_, ": a character vector holds type ",
-                      element.type);
-          obj.strings.push_back(element.strings.at(0));
-        }
+        for (int n = next_length(); n > 0; --n)
+          obj.strings.push_back(single_string(item(), kChar, "a character vector's element"));
         break;
       case kVector:
       case kExpression:
@@ -104,7 +100,7 @@ class Reader {
     list.type = kList;
     for (;;) {
       if (has_attributes) item();
-      list.names.push_back(has_tag ? item().strings.at(0) : "");
+      list.names.push_back(has_tag ? single_string(item(), kSym, "a pairlist tag") : "");
       list.items.push_back(item());
       const uint32_t flags = uint32_t(next_int());
       if ((flags & 0xFF) == kNil) return list;
@@ -112,6 +108,13 @@ class Reader {
       has_attributes = flags & (1u << 9);
       has_tag = flags & (1u << 10);
     }
+  }
+
+  // The string of a CHARSXP or a symbol, checked to be of the type the format puts there.
+  std::string single_string(const RObject& obj, int type, std::string_view role) const {
+    ECMOE_CHECK(obj.type == type && obj.strings.size() == 1, what_, ": ", role, " has type ",
+                obj.type);
+    return obj.strings[0];
   }
 
   // The "names" attribute of an attribute pairlist.
