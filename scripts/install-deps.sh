@@ -15,7 +15,7 @@ log=${INSTALL_LOG:-$root/build/install-deps.log}
 # ocl-icd-opencl-dev: oneDNN's CMake config looks for OpenCL (Debian builds it with the OpenCL
 # GPU runtime) and stops the configure step without it; apt only pulls it in as a recommendation.
 packages=(build-essential cmake pkg-config git libdnnl-dev ocl-icd-opencl-dev libomp-dev
-          nlohmann-json3-dev libcli11-dev libsentencepiece-dev libgtest-dev libgmock-dev
+          nlohmann-json3-dev libcli11-dev libsentencepiece-dev zlib1g-dev libgtest-dev libgmock-dev
           libbenchmark-dev python3 nodejs npm bible-kjv python3-pattern gnuplot-nox
           libopenmpi-dev openmpi-bin clang clang-format
           libclang-rt-14-dev)  # libclang-rt: libFuzzer (scripts/fuzz.sh), only recommended by clang

