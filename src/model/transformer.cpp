@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <functional>
+#include <memory>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -156,31 +158,60 @@ void Transformer::update_cutoffs(FlatBuffer& state, const std::vector<RoutingSta
   }
 }
 
+namespace {
+
+void check_params(const FlatBuffer& buffer, const TensorTable& table, const char* what) {
+  ECMOE_CHECK(buffer.size() == table.total_floats(), "model: ", what, " buffer of ", buffer.size(),
+              " floats does not belong to this model (", table.total_floats(), ")");
+}
+
+}  // namespace
+
 ForwardResult Transformer::forward(const FlatBuffer& params, const Batch& batch, bool training,
                                    uint64_t seed) {
-  return forward_impl(params, nullptr, batch, training, seed);
+  check_params(params, table_, "parameter");
+  return forward_impl(params.data(), nullptr, batch, training, seed);
 }
 
 ForwardResult Transformer::forward(const FlatBuffer& params, const FlatBuffer& state,
                                    const Batch& batch, bool training, uint64_t seed,
                                    std::optional<RouterKind> router) {
+  check_params(params, table_, "parameter");
   ECMOE_CHECK(state.size() == state_table_.total_floats(),
               "model forward: router state buffer does not belong to this model");
-  return forward_impl(params, &state, batch, training, seed, router);
+  return forward_impl(params.data(), &state, batch, training, seed, router);
 }
 
-ForwardResult Transformer::forward_impl(const FlatBuffer& params, const FlatBuffer* state,
-                                        const Batch& batch, bool training, uint64_t seed,
+ForwardResult Transformer::forward_on_backend(const float* params, const FlatBuffer* state,
+                                              const Batch& batch, bool training, uint64_t seed,
+                                              std::optional<RouterKind> router) {
+  ECMOE_CHECK(params != nullptr, "model forward: no parameters");
+  ECMOE_CHECK(!state || state->size() == state_table_.total_floats(),
+              "model forward: router state buffer does not belong to this model");
+  return forward_impl(params, state, batch, training, seed, router);
+}
+
+void Transformer::backward_on_backend(const float* params, float* grads) {
+  ECMOE_CHECK(params != nullptr && grads != nullptr, "model backward: no parameters or gradients");
+  backward_impl(params, grads);
+}
+
+void Transformer::set_moe_backends(const std::function<std::unique_ptr<MoeBackend>()>& make) {
+  for (MoeLayer& layer : ffn_) layer.set_backend(make ? make() : nullptr);
+}
+
+ForwardResult Transformer::forward_impl(const float* p, const FlatBuffer* state, const Batch& batch,
+                                        bool training, uint64_t seed,
                                         std::optional<RouterKind> router) {
   ECMOE_CHECK(int64_t(batch.targets.size()) == batch.token_count(),
               "model forward: targets must have B·T = ", batch.token_count(), " entries");
-  ForwardResult result = forward_trunk(params, state, batch, training, seed, router);
+  ForwardResult result = forward_trunk(p, state, batch, training, seed, router);
   Activations& a = *act_;
   const int N = a.rows();
   // logits = ln_f(h) · Eᵀ at the counted positions
-  result.lm_loss = lm_head_forward(*nn_, a.head, a.final_out.data(), batch.targets.data(),
-                                   params.data() + embed_tokens_,
-                                   {N, config_.d_model, config_.vocab_size, config_.precision});
+  result.lm_loss =
+      lm_head_forward(*nn_, a.head, a.final_out.data(), batch.targets.data(), p + embed_tokens_,
+                      {N, config_.d_model, config_.vocab_size, config_.precision});
   result.counted = a.head.count;
   result.loss += result.lm_loss;
   a.lm_head_ready = true;
@@ -189,16 +220,15 @@ ForwardResult Transformer::forward_impl(const FlatBuffer& params, const FlatBuff
 
 ForwardResult Transformer::forward_hidden(const FlatBuffer& params, const Batch& batch,
                                           bool training, uint64_t seed) {
-  return forward_trunk(params, nullptr, batch, training, seed);
+  check_params(params, table_, "parameter");
+  return forward_trunk(params.data(), nullptr, batch, training, seed);
 }
 
-ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuffer* state,
+ForwardResult Transformer::forward_trunk(const float* p, const FlatBuffer* state,
                                          const Batch& batch, bool training, uint64_t seed,
                                          std::optional<RouterKind> router) {
   const int B = batch.batch_size, T = batch.seq_len, V = config_.vocab_size;
   const int d = config_.d_model, L = config_.n_layers;
-  ECMOE_CHECK(params.size() == table_.total_floats(), "model forward: parameter buffer of ",
-              params.size(), " floats does not belong to this model");
   ECMOE_CHECK(B > 0 && T > 0 && T <= config_.seq_len, "model forward: batch ", B, " x ", T,
               " (sequence length must be in [1, ", config_.seq_len, "])");
   const int64_t N64 = int64_t(B) * T;
@@ -230,7 +260,6 @@ ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuf
   a.final_mean.resize(be, N);
   a.final_rstd.resize(be, N);
 
-  const float* p = params.data();
   auto stream = [&](int i) { return a.stream.data() + int64_t(i) * N64 * d; };
   nn::AttentionConfig attn_cfg{B, T, config_.n_heads, config_.head_dim(),
                                config_.kind == ModelKind::kDecoder};
@@ -286,18 +315,21 @@ ForwardResult Transformer::forward_trunk(const FlatBuffer& params, const FlatBuf
 }
 
 void Transformer::backward(const FlatBuffer& params, FlatBuffer& grads) {
+  check_params(params, table_, "parameter");
+  check_params(grads, table_, "gradient");
+  backward_impl(params.data(), grads.data());
+}
+
+void Transformer::backward_impl(const float* p, float* g) {
   Activations& a = *act_;
   ECMOE_CHECK(a.backward_ready && a.lm_head_ready,
               "model backward: needs a forward first (and runs once per forward)");
-  ECMOE_CHECK(params.size() == table_.total_floats() && grads.size() == table_.total_floats(),
-              "model backward: buffers do not belong to this model");
   const int64_t Nd = int64_t(a.rows()) * config_.d_model;
   a.d_tmp.resize(*nn_, Nd);
   nn_->fill(a.d_tmp.data(), Nd, 0.f);
-  lm_head_backward(*nn_, a.d_tmp.data(), grads.data() + embed_tokens_, a.head,
-                   params.data() + embed_tokens_,
+  lm_head_backward(*nn_, a.d_tmp.data(), g + embed_tokens_, a.head, p + embed_tokens_,
                    {a.rows(), config_.d_model, config_.vocab_size, config_.precision});
-  backward_trunk(params, grads);
+  backward_trunk(p, g);
 }
 
 void Transformer::backward_from_hidden(const FlatBuffer& params, FlatBuffer& grads,
@@ -305,23 +337,21 @@ void Transformer::backward_from_hidden(const FlatBuffer& params, FlatBuffer& gra
   Activations& a = *act_;
   ECMOE_CHECK(a.backward_ready,
               "model backward: needs a forward first (and runs once per forward)");
-  ECMOE_CHECK(params.size() == table_.total_floats() && grads.size() == table_.total_floats(),
-              "model backward: buffers do not belong to this model");
+  check_params(params, table_, "parameter");
+  check_params(grads, table_, "gradient");
   const int64_t Nd = int64_t(a.rows()) * config_.d_model;
   a.d_tmp.resize(*nn_, Nd);
   nn_->copy(a.d_tmp.data(), d_hidden, std::size_t(Nd) * sizeof(float));
-  backward_trunk(params, grads);
+  backward_trunk(params.data(), grads.data());
 }
 
-void Transformer::backward_trunk(const FlatBuffer& params, FlatBuffer& grads) {
+void Transformer::backward_trunk(const float* p, float* g) {
   Activations& a = *act_;
   a.backward_ready = false;
   a.lm_head_ready = false;
   const int B = a.batch, T = a.seq_len, N = a.rows(), V = config_.vocab_size;
   const int d = config_.d_model, L = config_.n_layers;
   const int64_t Nd = int64_t(N) * d;
-  const float* p = params.data();
-  float* g = grads.data();
   auto stream = [&](int i) { return a.stream.data() + int64_t(i) * Nd; };
   nn::AttentionConfig attn_cfg{B, T, config_.n_heads, config_.head_dim(),
                                config_.kind == ModelKind::kDecoder};

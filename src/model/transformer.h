@@ -23,6 +23,7 @@
 // Not thread-safe: the model owns the activations of its last forward.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -92,6 +93,14 @@ class Transformer {
   // logits buffer becomes their gradient); params must be the forward's.
   void backward(const FlatBuffer& params, FlatBuffer& grads);
 
+  // The same two on parameters and gradients in the dense backend's memory (a device's copy of a
+  // FlatBuffer of table(): table().total_floats() floats at its offsets); the router state, if
+  // any, stays on the host. The MoE layers must run where the parameters are (set_moe_backends).
+  ForwardResult forward_on_backend(const float* params, const FlatBuffer* state, const Batch& batch,
+                                   bool training, uint64_t seed,
+                                   std::optional<RouterKind> router = std::nullopt);
+  void backward_on_backend(const float* params, float* grads);
+
   // Final hidden states [B·T, d] (after final_ln) of the last forward, for task heads; in the
   // dense backend's memory.
   const float* final_hidden() const;
@@ -113,6 +122,9 @@ class Transformer {
   // MoeLayer::set_backend (moe/moe_backend.h).
   void set_nn_backend(nn::Backend& backend) { nn_ = &backend; }
   nn::Backend& nn_backend() const { return *nn_; }
+  // Gives every MoE layer its own backend from `make` (cuda::make_moe_backend), or takes them
+  // back to the CPU when `make` is empty.
+  void set_moe_backends(const std::function<std::unique_ptr<MoeBackend>()>& make);
 
   // Layer l's FFN (its routing plan and scores of the last forward), for tests and statistics.
   const MoeLayer& ffn_layer(int layer) const { return ffn_.at(layer); }
@@ -121,17 +133,19 @@ class Transformer {
  private:
   struct Activations;
   // Everything up to the final hidden states; state: the router state (nullptr if none).
-  ForwardResult forward_trunk(const FlatBuffer& params, const FlatBuffer* state, const Batch& batch,
+  // p, g: parameters and gradients at the table's offsets, in the dense backend's memory.
+  ForwardResult forward_trunk(const float* p, const FlatBuffer* state, const Batch& batch,
                               bool training, uint64_t seed,
                               std::optional<RouterKind> router = std::nullopt);
-  void backward_trunk(const FlatBuffer& params, FlatBuffer& grads);  // from act_->d_tmp
+  void backward_impl(const float* p, float* g);
+  void backward_trunk(const float* p, float* g);  // from act_->d_tmp
   // Offsets (in floats) of one layer's tensors in any flat buffer of the table.
   struct LayerOffsets {
     int64_t ln1_gain, ln1_bias, qkv_w, qkv_b, out_w, out_b, ln2_gain, ln2_bias;
     int64_t router = -1;  // -1: no router (dense, hash)
     int64_t w1, w2;
   };
-  ForwardResult forward_impl(const FlatBuffer& params, const FlatBuffer* state, const Batch& batch,
+  ForwardResult forward_impl(const float* p, const FlatBuffer* state, const Batch& batch,
                              bool training, uint64_t seed,
                              std::optional<RouterKind> router = std::nullopt);
   ModelConfig config_;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "model_test_util.h"
 #include "nn/backend.h"
 
@@ -163,6 +164,21 @@ TEST(ModelNnBackend, EveryDenseOpGoesThroughTheBackendWithTheSameResults) {
       EXPECT_EQ(seamed.target_log_probs(), plain.target_log_probs());
     }
   }
+  {  // Parameters and gradients given as pointers into the backend's memory.
+    const ModelConfig c = tiny_config(ModelKind::kDecoder, RouterKind::kTop1);
+    Transformer plain(c), seamed(c);
+    seamed.set_nn_backend(recording);
+    seamed.set_moe_backends({});  // no MoE backend: the layers stay on the CPU
+    FlatBuffer params(plain.table()), want(plain.table()), got(plain.table());
+    plain.init_params(params, 8);
+    const Batch batch = random_batch(c, 2, 5, 9);
+    const Step step = train_step(plain, params, batch);
+    const ForwardResult f = seamed.forward_on_backend(params.data(), nullptr, batch, true, 17);
+    seamed.backward_on_backend(params.data(), got.data());
+    EXPECT_EQ(f.loss, step.loss);
+    EXPECT_TRUE(std::equal(step.grads.begin(), step.grads.end(), got.data()));
+    EXPECT_THROW(seamed.backward_on_backend(params.data(), got.data()), Error);  // once a forward
+  }
   {  // A task head's way in: the hidden states' gradient copied into the backend.
     const ModelConfig c = tiny_config(ModelKind::kEncoder, RouterKind::kTop2);
     Transformer plain(c), seamed(c);
@@ -199,9 +215,9 @@ TEST(ModelNnBackend, EveryDenseOpGoesThroughTheBackendWithTheSameResults) {
                          "cross_entropy_forward",
                          "cross_entropy_backward"})
     EXPECT_GT(recording.calls[op], 0) << op << " never reached the backend";
-  // 4 steps and 4 evaluations (encoder, decoder; fp32, bf16), then the task head's step, of 3
-  // attention blocks with 2 linear layers each.
-  EXPECT_EQ(recording.calls["linear_forward"], 9 * 3 * 2);
+  // 4 steps and 4 evaluations (encoder, decoder; fp32, bf16), the pointer step, the task head's
+  // step, of 3 attention blocks with 2 linear layers each.
+  EXPECT_EQ(recording.calls["linear_forward"], 10 * 3 * 2);
 }
 
 }  // namespace
