@@ -1,4 +1,4 @@
-// The dense model's ops on the GPU (cuda/nn_ops.h, loss.h, linear.h, optimizer.h)
+// The dense model's ops on the GPU (cuda/nn_ops.h, loss.h, linear.h, optimizer.h, attention.h)
 // against the CPU op of the same name on the same random inputs, at awkward sizes (rows 1, 3, 77,
 // dims that are no multiple of 32, vocabularies that are no power of two):
 // - bitwise where both sides do the same arithmetic in the same order: the embeddings (both
@@ -25,11 +25,13 @@
 
 #include "core/precision.h"
 #include "core/tensor_table.h"
+#include "cuda/attention.h"
 #include "cuda/linear.h"
 #include "cuda/loss.h"
 #include "cuda/nn_ops.h"
 #include "cuda/optimizer.h"
 #include "cuda_test_util.h"
+#include "nn/attention.h"
 #include "nn/cross_entropy.h"
 #include "nn/embedding.h"
 #include "nn/layernorm.h"
@@ -47,6 +49,7 @@ namespace {
 
 constexpr double kFp32 = 1e-5;
 constexpr double kBf16Accumulation = 1e-4;
+constexpr double kBf16Step = 1.0 / 256;  // one bf16 rounding step, relative
 
 std::string shape_name(int rows, int cols) {
   return "rows " + std::to_string(rows) + ", cols " + std::to_string(cols);
@@ -375,6 +378,78 @@ TEST(CudaNnOps, TiedOutputMatchesTheCpu) {
       EXPECT_TRUE(close(to_host(glogits), logits, tol));
       EXPECT_TRUE(close(to_host(gdh), dh, tol));
       EXPECT_TRUE(close(to_host(gdt), dt, tol));
+    }
+  }
+}
+
+TEST(CudaNnOps, AttentionMatchesTheCpu) {
+  ECMOE_REQUIRE_GPU();
+  struct Shape {
+    int batch, seq_len, heads, head_dim;
+    bool causal, padded;
+  };
+  for (const Shape& s : {Shape{1, 1, 1, 1, false, false}, Shape{2, 7, 3, 5, false, true},
+                         Shape{2, 7, 3, 5, true, false}, Shape{3, 77, 2, 33, true, false},
+                         Shape{2, 77, 4, 16, false, true}, Shape{1, 100, 2, 64, true, true}}) {
+    for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
+      nn::AttentionConfig cfg;
+      cfg.batch = s.batch;
+      cfg.seq_len = s.seq_len;
+      cfg.n_heads = s.heads;
+      cfg.head_dim = s.head_dim;
+      cfg.causal = s.causal;
+      cfg.precision = precision;
+      SCOPED_TRACE(std::string(precision_name(precision)) + ", batch " + std::to_string(s.batch) +
+                   ", seq " + std::to_string(s.seq_len) + ", heads " + std::to_string(s.heads) +
+                   ", head_dim " + std::to_string(s.head_dim) + (s.causal ? ", causal" : "") +
+                   (s.padded ? ", padded" : ""));
+      const int d = cfg.model_dim();
+      std::vector<int> valid(s.batch);
+      for (int b = 0; b < s.batch; ++b)
+        valid[b] = b % 2 == 0 ? s.seq_len : std::max(1, s.seq_len / 2 - b);
+      const int* cpu_valid = s.padded ? valid.data() : nullptr;
+      const size_t nqkv = size_t(s.batch) * s.seq_len * 3 * d,
+                   nout = size_t(s.batch) * s.seq_len * d,
+                   nprobs = size_t(s.batch) * s.heads * s.seq_len * s.seq_len;
+      const std::vector<float> qkv = random_normal(nqkv, 91), dout = random_normal(nout, 92),
+                               dqkv0 = random_normal(nqkv, 93);
+      std::vector<float> out(nout), probs(nprobs), dqkv = dqkv0;
+      nn::attention_forward(out.data(), probs.data(), qkv.data(), cfg, cpu_valid);
+      nn::attention_backward(dqkv.data(), dout.data(), qkv.data(), probs.data(), cfg, cpu_valid);
+
+      DeviceVec<int> gvalid = to_device(valid);
+      const int* gpu_valid = s.padded ? gvalid.data() : nullptr;
+      DeviceVec<float> gqkv = to_device(qkv), gdout = to_device(dout), gout(nout), gprobs(nprobs);
+      AttentionScratch scratch;
+      cuda::attention_forward(gout.data(), gprobs.data(), gqkv.data(), cfg, gpu_valid, scratch,
+                              context());
+      const std::vector<float> out1 = to_host(gout), probs1 = to_host(gprobs);
+      const double tol = precision == Precision::kFp32 ? kFp32 : kBf16Step;
+      EXPECT_TRUE(close(probs1, probs, kFp32));
+      EXPECT_TRUE(close(out1, out, tol));
+      for (size_t i = 0; i < nprobs; ++i)  // masked entries are exactly 0 on both sides
+        if (probs[i] == 0.f) {
+          ASSERT_EQ(probs1[i], 0.f) << "at " << i;
+        }
+      cuda::attention_forward(gout.data(), gprobs.data(), gqkv.data(), cfg, gpu_valid, scratch,
+                              context());
+      EXPECT_TRUE(same_bits(to_host(gout), out1));
+      EXPECT_TRUE(same_bits(to_host(gprobs), probs1));
+      // The backward from the CPU's probabilities, twice.
+      DeviceVec<float> cprobs = to_device(probs);
+      std::vector<float> first;
+      for (int run = 0; run < 2; ++run) {
+        DeviceVec<float> gdqkv = to_device(dqkv0);
+        cuda::attention_backward(gdqkv.data(), gdout.data(), gqkv.data(), cprobs.data(), cfg,
+                                 gpu_valid, scratch, context());
+        const std::vector<float> got = to_host(gdqkv);
+        if (run == 0) {
+          EXPECT_TRUE(close(got, dqkv, tol));
+          first = got;
+        } else {
+          EXPECT_TRUE(same_bits(got, first));
+        }
+      }
     }
   }
 }
