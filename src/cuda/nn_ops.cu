@@ -70,7 +70,7 @@ __global__ void layernorm_backward_kernel(float* dinp, const float* dout, const 
   if (lane < kLanes)
     for (int i = lane; i < dim; i += kLanes) {
       const float xhat = (x[i] - mu) * rs;
-      const float g = dy[i] * gain[i];
+      const float g = __fmul_rn(dy[i], gain[i]);  // rounded, as the CPU stores it: never fused
       sum_g += g;
       sum_gx = fmaf(g, xhat, sum_gx);
     }
@@ -78,7 +78,7 @@ __global__ void layernorm_backward_kernel(float* dinp, const float* dout, const 
   const float gx_mean = combine_lanes16(sum_gx) / float(dim);
   for (int i = lane; i < dim; i += 32) {
     const float xhat = (x[i] - mu) * rs;
-    const float g = dy[i] * gain[i];
+    const float g = __fmul_rn(dy[i], gain[i]);
     dx[i] += rs * (g - g_mean - xhat * gx_mean);
   }
 }

@@ -11,8 +11,8 @@
 // - in bf16 mode within 1e-4: both sides multiply the same bf16-rounded operands exactly and
 //   differ only in the fp32 accumulation order (and the attention's probabilities, rounded to
 //   bf16 after an fp32-level difference, within one bf16 step).
-// Every op is also run twice on the GPU: the results must be the same bits. Without a GPU every
-// test skips.
+// Every op that sums across elements also runs twice on the GPU: the results must be the same
+// bits. Without a GPU every test skips.
 #include <gtest/gtest.h>
 
 #include <algorithm>
