@@ -4,13 +4,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/host_device.h"
+
 // Compiled by nvcc (the CUDA backend draws the router's jitter on the GPU), the integer draws and
 // uniform() are device functions too, giving the same bits there.
-#if defined(__CUDACC__)
-#define ECMOE_HOST_DEVICE __host__ __device__
-#else
-#define ECMOE_HOST_DEVICE
-#endif
 
 namespace ecmoe {
 

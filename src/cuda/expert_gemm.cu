@@ -19,20 +19,20 @@ void gemm(cublasHandle_t blas, const Gemm& g, Precision precision) {
   // Column-major views: a row-major [R, C] array is a column-major [C, R] one with ld = C.
   const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const int ldb = g.trans_b ? g.k : g.n;
-  const int lda = g.trans_a ? g.m : g.k;
+  const int ldb = g.ldb ? g.ldb : (g.trans_b ? g.k : g.n);
+  const int lda = g.lda ? g.lda : (g.trans_a ? g.m : g.k);
+  const int ldc = g.ldc ? g.ldc : g.n;
   const bool bf16 = precision == Precision::kBf16;
   const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
   const cublasComputeType_t compute = bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_PEDANTIC;
-  const float alpha = 1.f;
   if (g.batch == 1)
-    ECMOE_CUDA_CHECK(cublasGemmEx(blas, op_b, op_a, g.n, g.m, g.k, &alpha, g.b, type, ldb, g.a,
-                                  type, lda, &g.beta, g.c, CUDA_R_32F, g.n, compute,
+    ECMOE_CUDA_CHECK(cublasGemmEx(blas, op_b, op_a, g.n, g.m, g.k, &g.alpha, g.b, type, ldb, g.a,
+                                  type, lda, &g.beta, g.c, CUDA_R_32F, ldc, compute,
                                   CUBLAS_GEMM_DEFAULT));
   else
-    ECMOE_CUDA_CHECK(cublasGemmStridedBatchedEx(blas, op_b, op_a, g.n, g.m, g.k, &alpha, g.b, type,
-                                                ldb, g.stride_b, g.a, type, lda, g.stride_a,
-                                                &g.beta, g.c, CUDA_R_32F, g.n, g.stride_c, g.batch,
+    ECMOE_CUDA_CHECK(cublasGemmStridedBatchedEx(blas, op_b, op_a, g.n, g.m, g.k, &g.alpha, g.b,
+                                                type, ldb, g.stride_b, g.a, type, lda, g.stride_a,
+                                                &g.beta, g.c, CUDA_R_32F, ldc, g.stride_c, g.batch,
                                                 compute, CUBLAS_GEMM_DEFAULT));
 }
 

@@ -14,7 +14,8 @@
 namespace ecmoe::cuda {
 
 // Row-major C[M, N] = alpha · op(A)[M, K] · op(B)[K, N] + beta · C, `batch` times with the given
-// element strides (op(A) = A^T when trans_a: A is stored [K, M]; likewise B).
+// element strides (op(A) = A^T when trans_a: A is stored [K, M]; likewise B). Leading dimensions
+// (elements from one stored row to the next) are the packed ones unless given.
 struct Gemm {
   bool trans_a = false, trans_b = false;
   int m = 0, n = 0, k = 0;
@@ -24,6 +25,8 @@ struct Gemm {
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;
   int batch = 1;
   float beta = 0.f;
+  float alpha = 1.f;
+  int lda = 0, ldb = 0, ldc = 0;  // 0: packed (A: K, or M when trans_a; B: N, or K; C: N)
 };
 void gemm(cublasHandle_t blas, const Gemm& g, Precision precision);
 

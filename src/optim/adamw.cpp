@@ -44,24 +44,29 @@ void AdamW::set_step_count(int64_t steps) {
   step_ = steps;
 }
 
+AdamWStepConstants adamw_step_constants(const AdamWConfig& config, int64_t t, float lr) {
+  const double steps = double(t);
+  const double bias1 = 1.0 - std::pow(config.beta1, steps);
+  const double bias2 = 1.0 - std::pow(config.beta2, steps);
+  AdamWStepConstants k;
+  k.step_size = float(double(lr) / bias1);
+  k.bias2_sqrt = float(std::sqrt(bias2));
+  k.decay_factor = float(1.0 - double(lr) * config.weight_decay);
+  k.beta1 = float(config.beta1);
+  k.beta2 = float(config.beta2);
+  k.eps = float(config.eps);
+  k.one_minus_beta1 = float(1.0 - config.beta1);
+  k.one_minus_beta2 = float(1.0 - config.beta2);
+  return k;
+}
+
 void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, float lr) {
   // The same table object, not merely the same size: equal sizes can hide a different layout.
   ECMOE_CHECK(&params.table() == table_ && &grads.table() == table_,
               "AdamW: parameter and gradient buffers must come from the optimizer's table");
   ECMOE_CHECK(std::isfinite(lr) && lr >= 0.f, "AdamW: learning rate must be >= 0, got ", lr);
   ++step_;
-  // Step constants in double, rounded once, like torch (Python floats) does.
-  const double t = double(step_);
-  const double bias1 = 1.0 - std::pow(config_.beta1, t);
-  const double bias2 = 1.0 - std::pow(config_.beta2, t);
-  const float step_size = float(double(lr) / bias1);
-  const float bias2_sqrt = float(std::sqrt(bias2));
-  const float decay_factor = float(1.0 - double(lr) * config_.weight_decay);
-  const float beta1 = float(config_.beta1), beta2 = float(config_.beta2);
-  const float eps = float(config_.eps);
-  const float one_minus_beta1 = float(1.0 - config_.beta1);
-  const float one_minus_beta2 = float(1.0 - config_.beta2);
-
+  const AdamWStepConstants k = adamw_step_constants(config_, step_, lr);
   float* p = params.data();
   const float* g = grads.data();
   float* m = m_.data();
@@ -69,17 +74,10 @@ void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, float lr) {
   const int64_t n_chunks = int64_t(chunks_.size());
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < n_chunks; ++c) {
-    const Chunk chunk = chunks_[size_t(c)];
-    const float decay = chunk.decay ? decay_factor : 1.f;
-    for (int64_t i = chunk.begin; i < chunk.end; ++i) {
-      const float gi = g[i];
-      const float mi = beta1 * m[i] + one_minus_beta1 * gi;
-      const float vi = beta2 * v[i] + one_minus_beta2 * gi * gi;
-      m[i] = mi;
-      v[i] = vi;
-      const float denom = std::sqrt(vi) / bias2_sqrt + eps;
-      p[i] = p[i] * decay - step_size * (mi / denom);
-    }
+    const AdamWChunk chunk = chunks_[size_t(c)];
+    const float decay = chunk.decay ? k.decay_factor : 1.f;
+    for (int64_t i = chunk.begin; i < chunk.end; ++i)
+      adamw_update(p[i], m[i], v[i], g[i], decay, k);
   }
 }
 

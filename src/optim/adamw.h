@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/tensor_table.h"
+#include "optim/adamw_update.h"
 
 namespace ecmoe {
 
@@ -29,6 +30,18 @@ struct AdamWConfig {
   void validate() const;  // throws ecmoe::Error on a value out of range
 };
 
+// Step t's constants (t >= 1, the step being taken) at learning rate lr, in double and rounded
+// once, like torch (Python floats) does.
+AdamWStepConstants adamw_step_constants(const AdamWConfig& config, int64_t t, float lr);
+
+// A fixed slice of one tensor: the unit of the update's parallel loop, and where the decay rule is
+// applied. The split depends only on the table, never on the thread count. The CUDA backend runs
+// the same list (cuda/optimizer.h).
+struct AdamWChunk {
+  int64_t begin, end;  // in floats, into the flat buffers
+  bool decay;
+};
+
 // Owns the two moment buffers and the step counter; the learning rate comes from the schedule
 // at each step, so the optimizer holds no schedule state.
 class AdamW {
@@ -39,7 +52,8 @@ class AdamW {
   //   p ← p·(1 − lr·wd)  (decayed tensors only)
   //   m ← β1·m + (1 − β1)·g;   v ← β2·v + (1 − β2)·g²
   //   p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps)
-  // Padding between tensors is zero in every buffer and stays zero.
+  // (adamw_update in optim/adamw_update.h, rounding step by rounding step.) Padding between
+  // tensors is zero in every buffer and stays zero.
   void step(FlatBuffer& params, const FlatBuffer& grads, float lr);
 
   int64_t step_count() const { return step_; }
@@ -49,17 +63,14 @@ class AdamW {
   const FlatBuffer& m() const { return m_; }
   const FlatBuffer& v() const { return v_; }
   const AdamWConfig& config() const { return config_; }
+  // The tensors' chunks in table order, each with its decay flag (padding is in none).
+  const std::vector<AdamWChunk>& chunks() const { return chunks_; }
 
  private:
-  // A fixed slice of one tensor; the split depends only on the table, never on the thread count.
-  struct Chunk {
-    int64_t begin, end;  // in floats, into the flat buffers
-    bool decay;
-  };
   const TensorTable* table_;
   AdamWConfig config_;
   FlatBuffer m_, v_;
-  std::vector<Chunk> chunks_;
+  std::vector<AdamWChunk> chunks_;
   int64_t step_ = 0;
 };
 

@@ -14,8 +14,8 @@ namespace ecmoe {
 
 namespace {
 
-constexpr int64_t kChunkFloats = 1 << 14;
-constexpr int kLanes = 8;  // independent accumulators: lets the compiler vectorise a fixed order
+constexpr int64_t kChunkFloats = kGradNormChunk;
+constexpr int kLanes = kGradNormLanes;  // independent accumulators: lets the compiler vectorise
 
 double chunk_sum_of_squares(const float* x, int64_t n) {
   double acc[kLanes] = {};

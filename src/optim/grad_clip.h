@@ -2,12 +2,22 @@
 // in double, added in chunk order), so it is bitwise the same for any thread count: a norm that
 // changed with the thread count would change the clipping and the whole run after it.
 #pragma once
+#include <cstdint>
 #include <span>
 
 #include "core/tensor_table.h"
 #include "dist/comm.h"
 
 namespace ecmoe {
+
+// The order of the sum of squares, which the CUDA backend's norm (cuda/optimizer.h) follows too,
+// so that both give the same bits: a buffer in chunks of kGradNormChunk floats; in a chunk,
+// kGradNormLanes running sums in double (element i into lane i mod kGradNormLanes, the chunk's
+// last n mod kGradNormLanes elements into lane 0 after it), added in lane order onto 0; the
+// chunks' sums added in chunk order onto 0. (A float's square is exact in double, so a fused
+// multiply-add gives the same bits as a multiply and an add.)
+inline constexpr int64_t kGradNormChunk = 1 << 14;
+inline constexpr int kGradNormLanes = 8;
 
 // L2 norm over every gradient of the buffer (padding is zero and adds nothing). A table with
 // expert shards (TensorSpec::sharded) needs the communicator: the shards' squares are summed over

@@ -1,0 +1,118 @@
+#include "cuda/expert_gemm.h"
+#include "cuda/linear.h"
+#include "cuda/moe_ops.h"
+
+namespace ecmoe::cuda {
+
+namespace {
+
+// x [n] as a GEMM operand: itself in fp32, else its bf16 copy in `copy`.
+const void* operand(const float* x, int64_t n, DeviceVec<uint16_t>& copy, Precision precision,
+                    cudaStream_t stream) {
+  if (precision != Precision::kBf16) return x;
+  copy.resize(size_t(n));
+  to_bf16(copy.data(), x, n, stream);
+  return copy.data();
+}
+
+}  // namespace
+
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    const nn::LinearShape& s, Precision precision, LinearScratch& scratch,
+                    const Context& ctx) {
+  if (s.rows == 0 || s.out_dim == 0) return;
+  if (bias) broadcast_rows(out, bias, s.rows, s.out_dim, ctx.stream);
+  const void* a = operand(inp, int64_t(s.rows) * s.in_dim, scratch.x16, precision, ctx.stream);
+  const void* w =
+      operand(weight, int64_t(s.in_dim) * s.out_dim, scratch.w16, precision, ctx.stream);
+  Gemm g;
+  g.m = s.rows;
+  g.n = s.out_dim;
+  g.k = s.in_dim;
+  g.a = a;
+  g.b = w;
+  g.c = out;
+  g.beta = bias ? 1.f : 0.f;
+  gemm(ctx.blas, g, precision);
+}
+
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, const nn::LinearShape& s, Precision precision,
+                     LinearScratch& scratch, const Context& ctx) {
+  if (s.rows == 0) return;
+  const void* d = nullptr;
+  if (dinp || dweight)
+    d = operand(dout, int64_t(s.rows) * s.out_dim, scratch.d16, precision, ctx.stream);
+  if (dinp) {  // dinp [rows, in] += dout [rows, out] · Wᵀ (W stored [in, out])
+    Gemm g;
+    g.trans_b = true;
+    g.m = s.rows;
+    g.n = s.in_dim;
+    g.k = s.out_dim;
+    g.a = d;
+    g.b = operand(weight, int64_t(s.in_dim) * s.out_dim, scratch.w16, precision, ctx.stream);
+    g.c = dinp;
+    g.beta = 1.f;
+    gemm(ctx.blas, g, precision);
+  }
+  if (dweight) {  // dW [in, out] += inpᵀ · dout (inp stored [rows, in])
+    Gemm g;
+    g.trans_a = true;
+    g.m = s.in_dim;
+    g.n = s.out_dim;
+    g.k = s.rows;
+    g.a = operand(inp, int64_t(s.rows) * s.in_dim, scratch.x16, precision, ctx.stream);
+    g.b = d;
+    g.c = dweight;
+    g.beta = 1.f;
+    gemm(ctx.blas, g, precision);
+  }
+  if (dbias) add_column_sums(dbias, dout, s.rows, s.out_dim, scratch.bias_sums, ctx.stream);
+}
+
+void tied_output_forward(float* logits, const float* h, const float* table,
+                         const nn::LinearShape& s, Precision precision, LinearScratch& scratch,
+                         const Context& ctx) {
+  if (s.rows == 0 || s.out_dim == 0) return;
+  Gemm g;  // logits [rows, vocab] = h [rows, dim] · tableᵀ (table stored [vocab, dim])
+  g.trans_b = true;
+  g.m = s.rows;
+  g.n = s.out_dim;
+  g.k = s.in_dim;
+  g.a = operand(h, int64_t(s.rows) * s.in_dim, scratch.x16, precision, ctx.stream);
+  g.b = operand(table, int64_t(s.out_dim) * s.in_dim, scratch.w16, precision, ctx.stream);
+  g.c = logits;
+  gemm(ctx.blas, g, precision);
+}
+
+void tied_output_backward(float* dh, float* dtable, const float* dlogits, const float* h,
+                          const float* table, const nn::LinearShape& s, Precision precision,
+                          LinearScratch& scratch, const Context& ctx) {
+  if (s.rows == 0 || (!dh && !dtable)) return;
+  const void* d = operand(dlogits, int64_t(s.rows) * s.out_dim, scratch.d16, precision, ctx.stream);
+  if (dh) {  // dh [rows, dim] += dlogits [rows, vocab] · table [vocab, dim]
+    Gemm g;
+    g.m = s.rows;
+    g.n = s.in_dim;
+    g.k = s.out_dim;
+    g.a = d;
+    g.b = operand(table, int64_t(s.out_dim) * s.in_dim, scratch.w16, precision, ctx.stream);
+    g.c = dh;
+    g.beta = 1.f;
+    gemm(ctx.blas, g, precision);
+  }
+  if (dtable) {  // dtable [vocab, dim] += dlogitsᵀ · h (dlogits stored [rows, vocab])
+    Gemm g;
+    g.trans_a = true;
+    g.m = s.out_dim;
+    g.n = s.in_dim;
+    g.k = s.rows;
+    g.a = d;
+    g.b = operand(h, int64_t(s.rows) * s.in_dim, scratch.x16, precision, ctx.stream);
+    g.c = dtable;
+    g.beta = 1.f;
+    gemm(ctx.blas, g, precision);
+  }
+}
+
+}  // namespace ecmoe::cuda

@@ -1,0 +1,49 @@
+// The dense model's GEMM layers on the GPU through cuBLAS (cuda::gemm): nn/linear.h's linear
+// layer and nn/tied_output.h's tied output layer, forward beside backward, with the CPU op's
+// shapes, layouts (row-major, W [in_dim, out_dim], the table [vocab, dim]) and accumulation rules
+// (backward adds into its gradients; nullptr skips one). fp32 is cuBLAS's pedantic fp32 (no
+// TF32); bf16 rounds both operands of every GEMM to bf16 as the CPU does (cuda::to_bf16, the
+// CPU's bits) and accumulates and writes fp32. Against the CPU within float tolerance (another
+// summation order); the same bits run to run (cuBLAS in its default mode on one stream, the bias
+// gradient in cuda/nn_ops.h's fixed order).
+#pragma once
+#include <cstdint>
+
+#include "core/precision.h"
+#include "cuda/context.h"
+#include "cuda/device_buffer.h"
+#include "cuda/nn_ops.h"
+#include "nn/linear.h"
+
+namespace ecmoe::cuda {
+
+// bf16 copies of the GEMM operands (made per call, as the CPU rounds per call) and the bias
+// gradient's partial sums.
+struct LinearScratch {
+  DeviceVec<uint16_t> x16;  // the input (linear) or h (tied output)
+  DeviceVec<uint16_t> w16;  // the weight or the table
+  DeviceVec<uint16_t> d16;  // the output gradient
+  ColumnSumScratch bias_sums;
+};
+
+// nn::linear_forward: out [rows, out_dim] = inp [rows, in_dim] · weight [in_dim, out_dim] + bias
+// [out_dim] (or nullptr): the bias broadcast into out, then the GEMM with beta 1, as the CPU.
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    const nn::LinearShape& shape, Precision precision, LinearScratch& scratch,
+                    const Context& ctx);
+// nn::linear_backward: dinp += dout · Wᵀ, dweight += inpᵀ · dout, dbias += dout's column sums.
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, const nn::LinearShape& shape, Precision precision,
+                     LinearScratch& scratch, const Context& ctx);
+
+// nn::tied_output_forward: logits [rows, vocab] = h [rows, dim] · tableᵀ ([vocab, dim]); shape
+// {rows, in_dim = dim, out_dim = vocab}.
+void tied_output_forward(float* logits, const float* h, const float* table,
+                         const nn::LinearShape& shape, Precision precision, LinearScratch& scratch,
+                         const Context& ctx);
+// nn::tied_output_backward: dh += dlogits · table, dtable += dlogitsᵀ · h.
+void tied_output_backward(float* dh, float* dtable, const float* dlogits, const float* h,
+                          const float* table, const nn::LinearShape& shape, Precision precision,
+                          LinearScratch& scratch, const Context& ctx);
+
+}  // namespace ecmoe::cuda
