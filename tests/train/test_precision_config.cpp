@@ -59,7 +59,9 @@ TEST(PrecisionConfig, AutoResolvesToTheNativePrecisionWhenRead) {
     set_bf16_fallback(forced);
     const Precision expected = bf16_native() ? Precision::kBf16 : Precision::kFp32;
     EXPECT_EQ(native_precision(), expected);
-    if (forced) EXPECT_EQ(expected, Precision::kFp32);
+    if (forced) {
+      EXPECT_EQ(expected, Precision::kFp32);
+    }
     ConfigJson j = config_to_json(TrainConfig{});
     apply_overrides(j, {"precision=auto"});
     const TrainConfig c = config_from_json(j);

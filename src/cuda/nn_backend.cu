@@ -1,0 +1,149 @@
+// nn::Backend on the GPU: each op calls the CUDA kernel of the same name with the backend's
+// scratch buffers; shapes and semantics are the nn op's (nn/backend.h).
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/error.h"
+#include "cuda/attention.h"
+#include "cuda/context.h"
+#include "cuda/cuda_check.h"
+#include "cuda/device_buffer.h"
+#include "cuda/linear.h"
+#include "cuda/loss.h"
+#include "cuda/nn_backend.h"
+#include "cuda/nn_ops.h"
+#include "nn/cross_entropy.h"
+
+namespace ecmoe::cuda {
+
+namespace {
+
+__global__ void fill_kernel(float* x, int64_t n, float value) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    x[i] = value;
+}
+
+class CudaNnBackend final : public nn::Backend {
+ public:
+  CudaNnBackend() : ctx_(context()) {}
+  const char* name() const override { return "cuda"; }
+
+  void* allocate(std::size_t bytes) override {
+    void* p = nullptr;
+    ECMOE_CUDA_CHECK(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
+    return p;
+  }
+  void release(void* p) noexcept override { cudaFree(p); }
+  // From pageable host memory the copy is staged before the call returns, so the source may be
+  // reused at once; the device side is ordered on the stream.
+  void upload(void* dst, const void* host_src, std::size_t bytes) override {
+    if (bytes)
+      ECMOE_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, ctx_.stream));
+  }
+  void download(void* host_dst, const void* src, std::size_t bytes) override {
+    if (!bytes) return;
+    ECMOE_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream));
+    ctx_.synchronize();
+  }
+  void copy(void* dst, const void* src, std::size_t bytes) override {
+    if (bytes)
+      ECMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx_.stream));
+  }
+
+  void fill(float* x, int64_t n, float value) override {
+    if (n <= 0) return;
+    const int threads = 256;
+    const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65536);
+    fill_kernel<<<unsigned(blocks), threads, 0, ctx_.stream>>>(x, n, value);
+    ECMOE_CUDA_CHECK(cudaGetLastError());
+  }
+  void add_inplace(float* acc, const float* x, int64_t n) override {
+    cuda::add_inplace(acc, x, n, ctx_.stream);
+  }
+  void gather_rows(float* dst, const float* src, const int* rows, int m, int dim) override {
+    cuda::gather_rows(dst, src, rows, m, dim, ctx_.stream);
+  }
+  void scatter_add_rows(float* dst, const float* src, const int* rows, int m, int dim) override {
+    cuda::scatter_add_rows(dst, src, rows, m, dim, ctx_.stream);
+  }
+  void embedding_forward(float* out, const int* tokens, const float* token_table,
+                         const float* pos_table, const nn::EmbeddingConfig& cfg) override {
+    cuda::embedding_forward(out, tokens, token_table, pos_table, cfg, ctx_.stream);
+  }
+  void embedding_backward(float* dtoken_table, float* dpos_table, const float* dout,
+                          const int* tokens, const nn::EmbeddingConfig& cfg) override {
+    cuda::embedding_backward(dtoken_table, dpos_table, dout, tokens, cfg, embedding_, ctx_.stream);
+  }
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gain,
+                         const float* bias, int rows, int dim) override {
+    cuda::layernorm_forward(out, mean, rstd, inp, gain, bias, rows, dim, ctx_.stream);
+  }
+  void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* dout,
+                          const float* inp, const float* gain, const float* mean, const float* rstd,
+                          int rows, int dim) override {
+    cuda::layernorm_backward(dinp, dgain, dbias, dout, inp, gain, mean, rstd, rows, dim,
+                             column_sums_, ctx_.stream);
+  }
+  void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                      const nn::LinearShape& shape, Precision precision) override {
+    cuda::linear_forward(out, inp, weight, bias, shape, precision, linear_, ctx_);
+  }
+  void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                       const float* inp, const float* weight, const nn::LinearShape& shape,
+                       Precision precision) override {
+    cuda::linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision, linear_, ctx_);
+  }
+  void attention_forward(float* out, float* probs, const float* qkv, const nn::AttentionConfig& cfg,
+                         const int* valid_len) override {
+    cuda::attention_forward(out, probs, qkv, cfg, valid_len, attention_, ctx_);
+  }
+  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs,
+                          const nn::AttentionConfig& cfg, const int* valid_len) override {
+    cuda::attention_backward(dqkv, dout, qkv, probs, cfg, valid_len, attention_, ctx_);
+  }
+  void tied_output_forward(float* logits, const float* h, const float* table,
+                           const nn::LinearShape& shape, Precision precision) override {
+    cuda::tied_output_forward(logits, h, table, shape, precision, linear_, ctx_);
+  }
+  void tied_output_backward(float* dh, float* dtable, const float* dlogits, const float* h,
+                            const float* table, const nn::LinearShape& shape,
+                            Precision precision) override {
+    cuda::tied_output_backward(dh, dtable, dlogits, h, table, shape, precision, linear_, ctx_);
+  }
+  // The count comes from the targets, copied to the host (rows ints); the loss back with it.
+  nn::CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits,
+                                               const int* targets, int rows, int vocab) override {
+    std::vector<int> host(static_cast<std::size_t>(rows));
+    download(host.data(), targets, host.size() * sizeof(int));
+    const int64_t count = nn::count_targets(host.data(), rows, vocab);  // throws on a bad one
+    loss_.resize(1);
+    cuda::cross_entropy_forward(loss_.data(), logsumexp, logits, targets, count, rows, vocab,
+                                ctx_.stream);
+    double loss = 0;
+    download(&loss, loss_.data(), sizeof(double));
+    return {loss, count};
+  }
+  void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
+                              const int* targets, int64_t count, float dloss, int rows,
+                              int vocab) override {
+    cuda::cross_entropy_backward(dlogits, logits, logsumexp, targets, count, dloss, rows, vocab,
+                                 ctx_.stream);
+  }
+
+ private:
+  Context& ctx_;
+  ColumnSumScratch column_sums_;
+  EmbeddingScratch embedding_;
+  LinearScratch linear_;
+  AttentionScratch attention_;
+  DeviceVec<double> loss_;
+};
+
+}  // namespace
+
+std::unique_ptr<nn::Backend> make_nn_backend() { return std::make_unique<CudaNnBackend>(); }
+
+}  // namespace ecmoe::cuda
