@@ -9,8 +9,12 @@
 
 namespace ecmoe {
 
-EvalResult evaluate(Transformer& model, const FlatBuffer& params, const BatchSource& source,
-                    int batches, const FlatBuffer* router_state, const dist::Comm* comm) {
+namespace {
+
+// The loop of both entry points; `forward` runs one batch in evaluation mode.
+template <typename Forward>
+EvalResult evaluate_with(const Forward& forward, const BatchSource& source, int batches,
+                         const dist::Comm* comm) {
   const dist::Comm single = dist::Comm::single();
   const dist::Comm& c = comm ? *comm : single;
   ECMOE_CHECK(batches > 0, "evaluation needs at least one batch");
@@ -20,8 +24,7 @@ EvalResult evaluate(Transformer& model, const FlatBuffer& params, const BatchSou
   double loss_sum = 0;  // sum of per-target losses, so batches with more targets weigh more
   for (int i = 0; i < batches; ++i) {
     const Batch batch = slice_batch(source.get(i), c);
-    const ForwardResult f = router_state ? model.forward(params, *router_state, batch, false, 0)
-                                         : model.forward(params, batch, /*training=*/false, 0);
+    const ForwardResult f = forward(batch);
     loss_sum += f.lm_loss * double(f.counted);
     r.counted += f.counted;
     if (r.layers.empty()) r.layers.resize(f.layer_stats.size());
@@ -38,6 +41,27 @@ EvalResult evaluate(Transformer& model, const FlatBuffer& params, const BatchSou
   r.loss = r.counted ? loss_sum / double(r.counted) : 0.0;
   r.perplexity = std::exp(r.loss);
   return r;
+}
+
+}  // namespace
+
+EvalResult evaluate(Transformer& model, const FlatBuffer& params, const BatchSource& source,
+                    int batches, const FlatBuffer* router_state, const dist::Comm* comm) {
+  return evaluate_with(
+      [&](const Batch& batch) {
+        return router_state ? model.forward(params, *router_state, batch, false, 0)
+                            : model.forward(params, batch, /*training=*/false, 0);
+      },
+      source, batches, comm);
+}
+
+EvalResult evaluate_on_backend(Transformer& model, const float* params, const BatchSource& source,
+                               int batches, const FlatBuffer* router_state) {
+  return evaluate_with(
+      [&](const Batch& batch) {
+        return model.forward_on_backend(params, router_state, batch, /*training=*/false, 0);
+      },
+      source, batches, nullptr);
 }
 
 }  // namespace ecmoe

@@ -25,5 +25,9 @@ struct EvalResult {
 EvalResult evaluate(Transformer& model, const FlatBuffer& params, const BatchSource& source,
                     int batches, const FlatBuffer* router_state = nullptr,
                     const dist::Comm* comm = nullptr);
+// The same in one process on parameters in the model's dense backend's memory
+// (Transformer::forward_on_backend).
+EvalResult evaluate_on_backend(Transformer& model, const float* params, const BatchSource& source,
+                               int batches, const FlatBuffer* router_state = nullptr);
 
 }  // namespace ecmoe

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <utility>
@@ -17,6 +18,7 @@
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
+#include "optim/optimizer_device.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
@@ -171,6 +173,16 @@ class TrainingRun {
       restore();
     else
       model_.init_params(params_, config_.seeds.init);
+    if (options.device) {
+      const TrainDevice& device = *options.device;
+      ECMOE_CHECK(!comm_.parallel(), "training on ", device.name,
+                  " runs in one process (not under mpirun)");
+      ECMOE_CHECK(device.nn && device.optimizer, "training device ", device.name, " is incomplete");
+      model_.set_nn_backend(*device.nn);
+      model_.set_moe_backends(device.moe);
+      device_ = device.optimizer(model_.table(), config_.optimizer);
+      device_->load(params_, adam_);
+    }
     // Resuming a run that already reached `steps`: nothing to train, the final evaluation is
     // only measured again for the result (and logged only if the run was killed first).
     finished_ = options.resume && state_.step == config_.steps;
@@ -204,30 +216,43 @@ class TrainingRun {
     const double t0 = now_seconds();
     const int64_t s = state_.step;
     const Batch batch = slice_batch(train_batches_.get(s), comm_);
-    grads_.zero();
+    if (device_)
+      device_->zero_grads();
+    else
+      grads_.zero();
     // A threshold-routed run routes its first steps by expert choice, which sets the cutoffs.
     const MoeConfig& moe = config_.model.moe;
     const std::optional<RouterKind> router =
         moe.router == RouterKind::kExpertThreshold && s < moe.threshold_warmup_steps
             ? std::optional(RouterKind::kExpertChoice)
             : std::nullopt;
-    const ForwardResult local = model_.forward(params_, router_state_, batch, /*training=*/true,
-                                               noise_.bits(uint64_t(s)), router);
-    model_.backward(params_, grads_);
-    average_gradients(grads_, comm_);
+    const uint64_t noise = noise_.bits(uint64_t(s));
+    ForwardResult local;
+    if (device_) {
+      local = model_.forward_on_backend(device_->params(), &router_state_, batch,
+                                        /*training=*/true, noise, router);
+      model_.backward_on_backend(device_->params(), device_->grads());
+    } else {
+      local = model_.forward(params_, router_state_, batch, /*training=*/true, noise, router);
+      model_.backward(params_, grads_);
+      average_gradients(grads_, comm_);
+    }
     StepOutcome out;
     // Reduced over ranks, so every rank moves its cutoffs identically.
     out.forward = reduce_forward_result(local, comm_);
     if (model_.has_cutoffs())
       model_.update_cutoffs(router_state_, out.forward.layer_stats, moe.threshold_ema_rate);
     if (!std::isfinite(out.forward.loss))
-      fail_nonfinite(s + 1, "the loss is " + std::to_string(out.forward.loss), params_, grads_);
-    out.grad_norm = clip_grad_norm(grads_, config_.clip_norm, &comm_);
+      fail_nonfinite_now(s + 1, "the loss is " + std::to_string(out.forward.loss));
+    out.grad_norm = device_ ? device_->clip_grad_norm(config_.clip_norm)
+                            : clip_grad_norm(grads_, config_.clip_norm, &comm_);
     if (!std::isfinite(out.grad_norm))
-      fail_nonfinite(s + 1, "the gradient norm is " + std::to_string(out.grad_norm), params_,
-                     grads_);
+      fail_nonfinite_now(s + 1, "the gradient norm is " + std::to_string(out.grad_norm));
     out.lr = config_.schedule.lr_at(s);
-    adam_.step(params_, grads_, out.lr);
+    if (device_)
+      device_->adamw_step(out.lr);
+    else
+      adam_.step(params_, grads_, out.lr);
     state_.step = s + 1;
     state_.tokens_seen += tokens_per_step();
     out.seconds = now_seconds() - t0;
@@ -337,13 +362,16 @@ class TrainingRun {
     start["ecmoe_version"] = ECMOE_VERSION;
     start["ranks"] = comm_.size();
     start["precision"] = precision_name(config_.model.precision);
+    start["device"] = options_.device ? options_.device->name : std::string("cpu");
     start["train_tokens"] = data_.train.size();  // the training split: epochs = tokens seen / it
     return start;
   }
 
   EvalResult evaluate_now() {
-    EvalResult r =
-        evaluate(model_, params_, *val_batches_, eval_batches_.batches, &router_state_, &comm_);
+    EvalResult r = device_ ? evaluate_on_backend(model_, device_->params(), *val_batches_,
+                                                 eval_batches_.batches, &router_state_)
+                           : evaluate(model_, params_, *val_batches_, eval_batches_.batches,
+                                      &router_state_, &comm_);
     MetricsJson j;
     j["type"] = "eval";
     j["step"] = state_.step;
@@ -354,7 +382,17 @@ class TrainingRun {
     return r;
   }
 
+  // The host buffers, brought up to date from the device first.
+  [[noreturn]] void fail_nonfinite_now(int64_t step, const std::string& what) {
+    if (device_) {
+      device_->store(params_, adam_);
+      device_->store_grads(grads_);
+    }
+    fail_nonfinite(step, what, params_, grads_);
+  }
+
   void save() {
+    if (device_) device_->store(params_, adam_);
     if (const auto bad = first_nonfinite(params_))
       fail("refusing to checkpoint non-finite parameters at step ", state_.step, ": ",
            describe(*bad));
@@ -381,6 +419,7 @@ class TrainingRun {
   bool finished_ = false;
   std::optional<MetricsLog> metrics_;
   std::optional<Progress> progress_;
+  std::unique_ptr<OptimizerDevice> device_;  // with TrainOptions::device: where the steps run
 };
 
 }  // namespace

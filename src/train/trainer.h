@@ -12,6 +12,7 @@
 #include "dist/comm.h"
 #include "train/evaluate.h"
 #include "train/train_config.h"
+#include "train/train_device.h"
 
 namespace ecmoe {
 
@@ -30,6 +31,9 @@ struct TrainOptions {
   // (TrainResult::stopped); --resume continues bit-exactly. For machines lent by the command
   // (a GPU command runs at most 10 minutes): long runs go on over several commands.
   double time_limit_seconds = 0;
+  // Not null: the steps and evaluations run on this device (train/train_device.h), the host
+  // buffers only mirror it for checkpoints. One process only.
+  const TrainDevice* device = nullptr;
 };
 
 struct TrainResult {

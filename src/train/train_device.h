@@ -1,0 +1,29 @@
+// Where a training run computes when it is not the host CPU: the model's dense ops (nn::Backend),
+// its MoE layers (a MoeBackend per layer) and the parameters, gradients and optimizer state
+// (OptimizerDevice). The CLI assembles the GPU's from src/cuda (`--device cuda`); train() runs
+// the same steps on it, with checkpoints, metrics and resume as on the host. One process only.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/tensor_table.h"
+#include "moe/moe_backend.h"
+#include "nn/backend.h"
+#include "optim/adamw.h"
+#include "optim/optimizer_device.h"
+
+namespace ecmoe {
+
+struct TrainDevice {
+  std::string name;                                  // "cuda"
+  nn::Backend* nn = nullptr;                         // must outlive the run
+  std::function<std::unique_ptr<MoeBackend>()> moe;  // empty: the MoE layers on the host
+  std::function<std::unique_ptr<OptimizerDevice>(const TensorTable&, const AdamWConfig&)> optimizer;
+};
+
+// The device path on the host: nn::cpu_backend(), host MoE layers, the host optimizer device.
+// Bitwise the plain trainer (tests/train/test_train_device.cpp), so the path is tested here.
+TrainDevice host_train_device();
+
+}  // namespace ecmoe

@@ -1,0 +1,127 @@
+// The trainer's device path (train/train_device.h) on the host device: the same steps through
+// forward_on_backend, the nn backend and the OptimizerDevice give bitwise the plain trainer's
+// metrics, evaluations and checkpoints, for every router, and a run resumes across the two
+// (a device checkpoint continues on the host and the other way round). The GPU's device plugs
+// into the same path (`train --device cuda`).
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "train/checkpoint.h"
+#include "train/train_device.h"
+#include "train/trainer.h"
+#include "train_test_util.h"
+
+using namespace ecmoe;
+using ecmoe::train_test::TempDir;
+
+namespace {
+
+constexpr int kVocab = 64;
+
+class TrainDevicePath : public ::testing::Test {
+ protected:
+  void SetUp() override { train_test::write_data_folder(dir / "data", kVocab, 20000, 3000); }
+
+  TrainResult run(const TrainConfig& config, const TrainDevice* device, bool resume = false) {
+    std::FILE* sink = std::fopen("/dev/null", "w");
+    TrainOptions options{.resume = resume, .terminal = false, .progress = sink};
+    options.device = device;
+    try {
+      TrainResult r = train(config, options);
+      std::fclose(sink);
+      return r;
+    } catch (...) {
+      std::fclose(sink);
+      throw;
+    }
+  }
+
+  TrainConfig tiny(const std::string& out, const char* router) {
+    TrainConfig c = train_test::tiny_config(dir / "data", dir / out);
+    c.model.moe = default_moe_config(parse_router_kind(router));
+    c.model.moe.n_experts = 4;
+    c.eval.interval = 3;
+    c.eval.batches = 2;
+    c.checkpoint_interval = 3;
+    return c;
+  }
+
+  TempDir dir{"train-device"};
+};
+
+void expect_same_checkpoints(const std::string& a, const std::string& b) {
+  const auto ta = SafetensorsFile::open(a + "/checkpoint.safetensors");
+  const auto tb = SafetensorsFile::open(b + "/checkpoint.safetensors");
+  ASSERT_EQ(ta.names(), tb.names());
+  for (const auto& name : ta.names()) {
+    const auto x = ta.bytes(name), y = tb.bytes(name);
+    ASSERT_EQ(x.size(), y.size()) << name;
+    EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size()), 0) << name;
+  }
+}
+
+void expect_same_training(const std::string& a, const std::string& b, std::size_t steps) {
+  const auto la = train_test::train_lines(a + "/metrics.jsonl");
+  const auto lb = train_test::train_lines(b + "/metrics.jsonl");
+  ASSERT_EQ(la.size(), steps);
+  ASSERT_EQ(lb.size(), steps);
+  for (std::size_t i = 0; i < la.size(); ++i) {
+    EXPECT_EQ(la[i]["loss"].get<double>(), lb[i]["loss"].get<double>()) << "step " << i + 1;
+    EXPECT_EQ(la[i]["grad_norm"].get<double>(), lb[i]["grad_norm"].get<double>());
+    EXPECT_EQ(la[i]["moe_layers"], lb[i]["moe_layers"]);
+  }
+}
+
+}  // namespace
+
+TEST_F(TrainDevicePath, TheHostDeviceTrainsBitwiseAsThePlainTrainer) {
+  const TrainDevice device = host_train_device();
+  for (const char* router : {"expert_choice", "top2", "expert_threshold", "dense"}) {
+    SCOPED_TRACE(router);
+    TrainConfig plain = tiny(std::string("plain-") + router, router);
+    if (plain.model.moe.router == RouterKind::kExpertThreshold)
+      plain.model.moe.threshold_warmup_steps = 2;
+    TrainConfig on_device = plain;
+    on_device.out = dir / (std::string("device-") + router);
+    const TrainResult a = run(plain, nullptr);
+    const TrainResult b = run(on_device, &device);
+    ASSERT_TRUE(a.final_eval && b.final_eval);
+    EXPECT_EQ(a.final_eval->loss, b.final_eval->loss);
+    expect_same_training(plain.out, on_device.out, std::size_t(plain.steps));
+    expect_same_checkpoints(plain.out, on_device.out);
+  }
+}
+
+TEST_F(TrainDevicePath, RunsResumeAcrossTheHostAndTheDevice) {
+  const TrainDevice device = host_train_device();
+  TrainConfig straight = tiny("straight", "top1");
+  run(straight, nullptr);
+  // The first half on the device, the second on the host; and the other way round.
+  for (const bool device_first : {true, false}) {
+    TrainConfig first = straight;
+    first.out = dir / (device_first ? "device-then-host" : "host-then-device");
+    first.steps = straight.steps / 2;
+    run(first, device_first ? &device : nullptr);
+    TrainConfig second = first;
+    second.steps = straight.steps;
+    const TrainResult r = run(second, device_first ? nullptr : &device, /*resume=*/true);
+    EXPECT_EQ(r.last_step, straight.steps);
+    expect_same_training(straight.out, second.out, std::size_t(straight.steps));
+    expect_same_checkpoints(straight.out, second.out);
+  }
+}
+
+TEST_F(TrainDevicePath, TheStartLineNamesTheDevice) {
+  const TrainDevice device = host_train_device();
+  const TrainConfig c = tiny("start-line", "expert_choice");
+  run(c, &device);
+  const std::string metrics = train_test::read_text(c.out + "/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"device\":\"host\""), std::string::npos);
+}
