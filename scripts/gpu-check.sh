@@ -4,8 +4,9 @@
 # (unpacked into build-gpu/prefix, never over /), runs the CUDA tests (ctest label `cuda`) and
 # compute-sanitizer on them, then `ecmoe bench layer --device cuda` beside the PyTorch peer
 # (bench/bench_layer_torch.py --device cuda: eager, and torch.compile where --compile-shapes says)
-# at the layer shapes of issue 15, then compute-sanitizer on the tests, and prints a compact
-# summary. Not yet timed on a GPU machine: give the command the device's whole 600 s; what it
+# at the layer shapes of issue 15, `ecmoe bench train --device cuda` beside
+# bench/bench_train_torch.py --device cuda (eager, torch.compile) on small and gpu-small (issue
+# 16), then compute-sanitizer on the tests, and prints a compact summary. Not yet timed on a GPU machine: give the command the device's whole 600 s; what it
 # printed and wrote to $OUT comes back even if it is cut off, and a second call can add --no-bench
 # or --no-sanitizer. Everything it writes goes to
 # $OUT (the device tool's folder) or gpu-results/: gpu-check.log (all output), bench.jsonl (one
@@ -68,7 +69,7 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 step configure cmake -S . -B build-gpu "${generator[@]}" -DECMOE_CUDA=ON -DECMOE_PYTHON=OFF \
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix/usr" || { printf '%s\n' "${summary[@]}" >"$out/summary.txt"; exit 1; }
 step build cmake --build build-gpu -j"$(nproc)" --target ecmoe test_cuda_ops test_cuda_moe_layer \
-  test_cuda_nn_ops test_cuda_model test_dispatch_combine || { printf '%s\n' "${summary[@]}" >"$out/summary.txt"; exit 1; }
+  test_cuda_nn_ops test_cuda_model test_cuda_training test_dispatch_combine || { printf '%s\n' "${summary[@]}" >"$out/summary.txt"; exit 1; }
 step "cuda tests" ctest --test-dir build-gpu -L cuda --output-on-failure -j4
 if grep -q "tests passed\|tests failed" "$log"; then
   say "  $(grep -E '[0-9]+% tests passed' "$log" | tail -1)"
@@ -118,6 +119,36 @@ PY
     --experts 64 --precision fp32 --repeats 5 --json 2>>"$log")
   [[ -n "$fp32" ]] && echo "$fp32" >>"$jsonl" &&
     say "bench fp32 16384,768,3072,64: $(python3 -c 'import json,sys; o=json.loads(sys.argv[1]); print("%.3f ms" % o["ms"])' "$fp32")"
+fi
+if ((bench)); then
+  # Training (issue 16): whole steps, bf16, ecmoe --device cuda beside the PyTorch peer (eager, and
+  # torch.compile for expert choice), tokens/s each, the ratio to ecmoe.
+  for run in "small expert_choice" "small top2" "gpu-small expert_choice" "gpu-small top2"; do
+    read -r config router <<<"$run"
+    targs=(--config "$config" --set "model.moe.router=$router" --set precision=bf16 --steps 10
+           --warmup 3 --json)
+    ours=$(timeout 240 build-gpu/ecmoe bench train --device cuda "${targs[@]}" 2>>"$log")
+    if [[ -z "$ours" ]]; then say "bench train $config $router: ecmoe FAILED"; failed=1; continue; fi
+    echo "$ours" >>"$jsonl"
+    pargs=(--config "$config" --router "$router" --device cuda --precision bf16 --steps 10
+           --warmup 3 --json --ecmoe build-gpu/ecmoe)
+    eager=$(PYTHONUNBUFFERED=1 timeout 240 python3 -m bench.bench_train_torch "${pargs[@]}" 2>>"$log")
+    compiled=""
+    [[ $router == expert_choice ]] &&
+      compiled=$(PYTHONUNBUFFERED=1 timeout 300 python3 -m bench.bench_train_torch "${pargs[@]}" --compile 2>>"$log")
+    for j in "$eager" "$compiled"; do [[ -n "$j" ]] && echo "$j" >>"$jsonl"; done
+    say "bench train $config $router: $(python3 - "$ours" "$eager" "$compiled" <<'PY'
+import json, sys
+o = json.loads(sys.argv[1])
+line = "ecmoe %.0f tokens/s (%.1f ms a step)" % (o["tokens_per_second"], 1e3 * o["median_step_seconds"])
+for name, text in (("torch eager", sys.argv[2]), ("torch.compile", sys.argv[3])):
+    if text:
+        p = json.loads(text)
+        line += "; %s %.0f tokens/s (ecmoe %.2fx)" % (name, p["tokens_per_s"], o["tokens_per_second"] / p["tokens_per_s"])
+print(line)
+PY
+)"
+  done
 fi
 # Last: the slowest part (instrumented runs); --no-sanitizer skips it.
 if ((sanitizer)); then

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/train_device.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/rng.h"
@@ -23,6 +24,7 @@
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
+#include "optim/optimizer_device.h"
 #include "train/batches.h"
 #include "train/config_overrides.h"
 #include "train/data_parallel.h"
@@ -41,6 +43,7 @@ struct BenchTrainArgs {
   int warmup = 2;
   double peak_gflops = 340;  // an FMA loop on this project's 2-core reference machine
   bool json = false;
+  std::string device = "cpu";
 };
 
 // Random ordinary tokens, as a stand-in for a data split that has not been prepared.
@@ -77,6 +80,16 @@ void run(const BenchTrainArgs& args) {
   FlatBuffer params(model.table()), grads(model.table());
   model.init_params(params, config.seeds.init);
   AdamW adam(model.table(), config.optimizer);
+  // --device: the trainer's device path (train/train_device.h), the same calls as train()'s.
+  const TrainDevice* device = train_device(args.device);
+  std::unique_ptr<OptimizerDevice> on_device;
+  if (device) {
+    ECMOE_CHECK(!c.parallel(), "bench train --device ", device->name, " runs in one process");
+    model.set_nn_backend(*device->nn);
+    model.set_moe_backends(device->moe);
+    on_device = device->optimizer(model.table(), config.optimizer);
+    on_device->load(params, adam);
+  }
   std::vector<double> seconds;
   dist::ExchangeCounters at_warmup;
   double allreduce_seconds = 0, wait_seconds = 0;
@@ -84,6 +97,16 @@ void run(const BenchTrainArgs& args) {
     if (s == args.warmup) at_warmup = c.counters();
     const double t0 = now_seconds();
     const Batch batch = slice_batch(source ? source->get(s) : synthetic_batch(spec, s), c);
+    if (on_device) {
+      on_device->zero_grads();
+      model.forward_on_backend(on_device->params(), nullptr, batch, /*training=*/true, uint64_t(s));
+      model.backward_on_backend(on_device->params(), on_device->grads());
+      on_device->clip_grad_norm(config.clip_norm);
+      on_device->adamw_step(config.schedule.lr_at(s));
+      on_device->wait();
+      if (s >= args.warmup) seconds.push_back(now_seconds() - t0);
+      continue;
+    }
     grads.zero();
     model.forward(params, batch, /*training=*/true, uint64_t(s));
     model.backward(params, grads);
@@ -133,6 +156,7 @@ void run(const BenchTrainArgs& args) {
     j["config"] = args.config;
     j["router"] = router_name(config.model.moe.router);
     j["precision"] = precision_name(config.model.precision);
+    j["device"] = args.device;
     j["bf16_kernel"] = bf16_native() ? "native" : "fallback";
     j["data"] = dataset ? config.data.dir : "synthetic";
     j["threads"] = thread_count();
@@ -216,6 +240,10 @@ void register_bench_train(CLI::App& bench) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_flag("--json", args->json, "Print one JSON object");
+  cmd->add_option("--device", args->device,
+                  "cpu, or cuda (the GPU: ecmoe built with -DECMOE_CUDA=ON; docs/cuda.md)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->callback([args] { run(*args); });
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/train_device.h"
 #include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/config_overrides.h"
@@ -25,6 +26,7 @@ struct TrainArgs {
   bool resume = false;
   double time_limit_minutes = 0;
   bool print_config = false;
+  std::string device = "cpu";
 };
 
 // Every config key with its built-in default, for --help.
@@ -80,6 +82,12 @@ void register_train(CLI::App& app) {
                   "checkpoint (no final evaluation); --resume continues. 0: no limit")
       ->check(CLI::NonNegativeNumber)
       ->type_name("MINUTES");
+  cmd->add_option("--device", args->device,
+                  "Where to train: cpu, or cuda (an NVIDIA GPU; needs a build with "
+                  "-DECMOE_CUDA=ON, one process, docs/cuda.md). Checkpoints are the same files "
+                  "either way: a run resumes on the other device")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->add_flag("--print-config", args->print_config,
                 "Print the resolved config as JSON and exit without training");
   cmd->footer(config_keys_help());
@@ -98,7 +106,8 @@ void register_train(CLI::App& app) {
     const TrainResult r = train(config, {.resume = args->resume,
                                          .terminal = Progress::stderr_is_terminal(),
                                          .comm = &comm(),
-                                         .time_limit_seconds = args->time_limit_minutes * 60.0});
+                                         .time_limit_seconds = args->time_limit_minutes * 60.0,
+                                         .device = train_device(args->device)});
     if (!comm().is_root()) return;
     if (r.stopped) {
       std::printf(

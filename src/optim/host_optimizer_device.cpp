@@ -38,6 +38,7 @@ class HostOptimizerDevice final : public OptimizerDevice {
   void zero_grads() override { grads_.zero(); }
   float clip_grad_norm(float max_norm) override { return ecmoe::clip_grad_norm(grads_, max_norm); }
   void adamw_step(float lr) override { adam_.step(params_, grads_, lr); }
+  void wait() override {}
 
  private:
   FlatBuffer params_, grads_;

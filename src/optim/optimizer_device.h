@@ -27,6 +27,8 @@ class OptimizerDevice {
   // optim/grad_clip.h's clip_grad_norm (one process) and AdamW::step, on the device's buffers.
   virtual float clip_grad_norm(float max_norm) = 0;
   virtual void adamw_step(float lr) = 0;
+  // Returns once the work queued on the device is done (for timing a step).
+  virtual void wait() = 0;
 };
 
 // The device path on host memory: the same calls as the plain trainer makes, so a run through it

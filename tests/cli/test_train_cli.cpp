@@ -107,6 +107,25 @@ TEST_F(TrainCli, ConfigErrorsAreOneLine) {
   expect_error("eval --checkpoint " + (dir / "none.safetensors"), "none.safetensors");
 }
 
+// --device: cpu is the plain trainer (its start line says so); cuda in a build without the CUDA
+// backend is a one-line error before anything is written; an unknown device is a usage error.
+TEST_F(TrainCli, DeviceChoosesWhereTheRunTrains) {
+  const std::string out = dir / "on-cpu";
+  const CliRun cpu = run("train --config tiny --set steps=2 --set data.dir=" + (dir / "data") +
+                         " --out " + out + " --device cpu");
+  ASSERT_EQ(cpu.status, 0) << cpu.out << cpu.err;
+  EXPECT_TRUE(contains(ecmoe::train_test::read_text(out + "/metrics.jsonl"), "\"device\":\"cpu\""));
+#ifndef ECMOE_HAVE_CUDA
+  expect_error("train --config tiny --set data.dir=" + (dir / "data") + " --out " +
+                   (dir / "on-gpu") + " --device cuda",
+               "--device cuda: this ecmoe was built without the CUDA backend");
+  EXPECT_FALSE(std::filesystem::exists(dir / "on-gpu"));
+#endif
+  const CliRun unknown = run("train --config tiny --device gpu --out " + (dir / "x"));
+  EXPECT_NE(unknown.status, 0);
+  EXPECT_TRUE(contains(unknown.err, "--device")) << unknown.err;
+}
+
 TEST_F(TrainCli, PrintConfigAndHelp) {
   const CliRun printed = run("train --config tiny --set model.moe.router=top1 --print-config");
   ASSERT_EQ(printed.status, 0) << printed.err;

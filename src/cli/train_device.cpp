@@ -1,0 +1,36 @@
+#include "cli/train_device.h"
+
+#include "core/error.h"
+
+#ifdef ECMOE_HAVE_CUDA
+#include <memory>
+
+#include "cuda/moe_layer.h"
+#include "cuda/nn_backend.h"
+#include "cuda/optimizer_device.h"
+#endif
+
+namespace ecmoe::cli {
+
+const TrainDevice* train_device(const std::string& name) {
+  if (name == "cpu") return nullptr;
+  ECMOE_CHECK(name == "cuda", "unknown device '", name, "' (known: ", kDeviceNames, ")");
+#ifndef ECMOE_HAVE_CUDA
+  fail(
+      "--device cuda: this ecmoe was built without the CUDA backend (configure with "
+      "-DECMOE_CUDA=ON; docs/cuda.md)");
+#else
+  // Made on first use and kept for the process: the backend holds the device's scratch buffers.
+  static const std::unique_ptr<nn::Backend> dense = cuda::make_nn_backend();
+  static const TrainDevice device{.name = "cuda",
+                                  .nn = dense.get(),
+                                  .moe = [] { return cuda::make_moe_backend(); },
+                                  .optimizer =
+                                      [](const TensorTable& table, const AdamWConfig& config) {
+                                        return cuda::make_optimizer_device(table, config);
+                                      }};
+  return &device;
+#endif
+}
+
+}  // namespace ecmoe::cli

@@ -1,0 +1,78 @@
+// OptimizerDevice on the GPU: DeviceVecs for the parameters and gradients, a DeviceAdamW made from
+// the host optimizer at load(), on the context's stream.
+#include <cstddef>
+#include <optional>
+#include <span>
+
+#include "core/error.h"
+#include "cuda/context.h"
+#include "cuda/cuda_check.h"
+#include "cuda/device_buffer.h"
+#include "cuda/optimizer.h"
+#include "cuda/optimizer_device.h"
+
+namespace ecmoe::cuda {
+
+namespace {
+
+class CudaOptimizerDevice final : public OptimizerDevice {
+ public:
+  CudaOptimizerDevice(const TensorTable& table, const AdamWConfig& config)
+      : ctx_(context()), table_(table) {
+    (void)config;  // AdamW's settings come with the host optimizer at load()
+    const std::size_t n = std::size_t(table.total_floats());
+    params_.resize(n);
+    grads_.resize(n);
+  }
+  void load(const FlatBuffer& params, const AdamW& adam) override {
+    ECMOE_CHECK(params.size() == table_.total_floats(), "cuda optimizer: a parameter buffer of ",
+                params.size(), " floats for a table of ", table_.total_floats());
+    params_.upload(std::span<const float>(params.data(), std::size_t(params.size())), ctx_.stream);
+    adam_.emplace(adam, ctx_.stream);  // copies the moments and the step count
+    ctx_.synchronize();
+  }
+  void store(FlatBuffer& params, AdamW& adam) override {
+    require_loaded();
+    ECMOE_CHECK(params.size() == table_.total_floats(), "cuda optimizer: wrong parameter buffer");
+    ECMOE_CUDA_CHECK(cudaMemcpyAsync(params.data(), params_.data(), params_.bytes(),
+                                     cudaMemcpyDeviceToHost, ctx_.stream));
+    adam_->copy_to(adam, ctx_.stream);  // waits for the stream
+  }
+  void store_grads(FlatBuffer& grads) override {
+    ECMOE_CHECK(grads.size() == table_.total_floats(), "cuda optimizer: wrong gradient buffer");
+    ECMOE_CUDA_CHECK(cudaMemcpyAsync(grads.data(), grads_.data(), grads_.bytes(),
+                                     cudaMemcpyDeviceToHost, ctx_.stream));
+    ctx_.synchronize();
+  }
+  float* params() override { return params_.data(); }
+  float* grads() override { return grads_.data(); }
+  void zero_grads() override { grads_.zero(ctx_.stream); }
+  float clip_grad_norm(float max_norm) override {
+    const DeviceGrads all[] = {{grads_.data(), int64_t(grads_.size())}};
+    return cuda::clip_grad_norm(all, max_norm, norm_scratch_, ctx_.stream);
+  }
+  void adamw_step(float lr) override {
+    require_loaded();
+    adam_->step(params_.data(), grads_.data(), lr, ctx_.stream);
+  }
+  void wait() override { ctx_.synchronize(); }
+
+ private:
+  void require_loaded() const {
+    ECMOE_CHECK(adam_.has_value(), "cuda optimizer: load() the parameters and AdamW first");
+  }
+  Context& ctx_;
+  const TensorTable& table_;
+  DeviceVec<float> params_, grads_;
+  std::optional<DeviceAdamW> adam_;
+  GradNormScratch norm_scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<OptimizerDevice> make_optimizer_device(const TensorTable& table,
+                                                       const AdamWConfig& config) {
+  return std::make_unique<CudaOptimizerDevice>(table, config);
+}
+
+}  // namespace ecmoe::cuda
