@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/train_device.h"
 #include "compare/finetune_suite.h"
 #include "compare/report.h"
 #include "compare/runner.h"
@@ -31,6 +32,7 @@ struct CompareArgs {
   bool report_only = false;
   bool list = false;
   double time_limit_minutes = 0;
+  std::string device = "cpu";
   std::string pretrained;          // finetune-small: paper-small's --out
   std::vector<std::string> tasks;  // finetune-small: task specs (default: the built-in ones)
   std::string cache_dir = "data/cache";
@@ -64,6 +66,7 @@ std::vector<std::string> run_sets(const CompareArgs& a) {
 std::string command_line(const CompareArgs& a, const std::string& out, const std::string& report) {
   std::string c = "ecmoe compare --suite " + a.suite + (a.quick ? " --quick" : "");
   if (!a.precision.empty()) c += " --precision " + a.precision;
+  if (a.device != "cpu") c += " --device " + a.device;
   if (!a.pretrained.empty()) c += " --pretrained " + a.pretrained;
   for (const std::string& t : a.tasks) c += " --task " + t;
   c += " --out " + out + " --report " + report;
@@ -161,6 +164,11 @@ void register_compare(CLI::App& app) {
                   "where this CPU has bf16 instructions); as --set precision=P, recorded in "
                   "each run's config.json and the report's command")
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
+  cmd->add_option("--device", args->device,
+                  "Where the pre-training suites' runs train: cpu, or cuda (the GPU: ecmoe built "
+                  "with -DECMOE_CUDA=ON, one process; docs/cuda.md)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->add_flag("--report-only", args->report_only,
                 "Write the report from the finished runs in --out without training");
   cmd->add_flag("--list", args->list, "Print the suite's runs and exit");
@@ -182,6 +190,8 @@ void register_compare(CLI::App& app) {
       require_one_process("compare --suite finetune-small");
       ECMOE_CHECK(args->time_limit_minutes == 0,
                   "--time-limit applies to the pre-training suites, not finetune-small");
+      ECMOE_CHECK(args->device == "cpu",
+                  "--device applies to the pre-training suites, not finetune-small");
       run_finetune_command(*args);
       return;
     }
@@ -208,7 +218,8 @@ void register_compare(CLI::App& app) {
                                      .extra_sets = run_sets(*args),
                                      .commit = commit,
                                      .comm = &comm(),
-                                     .time_limit_seconds = args->time_limit_minutes * 60.0});
+                                     .time_limit_seconds = args->time_limit_minutes * 60.0,
+                                     .device = train_device(args->device)});
       if (!progress.complete()) {
         if (comm().is_root())
           std::printf(

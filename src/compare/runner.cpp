@@ -115,12 +115,12 @@ SuiteProgress run_suite(const Suite& suite, const RunnerOptions& options) {
                    run.variant.c_str(), (unsigned long long)run.seed, resume ? ": resuming" : "");
       std::fflush(options.log);
     }
-    const TrainResult r =
-        train(config, {.resume = resume,
-                       .terminal = false,
-                       .progress = options.log,
-                       .comm = &comm,
-                       .time_limit_seconds = limit > 0 ? std::max(left, 1e-9) : 0});
+    const TrainResult r = train(config, {.resume = resume,
+                                         .terminal = false,
+                                         .progress = options.log,
+                                         .comm = &comm,
+                                         .time_limit_seconds = limit > 0 ? std::max(left, 1e-9) : 0,
+                                         .device = options.device});
     if (r.stopped) {
       out_of_time = true;
       continue;

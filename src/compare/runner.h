@@ -9,6 +9,7 @@
 
 #include "compare/suite.h"
 #include "dist/comm.h"
+#include "train/train_device.h"
 
 namespace ecmoe::compare {
 
@@ -23,6 +24,9 @@ struct RunnerOptions {
   // > 0: stop once this many seconds of wall time have passed, the run in progress at a
   // checkpoint (TrainOptions::time_limit_seconds); the same command again continues the suite.
   double time_limit_seconds = 0;
+  // Not null: every run trains on this device (TrainOptions::device; one process); the
+  // post-training evaluations of decoders run on the host from the checkpoints.
+  const TrainDevice* device = nullptr;
 };
 
 struct SuiteProgress {

@@ -225,6 +225,13 @@ TEST(CompareCli, QuickPaperGpuSuiteRunsOnTheCpu) {
   EXPECT_NE(row(md, "EC c=2").find(" | 2 | "), std::string::npos);  // two seeds
   EXPECT_NE(md.find("Made by `ecmoe compare --suite paper-gpu --quick"), std::string::npos);
 
+#ifndef ECMOE_HAVE_CUDA
+  const Command gpu = run("compare --suite paper-gpu --quick --device cuda --out " + out + "-gpu");
+  EXPECT_NE(gpu.status, 0);
+  EXPECT_NE(gpu.output.find("--device cuda: this ecmoe was built without the CUDA backend"),
+            std::string::npos)
+      << gpu.output;
+#endif
   const Command list = run("compare --suite paper-gpu --list");
   ASSERT_EQ(list.status, 0) << list.output;
   for (const char* part : {"base config: gpu-small", "steps=2500", "checkpoint_interval=250",
