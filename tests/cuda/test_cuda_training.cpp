@@ -38,12 +38,7 @@ const TrainDevice& gpu() {
 }
 
 TrainResult run(const TrainConfig& config, const TrainDevice* device, bool resume = false) {
-  std::FILE* sink = std::fopen("/dev/null", "w");
-  TrainOptions options{.resume = resume, .terminal = false, .progress = sink};
-  options.device = device;
-  TrainResult r = train(config, options);
-  std::fclose(sink);
-  return r;
+  return train_test::train_quietly(config, resume, device);
 }
 
 class CudaTraining : public ::testing::Test {
@@ -103,14 +98,7 @@ TEST_F(CudaTraining, ResumeOnTheGpuIsBitwise) {
   ASSERT_EQ(la.size(), lb.size());
   for (std::size_t i = 0; i < la.size(); ++i)
     EXPECT_EQ(la[i]["loss"].get<double>(), lb[i]["loss"].get<double>()) << "step " << i + 1;
-  const auto ta = SafetensorsFile::open(straight.out + "/checkpoint.safetensors");
-  const auto tb = SafetensorsFile::open(second.out + "/checkpoint.safetensors");
-  ASSERT_EQ(ta.names(), tb.names());
-  for (const auto& name : ta.names()) {
-    const auto x = ta.bytes(name), y = tb.bytes(name);
-    ASSERT_EQ(x.size(), y.size());
-    EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size()), 0) << name;
-  }
+  train_test::expect_same_checkpoints(straight.out, second.out);
 }
 
 TEST_F(CudaTraining, AGpuCheckpointContinuesOnTheCpu) {

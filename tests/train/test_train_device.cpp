@@ -30,17 +30,7 @@ class TrainDevicePath : public ::testing::Test {
   void SetUp() override { train_test::write_data_folder(dir / "data", kVocab, 20000, 3000); }
 
   TrainResult run(const TrainConfig& config, const TrainDevice* device, bool resume = false) {
-    std::FILE* sink = std::fopen("/dev/null", "w");
-    TrainOptions options{.resume = resume, .terminal = false, .progress = sink};
-    options.device = device;
-    try {
-      TrainResult r = train(config, options);
-      std::fclose(sink);
-      return r;
-    } catch (...) {
-      std::fclose(sink);
-      throw;
-    }
+    return train_test::train_quietly(config, resume, device);
   }
 
   TrainConfig tiny(const std::string& out, const char* router) {
@@ -56,16 +46,7 @@ class TrainDevicePath : public ::testing::Test {
   TempDir dir{"train-device"};
 };
 
-void expect_same_checkpoints(const std::string& a, const std::string& b) {
-  const auto ta = SafetensorsFile::open(a + "/checkpoint.safetensors");
-  const auto tb = SafetensorsFile::open(b + "/checkpoint.safetensors");
-  ASSERT_EQ(ta.names(), tb.names());
-  for (const auto& name : ta.names()) {
-    const auto x = ta.bytes(name), y = tb.bytes(name);
-    ASSERT_EQ(x.size(), y.size()) << name;
-    EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size()), 0) << name;
-  }
-}
+using train_test::expect_same_checkpoints;
 
 void expect_same_training(const std::string& a, const std::string& b, std::size_t steps) {
   const auto la = train_test::train_lines(a + "/metrics.jsonl");

@@ -31,16 +31,7 @@ class Training : public ::testing::Test {
   void SetUp() override { train_test::write_data_folder(dir / "data", kVocab, 20000, 3000); }
 
   TrainResult run(TrainConfig config, bool resume = false) {
-    std::FILE* sink = std::fopen("/dev/null", "w");
-    TrainOptions options{.resume = resume, .terminal = false, .progress = sink};
-    try {
-      TrainResult r = train(config, options);
-      std::fclose(sink);
-      return r;
-    } catch (...) {
-      std::fclose(sink);
-      throw;
-    }
+    return train_test::train_quietly(config, resume);
   }
 
   std::string error_of(const TrainConfig& config, bool resume = false) {

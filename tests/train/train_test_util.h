@@ -2,8 +2,11 @@
 // (token shards + manifest, no tokenizer training), a tiny config, metrics reading; the scratch
 // folder and file helpers are the data tests'.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,7 +21,9 @@
 #include "data/manifest.h"
 #include "data/shard_writer.h"
 #include "data/tokenizer.h"
+#include "io/safetensors.h"
 #include "train/train_config.h"
+#include "train/trainer.h"
 
 namespace ecmoe::train_test {
 
@@ -104,6 +109,34 @@ inline std::vector<nlohmann::json> train_lines(const std::string& metrics_path) 
     if (j["type"] == "train") lines.push_back(j);
   }
   return lines;
+}
+
+// train() with its progress lines thrown away (device: where it trains; nullptr: the host).
+inline TrainResult train_quietly(const TrainConfig& config, bool resume = false,
+                                 const TrainDevice* device = nullptr) {
+  std::FILE* sink = std::fopen("/dev/null", "w");
+  TrainOptions options{.resume = resume, .terminal = false, .progress = sink};
+  options.device = device;
+  try {
+    TrainResult r = train(config, options);
+    std::fclose(sink);
+    return r;
+  } catch (...) {
+    std::fclose(sink);
+    throw;
+  }
+}
+
+// The checkpoints of two run folders hold the same tensors, byte for byte.
+inline void expect_same_checkpoints(const std::string& a, const std::string& b) {
+  const auto ta = SafetensorsFile::open(a + "/checkpoint.safetensors");
+  const auto tb = SafetensorsFile::open(b + "/checkpoint.safetensors");
+  ASSERT_EQ(ta.names(), tb.names());
+  for (const auto& name : ta.names()) {
+    const auto x = ta.bytes(name), y = tb.bytes(name);
+    ASSERT_EQ(x.size(), y.size()) << name;
+    EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size()), 0) << name;
+  }
 }
 
 }  // namespace ecmoe::train_test
