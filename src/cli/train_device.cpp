@@ -5,6 +5,7 @@
 #ifdef ECMOE_HAVE_CUDA
 #include <memory>
 
+#include "cuda/context.h"
 #include "cuda/moe_layer.h"
 #include "cuda/nn_backend.h"
 #include "cuda/optimizer_device.h"
@@ -28,7 +29,8 @@ const TrainDevice* train_device(const std::string& name) {
                                   .optimizer =
                                       [](const TensorTable& table, const AdamWConfig& config) {
                                         return cuda::make_optimizer_device(table, config);
-                                      }};
+                                      },
+                                  .free_memory = [] { return cuda::free_memory_bytes(); }};
   return &device;
 #endif
 }

@@ -1,5 +1,6 @@
 #include "cuda/context.h"
 
+#include <cstddef>
 #include <sstream>
 
 #include "core/error.h"
@@ -38,6 +39,13 @@ std::string device_summary() {
       << " MiB, " << prop.multiProcessorCount << " SMs, driver " << driver / 1000 << "."
       << driver % 1000 / 10 << ", runtime " << runtime / 1000 << "." << runtime % 1000 / 10;
   return out.str();
+}
+
+double free_memory_bytes() {
+  context();  // the device and its CUDA context first: they hold memory of their own
+  size_t free = 0, total = 0;
+  ECMOE_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return double(free);
 }
 
 void phase_start(PhaseTimes* times, const Context& ctx) {

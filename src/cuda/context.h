@@ -26,6 +26,8 @@ std::string no_device_reason();
 std::string device_summary();
 // The process's context on device 0; throws ecmoe::Error when no device is usable.
 Context& context();
+// Bytes of device 0's memory free now (cudaMemGetInfo), after the context is made.
+double free_memory_bytes();
 
 // core/phase_times.h's phase_start / phase_lap for work on the context's stream: with timing on
 // (times not null), the stream is synchronised first, so a phase holds its kernels' time.

@@ -220,9 +220,10 @@ std::string format_bytes(double bytes) {
 }
 
 void check_memory(const TrainConfig& config, bool training,
-                  const std::vector<std::pair<std::string, std::string>>& key_names) {
+                  const std::vector<std::pair<std::string, std::string>>& key_names,
+                  const DeviceMemory* device) {
   const MemoryEstimate e = estimate_memory(config, training);
-  const double available = available_memory_bytes();
+  const double available = device ? device->bytes : available_memory_bytes();
   if (e.total() <= available) return;
   // The keys whose default alone would make it fit; if none, the two that reduce it most.
   const TrainConfig defaults;
@@ -247,9 +248,9 @@ void check_memory(const TrainConfig& config, bool training,
       if (from == name) name = to;
     keys += (keys.empty() ? "" : ", ") + name + "=" + number(key->get(config));
   }
-  fail(keys.empty() ? std::string("this config") : keys, " needs ", format_bytes(e.total()),
-       " of memory (", parts_text(e), "), more than the ", format_bytes(available),
-       " available; lower ", named.size() > 1 ? "them" : "it");
+  fail(keys.empty() ? std::string("this config") : keys, " needs ", format_bytes(e.total()), " of ",
+       device ? device->name : std::string("memory"), " (", parts_text(e), "), more than the ",
+       format_bytes(available), " available; lower ", named.size() > 1 ? "them" : "it");
 }
 
 void check_eval_memory(const TrainConfig& config, int batch_size_option) {

@@ -42,8 +42,15 @@ std::string format_bytes(double bytes);
 // the keys responsible (those whose default would make it fit, else the largest contributors),
 // the bytes needed by part and the bytes available. `key_names` renames keys in the message
 // (e.g. {"eval.batch_size", "--batch-size"} when a command-line option set it).
+// `device`: check against that much memory of a device instead (e.g. a GPU's free memory),
+// named in the message ("GPU memory").
+struct DeviceMemory {
+  double bytes = 0;
+  std::string name;
+};
 void check_memory(const TrainConfig& config, bool training,
-                  const std::vector<std::pair<std::string, std::string>>& key_names = {});
+                  const std::vector<std::pair<std::string, std::string>>& key_names = {},
+                  const DeviceMemory* device = nullptr);
 
 // check_memory for evaluating a run's checkpoint (eval, calibrate) with `--batch-size`
 // (0: the run's evaluation batch size).

@@ -20,6 +20,9 @@ struct TrainDevice {
   nn::Backend* nn = nullptr;                         // must outlive the run
   std::function<std::unique_ptr<MoeBackend>()> moe;  // empty: the MoE layers on the host
   std::function<std::unique_ptr<OptimizerDevice>(const TensorTable&, const AdamWConfig&)> optimizer;
+  // Bytes free on the device now; the run's memory estimate is checked against it before
+  // training starts (empty: the host's memory is checked, as without a device).
+  std::function<double()> free_memory;
 };
 
 // The device path on the host: nn::cpu_backend(), host MoE layers, the host optimizer device.

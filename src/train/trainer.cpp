@@ -96,14 +96,20 @@ struct RunData {
   DataReference ref;
 };
 
-RunData open_data(TrainConfig& config, const dist::Comm& comm) {
+RunData open_data(TrainConfig& config, const dist::Comm& comm, const TrainDevice* device) {
   RunData d{open_split(config.data.dir, "train"), open_split(config.data.dir, "val"), {}};
   ECMOE_CHECK(config.model.vocab_size == 0 || config.model.vocab_size == d.train.vocab_size(),
               "model.vocab_size is ", config.model.vocab_size, " but the data in ", config.data.dir,
               " has ", d.train.vocab_size(), " token ids (set it to 0 to take it from the data)");
   config.model.vocab_size = d.train.vocab_size();
   config.model.validate();
-  check_memory(config, /*training=*/true);
+  // On a device the activations live there: its free memory is what must hold the run.
+  if (device && device->free_memory) {
+    const DeviceMemory memory{device->free_memory(), device->name + " memory"};
+    check_memory(config, /*training=*/true, {}, &memory);
+  } else {
+    check_memory(config, /*training=*/true);
+  }
   d.ref = data_reference(config.data.dir, d.train);
   if (comm.parallel()) {
     comm.check_same(
@@ -152,7 +158,7 @@ class TrainingRun {
         // The output folder first: a run that could not save its work fails before it starts,
         // and a second run on the same folder fails instead of mixing its files with this one's.
         lock_(root_ ? claim_output_dir(config_.out, "output folder (--out)") : DirLock()),
-        data_(open_data(config_, comm_)),
+        data_(open_data(config_, comm_, options.device)),
         checkpoint_path_(checkpoint_path_for(config_, options.resume)),
         metrics_path_((fs::path(config_.out) / "metrics.jsonl").string()),
         model_(config_.model, &comm_),

@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "cuda/context.h"
 #include "cuda/moe_layer.h"
 #include "cuda/nn_backend.h"
 #include "cuda/optimizer_device.h"
@@ -33,7 +34,8 @@ const TrainDevice& gpu() {
       .nn = dense.get(),
       .moe = [] { return make_moe_backend(); },
       .optimizer = [](const TensorTable& table,
-                      const AdamWConfig& config) { return make_optimizer_device(table, config); }};
+                      const AdamWConfig& config) { return make_optimizer_device(table, config); },
+      .free_memory = [] { return free_memory_bytes(); }};
   return device;
 }
 

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -105,4 +106,20 @@ TEST_F(TrainDevicePath, TheStartLineNamesTheDevice) {
   run(c, &device);
   const std::string metrics = train_test::read_text(c.out + "/metrics.jsonl");
   EXPECT_NE(metrics.find("\"device\":\"host\""), std::string::npos);
+}
+
+TEST_F(TrainDevicePath, ARunThatDoesNotFitTheDeviceIsRefusedBeforeItStarts) {
+  TrainDevice small = host_train_device();
+  small.free_memory = [] { return 1e4; };  // a device with 10 kB free
+  const TrainConfig c = tiny("too-big", "expert_choice");
+  std::string error;
+  try {
+    run(c, &small);
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  EXPECT_NE(error.find("of host memory ("), std::string::npos) << error;
+  EXPECT_NE(error.find("more than the 10 kB available"), std::string::npos) << error;
+  EXPECT_EQ(error.find('\n'), std::string::npos) << error;
+  EXPECT_FALSE(std::filesystem::exists(c.out + "/metrics.jsonl"));
 }
