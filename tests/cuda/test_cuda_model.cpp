@@ -11,56 +11,20 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
 #include "cuda/moe_layer.h"
 #include "cuda/nn_backend.h"
 #include "cuda_test_util.h"
+#include "model/model_test_util.h"
 #include "model/transformer.h"
 
 namespace ecmoe::cuda::testing {
 namespace {
 
-// Small, with router scores far apart (a large init_std), so that float differences between the
-// devices do not flip routing decisions.
-ModelConfig model_config(ModelKind kind, RouterKind router, Precision precision) {
-  ModelConfig c;
-  c.kind = kind;
-  c.vocab_size = 45;
-  c.seq_len = 12;
-  c.d_model = 32;
-  c.n_layers = 3;
-  c.n_heads = 4;
-  c.d_ff = 48;
-  c.moe_every = 2;
-  c.moe = default_moe_config(router);
-  c.moe.n_experts = 4;
-  c.init_std = 0.3f;
-  c.precision = precision;
-  return c;
-}
-
-// Masked LM (encoder: about a third of the positions counted) or next-token (decoder) targets.
-Batch make_batch(const ModelConfig& c, int batch_size, uint64_t seed) {
-  Batch b;
-  b.batch_size = batch_size;
-  b.seq_len = c.seq_len;
-  const int n = batch_size * c.seq_len;
-  b.tokens.resize(n);
-  b.targets.assign(n, -1);
-  const Rng rng(seed, 3);
-  for (int i = 0; i < n; ++i) b.tokens[i] = 5 + int32_t(rng.below(i, c.vocab_size - 5));
-  for (int i = 0; i < n; ++i) {
-    if (c.kind == ModelKind::kEncoder) {
-      if (i % 3 == 0) {
-        b.targets[i] = b.tokens[i];
-        b.tokens[i] = 4;
-      }
-    } else if ((i + 1) % c.seq_len != 0) {
-      b.targets[i] = b.tokens[i + 1];
-    }
-  }
-  return b;
-}
+// The model tests' tiny config (3 layers, the MoE one in the middle; init_std 0.3 keeps router
+// scores far apart, so float differences between the devices do not flip routing decisions) and
+// their masked-LM / next-token batches.
+using ecmoe::testing::random_batch;
+using ecmoe::testing::tiny_config;
 
 struct StepResult {
   double loss = 0;
@@ -105,11 +69,12 @@ class CudaModel : public ::testing::TestWithParam<Case> {};
 TEST_P(CudaModel, LossAndEveryGradientMatchTheCpuModel) {
   ECMOE_REQUIRE_GPU();
   const Case k = GetParam();
-  const ModelConfig c = model_config(k.kind, k.router, k.precision);
+  ModelConfig c = tiny_config(k.kind, k.router);
+  c.precision = k.precision;
   Transformer reference(c);
   FlatBuffer params(reference.table());
   reference.init_params(params, 21);
-  const Batch batch = make_batch(c, 3, 5);
+  const Batch batch = random_batch(c, 3, c.seq_len, 5);
   const StepResult cpu = cpu_step(c, params, batch);
   const StepResult gpu = gpu_step(c, params, batch);
   const bool bf16 = k.precision == Precision::kBf16;

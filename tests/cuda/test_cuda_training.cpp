@@ -6,18 +6,11 @@
 
 #include <cmath>
 #include <cstddef>
-#include <cstdio>
-#include <cstring>
-#include <memory>
 #include <string>
 #include <utility>
 
-#include "cuda/context.h"
-#include "cuda/moe_layer.h"
-#include "cuda/nn_backend.h"
-#include "cuda/optimizer_device.h"
+#include "cli/train_device.h"
 #include "cuda_test_util.h"
-#include "io/safetensors.h"
 #include "train/train_device.h"
 #include "train/train_test_util.h"
 #include "train/trainer.h"
@@ -27,17 +20,8 @@ namespace {
 
 using train_test::TempDir;
 
-const TrainDevice& gpu() {
-  static const std::unique_ptr<nn::Backend> dense = make_nn_backend();
-  static const TrainDevice device{
-      .name = "cuda",
-      .nn = dense.get(),
-      .moe = [] { return make_moe_backend(); },
-      .optimizer = [](const TensorTable& table,
-                      const AdamWConfig& config) { return make_optimizer_device(table, config); },
-      .free_memory = [] { return free_memory_bytes(); }};
-  return device;
-}
+// The device `--device cuda` trains on (cli/train_device.h), not a second assembly of it.
+const TrainDevice& gpu() { return *cli::train_device("cuda"); }
 
 TrainResult run(const TrainConfig& config, const TrainDevice* device, bool resume = false) {
   return train_test::train_quietly(config, resume, device);
