@@ -109,6 +109,7 @@ TEST_F(TrainCli, ConfigErrorsAreOneLine) {
 
 // --device: cpu is the plain trainer (its start line says so); cuda in a build without the CUDA
 // backend is a one-line error before anything is written; an unknown device is a usage error.
+// eval takes the same --device.
 TEST_F(TrainCli, DeviceChoosesWhereTheRunTrains) {
   const std::string out = dir / "on-cpu";
   const CliRun cpu = run("train --config tiny --set steps=2 --set data.dir=" + (dir / "data") +
@@ -120,6 +121,19 @@ TEST_F(TrainCli, DeviceChoosesWhereTheRunTrains) {
                    (dir / "on-gpu") + " --device cuda",
                "--device cuda: this ecmoe was built without the CUDA backend");
   EXPECT_FALSE(std::filesystem::exists(dir / "on-gpu"));
+#endif
+  // eval --device: the same figures from the checkpoint on either device.
+  const std::string ck = out + "/checkpoint.safetensors";
+  const CliRun plain = run("eval --checkpoint " + ck + " --json");
+  const CliRun on_cpu = run("eval --checkpoint " + ck + " --json --device cpu");
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  ASSERT_EQ(on_cpu.status, 0) << on_cpu.err;
+  ASSERT_TRUE(nlohmann::json::parse(plain.out)["loss"].is_number());
+  EXPECT_EQ(nlohmann::json::parse(plain.out)["loss"], nlohmann::json::parse(on_cpu.out)["loss"]);
+  EXPECT_EQ(nlohmann::json::parse(on_cpu.out)["device"], "cpu");
+#ifndef ECMOE_HAVE_CUDA
+  expect_error("eval --checkpoint " + ck + " --device cuda",
+               "--device cuda: this ecmoe was built without the CUDA backend");
 #endif
   const CliRun unknown = run("train --config tiny --device gpu --out " + (dir / "x"));
   EXPECT_NE(unknown.status, 0);
