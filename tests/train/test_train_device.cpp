@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "core/error.h"
-#include "io/safetensors.h"
-#include "nn/buffer.h"
 #include "data/token_dataset.h"
+#include "io/safetensors.h"
 #include "model/transformer.h"
+#include "nn/buffer.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
@@ -155,6 +155,7 @@ TEST_F(TrainDevicePath, PlaceOnDeviceEvaluatesAsTheHost) {
     EXPECT_EQ(plain.counted, placed.counted);
     ASSERT_EQ(plain.layers.size(), placed.layers.size());
     for (std::size_t l = 0; l < plain.layers.size(); ++l)
-      EXPECT_EQ(plain.layers[l].mean_experts_per_token(), placed.layers[l].mean_experts_per_token());
+      EXPECT_EQ(plain.layers[l].mean_experts_per_token(),
+                placed.layers[l].mean_experts_per_token());
   }
 }
