@@ -390,7 +390,9 @@ TEST(CudaNnOps, AttentionMatchesTheCpu) {
   };
   for (const Shape& s : {Shape{1, 1, 1, 1, false, false}, Shape{2, 7, 3, 5, false, true},
                          Shape{2, 7, 3, 5, true, false}, Shape{3, 77, 2, 33, true, false},
-                         Shape{2, 77, 4, 16, false, true}, Shape{1, 100, 2, 64, true, true}}) {
+                         Shape{2, 77, 4, 16, false, true}, Shape{1, 100, 2, 64, true, true},
+                         // more sequences than heads: the GEMMs go a call per head
+                         Shape{5, 33, 2, 16, false, true}, Shape{4, 20, 4, 8, true, true}}) {
     for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
       nn::AttentionConfig cfg;
       cfg.batch = s.batch;
