@@ -200,6 +200,16 @@ void Transformer::set_moe_backends(const std::function<std::unique_ptr<MoeBacken
   for (MoeLayer& layer : ffn_) layer.set_backend(make ? make() : nullptr);
 }
 
+void Transformer::set_nn_backend(nn::Backend& backend) {
+  if (&backend == nn_) return;
+  act_ = std::make_unique<Activations>();  // the old activations released by their backend
+  nn_ = &backend;
+}
+
+void Transformer::set_moe_phase_times(PhaseTimes* times) {
+  for (MoeLayer& layer : ffn_) layer.set_phase_times(times);
+}
+
 ForwardResult Transformer::forward_impl(const float* p, const FlatBuffer* state, const Batch& batch,
                                         bool training, uint64_t seed,
                                         std::optional<RouterKind> router) {

@@ -24,12 +24,16 @@ using testing::tiny_config;
 class RecordingBackend final : public nn::Backend {
  public:
   std::map<std::string, int> calls;
+  int released = 0;
   const char* name() const override { return "recording"; }
   void* allocate(std::size_t bytes) override {
     ++calls["allocate"];
     return cpu().allocate(bytes);
   }
-  void release(void* p) noexcept override { cpu().release(p); }
+  void release(void* p) noexcept override {
+    ++released;
+    cpu().release(p);
+  }
   void upload(void* dst, const void* host_src, std::size_t bytes) override {
     ++calls["upload"];
     cpu().upload(dst, host_src, bytes);
@@ -218,6 +222,28 @@ TEST(ModelNnBackend, EveryDenseOpGoesThroughTheBackendWithTheSameResults) {
   // 4 steps and 4 evaluations (encoder, decoder; fp32, bf16), the pointer step, the task head's
   // step, of 3 attention blocks with 2 linear layers each.
   EXPECT_EQ(recording.calls["linear_forward"], 10 * 3 * 2);
+}
+
+// Setting another backend gives the activations back to the old one at once: a backend used for
+// a while (a profile, an evaluation on a device) may go before the model does.
+TEST(ModelNnBackend, ChangingTheBackendReleasesTheActivationsOnTheOldOne) {
+  const ModelConfig c = tiny_config(ModelKind::kEncoder, RouterKind::kExpertChoice);
+  Transformer model(c);
+  FlatBuffer params(model.table());
+  model.init_params(params, 5);
+  const Batch batch = random_batch(c, 2, 6, 5);
+  const Step want = train_step(model, params, batch);
+  {
+    RecordingBackend temporary;
+    model.set_nn_backend(temporary);
+    EXPECT_EQ(train_step(model, params, batch).loss, want.loss);
+    EXPECT_GT(temporary.calls["allocate"], 0);
+    model.set_nn_backend(nn::cpu_backend());
+    EXPECT_EQ(temporary.released, temporary.calls["allocate"]);
+  }
+  const Step got = train_step(model, params, batch);  // on the CPU again, nothing left behind
+  EXPECT_EQ(got.loss, want.loss);
+  EXPECT_TRUE(got.grads == want.grads);
 }
 
 }  // namespace
