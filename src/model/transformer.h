@@ -109,9 +109,15 @@ class Transformer {
   // empty); loss holds the weighted auxiliary losses only. backward_from_hidden takes the task
   // loss's gradient d_hidden [B·T, d] = dL/d(final_hidden) and accumulates (+=) every parameter
   // gradient into grads, the auxiliary losses' included. Once per forward_hidden.
+  // d_hidden is in the dense backend's memory (the host's for nn::cpu_backend()).
   ForwardResult forward_hidden(const FlatBuffer& params, const Batch& batch, bool training,
                                uint64_t seed);
   void backward_from_hidden(const FlatBuffer& params, FlatBuffer& grads, const float* d_hidden);
+  // The same two on parameters and gradients in the dense backend's memory, as
+  // forward_on_backend / backward_on_backend.
+  ForwardResult forward_hidden_on_backend(const float* params, const Batch& batch, bool training,
+                                          uint64_t seed);
+  void backward_from_hidden_on_backend(const float* params, float* grads, const float* d_hidden);
   // log p(target) at each position of the last forward, [B·T] (0 where the target is -1), for
   // per-position measures such as leakage. Before backward (which reuses the logits).
   std::vector<float> target_log_probs() const;

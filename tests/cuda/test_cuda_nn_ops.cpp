@@ -566,4 +566,32 @@ TEST(CudaNnOps, GradNormAndClippingAreTheCpusBitwise) {
   EXPECT_TRUE(same_bits(to_host(dg), host_copy(cpu_g)));
 }
 
+// The device's part of a clipping over device and host buffers (optim/optimizer_device.h): the sum
+// of squares in the CPU's order, the same double; the scaling, the same floats (and none at 1).
+TEST(CudaNnOps, GradSumOfSquaresAndScalingAreTheCpusBitwise) {
+  ECMOE_REQUIRE_GPU();
+  GradNormScratch scratch;
+  EXPECT_EQ(cuda::grad_sum_of_squares(nullptr, 0, scratch, stream()), 0.0);
+  for (int64_t n : {int64_t(1), int64_t(9), int64_t(16384), int64_t(16391), int64_t(100003)}) {
+    SCOPED_TRACE("n " + std::to_string(n));
+    TensorTable t;
+    t.add("g", {n});
+    FlatBuffer g(t);
+    fill(g, 84, 1.f);
+    g.data()[0] = 1e20f;  // a square beyond float's range
+    DeviceVec<float> dg = to_device(host_copy(g));
+    const double cpu = grad_sum_of_squares(g);
+    const double gpu = cuda::grad_sum_of_squares(dg.data(), g.size(), scratch, stream());
+    EXPECT_EQ(std::memcmp(&gpu, &cpu, sizeof(double)), 0) << gpu << " vs " << cpu;
+    EXPECT_EQ(cuda::grad_sum_of_squares(dg.data(), g.size(), scratch, stream()), gpu);
+    for (const float scale : {0.37f, 1.f}) {
+      FlatBuffer scaled = g;
+      scale_grads(scaled, scale);
+      DeviceVec<float> ds = to_device(host_copy(g));
+      cuda::scale_grads(ds.data(), g.size(), scale, stream());
+      EXPECT_TRUE(same_bits(to_host(ds), host_copy(scaled)));
+    }
+  }
+}
+
 }  // namespace
