@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cuda/cuda_check.h"
+#include "cuda/pinned_staging.h"
 
 namespace ecmoe::cuda {
 
@@ -53,13 +54,11 @@ class DeviceVec {
   bool empty() const { return size_ == 0; }
   size_t bytes() const { return size_ * sizeof(T); }
 
-  // Host -> device (resizes to the host data), asynchronous on `stream`: the host data must stay
-  // alive and unchanged until the stream reaches the copy.
+  // Host -> device (resizes to the host data), asynchronous on `stream` through pinned staging
+  // (cuda/pinned_staging.h): the host data may change as soon as upload returns.
   void upload(std::span<const T> host, cudaStream_t stream) {
     resize(host.size());
-    if (!host.empty())
-      ECMOE_CUDA_CHECK(
-          cudaMemcpyAsync(data_, host.data(), host.size_bytes(), cudaMemcpyHostToDevice, stream));
+    upload_async(data_, host.data(), host.size_bytes(), stream);
   }
   // Device -> host; waits for the stream.
   std::vector<T> download(cudaStream_t stream) const {

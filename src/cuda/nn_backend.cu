@@ -14,6 +14,7 @@
 #include "cuda/loss.h"
 #include "cuda/nn_backend.h"
 #include "cuda/nn_ops.h"
+#include "cuda/pinned_staging.h"
 #include "nn/cross_entropy.h"
 
 namespace ecmoe::cuda {
@@ -37,11 +38,10 @@ class CudaNnBackend final : public nn::Backend {
     return p;
   }
   void release(void* p) noexcept override { cudaFree(p); }
-  // From pageable host memory the copy is staged before the call returns, so the source may be
-  // reused at once; the device side is ordered on the stream.
+  // Staged in pinned memory (cuda/pinned_staging.h): the source may be reused at once, and the
+  // host does not wait for the device.
   void upload(void* dst, const void* host_src, std::size_t bytes) override {
-    if (bytes)
-      ECMOE_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, ctx_.stream));
+    upload_async(dst, host_src, bytes, ctx_.stream);
   }
   void download(void* host_dst, const void* src, std::size_t bytes) override {
     if (!bytes) return;

@@ -5,8 +5,10 @@
 // relative) where both round to bf16 after such a difference. Without a GPU every test skips.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "cuda/device_plan.h"
 #include "cuda/experts.h"
 #include "cuda/moe_ops.h"
+#include "cuda/pinned_staging.h"
 #include "cuda/route_expert_choice.h"
 #include "cuda/route_mask.h"
 #include "cuda/route_token_choice.h"
@@ -392,3 +395,27 @@ TEST(CudaOps, ExpertsMatchTheCpu) {
 }
 
 }  // namespace
+
+// Uploads through pinned staging: the host buffer is overwritten right after each upload, more
+// uploads are queued than there are staging slots, sizes grow past a slot's capacity and past
+// the staging limit; every device array holds what the host held when its upload was called.
+TEST(CudaOps, UploadsAreStagedSoTheHostMayReuseItsBuffer) {
+  ECMOE_REQUIRE_GPU();
+  std::vector<size_t> sizes;
+  for (int i = 0; i < 40; ++i) sizes.push_back(size_t(1) << (i % 20));  // 4 B .. 2 MB of ints
+  sizes.push_back(kStagedBytesMax / sizeof(int) + 1);                   // copied directly
+  std::vector<DeviceVec<int>> on_device(sizes.size());
+  std::vector<int> host;
+  for (size_t u = 0; u < sizes.size(); ++u) {
+    host.assign(sizes[u], 0);
+    for (size_t i = 0; i < host.size(); ++i) host[i] = int(u * 1000003 + i);
+    on_device[u].upload(std::span<const int>(host), stream());
+    std::fill(host.begin(), host.end(), -1);  // before the device has read it
+  }
+  for (size_t u = 0; u < sizes.size(); ++u) {
+    const std::vector<int> got = to_host(on_device[u]);
+    ASSERT_EQ(got.size(), sizes[u]);
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(got[i], int(u * 1000003 + i)) << "upload " << u << ", element " << i;
+  }
+}
