@@ -14,9 +14,8 @@ namespace {
 constexpr int kThreads = 256;  // fixed: block_sum's tree, hence the bits, depend on it
 
 // Block h: head h's probabilities over the keys 0..len-1, then its output columns.
-__global__ void attention_decode_kernel(float* out, float* probs, const float* q,
-                                        const float* keys, const float* values, int len, int hd,
-                                        float scale) {
+__global__ void attention_decode_kernel(float* out, float* probs, const float* q, const float* keys,
+                                        const float* values, int len, int hd, float scale) {
   __shared__ float shared[32];
   const int h = blockIdx.x;
   const int64_t d = int64_t(gridDim.x) * hd;

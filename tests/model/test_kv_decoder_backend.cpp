@@ -73,9 +73,8 @@ void check(RouterKind router, Precision precision) {
 
   RecordingBackend recording;
   KvDecoder plain(model, params, state);
-  KvDecoder seamed(model, params, state, recording, [&] {
-    return std::make_unique<HostMoeBackend>(recording.calls);
-  });
+  KvDecoder seamed(model, params, state, recording,
+                   [&] { return std::make_unique<HostMoeBackend>(recording.calls); });
   EXPECT_STREQ(plain.device(), "cpu");
   EXPECT_STREQ(seamed.device(), "recording");
   const int L = cfg.n_layers;
