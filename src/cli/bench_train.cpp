@@ -15,6 +15,7 @@
 #include "cli/train_device.h"
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/phase_times.h"
 #include "core/rng.h"
 #include "core/threads.h"
 #include "core/timer.h"
@@ -22,6 +23,7 @@
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
 #include "model/transformer.h"
+#include "nn/timed_backend.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "optim/optimizer_device.h"
@@ -31,6 +33,7 @@
 #include "train/flops.h"
 #include "train/memory_estimate.h"
 #include "train/metrics.h"
+#include "train/step_profile.h"
 
 namespace ecmoe::cli {
 
@@ -44,6 +47,7 @@ struct BenchTrainArgs {
   double peak_gflops = 340;  // an FMA loop on this project's 2-core reference machine
   bool json = false;
   std::string device = "cpu";
+  int profile_steps = 3;
 };
 
 // Random ordinary tokens, as a stand-in for a data split that has not been prepared.
@@ -67,7 +71,16 @@ void run(const BenchTrainArgs& args) {
     config.model.vocab_size = 8000;  // what `ecmoe prepare` makes by default
   }
   config.model.validate();
-  check_memory(config, /*training=*/true);
+  // --device: the trainer's device path (train/train_device.h), the same calls as train()'s.
+  const TrainDevice* device = train_device(args.device);
+  // Bytes free on the device before the model is placed there (0: not measured).
+  const double free_at_start = device && device->free_memory ? device->free_memory() : 0;
+  if (free_at_start > 0) {
+    const DeviceMemory on_device{free_at_start, device->name + " memory"};
+    check_memory(config, /*training=*/true, {}, &on_device);
+  } else {
+    check_memory(config, /*training=*/true);
+  }
   const MemoryEstimate memory = estimate_memory(config);
   const BatchSpec spec = batch_spec(config, config.batch_size);
   std::optional<BatchSource> source;
@@ -80,8 +93,6 @@ void run(const BenchTrainArgs& args) {
   FlatBuffer params(model.table()), grads(model.table());
   model.init_params(params, config.seeds.init);
   AdamW adam(model.table(), config.optimizer);
-  // --device: the trainer's device path (train/train_device.h), the same calls as train()'s.
-  const TrainDevice* device = train_device(args.device);
   std::unique_ptr<OptimizerDevice> on_device;
   if (device) {
     ECMOE_CHECK(!c.parallel(), "bench train --device ", device->name, " runs in one process");
@@ -90,27 +101,48 @@ void run(const BenchTrainArgs& args) {
     on_device = device->optimizer(model.table(), config.optimizer);
     on_device->load(params, adam);
   }
+  const double free_after_load = free_at_start > 0 ? device->free_memory() : 0;
+  // One training step; `times` (profiling) gets the optimizer's time.
+  const auto train_step = [&](int s, PhaseTimes* times) {
+    const Batch batch = slice_batch(source ? source->get(s) : synthetic_batch(spec, s), c);
+    if (on_device) {
+      on_device->zero_grads();
+      model.forward_on_backend(on_device->params(), nullptr, batch, /*training=*/true, uint64_t(s));
+      model.backward_on_backend(on_device->params(), on_device->grads());
+      if (times) on_device->wait();  // the optimizer's time alone
+      const double t0 = now_seconds();
+      on_device->clip_grad_norm(config.clip_norm);
+      on_device->adamw_step(config.schedule.lr_at(s));
+      on_device->wait();
+      if (times) times->add("optimizer", now_seconds() - t0);
+      return;
+    }
+    grads.zero();
+    model.forward(params, batch, /*training=*/true, uint64_t(s));
+    model.backward(params, grads);
+    average_gradients(grads, c);
+    const double t0 = now_seconds();
+    clip_grad_norm(grads, config.clip_norm, &c);
+    adam.step(params, grads, config.schedule.lr_at(s));
+    if (times) times->add("optimizer", now_seconds() - t0);
+  };
   std::vector<double> seconds;
   dist::ExchangeCounters at_warmup;
   double allreduce_seconds = 0, wait_seconds = 0;
   for (int s = 0; s < args.warmup + args.steps; ++s) {
     if (s == args.warmup) at_warmup = c.counters();
     const double t0 = now_seconds();
-    const Batch batch = slice_batch(source ? source->get(s) : synthetic_batch(spec, s), c);
-    if (on_device) {
-      on_device->zero_grads();
-      model.forward_on_backend(on_device->params(), nullptr, batch, /*training=*/true, uint64_t(s));
-      model.backward_on_backend(on_device->params(), on_device->grads());
-      on_device->clip_grad_norm(config.clip_norm);
-      on_device->adamw_step(config.schedule.lr_at(s));
-      on_device->wait();
+    if (on_device || !c.parallel()) {
+      train_step(s, nullptr);
       if (s >= args.warmup) seconds.push_back(now_seconds() - t0);
       continue;
     }
+    // Under mpirun the step is timed by parts: the barrier separates waiting for the slowest
+    // rank from the gradient all-reduce itself.
+    const Batch batch = slice_batch(source ? source->get(s) : synthetic_batch(spec, s), c);
     grads.zero();
     model.forward(params, batch, /*training=*/true, uint64_t(s));
     model.backward(params, grads);
-    // The barrier separates waiting for the slowest rank from the all-reduce itself.
     const double t1 = now_seconds();
     c.barrier();
     const double t2 = now_seconds();
@@ -122,6 +154,25 @@ void run(const BenchTrainArgs& args) {
     clip_grad_norm(grads, config.clip_norm, &c);
     adam.step(params, grads, config.schedule.lr_at(s));
     if (s >= args.warmup) seconds.push_back(now_seconds() - t0);
+  }
+  // Device memory now: the training state and every buffer the steps grew (they never shrink).
+  const double free_after_steps = free_at_start > 0 ? device->free_memory() : 0;
+  // The profile: more steps, each op timed (one process).
+  std::optional<StepProfile> profile;
+  if (args.profile_steps > 0 && !c.parallel()) {
+    PhaseTimes times;
+    nn::Backend& plain = model.nn_backend();
+    nn::TimedBackend timed(plain, times);
+    model.set_nn_backend(timed);
+    model.set_moe_phase_times(&times);
+    const int first = args.warmup + args.steps;
+    train_step(first, nullptr);  // buffers re-made for the timed backend, untimed
+    times.clear();
+    const double t0 = now_seconds();
+    for (int s = first + 1; s <= first + args.profile_steps; ++s) train_step(s, &times);
+    profile = summarize_profile(times, now_seconds() - t0, args.profile_steps);
+    model.set_moe_phase_times(nullptr);
+    model.set_nn_backend(plain);
   }
   std::sort(seconds.begin(), seconds.end());
   const double median = c.allreduce_max(
@@ -183,6 +234,20 @@ void run(const BenchTrainArgs& args) {
     j["allreduce_seconds"] = comm_sums[1];
     j["bytes_sent_per_token_per_layer"] = comm_sums[2];
     j["wait_before_allreduce_seconds"] = comm_sums[3];
+    if (free_at_start > 0)
+      j["device_memory_bytes"] = {{"training_state", free_at_start - free_after_load},
+                                  {"activations_and_scratch", free_after_load - free_after_steps},
+                                  {"total", free_at_start - free_after_steps},
+                                  {"free_at_start", free_at_start}};
+    if (profile) {
+      MetricsJson classes, ops;
+      for (const auto& [name, sec] : profile->classes) classes[name] = sec;
+      for (const auto& [name, sec] : profile->ops) ops[name] = sec;
+      j["profile"] = {{"steps", profile->steps},
+                      {"step_seconds", profile->step_seconds},
+                      {"seconds_per_step_by_class", classes},
+                      {"seconds_per_step_by_op", ops}};
+    }
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -207,6 +272,21 @@ void run(const BenchTrainArgs& args) {
               args.steps, args.warmup, tokens_per_second);
   std::printf("%.1f GFLOP/s = %.1f%% of %.0f GFLOP/s peak (MFU)\n", gflops,
               100 * gflops / args.peak_gflops, args.peak_gflops);
+  if (free_at_start > 0)
+    std::printf(
+        "%s memory used: %s (parameters, gradients and AdamW moments %s; activations and scratch "
+        "%s), of %s free at the start\n",
+        device->name.c_str(), format_bytes(free_at_start - free_after_steps).c_str(),
+        format_bytes(free_at_start - free_after_load).c_str(),
+        format_bytes(free_after_load - free_after_steps).c_str(),
+        format_bytes(free_at_start).c_str());
+  if (profile) {
+    std::printf("profile over %d more steps, each op timed alone: %.3f s a step\n", profile->steps,
+                profile->step_seconds);
+    for (const auto& [name, sec] : profile->classes)
+      std::printf("  %-32s %9.2f ms %5.1f%%\n", name.c_str(), 1e3 * sec,
+                  100 * sec / profile->step_seconds);
+  }
   if (c.parallel())
     std::printf(
         "%d ranks: per step %.1f ms in expert all-to-all, %.1f ms waiting for the slowest rank "
@@ -243,6 +323,12 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_option("--device", args->device,
                   "cpu, or cuda (the GPU: ecmoe built with -DECMOE_CUDA=ON; docs/cuda.md)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--profile-steps", args->profile_steps,
+                  "Steps after the timed ones with each op timed alone: where a step's time goes "
+                  "by class of op (GEMMs, attention, MoE routing/dispatch/combine, elementwise, "
+                  "loss, copies, optimizer); 0: none. One process")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->callback([args] { run(*args); });
 }

@@ -124,7 +124,10 @@ void run_finetune_command(const CompareArgs& a) {
   }
   const std::string commit = source_commit();
   const double start = now_seconds();
-  if (!a.report_only) compare::run_finetune_suite(runs, options);
+  if (!a.report_only) {
+    options.device = train_device(a.device);
+    compare::run_finetune_suite(runs, options);
+  }
   CompareArgs shown = a;
   shown.pretrained = options.pretrained;
   compare::write_finetune_report(report, runs,
@@ -165,8 +168,8 @@ void register_compare(CLI::App& app) {
                   "each run's config.json and the report's command")
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   cmd->add_option("--device", args->device,
-                  "Where the pre-training suites' runs train: cpu, or cuda (the GPU: ecmoe built "
-                  "with -DECMOE_CUDA=ON, one process; docs/cuda.md)")
+                  "Where the runs train (or, for finetune-small, fine-tune): cpu, or cuda (the "
+                  "GPU: ecmoe built with -DECMOE_CUDA=ON, one process; docs/cuda.md)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_flag("--report-only", args->report_only,
@@ -190,8 +193,6 @@ void register_compare(CLI::App& app) {
       require_one_process("compare --suite finetune-small");
       ECMOE_CHECK(args->time_limit_minutes == 0,
                   "--time-limit applies to the pre-training suites, not finetune-small");
-      ECMOE_CHECK(args->device == "cpu",
-                  "--device applies to the pre-training suites, not finetune-small");
       run_finetune_command(*args);
       return;
     }

@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/held_out.h"
+#include "cli/train_device.h"
 #include "core/error.h"
 #include "data/token_dataset.h"
 #include "model/transformer.h"
@@ -17,6 +18,7 @@
 #include "train/leakage.h"
 #include "train/metrics.h"
 #include "train/report.h"
+#include "train/train_device.h"
 
 namespace ecmoe::cli {
 
@@ -29,6 +31,7 @@ struct EvalArgs {
   std::string router;  // replaces the checkpoint's router (expert_choice <-> expert_threshold)
   bool leakage = false;
   int leakage_cuts = 4;
+  std::string device = "cpu";
 };
 
 MetricsJson leakage_json(const LeakageResult& r) {
@@ -97,6 +100,11 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--leakage-cuts", args->leakage_cuts, "Cut points per batch for --leakage")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--device", args->device,
+                  "Where to evaluate: cpu, or cuda (one process; docs/cuda.md). --leakage is "
+                  "measured on the CPU either way")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->callback([args] {
     const Checkpoint checkpoint = Checkpoint::open(args->checkpoint);
     const TrainConfig& config = checkpoint.config();
@@ -124,7 +132,18 @@ void register_eval(CLI::App& app) {
     const int batches = held_out.batches;
     check_batch_splits(held_out.spec.batch_size, comm(), "--batch-size");
     const BatchSource source = held_out.source();
-    const EvalResult r = evaluate(model, params, source, batches, &router_state, &comm());
+    const TrainDevice* device = train_device(args->device);
+    ECMOE_CHECK(!device || !comm().parallel(), "eval --device ", args->device,
+                " runs in one process (not under mpirun)");
+    EvalResult r;
+    if (device) {
+      const nn::Buffer<float> on_device = place_on_device(model, *device, params);
+      r = evaluate_on_backend(model, on_device.data(), source, batches, &router_state);
+      model.set_nn_backend(nn::cpu_backend());  // --leakage below compares on the host
+      model.set_moe_backends({});
+    } else {
+      r = evaluate(model, params, source, batches, &router_state, &comm());
+    }
     LeakageResult leak;
     if (args->leakage)
       leak = measure_leakage(model, params, source, {batches, args->leakage_cuts, 1, 0},
@@ -143,6 +162,7 @@ void register_eval(CLI::App& app) {
       }
       j["model"] = model_kind_name(config.model.kind);
       j["router"] = router_name(model_config.moe.router);
+      j["device"] = args->device;
       j["trained_router"] = router_name(config.model.moe.router);
       j.update(eval_json(model_config, r));
       if (args->leakage) j["leakage"] = leakage_json(leak);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/train_device.h"
 #include "core/error.h"
 #include "finetune/builtin_tasks.h"
 #include "train/config_overrides.h"
@@ -30,6 +31,7 @@ struct FinetuneArgs {
   uint64_t seed = 0;
   bool seed_given = false;
   bool json = false;
+  std::string device = "cpu";
 };
 
 std::string keys_help() {
@@ -96,6 +98,12 @@ void register_finetune(CLI::App& app) {
       cmd->add_option("--out", args->out,
                       "Write the fine-tuned model (model.safetensors, for `ecmoe predict`), "
                       "predictions.tsv, config.json and result.json into this folder");
+  cmd->add_option("--device", args->device,
+                  "Where the encoder fine-tunes and evaluates: cpu, or cuda (an NVIDIA GPU; "
+                  "needs a build with -DECMOE_CUDA=ON, one process, docs/cuda.md); the head "
+                  "runs on the CPU. The same files either way")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "Print the result as JSON instead of a summary");
   cmd->footer(keys_help());
   cmd->callback([=] {
@@ -129,7 +137,8 @@ void register_finetune(CLI::App& app) {
     if (precision->count()) json["precision"] = args->precision;
     if (!args->out.empty()) json["out"] = args->out;
     const finetune::FinetuneConfig config = finetune::finetune_config_from_json(json);
-    const finetune::FinetuneResult r = finetune::run_finetune(config);
+    const TrainDevice* device = train_device(args->device);
+    const finetune::FinetuneResult r = finetune::run_finetune(config, {.device = device});
     if (args->json) {
       std::printf("%s\n", finetune::result_to_json(r).dump(2).c_str());
       return;

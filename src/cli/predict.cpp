@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/train_device.h"
 #include "core/error.h"
 #include "core/timer.h"
 #include "finetune/saved_model.h"
@@ -31,6 +32,7 @@ struct PredictArgs {
   int batch_size = 0;
   bool json = false;
   bool progress = false;
+  std::string device = "cpu";
 };
 
 constexpr const char* kFooter =
@@ -74,6 +76,7 @@ std::string plural(int64_t n, const char* word) {
 }
 
 void run_predict(const PredictArgs& args, bool texts_given) {
+  const TrainDevice* device = train_device(args.device);  // an unusable device fails first
   const finetune::SavedClassifier saved = finetune::SavedClassifier::open(args.checkpoint);
   const finetune::ClassifierInfo& info = saved.info();
   const std::vector<std::string>& labels = info.labels;
@@ -120,7 +123,7 @@ void run_predict(const PredictArgs& args, bool texts_given) {
     }
     ECMOE_CHECK(!examples.empty(), path, ": no rows to classify");
   }
-  finetune::Predictor predictor(saved, args.tokenizer);
+  finetune::Predictor predictor(saved, args.tokenizer, device);
   const finetune::EncodedSplit encoded = predictor.encode(examples);
   if (encoded.truncated > 0)
     std::fprintf(stderr,
@@ -181,6 +184,11 @@ void register_predict(CLI::App& app) {
                   "The tokenizer model, when the recorded one is not found (its checksum must "
                   "match)");
   cmd->add_flag("--json", args->json, "JSON lines instead of TSV");
+  cmd->add_option("--device", args->device,
+                  "Where the encoder runs: cpu, or cuda (an NVIDIA GPU; needs a build with "
+                  "-DECMOE_CUDA=ON, docs/cuda.md); the head runs on the CPU")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->add_flag("--progress", args->progress,
                 "Progress lines on stderr even when it is not a terminal");
   cmd->footer(kFooter);

@@ -166,7 +166,8 @@ void run_finetune_suite(const std::vector<FinetuneRunInfo>& runs,
                  run.task.c_str(), (unsigned long long)run.seed);
     std::fflush(options.log);
     const finetune::FinetuneResult r = finetune::run_finetune(
-        config, tasks.at(run.task), {.progress = nullptr, .save_model = false});
+        config, tasks.at(run.task),
+        {.progress = nullptr, .save_model = false, .device = options.device});
     std::fprintf(options.log, "  test accuracy %.4f, macro-F1 %.4f (%lld steps, %.1f s)\n",
                  r.test.accuracy, r.test.macro_f1, (long long)r.steps, r.seconds);
   }

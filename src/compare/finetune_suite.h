@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "train/train_device.h"
+
 namespace ecmoe::compare {
 
 struct FinetuneSuiteOptions {
@@ -21,6 +23,8 @@ struct FinetuneSuiteOptions {
   std::vector<std::string> sets;         // fine-tuning config overrides (ecmoe finetune --help)
   std::string cache_dir = "data/cache";  // where the built-in tasks' raw data is fetched
   std::FILE* log = stderr;
+  // Not null: every run fine-tunes on this device (FinetuneOptions::device; one process).
+  const TrainDevice* device = nullptr;
 };
 
 struct FinetuneRunInfo {

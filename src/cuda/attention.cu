@@ -48,17 +48,21 @@ __global__ void softmax_kernel(float* probs, const int* valid_len, int64_t n_row
   for (int j = lane; j < T; j += 32) p[j] = j < n ? p[j] * inv : 0.f;
 }
 
-// One sequence b's rows (h·T + query): dS = P ⊙ (dP − Σ_j P·dP) over the visible keys, 0
-// elsewhere, in place over dP (and rounded into ds16 unless nullptr); the dot in nn/reduce.h's
-// order.
+// The rows of one slice of (sequence, head) pairs (pair_loop below): row r = i·T + query of ds
+// is pair i of the slice, whose probabilities start at probs + i·pair_stride and whose sequence
+// is b_fixed, or i itself when b_fixed < 0 (a slice of one head over the sequences). dS = P ⊙
+// (dP − Σ_j P·dP) over the visible keys, 0 elsewhere, in place over dP (and rounded into ds16
+// unless nullptr); the dot in nn/reduce.h's order.
 __global__ void softmax_backward_kernel(float* ds, uint16_t* ds16, const float* probs,
-                                        const int* valid_len, int b, int64_t n_rows, int T,
-                                        bool causal) {
+                                        int64_t pair_stride, const int* valid_len, int b_fixed,
+                                        int64_t n_rows, int T, bool causal) {
   const int lane = threadIdx.x % 32;
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   if (row >= n_rows) return;
-  const int n = visible_keys(causal, valid_len ? valid_len[b] : T, int(row % T));
-  const float* p = probs + row * T;
+  const int64_t i = row / T;
+  const int query = int(row % T), b = b_fixed >= 0 ? b_fixed : int(i);
+  const int n = visible_keys(causal, valid_len ? valid_len[b] : T, query);
+  const float* p = probs + i * pair_stride + int64_t(query) * T;
   float* d = ds + row * T;
   float acc = 0.f;
   if (lane < kLanes)
@@ -85,6 +89,38 @@ const void* operand(const float* x, int64_t n, DeviceVec<uint16_t>& copy, bool b
   return copy.data();
 }
 
+// Where an operand of pair (b, h) starts: b·per_seq + h·per_head elements from its base.
+struct PairStride {
+  int64_t per_seq = 0, per_head = 0;
+};
+
+// Every GEMM of attention runs once per (sequence, head) pair. cuBLAS batches one stride, so
+// the pairs go as `outer` strided-batched calls of `inner` pairs each: a call per head over
+// all sequences when there are no more heads than sequences (the usual case: 12 calls instead
+// of 64 for 64 sequences of 12 heads), else a call per sequence over its heads.
+struct PairLoop {
+  bool by_head;
+  int outer, inner;
+  PairLoop(int B, int H) : by_head(H <= B), outer(by_head ? H : B), inner(by_head ? B : H) {}
+  int64_t outer_step(PairStride s) const { return by_head ? s.per_head : s.per_seq; }
+  int64_t inner_step(PairStride s) const { return by_head ? s.per_seq : s.per_head; }
+  // A scratch array of one slice's pairs: [inner, T, T].
+  PairStride slice_scratch(int64_t tt) const {
+    return by_head ? PairStride{tt, 0} : PairStride{0, tt};
+  }
+  // g (operands at the pair (0, 0)) for slice o: its inner pairs batched.
+  Gemm slice(Gemm g, int o, PairStride a, PairStride b, PairStride c, bool bf16) const {
+    g.a = at(g.a, o * outer_step(a), bf16);
+    g.b = at(g.b, o * outer_step(b), bf16);
+    g.c += o * outer_step(c);
+    g.stride_a = inner_step(a);
+    g.stride_b = inner_step(b);
+    g.stride_c = inner_step(c);
+    g.batch = inner;
+    return g;
+  }
+};
+
 }  // namespace
 
 void attention_forward(float* out, float* probs, const float* qkv, const nn::AttentionConfig& cfg,
@@ -94,47 +130,39 @@ void attention_forward(float* out, float* probs, const float* qkv, const nn::Att
   const bool bf16 = cfg.precision == Precision::kBf16;
   const float scale = 1.f / std::sqrt(float(hd));  // the CPU's constant
   const int64_t seq = int64_t(T) * 3 * d, tt = int64_t(T) * T, rows = int64_t(B) * H * T;
+  const PairLoop loop(B, H);
+  const PairStride qkv_part{seq, hd}, probs_pair{H * tt, tt}, out_part{int64_t(T) * d, hd};
   const void* x = operand(qkv, int64_t(B) * seq, scratch.qkv16, bf16, ctx.stream);
-  for (int b = 0; b < B; ++b) {  // scores_h = scale · Q_h · K_hᵀ, into probs
-    Gemm g;
-    g.trans_b = true;
-    g.m = T;
-    g.n = T;
-    g.k = hd;
-    g.alpha = scale;
-    g.a = at(x, b * seq, bf16);
-    g.lda = 3 * d;
-    g.stride_a = hd;
-    g.b = at(x, b * seq + d, bf16);
-    g.ldb = 3 * d;
-    g.stride_b = hd;
-    g.c = probs + b * H * tt;
-    g.ldc = T;
-    g.stride_c = tt;
-    g.batch = H;
-    gemm(ctx.blas, g, cfg.precision);
-  }
+  Gemm scores;  // scores = scale · Q · Kᵀ [T, T], into probs
+  scores.trans_b = true;
+  scores.m = T;
+  scores.n = T;
+  scores.k = hd;
+  scores.alpha = scale;
+  scores.a = x;
+  scores.lda = 3 * d;
+  scores.b = at(x, d, bf16);
+  scores.ldb = 3 * d;
+  scores.c = probs;
+  scores.ldc = T;
+  for (int o = 0; o < loop.outer; ++o)
+    gemm(ctx.blas, loop.slice(scores, o, qkv_part, qkv_part, probs_pair, bf16), cfg.precision);
   softmax_kernel<<<blocks_for(rows, kRowsPerBlock), kThreads, 0, ctx.stream>>>(
       probs, valid_len, rows, T, H, cfg.causal);
   check_launch();
   const void* p = operand(probs, int64_t(B) * H * tt, scratch.probs16, bf16, ctx.stream);
-  for (int b = 0; b < B; ++b) {  // out_h = P_h · V_h
-    Gemm g;
-    g.m = T;
-    g.n = hd;
-    g.k = T;
-    g.a = at(p, b * H * tt, bf16);
-    g.lda = T;
-    g.stride_a = tt;
-    g.b = at(x, b * seq + 2 * d, bf16);
-    g.ldb = 3 * d;
-    g.stride_b = hd;
-    g.c = out + int64_t(b) * T * d;
-    g.ldc = d;
-    g.stride_c = hd;
-    g.batch = H;
-    gemm(ctx.blas, g, cfg.precision);
-  }
+  Gemm pv;  // out = P · V [T, hd]
+  pv.m = T;
+  pv.n = hd;
+  pv.k = T;
+  pv.a = p;
+  pv.lda = T;
+  pv.b = at(x, 2 * d, bf16);
+  pv.ldb = 3 * d;
+  pv.c = out;
+  pv.ldc = d;
+  for (int o = 0; o < loop.outer; ++o)
+    gemm(ctx.blas, loop.slice(pv, o, probs_pair, qkv_part, out_part, bf16), cfg.precision);
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs,
@@ -144,96 +172,67 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
   if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return;
   const bool bf16 = cfg.precision == Precision::kBf16;
   const float scale = 1.f / std::sqrt(float(hd));
-  const int64_t seq = int64_t(T) * 3 * d, tt = int64_t(T) * T, pair_rows = int64_t(H) * T;
+  const int64_t seq = int64_t(T) * 3 * d, tt = int64_t(T) * T;
+  const PairLoop loop(B, H);
+  const PairStride qkv_part{seq, hd}, probs_pair{H * tt, tt}, out_part{int64_t(T) * d, hd};
+  const PairStride slice = loop.slice_scratch(tt);
+  const int64_t slice_rows = int64_t(loop.inner) * T;
   const void* x = operand(qkv, int64_t(B) * seq, scratch.qkv16, bf16, ctx.stream);
   const void* dy = operand(dout, int64_t(B) * T * d, scratch.dout16, bf16, ctx.stream);
   const void* p = operand(probs, int64_t(B) * H * tt, scratch.probs16, bf16, ctx.stream);
-  scratch.dscores.resize(size_t(H * tt));
-  if (bf16) scratch.dscores16.resize(size_t(H * tt));
+  scratch.dscores.resize(size_t(slice_rows * T));
+  if (bf16) scratch.dscores16.resize(size_t(slice_rows * T));
   const void* ds = bf16 ? static_cast<const void*>(scratch.dscores16.data())
                         : static_cast<const void*>(scratch.dscores.data());
-  for (int b = 0; b < B; ++b) {
-    float* dq = dqkv + b * seq;
-    {  // dV_h += P_hᵀ · dO_h
-      Gemm g;
-      g.trans_a = true;
-      g.m = T;
-      g.n = hd;
-      g.k = T;
-      g.a = at(p, b * H * tt, bf16);
-      g.lda = T;
-      g.stride_a = tt;
-      g.b = at(dy, int64_t(b) * T * d, bf16);
-      g.ldb = d;
-      g.stride_b = hd;
-      g.c = dq + 2 * d;
-      g.ldc = 3 * d;
-      g.stride_c = hd;
-      g.batch = H;
-      g.beta = 1.f;
-      gemm(ctx.blas, g, cfg.precision);
-    }
-    {  // dP_h = dO_h · V_hᵀ
-      Gemm g;
-      g.trans_b = true;
-      g.m = T;
-      g.n = T;
-      g.k = hd;
-      g.a = at(dy, int64_t(b) * T * d, bf16);
-      g.lda = d;
-      g.stride_a = hd;
-      g.b = at(x, b * seq + 2 * d, bf16);
-      g.ldb = 3 * d;
-      g.stride_b = hd;
-      g.c = scratch.dscores.data();
-      g.ldc = T;
-      g.stride_c = tt;
-      g.batch = H;
-      gemm(ctx.blas, g, cfg.precision);
-    }
-    softmax_backward_kernel<<<blocks_for(pair_rows, kRowsPerBlock), kThreads, 0, ctx.stream>>>(
-        scratch.dscores.data(), bf16 ? scratch.dscores16.data() : nullptr, probs + b * H * tt,
-        valid_len, b, pair_rows, T, cfg.causal);
+  Gemm dv;  // dV += Pᵀ · dO
+  dv.trans_a = true;
+  dv.m = T;
+  dv.n = hd;
+  dv.k = T;
+  dv.a = p;
+  dv.lda = T;
+  dv.b = dy;
+  dv.ldb = d;
+  dv.c = dqkv + 2 * d;
+  dv.ldc = 3 * d;
+  dv.beta = 1.f;
+  Gemm dp;  // dP = dO · Vᵀ, into the slice's scratch
+  dp.trans_b = true;
+  dp.m = T;
+  dp.n = T;
+  dp.k = hd;
+  dp.a = dy;
+  dp.lda = d;
+  dp.b = at(x, 2 * d, bf16);
+  dp.ldb = 3 * d;
+  dp.c = scratch.dscores.data();
+  dp.ldc = T;
+  Gemm dq;  // dQ += scale · dS · K
+  dq.m = T;
+  dq.n = hd;
+  dq.k = T;
+  dq.alpha = scale;
+  dq.a = ds;
+  dq.lda = T;
+  dq.b = at(x, d, bf16);
+  dq.ldb = 3 * d;
+  dq.c = dqkv;
+  dq.ldc = 3 * d;
+  dq.beta = 1.f;
+  Gemm dk = dq;  // dK += scale · dSᵀ · Q
+  dk.trans_a = true;
+  dk.b = x;
+  dk.c = dqkv + d;
+  for (int o = 0; o < loop.outer; ++o) {
+    gemm(ctx.blas, loop.slice(dv, o, probs_pair, out_part, qkv_part, bf16), cfg.precision);
+    gemm(ctx.blas, loop.slice(dp, o, out_part, qkv_part, slice, bf16), cfg.precision);
+    const float* slice_probs = probs + o * loop.outer_step(probs_pair);
+    softmax_backward_kernel<<<blocks_for(slice_rows, kRowsPerBlock), kThreads, 0, ctx.stream>>>(
+        scratch.dscores.data(), bf16 ? scratch.dscores16.data() : nullptr, slice_probs,
+        loop.inner_step(probs_pair), valid_len, loop.by_head ? -1 : o, slice_rows, T, cfg.causal);
     check_launch();
-    {  // dQ_h += scale · dS_h · K_h
-      Gemm g;
-      g.m = T;
-      g.n = hd;
-      g.k = T;
-      g.alpha = scale;
-      g.a = ds;
-      g.lda = T;
-      g.stride_a = tt;
-      g.b = at(x, b * seq + d, bf16);
-      g.ldb = 3 * d;
-      g.stride_b = hd;
-      g.c = dq;
-      g.ldc = 3 * d;
-      g.stride_c = hd;
-      g.batch = H;
-      g.beta = 1.f;
-      gemm(ctx.blas, g, cfg.precision);
-    }
-    {  // dK_h += scale · dS_hᵀ · Q_h
-      Gemm g;
-      g.trans_a = true;
-      g.m = T;
-      g.n = hd;
-      g.k = T;
-      g.alpha = scale;
-      g.a = ds;
-      g.lda = T;
-      g.stride_a = tt;
-      g.b = at(x, b * seq, bf16);
-      g.ldb = 3 * d;
-      g.stride_b = hd;
-      g.c = dq + d;
-      g.ldc = 3 * d;
-      g.stride_c = hd;
-      g.batch = H;
-      g.beta = 1.f;
-      gemm(ctx.blas, g, cfg.precision);
-    }
+    gemm(ctx.blas, loop.slice(dq, o, slice, qkv_part, qkv_part, bf16), cfg.precision);
+    gemm(ctx.blas, loop.slice(dk, o, slice, qkv_part, qkv_part, bf16), cfg.precision);
   }
 }
 

@@ -5,11 +5,12 @@
 // padding lengths or nullptr, causal for the decoder. Sizes and valid lengths are checked on the
 // host (nn::check_attention_config) before the call.
 //
-// The GEMMs are cuBLAS strided-batched over one sequence's heads (Q·Kᵀ, P·V; backward Pᵀ·dO,
-// dO·Vᵀ, dS·K, dSᵀ·Q), one call per sequence and GEMM. The CPU skips the masked upper triangle by
-// blocks of 32 queries; here every score is computed and the masked ones are written 0 by the
-// softmax, which adds only zeros to the later sums. The softmax and its backward run a warp per
-// query row, the row's sums in nn/reduce.h's order. Precision as the CPU's: bf16 rounds the
+// The GEMMs (Q·Kᵀ, P·V; backward Pᵀ·dO, dO·Vᵀ, dS·K, dSᵀ·Q) are cuBLAS strided-batched: one
+// call per head over every sequence (or, with more heads than sequences, per sequence over its
+// heads), so a step launches O(heads) GEMMs per layer, not O(batch). The CPU skips the masked upper
+// triangle by blocks of 32 queries; here every score is computed and the masked ones are written 0
+// by the softmax, which adds only zeros to the later sums. The softmax and its backward run a warp
+// per query row, the row's sums in nn/reduce.h's order. Precision as the CPU's: bf16 rounds the
 // operands of every GEMM (Q, K, V, the probabilities entering P·V, dO and dS) and keeps the
 // softmax fp32. Within float tolerance of the CPU (cuBLAS's order, CUDA's expf); the same bits
 // run to run.
@@ -24,8 +25,8 @@ namespace ecmoe::cuda {
 
 struct AttentionScratch {
   DeviceVec<uint16_t> qkv16, probs16, dout16;  // bf16 operands
-  DeviceVec<float> dscores;                    // [H, T, T]: one sequence's dP, then dS
-  DeviceVec<uint16_t> dscores16;               // [H, T, T]: dS in bf16
+  DeviceVec<float> dscores;                    // [pairs of one call, T, T]: dP, then dS
+  DeviceVec<uint16_t> dscores16;               // the same, dS in bf16
 };
 
 // nn::attention_forward: qkv -> out (written) and probs (written).

@@ -54,6 +54,8 @@ class CudaNnBackend final : public nn::Backend {
       ECMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx_.stream));
   }
 
+  void synchronize() override { ctx_.synchronize(); }
+
   void fill(float* x, int64_t n, float value) override {
     if (n <= 0) return;
     const int threads = 256;

@@ -93,6 +93,19 @@ __global__ void scale_kernel(float* g, int64_t n, const float* result) {
     g[j] *= scale;
 }
 
+// One thread: the chunk sums in order onto 0 (the CPU's sum_of_squares).
+__global__ void sum_chunks_kernel(double* total, const double* partials, int64_t n_chunks) {
+  double sum = 0.0;
+  for (int64_t c = 0; c < n_chunks; ++c) sum += partials[c];
+  *total = sum;
+}
+
+__global__ void scale_by_kernel(float* g, int64_t n, float scale) {
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
+       j += int64_t(gridDim.x) * blockDim.x)
+    g[j] *= scale;
+}
+
 }  // namespace
 
 DeviceAdamW::DeviceAdamW(const AdamW& host, cudaStream_t stream)
@@ -161,6 +174,30 @@ float clip_grad_norm(std::span<const DeviceGrads> buffers, float max_norm, GradN
 float grad_norm(const float* grads, int64_t size, GradNormScratch& scratch, cudaStream_t stream) {
   const DeviceGrads one[] = {{const_cast<float*>(grads), size}};
   return clip_grad_norm(one, 0.f, scratch, stream);  // max_norm 0: measures only
+}
+
+double grad_sum_of_squares(const float* grads, int64_t size, GradNormScratch& scratch,
+                           cudaStream_t stream) {
+  const int64_t n_chunks = (size + kChunk - 1) / kChunk;
+  if (n_chunks == 0) return 0.0;
+  scratch.partials.resize(size_t(n_chunks));
+  scratch.squares.resize(1);
+  chunk_squares_kernel<<<blocks_for(n_chunks * kLanes, kThreads), kThreads, 0, stream>>>(
+      scratch.partials.data(), grads, size, n_chunks);
+  check_launch();
+  sum_chunks_kernel<<<1, 1, 0, stream>>>(scratch.squares.data(), scratch.partials.data(), n_chunks);
+  check_launch();
+  double squares = 0.0;
+  ECMOE_CUDA_CHECK(cudaMemcpyAsync(&squares, scratch.squares.data(), sizeof(double),
+                                   cudaMemcpyDeviceToHost, stream));
+  ECMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return squares;
+}
+
+void scale_grads(float* grads, int64_t size, float scale, cudaStream_t stream) {
+  if (size == 0 || scale == 1.f) return;  // g·1 = g: the CPU leaves such gradients alone
+  scale_by_kernel<<<blocks_for(size, kThreads), kThreads, 0, stream>>>(grads, size, scale);
+  check_launch();
 }
 
 }  // namespace ecmoe::cuda

@@ -51,6 +51,7 @@ struct DeviceGrads {
 struct GradNormScratch {
   DeviceVec<double> partials;  // one per chunk of every buffer
   DeviceVec<float> result;     // [norm, scale]
+  DeviceVec<double> squares;   // [1]: grad_sum_of_squares's total
 };
 
 // ecmoe::clip_grad_norm over several buffers as one gradient (squares summed in buffer order):
@@ -62,5 +63,11 @@ float clip_grad_norm(std::span<const DeviceGrads> buffers, float max_norm, GradN
                      cudaStream_t stream);
 // ecmoe::grad_norm of one buffer.
 float grad_norm(const float* grads, int64_t size, GradNormScratch& scratch, cudaStream_t stream);
+// ecmoe::grad_sum_of_squares of one buffer (waits for the stream), and ecmoe::scale_grads
+// (grads *= scale; nothing when scale is 1): the device's part of a clipping over buffers on the
+// device and on the host (optim/optimizer_device.h).
+double grad_sum_of_squares(const float* grads, int64_t size, GradNormScratch& scratch,
+                           cudaStream_t stream);
+void scale_grads(float* grads, int64_t size, float scale, cudaStream_t stream);
 
 }  // namespace ecmoe::cuda

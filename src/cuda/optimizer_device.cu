@@ -51,6 +51,13 @@ class CudaOptimizerDevice final : public OptimizerDevice {
     const DeviceGrads all[] = {{grads_.data(), int64_t(grads_.size())}};
     return cuda::clip_grad_norm(all, max_norm, norm_scratch_, ctx_.stream);
   }
+  double grad_sum_of_squares() override {
+    return cuda::grad_sum_of_squares(grads_.data(), int64_t(grads_.size()), norm_scratch_,
+                                     ctx_.stream);
+  }
+  void scale_grads(float scale) override {
+    cuda::scale_grads(grads_.data(), int64_t(grads_.size()), scale, ctx_.stream);
+  }
   void adamw_step(float lr) override {
     require_loaded();
     adam_->step(params_.data(), grads_.data(), lr, ctx_.stream);

@@ -35,6 +35,13 @@ void init_head(FlatBuffer& params, float std, uint64_t seed) {
   std::fill(b.begin(), b.end(), 0.f);
 }
 
+int pooled_length(Pooling pooling, const int32_t* valid_len, int b, int seq_len) {
+  const int len = valid_len ? valid_len[b] : seq_len;
+  ECMOE_CHECK(len >= 1 && len <= seq_len, "classifier head: valid length ", len, " of sequence ", b,
+              " is outside [1, ", seq_len, "]");
+  return pooling == Pooling::kMean ? len : 1;
+}
+
 double head_forward(HeadState& s, const float* hidden, const int32_t* valid_len,
                     const int32_t* labels, const float* weight, const float* bias, Pooling pooling,
                     const HeadShape& shape) {
@@ -45,10 +52,7 @@ double head_forward(HeadState& s, const float* hidden, const int32_t* valid_len,
   s.lengths.resize(B);
   s.labels.assign(B, nn::kIgnoreIndex);
   for (int b = 0; b < B; ++b) {
-    const int len = valid_len ? valid_len[b] : T;
-    ECMOE_CHECK(len >= 1 && len <= T, "classifier head: valid length ", len, " of sequence ", b,
-                " is outside [1, ", T, "]");
-    s.lengths[b] = pooling == Pooling::kMean ? len : 1;
+    s.lengths[b] = pooled_length(pooling, valid_len, b, T);
     float* out = s.pooled.data() + int64_t(b) * d;
     const float scale = 1.f / float(s.lengths[b]);
     for (int t = 0; t < s.lengths[b]; ++t) {

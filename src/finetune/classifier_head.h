@@ -39,6 +39,11 @@ struct HeadState {
   bool ready = false;
 };
 
+// How many positions of sequence b the head pools (rows b·T .. b·T + n - 1 of hidden): 1 (the
+// [CLS] slot) or its valid length (mean pooling; T without valid_len). Throws when the valid length
+// is outside [1, T].
+int pooled_length(Pooling pooling, const int32_t* valid_len, int b, int seq_len);
+
 // valid_len [B] or nullptr (all T valid); labels [B] or nullptr (inference: loss 0, no backward).
 // Returns the mean cross-entropy; state.logits holds the logits until backward.
 double head_forward(HeadState& state, const float* hidden, const int32_t* valid_len,

@@ -16,6 +16,8 @@
 #include "finetune/builtin_tasks.h"
 #include "finetune/classifier_head.h"
 #include "finetune/encode.h"
+#include "finetune/encoder_training.h"
+#include "finetune/pooled_rows.h"
 #include "finetune/predict.h"
 #include "finetune/saved_model.h"
 #include "finetune/tsv_table.h"
@@ -24,8 +26,8 @@
 #include "io/output_dir.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
-#include "optim/grad_clip.h"
 #include "train/checkpoint.h"
+#include "train/memory_estimate.h"
 
 namespace fs = std::filesystem;
 
@@ -165,6 +167,28 @@ void check_balance(const char* split, const EncodedSplit& s, const std::vector<i
                        " classes (" + name_list(missing) + "): its figures say nothing about them");
 }
 
+// What the run needs where the encoder runs (a device's free memory, or the host's), refused in
+// one line before any work as training refuses its own: the checkpoint's model at the fine-tuning
+// batch sizes over max_len tokens (train/memory_estimate.h; its language-model head, which
+// fine-tuning does not run, makes it an upper bound), named by the fine-tuning keys.
+void check_finetune_memory(const TrainConfig& pretrain, const ModelConfig& model,
+                           const FinetuneConfig& config, int max_len, const TrainDevice* device) {
+  TrainConfig sized = pretrain;
+  sized.model = model;
+  sized.model.seq_len = max_len;
+  sized.batch_size = config.batch_size;
+  sized.eval.batch_size = config.eval_batch_size;
+  sized.eval.batches = 1;
+  const std::vector<std::pair<std::string, std::string>> names = {
+      {"eval.batch_size", "eval_batch_size"}, {"model.seq_len", "max_len"}};
+  if (device && device->free_memory) {
+    const DeviceMemory memory{device->free_memory(), device->name + " memory"};
+    check_memory(sized, /*training=*/true, names, &memory);
+  } else {
+    check_memory(sized, /*training=*/true, names);
+  }
+}
+
 // predict.h's TSV of each example of a split (gold column included), in the split's order.
 void write_predictions(const std::string& path, const std::vector<Example>& examples,
                        const Classified& out, const std::vector<std::string>& labels, bool pairs) {
@@ -254,15 +278,19 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
     for (const std::string& w : result.warnings)
       std::fprintf(options.warnings, "ecmoe: warning: %s\n", w.c_str());
 
+  check_finetune_memory(ck.config(), model_config, config, max_len, options.device);
   Transformer model(model_config);
-  FlatBuffer params(model.table()), grads(model.table());
-  ck.load_params(params);
+  // The kept (best) parameters; first the checkpoint's.
+  FlatBuffer best_params(model.table());
+  ck.load_params(best_params);
+  AdamWConfig adam_config;
+  adam_config.weight_decay = config.weight_decay;
+  EncoderTraining encoder(model, best_params, adam_config, options.device);
+  nn::Backend& backend = model.nn_backend();
   const TensorTable head_tab = head_table(d, classes);
   FlatBuffer head(head_tab), head_grads(head_tab);
   init_head(head, config.head_init_std, mix64(config.seed ^ kHeadInitStream));
-  AdamWConfig adam_config;
-  adam_config.weight_decay = config.weight_decay;
-  AdamW adam(model.table(), adam_config), head_adam(head_tab, adam_config);
+  AdamW head_adam(head_tab, adam_config);
 
   const int64_t steps = planned_steps(config, train);
   const LrSchedule schedule = config.schedule(steps);
@@ -270,6 +298,7 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
 
   result.task = task.name;
   result.checkpoint = config.checkpoint;
+  result.device = options.device ? options.device->name : "cpu";
   result.labels = task.labels;
   result.sources = task.sources;
   if (result.sources.train.empty()) result.sources = {"train split", "dev split", "test split"};
@@ -285,8 +314,9 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
       class_metrics(scored.labels, std::vector<int>(scored.labels.size(), majority), classes);
 
   HeadState state;
-  const Classifier classifier{model, params, head, config.pooling, classes};
-  FlatBuffer best_params = params, best_head = head;
+  PooledRows rows;
+  const Classifier classifier{model, encoder.params(), head, config.pooling, classes};
+  FlatBuffer best_head = head;
   double best_dev = -1;
   int evals_without_gain = 0;
   double loss_sum = 0;
@@ -310,7 +340,7 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
     loss_steps = 0;
     if (m.accuracy > best_dev) {
       best_dev = m.accuracy;
-      best_params = params;
+      encoder.copy_params_to(best_params);
       best_head = head;
       result.best_step = step;
       result.dev = m;
@@ -324,26 +354,30 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
     const double t0 = now_seconds();
     const std::vector<int64_t> idx = order.batch(s);
     const Batch batch = make_padded_batch(train, idx, labels);
-    grads.zero();
+    encoder.zero_grads();
     head_grads.zero();
     const ForwardResult f =
-        model.forward_hidden(params, batch, /*training=*/true, noise.bits(uint64_t(s)));
+        model.forward_hidden_on_backend(encoder.params(), batch,
+                                        /*training=*/true, noise.bits(uint64_t(s)));
     const HeadShape shape{batch.batch_size, batch.seq_len, d, classes};
+    // The head on the host, on the rows it pools; its gradient back to the encoder's memory.
+    const float* hidden =
+        rows.to_host(backend, model.final_hidden(), batch.valid_len.data(), config.pooling, shape);
     const double loss =
-        head_forward(state, model.final_hidden(), batch.valid_len.data(), labels.data(),
-                     head.get("head.weight"), head.get("head.bias"), config.pooling, shape);
+        head_forward(state, hidden, batch.valid_len.data(), labels.data(), head.get("head.weight"),
+                     head.get("head.bias"), config.pooling, shape);
     ECMOE_CHECK(std::isfinite(loss) && std::isfinite(f.loss), "fine-tuning diverged at step ",
                 s + 1, ": the loss is ", loss + f.loss, "; lower peak_lr");
     d_hidden.assign(size_t(batch.token_count()) * d, 0.f);
     head_backward(d_hidden.data(), head_grads.get("head.weight"), head_grads.get("head.bias"),
                   state, head.get("head.weight"), shape);
-    model.backward_from_hidden(params, grads, d_hidden.data());
-    FlatBuffer* const both[] = {&grads, &head_grads};
-    const float norm = clip_grad_norm(both, config.clip_norm);
+    model.backward_from_hidden_on_backend(encoder.params(), encoder.grads(),
+                                          rows.to_backend(backend, d_hidden.data(), shape));
+    const float norm = encoder.clip_grad_norm(head_grads, config.clip_norm);
     ECMOE_CHECK(std::isfinite(norm), "fine-tuning diverged at step ", s + 1,
                 ": the gradient norm is ", norm, "; lower peak_lr");
     const float lr = schedule.lr_at(s);
-    adam.step(params, grads, lr);
+    encoder.adamw_step(lr);
     head_adam.step(head, head_grads, lr);
     loss_sum += loss;
     ++loss_steps;
@@ -358,7 +392,9 @@ FinetuneResult run_finetune(const FinetuneConfig& config, const TaskData& task,
     }
   }
 
-  const Classifier best{model, best_params, best_head, config.pooling, classes};
+  // The kept parameters where the encoder runs (training is over: they replace the last step's).
+  encoder.set_params(best_params);
+  const Classifier best{model, encoder.params(), best_head, config.pooling, classes};
   const double t_test = now_seconds();
   const Classified final_out = classify(best, scored, config.eval_batch_size);
   if (has_test) result.test = class_metrics(test.labels, final_out.predicted, classes);
@@ -394,6 +430,7 @@ ConfigJson result_to_json(const FinetuneResult& r) {
   ConfigJson j;
   j["task"] = r.task;
   j["checkpoint"] = r.checkpoint;
+  j["device"] = r.device;
   j["precision"] = precision_name(r.precision);
   j["classes"] = r.labels.size();
   j["labels"] = r.labels;

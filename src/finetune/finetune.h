@@ -17,6 +17,7 @@
 #include "finetune/class_metrics.h"
 #include "finetune/finetune_config.h"
 #include "finetune/task_data.h"
+#include "train/train_device.h"
 
 namespace ecmoe::finetune {
 
@@ -25,6 +26,10 @@ struct FinetuneOptions {
   std::FILE* warnings = stderr;  // "ecmoe: warning: ..." lines (also in the result); nullptr: none
   // With config.out: also write the fine-tuned model, <out>/model.safetensors (saved_model.h).
   bool save_model = true;
+  // Not null: the encoder fine-tunes and evaluates on this device (train/train_device.h; its
+  // parameters, gradients and AdamW state there, the head on the host: encoder_training.h), with
+  // the same steps, results and files as on the host. One process.
+  const TrainDevice* device = nullptr;
 };
 
 struct EvalPoint {
@@ -36,6 +41,7 @@ struct EvalPoint {
 struct FinetuneResult {
   std::string task;
   std::string checkpoint;
+  std::string device = "cpu";              // where the encoder ran (FinetuneOptions::device)
   Precision precision = Precision::kFp32;  // of the encoder's GEMMs (FinetuneConfig::precision)
   std::vector<std::string> labels;
   TaskData::SplitSources sources;  // what each split is (test: "" without a test split)

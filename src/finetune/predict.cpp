@@ -9,6 +9,7 @@
 #include <span>
 
 #include "core/error.h"
+#include "finetune/pooled_rows.h"
 #include "finetune/tsv_table.h"
 
 namespace ecmoe::finetune {
@@ -26,16 +27,19 @@ Classified classify(const Classifier& c, const EncodedSplit& split, int batch_si
   out.predicted.resize(static_cast<size_t>(n));
   out.probabilities.resize(size_t(n) * size_t(c.classes));
   HeadState state;
+  PooledRows rows;
   std::vector<int32_t> labels;
   const int d = c.model.config().d_model;
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t count = std::min<int64_t>(batch_size, n - start);
     const std::span<const int64_t> idx(order.data() + start, size_t(count));
     const Batch batch = make_padded_batch(split, idx, labels);
-    c.model.forward_hidden(c.params, batch, /*training=*/false, 0);
+    c.model.forward_hidden_on_backend(c.params, batch, /*training=*/false, 0);
     const HeadShape shape{batch.batch_size, batch.seq_len, d, c.classes};
-    head_forward(state, c.model.final_hidden(), batch.valid_len.data(), nullptr,
-                 c.head.get("head.weight"), c.head.get("head.bias"), c.pooling, shape);
+    const float* hidden = rows.to_host(c.model.nn_backend(), c.model.final_hidden(),
+                                       batch.valid_len.data(), c.pooling, shape);
+    head_forward(state, hidden, batch.valid_len.data(), nullptr, c.head.get("head.weight"),
+                 c.head.get("head.bias"), c.pooling, shape);
     for (int b = 0; b < batch.batch_size; ++b) {
       out.predicted[idx[b]] = head_prediction(state, b, c.classes);
       const float* logits = state.logits.data() + int64_t(b) * c.classes;
@@ -100,7 +104,8 @@ std::string prediction_json_line(const PredictionFormat& f, const Example& e, in
   return j.dump() + "\n";
 }
 
-Predictor::Predictor(const SavedClassifier& saved, const std::string& tokenizer)
+Predictor::Predictor(const SavedClassifier& saved, const std::string& tokenizer,
+                     const TrainDevice* device)
     : info_(saved.info()),
       tokenizer_(saved.tokenizer(tokenizer)),
       model_(info_.pretrain.model),
@@ -108,6 +113,14 @@ Predictor::Predictor(const SavedClassifier& saved, const std::string& tokenizer)
       params_(model_.table()),
       head_(head_table_) {
   saved.load(params_, head_);
+  if (device) {
+    ECMOE_CHECK(device->nn != nullptr, "device ", device->name, " has no dense backend");
+    model_.set_nn_backend(*device->nn);
+    model_.set_moe_backends(device->moe);
+    params_on_device_.resize(*device->nn, params_.size());
+    device->nn->upload(params_on_device_.data(), params_.data(),
+                       std::size_t(params_.size()) * sizeof(float));
+  }
 }
 
 EncodedSplit Predictor::encode(const std::vector<Example>& examples) const {
@@ -116,7 +129,8 @@ EncodedSplit Predictor::encode(const std::vector<Example>& examples) const {
 
 Classified Predictor::classify(const EncodedSplit& split, int batch_size,
                                const ClassifyProgress& progress) {
-  const Classifier c{model_, params_, head_, info_.pooling, int(info_.labels.size())};
+  const float* params = params_on_device_.empty() ? params_.data() : params_on_device_.data();
+  const Classifier c{model_, params, head_, info_.pooling, int(info_.labels.size())};
   return finetune::classify(c, split, batch_size, progress);
 }
 

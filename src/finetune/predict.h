@@ -17,13 +17,18 @@
 #include "finetune/saved_model.h"
 #include "finetune/task_data.h"
 #include "model/transformer.h"
+#include "nn/buffer.h"
+#include "train/train_device.h"
 
 namespace ecmoe::finetune {
 
+// The encoder runs wherever the model's backends are (Transformer::set_nn_backend: the CPU, or a
+// device); the head runs on the host on the rows it pools, copied back (pooled_rows.h).
 struct Classifier {
   Transformer& model;
-  const FlatBuffer& params;
-  const FlatBuffer& head;
+  const float*
+      params;  // the encoder's (model.table()'s layout) in the model's dense backend's memory
+  const FlatBuffer& head;  // on the host
   Pooling pooling;
   int classes;
 };
@@ -57,10 +62,13 @@ std::string prediction_json_line(const PredictionFormat& format, const Example& 
                                  int predicted, const float* probabilities);
 
 // A saved classifier (saved_model.h) loaded and ready: the encoder, its parameters, the head and
-// the tokenizer (`tokenizer`: a path, or "" for the recorded one).
+// the tokenizer (`tokenizer`: a path, or "" for the recorded one). With a device the encoder runs
+// there (its dense ops and MoE layers, the parameters copied into its memory); the head on the
+// host.
 class Predictor {
  public:
-  Predictor(const SavedClassifier& saved, const std::string& tokenizer);
+  Predictor(const SavedClassifier& saved, const std::string& tokenizer,
+            const TrainDevice* device = nullptr);
   const ClassifierInfo& info() const { return info_; }
   // [CLS] a… [SEP] b…, cut to the model's max_len as in fine-tuning (encode.h); `truncated`
   // counts the examples cut.
@@ -74,6 +82,7 @@ class Predictor {
   Transformer model_;
   TensorTable head_table_;  // the buffers keep pointers to their tables
   FlatBuffer params_, head_;
+  nn::Buffer<float> params_on_device_;  // with a device: params_ in its memory
 };
 
 }  // namespace ecmoe::finetune

@@ -200,6 +200,16 @@ void Transformer::set_moe_backends(const std::function<std::unique_ptr<MoeBacken
   for (MoeLayer& layer : ffn_) layer.set_backend(make ? make() : nullptr);
 }
 
+void Transformer::set_nn_backend(nn::Backend& backend) {
+  if (&backend == nn_) return;
+  act_ = std::make_unique<Activations>();  // the old activations released by their backend
+  nn_ = &backend;
+}
+
+void Transformer::set_moe_phase_times(PhaseTimes* times) {
+  for (MoeLayer& layer : ffn_) layer.set_phase_times(times);
+}
+
 ForwardResult Transformer::forward_impl(const float* p, const FlatBuffer* state, const Batch& batch,
                                         bool training, uint64_t seed,
                                         std::optional<RouterKind> router) {
@@ -221,7 +231,13 @@ ForwardResult Transformer::forward_impl(const float* p, const FlatBuffer* state,
 ForwardResult Transformer::forward_hidden(const FlatBuffer& params, const Batch& batch,
                                           bool training, uint64_t seed) {
   check_params(params, table_, "parameter");
-  return forward_trunk(params.data(), nullptr, batch, training, seed);
+  return forward_hidden_on_backend(params.data(), batch, training, seed);
+}
+
+ForwardResult Transformer::forward_hidden_on_backend(const float* params, const Batch& batch,
+                                                     bool training, uint64_t seed) {
+  ECMOE_CHECK(params != nullptr, "model forward: no parameters");
+  return forward_trunk(params, nullptr, batch, training, seed);
 }
 
 ForwardResult Transformer::forward_trunk(const float* p, const FlatBuffer* state,
@@ -334,15 +350,22 @@ void Transformer::backward_impl(const float* p, float* g) {
 
 void Transformer::backward_from_hidden(const FlatBuffer& params, FlatBuffer& grads,
                                        const float* d_hidden) {
+  check_params(params, table_, "parameter");
+  check_params(grads, table_, "gradient");
+  backward_from_hidden_on_backend(params.data(), grads.data(), d_hidden);
+}
+
+void Transformer::backward_from_hidden_on_backend(const float* params, float* grads,
+                                                  const float* d_hidden) {
   Activations& a = *act_;
   ECMOE_CHECK(a.backward_ready,
               "model backward: needs a forward first (and runs once per forward)");
-  check_params(params, table_, "parameter");
-  check_params(grads, table_, "gradient");
+  ECMOE_CHECK(params != nullptr && grads != nullptr && d_hidden != nullptr,
+              "model backward: no parameters, gradients or d_hidden");
   const int64_t Nd = int64_t(a.rows()) * config_.d_model;
   a.d_tmp.resize(*nn_, Nd);
   nn_->copy(a.d_tmp.data(), d_hidden, std::size_t(Nd) * sizeof(float));
-  backward_trunk(params.data(), grads.data());
+  backward_trunk(params, grads);
 }
 
 void Transformer::backward_trunk(const float* p, float* g) {

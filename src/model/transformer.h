@@ -109,22 +109,32 @@ class Transformer {
   // empty); loss holds the weighted auxiliary losses only. backward_from_hidden takes the task
   // loss's gradient d_hidden [B·T, d] = dL/d(final_hidden) and accumulates (+=) every parameter
   // gradient into grads, the auxiliary losses' included. Once per forward_hidden.
+  // d_hidden is in the dense backend's memory (the host's for nn::cpu_backend()).
   ForwardResult forward_hidden(const FlatBuffer& params, const Batch& batch, bool training,
                                uint64_t seed);
   void backward_from_hidden(const FlatBuffer& params, FlatBuffer& grads, const float* d_hidden);
+  // The same two on parameters and gradients in the dense backend's memory, as
+  // forward_on_backend / backward_on_backend.
+  ForwardResult forward_hidden_on_backend(const float* params, const Batch& batch, bool training,
+                                          uint64_t seed);
+  void backward_from_hidden_on_backend(const float* params, float* grads, const float* d_hidden);
   // log p(target) at each position of the last forward, [B·T] (0 where the target is -1), for
   // per-position measures such as leakage. Before backward (which reuses the logits).
   std::vector<float> target_log_probs() const;
 
   // Where the dense ops run (embeddings, LayerNorm, attention, linear layers, the LM head):
-  // nn::cpu_backend() unless set. The backend must outlive the model; params, grads and the
-  // activations are then kept in its memory (nn/buffer.h). The MoE layers' seam is
-  // MoeLayer::set_backend (moe/moe_backend.h).
-  void set_nn_backend(nn::Backend& backend) { nn_ = &backend; }
+  // nn::cpu_backend() unless set. params, grads and the activations are then kept in its
+  // memory (nn/buffer.h). Changing the backend gives the activations back to the old one at once
+  // (a forward must follow), so a backend must outlive only its own use: until another is set or
+  // the model is destroyed. The MoE layers' seam is MoeLayer::set_backend (moe/moe_backend.h).
+  void set_nn_backend(nn::Backend& backend);
   nn::Backend& nn_backend() const { return *nn_; }
   // Gives every MoE layer its own backend from `make` (cuda::make_moe_backend), or takes them
   // back to the CPU when `make` is empty.
   void set_moe_backends(const std::function<std::unique_ptr<MoeBackend>()>& make);
+  // Every MoE layer adds its phases' times (router, routing, dispatch, each GEMM, ...) to
+  // `times` (nullptr: off). For profiles (`ecmoe bench train`).
+  void set_moe_phase_times(PhaseTimes* times);
 
   // Layer l's FFN (its routing plan and scores of the last forward), for tests and statistics.
   const MoeLayer& ffn_layer(int layer) const { return ffn_.at(layer); }

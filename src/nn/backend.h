@@ -29,6 +29,9 @@ class Backend {
   virtual void upload(void* dst, const void* host_src, std::size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, std::size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;
+  // Returns once every op issued before it is done (for timing them: nn/timed_backend.h). The
+  // CPU's ops are done when they return.
+  virtual void synchronize() {}
 
   // x[0, n) = value
   virtual void fill(float* x, int64_t n, float value) = 0;

@@ -43,8 +43,10 @@ double sum_of_squares(const float* g, int64_t n) {
   return total;
 }
 
+}  // namespace
+
 // The squared L2 norm of one buffer's gradients (shards summed over ranks).
-double squared_norm(const FlatBuffer& grads, const dist::Comm* comm) {
+double grad_sum_of_squares(const FlatBuffer& grads, const dist::Comm* comm) {
   if (!grads.table().has_shards()) return sum_of_squares(grads.data(), grads.size());
   ECMOE_CHECK(comm != nullptr, "grad_norm: a table with expert shards needs the communicator");
   double replicated = 0.0, sharded = 0.0;
@@ -55,27 +57,31 @@ double squared_norm(const FlatBuffer& grads, const dist::Comm* comm) {
   return replicated + sharded;
 }
 
-}  // namespace
-
 float grad_norm(const FlatBuffer& grads, const dist::Comm* comm) {
-  return float(std::sqrt(squared_norm(grads, comm)));
+  return float(std::sqrt(grad_sum_of_squares(grads, comm)));
 }
 
 float clip_grad_norm(std::span<FlatBuffer* const> buffers, float max_norm, const dist::Comm* comm) {
   double squares = 0.0;
-  for (const FlatBuffer* g : buffers) squares += squared_norm(*g, comm);
+  for (const FlatBuffer* g : buffers) squares += grad_sum_of_squares(*g, comm);
   const float norm = float(std::sqrt(squares));
-  if (max_norm <= 0.f || !std::isfinite(norm)) return norm;
-  const double coef = double(max_norm) / (double(norm) + 1e-6);
-  if (coef >= 1.0) return norm;
-  const float scale = float(coef);
-  for (FlatBuffer* buffer : buffers) {
-    float* g = buffer->data();
-    const int64_t n = buffer->size();
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) g[i] *= scale;
-  }
+  const float scale = clip_scale(norm, max_norm);
+  for (FlatBuffer* buffer : buffers) scale_grads(*buffer, scale);
   return norm;
+}
+
+float clip_scale(float norm, float max_norm) {
+  if (max_norm <= 0.f || !std::isfinite(norm)) return 1.f;
+  const double coef = double(max_norm) / (double(norm) + 1e-6);
+  return coef < 1.0 ? float(coef) : 1.f;
+}
+
+void scale_grads(FlatBuffer& grads, float scale) {
+  if (scale == 1.f) return;  // g·1 = g
+  float* g = grads.data();
+  const int64_t n = grads.size();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) g[i] *= scale;
 }
 
 float clip_grad_norm(FlatBuffer& grads, float max_norm, const dist::Comm* comm) {

@@ -37,4 +37,15 @@ float clip_grad_norm(FlatBuffer& grads, float max_norm, const dist::Comm* comm =
 float clip_grad_norm(std::span<FlatBuffer* const> buffers, float max_norm,
                      const dist::Comm* comm = nullptr);
 
+// The parts clip_grad_norm is made of, for a gradient kept in several places (a device's buffer
+// and host buffers: optim/optimizer_device.h's clip_grad_norm):
+// - the sum of squares of one buffer, in the order above (grad_norm is its square root; several
+//   buffers' sums are added in buffer order onto 0);
+double grad_sum_of_squares(const FlatBuffer& grads, const dist::Comm* comm = nullptr);
+// - the factor that clips a gradient of this norm: float(max_norm / (norm + 1e-6)) when that is
+//   below 1 (computed in double), else 1; 1 for max_norm <= 0 or a non-finite norm;
+float clip_scale(float norm, float max_norm);
+// - grads *= scale (nothing when scale is 1).
+void scale_grads(FlatBuffer& grads, float scale);
+
 }  // namespace ecmoe

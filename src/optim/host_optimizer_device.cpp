@@ -37,6 +37,8 @@ class HostOptimizerDevice final : public OptimizerDevice {
   float* grads() override { return grads_.data(); }
   void zero_grads() override { grads_.zero(); }
   float clip_grad_norm(float max_norm) override { return ecmoe::clip_grad_norm(grads_, max_norm); }
+  double grad_sum_of_squares() override { return ecmoe::grad_sum_of_squares(grads_); }
+  void scale_grads(float scale) override { ecmoe::scale_grads(grads_, scale); }
   void adamw_step(float lr) override { adam_.step(params_, grads_, lr); }
   void wait() override {}
 

@@ -6,6 +6,7 @@
 // the plain trainer with.
 #pragma once
 #include <memory>
+#include <span>
 
 #include "core/tensor_table.h"
 #include "optim/adamw.h"
@@ -26,10 +27,21 @@ class OptimizerDevice {
   virtual void zero_grads() = 0;
   // optim/grad_clip.h's clip_grad_norm (one process) and AdamW::step, on the device's buffers.
   virtual float clip_grad_norm(float max_norm) = 0;
+  // The device's part of a clipping over its gradients and other buffers as one gradient
+  // (clip_grad_norm below): the gradients' sum of squares in optim/grad_clip.h's order (the bits
+  // of grad_sum_of_squares), and the gradients scaled by a factor (scale_grads).
+  virtual double grad_sum_of_squares() = 0;
+  virtual void scale_grads(float scale) = 0;
   virtual void adamw_step(float lr) = 0;
   // Returns once the work queued on the device is done (for timing a step).
   virtual void wait() = 0;
 };
+
+// optim/grad_clip.h's clip_grad_norm over the device's gradients and the host buffers `host` as
+// one gradient, the device's first (e.g. a fine-tuned encoder's on the device and its task head's
+// on the host): the same norm, and the same scaled gradients, as that function over host copies
+// of them all in that order. Returns the norm before clipping.
+float clip_grad_norm(OptimizerDevice& device, std::span<FlatBuffer* const> host, float max_norm);
 
 // The device path on host memory: the same calls as the plain trainer makes, so a run through it
 // is bitwise the plain run.

@@ -1,5 +1,9 @@
 #include "train/train_device.h"
 
+#include <cstddef>
+
+#include "core/error.h"
+
 namespace ecmoe {
 
 TrainDevice host_train_device() {
@@ -11,6 +15,18 @@ TrainDevice host_train_device() {
                 return make_host_optimizer_device(table, config);
               },
           .free_memory = {}};
+}
+
+nn::Buffer<float> place_on_device(Transformer& model, const TrainDevice& device,
+                                  const FlatBuffer& params) {
+  ECMOE_CHECK(params.size() == model.table().total_floats(),
+              "place_on_device: the parameters do not belong to this model");
+  model.set_nn_backend(*device.nn);
+  model.set_moe_backends(device.moe);
+  nn::Buffer<float> on_device;
+  on_device.resize(*device.nn, params.size());
+  device.nn->upload(on_device.data(), params.data(), std::size_t(params.size()) * sizeof(float));
+  return on_device;
 }
 
 }  // namespace ecmoe

@@ -8,8 +8,10 @@
 #include <string>
 
 #include "core/tensor_table.h"
+#include "model/transformer.h"
 #include "moe/moe_backend.h"
 #include "nn/backend.h"
+#include "nn/buffer.h"
 #include "optim/adamw.h"
 #include "optim/optimizer_device.h"
 
@@ -28,5 +30,11 @@ struct TrainDevice {
 // The device path on the host: nn::cpu_backend(), host MoE layers, the host optimizer device.
 // Bitwise the plain trainer (tests/train/test_train_device.cpp), so the path is tested here.
 TrainDevice host_train_device();
+
+// For evaluation on a device: the model's dense ops and MoE layers moved onto `device`, and a
+// copy of `params` in its memory (what Transformer::forward_on_backend takes). The model keeps
+// the backends until they are set again.
+nn::Buffer<float> place_on_device(Transformer& model, const TrainDevice& device,
+                                  const FlatBuffer& params);
 
 }  // namespace ecmoe

@@ -191,6 +191,14 @@ TEST(CompareCli, QuickSuiteWritesACompleteReport) {
   EXPECT_NE(second.output.find("[1/"), std::string::npos);
   EXPECT_EQ(second.output.find("seed 1)\n"), std::string::npos) << "a finished run was redone";
   EXPECT_EQ(row(read_text(report), "EC c=2"), row(md, "EC c=2"));
+#ifndef ECMOE_HAVE_CUDA
+  // --device cuda fine-tunes on the GPU; a build without the CUDA backend says so in one line.
+  const Command gpu = run(args + " --device cuda");
+  EXPECT_NE(gpu.status, 0);
+  EXPECT_NE(gpu.output.find("--device cuda: this ecmoe was built without the CUDA backend"),
+            std::string::npos)
+      << gpu.output;
+#endif
 
   // A different budget in the same folder is refused, naming the folder.
   const Command changed = run(args + " --set steps=41");
@@ -315,6 +323,14 @@ TEST(CompareCli, QuickFinetuneSuiteReportsEveryVariant) {
     ++kept;
   EXPECT_EQ(kept, 6 * 3) << again.output;
   EXPECT_EQ(row(read_text(report), "EC c=2"), row(md, "EC c=2"));
+#ifndef ECMOE_HAVE_CUDA
+  // --device cuda fine-tunes on the GPU; a build without the CUDA backend says so in one line.
+  const Command gpu = run(args + " --device cuda");
+  EXPECT_NE(gpu.status, 0);
+  EXPECT_NE(gpu.output.find("--device cuda: this ecmoe was built without the CUDA backend"),
+            std::string::npos)
+      << gpu.output;
+#endif
 
   // Without the pre-training runs: a clear one-line error naming the missing checkpoint.
   const Command missing =

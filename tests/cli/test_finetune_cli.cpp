@@ -47,12 +47,13 @@ TEST(FinetuneCli, TrainsOnGlueLayoutAndReportsErrorsWithFileAndLine) {
   const std::string ckpt = " --checkpoint " + (dir / "pre/checkpoint.safetensors");
   const CliRun ft = run("finetune" + ckpt + " --task glue:sst2:" + (dir / "sst") +
                         " --seed 4 --set steps=60 --set peak_lr=0.003 --set patience=0 --json"
-                        " --out " +
+                        " --device cpu --out " +
                         (dir / "ft"));
   ASSERT_EQ(ft.status, 0) << ft.err;
   const auto j = nlohmann::json::parse(ft.out);
   EXPECT_EQ(j["task"], "glue:sst2");
   EXPECT_EQ(j["steps"], 60);
+  EXPECT_EQ(j["device"], "cpu");
   EXPECT_EQ(j["examples"]["test"], 100);
   EXPECT_GT(j["test"]["accuracy"].get<double>(), j["majority_baseline"]["accuracy"].get<double>());
   EXPECT_TRUE(std::filesystem::exists(dir / "ft/result.json"));
@@ -66,6 +67,32 @@ TEST(FinetuneCli, TrainsOnGlueLayoutAndReportsErrorsWithFileAndLine) {
   const CliRun key = run("finetune" + ckpt + " --task polarity --set learning_rate=1");
   EXPECT_EQ(key.status, 1);
   EXPECT_NE(key.err.find("learning_rate"), std::string::npos) << key.err;
+}
+
+// --device: cuda in a build without the CUDA backend is a one-line error before anything is
+// written, for finetune and predict alike; an unknown device is a usage error.
+TEST(FinetuneCli, DeviceCudaNeedsTheCudaBuild) {
+  TempDir dir("ft-cli-device");
+  const auto run = [&](const std::string& args) { return run_ecmoe(args, dir / "stderr.txt"); };
+  ecmoe::train_test::write_text(dir / "sst/train.tsv", sst2_file(40, 1));
+  const std::string ckpt = " --checkpoint " + (dir / "none.safetensors");
+  const CliRun unknown =
+      run("finetune" + ckpt + " --task glue:sst2:" + (dir / "sst") + " --device gpu");
+  EXPECT_NE(unknown.status, 0);
+  EXPECT_NE(unknown.err.find("--device"), std::string::npos) << unknown.err;
+#ifndef ECMOE_HAVE_CUDA
+  const char* message = "--device cuda: this ecmoe was built without the CUDA backend";
+  const CliRun ft = run("finetune" + ckpt + " --task glue:sst2:" + (dir / "sst") +
+                        " --device cuda --out " + (dir / "on-gpu"));
+  EXPECT_EQ(ft.status, 1);
+  EXPECT_NE(ft.err.find(message), std::string::npos) << ft.err;
+  EXPECT_EQ(ft.err.find('\n'), ft.err.size() - 1) << ft.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "on-gpu"));
+  const CliRun predict =
+      run("predict --checkpoint " + (dir / "none.safetensors") + " --text whale --device cuda");
+  EXPECT_EQ(predict.status, 1);
+  EXPECT_NE(predict.err.find(message), std::string::npos) << predict.err;
+#endif
 }
 
 }  // namespace

@@ -109,6 +109,7 @@ TEST_F(TrainCli, ConfigErrorsAreOneLine) {
 
 // --device: cpu is the plain trainer (its start line says so); cuda in a build without the CUDA
 // backend is a one-line error before anything is written; an unknown device is a usage error.
+// eval takes the same --device.
 TEST_F(TrainCli, DeviceChoosesWhereTheRunTrains) {
   const std::string out = dir / "on-cpu";
   const CliRun cpu = run("train --config tiny --set steps=2 --set data.dir=" + (dir / "data") +
@@ -120,6 +121,19 @@ TEST_F(TrainCli, DeviceChoosesWhereTheRunTrains) {
                    (dir / "on-gpu") + " --device cuda",
                "--device cuda: this ecmoe was built without the CUDA backend");
   EXPECT_FALSE(std::filesystem::exists(dir / "on-gpu"));
+#endif
+  // eval --device: the same figures from the checkpoint on either device.
+  const std::string ck = out + "/checkpoint.safetensors";
+  const CliRun plain = run("eval --checkpoint " + ck + " --json");
+  const CliRun on_cpu = run("eval --checkpoint " + ck + " --json --device cpu");
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  ASSERT_EQ(on_cpu.status, 0) << on_cpu.err;
+  ASSERT_TRUE(nlohmann::json::parse(plain.out)["loss"].is_number());
+  EXPECT_EQ(nlohmann::json::parse(plain.out)["loss"], nlohmann::json::parse(on_cpu.out)["loss"]);
+  EXPECT_EQ(nlohmann::json::parse(on_cpu.out)["device"], "cpu");
+#ifndef ECMOE_HAVE_CUDA
+  expect_error("eval --checkpoint " + ck + " --device cuda",
+               "--device cuda: this ecmoe was built without the CUDA backend");
 #endif
   const CliRun unknown = run("train --config tiny --device gpu --out " + (dir / "x"));
   EXPECT_NE(unknown.status, 0);
@@ -153,9 +167,30 @@ TEST_F(TrainCli, BenchTrainRunsOnSyntheticTokens) {
   EXPECT_GT(j["activated_parameters"].get<double>(), 0.0);
   EXPECT_EQ(j["peak_gflops"], 100.0);
   EXPECT_NEAR(j["mfu"].get<double>(), j["gflops"].get<double>() / 100.0, 1e-12);
+  // The profile: every class, summing to the profiled step (the remainder is the host's).
+  const auto& profile = j["profile"];
+  EXPECT_EQ(profile["steps"], 3);
+  double classes = 0;
+  for (const char* c : {"GEMMs", "attention", "MoE routing, dispatch, combine", "elementwise",
+                        "loss", "copies", "optimizer", "host and other"}) {
+    ASSERT_TRUE(profile["seconds_per_step_by_class"].contains(c)) << c;
+    EXPECT_GE(profile["seconds_per_step_by_class"][c].get<double>(), 0.0) << c;
+    classes += profile["seconds_per_step_by_class"][c].get<double>();
+  }
+  EXPECT_GT(profile["seconds_per_step_by_class"]["GEMMs"].get<double>(), 0.0);
+  EXPECT_GT(profile["seconds_per_step_by_op"]["attention"].get<double>(), 0.0);
+  EXPECT_GT(profile["seconds_per_step_by_op"]["routing"].get<double>(), 0.0);
+  EXPECT_NEAR(classes, profile["step_seconds"].get<double>(), 1e-9);
+  EXPECT_FALSE(j.contains("device_memory_bytes"));  // the host's is not measured
+  const CliRun unprofiled = run(
+      "bench train --config tiny --steps 1 --warmup 0 --json --profile-steps 0 --set data.dir=" +
+      (dir / "not-prepared"));
+  ASSERT_EQ(unprofiled.status, 0) << unprofiled.err;
+  EXPECT_FALSE(nlohmann::json::parse(unprofiled.out).contains("profile"));
   const CliRun real =
       run("bench train --config tiny --steps 2 --warmup 0 --set data.dir=" + (dir / "data"));
   ASSERT_EQ(real.status, 0) << real.out << real.err;
   EXPECT_TRUE(contains(real.out, "MFU")) << real.out;
   EXPECT_TRUE(contains(real.out, dir / "data")) << real.out;
+  EXPECT_TRUE(contains(real.out, "each op timed alone")) << real.out;
 }

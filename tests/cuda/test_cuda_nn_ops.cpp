@@ -390,7 +390,9 @@ TEST(CudaNnOps, AttentionMatchesTheCpu) {
   };
   for (const Shape& s : {Shape{1, 1, 1, 1, false, false}, Shape{2, 7, 3, 5, false, true},
                          Shape{2, 7, 3, 5, true, false}, Shape{3, 77, 2, 33, true, false},
-                         Shape{2, 77, 4, 16, false, true}, Shape{1, 100, 2, 64, true, true}}) {
+                         Shape{2, 77, 4, 16, false, true}, Shape{1, 100, 2, 64, true, true},
+                         // more sequences than heads: the GEMMs go a call per head
+                         Shape{5, 33, 2, 16, false, true}, Shape{4, 20, 4, 8, true, true}}) {
     for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
       nn::AttentionConfig cfg;
       cfg.batch = s.batch;
@@ -562,6 +564,34 @@ TEST(CudaNnOps, GradNormAndClippingAreTheCpusBitwise) {
   EXPECT_TRUE(std::isnan(cpu_norm));
   EXPECT_TRUE(std::isnan(gpu_norm));
   EXPECT_TRUE(same_bits(to_host(dg), host_copy(cpu_g)));
+}
+
+// The device's part of a clipping over device and host buffers (optim/optimizer_device.h): the sum
+// of squares in the CPU's order, the same double; the scaling, the same floats (and none at 1).
+TEST(CudaNnOps, GradSumOfSquaresAndScalingAreTheCpusBitwise) {
+  ECMOE_REQUIRE_GPU();
+  GradNormScratch scratch;
+  EXPECT_EQ(cuda::grad_sum_of_squares(nullptr, 0, scratch, stream()), 0.0);
+  for (int64_t n : {int64_t(1), int64_t(9), int64_t(16384), int64_t(16391), int64_t(100003)}) {
+    SCOPED_TRACE("n " + std::to_string(n));
+    TensorTable t;
+    t.add("g", {n});
+    FlatBuffer g(t);
+    fill(g, 84, 1.f);
+    g.data()[0] = 1e20f;  // a square beyond float's range
+    DeviceVec<float> dg = to_device(host_copy(g));
+    const double cpu = grad_sum_of_squares(g);
+    const double gpu = cuda::grad_sum_of_squares(dg.data(), g.size(), scratch, stream());
+    EXPECT_EQ(std::memcmp(&gpu, &cpu, sizeof(double)), 0) << gpu << " vs " << cpu;
+    EXPECT_EQ(cuda::grad_sum_of_squares(dg.data(), g.size(), scratch, stream()), gpu);
+    for (const float scale : {0.37f, 1.f}) {
+      FlatBuffer scaled = g;
+      scale_grads(scaled, scale);
+      DeviceVec<float> ds = to_device(host_copy(g));
+      cuda::scale_grads(ds.data(), g.size(), scale, stream());
+      EXPECT_TRUE(same_bits(to_host(ds), host_copy(scaled)));
+    }
+  }
 }
 
 }  // namespace

@@ -12,13 +12,13 @@
 #include <utility>
 #include <vector>
 
-#include "../train/train_test_util.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
 #include "finetune/encode.h"
 #include "finetune/finetune.h"
+#include "finetune_test_util.h"
 #include "train/trainer.h"
 
 namespace ecmoe::finetune {
@@ -26,53 +26,14 @@ namespace {
 
 using train_test::TempDir;
 
-// Sentences from the data tests' vocabulary; label 1 iff one of the sea words occurs.
-TaskData sea_task(int n, uint64_t seed) {
-  static const std::vector<std::string> land = {"the",  "quick", "brown", "fox",   "jumps", "over",
-                                                "lazy", "dog",   "king",  "house", "city",  "law"};
-  static const std::vector<std::string> sea = {"whale", "ship", "sea", "captain", "water"};
-  const Rng rng(seed, 0);
-  uint64_t k = 0;
-  std::vector<Example> pool;
-  for (int i = 0; i < n; ++i) {
-    const int label = rng.below(k++, 10) < 4 ? 1 : 0;  // 40% positive: majority baseline ~0.6
-    const int words = 5 + int(rng.below(k++, 5));
-    const int sea_at = label ? int(rng.below(k++, uint64_t(words))) : -1;
-    std::string text;
-    for (int w = 0; w < words; ++w) {
-      if (w) text += ' ';
-      text += w == sea_at ? sea[rng.below(k++, sea.size())] : land[rng.below(k++, land.size())];
-    }
-    pool.push_back({text + ".", "", label});
-  }
-  TaskData task;
-  task.name = "sea";
-  task.labels = {"land", "sea"};
-  split_examples(std::move(pool), {150, 100, 0, 5}, task);
-  return task;
-}
+using test::sea_task;
 
 class EndToEnd : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir("ft-e2e");
-    for (int i = 0; i < 6; ++i)
-      data::test::write_text(*dir_ / ("in/part" + std::to_string(i) + ".txt"),
-                             data::test::sample_text(200 + i, 80));
-    data::PrepareConfig prep;
-    prep.inputs = {*dir_ / "in"};
-    prep.out_dir = *dir_ / "data";
-    prep.vocab_size = 320;
-    prep.val_fraction = 0.2;
-    data::prepare(prep);
-    TrainConfig c = train_test::tiny_config(*dir_ / "data", *dir_ / "pretrain");
-    c.steps = 30;
-    c.checkpoint_interval = 0;
-    c.eval.interval = 0;
-    std::FILE* quiet = std::fopen("/dev/null", "w");
-    checkpoint_ = new std::string(
-        train(c, {.resume = false, .terminal = false, .progress = quiet}).checkpoint);
-    std::fclose(quiet);
+    test::prepare_sample_data(dir_->str());
+    checkpoint_ = new std::string(test::pretrain_tiny(dir_->str(), "pretrain"));
   }
   static void TearDownTestSuite() {
     delete checkpoint_;

@@ -16,12 +16,16 @@ namespace ecmoe::testing {
 class RecordingBackend final : public nn::Backend {
  public:
   std::map<std::string, int> calls;
+  int released = 0;
   const char* name() const override { return "recording"; }
   void* allocate(std::size_t bytes) override {
     ++calls["allocate"];
     return cpu().allocate(bytes);
   }
-  void release(void* p) noexcept override { cpu().release(p); }
+  void release(void* p) noexcept override {
+    ++released;
+    cpu().release(p);
+  }
   void upload(void* dst, const void* host_src, std::size_t bytes) override {
     ++calls["upload"];
     cpu().upload(dst, host_src, bytes);

@@ -113,5 +113,27 @@ TEST(ModelNnBackend, EveryDenseOpGoesThroughTheBackendWithTheSameResults) {
   EXPECT_EQ(recording.calls["linear_forward"], 10 * 3 * 2);
 }
 
+// Setting another backend gives the activations back to the old one at once: a backend used for
+// a while (a profile, an evaluation on a device) may go before the model does.
+TEST(ModelNnBackend, ChangingTheBackendReleasesTheActivationsOnTheOldOne) {
+  const ModelConfig c = tiny_config(ModelKind::kEncoder, RouterKind::kExpertChoice);
+  Transformer model(c);
+  FlatBuffer params(model.table());
+  model.init_params(params, 5);
+  const Batch batch = random_batch(c, 2, 6, 5);
+  const Step want = train_step(model, params, batch);
+  {
+    RecordingBackend temporary;
+    model.set_nn_backend(temporary);
+    EXPECT_EQ(train_step(model, params, batch).loss, want.loss);
+    EXPECT_GT(temporary.calls["allocate"], 0);
+    model.set_nn_backend(nn::cpu_backend());
+    EXPECT_EQ(temporary.released, temporary.calls["allocate"]);
+  }
+  const Step got = train_step(model, params, batch);  // on the CPU again, nothing left behind
+  EXPECT_EQ(got.loss, want.loss);
+  EXPECT_TRUE(got.grads == want.grads);
+}
+
 }  // namespace
 }  // namespace ecmoe

@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "optim/grad_clip.h"
+#include "optim/optimizer_device.h"
 
 using namespace ecmoe;
 
@@ -85,6 +86,34 @@ TEST(GradClip, SeveralBuffersClipAsOne) {
   FlatBuffer* const one[] = {&c};
   EXPECT_EQ(clip_grad_norm(one, 0.1f), clip_grad_norm(d, 0.1f));
   EXPECT_EQ(std::memcmp(c.data(), d.data(), size_t(c.size()) * sizeof(float)), 0);
+}
+
+// A gradient kept partly on an optimizer device and partly on the host (a fine-tuned encoder and
+// its task head) clips as clip_grad_norm over host copies of both, device first: the same norm,
+// the same scaled bits; clipped, measured only (0) and left alone (large), and a NaN.
+TEST(GradClip, ADevicesGradientsAndHostBuffersClipAsOne) {
+  const TensorTable table = make_table();
+  TensorTable head_table;
+  head_table.add("w", {5, 3});
+  head_table.add("b", {3});
+  for (const float max_norm : {0.5f, 0.f, 1e6f, -1.f}) {
+    SCOPED_TRACE(max_norm);
+    FlatBuffer enc(table), head(head_table);
+    fill(enc, 11, 0.01f);
+    fill(head, 12, 0.5f);
+    if (max_norm < 0) head.get("w")[4] = std::numeric_limits<float>::quiet_NaN();
+    const auto device = make_host_optimizer_device(table, AdamWConfig{});
+    std::memcpy(device->grads(), enc.data(), size_t(enc.size()) * sizeof(float));
+    FlatBuffer head_on_host = head;
+    FlatBuffer* const both[] = {&enc, &head};
+    const float want = clip_grad_norm(both, max_norm);
+    FlatBuffer* const host[] = {&head_on_host};
+    const float got = clip_grad_norm(*device, host, max_norm);
+    EXPECT_EQ(std::memcmp(&got, &want, sizeof(float)), 0) << got << " vs " << want;
+    EXPECT_EQ(std::memcmp(device->grads(), enc.data(), size_t(enc.size()) * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(head_on_host.data(), head.data(), size_t(head.size()) * sizeof(float)),
+              0);
+  }
 }
 
 TEST(GradClip, LeavesSmallOrUnboundedGradsAlone) {

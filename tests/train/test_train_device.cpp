@@ -13,8 +13,13 @@
 #include <vector>
 
 #include "core/error.h"
+#include "data/token_dataset.h"
 #include "io/safetensors.h"
+#include "model/transformer.h"
+#include "nn/buffer.h"
+#include "train/batches.h"
 #include "train/checkpoint.h"
+#include "train/evaluate.h"
 #include "train/train_device.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
@@ -122,4 +127,35 @@ TEST_F(TrainDevicePath, ARunThatDoesNotFitTheDeviceIsRefusedBeforeItStarts) {
   EXPECT_NE(error.find("more than the 10 kB available"), std::string::npos) << error;
   EXPECT_EQ(error.find('\n'), std::string::npos) << error;
   EXPECT_FALSE(std::filesystem::exists(c.out + "/metrics.jsonl"));
+}
+
+// `eval --device`: the model placed on a device (place_on_device) evaluates a checkpoint as the
+// plain evaluation does, router state included; the GPU's device takes the same path.
+TEST_F(TrainDevicePath, PlaceOnDeviceEvaluatesAsTheHost) {
+  const TrainDevice device = host_train_device();
+  for (const char* router : {"expert_choice", "expert_threshold"}) {
+    SCOPED_TRACE(router);
+    TrainConfig config = tiny(std::string("eval-") + router, router);
+    config.model.kind = ModelKind::kDecoder;
+    if (config.model.moe.router == RouterKind::kExpertThreshold)
+      config.model.moe.threshold_warmup_steps = 2;
+    run(config, nullptr);
+    const Checkpoint ck = Checkpoint::open(config.out + "/checkpoint.safetensors");
+    Transformer model(ck.config().model);
+    FlatBuffer params(model.table()), state(model.state_table());
+    ck.load_params(params);
+    model.init_state(state);
+    ck.load_router_state(state);
+    const data::TokenDataset val = data::TokenDataset::open(dir / "data", "val");
+    const BatchSource source = BatchSource::fixed(val, batch_spec(ck.config(), 4), 3);
+    const EvalResult plain = evaluate(model, params, source, 3, &state);
+    const nn::Buffer<float> on_device = place_on_device(model, device, params);
+    const EvalResult placed = evaluate_on_backend(model, on_device.data(), source, 3, &state);
+    EXPECT_EQ(plain.loss, placed.loss);
+    EXPECT_EQ(plain.counted, placed.counted);
+    ASSERT_EQ(plain.layers.size(), placed.layers.size());
+    for (std::size_t l = 0; l < plain.layers.size(); ++l)
+      EXPECT_EQ(plain.layers[l].mean_experts_per_token(),
+                placed.layers[l].mean_experts_per_token());
+  }
 }
