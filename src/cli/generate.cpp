@@ -1,6 +1,9 @@
 // `ecmoe generate`: text from a decoder checkpoint, one token at a time with a KV cache
 // (model/kv_decoder.h), printed as it comes, then tokens/s. Expert-choice checkpoints generate
 // with their threshold cutoffs (docs/causal.md); batch expert choice itself cannot decode.
+// `--device cuda` runs the decoder's steps on the GPU (the `--device cuda` of training,
+// cli/train_device.h: its dense backend and MoE backends), the KV cache there too; sampling stays
+// on the host.
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -8,6 +11,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/train_device.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/rng_streams.h"
@@ -27,6 +31,7 @@ struct GenerateArgs {
   std::string prompt;
   std::string tokenizer;
   std::string router;
+  std::string device = "cpu";
   int max_tokens = 64;
   SamplingConfig sampling;
   uint64_t seed = 0;
@@ -67,6 +72,11 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--router", args->router,
                   "Router to generate with (default: the checkpoint's; expert_threshold for an "
                   "expert-choice checkpoint)");
+  cmd->add_option("--device", args->device,
+                  "Where the decoder runs: cpu, or cuda (an NVIDIA GPU, the KV cache there too; "
+                  "needs a build with -DECMOE_CUDA=ON, docs/cuda.md)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->add_option("--tokenizer", args->tokenizer,
                   "Tokenizer model (default: the one recorded in the checkpoint)");
   cmd->callback([args] {
@@ -74,6 +84,7 @@ void register_generate(CLI::App& app) {
     ECMOE_CHECK(args->max_tokens >= 1, "generate --max-tokens must be at least 1, got ",
                 args->max_tokens);
     args->sampling.validate();
+    const TrainDevice* device = train_device(args->device);  // before anything is read
     const Checkpoint checkpoint = Checkpoint::open(args->checkpoint);
     const TrainConfig& config = checkpoint.config();
     ECMOE_CHECK(config.model.kind == ModelKind::kDecoder, "generate: '", args->checkpoint,
@@ -95,7 +106,8 @@ void register_generate(CLI::App& app) {
     ECMOE_CHECK(int(prompt.size()) < model_config.seq_len, "generate: the prompt has ",
                 prompt.size(), " tokens; the model reads at most ", model_config.seq_len);
 
-    KvDecoder decoder(model, params, state);
+    KvDecoder decoder = device ? KvDecoder(model, params, state, *device->nn, device->moe)
+                               : KvDecoder(model, params, state);
     const Rng rng(args->seed, streams::kGenerate);
     data::DecodeStream text(tokenizer, prompt);
     std::size_t generated = 0;
@@ -133,10 +145,10 @@ void register_generate(CLI::App& app) {
                    generated, args->max_tokens, model_config.seq_len);
     std::fprintf(stderr,
                  "%zu tokens in %.3f s (%.1f tokens/s; prompt of %zu tokens in %.3f s), router "
-                 "%s\n",
+                 "%s, device %s\n",
                  generated, t1 - t_prompt,
                  (t1 - t_prompt) > 0 ? double(generated) / (t1 - t_prompt) : 0.0, prompt.size(),
-                 t_prompt - t0, router_name(model_config.moe.router).c_str());
+                 t_prompt - t0, router_name(model_config.moe.router).c_str(), decoder.device());
   });
 }
 

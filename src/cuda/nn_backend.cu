@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "cuda/attention.h"
+#include "cuda/attention_decode.h"
 #include "cuda/context.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
@@ -106,6 +107,10 @@ class CudaNnBackend final : public nn::Backend {
                           const nn::AttentionConfig& cfg, const int* valid_len) override {
     cuda::attention_backward(dqkv, dout, qkv, probs, cfg, valid_len, attention_, ctx_);
   }
+  void attention_decode(float* out, const float* q, const float* keys, const float* values,
+                        const nn::AttentionDecodeConfig& cfg) override {
+    cuda::attention_decode(out, q, keys, values, cfg, attention_decode_, ctx_.stream);
+  }
   void tied_output_forward(float* logits, const float* h, const float* table,
                            const nn::LinearShape& shape, Precision precision) override {
     cuda::tied_output_forward(logits, h, table, shape, precision, linear_, ctx_);
@@ -141,6 +146,7 @@ class CudaNnBackend final : public nn::Backend {
   EmbeddingScratch embedding_;
   LinearScratch linear_;
   AttentionScratch attention_;
+  AttentionDecodeScratch attention_decode_;
   DeviceVec<double> loss_;
 };
 

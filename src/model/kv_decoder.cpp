@@ -1,21 +1,22 @@
 // One token: h [1, d], qkv [1, 3d]; the cache holds keys and values [positions, d] per layer.
 #include "model/kv_decoder.h"
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
+#include <cstddef>
 #include <string>
 
 #include "core/error.h"
-#include "nn/layernorm.h"
-#include "nn/linear.h"
-#include "nn/residual.h"
-#include "nn/tied_output.h"
+#include "nn/attention_decode.h"
 
 namespace ecmoe {
 
+static_assert(sizeof(int) == sizeof(int32_t), "the token id is passed to the backend as int");
+
 KvDecoder::KvDecoder(const Transformer& model, const FlatBuffer& params, const FlatBuffer& state)
-    : config_(model.config()), params_(params), state_(state) {
+    : KvDecoder(model, params, state, nn::cpu_backend(), {}) {}
+
+KvDecoder::KvDecoder(const Transformer& model, const FlatBuffer& params, const FlatBuffer& state,
+                     nn::Backend& backend, const MoeBackendFactory& make_moe)
+    : config_(model.config()), be_(&backend) {
   ECMOE_CHECK(config_.kind == ModelKind::kDecoder,
               "incremental decoding needs a decoder model, not an encoder");
   ECMOE_CHECK(params.size() == model.table().total_floats() &&
@@ -26,85 +27,101 @@ KvDecoder::KvDecoder(const Transformer& model, const FlatBuffer& params, const F
               "cannot decode token by token with ", router_name(router),
               ": each expert's choice needs the whole routing group, the future included; use "
               "its thresholds (router expert_threshold)");
+  const TensorTable& table = model.table();
+  auto offset = [&](const std::string& name) { return table.spec(name).offset; };
+  embed_tokens_ = offset("embed.tokens");
+  embed_positions_ = offset("embed.positions");
+  final_gain_ = offset("final_ln.gain");
+  final_bias_ = offset("final_ln.bias");
   const int d = config_.d_model;
   for (int l = 0; l < config_.n_layers; ++l) {
+    const std::string pre = Transformer::layer_prefix(l);
     MoeConfig ffn = config_.ffn_config(l);
     ffn.group_size = 1;  // token choice: each token is its own group
+    LayerOffsets o;
+    o.ln1_gain = offset(pre + "ln1.gain");
+    o.ln1_bias = offset(pre + "ln1.bias");
+    o.qkv_w = offset(pre + "attn.qkv.weight");
+    o.qkv_b = offset(pre + "attn.qkv.bias");
+    o.out_w = offset(pre + "attn.out.weight");
+    o.out_b = offset(pre + "attn.out.bias");
+    o.ln2_gain = offset(pre + "ln2.gain");
+    o.ln2_bias = offset(pre + "ln2.bias");
+    if (router_has_weights(ffn.router)) o.router = offset(pre + "ffn.router.weight");
+    o.w1 = offset(pre + "ffn.experts.w1");
+    o.w2 = offset(pre + "ffn.experts.w2");
+    const std::string cutoff = pre + "ffn.router.cutoff";
+    if (state.table().contains(cutoff)) o.cutoffs = state.get(cutoff);
+    layers_.push_back(o);
     ffn_.emplace_back(ffn);
-    keys_.emplace_back(int64_t(config_.seq_len) * d);
-    values_.emplace_back(int64_t(config_.seq_len) * d);
+    if (make_moe) {
+      ffn_.back().set_backend(make_moe());
+      ffn_.back().backend()->set_collect_stats(false);  // a step reads none: no copies for them
+    }
+    keys_.emplace_back();
+    keys_.back().resize(backend, int64_t(config_.seq_len) * d);
+    values_.emplace_back();
+    values_.back().resize(backend, int64_t(config_.seq_len) * d);
   }
-  h_.resize(d);
-  ln_.resize(d);
-  qkv_.resize(3 * d);
-  att_.resize(d);
-  tmp_.resize(d);
-  mean_.resize(1);
-  rstd_.resize(1);
+  if (&backend == &nn::cpu_backend()) {  // its memory is the host's
+    params_ = params.data();
+  } else {
+    params_copy_.resize(backend, int64_t(params.size()));
+    backend.upload(params_copy_.data(), params.data(), params.size() * sizeof(float));
+    params_ = params_copy_.data();
+  }
+  token_.resize(backend, 1);
+  h_.resize(backend, d);
+  ln_.resize(backend, d);
+  qkv_.resize(backend, 3 * d);
+  att_.resize(backend, d);
+  tmp_.resize(backend, d);
+  mean_.resize(backend, 1);
+  rstd_.resize(backend, 1);
+  logits_on_backend_.resize(backend, config_.vocab_size);
   logits_.resize(config_.vocab_size);
 }
 
 const std::vector<float>& KvDecoder::step(int32_t token) {
-  const int d = config_.d_model, V = config_.vocab_size, p = position_;
-  const int heads = config_.n_heads, hd = config_.head_dim();
-  ECMOE_CHECK(p < config_.seq_len, "incremental decoding: position ", p,
+  const int d = config_.d_model, V = config_.vocab_size, pos = position_;
+  ECMOE_CHECK(pos < config_.seq_len, "incremental decoding: position ", pos,
               " is past the model's sequence length ", config_.seq_len);
   ECMOE_CHECK(token >= 0 && token < V, "incremental decoding: token ", token, " is outside [0, ", V,
               ")");
-  const float* tok = params_.get("embed.tokens") + int64_t(token) * d;
-  const float* pos = params_.get("embed.positions") + int64_t(p) * d;
-  for (int i = 0; i < d; ++i) h_[i] = tok[i] + pos[i];
-  const float scale = 1.f / std::sqrt(float(hd));
-  scores_.resize(p + 1);
+  nn::Backend& be = *be_;
+  const float* p = params_;
+  // h = embed.tokens[token] + embed.positions[pos]: one row whose position table starts at pos
+  be.upload(token_.data(), &token, sizeof(int));
+  be.embedding_forward(h_.data(), token_.data(), p + embed_tokens_,
+                       p + embed_positions_ + int64_t(pos) * d, {1, 1, d, V});
+  const nn::AttentionDecodeConfig attn{pos + 1, config_.n_heads, config_.head_dim()};
+  const std::size_t row_bytes = std::size_t(d) * sizeof(float);
   for (int l = 0; l < config_.n_layers; ++l) {
-    const std::string pre = Transformer::layer_prefix(l);
-    auto w = [&](const char* name) { return params_.get(pre + name); };
+    const LayerOffsets& o = layers_[l];
     // h += attn(ln1(h)) with this position's key and value appended to the cache
-    nn::layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), w("ln1.gain"),
-                          w("ln1.bias"), 1, d);
-    nn::linear_forward(qkv_.data(), ln_.data(), w("attn.qkv.weight"), w("attn.qkv.bias"),
-                       {1, d, 3 * d});
-    std::memcpy(keys_[l].data() + int64_t(p) * d, qkv_.data() + d, d * sizeof(float));
-    std::memcpy(values_[l].data() + int64_t(p) * d, qkv_.data() + 2 * d, d * sizeof(float));
-    for (int h = 0; h < heads; ++h) {
-      const float* q = qkv_.data() + h * hd;
-      float top = -INFINITY;
-      for (int j = 0; j <= p; ++j) {
-        const float* k = keys_[l].data() + int64_t(j) * d + h * hd;
-        float s = 0.f;
-        for (int i = 0; i < hd; ++i) s += q[i] * k[i];
-        scores_[j] = s * scale;
-        top = std::max(top, scores_[j]);
-      }
-      float sum = 0.f;
-      for (int j = 0; j <= p; ++j) sum += (scores_[j] = std::exp(scores_[j] - top));
-      float* out = att_.data() + h * hd;
-      std::fill(out, out + hd, 0.f);
-      for (int j = 0; j <= p; ++j) {
-        const float a = scores_[j] / sum;
-        const float* v = values_[l].data() + int64_t(j) * d + h * hd;
-        for (int i = 0; i < hd; ++i) out[i] += a * v[i];
-      }
-    }
-    nn::linear_forward(tmp_.data(), att_.data(), w("attn.out.weight"), w("attn.out.bias"),
-                       {1, d, d});
-    nn::add_inplace(h_.data(), tmp_.data(), d);
+    be.layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), p + o.ln1_gain,
+                         p + o.ln1_bias, 1, d);
+    be.linear_forward(qkv_.data(), ln_.data(), p + o.qkv_w, p + o.qkv_b, {1, d, 3 * d},
+                      Precision::kFp32);
+    be.copy(keys_[l].data() + int64_t(pos) * d, qkv_.data() + d, row_bytes);
+    be.copy(values_[l].data() + int64_t(pos) * d, qkv_.data() + 2 * d, row_bytes);
+    be.attention_decode(att_.data(), qkv_.data(), keys_[l].data(), values_[l].data(), attn);
+    be.linear_forward(tmp_.data(), att_.data(), p + o.out_w, p + o.out_b, {1, d, d},
+                      Precision::kFp32);
+    be.add_inplace(h_.data(), tmp_.data(), d);
     // h += ffn(ln2(h)), the token routed on its own
-    nn::layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), w("ln2.gain"),
-                          w("ln2.bias"), 1, d);
-    const MoeConfig& fc = ffn_[l].config();
-    const std::string cutoff = pre + "ffn.router.cutoff";
-    const MoeWeights mw{router_has_weights(fc.router) ? w("ffn.router.weight") : nullptr,
-                        w("ffn.experts.w1"), w("ffn.experts.w2")};
-    const MoeInput in{ln_.data(), &token,
-                      1,          /*training=*/false,
-                      0,          state_.table().contains(cutoff) ? state_.get(cutoff) : nullptr};
+    be.layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), p + o.ln2_gain,
+                         p + o.ln2_bias, 1, d);
+    const MoeWeights mw{o.router >= 0 ? p + o.router : nullptr, p + o.w1, p + o.w2};
+    const MoeInput in{ln_.data(), &token, 1, /*training=*/false, 0, o.cutoffs};
     ffn_[l].forward(mw, in, tmp_.data());
-    nn::add_inplace(h_.data(), tmp_.data(), d);
+    be.add_inplace(h_.data(), tmp_.data(), d);
   }
-  nn::layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(),
-                        params_.get("final_ln.gain"), params_.get("final_ln.bias"), 1, d);
-  nn::tied_output_forward(logits_.data(), ln_.data(), params_.get("embed.tokens"), {1, d, V});
+  be.layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), p + final_gain_,
+                       p + final_bias_, 1, d);
+  be.tied_output_forward(logits_on_backend_.data(), ln_.data(), p + embed_tokens_, {1, d, V},
+                         Precision::kFp32);
+  be.download(logits_.data(), logits_on_backend_.data(), std::size_t(V) * sizeof(float));
   ++position_;
   return logits_;
 }

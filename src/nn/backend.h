@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "nn/attention.h"
+#include "nn/attention_decode.h"
 #include "nn/cross_entropy.h"
 #include "nn/embedding.h"
 #include "nn/linear.h"
@@ -63,6 +64,9 @@ class Backend {
   virtual void attention_backward(float* dqkv, const float* dout, const float* qkv,
                                   const float* probs, const AttentionConfig& cfg,
                                   const int* valid_len) = 0;
+  // attention_decode.h: one query row over a KV cache (incremental decoding; no backward)
+  virtual void attention_decode(float* out, const float* q, const float* keys, const float* values,
+                                const AttentionDecodeConfig& cfg) = 0;
   // tied_output.h
   virtual void tied_output_forward(float* logits, const float* h, const float* table,
                                    const LinearShape& shape, Precision precision) = 0;

@@ -7,6 +7,7 @@
 #include <new>
 
 #include "nn/attention.h"
+#include "nn/attention_decode.h"
 #include "nn/backend.h"
 #include "nn/cross_entropy.h"
 #include "nn/embedding.h"
@@ -81,6 +82,10 @@ class CpuBackend final : public Backend {
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs,
                           const AttentionConfig& cfg, const int* valid_len) override {
     nn::attention_backward(dqkv, dout, qkv, probs, cfg, valid_len);
+  }
+  void attention_decode(float* out, const float* q, const float* keys, const float* values,
+                        const AttentionDecodeConfig& cfg) override {
+    nn::attention_decode(out, q, keys, values, cfg);
   }
   void tied_output_forward(float* logits, const float* h, const float* table,
                            const LinearShape& shape, Precision precision) override {

@@ -86,6 +86,10 @@ void TimedBackend::attention_backward(float* dqkv, const float* dout, const floa
                                       const int* valid_len) {
   timed("attention", [&] { inner_.attention_backward(dqkv, dout, qkv, probs, cfg, valid_len); });
 }
+void TimedBackend::attention_decode(float* out, const float* q, const float* keys,
+                                    const float* values, const AttentionDecodeConfig& cfg) {
+  timed("attention", [&] { inner_.attention_decode(out, q, keys, values, cfg); });
+}
 void TimedBackend::tied_output_forward(float* logits, const float* h, const float* table,
                                        const LinearShape& shape, Precision precision) {
   timed("tied_output", [&] { inner_.tied_output_forward(logits, h, table, shape, precision); });

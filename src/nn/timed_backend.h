@@ -47,6 +47,8 @@ class TimedBackend final : public Backend {
                          const int* valid_len) override;
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs,
                           const AttentionConfig& cfg, const int* valid_len) override;
+  void attention_decode(float* out, const float* q, const float* keys, const float* values,
+                        const AttentionDecodeConfig& cfg) override;  // timed as "attention"
   void tied_output_forward(float* logits, const float* h, const float* table,
                            const LinearShape& shape, Precision precision) override;
   void tied_output_backward(float* dh, float* dtable, const float* dlogits, const float* h,

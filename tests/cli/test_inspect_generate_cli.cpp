@@ -5,7 +5,9 @@
 //   and a path with a quote in it gets its PNG;
 // - inspect's table columns line up in display columns ("▁the" is 4 columns, 6 bytes);
 // - generate ends its text with a newline before the statistics (piped through 2>&1), says when
-//   the model's context stops it before --max-tokens, and refuses --max-tokens 0 in one line.
+//   the model's context stops it before --max-tokens, and refuses --max-tokens 0 in one line;
+//   --device cpu is the default (the same text), cuda in a build without the CUDA backend is a
+//   one-line error, an unknown device a usage error.
 #include <gtest/gtest.h>
 
 #include <cstddef>
@@ -169,6 +171,28 @@ TEST_F(InspectGenerateCli, GenerateRefusesZeroTokensInOneLine) {
   EXPECT_EQ(r.status, 1) << r.out << r.err;
   EXPECT_TRUE(contains(r.err, "--max-tokens must be at least 1, got 0")) << r.err;
   EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+}
+
+TEST_F(InspectGenerateCli, GenerateDeviceChoosesWhereTheDecoderRuns) {
+  const std::string args =
+      "generate --checkpoint " + checkpoint() + " --prompt 'the king' --max-tokens 6 --seed 4";
+  const CliRun plain = run_in(".", args);
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  const CliRun cpu = run_in(".", args + " --device cpu");
+  ASSERT_EQ(cpu.status, 0) << cpu.err;
+  EXPECT_EQ(cpu.out, plain.out);
+  EXPECT_TRUE(contains(cpu.err, ", device cpu")) << cpu.err;
+#ifndef ECMOE_HAVE_CUDA
+  const CliRun cuda = run_in(".", args + " --device cuda");
+  EXPECT_EQ(cuda.status, 1) << cuda.out << cuda.err;
+  EXPECT_TRUE(contains(cuda.err, "--device cuda: this ecmoe was built without the CUDA backend"))
+      << cuda.err;
+  EXPECT_EQ(cuda.err.find('\n'), cuda.err.size() - 1) << cuda.err;
+  EXPECT_TRUE(cuda.out.empty()) << cuda.out;
+#endif
+  const CliRun unknown = run_in(".", args + " --device gpu");
+  EXPECT_NE(unknown.status, 0);
+  EXPECT_TRUE(contains(unknown.err, "--device")) << unknown.err;
 }
 
 }  // namespace

@@ -6,130 +6,19 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstdint>
-#include <map>
-#include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "model_test_util.h"
 #include "nn/backend.h"
+#include "recording_backend.h"
 
 namespace ecmoe {
 namespace {
 
 using testing::random_batch;
+using testing::RecordingBackend;
 using testing::tiny_config;
-
-class RecordingBackend final : public nn::Backend {
- public:
-  std::map<std::string, int> calls;
-  int released = 0;
-  const char* name() const override { return "recording"; }
-  void* allocate(std::size_t bytes) override {
-    ++calls["allocate"];
-    return cpu().allocate(bytes);
-  }
-  void release(void* p) noexcept override {
-    ++released;
-    cpu().release(p);
-  }
-  void upload(void* dst, const void* host_src, std::size_t bytes) override {
-    ++calls["upload"];
-    cpu().upload(dst, host_src, bytes);
-  }
-  void download(void* host_dst, const void* src, std::size_t bytes) override {
-    ++calls["download"];
-    cpu().download(host_dst, src, bytes);
-  }
-  void copy(void* dst, const void* src, std::size_t bytes) override {
-    ++calls["copy"];
-    cpu().copy(dst, src, bytes);
-  }
-  void fill(float* x, int64_t n, float value) override {
-    ++calls["fill"];
-    cpu().fill(x, n, value);
-  }
-  void add_inplace(float* acc, const float* x, int64_t n) override {
-    ++calls["add_inplace"];
-    cpu().add_inplace(acc, x, n);
-  }
-  void gather_rows(float* dst, const float* src, const int* rows, int m, int dim) override {
-    ++calls["gather_rows"];
-    cpu().gather_rows(dst, src, rows, m, dim);
-  }
-  void scatter_add_rows(float* dst, const float* src, const int* rows, int m, int dim) override {
-    ++calls["scatter_add_rows"];
-    cpu().scatter_add_rows(dst, src, rows, m, dim);
-  }
-  void embedding_forward(float* out, const int* tokens, const float* token_table,
-                         const float* pos_table, const nn::EmbeddingConfig& cfg) override {
-    ++calls["embedding_forward"];
-    cpu().embedding_forward(out, tokens, token_table, pos_table, cfg);
-  }
-  void embedding_backward(float* dtoken_table, float* dpos_table, const float* dout,
-                          const int* tokens, const nn::EmbeddingConfig& cfg) override {
-    ++calls["embedding_backward"];
-    cpu().embedding_backward(dtoken_table, dpos_table, dout, tokens, cfg);
-  }
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gain,
-                         const float* bias, int rows, int dim) override {
-    ++calls["layernorm_forward"];
-    cpu().layernorm_forward(out, mean, rstd, inp, gain, bias, rows, dim);
-  }
-  void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* dout,
-                          const float* inp, const float* gain, const float* mean, const float* rstd,
-                          int rows, int dim) override {
-    ++calls["layernorm_backward"];
-    cpu().layernorm_backward(dinp, dgain, dbias, dout, inp, gain, mean, rstd, rows, dim);
-  }
-  void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
-                      const nn::LinearShape& shape, Precision precision) override {
-    ++calls["linear_forward"];
-    cpu().linear_forward(out, inp, weight, bias, shape, precision);
-  }
-  void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                       const float* inp, const float* weight, const nn::LinearShape& shape,
-                       Precision precision) override {
-    ++calls["linear_backward"];
-    cpu().linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision);
-  }
-  void attention_forward(float* out, float* probs, const float* qkv, const nn::AttentionConfig& cfg,
-                         const int* valid_len) override {
-    ++calls[cfg.causal ? "attention_forward causal" : "attention_forward"];
-    cpu().attention_forward(out, probs, qkv, cfg, valid_len);
-  }
-  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs,
-                          const nn::AttentionConfig& cfg, const int* valid_len) override {
-    ++calls[cfg.causal ? "attention_backward causal" : "attention_backward"];
-    cpu().attention_backward(dqkv, dout, qkv, probs, cfg, valid_len);
-  }
-  void tied_output_forward(float* logits, const float* h, const float* table,
-                           const nn::LinearShape& shape, Precision precision) override {
-    ++calls["tied_output_forward"];
-    cpu().tied_output_forward(logits, h, table, shape, precision);
-  }
-  void tied_output_backward(float* dh, float* dtable, const float* dlogits, const float* h,
-                            const float* table, const nn::LinearShape& shape,
-                            Precision precision) override {
-    ++calls["tied_output_backward"];
-    cpu().tied_output_backward(dh, dtable, dlogits, h, table, shape, precision);
-  }
-  nn::CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits,
-                                               const int* targets, int rows, int vocab) override {
-    ++calls["cross_entropy_forward"];
-    return cpu().cross_entropy_forward(logsumexp, logits, targets, rows, vocab);
-  }
-  void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
-                              const int* targets, int64_t count, float dloss, int rows,
-                              int vocab) override {
-    ++calls["cross_entropy_backward"];
-    cpu().cross_entropy_backward(dlogits, logits, logsumexp, targets, count, dloss, rows, vocab);
-  }
-
- private:
-  static nn::Backend& cpu() { return nn::cpu_backend(); }
-};
 
 struct Step {
   double loss = 0;
