@@ -127,7 +127,7 @@ if ((bench)); then
   for run in "small expert_choice" "small top2" "gpu-small expert_choice" "gpu-small top2"; do
     read -r config router <<<"$run"
     targs=(--config "$config" --set "model.moe.router=$router" --set precision=bf16 --steps 10
-           --warmup 3 --json)
+           --warmup 3 --json --peak-gflops 790000)
     ours=$(timeout 240 build-gpu/ecmoe bench train --device cuda "${targs[@]}" 2>>"$log")
     if [[ -z "$ours" ]]; then say "bench train $config $router: ecmoe FAILED"; failed=1; continue; fi
     echo "$ours" >>"$jsonl"
@@ -141,7 +141,14 @@ if ((bench)); then
     say "bench train $config $router: $(python3 - "$ours" "$eager" "$compiled" <<'PY'
 import json, sys
 o = json.loads(sys.argv[1])
-line = "ecmoe %.0f tokens/s (%.1f ms a step)" % (o["tokens_per_second"], 1e3 * o["median_step_seconds"])
+line = "ecmoe %.0f tokens/s (%.1f ms a step, MFU %.1f%% of 790 TFLOP/s)" % (
+    o["tokens_per_second"], 1e3 * o["median_step_seconds"], 100 * o["mfu"])
+if "device_memory_bytes" in o:
+    line += ", %.1f GB of GPU memory" % (o["device_memory_bytes"]["total"] / 1e9)
+if "profile" in o:
+    pr = o["profile"]
+    line += "; profiled step %.1f ms: " % (1e3 * pr["step_seconds"]) + ", ".join(
+        "%s %.1f" % (k, 1e3 * v) for k, v in pr["seconds_per_step_by_class"].items())
 for name, text in (("torch eager", sys.argv[2]), ("torch.compile", sys.argv[3])):
     if text:
         p = json.loads(text)
