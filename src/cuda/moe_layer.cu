@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/phase_times.h"
+#include "cuda/aux_losses.h"
 #include "cuda/context.h"
 #include "cuda/expert_gemm.h"
 #include "cuda/experts.h"
@@ -12,7 +13,6 @@
 #include "cuda/route_token_choice.h"
 #include "moe/aux_losses.h"
 #include "moe/moe_layer.h"
-#include "moe/router_entropy.h"
 #include "moe/routers.h"
 #include "moe/routing_groups.h"
 
@@ -44,8 +44,9 @@ class CudaMoeBackend final : public MoeBackend {
   const float* x_ = nullptr;  // saved by forward (device)
   int n_ = 0;
   bool jittered_ = false;
-  bool aux_on_host_ = false;  // forward copied logits and scores to the host for the aux losses
-  std::vector<float> host_logits_, host_probs_;  // [n, e]: this forward's copies, when made
+  AuxScratch aux_;
+  bool aux_ready_ = false;         // forward computed the aux losses (aux_ holds their state)
+  std::vector<float> host_probs_;  // [n, e]: this forward's copy, when the host needs the scores
   RoutingPlan host_plan_;
   bool host_plan_valid_ = false;
   bool collect_stats_ = true;
@@ -99,11 +100,12 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
                         routing.router == RouterKind::kExpertThreshold;
   const bool on_device = routing.router == RouterKind::kExpertChoice || token_choice || per_pair;
   const bool weighted = config.load_balance_weight != 0.f || config.z_loss_weight != 0.f;
-  // The scores on the host, copied once for all that reads them there: the CPU's router (capped
-  // expert choice), the statistics, the auxiliary losses.
-  aux_on_host_ = scored && n > 0 && (weighted || collect_stats_);
+  // The scores go to the host only where the host reads them: the CPU's router (capped expert
+  // choice) and the k-th scores of threshold routing's statistics. The auxiliary losses and the
+  // router's entropy are summed on the device (cuda/aux_losses.h).
   host_probs_.clear();
-  if (scored && n > 0 && (!on_device || collect_stats_ || weighted))
+  if (scored && n > 0 &&
+      (!on_device || (collect_stats_ && routing.router == RouterKind::kExpertThreshold)))
     host_probs_ = probs_.download(stream);
   RouteRequest request;
   request.probs = host_probs_.empty() ? nullptr : host_probs_.data();
@@ -132,8 +134,6 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
                                 groups.empty() ? 0 : groups[0].size, int(groups.size()), capacity);
       }
     }
-    if (collect_stats_ && !host_probs_.empty())
-      out.stats.router_entropy_sum = router_entropy_sum(host_probs_.data(), n, e);
   } else {  // the CPU's router on the scores copied to the host
     RouteResult routed = route_tokens(routing, request);
     upload_plan(plan_, routed.plan, stream);
@@ -144,11 +144,14 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
   phase_lap(times_, ctx_, "routing");
 
   experts_forward(y, act_, plan_, in.x, w.w1, w.w2, d, f, config.precision, ctx_, times_);
-  if (aux_on_host_) {
-    host_logits_ = logits_.download(stream);
-    out.aux = aux_losses_forward(host_logits_.data(), host_probs_.data(), n, e, config.group_size,
-                                 {config.load_balance_weight, config.z_loss_weight});
-    phase_lap(times_, ctx_, "aux losses (host)");
+  aux_ready_ = scored && n > 0 && (weighted || collect_stats_);
+  if (aux_ready_) {
+    const DeviceAux aux =
+        aux_losses_forward(logits_.data(), probs_.data(), n, e, config.group_size,
+                           {config.load_balance_weight, config.z_loss_weight}, aux_, stream);
+    out.aux = aux.losses;
+    if (collect_stats_ && on_device) out.stats.router_entropy_sum = aux.entropy_sum;
+    phase_lap(times_, ctx_, "aux losses");
   }
   return out;
 }
@@ -173,13 +176,9 @@ void CudaMoeBackend::backward(const MoeConfig& config, const MoeWeights& w, MoeG
   const AuxLossWeights weights{aux_scale * config.load_balance_weight,
                                aux_scale * config.z_loss_weight};
   if (weights.load_balance != 0.f || weights.z_loss != 0.f) {
-    ECMOE_CHECK(aux_on_host_, "cuda moe backward: the forward kept no scores for the aux losses");
-    std::vector<float> dprobs = dprobs_.download(stream), dlogits(size_t(n) * e, 0.f);
-    aux_losses_backward(dlogits.data(), dprobs.data(), host_logits_.data(), host_probs_.data(), n,
-                        e, config.group_size, weights);
-    dprobs_.upload(std::span<const float>(dprobs), stream);
-    dlogits_.upload(std::span<const float>(dlogits), stream);
-    ctx_.synchronize();  // before the host vectors go
+    ECMOE_CHECK(aux_ready_, "cuda moe backward: the forward computed no aux losses");
+    aux_losses_backward(dlogits_.data(), dprobs_.data(), probs_.data(), n, e, config.group_size,
+                        weights, aux_, stream);
   }
   softmax_rows_backward(dlogits_.data(), dprobs_.data(), probs_.data(), n, e, stream);
 

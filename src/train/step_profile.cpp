@@ -14,8 +14,8 @@ std::string op_class(const std::string& name) {
   };
   if (name.starts_with("gemm ") || is({"linear", "tied_output"})) return "GEMMs";
   if (name == "attention") return "attention";
-  if (is({"router", "routing", "aux losses", "aux losses (host)", "router backward", "dispatch",
-          "combine", "dispatch adjoint", "combine adjoint"}))
+  if (is({"router", "routing", "aux losses", "router backward", "dispatch", "combine",
+          "dispatch adjoint", "combine adjoint"}))
     return "MoE routing, dispatch, combine";
   if (is({"layernorm", "embedding", "add", "fill", "gather_rows", "gelu", "gelu'",
           "weights to bf16"}))

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "cuda/aux_losses.h"
 #include "cuda/device_plan.h"
 #include "cuda/experts.h"
 #include "cuda/moe_ops.h"
@@ -22,9 +23,11 @@
 #include "cuda/route_mask.h"
 #include "cuda/route_token_choice.h"
 #include "cuda_test_util.h"
+#include "moe/aux_losses.h"
 #include "moe/dispatch_combine.h"
 #include "moe/expert_ffn.h"
 #include "moe/gate_backward.h"
+#include "moe/router_entropy.h"
 #include "moe/routers.h"
 #include "moe/routing_groups.h"
 #include "moe/softmax_rows.h"
@@ -417,5 +420,51 @@ TEST(CudaOps, UploadsAreStagedSoTheHostMayReuseItsBuffer) {
     ASSERT_EQ(got.size(), sizes[u]);
     for (size_t i = 0; i < got.size(); ++i)
       ASSERT_EQ(got[i], int(u * 1000003 + i)) << "upload " << u << ", element " << i;
+  }
+}
+
+// The auxiliary losses and the router's entropy on the device against moe/aux_losses.h and
+// moe/router_entropy.h: one group and groups whose last one is shorter, groups longer than a
+// chunk of 256 tokens, ties in the top-1 choice; the gradients from zero and accumulated.
+TEST(CudaOps, AuxLossesAndEntropyMatchTheCpu) {
+  ECMOE_REQUIRE_GPU();
+  struct Shape {
+    int n, e, group_size;
+  };
+  for (const Shape& s : {Shape{1, 4, 0}, Shape{7, 3, 0}, Shape{1000, 8, 300}, Shape{600, 64, 0},
+                         Shape{513, 16, 256}, Shape{100, 5, 1000}}) {
+    SCOPED_TRACE("n " + std::to_string(s.n) + ", e " + std::to_string(s.e) + ", groups of " +
+                 std::to_string(s.group_size));
+    std::vector<float> logits = random_normal(size_t(s.n) * s.e, 41, 2.f);
+    for (int i = 0; i < s.e; ++i) logits[i] = 0.5f;  // token 0: a tie between every expert
+    std::vector<float> probs(logits.size());
+    softmax_rows_forward(probs.data(), logits.data(), s.n, s.e);
+    const AuxLossWeights weights{0.01f, 0.003f};
+    const AuxLosses want =
+        ecmoe::aux_losses_forward(logits.data(), probs.data(), s.n, s.e, s.group_size, weights);
+    const double entropy = router_entropy_sum(probs.data(), s.n, s.e);
+    DeviceVec<float> glogits = to_device(logits), gprobs = to_device(probs);
+    AuxScratch scratch;
+    const DeviceAux got = cuda::aux_losses_forward(glogits.data(), gprobs.data(), s.n, s.e,
+                                                   s.group_size, weights, scratch, stream());
+    EXPECT_NEAR(got.losses.load_balance, want.load_balance, kFp32 * want.load_balance);
+    EXPECT_NEAR(got.losses.z_loss, want.z_loss, kFp32 * (1 + want.z_loss));
+    EXPECT_NEAR(got.losses.weighted_total, want.weighted_total, kFp32 * (1 + want.weighted_total));
+    EXPECT_NEAR(got.entropy_sum, entropy, 1e-9 * (1 + entropy));
+    const std::vector<float> dlogits0 = random_normal(logits.size(), 42),
+                             dprobs0 = random_normal(logits.size(), 43);
+    std::vector<float> dlogits = dlogits0, dprobs = dprobs0;
+    ecmoe::aux_losses_backward(dlogits.data(), dprobs.data(), logits.data(), probs.data(), s.n, s.e,
+                               s.group_size, weights);
+    DeviceVec<float> gdlogits = to_device(dlogits0), gdprobs = to_device(dprobs0);
+    cuda::aux_losses_backward(gdlogits.data(), gdprobs.data(), gprobs.data(), s.n, s.e,
+                              s.group_size, weights, scratch, stream());
+    EXPECT_TRUE(close(to_host(gdlogits), dlogits, kFp32));
+    EXPECT_TRUE(close(to_host(gdprobs), dprobs, kFp32));
+    // Twice: the same bits.
+    const DeviceAux again = cuda::aux_losses_forward(glogits.data(), gprobs.data(), s.n, s.e,
+                                                     s.group_size, weights, scratch, stream());
+    EXPECT_EQ(again.losses.weighted_total, got.losses.weighted_total);
+    EXPECT_EQ(again.entropy_sum, got.entropy_sum);
   }
 }
