@@ -284,8 +284,9 @@ void run(const BenchTrainArgs& args) {
     std::printf("profile over %d more steps, each op timed alone: %.3f s a step\n", profile->steps,
                 profile->step_seconds);
     for (const auto& [name, sec] : profile->classes)
-      std::printf("  %-32s %9.2f ms %5.1f%%\n", name.c_str(), 1e3 * sec,
-                  100 * sec / profile->step_seconds);
+      if (name != "unclassified" || sec > 0)
+        std::printf("  %-32s %9.2f ms %5.1f%%\n", name.c_str(), 1e3 * sec,
+                    100 * sec / profile->step_seconds);
   }
   if (c.parallel())
     std::printf(

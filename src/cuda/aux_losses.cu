@@ -2,6 +2,7 @@
 // kChunk tokens inside a group.
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "cuda/aux_losses.h"
 #include "cuda/cuda_check.h"

@@ -15,12 +15,13 @@ namespace ecmoe {
 
 // The classes, in report order.
 inline constexpr const char* kOpClasses[] = {
-    "GEMMs",     "attention",     "MoE routing, dispatch, combine", "elementwise", "loss", "copies",
-    "optimizer", "host and other"};
+    "GEMMs",       "attention",    "MoE routing, dispatch, combine",
+    "elementwise", "loss",         "copies",
+    "optimizer",   "unclassified", "host and other"};
 
 // The class of an op (nn::TimedBackend's names), MoE phase (moe/moe_layer.cpp, expert_ffn.cpp,
-// their CUDA twins) or "optimizer"; throws on a name it does not know, so a new op or phase
-// cannot go unclassified.
+// their CUDA twins) or "optimizer"; "unclassified" for a name it does not know (the tests check
+// that no op of the model is, so a new op or phase gets a class; a profile never fails on one).
 std::string op_class(const std::string& name);
 
 struct StepProfile {

@@ -172,12 +172,13 @@ TEST_F(TrainCli, BenchTrainRunsOnSyntheticTokens) {
   EXPECT_EQ(profile["steps"], 3);
   double classes = 0;
   for (const char* c : {"GEMMs", "attention", "MoE routing, dispatch, combine", "elementwise",
-                        "loss", "copies", "optimizer", "host and other"}) {
+                        "loss", "copies", "optimizer", "unclassified", "host and other"}) {
     ASSERT_TRUE(profile["seconds_per_step_by_class"].contains(c)) << c;
     EXPECT_GE(profile["seconds_per_step_by_class"][c].get<double>(), 0.0) << c;
     classes += profile["seconds_per_step_by_class"][c].get<double>();
   }
   EXPECT_GT(profile["seconds_per_step_by_class"]["GEMMs"].get<double>(), 0.0);
+  EXPECT_EQ(profile["seconds_per_step_by_class"]["unclassified"].get<double>(), 0.0);
   EXPECT_GT(profile["seconds_per_step_by_op"]["attention"].get<double>(), 0.0);
   EXPECT_GT(profile["seconds_per_step_by_op"]["routing"].get<double>(), 0.0);
   EXPECT_NEAR(classes, profile["step_seconds"].get<double>(), 1e-9);

@@ -66,7 +66,7 @@ TEST(StepProfile, TheTimedBackendChangesNothingAndNamesEveryOp) {
     for (const auto& [name, seconds] : times.entries()) {
       names.insert(name);
       EXPECT_GE(seconds, 0.0);
-      EXPECT_NO_THROW(op_class(name)) << name;
+      EXPECT_NE(op_class(name), "unclassified") << name;
     }
     for (const char* op :
          {"embedding", "layernorm", "linear", "attention", "tied_output", "cross_entropy", "upload",
@@ -83,7 +83,7 @@ TEST(StepProfile, ClassesAddUpToTheStep) {
   EXPECT_EQ(op_class("gelu'"), "elementwise");
   EXPECT_EQ(op_class("dispatch adjoint"), "MoE routing, dispatch, combine");
   EXPECT_EQ(op_class("download"), "copies");
-  EXPECT_THROW(op_class("teleport"), Error);
+  EXPECT_EQ(op_class("teleport"), "unclassified");
   PhaseTimes times;
   times.add("linear", 0.6);
   times.add("gemm hidden*W2", 0.2);
