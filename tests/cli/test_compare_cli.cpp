@@ -39,6 +39,15 @@ Command run(const std::string& args) {
   return {r.status, r.out + r.err};
 }
 
+// --device cuda in a build without the CUDA backend: a one-line error naming the build.
+void expect_refused_without_cuda(const std::string& args) {
+  const Command gpu = run(args + " --device cuda");
+  EXPECT_NE(gpu.status, 0);
+  EXPECT_NE(gpu.output.find("--device cuda: this ecmoe was built without the CUDA backend"),
+            std::string::npos)
+      << gpu.output;
+}
+
 // The table row of a variant in the report ("| EC c=2 | ...").
 std::string row(const std::string& report, const std::string& variant) {
   const std::size_t at = report.find("\n| " + variant + " |");
@@ -192,12 +201,7 @@ TEST(CompareCli, QuickSuiteWritesACompleteReport) {
   EXPECT_EQ(second.output.find("seed 1)\n"), std::string::npos) << "a finished run was redone";
   EXPECT_EQ(row(read_text(report), "EC c=2"), row(md, "EC c=2"));
 #ifndef ECMOE_HAVE_CUDA
-  // --device cuda fine-tunes on the GPU; a build without the CUDA backend says so in one line.
-  const Command gpu = run(args + " --device cuda");
-  EXPECT_NE(gpu.status, 0);
-  EXPECT_NE(gpu.output.find("--device cuda: this ecmoe was built without the CUDA backend"),
-            std::string::npos)
-      << gpu.output;
+  expect_refused_without_cuda(args);  // --device cuda fine-tunes on the GPU
 #endif
 
   // A different budget in the same folder is refused, naming the folder.
@@ -234,11 +238,7 @@ TEST(CompareCli, QuickPaperGpuSuiteRunsOnTheCpu) {
   EXPECT_NE(md.find("Made by `ecmoe compare --suite paper-gpu --quick"), std::string::npos);
 
 #ifndef ECMOE_HAVE_CUDA
-  const Command gpu = run("compare --suite paper-gpu --quick --device cuda --out " + out + "-gpu");
-  EXPECT_NE(gpu.status, 0);
-  EXPECT_NE(gpu.output.find("--device cuda: this ecmoe was built without the CUDA backend"),
-            std::string::npos)
-      << gpu.output;
+  expect_refused_without_cuda("compare --suite paper-gpu --quick --out " + out + "-gpu");
 #endif
   const Command list = run("compare --suite paper-gpu --list");
   ASSERT_EQ(list.status, 0) << list.output;
@@ -324,12 +324,7 @@ TEST(CompareCli, QuickFinetuneSuiteReportsEveryVariant) {
   EXPECT_EQ(kept, 6 * 3) << again.output;
   EXPECT_EQ(row(read_text(report), "EC c=2"), row(md, "EC c=2"));
 #ifndef ECMOE_HAVE_CUDA
-  // --device cuda fine-tunes on the GPU; a build without the CUDA backend says so in one line.
-  const Command gpu = run(args + " --device cuda");
-  EXPECT_NE(gpu.status, 0);
-  EXPECT_NE(gpu.output.find("--device cuda: this ecmoe was built without the CUDA backend"),
-            std::string::npos)
-      << gpu.output;
+  expect_refused_without_cuda(args);  // --device cuda fine-tunes on the GPU
 #endif
 
   // Without the pre-training runs: a clear one-line error naming the missing checkpoint.

@@ -10,48 +10,20 @@
 
 #include "core/error.h"
 #include "core/phase_times.h"
+#include "model/model_test_util.h"
 #include "model/transformer.h"
 #include "nn/timed_backend.h"
 #include "train/step_profile.h"
 
 using namespace ecmoe;
 
-namespace {
-
-ModelConfig small_model(ModelKind kind) {
-  ModelConfig c;
-  c.kind = kind;
-  c.vocab_size = 50;
-  c.seq_len = 8;
-  c.d_model = 16;
-  c.n_heads = 2;
-  c.d_ff = 32;
-  c.n_layers = 2;
-  c.moe = default_moe_config(RouterKind::kExpertChoice);
-  c.moe.n_experts = 4;
-  return c;
-}
-
-Batch batch_of(const ModelConfig& c, int b) {
-  Batch batch;
-  batch.batch_size = b;
-  batch.seq_len = c.seq_len;
-  for (int i = 0; i < b * c.seq_len; ++i) {
-    batch.tokens.push_back(4 + i * 7 % 40);
-    batch.targets.push_back(i % 3 == 0 ? 4 + i % 40 : -1);
-  }
-  return batch;
-}
-
-}  // namespace
-
 TEST(StepProfile, TheTimedBackendChangesNothingAndNamesEveryOp) {
   for (const ModelKind kind : {ModelKind::kEncoder, ModelKind::kDecoder}) {
-    const ModelConfig c = small_model(kind);
+    const ModelConfig c = ecmoe::testing::tiny_config(kind, RouterKind::kExpertChoice);
     Transformer plain(c), timed_model(c);
     FlatBuffer params(plain.table()), want(plain.table()), got(plain.table());
     plain.init_params(params, 3);
-    const Batch batch = batch_of(c, 3);
+    const Batch batch = ecmoe::testing::random_batch(c, 3, c.seq_len, 9);
     PhaseTimes times;
     nn::TimedBackend timed(nn::cpu_backend(), times);
     timed_model.set_nn_backend(timed);
