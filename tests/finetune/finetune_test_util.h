@@ -1,9 +1,12 @@
 // Helpers shared by the fine-tuning tests (and tests/cuda's): a synthetic but learnable task (does
 // the sentence mention the sea?) and a tiny encoder pre-trained on the data tests' sample text,
-// with a real tokenizer.
+// with a real tokenizer; saved classifiers compared byte for byte.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +16,7 @@
 #include "data/prepare.h"
 #include "finetune/finetune.h"
 #include "finetune/task_data.h"
+#include "io/safetensors.h"
 #include "train/train_device.h"
 #include "train/trainer.h"
 
@@ -77,6 +81,18 @@ inline std::string pretrain_tiny(const std::string& dir, const std::string& name
 // The options of a run that prints nothing, on `device` (nullptr: the host).
 inline FinetuneOptions quiet(const TrainDevice* device = nullptr) {
   return {.progress = nullptr, .warnings = nullptr, .device = device};
+}
+
+// Two saved classifiers hold the same tensors, byte for byte.
+inline void expect_same_models(const std::string& a, const std::string& b) {
+  const auto ta = SafetensorsFile::open(a);
+  const auto tb = SafetensorsFile::open(b);
+  ASSERT_EQ(ta.names(), tb.names());
+  for (const auto& name : ta.names()) {
+    const auto x = ta.bytes(name), y = tb.bytes(name);
+    ASSERT_EQ(x.size(), y.size()) << name;
+    EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size()), 0) << name;
+  }
 }
 
 }  // namespace ecmoe::finetune::test

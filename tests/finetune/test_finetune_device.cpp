@@ -65,18 +65,6 @@ void expect_same_metrics(const ClassMetrics& a, const ClassMetrics& b) {
   EXPECT_EQ(a.confusion, b.confusion);
 }
 
-// Two saved classifiers hold the same tensors, byte for byte.
-void expect_same_models(const std::string& a, const std::string& b) {
-  const auto ta = SafetensorsFile::open(a);
-  const auto tb = SafetensorsFile::open(b);
-  ASSERT_EQ(ta.names(), tb.names());
-  for (const auto& name : ta.names()) {
-    const auto x = ta.bytes(name), y = tb.bytes(name);
-    ASSERT_EQ(x.size(), y.size()) << name;
-    EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size()), 0) << name;
-  }
-}
-
 TEST_F(FinetuneDevicePath, TheHostDeviceFineTunesBitwiseAsThePlainRun) {
   const TrainDevice device = host_train_device();
   const TaskData task = test::sea_task(500, 7);
@@ -104,7 +92,7 @@ TEST_F(FinetuneDevicePath, TheHostDeviceFineTunesBitwiseAsThePlainRun) {
       EXPECT_EQ(a.best_step, b.best_step);
       expect_same_metrics(a.dev, b.dev);
       expect_same_metrics(a.test, b.test);
-      expect_same_models(a.model_file, b.model_file);
+      test::expect_same_models(a.model_file, b.model_file);
       EXPECT_EQ(train_test::read_text(plain.out + "/predictions.tsv"),
                 train_test::read_text(on_device.out + "/predictions.tsv"));
     }
