@@ -101,8 +101,7 @@ void register_eval(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--device", args->device,
-                  "Where to evaluate: cpu, or cuda (one process; docs/cuda.md). --leakage is "
-                  "measured on the CPU either way")
+                  "Where to evaluate (--leakage too): cpu, or cuda (one process; docs/cuda.md)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   cmd->callback([args] {
@@ -136,18 +135,17 @@ void register_eval(CLI::App& app) {
     ECMOE_CHECK(!device || !comm().parallel(), "eval --device ", args->device,
                 " runs in one process (not under mpirun)");
     EvalResult r;
+    LeakageResult leak;
+    const LeakageOptions leakage{batches, args->leakage_cuts, 1, 0};
     if (device) {
       const nn::Buffer<float> on_device = place_on_device(model, *device, params);
       r = evaluate_on_backend(model, on_device.data(), source, batches, &router_state);
-      model.set_nn_backend(nn::cpu_backend());  // --leakage below compares on the host
-      model.set_moe_backends({});
+      if (args->leakage)
+        leak = measure_leakage_on_backend(model, on_device.data(), source, leakage, &router_state);
     } else {
       r = evaluate(model, params, source, batches, &router_state, &comm());
+      if (args->leakage) leak = measure_leakage(model, params, source, leakage, &router_state);
     }
-    LeakageResult leak;
-    if (args->leakage)
-      leak = measure_leakage(model, params, source, {batches, args->leakage_cuts, 1, 0},
-                             &router_state);
     if (!comm().is_root()) return;
 
     if (args->json) {

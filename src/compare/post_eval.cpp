@@ -20,8 +20,9 @@ namespace {
 // Greedy decoding of one whole sequence (seq_len tokens from the first validation token) with the
 // KV cache; tokens per second.
 double generation_speed(const Transformer& model, const FlatBuffer& params, const FlatBuffer& state,
-                        int32_t first_token) {
-  KvDecoder decoder(model, params, state);
+                        int32_t first_token, const TrainDevice* device) {
+  KvDecoder decoder = device ? KvDecoder(model, params, state, *device->nn, device->moe)
+                             : KvDecoder(model, params, state);
   const int n = model.config().seq_len;
   int32_t token = first_token;
   const double t0 = now_seconds();
@@ -38,7 +39,8 @@ bool causal_per_token(RouterKind kind) {
 
 }  // namespace
 
-PostEval evaluate_checkpoint(const std::string& path, const std::string& router) {
+PostEval evaluate_checkpoint(const std::string& path, const std::string& router,
+                             const TrainDevice* device) {
   const Checkpoint checkpoint = Checkpoint::open(path);
   const TrainConfig& config = checkpoint.config();
   ECMOE_CHECK(config.model.kind == ModelKind::kDecoder, path, ": not a decoder checkpoint");
@@ -58,7 +60,18 @@ PostEval evaluate_checkpoint(const std::string& path, const std::string& router)
   const int batches = std::max(1, config.eval.batches);
   const BatchSource source =
       BatchSource::fixed(val, batch_spec(config, config.eval_batch_size()), batches);
-  const EvalResult r = evaluate(model, params, source, batches, &state);
+  // Leakage over half the validation batches, 4 cuts each: enough positions for a stable mean.
+  const LeakageOptions leakage{std::max(1, batches / 2), 4, 1, 0};
+  EvalResult r;
+  LeakageResult leak;
+  if (device) {
+    const auto on_device = place_on_device(model, *device, params);
+    r = evaluate_on_backend(model, on_device.data(), source, batches, &state);
+    leak = measure_leakage_on_backend(model, on_device.data(), source, leakage, &state);
+  } else {
+    r = evaluate(model, params, source, batches, &state);
+    leak = measure_leakage(model, params, source, leakage, &state);
+  }
 
   PostEval e;
   e.router = router_name(model_config.moe.router);
@@ -84,13 +97,10 @@ PostEval evaluate_checkpoint(const std::string& path, const std::string& router)
   else
     e.min_load_share = 0;
 
-  // Leakage over half the validation batches, 4 cuts each: enough positions for a stable mean.
-  const LeakageResult leak =
-      measure_leakage(model, params, source, {std::max(1, batches / 2), 4, 1, 0}, &state);
   e.leakage = {leak.max_abs_change, leak.mean_abs_change, leak.loss_change, leak.positions};
   if (causal_per_token(model_config.moe.router))
     e.generation_tokens_per_second =
-        generation_speed(model, params, state, source.get(0).tokens[0]);
+        generation_speed(model, params, state, source.get(0).tokens[0], device);
   return e;
 }
 

@@ -131,9 +131,10 @@ SuiteProgress run_suite(const Suite& suite, const RunnerOptions& options) {
     result["commit"] = options.commit;
     if (run.measure_leakage) {
       Json post = Json::array();
-      post.push_back(post_eval_to_json(evaluate_checkpoint(r.checkpoint, "")));
+      post.push_back(post_eval_to_json(evaluate_checkpoint(r.checkpoint, "", options.device)));
       for (const std::string& router : run.eval_routers)
-        post.push_back(post_eval_to_json(evaluate_checkpoint(r.checkpoint, router)));
+        post.push_back(
+            post_eval_to_json(evaluate_checkpoint(r.checkpoint, router, options.device)));
       result["post_evals"] = post;
     }
     write_file_atomically((fs::path(dir) / kResultFile).string(), result.dump(2) + "\n");

@@ -15,12 +15,6 @@ namespace ecmoe {
 
 namespace {
 
-ForwardResult run(Transformer& model, const FlatBuffer& params, const FlatBuffer* state,
-                  const Batch& batch) {
-  return state ? model.forward(params, *state, batch, /*training=*/false, 0)
-               : model.forward(params, batch, /*training=*/false, 0);
-}
-
 // Distinct cut points spread evenly over [0, T-2] (t = T-1 has no future to replace).
 std::vector<int> cut_points(int seq_len, int cuts) {
   std::vector<int> out;
@@ -34,11 +28,10 @@ std::vector<int> cut_points(int seq_len, int cuts) {
   return out;
 }
 
-}  // namespace
-
-LeakageResult measure_leakage(Transformer& model, const FlatBuffer& params,
-                              const BatchSource& source, const LeakageOptions& options,
-                              const FlatBuffer* router_state) {
+// The measurement of both entry points; `run` is the evaluation-mode forward of one batch.
+template <typename Forward>
+LeakageResult measure_with(const Forward& run, Transformer& model, const BatchSource& source,
+                           const LeakageOptions& options) {
   const ModelConfig& config = model.config();
   ECMOE_CHECK(config.kind == ModelKind::kDecoder,
               "leakage: needs a decoder model (an encoder reads the whole sequence by design)");
@@ -57,7 +50,7 @@ LeakageResult measure_leakage(Transformer& model, const FlatBuffer& params,
     const Batch batch = source.get(i);
     const int B = batch.batch_size, T = batch.seq_len;
     ECMOE_CHECK(T >= 2, "leakage: sequences of ", T, " token(s) have no future to replace");
-    run(model, params, router_state, batch);
+    run(batch);
     const std::vector<float> base = model.target_log_probs();
     const std::vector<int> cuts = cut_points(T, options.cuts);
     r.cuts = int(cuts.size());
@@ -71,7 +64,7 @@ LeakageResult measure_leakage(Transformer& model, const FlatBuffer& params,
             const uint64_t draw = (uint64_t(trial) * B + b) * T + s;
             other.tokens[b * T + s] = data::kFirstOrdinaryId + int32_t(rng.below(draw, ordinary));
           }
-        run(model, params, router_state, other);
+        run(other);
         const std::vector<float> lp = model.target_log_probs();
         for (int b = 0; b < B; ++b)
           for (int s = 0; s <= t; ++s) {
@@ -94,6 +87,29 @@ LeakageResult measure_leakage(Transformer& model, const FlatBuffer& params,
     r.loss_change = (perturbed_sum - base_sum) / double(r.positions);
   }
   return r;
+}
+
+}  // namespace
+
+LeakageResult measure_leakage(Transformer& model, const FlatBuffer& params,
+                              const BatchSource& source, const LeakageOptions& options,
+                              const FlatBuffer* router_state) {
+  return measure_with(
+      [&](const Batch& batch) {
+        return router_state ? model.forward(params, *router_state, batch, /*training=*/false, 0)
+                            : model.forward(params, batch, /*training=*/false, 0);
+      },
+      model, source, options);
+}
+
+LeakageResult measure_leakage_on_backend(Transformer& model, const float* params,
+                                         const BatchSource& source, const LeakageOptions& options,
+                                         const FlatBuffer* router_state) {
+  return measure_with(
+      [&](const Batch& batch) {
+        return model.forward_on_backend(params, router_state, batch, /*training=*/false, 0);
+      },
+      model, source, options);
 }
 
 }  // namespace ecmoe

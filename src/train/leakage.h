@@ -36,5 +36,10 @@ struct LeakageResult {
 LeakageResult measure_leakage(Transformer& model, const FlatBuffer& params,
                               const BatchSource& source, const LeakageOptions& options,
                               const FlatBuffer* router_state = nullptr);
+// The same on parameters in the model's dense backend's memory (Transformer::forward_on_backend;
+// train_device.h's place_on_device puts them there).
+LeakageResult measure_leakage_on_backend(Transformer& model, const float* params,
+                                         const BatchSource& source, const LeakageOptions& options,
+                                         const FlatBuffer* router_state = nullptr);
 
 }  // namespace ecmoe

@@ -46,6 +46,13 @@ TEST_F(CausalCli, LeakageThresholdsAndCalibration) {
   EXPECT_FALSE(j["leakage"]["exact"].get<bool>());
   EXPECT_GT(j["leakage"]["changed_positions"].get<int64_t>(), 0);
   EXPECT_GT(j["leakage"]["max_abs_change"].get<double>(), 0.0);
+  // --device cpu (the default, spelled out) with --leakage: the same figures. The device path
+  // itself is tested through the host device (test_leakage, test_train_device).
+  const CliRun placed = run("eval --checkpoint " + ck + " --leakage --json --device cpu");
+  ASSERT_EQ(placed.status, 0) << placed.err;
+  const auto p = nlohmann::json::parse(placed.out);
+  EXPECT_EQ(p["loss"], j["loss"]);
+  EXPECT_EQ(p["leakage"], j["leakage"]);
 
   const CliRun causal =
       run("eval --checkpoint " + ck + " --router expert_threshold --leakage --json");

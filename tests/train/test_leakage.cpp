@@ -10,6 +10,7 @@
 #include "train/batches.h"
 #include "train/evaluate.h"
 #include "train/leakage.h"
+#include "train/train_device.h"
 #include "train_test_util.h"
 
 using namespace ecmoe;
@@ -70,6 +71,16 @@ Measured measure(const Case& c) {
   for (const RoutingStats& s : evaluate(model, params, source, 2, &state).layers)
     m.dropped += s.dropped_assignments;
   m.leak = measure_leakage(model, params, source, {2, 5, 2, 11}, &state);
+  // On a device's path (eval --leakage --device; the host device here): bitwise the same.
+  Transformer placed(tc.model);
+  const auto on_device = place_on_device(placed, host_train_device(), params);
+  const LeakageResult d =
+      measure_leakage_on_backend(placed, on_device.data(), source, {2, 5, 2, 11}, &state);
+  EXPECT_EQ(d.positions, m.leak.positions);
+  EXPECT_EQ(d.changed_positions, m.leak.changed_positions);
+  EXPECT_EQ(d.max_abs_change, m.leak.max_abs_change);
+  EXPECT_EQ(d.base_loss, m.leak.base_loss);
+  EXPECT_EQ(d.loss_change, m.leak.loss_change);
   return m;
 }
 
