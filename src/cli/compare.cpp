@@ -88,6 +88,8 @@ void list_suite(const compare::Suite& suite, const std::vector<std::string>& ext
     for (const std::string& s : extra_sets) std::printf(" %s", s.c_str());
     std::printf("\n");
   }
+  if (!suite.keep_checkpoints)
+    std::printf("  a finished run's checkpoint is deleted once its results are written\n");
   for (const compare::SuiteRun& r : suite.runs) {
     std::printf("  %-14s %-16s %-8s seed %llu:", r.name.c_str(), r.variant.c_str(),
                 r.family.c_str(), (unsigned long long)r.seed);

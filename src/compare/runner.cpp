@@ -137,7 +137,9 @@ SuiteProgress run_suite(const Suite& suite, const RunnerOptions& options) {
             post_eval_to_json(evaluate_checkpoint(r.checkpoint, router, options.device)));
       result["post_evals"] = post;
     }
+    result["checkpoint_kept"] = suite.keep_checkpoints;
     write_file_atomically((fs::path(dir) / kResultFile).string(), result.dump(2) + "\n");
+    if (!suite.keep_checkpoints) fs::remove(fs::path(dir) / kCheckpointFile);
   }
   if (root && !progress.complete())
     std::fprintf(options.log,

@@ -120,10 +120,13 @@ void set_quick_base(Suite& suite) {
 
 // Budget: 2,500 steps of 64 x 512 tokens = 81.9M tokens a run, 100x paper-small's 819k. The
 // model is configs/gpu-small.json (docs/cuda.md); validation every 100 steps on 16 batches for
-// the curves; a checkpoint every 250 steps, so a killed command loses at most that.
+// the curves; a checkpoint every 250 steps, so a killed command loses at most that. A finished
+// run's checkpoint (22.5 GB with the AdamW moments) is deleted once its results are written:
+// twelve would not fit the GPU machine's 64 GB disk.
 Suite paper_gpu(bool quick) {
   Suite suite;
   suite.name = "paper-gpu";
+  suite.keep_checkpoints = false;
   if (quick) {
     suite.description = "paper-gpu --quick: the tiny model for 40 steps (plumbing check only)";
     set_quick_base(suite);

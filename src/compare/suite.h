@@ -25,6 +25,10 @@ struct Suite {
   std::string base_config;             // configs/NAME.json
   std::vector<std::string> base_sets;  // the shared budget: steps, schedule, evaluation
   std::vector<SuiteRun> runs;
+  // false: a finished run's checkpoint is deleted once its result.json is written (the report
+  // reads result.json and metrics.jsonl only). For suites whose checkpoints would not fit on the
+  // machine's disk side by side (paper-gpu's model: 22.5 GB each with the AdamW moments).
+  bool keep_checkpoints = true;
 };
 
 // Names of the suites `make_suite` knows.

@@ -236,6 +236,14 @@ TEST(CompareCli, QuickPaperGpuSuiteRunsOnTheCpu) {
     EXPECT_EQ(row(md, absent), "") << absent << " is not in paper-gpu";
   EXPECT_NE(row(md, "EC c=2").find(" | 2 | "), std::string::npos);  // two seeds
   EXPECT_NE(md.find("Made by `ecmoe compare --suite paper-gpu --quick"), std::string::npos);
+  // Finished runs keep their results, not their checkpoints (they would not fit a GPU machine's
+  // disk side by side).
+  for (const char* name : {"ec-c2-s1", "top2-s2", "dec-thr-c2-s1"}) {
+    const fs::path run_dir = fs::path(out) / name;
+    EXPECT_TRUE(fs::exists(run_dir / "result.json")) << name;
+    EXPECT_FALSE(fs::exists(run_dir / "checkpoint.safetensors")) << name;
+    EXPECT_EQ(nlohmann::json::parse(read_text(run_dir / "result.json"))["checkpoint_kept"], false);
+  }
 
 #ifndef ECMOE_HAVE_CUDA
   expect_refused_without_cuda("compare --suite paper-gpu --quick --out " + out + "-gpu");
@@ -243,7 +251,7 @@ TEST(CompareCli, QuickPaperGpuSuiteRunsOnTheCpu) {
   const Command list = run("compare --suite paper-gpu --list");
   ASSERT_EQ(list.status, 0) << list.output;
   for (const char* part : {"base config: gpu-small", "steps=2500", "checkpoint_interval=250",
-                           "ec-c2-s2", "ec-cap2-s1", "dec-thr-c2-s1"})
+                           "checkpoint is deleted", "ec-c2-s2", "ec-cap2-s1", "dec-thr-c2-s1"})
     EXPECT_NE(list.output.find(part), std::string::npos) << part << " in " << list.output;
 }
 
