@@ -24,9 +24,11 @@ __device__ int visible_keys(bool causal, int kv_len, int query) {
 
 // Row r of probs (pair r / T = b·H + h, query r mod T) holds scaled scores; it becomes the
 // softmax over the visible keys and 0 elsewhere, as the CPU computes it: the maximum subtracted,
-// the exponentials summed in nn/reduce.h's order, then multiplied by the sum's reciprocal.
-__global__ void softmax_kernel(float* probs, const int* valid_len, int64_t n_rows, int T, int H,
-                               bool causal) {
+// the exponentials summed in nn/reduce.h's order, then multiplied by the sum's reciprocal. With
+// probs16 (bf16 mode), each probability is also written rounded to bf16: the P·V GEMM's operand,
+// without a second pass over the [B, H, T, T] array.
+__global__ void softmax_kernel(float* probs, uint16_t* probs16, const int* valid_len,
+                               int64_t n_rows, int T, int H, bool causal) {
   const int lane = threadIdx.x % 32;
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   if (row >= n_rows) return;  // whole warps leave together
@@ -45,7 +47,11 @@ __global__ void softmax_kernel(float* probs, const int* valid_len, int64_t n_row
     }
   const float inv = 1.f / combine_lanes16(acc);
   __syncwarp();  // every lane reads the exponentials lanes 0..15 wrote
-  for (int j = lane; j < T; j += 32) p[j] = j < n ? p[j] * inv : 0.f;
+  for (int j = lane; j < T; j += 32) {
+    const float v = j < n ? p[j] * inv : 0.f;
+    p[j] = v;
+    if (probs16) probs16[row * T + j] = bf16_bits(v);
+  }
 }
 
 // The rows of one slice of (sequence, head) pairs (pair_loop below): row r = i·T + query of ds
@@ -147,10 +153,12 @@ void attention_forward(float* out, float* probs, const float* qkv, const nn::Att
   scores.ldc = T;
   for (int o = 0; o < loop.outer; ++o)
     gemm(ctx.blas, loop.slice(scores, o, qkv_part, qkv_part, probs_pair, bf16), cfg.precision);
+  if (bf16) scratch.probs16.resize(size_t(B) * H * tt);
   softmax_kernel<<<blocks_for(rows, kRowsPerBlock), kThreads, 0, ctx.stream>>>(
-      probs, valid_len, rows, T, H, cfg.causal);
+      probs, bf16 ? scratch.probs16.data() : nullptr, valid_len, rows, T, H, cfg.causal);
   check_launch();
-  const void* p = operand(probs, int64_t(B) * H * tt, scratch.probs16, bf16, ctx.stream);
+  const void* p =
+      bf16 ? static_cast<const void*>(scratch.probs16.data()) : static_cast<const void*>(probs);
   Gemm pv;  // out = P · V [T, hd]
   pv.m = T;
   pv.n = hd;
