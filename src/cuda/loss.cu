@@ -33,17 +33,36 @@ __global__ void logsumexp_kernel(float* logsumexp, const float* logits, const in
   if (threadIdx.x == 0) logsumexp[r] = m + logf(sum);
 }
 
-// One block: loss = Σ over counted rows of (logsumexp − z[target]) in double / count.
-__global__ void loss_kernel(double* loss, const float* logsumexp, const float* logits,
-                            const int* targets, int64_t count, int rows, int vocab) {
+// One block, rows j, j + 1024, ... per thread, then the block's fixed tree: the loss Σ over
+// counted rows of (logsumexp − z[target]) in double, the number of counted rows, and the first
+// row whose target is neither the ignore index nor in [0, vocab) (rows when there is none; an
+// integer minimum, the same whatever the order). result = {loss / count, count, that row}.
+__global__ void loss_kernel(double* result, const float* logsumexp, const float* logits,
+                            const int* targets, int rows, int vocab) {
   __shared__ double shared[32];
-  double acc = 0.0;
+  __shared__ int first_bad;
+  if (threadIdx.x == 0) first_bad = rows;
+  double acc = 0.0, count = 0.0;
+  int bad = rows;
   for (int r = threadIdx.x; r < rows; r += blockDim.x) {
     const int t = targets[r];
-    if (t != nn::kIgnoreIndex) acc += double(logsumexp[r]) - double(logits[int64_t(r) * vocab + t]);
+    if (t == nn::kIgnoreIndex) continue;
+    if (t < 0 || t >= vocab) {
+      bad = min(bad, r);
+      continue;
+    }
+    acc += double(logsumexp[r]) - double(logits[int64_t(r) * vocab + t]);
+    count += 1.0;
   }
-  const double total = block_sum(acc, shared);
-  if (threadIdx.x == 0) *loss = count ? total / double(count) : 0.0;
+  const double total = block_sum(acc, shared);  // its barriers order first_bad's initialisation
+  const double counted = block_sum(count, shared);
+  if (bad < rows) atomicMin(&first_bad, bad);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    result[0] = counted > 0 ? total / counted : 0.0;
+    result[1] = counted;
+    result[2] = double(first_bad);
+  }
 }
 
 // Block r: g = scale · exp(z − logsumexp), minus scale at the target; 0 on ignored rows. Each
@@ -70,15 +89,15 @@ __global__ void cross_entropy_backward_kernel(float* dlogits, const float* logit
 
 }  // namespace
 
-void cross_entropy_forward(double* loss, float* logsumexp, const float* logits, const int* targets,
-                           int64_t count, int rows, int vocab, cudaStream_t stream) {
+void cross_entropy_forward(double* result, float* logsumexp, const float* logits,
+                           const int* targets, int rows, int vocab, cudaStream_t stream) {
   if (rows == 0) {
-    ECMOE_CUDA_CHECK(cudaMemsetAsync(loss, 0, sizeof(double), stream));  // 0.0
+    ECMOE_CUDA_CHECK(cudaMemsetAsync(result, 0, 3 * sizeof(double), stream));  // 0.0 each
     return;
   }
   logsumexp_kernel<<<rows, kRowThreads, 0, stream>>>(logsumexp, logits, targets, vocab);
   check_launch();
-  loss_kernel<<<1, kLossThreads, 0, stream>>>(loss, logsumexp, logits, targets, count, rows, vocab);
+  loss_kernel<<<1, kLossThreads, 0, stream>>>(result, logsumexp, logits, targets, rows, vocab);
   check_launch();
 }
 

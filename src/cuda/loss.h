@@ -17,9 +17,12 @@
 namespace ecmoe::cuda {
 
 // nn::cross_entropy_forward. logits [rows, vocab], targets [rows] -> logsumexp [rows] (0 at
-// ignored rows), loss [1] (a device double: the mean over the `count` counted rows).
-void cross_entropy_forward(double* loss, float* logsumexp, const float* logits, const int* targets,
-                           int64_t count, int rows, int vocab, cudaStream_t stream);
+// ignored rows) and result [3] (device doubles): the mean loss over the counted rows, their count
+// (nn::count_targets), and the first row whose target is outside [0, vocab) and not ignored
+// (rows when every target is valid; the loss and count then leave such rows out). One copy of
+// result tells the host everything: no targets go to the host.
+void cross_entropy_forward(double* result, float* logsumexp, const float* logits,
+                           const int* targets, int rows, int vocab, cudaStream_t stream);
 // nn::cross_entropy_backward: WRITES dlogits [rows, vocab] (may be the logits buffer itself).
 void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
                             const int* targets, int64_t count, float dloss, int rows, int vocab,

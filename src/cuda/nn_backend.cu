@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "core/error.h"
 #include "cuda/attention.h"
@@ -120,18 +119,22 @@ class CudaNnBackend final : public nn::Backend {
                             Precision precision) override {
     cuda::tied_output_backward(dh, dtable, dlogits, h, table, shape, precision, linear_, ctx_);
   }
-  // The count comes from the targets, copied to the host (rows ints); the loss back with it.
+  // The loss, the count and the first bad target's row come back in one copy.
   nn::CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits,
                                                const int* targets, int rows, int vocab) override {
-    std::vector<int> host(static_cast<std::size_t>(rows));
-    download(host.data(), targets, host.size() * sizeof(int));
-    const int64_t count = nn::count_targets(host.data(), rows, vocab);  // throws on a bad one
-    loss_.resize(1);
-    cuda::cross_entropy_forward(loss_.data(), logsumexp, logits, targets, count, rows, vocab,
-                                ctx_.stream);
-    double loss = 0;
-    download(&loss, loss_.data(), sizeof(double));
-    return {loss, count};
+    if (rows == 0) return {0.0, 0};
+    loss_.resize(3);
+    cuda::cross_entropy_forward(loss_.data(), logsumexp, logits, targets, rows, vocab, ctx_.stream);
+    double result[3] = {0, 0, 0};
+    download(result, loss_.data(), sizeof result);
+    const int bad_row = int(result[2]);
+    if (bad_row < rows) {
+      int target = 0;
+      download(&target, targets + bad_row, sizeof target);
+      fail("cross entropy: target ", target, " at row ", bad_row, " is outside [0, ", vocab,
+           ") and is not the ignore index ", nn::kIgnoreIndex);
+    }
+    return {result[0], int64_t(result[1])};
   }
   void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
                               const int* targets, int64_t count, float dloss, int rows,

@@ -19,15 +19,18 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/precision.h"
 #include "core/tensor_table.h"
 #include "cuda/attention.h"
 #include "cuda/linear.h"
 #include "cuda/loss.h"
+#include "cuda/nn_backend.h"
 #include "cuda/nn_ops.h"
 #include "cuda/optimizer.h"
 #include "cuda_test_util.h"
@@ -261,16 +264,19 @@ TEST(CudaNnOps, CrossEntropyMatchesTheCpu) {
                                    0.5f, rows, vocab);
         DeviceVec<float> glogits = to_device(logits), glse(rows), gd(size_t(rows) * vocab);
         DeviceVec<int> gtargets = to_device(targets);
-        DeviceVec<double> gloss(1);
+        DeviceVec<double> gloss(3);
         double first_loss = 0;
         std::vector<float> first_lse;
         for (int run = 0; run < 2; ++run) {
           cuda::cross_entropy_forward(gloss.data(), glse.data(), glogits.data(), gtargets.data(),
-                                      count, rows, vocab, stream());
-          const double loss = to_host(gloss)[0];
+                                      rows, vocab, stream());
+          const std::vector<double> result = to_host(gloss);
+          const double loss = result[0];
           const std::vector<float> got_lse = to_host(glse);
           if (run == 0) {
             EXPECT_EQ(cpu.count, count);
+            EXPECT_EQ(result[1], double(count));
+            EXPECT_EQ(result[2], double(rows));  // no bad target
             EXPECT_NEAR(loss, cpu.loss, kFp32 * (std::abs(cpu.loss) + 1e-3));
             EXPECT_TRUE(close(got_lse, lse, kFp32));
             first_loss = loss;
@@ -292,6 +298,35 @@ TEST(CudaNnOps, CrossEntropyMatchesTheCpu) {
       }
     }
   }
+}
+
+// Through the backend: the loss and the count in one copy; a target outside the vocabulary is
+// the CPU's one-line error, naming the first such row.
+TEST(CudaNnOps, CrossEntropyThroughTheBackendCountsAndRefusesBadTargets) {
+  ECMOE_REQUIRE_GPU();
+  const std::unique_ptr<nn::Backend> be = make_nn_backend();
+  const int rows = 2000, vocab = 50;
+  const std::vector<float> logits = random_normal(size_t(rows) * vocab, 35);
+  std::vector<int> targets = random_targets(rows, vocab, 3, 36);
+  std::vector<float> lse(rows);
+  const nn::CrossEntropyResult cpu =
+      nn::cross_entropy_forward(lse.data(), logits.data(), targets.data(), rows, vocab);
+  DeviceVec<float> glogits = to_device(logits), glse(rows);
+  DeviceVec<int> gtargets = to_device(targets);
+  const nn::CrossEntropyResult gpu =
+      be->cross_entropy_forward(glse.data(), glogits.data(), gtargets.data(), rows, vocab);
+  EXPECT_EQ(gpu.count, cpu.count);
+  EXPECT_NEAR(gpu.loss, cpu.loss, kFp32 * cpu.loss);
+  targets[1500] = vocab;  // two bad targets: the first is named
+  targets[1700] = -2;
+  gtargets = to_device(targets);
+  std::string message;
+  try {
+    be->cross_entropy_forward(glse.data(), glogits.data(), gtargets.data(), rows, vocab);
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("target 50 at row 1500 is outside [0, 50)"), std::string::npos) << message;
 }
 
 struct GemmShape {
