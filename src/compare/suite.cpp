@@ -120,9 +120,9 @@ void set_quick_base(Suite& suite) {
 
 // Budget: 2,500 steps of 64 x 512 tokens = 81.9M tokens a run, 100x paper-small's 819k. The
 // model is configs/gpu-small.json (docs/cuda.md); validation every 100 steps on 16 batches for
-// the curves; a checkpoint every 250 steps, so a killed command loses at most that. A finished
-// run's checkpoint (22.5 GB with the AdamW moments) is deleted once its results are written:
-// twelve would not fit the GPU machine's 64 GB disk.
+// the curves. A checkpoint is 22.5 GB with the AdamW moments, so none is written along the way
+// (a `--time-limit` stop and the end of a run write one), and a finished run's is deleted once
+// its results are written: twelve would not fit the GPU machine's 64 GB disk.
 Suite paper_gpu(bool quick) {
   Suite suite;
   suite.name = "paper-gpu";
@@ -145,7 +145,7 @@ Suite paper_gpu(bool quick) {
                      "schedule.warmup_steps=200",
                      "eval.interval=100",
                      "eval.batches=16",
-                     "checkpoint_interval=250",
+                     "checkpoint_interval=0",
                      "log_interval=50",
                      "data.dir=data/english-large"};
   add_runs(suite, "encoder", gpu_encoder_variants(), false);
