@@ -39,8 +39,9 @@ Command run(const std::string& args) {
   return {r.status, r.out + r.err};
 }
 
-// --device cuda in a build without the CUDA backend: a one-line error naming the build.
-void expect_refused_without_cuda(const std::string& args) {
+// --device cuda in a build without the CUDA backend: a one-line error naming the build (unused
+// in a CUDA build).
+[[maybe_unused]] void expect_refused_without_cuda(const std::string& args) {
   const Command gpu = run(args + " --device cuda");
   EXPECT_NE(gpu.status, 0);
   EXPECT_NE(gpu.output.find("--device cuda: this ecmoe was built without the CUDA backend"),
