@@ -24,8 +24,8 @@ struct RunnerOptions {
   // > 0: stop once this many seconds of wall time have passed, the run in progress at a
   // checkpoint (TrainOptions::time_limit_seconds); the same command again continues the suite.
   double time_limit_seconds = 0;
-  // Not null: every run trains on this device (TrainOptions::device; one process); the
-  // post-training evaluations of decoders run on the host from the checkpoints.
+  // Not null: every run trains on this device (TrainOptions::device; one process), and the
+  // post-training evaluations of decoders run there too (post_eval.h).
   const TrainDevice* device = nullptr;
 };
 

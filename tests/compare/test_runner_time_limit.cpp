@@ -4,6 +4,7 @@
 // holds the same results, to the bit, as one run without a limit.
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "compare/runner.h"
 #include "io/input_file.h"
 #include "io/json_input.h"
+#include "model/checked_backend.h"
 #include "train/config_overrides.h"
 #include "train/train_config.h"
 
@@ -82,4 +84,58 @@ TEST(RunnerTimeLimit, ASuiteContinuesOverSeveralCallsToTheSameResults) {
   EXPECT_EQ(calls, 8) << "one step per call: 2 runs x 4 steps";
   for (size_t i = 0; i < p.dirs.size(); ++i)
     EXPECT_EQ(final_loss(p.dirs[i]), final_loss(straight.dirs[i])) << p.dirs[i];
+}
+
+// compare --device: a decoder suite with its post-training evaluations (validation, leakage, the
+// threshold router, generation with the KV cache) on a device, here the host device with its
+// memory told apart (no host pointer may reach an op), gives the plain suite's results.
+TEST(RunnerDevice, TheRunsAndTheirPostEvaluationsRunOnTheDevice) {
+  TempDir dir("runner-device");
+  train_test::write_data_folder(dir / "data", 64, 20000, 3000);
+  TrainConfig tiny = train_test::tiny_config(dir / "data", dir / "unused");
+  tiny.model.kind = ModelKind::kDecoder;
+  const std::string config_path = dir / "tiny.json";
+  std::ofstream(config_path) << config_to_json(tiny).dump(2);
+  compare::Suite suite;
+  suite.name = "device-test";
+  suite.base_config = config_path;
+  suite.base_sets = {"steps=4", "eval.interval=2", "eval.batches=2", "checkpoint_interval=0"};
+  compare::SuiteRun run;
+  run.name = "dec-ec";
+  run.variant = "decoder EC";
+  run.family = "decoder";
+  run.sets = {"model.moe.router=expert_choice"};
+  run.measure_leakage = true;
+  run.eval_routers = {"expert_threshold"};
+  suite.runs.push_back(run);
+  std::FILE* sink = std::fopen("/dev/null", "w");
+  compare::RunnerOptions options;
+  options.out = dir / "plain";
+  options.log = sink;
+  const compare::SuiteProgress plain = compare::run_suite(suite, options);
+  ecmoe::testing::CheckedBackend be;
+  const TrainDevice device = train_test::checked_train_device(be);
+  options.out = dir / "device";
+  options.device = &device;
+  const compare::SuiteProgress on_device = compare::run_suite(suite, options);
+  std::fclose(sink);
+  ASSERT_TRUE(plain.complete() && on_device.complete());
+  const auto read = [](const std::string& run_dir) {
+    const std::string path = (fs::path(run_dir) / "result.json").string();
+    return parse_ordered_json(read_input_file(path, "result"), path);
+  };
+  const auto a = read(plain.dirs[0]), b = read(on_device.dirs[0]);
+  EXPECT_EQ(a.at("final").at("loss"), b.at("final").at("loss"));
+  ASSERT_EQ(a.at("post_evals").size(), 2u);
+  ASSERT_EQ(b.at("post_evals").size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    auto x = a.at("post_evals")[i], y = b.at("post_evals")[i];
+    EXPECT_EQ(x.at("router"), y.at("router"));
+    EXPECT_EQ(x.at("loss"), y.at("loss"));
+    EXPECT_EQ(x.at("leakage"), y.at("leakage"));
+    EXPECT_EQ(x.at("generation_tokens_per_second").get<double>() > 0,
+              y.at("generation_tokens_per_second").get<double>() > 0);
+  }
+  EXPECT_GT(b.at("post_evals")[1].at("generation_tokens_per_second").get<double>(), 0.0);
+  EXPECT_GT(be.checks, 1000);
 }

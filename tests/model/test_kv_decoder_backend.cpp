@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "checked_backend.h"
 #include "model/kv_decoder.h"
 #include "model_test_util.h"
 #include "recording_backend.h"
@@ -19,6 +20,7 @@
 namespace ecmoe {
 namespace {
 
+using testing::CheckedBackend;
 using testing::random_batch;
 using testing::RecordingBackend;
 using testing::tiny_config;
@@ -108,6 +110,13 @@ void check(RouterKind router, Precision precision) {
   plain.reset();
   seamed.reset();
   EXPECT_EQ(seamed.step(batch.tokens[3]), plain.step(batch.tokens[3]));
+  // With the backend's memory told apart from the host's: no host pointer reaches an op.
+  CheckedBackend checked;
+  KvDecoder strict(model, params, state, checked, {});
+  plain.reset();
+  for (int p = 0; p < kSeq; ++p)
+    EXPECT_EQ(strict.step(batch.tokens[p]), plain.step(batch.tokens[p])) << "position " << p;
+  EXPECT_GT(checked.checks, 0);
 }
 
 TEST(KvDecoderBackend, EveryOpReachesTheBackendsWithTheSameLogits) {

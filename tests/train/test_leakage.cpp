@@ -72,8 +72,9 @@ Measured measure(const Case& c) {
     m.dropped += s.dropped_assignments;
   m.leak = measure_leakage(model, params, source, {2, 5, 2, 11}, &state);
   // On a device's path (eval --leakage --device; the host device here): bitwise the same.
+  ecmoe::testing::CheckedBackend be;  // device memory told apart: no host pointer reaches an op
   Transformer placed(tc.model);
-  const auto on_device = place_on_device(placed, host_train_device(), params);
+  const auto on_device = place_on_device(placed, train_test::checked_train_device(be), params);
   const LeakageResult d =
       measure_leakage_on_backend(placed, on_device.data(), source, {2, 5, 2, 11}, &state);
   EXPECT_EQ(d.positions, m.leak.positions);

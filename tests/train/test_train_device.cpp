@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,39 @@ void expect_same_training(const std::string& a, const std::string& b, std::size_
 }
 
 }  // namespace
+
+// What a GPU would crash on, found on the CPU: no host pointer reaches a dense op of the device
+// path (training, evaluation, threshold cutoffs, checkpoints), for every kind of router.
+TEST_F(TrainDevicePath, TheDevicePathGivesTheDeviceOnlyDeviceMemory) {
+  {  // the checker itself
+    ecmoe::testing::CheckedBackend be;
+    float host[4] = {};
+    EXPECT_THROW(be.fill(host, 4, 1.f), std::logic_error);
+    float* on_device = static_cast<float*>(be.allocate(4 * sizeof(float)));
+    EXPECT_NO_THROW(be.fill(on_device + 1, 3, 1.f));
+    EXPECT_NO_THROW(be.upload(on_device, host, sizeof host));
+    EXPECT_THROW(be.upload(host, on_device, sizeof host), std::logic_error);
+    EXPECT_THROW(be.download(on_device, on_device, sizeof host), std::logic_error);
+    be.release(on_device);
+    EXPECT_THROW(be.fill(on_device, 4, 1.f), std::logic_error);  // released: not the device's
+  }
+  for (const char* router : {"expert_choice", "top2", "expert_threshold", "hash"}) {
+    SCOPED_TRACE(router);
+    ecmoe::testing::CheckedBackend be;
+    const TrainDevice device = train_test::checked_train_device(be);
+    TrainConfig plain = tiny(std::string("plain-checked-") + router, router);
+    plain.model.kind = ModelKind::kDecoder;
+    if (plain.model.moe.router == RouterKind::kExpertThreshold)
+      plain.model.moe.threshold_warmup_steps = 2;
+    TrainConfig checked = plain;
+    checked.out = dir / (std::string("checked-") + router);
+    run(plain, nullptr);
+    run(checked, &device);
+    EXPECT_GT(be.checks, 1000);
+    expect_same_training(plain.out, checked.out, std::size_t(plain.steps));
+    expect_same_checkpoints(plain.out, checked.out);
+  }
+}
 
 TEST_F(TrainDevicePath, TheHostDeviceTrainsBitwiseAsThePlainTrainer) {
   const TrainDevice device = host_train_device();
@@ -132,7 +166,8 @@ TEST_F(TrainDevicePath, ARunThatDoesNotFitTheDeviceIsRefusedBeforeItStarts) {
 // `eval --device`: the model placed on a device (place_on_device) evaluates a checkpoint as the
 // plain evaluation does, router state included; the GPU's device takes the same path.
 TEST_F(TrainDevicePath, PlaceOnDeviceEvaluatesAsTheHost) {
-  const TrainDevice device = host_train_device();
+  ecmoe::testing::CheckedBackend be;  // device memory told apart: no host pointer reaches an op
+  const TrainDevice device = train_test::checked_train_device(be);
   for (const char* router : {"expert_choice", "expert_threshold"}) {
     SCOPED_TRACE(router);
     TrainConfig config = tiny(std::string("eval-") + router, router);

@@ -4,11 +4,13 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -22,7 +24,10 @@
 #include "data/shard_writer.h"
 #include "data/tokenizer.h"
 #include "io/safetensors.h"
+#include "model/checked_backend.h"
+#include "optim/optimizer_device.h"
 #include "train/train_config.h"
+#include "train/train_device.h"
 #include "train/trainer.h"
 
 namespace ecmoe::train_test {
@@ -137,6 +142,51 @@ inline void expect_same_checkpoints(const std::string& a, const std::string& b) 
     ASSERT_EQ(x.size(), y.size()) << name;
     EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size()), 0) << name;
   }
+}
+
+// The host optimizer device whose parameters and gradients are device memory of a
+// CheckedBackend while it lives.
+class CheckedOptimizerDevice final : public OptimizerDevice {
+ public:
+  CheckedOptimizerDevice(const TensorTable& table, const AdamWConfig& config,
+                         ecmoe::testing::CheckedBackend& be)
+      : inner_(make_host_optimizer_device(table, config)), be_(be) {
+    const std::size_t bytes = std::size_t(table.total_floats()) * sizeof(float);
+    be_.adopt(inner_->params(), bytes);
+    be_.adopt(inner_->grads(), bytes);
+  }
+  ~CheckedOptimizerDevice() override {
+    be_.forget(inner_->params());
+    be_.forget(inner_->grads());
+  }
+  void load(const FlatBuffer& params, const AdamW& adam) override { inner_->load(params, adam); }
+  void store(FlatBuffer& params, AdamW& adam) override { inner_->store(params, adam); }
+  void store_grads(FlatBuffer& grads) override { inner_->store_grads(grads); }
+  float* params() override { return inner_->params(); }
+  float* grads() override { return inner_->grads(); }
+  void zero_grads() override { inner_->zero_grads(); }
+  float clip_grad_norm(float max_norm) override { return inner_->clip_grad_norm(max_norm); }
+  double grad_sum_of_squares() override { return inner_->grad_sum_of_squares(); }
+  void scale_grads(float scale) override { inner_->scale_grads(scale); }
+  void adamw_step(float lr) override { inner_->adamw_step(lr); }
+  void wait() override { inner_->wait(); }
+
+ private:
+  std::unique_ptr<OptimizerDevice> inner_;
+  ecmoe::testing::CheckedBackend& be_;
+};
+
+// The host device with its memory told apart (model/checked_backend.h): every pointer a step, an
+// evaluation and a checkpoint give the dense ops is checked to be the device's (the backend's
+// allocations and the optimizer's buffers).
+inline TrainDevice checked_train_device(ecmoe::testing::CheckedBackend& be) {
+  TrainDevice d = host_train_device();
+  d.name = "checked";
+  d.nn = &be;
+  d.optimizer = [&be](const TensorTable& table, const AdamWConfig& config) {
+    return std::make_unique<CheckedOptimizerDevice>(table, config, be);
+  };
+  return d;
 }
 
 }  // namespace ecmoe::train_test
