@@ -18,13 +18,13 @@
 #include <vector>
 
 #include "../data/test_util.h"
+#include "../model/checked_backend.h"
 #include "core/rng.h"
 #include "data/checksum.h"
 #include "data/manifest.h"
 #include "data/shard_writer.h"
 #include "data/tokenizer.h"
 #include "io/safetensors.h"
-#include "model/checked_backend.h"
 #include "optim/optimizer_device.h"
 #include "train/train_config.h"
 #include "train/train_device.h"
