@@ -27,32 +27,14 @@ KvDecoder::KvDecoder(const Transformer& model, const FlatBuffer& params, const F
               "cannot decode token by token with ", router_name(router),
               ": each expert's choice needs the whole routing group, the future included; use "
               "its thresholds (router expert_threshold)");
-  const TensorTable& table = model.table();
-  auto offset = [&](const std::string& name) { return table.spec(name).offset; };
-  embed_tokens_ = offset("embed.tokens");
-  embed_positions_ = offset("embed.positions");
-  final_gain_ = offset("final_ln.gain");
-  final_bias_ = offset("final_ln.bias");
+  offsets_ = model.offsets();
   const int d = config_.d_model;
   for (int l = 0; l < config_.n_layers; ++l) {
-    const std::string pre = Transformer::layer_prefix(l);
     MoeConfig ffn = config_.ffn_config(l);
     ffn.group_size = 1;  // token choice: each token is its own group
-    LayerOffsets o;
-    o.ln1_gain = offset(pre + "ln1.gain");
-    o.ln1_bias = offset(pre + "ln1.bias");
-    o.qkv_w = offset(pre + "attn.qkv.weight");
-    o.qkv_b = offset(pre + "attn.qkv.bias");
-    o.out_w = offset(pre + "attn.out.weight");
-    o.out_b = offset(pre + "attn.out.bias");
-    o.ln2_gain = offset(pre + "ln2.gain");
-    o.ln2_bias = offset(pre + "ln2.bias");
-    if (router_has_weights(ffn.router)) o.router = offset(pre + "ffn.router.weight");
-    o.w1 = offset(pre + "ffn.experts.w1");
-    o.w2 = offset(pre + "ffn.experts.w2");
-    const std::string cutoff = pre + "ffn.router.cutoff";
-    if (state.table().contains(cutoff)) o.cutoffs = state.get(cutoff);
-    layers_.push_back(o);
+    layers_.push_back(model.layer_offsets(l));
+    const std::string cutoff = Transformer::layer_prefix(l) + "ffn.router.cutoff";
+    cutoffs_.push_back(state.table().contains(cutoff) ? state.get(cutoff) : nullptr);
     ffn_.emplace_back(ffn);
     if (make_moe) {
       ffn_.back().set_backend(make_moe());
@@ -92,12 +74,12 @@ const std::vector<float>& KvDecoder::step(int32_t token) {
   const float* p = params_;
   // h = embed.tokens[token] + embed.positions[pos]: one row whose position table starts at pos
   be.upload(token_.data(), &token, sizeof(int));
-  be.embedding_forward(h_.data(), token_.data(), p + embed_tokens_,
-                       p + embed_positions_ + int64_t(pos) * d, {1, 1, d, V});
+  be.embedding_forward(h_.data(), token_.data(), p + offsets_.embed_tokens,
+                       p + offsets_.embed_positions + int64_t(pos) * d, {1, 1, d, V});
   const nn::AttentionDecodeConfig attn{pos + 1, config_.n_heads, config_.head_dim()};
   const std::size_t row_bytes = std::size_t(d) * sizeof(float);
   for (int l = 0; l < config_.n_layers; ++l) {
-    const LayerOffsets& o = layers_[l];
+    const Transformer::LayerOffsets& o = layers_[l];
     // h += attn(ln1(h)) with this position's key and value appended to the cache
     be.layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), p + o.ln1_gain,
                          p + o.ln1_bias, 1, d);
@@ -113,14 +95,14 @@ const std::vector<float>& KvDecoder::step(int32_t token) {
     be.layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), p + o.ln2_gain,
                          p + o.ln2_bias, 1, d);
     const MoeWeights mw{o.router >= 0 ? p + o.router : nullptr, p + o.w1, p + o.w2};
-    const MoeInput in{ln_.data(), &token, 1, /*training=*/false, 0, o.cutoffs};
+    const MoeInput in{ln_.data(), &token, 1, /*training=*/false, 0, cutoffs_[l]};
     ffn_[l].forward(mw, in, tmp_.data());
     be.add_inplace(h_.data(), tmp_.data(), d);
   }
-  be.layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), p + final_gain_,
-                       p + final_bias_, 1, d);
-  be.tied_output_forward(logits_on_backend_.data(), ln_.data(), p + embed_tokens_, {1, d, V},
-                         Precision::kFp32);
+  be.layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), p + offsets_.final_gain,
+                       p + offsets_.final_bias, 1, d);
+  be.tied_output_forward(logits_on_backend_.data(), ln_.data(), p + offsets_.embed_tokens,
+                         {1, d, V}, Precision::kFp32);
   be.download(logits_.data(), logits_on_backend_.data(), std::size_t(V) * sizeof(float));
   ++position_;
   return logits_;

@@ -57,19 +57,13 @@ class KvDecoder {
   const MoeLayer& ffn_layer(int layer) const { return ffn_.at(layer); }
 
  private:
-  // Offsets (in floats) of one layer's tensors in the parameters; its cutoffs on the host.
-  struct LayerOffsets {
-    int64_t ln1_gain, ln1_bias, qkv_w, qkv_b, out_w, out_b, ln2_gain, ln2_bias;
-    int64_t router = -1;  // -1: no router (dense, hash)
-    int64_t w1, w2;
-    const float* cutoffs = nullptr;  // [e] expert_threshold; nullptr otherwise
-  };
   const ModelConfig& config_;
   nn::Backend* be_;
   nn::Buffer<float> params_copy_;  // the parameters in the backend's memory (not on the CPU's)
   const float* params_ = nullptr;  // in the backend's memory
-  std::vector<LayerOffsets> layers_;
-  int64_t embed_tokens_ = 0, embed_positions_ = 0, final_gain_ = 0, final_bias_ = 0;
+  std::vector<Transformer::LayerOffsets> layers_;  // the model's offsets in the parameters
+  Transformer::Offsets offsets_;
+  std::vector<const float*> cutoffs_;  // per layer [e] on the host (expert_threshold), or nullptr
   std::vector<MoeLayer> ffn_;
   std::vector<nn::Buffer<float>> keys_, values_;  // per layer [seq_len, d]
   int position_ = 0;

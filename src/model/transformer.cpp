@@ -79,8 +79,8 @@ Transformer::Transformer(const ModelConfig& config, const dist::Comm* comm)
   config_.validate();
   const int64_t V = config_.vocab_size, T = config_.seq_len, d = config_.d_model;
   auto offset = [&](int index) { return table_.specs()[index].offset; };
-  embed_tokens_ = offset(table_.add("embed.tokens", {V, d}));
-  embed_positions_ = offset(table_.add("embed.positions", {T, d}));
+  offsets_.embed_tokens = offset(table_.add("embed.tokens", {V, d}));
+  offsets_.embed_positions = offset(table_.add("embed.positions", {T, d}));
   for (int l = 0; l < config_.n_layers; ++l) {
     const std::string p = layer_prefix(l);
     LayerOffsets o;
@@ -102,8 +102,8 @@ Transformer::Transformer(const ModelConfig& config, const dist::Comm* comm)
     ffn_.back().set_comm(comm);
     if (router_has_cutoffs(ffn.router)) state_table_.add(p + "ffn.router.cutoff", {ffn.n_experts});
   }
-  final_gain_ = offset(table_.add("final_ln.gain", {d}));
-  final_bias_ = offset(table_.add("final_ln.bias", {d}));
+  offsets_.final_gain = offset(table_.add("final_ln.gain", {d}));
+  offsets_.final_bias = offset(table_.add("final_ln.bias", {d}));
 }
 
 Transformer::~Transformer() = default;
@@ -219,9 +219,9 @@ ForwardResult Transformer::forward_impl(const float* p, const FlatBuffer* state,
   Activations& a = *act_;
   const int N = a.rows();
   // logits = ln_f(h) · Eᵀ at the counted positions
-  result.lm_loss =
-      lm_head_forward(*nn_, a.head, a.final_out.data(), batch.targets.data(), p + embed_tokens_,
-                      {N, config_.d_model, config_.vocab_size, config_.precision});
+  result.lm_loss = lm_head_forward(*nn_, a.head, a.final_out.data(), batch.targets.data(),
+                                   p + offsets_.embed_tokens,
+                                   {N, config_.d_model, config_.vocab_size, config_.precision});
   result.counted = a.head.count;
   result.loss += result.lm_loss;
   a.lm_head_ready = true;
@@ -283,8 +283,8 @@ ForwardResult Transformer::forward_trunk(const float* p, const FlatBuffer* state
 
   nn::check_attention_config(attn_cfg, a.valid_len.empty() ? nullptr : a.valid_len.data());
   // h = embed(tokens) + positions
-  nn_->embedding_forward(stream(0), a.tokens_on_backend.data(), p + embed_tokens_,
-                         p + embed_positions_, {B, T, d, V});
+  nn_->embedding_forward(stream(0), a.tokens_on_backend.data(), p + offsets_.embed_tokens,
+                         p + offsets_.embed_positions, {B, T, d, V});
   ForwardResult result;
   result.layer_stats.reserve(L);
   double aux_total = 0;
@@ -324,7 +324,7 @@ ForwardResult Transformer::forward_trunk(const float* p, const FlatBuffer* state
     result.layer_stats.push_back(std::move(out.stats));
   }
   nn_->layernorm_forward(a.final_out.data(), a.final_mean.data(), a.final_rstd.data(),
-                         stream(2 * L), p + final_gain_, p + final_bias_, N, d);
+                         stream(2 * L), p + offsets_.final_gain, p + offsets_.final_bias, N, d);
   result.loss = aux_total;
   a.backward_ready = true;
   return result;
@@ -343,7 +343,8 @@ void Transformer::backward_impl(const float* p, float* g) {
   const int64_t Nd = int64_t(a.rows()) * config_.d_model;
   a.d_tmp.resize(*nn_, Nd);
   nn_->fill(a.d_tmp.data(), Nd, 0.f);
-  lm_head_backward(*nn_, a.d_tmp.data(), g + embed_tokens_, a.head, p + embed_tokens_,
+  lm_head_backward(*nn_, a.d_tmp.data(), g + offsets_.embed_tokens, a.head,
+                   p + offsets_.embed_tokens,
                    {a.rows(), config_.d_model, config_.vocab_size, config_.precision});
   backward_trunk(p, g);
 }
@@ -385,8 +386,8 @@ void Transformer::backward_trunk(const float* p, float* g) {
 
   // Final LayerNorm: dh = dL/d(stream[2L]).
   nn_->fill(dh, Nd, 0.f);
-  nn_->layernorm_backward(dh, g + final_gain_, g + final_bias_, dtmp, stream(2 * L),
-                          p + final_gain_, a.final_mean.data(), a.final_rstd.data(), N, d);
+  nn_->layernorm_backward(dh, g + offsets_.final_gain, g + offsets_.final_bias, dtmp, stream(2 * L),
+                          p + offsets_.final_gain, a.final_mean.data(), a.final_rstd.data(), N, d);
   for (int l = L - 1; l >= 0; --l) {
     const LayerOffsets& o = layers_[l];
     // FFN half: dh = dL/dh_out passes through the residual; the FFN path adds into it.
@@ -405,8 +406,8 @@ void Transformer::backward_trunk(const float* p, float* g) {
     attention_block_backward(*nn_, dh, ag, a.attn_scratch, a.attn[l], stream(2 * l), aw, attn_cfg,
                              a.valid_len_ptr());
   }
-  nn_->embedding_backward(g + embed_tokens_, g + embed_positions_, dh, a.tokens_on_backend.data(),
-                          {B, T, d, V});
+  nn_->embedding_backward(g + offsets_.embed_tokens, g + offsets_.embed_positions, dh,
+                          a.tokens_on_backend.data(), {B, T, d, V});
 }
 
 std::vector<float> Transformer::target_log_probs() const {

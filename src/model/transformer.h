@@ -136,6 +136,19 @@ class Transformer {
   // `times` (nullptr: off). For profiles (`ecmoe bench train`).
   void set_moe_phase_times(PhaseTimes* times);
 
+  // Offsets (in floats) of the tensors in any flat buffer of table(): one layer's, and the
+  // others'. For code that walks the parameters itself (model/kv_decoder.h).
+  struct LayerOffsets {
+    int64_t ln1_gain, ln1_bias, qkv_w, qkv_b, out_w, out_b, ln2_gain, ln2_bias;
+    int64_t router = -1;  // -1: no router (dense, hash)
+    int64_t w1, w2;
+  };
+  struct Offsets {
+    int64_t embed_tokens = 0, embed_positions = 0, final_gain = 0, final_bias = 0;
+  };
+  const LayerOffsets& layer_offsets(int layer) const { return layers_.at(layer); }
+  const Offsets& offsets() const { return offsets_; }
+
   // Layer l's FFN (its routing plan and scores of the last forward), for tests and statistics.
   const MoeLayer& ffn_layer(int layer) const { return ffn_.at(layer); }
   static std::string layer_prefix(int layer);  // "layers.L."
@@ -149,12 +162,6 @@ class Transformer {
                               std::optional<RouterKind> router = std::nullopt);
   void backward_impl(const float* p, float* g);
   void backward_trunk(const float* p, float* g);  // from act_->d_tmp
-  // Offsets (in floats) of one layer's tensors in any flat buffer of the table.
-  struct LayerOffsets {
-    int64_t ln1_gain, ln1_bias, qkv_w, qkv_b, out_w, out_b, ln2_gain, ln2_bias;
-    int64_t router = -1;  // -1: no router (dense, hash)
-    int64_t w1, w2;
-  };
   ForwardResult forward_impl(const float* p, const FlatBuffer* state, const Batch& batch,
                              bool training, uint64_t seed,
                              std::optional<RouterKind> router = std::nullopt);
@@ -163,7 +170,7 @@ class Transformer {
   TensorTable table_;
   TensorTable state_table_;
   std::vector<LayerOffsets> layers_;
-  int64_t embed_tokens_ = 0, embed_positions_ = 0, final_gain_ = 0, final_bias_ = 0;
+  Offsets offsets_;
   std::vector<MoeLayer> ffn_;
   nn::Backend* nn_ = &nn::cpu_backend();
   std::unique_ptr<Activations> act_;
