@@ -102,8 +102,12 @@ void run(const BenchTrainArgs& args) {
     on_device->load(params, adam);
   }
   const double free_after_load = free_at_start > 0 ? device->free_memory() : 0;
-  // One training step; `times` (profiling) gets the optimizer's time.
-  const auto train_step = [&](int s, PhaseTimes* times) {
+  std::vector<double> seconds;
+  dist::ExchangeCounters at_warmup;
+  double allreduce_seconds = 0, wait_seconds = 0;
+  // One training step; `times` (profiling) gets the optimizer's time, `timed` (after the warm-up)
+  // adds the gradient all-reduce and the wait for the slowest rank before it to their sums.
+  const auto train_step = [&](int s, PhaseTimes* times, bool timed) {
     const Batch batch = slice_batch(source ? source->get(s) : synthetic_batch(spec, s), c);
     if (on_device) {
       on_device->zero_grads();
@@ -120,39 +124,24 @@ void run(const BenchTrainArgs& args) {
     grads.zero();
     model.forward(params, batch, /*training=*/true, uint64_t(s));
     model.backward(params, grads);
+    // The barrier separates waiting for the slowest rank from the all-reduce itself.
+    const double t1 = now_seconds();
+    c.barrier();
+    const double t2 = now_seconds();
     average_gradients(grads, c);
+    if (timed) {
+      wait_seconds += t2 - t1;
+      allreduce_seconds += now_seconds() - t2;
+    }
     const double t0 = now_seconds();
     clip_grad_norm(grads, config.clip_norm, &c);
     adam.step(params, grads, config.schedule.lr_at(s));
     if (times) times->add("optimizer", now_seconds() - t0);
   };
-  std::vector<double> seconds;
-  dist::ExchangeCounters at_warmup;
-  double allreduce_seconds = 0, wait_seconds = 0;
   for (int s = 0; s < args.warmup + args.steps; ++s) {
     if (s == args.warmup) at_warmup = c.counters();
     const double t0 = now_seconds();
-    if (on_device || !c.parallel()) {
-      train_step(s, nullptr);
-      if (s >= args.warmup) seconds.push_back(now_seconds() - t0);
-      continue;
-    }
-    // Under mpirun the step is timed by parts: the barrier separates waiting for the slowest
-    // rank from the gradient all-reduce itself.
-    const Batch batch = slice_batch(source ? source->get(s) : synthetic_batch(spec, s), c);
-    grads.zero();
-    model.forward(params, batch, /*training=*/true, uint64_t(s));
-    model.backward(params, grads);
-    const double t1 = now_seconds();
-    c.barrier();
-    const double t2 = now_seconds();
-    average_gradients(grads, c);
-    if (s >= args.warmup) {
-      wait_seconds += t2 - t1;
-      allreduce_seconds += now_seconds() - t2;
-    }
-    clip_grad_norm(grads, config.clip_norm, &c);
-    adam.step(params, grads, config.schedule.lr_at(s));
+    train_step(s, nullptr, s >= args.warmup);
     if (s >= args.warmup) seconds.push_back(now_seconds() - t0);
   }
   // Device memory now: the training state and every buffer the steps grew (they never shrink).
@@ -166,10 +155,10 @@ void run(const BenchTrainArgs& args) {
     model.set_nn_backend(timed);
     model.set_moe_phase_times(&times);
     const int first = args.warmup + args.steps;
-    train_step(first, nullptr);  // buffers re-made for the timed backend, untimed
+    train_step(first, nullptr, false);  // buffers re-made for the timed backend, untimed
     times.clear();
     const double t0 = now_seconds();
-    for (int s = first + 1; s <= first + args.profile_steps; ++s) train_step(s, &times);
+    for (int s = first + 1; s <= first + args.profile_steps; ++s) train_step(s, &times, false);
     profile = summarize_profile(times, now_seconds() - t0, args.profile_steps);
     model.set_moe_phase_times(nullptr);
     model.set_nn_backend(plain);
