@@ -75,12 +75,7 @@ void run(const BenchTrainArgs& args) {
   const TrainDevice* device = train_device(args.device);
   // Bytes free on the device before the model is placed there (0: not measured).
   const double free_at_start = device && device->free_memory ? device->free_memory() : 0;
-  if (free_at_start > 0) {
-    const DeviceMemory on_device{free_at_start, device->name + " memory"};
-    check_memory(config, /*training=*/true, {}, &on_device);
-  } else {
-    check_memory(config, /*training=*/true);
-  }
+  check_training_memory(config, device);
   const MemoryEstimate memory = estimate_memory(config);
   const BatchSpec spec = batch_spec(config, config.batch_size);
   std::optional<BatchSource> source;

@@ -27,7 +27,6 @@
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "train/checkpoint.h"
-#include "train/memory_estimate.h"
 
 namespace fs = std::filesystem;
 
@@ -179,14 +178,8 @@ void check_finetune_memory(const TrainConfig& pretrain, const ModelConfig& model
   sized.batch_size = config.batch_size;
   sized.eval.batch_size = config.eval_batch_size;
   sized.eval.batches = 1;
-  const std::vector<std::pair<std::string, std::string>> names = {
-      {"eval.batch_size", "eval_batch_size"}, {"model.seq_len", "max_len"}};
-  if (device && device->free_memory) {
-    const DeviceMemory memory{device->free_memory(), device->name + " memory"};
-    check_memory(sized, /*training=*/true, names, &memory);
-  } else {
-    check_memory(sized, /*training=*/true, names);
-  }
+  check_training_memory(sized, device,
+                        {{"eval.batch_size", "eval_batch_size"}, {"model.seq_len", "max_len"}});
 }
 
 // predict.h's TSV of each example of a split (gold column included), in the split's order.

@@ -3,6 +3,7 @@
 #include <cstddef>
 
 #include "core/error.h"
+#include "train/memory_estimate.h"
 
 namespace ecmoe {
 
@@ -15,6 +16,16 @@ TrainDevice host_train_device() {
                 return make_host_optimizer_device(table, config);
               },
           .free_memory = {}};
+}
+
+void check_training_memory(const TrainConfig& config, const TrainDevice* device,
+                           const std::vector<std::pair<std::string, std::string>>& key_names) {
+  if (device && device->free_memory) {
+    const DeviceMemory memory{device->free_memory(), device->name + " memory"};
+    check_memory(config, /*training=*/true, key_names, &memory);
+  } else {
+    check_memory(config, /*training=*/true, key_names);
+  }
 }
 
 nn::Buffer<float> place_on_device(Transformer& model, const TrainDevice& device,

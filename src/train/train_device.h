@@ -6,6 +6,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/tensor_table.h"
 #include "model/transformer.h"
@@ -14,6 +16,7 @@
 #include "nn/buffer.h"
 #include "optim/adamw.h"
 #include "optim/optimizer_device.h"
+#include "train/train_config.h"
 
 namespace ecmoe {
 
@@ -30,6 +33,12 @@ struct TrainDevice {
 // The device path on the host: nn::cpu_backend(), host MoE layers, the host optimizer device.
 // Bitwise the plain trainer (tests/train/test_train_device.cpp), so the path is tested here.
 TrainDevice host_train_device();
+
+// memory_estimate.h's check_memory for training `config` where it runs: against the device's
+// free memory when it reports it (the activations live there), else the host's (device nullptr:
+// the host).
+void check_training_memory(const TrainConfig& config, const TrainDevice* device,
+                           const std::vector<std::pair<std::string, std::string>>& key_names = {});
 
 // For evaluation on a device: the model's dense ops and MoE layers moved onto `device`, and a
 // copy of `params` in its memory (what Transformer::forward_on_backend takes). The model keeps

@@ -23,7 +23,6 @@
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/eval_batches.h"
-#include "train/memory_estimate.h"
 #include "train/metrics.h"
 #include "train/nonfinite.h"
 #include "train/progress.h"
@@ -103,13 +102,7 @@ RunData open_data(TrainConfig& config, const dist::Comm& comm, const TrainDevice
               " has ", d.train.vocab_size(), " token ids (set it to 0 to take it from the data)");
   config.model.vocab_size = d.train.vocab_size();
   config.model.validate();
-  // On a device the activations live there: its free memory is what must hold the run.
-  if (device && device->free_memory) {
-    const DeviceMemory memory{device->free_memory(), device->name + " memory"};
-    check_memory(config, /*training=*/true, {}, &memory);
-  } else {
-    check_memory(config, /*training=*/true);
-  }
+  check_training_memory(config, device);
   d.ref = data_reference(config.data.dir, d.train);
   if (comm.parallel()) {
     comm.check_same(
