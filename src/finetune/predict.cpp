@@ -115,11 +115,7 @@ Predictor::Predictor(const SavedClassifier& saved, const std::string& tokenizer,
   saved.load(params_, head_);
   if (device) {
     ECMOE_CHECK(device->nn != nullptr, "device ", device->name, " has no dense backend");
-    model_.set_nn_backend(*device->nn);
-    model_.set_moe_backends(device->moe);
-    params_on_device_.resize(*device->nn, params_.size());
-    device->nn->upload(params_on_device_.data(), params_.data(),
-                       std::size_t(params_.size()) * sizeof(float));
+    params_on_device_ = place_on_device(model_, *device, params_);
   }
 }
 
