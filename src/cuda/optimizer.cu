@@ -66,9 +66,10 @@ struct BufferChunks {
 
 // One thread: each buffer's chunk sums in order onto 0, the buffers' totals in order onto 0 (the
 // CPU's sum_of_squares and clip_grad_norm), then the norm and the clipping factor as the CPU
-// computes them: result = [norm, scale], scale 1 when nothing is to be scaled.
-__global__ void norm_kernel(float* result, const double* partials, BufferChunks chunks,
-                            float max_norm) {
+// computes them: result = [norm, scale], scale 1 when nothing is to be scaled; squares_out = the
+// sum of squares.
+__global__ void norm_kernel(float* result, double* squares_out, const double* partials,
+                            BufferChunks chunks, float max_norm) {
   double squares = 0.0;
   for (int b = 0; b < chunks.count; ++b) {
     double total = 0.0;
@@ -83,27 +84,46 @@ __global__ void norm_kernel(float* result, const double* partials, BufferChunks 
   }
   result[0] = norm;
   result[1] = scale;
+  *squares_out = squares;
+}
+
+__device__ void scale_elements(float* g, int64_t n, float scale) {
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
+       j += int64_t(gridDim.x) * blockDim.x)
+    g[j] *= scale;
 }
 
 __global__ void scale_kernel(float* g, int64_t n, const float* result) {
   const float scale = result[1];
   if (scale == 1.f) return;  // g·1 = g: the CPU leaves such gradients alone
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
-       j += int64_t(gridDim.x) * blockDim.x)
-    g[j] *= scale;
+  scale_elements(g, n, scale);
 }
 
-// One thread: the chunk sums in order onto 0 (the CPU's sum_of_squares).
-__global__ void sum_chunks_kernel(double* total, const double* partials, int64_t n_chunks) {
-  double sum = 0.0;
-  for (int64_t c = 0; c < n_chunks; ++c) sum += partials[c];
-  *total = sum;
-}
+__global__ void scale_by_kernel(float* g, int64_t n, float scale) { scale_elements(g, n, scale); }
 
-__global__ void scale_by_kernel(float* g, int64_t n, float scale) {
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
-       j += int64_t(gridDim.x) * blockDim.x)
-    g[j] *= scale;
+// Every buffer's chunk sums, then norm_kernel: scratch.result = [norm, scale] and
+// scratch.squares = [sum of squares], on the device.
+void sum_squares(std::span<const DeviceGrads> buffers, float max_norm, GradNormScratch& scratch,
+                 cudaStream_t stream) {
+  ECMOE_CHECK(buffers.size() <= size_t(kMaxGradBuffers), "cuda clip_grad_norm: at most ",
+              kMaxGradBuffers, " buffers");
+  BufferChunks chunks{};
+  chunks.count = int(buffers.size());
+  for (size_t b = 0; b < buffers.size(); ++b)
+    chunks.begin[b + 1] = chunks.begin[b] + (buffers[b].size + kChunk - 1) / kChunk;
+  scratch.partials.resize(size_t(chunks.begin[buffers.size()]));
+  scratch.result.resize(2);
+  scratch.squares.resize(1);
+  for (size_t b = 0; b < buffers.size(); ++b) {
+    const int64_t n_chunks = chunks.begin[b + 1] - chunks.begin[b];
+    if (n_chunks == 0) continue;
+    chunk_squares_kernel<<<blocks_for(n_chunks * kLanes, kThreads), kThreads, 0, stream>>>(
+        scratch.partials.data() + chunks.begin[b], buffers[b].data, buffers[b].size, n_chunks);
+    check_launch();
+  }
+  norm_kernel<<<1, 1, 0, stream>>>(scratch.result.data(), scratch.squares.data(),
+                                   scratch.partials.data(), chunks, max_norm);
+  check_launch();
 }
 
 }  // namespace
@@ -140,24 +160,7 @@ void DeviceAdamW::copy_to(AdamW& host, cudaStream_t stream) const {
 
 float clip_grad_norm(std::span<const DeviceGrads> buffers, float max_norm, GradNormScratch& scratch,
                      cudaStream_t stream) {
-  ECMOE_CHECK(buffers.size() <= size_t(kMaxGradBuffers), "cuda clip_grad_norm: at most ",
-              kMaxGradBuffers, " buffers");
-  BufferChunks chunks{};
-  chunks.count = int(buffers.size());
-  for (size_t b = 0; b < buffers.size(); ++b)
-    chunks.begin[b + 1] = chunks.begin[b] + (buffers[b].size + kChunk - 1) / kChunk;
-  scratch.partials.resize(size_t(chunks.begin[buffers.size()]));
-  scratch.result.resize(2);
-  for (size_t b = 0; b < buffers.size(); ++b) {
-    const int64_t n_chunks = chunks.begin[b + 1] - chunks.begin[b];
-    if (n_chunks == 0) continue;
-    chunk_squares_kernel<<<blocks_for(n_chunks * kLanes, kThreads), kThreads, 0, stream>>>(
-        scratch.partials.data() + chunks.begin[b], buffers[b].data, buffers[b].size, n_chunks);
-    check_launch();
-  }
-  norm_kernel<<<1, 1, 0, stream>>>(scratch.result.data(), scratch.partials.data(), chunks,
-                                   max_norm);
-  check_launch();
+  sum_squares(buffers, max_norm, scratch, stream);
   for (const DeviceGrads& g : buffers) {
     if (g.size == 0 || max_norm <= 0.f) continue;  // max_norm <= 0: nothing is scaled
     scale_kernel<<<blocks_for(g.size, kThreads), kThreads, 0, stream>>>(g.data, g.size,
@@ -178,15 +181,8 @@ float grad_norm(const float* grads, int64_t size, GradNormScratch& scratch, cuda
 
 double grad_sum_of_squares(const float* grads, int64_t size, GradNormScratch& scratch,
                            cudaStream_t stream) {
-  const int64_t n_chunks = (size + kChunk - 1) / kChunk;
-  if (n_chunks == 0) return 0.0;
-  scratch.partials.resize(size_t(n_chunks));
-  scratch.squares.resize(1);
-  chunk_squares_kernel<<<blocks_for(n_chunks * kLanes, kThreads), kThreads, 0, stream>>>(
-      scratch.partials.data(), grads, size, n_chunks);
-  check_launch();
-  sum_chunks_kernel<<<1, 1, 0, stream>>>(scratch.squares.data(), scratch.partials.data(), n_chunks);
-  check_launch();
+  const DeviceGrads one[] = {{const_cast<float*>(grads), size}};
+  sum_squares(one, 0.f, scratch, stream);
   double squares = 0.0;
   ECMOE_CUDA_CHECK(cudaMemcpyAsync(&squares, scratch.squares.data(), sizeof(double),
                                    cudaMemcpyDeviceToHost, stream));

@@ -51,7 +51,7 @@ struct DeviceGrads {
 struct GradNormScratch {
   DeviceVec<double> partials;  // one per chunk of every buffer
   DeviceVec<float> result;     // [norm, scale]
-  DeviceVec<double> squares;   // [1]: grad_sum_of_squares's total
+  DeviceVec<double> squares;   // [1]: the last call's sum of squares
 };
 
 // ecmoe::clip_grad_norm over several buffers as one gradient (squares summed in buffer order):
