@@ -131,8 +131,7 @@ class CudaNnBackend final : public nn::Backend {
     if (bad_row < rows) {
       int target = 0;
       download(&target, targets + bad_row, sizeof target);
-      fail("cross entropy: target ", target, " at row ", bad_row, " is outside [0, ", vocab,
-           ") and is not the ignore index ", nn::kIgnoreIndex);
+      nn::fail_bad_target(target, bad_row, vocab);
     }
     return {result[0], int64_t(result[1])};
   }

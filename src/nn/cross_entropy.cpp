@@ -14,12 +14,16 @@ namespace ecmoe::nn {
 int64_t count_targets(const int* targets, int rows, int vocab) {
   int64_t count = 0;
   for (int r = 0; r < rows; ++r) {
-    ECMOE_CHECK(targets[r] == kIgnoreIndex || (targets[r] >= 0 && targets[r] < vocab),
-                "cross entropy: target ", targets[r], " at row ", r, " is outside [0, ", vocab,
-                ") and is not the ignore index ", kIgnoreIndex);
+    if (targets[r] != kIgnoreIndex && (targets[r] < 0 || targets[r] >= vocab))
+      fail_bad_target(targets[r], r, vocab);
     count += targets[r] != kIgnoreIndex;
   }
   return count;
+}
+
+void fail_bad_target(int target, int row, int vocab) {
+  fail("cross entropy: target ", target, " at row ", row, " is outside [0, ", vocab,
+       ") and is not the ignore index ", kIgnoreIndex);
 }
 
 CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits, const int* targets,

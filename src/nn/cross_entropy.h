@@ -26,5 +26,7 @@ void cross_entropy_backward(float* dlogits, const float* logits, const float* lo
 
 // The number of targets that are not kIgnoreIndex; throws on a target outside [0, vocab).
 int64_t count_targets(const int* targets, int rows, int vocab);
+// The one-line error count_targets gives for `target` at `row` (a device that checks its own).
+[[noreturn]] void fail_bad_target(int target, int row, int vocab);
 
 }  // namespace ecmoe::nn
