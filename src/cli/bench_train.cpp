@@ -91,8 +91,7 @@ void run(const BenchTrainArgs& args) {
   std::unique_ptr<OptimizerDevice> on_device;
   if (device) {
     ECMOE_CHECK(!c.parallel(), "bench train --device ", device->name, " runs in one process");
-    model.set_nn_backend(*device->nn);
-    model.set_moe_backends(device->moe);
+    use_device(model, *device);
     on_device = device->optimizer(model.table(), config.optimizer);
     on_device->load(params, adam);
   }

@@ -15,8 +15,7 @@ nn::Backend& backend_for(Transformer& model, const TrainDevice* device) {
   if (device) {
     ECMOE_CHECK(device->nn && device->optimizer, "fine-tuning device ", device->name,
                 " is incomplete");
-    model.set_nn_backend(*device->nn);
-    model.set_moe_backends(device->moe);
+    use_device(model, *device);
   }
   return model.nn_backend();
 }

@@ -28,12 +28,16 @@ void check_training_memory(const TrainConfig& config, const TrainDevice* device,
   }
 }
 
+void use_device(Transformer& model, const TrainDevice& device) {
+  model.set_nn_backend(*device.nn);
+  model.set_moe_backends(device.moe);
+}
+
 nn::Buffer<float> place_on_device(Transformer& model, const TrainDevice& device,
                                   const FlatBuffer& params) {
   ECMOE_CHECK(params.size() == model.table().total_floats(),
               "place_on_device: the parameters do not belong to this model");
-  model.set_nn_backend(*device.nn);
-  model.set_moe_backends(device.moe);
+  use_device(model, device);
   nn::Buffer<float> on_device;
   on_device.resize(*device.nn, params.size());
   device.nn->upload(on_device.data(), params.data(), std::size_t(params.size()) * sizeof(float));

@@ -40,9 +40,12 @@ TrainDevice host_train_device();
 void check_training_memory(const TrainConfig& config, const TrainDevice* device,
                            const std::vector<std::pair<std::string, std::string>>& key_names = {});
 
-// For evaluation on a device: the model's dense ops and MoE layers moved onto `device`, and a
-// copy of `params` in its memory (what Transformer::forward_on_backend takes). The model keeps
-// the backends until they are set again.
+// The model's dense ops and MoE layers on `device` (Transformer::set_nn_backend,
+// set_moe_backends), until they are set again.
+void use_device(Transformer& model, const TrainDevice& device);
+
+// For evaluation on a device: use_device, and a copy of `params` in the device's memory (what
+// Transformer::forward_on_backend takes).
 nn::Buffer<float> place_on_device(Transformer& model, const TrainDevice& device,
                                   const FlatBuffer& params);
 

@@ -177,8 +177,7 @@ class TrainingRun {
       ECMOE_CHECK(!comm_.parallel(), "training on ", device.name,
                   " runs in one process (not under mpirun)");
       ECMOE_CHECK(device.nn && device.optimizer, "training device ", device.name, " is incomplete");
-      model_.set_nn_backend(*device.nn);
-      model_.set_moe_backends(device.moe);
+      use_device(model_, device);
       device_ = device.optimizer(model_.table(), config_.optimizer);
       device_->load(params_, adam_);
     }
