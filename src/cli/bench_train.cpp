@@ -76,7 +76,7 @@ void run(const BenchTrainArgs& args) {
   // Bytes free on the device before the model is placed there (0: not measured).
   const double free_at_start = device && device->free_memory ? device->free_memory() : 0;
   check_training_memory(config, device);
-  const MemoryEstimate memory = estimate_memory(config);
+  const MemoryEstimate memory = estimate_memory(config, true, device && device->free_memory);
   const BatchSpec spec = batch_spec(config, config.batch_size);
   std::optional<BatchSource> source;
   if (dataset) source = BatchSource::random(*dataset, spec);

@@ -54,7 +54,10 @@ void attention_decode(float* out, const float* q, const float* keys, const float
                       cudaStream_t stream) {
   const int len = cfg.length, H = cfg.n_heads, hd = cfg.head_dim;
   if (len <= 0 || H <= 0 || hd <= 0) return;
-  scratch.probs.resize(size_t(H) * size_t(len));
+  // Grown ahead (twice the need): a reallocation per generated token would wait for the device.
+  const size_t need = size_t(H) * size_t(len);
+  if (need > scratch.probs.capacity()) scratch.probs.reserve(2 * need);
+  scratch.probs.resize(need);
   const float scale = 1.f / std::sqrt(float(hd));  // the CPU's constant
   attention_decode_kernel<<<H, kThreads, 0, stream>>>(out, scratch.probs.data(), q, keys, values,
                                                       len, hd, scale);

@@ -7,6 +7,7 @@
 #include "cuda/aux_losses.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
+#include "cuda/device_reduce.cuh"
 
 namespace ecmoe::cuda {
 
@@ -104,26 +105,34 @@ __global__ void token_chunk_kernel(double* out, const double* token, int n, int 
   out[2 * c + 1] = z;
 }
 
-// One thread: the load-balancing loss as the CPU forms it from f and the score sums, and the
-// token chunks in order.
+// One block: the load-balancing loss as the CPU forms it from f and the score sums (each group's
+// term over its experts in order), and the token chunks; thread j takes groups and chunks j,
+// j + blockDim, ... in order, then block_sum's fixed tree adds the threads' parts.
 __global__ void finish_kernel(double* totals, const double* fractions, const double* group_sums,
                               const double* token_chunks, int n, int e, int gs, int groups,
                               int n_chunks) {
+  __shared__ double shared[32];
   double lb = 0;
-  for (int g = 0; g < groups; ++g) {
+  for (int g = threadIdx.x; g < groups; g += blockDim.x) {
     const int size = group_tokens(g, gs, n);
     double s = 0;
-    for (int i = 0; i < e; ++i) s += fractions[g * e + i] * group_sums[g * e + i] / size;
+    for (int i = 0; i < e; ++i)
+      s += fractions[int64_t(g) * e + i] * group_sums[int64_t(g) * e + i] / size;
     lb += e * s;
   }
   double h = 0, z = 0;
-  for (int c = 0; c < n_chunks; ++c) {
-    h += token_chunks[2 * c];
-    z += token_chunks[2 * c + 1];
+  for (int c = threadIdx.x; c < n_chunks; c += blockDim.x) {
+    h += token_chunks[2 * int64_t(c)];
+    z += token_chunks[2 * int64_t(c) + 1];
   }
-  totals[0] = lb / groups;
-  totals[1] = z;
-  totals[2] = h;
+  lb = block_sum(lb, shared);
+  h = block_sum(h, shared);
+  z = block_sum(z, shared);
+  if (threadIdx.x == 0) {
+    totals[0] = lb / groups;
+    totals[1] = z;
+    totals[2] = h;
+  }
 }
 
 // dprobs[t, i] += w · e / (G · |g|) · f_{g,i}
@@ -147,10 +156,13 @@ __global__ void z_loss_backward_kernel(float* dlogits, const float* probs, const
 
 }  // namespace
 
-DeviceAux aux_losses_forward(const float* logits, const float* probs, int n, int e, int group_size,
-                             AuxLossWeights weights, AuxScratch& s, cudaStream_t stream) {
-  DeviceAux out;
-  if (n <= 0 || e <= 0) return out;
+void aux_losses_forward(const float* logits, const float* probs, int n, int e, int group_size,
+                        AuxScratch& s, cudaStream_t stream) {
+  s.totals.resize(3);
+  if (n <= 0 || e <= 0) {
+    s.totals.zero(stream);
+    return;
+  }
   const GroupLayout groups(n, group_size);
   const int64_t group_chunks = int64_t(groups.count) * groups.chunks;
   const int token_chunks = (n + kChunk - 1) / kChunk;
@@ -160,7 +172,6 @@ DeviceAux aux_losses_forward(const float* logits, const float* probs, int n, int
   s.chunks.resize(size_t(group_chunks * 2 * e + 2 * token_chunks));
   s.fractions.resize(size_t(groups.count) * e);
   s.group_sums.resize(size_t(groups.count) * e);
-  s.totals.resize(3);
   double* token_partials = s.chunks.data() + group_chunks * 2 * e;
   token_rows_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(
       s.top1.data(), s.lse.data(), s.token.data(), logits, probs, n, e);
@@ -175,10 +186,15 @@ DeviceAux aux_losses_forward(const float* logits, const float* probs, int n, int
   token_chunk_kernel<<<blocks_for(token_chunks, kThreads), kThreads, 0, stream>>>(
       token_partials, s.token.data(), n, token_chunks);
   check_launch();
-  finish_kernel<<<1, 1, 0, stream>>>(s.totals.data(), s.fractions.data(), s.group_sums.data(),
-                                     token_partials, n, e, groups.size, groups.count, token_chunks);
+  finish_kernel<<<1, kThreads, 0, stream>>>(s.totals.data(), s.fractions.data(),
+                                            s.group_sums.data(), token_partials, n, e, groups.size,
+                                            groups.count, token_chunks);
   check_launch();
-  const std::vector<double> totals = s.totals.download(stream);
+}
+
+DeviceAux aux_losses_values(const double* totals, int n, AuxLossWeights weights) {
+  DeviceAux out;
+  if (n <= 0) return out;
   out.losses.load_balance = float(totals[0]);
   out.losses.z_loss = float(totals[1] / n);
   out.losses.weighted_total =

@@ -4,8 +4,8 @@
 // sums come back). Per token (a thread each, the CPU's loops over its row): the top-1 expert (ties
 // to the lower index), the row's logsumexp in float as the CPU, its entropy in double. Per group
 // and expert: top-1 counts and score sums over chunks of tokens, then the chunks in order; the
-// totals over tokens likewise. Fixed orders, no atomics: the same bits run to run; within double
-// rounding of the CPU's sequential sums.
+// totals over groups and token chunks in one block's fixed tree. Fixed orders, no atomics: the
+// same bits run to run; within double rounding of the CPU's sequential sums.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -29,9 +29,11 @@ struct DeviceAux {
   double entropy_sum = 0;  // RoutingStats::router_entropy_sum
 };
 
-// logits, probs [n, e] (device) -> the losses and the entropy sum (waits for the stream).
-DeviceAux aux_losses_forward(const float* logits, const float* probs, int n, int e, int group_size,
-                             AuxLossWeights weights, AuxScratch& scratch, cudaStream_t stream);
+// logits, probs [n, e] (device) -> scratch.totals [3] (device), queued on the stream.
+void aux_losses_forward(const float* logits, const float* probs, int n, int e, int group_size,
+                        AuxScratch& scratch, cudaStream_t stream);
+// The losses and the entropy sum from forward's totals, copied to the host.
+DeviceAux aux_losses_values(const double* totals, int n, AuxLossWeights weights);
 // Accumulates the gradients of weights · losses into dlogits and dprobs [n, e] (device), from the
 // last forward's scratch (its top-1 fractions and logsumexps) and probs.
 void aux_losses_backward(float* dlogits, float* dprobs, const float* probs, int n, int e,

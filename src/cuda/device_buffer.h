@@ -37,15 +37,21 @@ class DeviceVec {
 
   // n elements; reallocates (contents lost) only when n exceeds the capacity.
   void resize(size_t n) {
-    if (n > capacity_) {
-      if (data_) ECMOE_CUDA_CHECK(cudaFree(data_));
-      data_ = nullptr;
-      capacity_ = 0;
-      ECMOE_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), n * sizeof(T)));
-      capacity_ = n;
-    }
+    reserve(n);
     size_ = n;
   }
+  // Room for n elements without changing the size (contents lost if it reallocates): a buffer
+  // that grows a little at a time (a KV cache's scores) reserves ahead of its size.
+  void reserve(size_t n) {
+    if (n <= capacity_) return;
+    if (data_) ECMOE_CUDA_CHECK(cudaFree(data_));
+    data_ = nullptr;
+    capacity_ = 0;
+    size_ = 0;
+    ECMOE_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), n * sizeof(T)));
+    capacity_ = n;
+  }
+  size_t capacity() const { return capacity_; }
   void release() { DeviceVec().swap(*this); }
 
   T* data() { return data_; }

@@ -29,6 +29,31 @@ __global__ void token_offsets_kernel(int* token_offsets, const int* sorted_token
   token_offsets[t] = lo;
 }
 
+constexpr int kCountThreads = 256;
+
+// One block: each thread counts its tokens' expert counts in registers, then the block adds them
+// in shared memory (integer atomics: the same sums in any order).
+__global__ void plan_counts_kernel(int64_t* counts, const int* token_offsets, int n) {
+  __shared__ int histogram[6];
+  __shared__ int max_count;
+  if (threadIdx.x < 6) histogram[threadIdx.x] = 0;
+  if (threadIdx.x == 0) max_count = 0;
+  __syncthreads();
+  int mine[6] = {0, 0, 0, 0, 0, 0};
+  int my_max = 0;
+  for (int t = threadIdx.x; t < n; t += blockDim.x) {
+    const int count = token_offsets[t + 1] - token_offsets[t];
+    ++mine[count < 5 ? count : 5];
+    my_max = count > my_max ? count : my_max;
+  }
+  for (int b = 0; b < 6; ++b)
+    if (mine[b] != 0) atomicAdd(&histogram[b], mine[b]);
+  atomicMax(&max_count, my_max);
+  __syncthreads();
+  if (threadIdx.x < 6) counts[threadIdx.x] = histogram[threadIdx.x];
+  if (threadIdx.x == 0) counts[6] = max_count;
+}
+
 int bits_for(int n) {
   int bits = 1;
   while (bits < 31 && (1 << bits) <= n) ++bits;
@@ -57,8 +82,7 @@ void upload_plan(DevicePlan& out, const RoutingPlan& plan, cudaStream_t stream) 
   out.token_slots.upload(std::span<const int>(plan.token_slots), stream);
   out.choices_per_token = plan.choices_per_token;
   out.token_choices.upload(std::span<const int>(plan.token_choices), stream);
-  // The host vectors are the caller's: wait until the copies have read them.
-  ECMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  // Nothing waits: uploads are staged (the caller's vectors may go at once).
 }
 
 RoutingPlan download_plan(const DevicePlan& plan, cudaStream_t stream) {
@@ -74,6 +98,19 @@ RoutingPlan download_plan(const DevicePlan& plan, cudaStream_t stream) {
   out.choices_per_token = plan.choices_per_token;
   out.token_choices = plan.token_choices.download(stream);
   return out;
+}
+
+void count_plan_on_device(const DevicePlan& plan, DeviceVec<int64_t>& counts, cudaStream_t stream) {
+  counts.resize(kPlanCounts);
+  ECMOE_CHECK(plan.n_tokens == 0 || plan.token_offsets.size() == size_t(plan.n_tokens) + 1,
+              "cuda plan counts: the plan has no inverse index");
+  if (plan.n_tokens == 0) {
+    counts.zero(stream);
+    return;
+  }
+  plan_counts_kernel<<<1, kCountThreads, 0, stream>>>(counts.data(), plan.token_offsets.data(),
+                                                      plan.n_tokens);
+  ECMOE_CUDA_CHECK(cudaGetLastError());
 }
 
 void build_inverse_index(DevicePlan& plan, cudaStream_t stream) {

@@ -5,6 +5,7 @@
 // sized. Routers on the GPU build it in place (cuda/route_expert_choice.h); any other plan is
 // uploaded from the CPU's.
 #pragma once
+#include <cstdint>
 #include <vector>
 
 #include "cuda/device_buffer.h"
@@ -36,7 +37,15 @@ struct DevicePlan {
 };
 
 void upload_plan(DevicePlan& out, const RoutingPlan& plan, cudaStream_t stream);
+// The whole plan on the host (tests, MoeBackend::host_plan); waits for the stream.
 RoutingPlan download_plan(const DevicePlan& plan, cudaStream_t stream);
+
+// What count_plan reads from the tokens, counted on the device: counts[0..5] the histogram of
+// the tokens' expert counts (ExpertsPerTokenHistogram's bins), counts[6] their maximum. With the
+// host's expert offsets, plan_counts() makes RoutingStats' plan fields from them, so statistics
+// need these 56 bytes instead of the plan. Asynchronous.
+inline constexpr int kPlanCounts = 7;
+void count_plan_on_device(const DevicePlan& plan, DeviceVec<int64_t>& counts, cudaStream_t stream);
 
 // Builds token_offsets and token_slots from slot_token (a stable sort of the slots by token, so
 // each token's slots stay in slot order, which is expert order), as make_routing_plan does.

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "cuda/cuda_check.h"
 #include "cuda/expert_gemm.h"
 
@@ -19,8 +21,9 @@ void gemm(cublasHandle_t blas, const Gemm& g, Precision precision) {
   // Column-major views: a row-major [R, C] array is a column-major [C, R] one with ld = C.
   const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const int ldb = g.ldb ? g.ldb : (g.trans_b ? g.k : g.n);
-  const int lda = g.lda ? g.lda : (g.trans_a ? g.m : g.k);
+  // At least 1: cuBLAS refuses a leading dimension of 0, which k = 0 would give.
+  const int ldb = g.ldb ? g.ldb : std::max(1, g.trans_b ? g.k : g.n);
+  const int lda = g.lda ? g.lda : std::max(1, g.trans_a ? g.m : g.k);
   const int ldc = g.ldc ? g.ldc : g.n;
   const bool bf16 = precision == Precision::kBf16;
   const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;

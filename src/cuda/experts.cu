@@ -21,8 +21,14 @@ void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& p
     act.hidden16.resize(size_t(S) * f);
     act.w1_16.resize(size_t(e) * d * f);
     act.w2_16.resize(size_t(e) * f * d);
-    to_bf16(act.w1_16.data(), w1, int64_t(e) * d * f, stream);
-    to_bf16(act.w2_16.data(), w2, int64_t(e) * f * d, stream);
+    // Only the experts with slots are read: a decoded token converts its few experts' weights.
+    const int64_t per_expert = int64_t(d) * f;
+    for (const ExpertRange& r : experts_with_slots(plan.expert_offsets_host)) {
+      const int64_t at = int64_t(r.begin) * per_expert,
+                    count = int64_t(r.end - r.begin) * per_expert;
+      to_bf16(act.w1_16.data() + at, w1 + at, count, stream);
+      to_bf16(act.w2_16.data() + at, w2 + at, count, stream);
+    }
     phase_lap(times, ctx, "weights to bf16");
     dispatch_forward(act.x_in16.data(), x, plan, d, stream);
     x_in = act.x_in16.data();

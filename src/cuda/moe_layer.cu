@@ -8,6 +8,7 @@
 #include "cuda/experts.h"
 #include "cuda/moe_layer.h"
 #include "cuda/moe_ops.h"
+#include "cuda/readback.h"
 #include "cuda/route_expert_choice.h"
 #include "cuda/route_mask.h"
 #include "cuda/route_token_choice.h"
@@ -28,6 +29,7 @@ class CudaMoeBackend final : public MoeBackend {
                     float* y) override;
   void backward(const MoeConfig& config, const MoeWeights& w, MoeGrads& g, const float* dy,
                 float* dx, float aux_scale) override;
+  void finish(MoeOutput& out) override;
   const RoutingPlan& host_plan() override;
   void set_collect_stats(bool collect) override { collect_stats_ = collect; }
   void set_phase_times(PhaseTimes* times) override { times_ = times; }
@@ -47,6 +49,22 @@ class CudaMoeBackend final : public MoeBackend {
   AuxScratch aux_;
   bool aux_ready_ = false;         // forward computed the aux losses (aux_ holds their state)
   std::vector<float> host_probs_;  // [n, e]: this forward's copy, when the host needs the scores
+  // What finish() completes the last forward's output from: the routing statistics made from
+  // the plan's counts on the device (kind), the auxiliary losses from their sums.
+  enum class DeviceStats { kNone, kExpertChoice, kTokenChoice, kPerPair };
+  struct Pending {
+    bool valid = false;
+    DeviceStats stats = DeviceStats::kNone;
+    bool aux = false, entropy = false;
+    MoeConfig routing;
+    RouteRequest request;  // n, the capacity factor and the host's scores (threshold's k-th)
+    TokenChoiceCounts token_choice;
+    std::size_t counts_at = 0, kth_at = 0, totals_at = 0;  // Readback offsets
+    AuxLossWeights weights;
+  };
+  Pending pending_;
+  Readback readback_;
+  DeviceVec<int64_t> plan_counts_;
   RoutingPlan host_plan_;
   bool host_plan_valid_ = false;
   bool collect_stats_ = true;
@@ -113,27 +131,26 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
   request.n_tokens = n;
   request.capacity_factor = capacity;
   request.cutoffs = in.cutoffs;
+  pending_ = Pending{};
+  pending_.routing = routing;
+  pending_.request = request;
+  pending_.request.token_ids = nullptr;  // the caller's: finish() may come after they are gone
+  pending_.request.cutoffs = nullptr;
   if (on_device) {
     ECMOE_CHECK(capacity > 0.f, "route: capacity factor must be > 0, got ", capacity);
     if (token_choice) {
-      const TokenChoiceCounts counts =
+      pending_.token_choice =
           route_token_choice(plan_, tc_scratch_, probs_.data(), n, routing, capacity, stream);
-      if (collect_stats_)
-        out.stats = token_choice_stats(host_plan(), routing.choices_per_token(), counts.capacity,
-                                       counts.dropped, counts.max_demand_over_capacity);
+      pending_.stats = DeviceStats::kTokenChoice;
     } else if (per_pair) {
       route_mask(plan_, mask_scratch_, scored ? probs_.data() : nullptr, in.token_ids, in.cutoffs,
                  n, routing, stream);
-      if (collect_stats_) out.stats = per_pair_route_stats(routing, request, host_plan());
+      pending_.stats = DeviceStats::kPerPair;
     } else {
       route_expert_choice(plan_, ec_scratch_, probs_.data(), n, routing, capacity, stream);
-      if (collect_stats_) {
-        const auto groups = routing_groups(n, routing.group_size);
-        out.stats =
-            expert_choice_stats(host_plan(), ec_scratch_.kth.download(stream),
-                                groups.empty() ? 0 : groups[0].size, int(groups.size()), capacity);
-      }
+      pending_.stats = DeviceStats::kExpertChoice;
     }
+    if (!collect_stats_) pending_.stats = DeviceStats::kNone;
   } else {  // the CPU's router on the scores copied to the host
     RouteResult routed = route_tokens(routing, request);
     upload_plan(plan_, routed.plan, stream);
@@ -146,13 +163,28 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
   experts_forward(y, act_, plan_, in.x, w.w1, w.w2, d, f, config.precision, ctx_, times_);
   aux_ready_ = scored && n > 0 && (weighted || collect_stats_);
   if (aux_ready_) {
-    const DeviceAux aux =
-        aux_losses_forward(logits_.data(), probs_.data(), n, e, config.group_size,
-                           {config.load_balance_weight, config.z_loss_weight}, aux_, stream);
-    out.aux = aux.losses;
-    if (collect_stats_ && on_device) out.stats.router_entropy_sum = aux.entropy_sum;
+    aux_losses_forward(logits_.data(), probs_.data(), n, e, config.group_size, aux_, stream);
     phase_lap(times_, ctx_, "aux losses");
   }
+
+  // The few values finish() needs, copied to the host together once the device has them.
+  const std::size_t kth_count =
+      pending_.stats == DeviceStats::kExpertChoice ? ec_scratch_.kth.size() : 0;
+  readback_.begin(kPlanCounts * sizeof(int64_t) + kth_count * sizeof(float) + 3 * sizeof(double) +
+                  3 * 16);
+  if (pending_.stats != DeviceStats::kNone) {
+    count_plan_on_device(plan_, plan_counts_, stream);
+    pending_.counts_at = readback_.add(plan_counts_.data(), kPlanCounts, stream);
+  }
+  if (kth_count > 0) pending_.kth_at = readback_.add(ec_scratch_.kth.data(), kth_count, stream);
+  if (aux_ready_) {
+    pending_.aux = true;
+    pending_.entropy = collect_stats_ && on_device;
+    pending_.weights = {config.load_balance_weight, config.z_loss_weight};
+    pending_.totals_at = readback_.add(aux_.totals.data(), 3, stream);
+  }
+  readback_.record(stream);
+  pending_.valid = true;
   return out;
 }
 
@@ -211,6 +243,47 @@ void CudaMoeBackend::backward(const MoeConfig& config, const MoeWeights& w, MoeG
     gemm(ctx_.blas, dxg, Precision::kFp32);
   }
   phase_lap(times_, ctx_, "router backward");
+}
+
+void CudaMoeBackend::finish(MoeOutput& out) {
+  ECMOE_CHECK(pending_.valid, "cuda moe: finish() without a forward to finish");
+  pending_.valid = false;
+  readback_.wait();
+  const int n = pending_.request.n_tokens, e = pending_.routing.n_experts;
+  if (pending_.stats != DeviceStats::kNone) {
+    const int64_t* c = readback_.at<int64_t>(pending_.counts_at);
+    ExpertsPerTokenHistogram histogram{};
+    for (int b = 0; b < 6; ++b) histogram[b] = c[b];
+    RoutingStats counts = plan_counts(n, plan_.expert_offsets_host, histogram, int(c[6]));
+    switch (pending_.stats) {
+      case DeviceStats::kTokenChoice: {
+        const TokenChoiceCounts& tc = pending_.token_choice;
+        out.stats = token_choice_stats(std::move(counts), pending_.routing.choices_per_token(),
+                                       tc.capacity, tc.dropped, tc.max_demand_over_capacity);
+        break;
+      }
+      case DeviceStats::kPerPair:
+        out.stats = per_pair_route_stats(pending_.routing, pending_.request, std::move(counts));
+        break;
+      case DeviceStats::kExpertChoice: {
+        const auto groups = routing_groups(n, pending_.routing.group_size);
+        const float* kth = readback_.at<float>(pending_.kth_at);
+        out.stats = expert_choice_stats(std::move(counts),
+                                        std::vector<float>(kth, kth + groups.size() * size_t(e)),
+                                        groups.empty() ? 0 : groups[0].size, int(groups.size()),
+                                        pending_.request.capacity_factor);
+        break;
+      }
+      case DeviceStats::kNone:
+        break;
+    }
+  }
+  if (pending_.aux) {
+    const DeviceAux aux =
+        aux_losses_values(readback_.at<double>(pending_.totals_at), n, pending_.weights);
+    out.aux = aux.losses;
+    if (pending_.entropy) out.stats.router_entropy_sum = aux.entropy_sum;
+  }
 }
 
 const RoutingPlan& CudaMoeBackend::host_plan() {

@@ -27,6 +27,8 @@ class CudaOptimizerDevice final : public OptimizerDevice {
   void load(const FlatBuffer& params, const AdamW& adam) override {
     ECMOE_CHECK(params.size() == table_.total_floats(), "cuda optimizer: a parameter buffer of ",
                 params.size(), " floats for a table of ", table_.total_floats());
+    ECMOE_CHECK(adam.m().size() == table_.total_floats(), "cuda optimizer: an AdamW of ",
+                adam.m().size(), " floats for a table of ", table_.total_floats());
     params_.upload(std::span<const float>(params.data(), std::size_t(params.size())), ctx_.stream);
     adam_.emplace(adam, ctx_.stream);  // copies the moments and the step count
     ctx_.synchronize();

@@ -96,7 +96,7 @@ const std::vector<float>& KvDecoder::step(int32_t token) {
                          p + o.ln2_bias, 1, d);
     const MoeWeights mw{o.router >= 0 ? p + o.router : nullptr, p + o.w1, p + o.w2};
     const MoeInput in{ln_.data(), &token, 1, /*training=*/false, 0, cutoffs_[l]};
-    ffn_[l].forward(mw, in, tmp_.data());
+    ffn_[l].forward_async(mw, in, tmp_.data());  // its losses and statistics: not wanted
     be.add_inplace(h_.data(), tmp_.data(), d);
   }
   be.layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), p + offsets_.final_gain,

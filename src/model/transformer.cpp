@@ -287,6 +287,8 @@ ForwardResult Transformer::forward_trunk(const float* p, const FlatBuffer* state
                          p + offsets_.embed_positions, {B, T, d, V});
   ForwardResult result;
   result.layer_stats.reserve(L);
+  std::vector<MoeOutput> outputs;
+  outputs.reserve(L);
   double aux_total = 0;
   for (int l = 0; l < L; ++l) {
     const LayerOffsets& o = layers_[l];
@@ -317,14 +319,19 @@ ForwardResult Transformer::forward_trunk(const float* p, const FlatBuffer* state
     MoeInput in{ln2, a.tokens.data(), N, training, layer_seed(seed, l), cutoffs};
     in.router = layer_router;
     in.first_token = int64_t(rank_) * N;  // ranks hold equal consecutive slices (slice_batch)
-    MoeOutput out = ffn_[l].forward(mw, in, h_out);
+    outputs.push_back(ffn_[l].forward_async(mw, in, h_out));
     nn_->add_inplace(h_out, h_mid, N64 * d);
+  }
+  nn_->layernorm_forward(a.final_out.data(), a.final_mean.data(), a.final_rstd.data(),
+                         stream(2 * L), p + offsets_.final_gain, p + offsets_.final_bias, N, d);
+  // On a device the layers' losses and statistics come back now, all in one wait.
+  for (int l = 0; l < L; ++l) {
+    MoeOutput& out = outputs[l];
+    ffn_[l].finish(out);
     accumulate_aux(result.aux, out.aux);
     aux_total += double(out.aux.weighted_total);
     result.layer_stats.push_back(std::move(out.stats));
   }
-  nn_->layernorm_forward(a.final_out.data(), a.final_mean.data(), a.final_rstd.data(),
-                         stream(2 * L), p + offsets_.final_gain, p + offsets_.final_bias, N, d);
   result.loss = aux_total;
   a.backward_ready = true;
   return result;

@@ -70,11 +70,16 @@ auto per_row_epilogue(int64_t width, RowOp row_op) {
   };
 }
 
-// Under kBf16, data's bf16 copy, converted into `copy`; nothing under fp32.
-void make_bf16_copy(const float* data, int64_t n, Bf16Vec& copy, Precision precision) {
+// Under kBf16, the bf16 copy of the experts' weights data [e, per_expert] the plan reads (the
+// experts with slots; the others' part of `copy` is not written), converted into `copy`; nothing
+// under fp32.
+void make_bf16_copy(const float* data, int64_t per_expert, const RoutingPlan& plan, Bf16Vec& copy,
+                    Precision precision) {
   if (precision == Precision::kFp32) return;
-  copy.resize(size_t(n));
-  convert_to_bf16(copy.data(), data, n);
+  copy.resize(size_t(int64_t(plan.n_experts) * per_expert));
+  for (const ExpertRange& r : experts_with_slots(plan.expert_offsets))
+    convert_to_bf16(copy.data() + int64_t(r.begin) * per_expert,
+                    data + int64_t(r.begin) * per_expert, int64_t(r.end - r.begin) * per_expert);
 }
 
 // fp32 data, or the bf16 form (kept in act) that replaces it under kBf16.
@@ -99,7 +104,7 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
                      const float* w1, const float* w2, int d, int f, Precision precision,
                      PhaseTimes* times) {
   phase_start(times);
-  const int S = plan.slot_count(), e = plan.n_experts;
+  const int S = plan.slot_count();
   const bool bf16 = precision == Precision::kBf16;
   act.pre.resize(int64_t(S) * f);
   act.out.resize(int64_t(S) * d);
@@ -112,8 +117,8 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
     act.x_in.resize(int64_t(S) * d);
     act.hidden.resize(int64_t(S) * f);
   }
-  make_bf16_copy(w1, int64_t(e) * d * f, act.w1_16, precision);
-  make_bf16_copy(w2, int64_t(e) * f * d, act.w2_16, precision);
+  make_bf16_copy(w1, int64_t(d) * f, plan, act.w1_16, precision);
+  make_bf16_copy(w2, int64_t(f) * d, plan, act.w2_16, precision);
   phase_lap(times, "weights to bf16");
 
   // Dispatch: slot s copies its token's row (rounded to bf16 on the way under kBf16).

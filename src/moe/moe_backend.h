@@ -19,10 +19,15 @@ class MoeBackend {
  public:
   virtual ~MoeBackend() = default;
   virtual const char* device() const = 0;
-  // As MoeLayer::forward: x [n, d] -> y [n, d] (overwritten); x, y and the weights are in the
-  // backend's memory; MoeInput::token_ids and cutoffs stay on the host.
+  // As MoeLayer::forward_async: x [n, d] -> y [n, d] (overwritten); x, y and the weights are in
+  // the backend's memory; MoeInput::token_ids and cutoffs stay on the host. The output's
+  // auxiliary losses and statistics may still be on their way from the device: finish()
+  // completes them.
   virtual MoeOutput forward(const MoeConfig& config, const MoeWeights& w, const MoeInput& in,
                             float* y) = 0;
+  // Completes the output the last forward returned, waiting for the device as far as it needs
+  // (once per forward). A backend whose forward returns complete outputs leaves it as it is.
+  virtual void finish(MoeOutput& out) { (void)out; }
   // As MoeLayer::backward: dx (+=), grads (+=), all in the backend's memory.
   virtual void backward(const MoeConfig& config, const MoeWeights& w, MoeGrads& g, const float* dy,
                         float* dx, float aux_scale) = 0;

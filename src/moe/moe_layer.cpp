@@ -113,6 +113,16 @@ void MoeLayer::compute_scores(const MoeWeights& w, const MoeInput& in) {
 }
 
 MoeOutput MoeLayer::forward(const MoeWeights& w, const MoeInput& in, float* y) {
+  MoeOutput out = forward_async(w, in, y);
+  finish(out);
+  return out;
+}
+
+void MoeLayer::finish(MoeOutput& out) {
+  if (backend_) backend_->finish(out);
+}
+
+MoeOutput MoeLayer::forward_async(const MoeWeights& w, const MoeInput& in, float* y) {
   if (backend_) {
     MoeOutput out = backend_->forward(config_, w, in, y);
     backward_ready_ = true;

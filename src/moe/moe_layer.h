@@ -90,6 +90,13 @@ class MoeLayer {
 
   // y [n, d] (overwritten)
   MoeOutput forward(const MoeWeights& w, const MoeInput& in, float* y);
+  // The same without waiting for a device: the output's auxiliary losses and statistics are
+  // complete only after finish(out), called before the layer's next forward (an output never
+  // finished is dropped). A model forwards all its layers and then finishes them: the host
+  // waits for the device once, not per layer. On the CPU the output is complete at once and
+  // finish leaves it as it is.
+  MoeOutput forward_async(const MoeWeights& w, const MoeInput& in, float* y);
+  void finish(MoeOutput& out);
   // The same with a plan given instead of routed (only tests call it); the scores are still
   // computed, so gates defined by scores get their gradient.
   MoeOutput forward_with_plan(const MoeWeights& w, const MoeInput& in, RoutingPlan plan, float* y);

@@ -45,19 +45,18 @@ RouteResult route_expert_choice(const MoeConfig& config, const RouteRequest& req
     for (int i = 0; i < e; ++i)
       for (int t : chosen[gi][i]) assignments.push_back({i, t, request.probs[int64_t(t) * e + i]});
   r.plan = make_routing_plan(n, e, GateKind::kScore, assignments);
-  r.stats = expert_choice_stats(r.plan, kth, groups.empty() ? 0 : groups[0].size,
+  r.stats = expert_choice_stats(plan_counts(r.plan), kth, groups.empty() ? 0 : groups[0].size,
                                 int(groups.size()), request.capacity_factor);
   return r;
 }
 
-RoutingStats expert_choice_stats(const RoutingPlan& plan, const std::vector<float>& kth,
-                                 int group_size, int n_groups, float capacity_factor) {
-  const int e = plan.n_experts;
-  RoutingStats stats;
-  count_plan(plan, stats);
+RoutingStats expert_choice_stats(RoutingStats counts, const std::vector<float>& kth, int group_size,
+                                 int n_groups, float capacity_factor) {
+  RoutingStats stats = std::move(counts);
+  const int e = int(stats.tokens_per_expert.size());
   stats.capacity = n_groups == 0 ? 0 : expert_choice_capacity(group_size, e, capacity_factor);
-  stats.requested_assignments = plan.slot_count();
-  stats.max_demand_over_capacity = plan.n_tokens ? 1.0 : 0.0;
+  stats.requested_assignments = stats.assigned_slots();
+  stats.max_demand_over_capacity = stats.tokens ? 1.0 : 0.0;
   // Summed over groups in group order: the same value at any thread count.
   stats.kth_score_sum.assign(e, 0.0);
   for (int g = 0; g < n_groups; ++g)

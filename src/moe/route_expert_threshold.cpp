@@ -54,7 +54,7 @@ RouteResult route_expert_threshold(const MoeConfig& config, const RouteRequest& 
     }
   RouteResult r;
   r.plan = make_routing_plan(n, e, GateKind::kScore, assignments);
-  r.stats = per_pair_route_stats(config, request, r.plan);
+  r.stats = per_pair_route_stats(config, request, plan_counts(r.plan));
   return r;
 }
 

@@ -19,7 +19,7 @@ RouteResult route_hash(const MoeConfig& config, const RouteRequest& request) {
   }
   RouteResult r;
   r.plan = make_routing_plan(request.n_tokens, e, GateKind::kConstant, assignments);
-  r.stats = per_pair_route_stats(config, request, r.plan);
+  r.stats = per_pair_route_stats(config, request, plan_counts(r.plan));
   return r;
 }
 

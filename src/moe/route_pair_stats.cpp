@@ -2,6 +2,7 @@
 // its capacity and demand, from the plan it made.
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "moe/routers.h"
 
@@ -18,10 +19,9 @@ int64_t busiest_expert(const RoutingStats& stats) {
 }  // namespace
 
 RoutingStats per_pair_route_stats(const MoeConfig& config, const RouteRequest& request,
-                                  const RoutingPlan& plan) {
+                                  RoutingStats counts) {
   const int n = request.n_tokens, e = config.n_experts;
-  RoutingStats stats;
-  count_plan(plan, stats);
+  RoutingStats stats = std::move(counts);
   switch (config.router) {
     case RouterKind::kDense:
       stats.capacity = n;
@@ -40,7 +40,7 @@ RoutingStats per_pair_route_stats(const MoeConfig& config, const RouteRequest& r
       // far the realised load strays from it.
       const int k = n ? expert_choice_capacity(n, e, request.capacity_factor) : 0;
       stats.capacity = k;
-      stats.requested_assignments = plan.slot_count();
+      stats.requested_assignments = stats.assigned_slots();
       stats.max_demand_over_capacity = k ? double(busiest_expert(stats)) / k : 0.0;
       if (n > 0) add_kth_scores(config, request, stats);
       break;

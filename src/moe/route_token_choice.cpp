@@ -73,18 +73,17 @@ RouteResult route_token_choice(const MoeConfig& config, const RouteRequest& requ
     plan.token_choices = std::move(choices);
   }
   r.stats = token_choice_stats(
-      plan, k,
+      plan_counts(plan), k,
       groups.empty() ? 0 : token_choice_capacity(groups[0].size, e, k, request.capacity_factor),
       dropped, worst_demand);
   return r;
 }
 
-RoutingStats token_choice_stats(const RoutingPlan& plan, int choices, int capacity, int64_t dropped,
+RoutingStats token_choice_stats(RoutingStats counts, int choices, int capacity, int64_t dropped,
                                 double max_demand_over_capacity) {
-  RoutingStats stats;
-  count_plan(plan, stats);
+  RoutingStats stats = std::move(counts);
   stats.capacity = capacity;
-  stats.requested_assignments = int64_t(plan.n_tokens) * choices;
+  stats.requested_assignments = stats.tokens * choices;
   stats.dropped_assignments = dropped;
   stats.max_demand_over_capacity = max_demand_over_capacity;
   return stats;

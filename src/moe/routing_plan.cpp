@@ -57,4 +57,17 @@ bool plan_is_consistent(const RoutingPlan& plan) {
   return true;
 }
 
+std::vector<ExpertRange> experts_with_slots(std::span<const int> expert_offsets) {
+  std::vector<ExpertRange> runs;
+  const int e = expert_offsets.empty() ? 0 : int(expert_offsets.size()) - 1;
+  for (int i = 0; i < e; ++i) {
+    if (expert_offsets[i + 1] == expert_offsets[i]) continue;
+    if (!runs.empty() && runs.back().end == i)
+      runs.back().end = i + 1;
+    else
+      runs.push_back({i, i + 1});
+  }
+  return runs;
+}
+
 }  // namespace ecmoe

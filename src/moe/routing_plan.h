@@ -48,4 +48,13 @@ RoutingPlan make_routing_plan(int n_tokens, int n_experts, GateKind gate_kind,
 // Checks the plan's internal consistency (offsets, token indices, inverse index); for tests.
 bool plan_is_consistent(const RoutingPlan& plan);
 
+// The runs [begin, end) of consecutive experts that have slots, in expert order, from expert
+// offsets [e + 1]: the experts whose weights a step reads. A layer converts its weights to bf16
+// run by run: all of them at once in training (every expert busy), only the few a generated
+// token chose when decoding.
+struct ExpertRange {
+  int begin = 0, end = 0;
+};
+std::vector<ExpertRange> experts_with_slots(std::span<const int> expert_offsets);
+
 }  // namespace ecmoe

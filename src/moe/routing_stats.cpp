@@ -3,13 +3,18 @@
 #include <algorithm>
 #include <cstddef>
 #include <type_traits>
+#include <utility>
 
 namespace ecmoe {
 
-double RoutingStats::mean_experts_per_token() const {
+int64_t RoutingStats::assigned_slots() const {
   int64_t slots = 0;
   for (int64_t c : tokens_per_expert) slots += c;
-  return tokens ? double(slots) / tokens : 0.0;
+  return slots;
+}
+
+double RoutingStats::mean_experts_per_token() const {
+  return tokens ? double(assigned_slots()) / tokens : 0.0;
 }
 
 std::vector<double> RoutingStats::mean_kth_scores() const {
@@ -59,19 +64,39 @@ RoutingStats RoutingStats::maxima_only() const {
   return r;
 }
 
-void count_plan(const RoutingPlan& plan, RoutingStats& stats) {
-  stats.tokens = plan.n_tokens;
-  stats.tokens_per_expert.assign(plan.n_experts, 0);
-  for (int i = 0; i < plan.n_experts; ++i) stats.tokens_per_expert[i] = plan.expert_load(i);
-  stats.experts_per_token.fill(0);
-  stats.tokens_without_expert = 0;
-  stats.max_experts_per_token = 0;
+RoutingStats plan_counts(int n_tokens, const std::vector<int>& expert_offsets,
+                         const ExpertsPerTokenHistogram& experts_per_token,
+                         int max_experts_per_token) {
+  RoutingStats stats;
+  stats.tokens = n_tokens;
+  const int e = expert_offsets.empty() ? 0 : int(expert_offsets.size()) - 1;
+  stats.tokens_per_expert.assign(e, 0);
+  for (int i = 0; i < e; ++i)
+    stats.tokens_per_expert[i] = expert_offsets[i + 1] - expert_offsets[i];
+  stats.experts_per_token = experts_per_token;
+  stats.tokens_without_expert = experts_per_token[0];
+  stats.max_experts_per_token = max_experts_per_token;
+  return stats;
+}
+
+RoutingStats plan_counts(const RoutingPlan& plan) {
+  ExpertsPerTokenHistogram histogram{};
+  int max_experts = 0;
   for (int t = 0; t < plan.n_tokens; ++t) {
     const int count = plan.token_offsets[t + 1] - plan.token_offsets[t];
-    ++stats.experts_per_token[std::min(count, 5)];
-    if (count == 0) ++stats.tokens_without_expert;
-    stats.max_experts_per_token = std::max(stats.max_experts_per_token, count);
+    ++histogram[std::min(count, 5)];
+    max_experts = std::max(max_experts, count);
   }
+  return plan_counts(plan.n_tokens, plan.expert_offsets, histogram, max_experts);
+}
+
+void count_plan(const RoutingPlan& plan, RoutingStats& stats) {
+  RoutingStats counts = plan_counts(plan);
+  stats.tokens = counts.tokens;
+  stats.tokens_per_expert = std::move(counts.tokens_per_expert);
+  stats.experts_per_token = counts.experts_per_token;
+  stats.tokens_without_expert = counts.tokens_without_expert;
+  stats.max_experts_per_token = counts.max_experts_per_token;
 }
 
 }  // namespace ecmoe

@@ -68,6 +68,7 @@ struct RoutingStats {
   }
   double mean_router_entropy() const { return tokens ? router_entropy_sum / tokens : 0.0; }
   double mean_experts_per_token() const;
+  int64_t assigned_slots() const;               // the sum of tokens_per_expert: the plan's slots
   std::vector<double> mean_kth_scores() const;  // [e], empty without groups
   void merge(const RoutingStats& other);
   // Only the kMax fields kept, the kSum fields zero (vectors keep their lengths): what a rank
@@ -103,8 +104,16 @@ void for_each_reported_stat(const RoutingStats& s, F&& f) {
 #undef ECMOE_STATS_DECLARE
 #undef ECMOE_STATS_NONE
 
-// Fills the plan-derived counts (per-expert load, experts-per-token histogram, realised maximum).
+// Fills the plan-derived counts (tokens, per-expert load, experts-per-token histogram, tokens
+// without an expert, realised maximum); the other fields are left as they are.
 void count_plan(const RoutingPlan& plan, RoutingStats& stats);
+// The same counts as a value (every other field zero).
+RoutingStats plan_counts(const RoutingPlan& plan);
+// The same from what a device counted on its copy of the plan: the expert offsets [e + 1], the
+// histogram of the tokens' expert counts (ExpertsPerTokenHistogram's bins) and their maximum.
+RoutingStats plan_counts(int n_tokens, const std::vector<int>& expert_offsets,
+                         const ExpertsPerTokenHistogram& experts_per_token,
+                         int max_experts_per_token);
 
 // The statistics of all ranks, merged (sums and maxima; the same on every rank). A rank's
 // tokens_per_expert may be empty or shorter (a rank that saw no tokens) and is padded first.

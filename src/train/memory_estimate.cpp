@@ -93,6 +93,33 @@ ModelSizes model_sizes(const ModelConfig& m) {
   return s;
 }
 
+// Rows the LM head computes logits for over n tokens: masked LM counts mask_prob of them, a
+// decoder all.
+double counted_rows(const TrainConfig& config, double n) {
+  return config.model.kind == ModelKind::kDecoder
+             ? n
+             : std::min(n, std::ceil(config.data.mask_prob * n * 1.1));
+}
+
+// The CUDA backend's scratch over batch sequences, one set shared by the layers: bf16 copies of
+// the probabilities [B, H, T, T] and of qkv; in the backward the score gradients of a slice of
+// max(B, H) (sequence, head) pairs in fp32 (and bf16), the bf16 copies of the attention's output
+// gradient and of the logits' gradient [M, V]; and a fixed 64 MB for cuBLAS's workspaces and
+// the small partial sums.
+double device_scratch_bytes(const TrainConfig& config, double batch, bool backward) {
+  const ModelConfig& m = config.model;
+  const double T = m.seq_len, d = m.d_model, H = m.n_heads, V = m.vocab_size;
+  const double N = batch * T;
+  const bool bf16 = m.precision == Precision::kBf16;
+  double bytes = 64e6;
+  if (bf16) bytes += batch * H * T * T * kBf16 + N * 3 * d * kBf16;
+  if (backward) {
+    bytes += std::max(batch, H) * T * T * (kFloat + (bf16 ? kBf16 : 0));
+    if (bf16) bytes += N * d * kBf16 + counted_rows(config, N) * V * kBf16;
+  }
+  return bytes;
+}
+
 // Bytes the Transformer's own buffers and its layers hold over batch sequences.
 double model_activation_bytes(const TrainConfig& config, double batch, bool training,
                               bool backward) {
@@ -107,7 +134,7 @@ double model_activation_bytes(const TrainConfig& config, double batch, bool trai
   // LM head over the counted positions: masked LM counts mask_prob of them (the gather and its
   // gradient only then), a decoder all.
   const bool decoder = m.kind == ModelKind::kDecoder;
-  const double M = decoder ? N : std::min(N, std::ceil(config.data.mask_prob * N * 1.1));
+  const double M = counted_rows(config, N);
   floats += M * V + M + (decoder ? 0 : M * d);
   if (backward)
     floats += (decoder ? 0 : M * d) + 2 * N * d + 4 * N * d;  // d_gathered, d_stream,
@@ -161,26 +188,33 @@ std::string parts_text(const MemoryEstimate& e) {
   std::string s = "parameters " + format_bytes(e.parameters);
   if (e.gradients > 0) s += ", gradients " + format_bytes(e.gradients);
   if (e.optimizer > 0) s += ", AdamW moments " + format_bytes(e.optimizer);
-  return s + ", activations " + format_bytes(e.activations);
+  s += ", activations " + format_bytes(e.activations);
+  if (e.device_scratch > 0) s += ", GPU scratch " + format_bytes(e.device_scratch);
+  return s;
 }
 
 }  // namespace
 
-MemoryEstimate estimate_memory(const TrainConfig& config, bool training) {
+MemoryEstimate estimate_memory(const TrainConfig& config, bool training, bool on_device) {
   const ModelSizes sizes = model_sizes(config.model);
   MemoryEstimate e;
   e.parameters = (sizes.parameter_floats + sizes.state_floats) * kFloat;
   const double eval_batch = config.eval_batch_size();
   if (!training) {
     e.activations = model_activation_bytes(config, eval_batch, false, false);
+    if (on_device) e.device_scratch = device_scratch_bytes(config, eval_batch, false);
     return e;
   }
   e.gradients = sizes.parameter_floats * kFloat;
   e.optimizer = 2 * sizes.parameter_floats * kFloat;
   // The model's buffers grow to the larger of a training step and an evaluation forward.
-  e.activations = std::max(
-      model_activation_bytes(config, config.batch_size, true, true),
-      config.eval.batches > 0 ? model_activation_bytes(config, eval_batch, false, false) : 0.0);
+  const bool evaluates = config.eval.batches > 0;
+  e.activations =
+      std::max(model_activation_bytes(config, config.batch_size, true, true),
+               evaluates ? model_activation_bytes(config, eval_batch, false, false) : 0.0);
+  if (on_device)
+    e.device_scratch = std::max(device_scratch_bytes(config, config.batch_size, true),
+                                evaluates ? device_scratch_bytes(config, eval_batch, false) : 0.0);
   return e;
 }
 
@@ -222,7 +256,8 @@ std::string format_bytes(double bytes) {
 void check_memory(const TrainConfig& config, bool training,
                   const std::vector<std::pair<std::string, std::string>>& key_names,
                   const DeviceMemory* device) {
-  const MemoryEstimate e = estimate_memory(config, training);
+  const bool on_device = device != nullptr;
+  const MemoryEstimate e = estimate_memory(config, training, on_device);
   const double available = device ? device->bytes : available_memory_bytes();
   if (e.total() <= available) return;
   // The keys whose default alone would make it fit; if none, the two that reduce it most.
@@ -232,7 +267,7 @@ void check_memory(const TrainConfig& config, bool training,
     if (key.get(config) == key.get(defaults)) continue;
     TrainConfig changed = config;
     key.reset(changed, defaults);
-    effects.emplace_back(estimate_memory(changed, training).total(), &key);
+    effects.emplace_back(estimate_memory(changed, training, on_device).total(), &key);
   }
   std::sort(effects.begin(), effects.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });

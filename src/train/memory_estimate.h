@@ -18,14 +18,19 @@ struct MemoryEstimate {
   double gradients = 0;    // training only
   double optimizer = 0;    // AdamW's two moments, training only
   double activations = 0;  // what forward keeps for backward, and backward's temporaries
-  double total() const { return parameters + gradients + optimizer + activations; }
+  // A GPU's scratch on top (on_device): the attention's bf16 copies and score gradients, the
+  // tied output's bf16 gradient, cuBLAS's workspaces (cuda/attention.cu, cuda/linear.cu).
+  double device_scratch = 0;
+  double total() const { return parameters + gradients + optimizer + activations + device_scratch; }
 };
 
 // Training (`training`: parameters, gradients, AdamW, forward and backward over batch_size
 // sequences, and evaluation forwards over eval_batch_size() sequences with the same model), or
 // evaluation alone (parameters and forward activations over eval_batch_size() sequences).
-// config.model.vocab_size must be the real one (not 0).
-MemoryEstimate estimate_memory(const TrainConfig& config, bool training = true);
+// config.model.vocab_size must be the real one (not 0). `on_device`: the run is on a GPU, whose
+// backend needs scratch the CPU's does not.
+MemoryEstimate estimate_memory(const TrainConfig& config, bool training = true,
+                               bool on_device = false);
 
 // One MoE layer run alone (bench layer): its parameters, gradients and the activations of a
 // training forward and backward over n_tokens tokens.

@@ -14,6 +14,7 @@
 #include "core/rng.h"
 #include "cuda/context.h"
 #include "cuda/device_buffer.h"
+#include "moe/routing_stats.h"
 
 namespace ecmoe::cuda::testing {
 
@@ -100,6 +101,25 @@ inline std::vector<float> widen(const std::vector<uint16_t>& h) {
     std::memcpy(&out[i], &u, sizeof u);
   }
   return out;
+}
+
+// A device's routing statistics against the CPU's for the same routing: every count and maximum
+// the same; the sums over scores (k-th scores, entropy) within fp32 rounding of the scores.
+inline void expect_same_routing_stats(const RoutingStats& gpu, const RoutingStats& cpu) {
+  EXPECT_EQ(gpu.tokens, cpu.tokens);
+  EXPECT_EQ(gpu.tokens_per_expert, cpu.tokens_per_expert);
+  EXPECT_EQ(gpu.experts_per_token, cpu.experts_per_token);
+  EXPECT_EQ(gpu.tokens_without_expert, cpu.tokens_without_expert);
+  EXPECT_EQ(gpu.requested_assignments, cpu.requested_assignments);
+  EXPECT_EQ(gpu.dropped_assignments, cpu.dropped_assignments);
+  EXPECT_EQ(gpu.capacity, cpu.capacity);
+  EXPECT_EQ(gpu.max_demand_over_capacity, cpu.max_demand_over_capacity);
+  EXPECT_EQ(gpu.max_experts_per_token, cpu.max_experts_per_token);
+  EXPECT_EQ(gpu.kth_score_groups, cpu.kth_score_groups);
+  ASSERT_EQ(gpu.kth_score_sum.size(), cpu.kth_score_sum.size());
+  for (size_t i = 0; i < cpu.kth_score_sum.size(); ++i)
+    EXPECT_NEAR(gpu.kth_score_sum[i], cpu.kth_score_sum[i], 1e-5 * (1 + cpu.kth_score_sum[i]));
+  EXPECT_NEAR(gpu.router_entropy_sum, cpu.router_entropy_sum, 1e-5 * (1 + cpu.router_entropy_sum));
 }
 
 }  // namespace ecmoe::cuda::testing

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,6 +30,7 @@ using ecmoe::testing::tiny_config;
 struct StepResult {
   double loss = 0;
   std::vector<float> grads;
+  std::vector<RoutingStats> stats;  // per layer
 };
 
 StepResult cpu_step(const ModelConfig& c, const FlatBuffer& params, const Batch& batch) {
@@ -36,7 +38,7 @@ StepResult cpu_step(const ModelConfig& c, const FlatBuffer& params, const Batch&
   FlatBuffer grads(model.table());
   const ForwardResult f = model.forward(params, batch, true, 7);
   model.backward(params, grads);
-  return {f.loss, std::vector<float>(grads.data(), grads.data() + grads.size())};
+  return {f.loss, std::vector<float>(grads.data(), grads.data() + grads.size()), f.layer_stats};
 }
 
 StepResult gpu_step(const ModelConfig& c, const FlatBuffer& params, const Batch& batch) {
@@ -49,7 +51,7 @@ StepResult gpu_step(const ModelConfig& c, const FlatBuffer& params, const Batch&
   DeviceVec<float> g = to_device(std::vector<float>(host.size(), 0.f));
   const ForwardResult f = model.forward_on_backend(p.data(), nullptr, batch, true, 7);
   model.backward_on_backend(p.data(), g.data());
-  return {f.loss, to_host(g)};
+  return {f.loss, to_host(g), f.layer_stats};
 }
 
 struct Case {
@@ -79,6 +81,14 @@ TEST_P(CudaModel, LossAndEveryGradientMatchTheCpuModel) {
   const StepResult gpu = gpu_step(c, params, batch);
   const bool bf16 = k.precision == Precision::kBf16;
   EXPECT_NEAR(gpu.loss, cpu.loss, (bf16 ? 2e-3 : 1e-5) * std::fabs(cpu.loss));
+  // Every layer's routing statistics, finished after the forward (MoeLayer::finish); in bf16 the
+  // layers' inputs differ by rounding, which may move a token at a score tie.
+  ASSERT_EQ(gpu.stats.size(), cpu.stats.size());
+  if (!bf16)
+    for (size_t l = 0; l < cpu.stats.size(); ++l) {
+      SCOPED_TRACE("layer " + std::to_string(l));
+      expect_same_routing_stats(gpu.stats[l], cpu.stats[l]);
+    }
   for (const TensorSpec& spec : reference.table().specs()) {
     const std::vector<float> want(cpu.grads.begin() + spec.offset,
                                   cpu.grads.begin() + spec.offset + spec.numel());

@@ -140,10 +140,8 @@ TEST(CudaMoeLayer, MatchesTheCpuLayerForEveryRouter) {
         EXPECT_TRUE(close(gpu.grads, cpu.grads, tol));
         EXPECT_NEAR(gpu.out.aux.weighted_total, cpu.out.aux.weighted_total,
                     1e-5 * (1 + std::abs(cpu.out.aux.weighted_total)));
-        EXPECT_EQ(gpu.out.stats.tokens, cpu.out.stats.tokens);
-        EXPECT_EQ(gpu.out.stats.dropped_assignments, cpu.out.stats.dropped_assignments);
-        EXPECT_EQ(gpu.out.stats.requested_assignments, cpu.out.stats.requested_assignments);
-        EXPECT_EQ(gpu.out.stats.kth_score_groups, cpu.out.stats.kth_score_groups);
+        // Counted on the device from its plan (finish()), or the CPU router's own (capped).
+        expect_same_routing_stats(gpu.out.stats, cpu.out.stats);
       }
     }
   }

@@ -14,11 +14,13 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/error.h"
 #include "cuda/aux_losses.h"
 #include "cuda/device_plan.h"
 #include "cuda/experts.h"
 #include "cuda/moe_ops.h"
 #include "cuda/pinned_staging.h"
+#include "cuda/readback.h"
 #include "cuda/route_expert_choice.h"
 #include "cuda/route_mask.h"
 #include "cuda/route_token_choice.h"
@@ -218,6 +220,18 @@ void expect_same_plan(const RoutingPlan& gpu, const RoutingPlan& cpu) {
   EXPECT_TRUE(plan_is_consistent(gpu));
 }
 
+// count_plan_on_device against plan_counts on the plan the device made (copied to the host):
+// the histogram of experts per token and its maximum.
+void expect_device_counts(const DevicePlan& device, const RoutingPlan& host) {
+  DeviceVec<int64_t> counts;
+  count_plan_on_device(device, counts, stream());
+  const std::vector<int64_t> got = to_host(counts);
+  const RoutingStats want = plan_counts(host);
+  ASSERT_EQ(got.size(), size_t(kPlanCounts));
+  for (int b = 0; b < 6; ++b) EXPECT_EQ(got[b], want.experts_per_token[b]) << "bin " << b;
+  EXPECT_EQ(got[6], want.max_experts_per_token);
+}
+
 // Router scores for a routing test: softmax rows, or quantised to `levels` values per expert
 // share so that ties are everywhere.
 std::vector<float> routing_scores(int n, int e, uint64_t seed, int levels) {
@@ -257,8 +271,9 @@ TEST(CudaOps, ExpertChoicePlanIsTheCpusSlotForSlot) {
                  std::to_string(s.group_size) + ", levels " + std::to_string(s.levels));
     expect_same_plan(gpu, cpu.plan);
     const auto groups = routing_groups(s.n, s.group_size);
+    expect_device_counts(dplan, gpu);
     const RoutingStats stats =
-        expert_choice_stats(gpu, kth, groups[0].size, int(groups.size()), s.capacity);
+        expert_choice_stats(plan_counts(gpu), kth, groups[0].size, int(groups.size()), s.capacity);
     EXPECT_EQ(stats.kth_score_sum, cpu.stats.kth_score_sum);
     EXPECT_EQ(stats.capacity, cpu.stats.capacity);
   }
@@ -306,6 +321,7 @@ TEST(CudaOps, TokenChoicePlanIsTheCpusSlotForSlot) {
                  std::to_string(s.k) + ", group " + std::to_string(s.group_size) + ", levels " +
                  std::to_string(s.levels) + (s.batch_prioritized ? ", batch-prioritised" : ""));
     expect_same_plan(gpu, cpu.plan);
+    expect_device_counts(dplan, gpu);
     EXPECT_EQ(counts.dropped, cpu.stats.dropped_assignments);
     EXPECT_EQ(counts.capacity, cpu.stats.capacity);
     EXPECT_EQ(counts.max_demand_over_capacity, cpu.stats.max_demand_over_capacity);
@@ -343,7 +359,8 @@ TEST(CudaOps, PerPairRouterPlansAreTheCpus) {
       const RoutingPlan gpu = download_plan(dplan, stream());
       SCOPED_TRACE(router_name(router) + " n " + std::to_string(n));
       expect_same_plan(gpu, cpu.plan);
-      const RoutingStats stats = per_pair_route_stats(config, request, gpu);
+      expect_device_counts(dplan, gpu);
+      const RoutingStats stats = per_pair_route_stats(config, request, plan_counts(gpu));
       EXPECT_EQ(stats.capacity, cpu.stats.capacity);
       EXPECT_EQ(stats.max_demand_over_capacity, cpu.stats.max_demand_over_capacity);
       EXPECT_EQ(stats.kth_score_sum, cpu.stats.kth_score_sum);
@@ -425,14 +442,15 @@ TEST(CudaOps, UploadsAreStagedSoTheHostMayReuseItsBuffer) {
 
 // The auxiliary losses and the router's entropy on the device against moe/aux_losses.h and
 // moe/router_entropy.h: one group and groups whose last one is shorter, groups longer than a
-// chunk of 256 tokens, ties in the top-1 choice; the gradients from zero and accumulated.
+// chunk of 256 tokens, more groups than the final sum's block has threads, ties in the top-1
+// choice; the gradients from zero and accumulated.
 TEST(CudaOps, AuxLossesAndEntropyMatchTheCpu) {
   ECMOE_REQUIRE_GPU();
   struct Shape {
     int n, e, group_size;
   };
   for (const Shape& s : {Shape{1, 4, 0}, Shape{7, 3, 0}, Shape{1000, 8, 300}, Shape{600, 64, 0},
-                         Shape{513, 16, 256}, Shape{100, 5, 1000}}) {
+                         Shape{513, 16, 256}, Shape{100, 5, 1000}, Shape{5000, 8, 7}}) {
     SCOPED_TRACE("n " + std::to_string(s.n) + ", e " + std::to_string(s.e) + ", groups of " +
                  std::to_string(s.group_size));
     std::vector<float> logits = random_normal(size_t(s.n) * s.e, 41, 2.f);
@@ -445,8 +463,12 @@ TEST(CudaOps, AuxLossesAndEntropyMatchTheCpu) {
     const double entropy = router_entropy_sum(probs.data(), s.n, s.e);
     DeviceVec<float> glogits = to_device(logits), gprobs = to_device(probs);
     AuxScratch scratch;
-    const DeviceAux got = cuda::aux_losses_forward(glogits.data(), gprobs.data(), s.n, s.e,
-                                                   s.group_size, weights, scratch, stream());
+    auto device_aux = [&] {
+      cuda::aux_losses_forward(glogits.data(), gprobs.data(), s.n, s.e, s.group_size, scratch,
+                               stream());
+      return aux_losses_values(to_host(scratch.totals).data(), s.n, weights);
+    };
+    const DeviceAux got = device_aux();
     EXPECT_NEAR(got.losses.load_balance, want.load_balance, kFp32 * want.load_balance);
     EXPECT_NEAR(got.losses.z_loss, want.z_loss, kFp32 * (1 + want.z_loss));
     EXPECT_NEAR(got.losses.weighted_total, want.weighted_total, kFp32 * (1 + want.weighted_total));
@@ -462,9 +484,40 @@ TEST(CudaOps, AuxLossesAndEntropyMatchTheCpu) {
     EXPECT_TRUE(close(to_host(gdlogits), dlogits, kFp32));
     EXPECT_TRUE(close(to_host(gdprobs), dprobs, kFp32));
     // Twice: the same bits.
-    const DeviceAux again = cuda::aux_losses_forward(glogits.data(), gprobs.data(), s.n, s.e,
-                                                     s.group_size, weights, scratch, stream());
+    const DeviceAux again = device_aux();
     EXPECT_EQ(again.losses.weighted_total, got.losses.weighted_total);
     EXPECT_EQ(again.entropy_sum, got.entropy_sum);
   }
+}
+
+// Readback: several device arrays in one set, read after one wait, at their offsets; a larger
+// set regrows the buffer; a set added but not recorded, or added past its room, is refused.
+TEST(CudaOps, ReadbackReturnsEachArrayOfTheSet) {
+  ECMOE_REQUIRE_GPU();
+  Readback readback;
+  for (size_t n : {size_t(3), size_t(5000)}) {
+    const std::vector<int64_t> a = {1, -2, int64_t(1) << 40};
+    std::vector<float> b(n);
+    for (size_t i = 0; i < n; ++i) b[i] = float(i) * 0.5f;
+    const std::vector<double> c = {0.25, 1e300};
+    DeviceVec<int64_t> da = to_device(a);
+    DeviceVec<float> db = to_device(b);
+    DeviceVec<double> dc = to_device(c);
+    readback.begin(a.size() * 8 + n * 4 + c.size() * 8 + 3 * 16);
+    const size_t at_a = readback.add(da.data(), a.size(), stream());
+    const size_t at_b = readback.add(db.data(), n, stream());
+    const size_t at_c = readback.add(dc.data(), c.size(), stream());
+    readback.record(stream());
+    readback.wait();
+    EXPECT_EQ(std::vector<int64_t>(readback.at<int64_t>(at_a), readback.at<int64_t>(at_a) + 3), a);
+    EXPECT_EQ(std::vector<float>(readback.at<float>(at_b), readback.at<float>(at_b) + n), b);
+    EXPECT_EQ(std::vector<double>(readback.at<double>(at_c), readback.at<double>(at_c) + 2), c);
+  }
+  readback.begin(64);
+  DeviceVec<double> one = to_device(std::vector<double>{1.0});
+  readback.add(one.data(), 1, stream());
+  EXPECT_THROW(readback.wait(), Error);
+  EXPECT_THROW(readback.add(one.data(), 1 << 20, stream()), Error);
+  readback.record(stream());
+  readback.wait();
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "checked_backend.h"
+#include "host_moe_backend.h"
 #include "model/kv_decoder.h"
 #include "model_test_util.h"
 #include "recording_backend.h"
@@ -21,36 +22,12 @@ namespace ecmoe {
 namespace {
 
 using testing::CheckedBackend;
+using testing::HostMoeBackend;
 using testing::random_batch;
 using testing::RecordingBackend;
 using testing::tiny_config;
 
 constexpr int kSeq = 10;
-
-// A CPU MoeLayer behind the seam (made at the first forward, with the config the layer passes);
-// counts the forwards of all its instances.
-class HostMoeBackend final : public MoeBackend {
- public:
-  explicit HostMoeBackend(std::map<std::string, int>& calls) : calls_(calls) {}
-  const char* device() const override { return "host"; }
-  MoeOutput forward(const MoeConfig& config, const MoeWeights& w, const MoeInput& in,
-                    float* y) override {
-    ++calls_["moe forward"];
-    if (!inner_) inner_ = std::make_unique<MoeLayer>(config);
-    return inner_->forward(w, in, y);
-  }
-  void backward(const MoeConfig&, const MoeWeights&, MoeGrads&, const float*, float*,
-                float) override {
-    ++calls_["moe backward"];
-  }
-  const RoutingPlan& host_plan() override { return inner_->plan(); }
-  void set_collect_stats(bool collect) override { calls_[collect ? "stats on" : "stats off"]++; }
-  void set_phase_times(PhaseTimes*) override {}
-
- private:
-  std::map<std::string, int>& calls_;
-  std::unique_ptr<MoeLayer> inner_;
-};
 
 // Thresholds calibrated by expert choice on other tokens (as test_kv_decoder.cpp does).
 void calibrate(const ModelConfig& cfg, const FlatBuffer& params, FlatBuffer& state) {

@@ -6,9 +6,13 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "host_moe_backend.h"
 #include "model_test_util.h"
 #include "nn/backend.h"
 #include "recording_backend.h"
@@ -16,6 +20,7 @@
 namespace ecmoe {
 namespace {
 
+using testing::HostMoeBackend;
 using testing::random_batch;
 using testing::RecordingBackend;
 using testing::tiny_config;
@@ -133,6 +138,47 @@ TEST(ModelNnBackend, ChangingTheBackendReleasesTheActivationsOnTheOldOne) {
   const Step got = train_step(model, params, batch);  // on the CPU again, nothing left behind
   EXPECT_EQ(got.loss, want.loss);
   EXPECT_TRUE(got.grads == want.grads);
+}
+
+// MoE layers whose outputs arrive late (a device's: MoeLayer::forward_async, then finish): the
+// model forwards every layer before it finishes any, finishes each once, and its loss, auxiliary
+// losses, routing statistics and gradients are the plain model's, bit for bit.
+TEST(ModelNnBackend, MoeOutputsAreFinishedOnceAfterEveryLayerForwarded) {
+  for (const RouterKind router : {RouterKind::kExpertChoice, RouterKind::kTop2}) {
+    ModelConfig c = tiny_config(ModelKind::kEncoder, router);
+    c.moe_every = 1;  // every layer a MoE layer
+    c.moe.load_balance_weight = 0.01f;
+    Transformer plain(c), deferred(c);
+    std::map<std::string, int> calls;
+    std::vector<std::string> order;
+    deferred.set_moe_backends(
+        [&] { return std::make_unique<HostMoeBackend>(calls, /*defer=*/true, &order); });
+    FlatBuffer params(plain.table());
+    plain.init_params(params, 6);
+    const Batch batch = random_batch(c, 2, 6, 4);
+    const ForwardResult want = plain.forward(params, batch, true, 3);
+    const ForwardResult got = deferred.forward(params, batch, true, 3);
+    const int L = c.n_layers;
+    ASSERT_EQ(int(order.size()), 2 * L);
+    for (int l = 0; l < L; ++l) {
+      EXPECT_EQ(order[l], "moe forward");
+      EXPECT_EQ(order[L + l], "moe finish");
+    }
+    EXPECT_EQ(got.loss, want.loss);
+    EXPECT_NE(got.aux.weighted_total, 0.f);
+    EXPECT_EQ(got.aux.weighted_total, want.aux.weighted_total);
+    ASSERT_EQ(got.layer_stats.size(), want.layer_stats.size());
+    for (int l = 0; l < L; ++l) {
+      EXPECT_EQ(got.layer_stats[l].tokens, want.layer_stats[l].tokens);
+      EXPECT_EQ(got.layer_stats[l].tokens_per_expert, want.layer_stats[l].tokens_per_expert);
+      EXPECT_EQ(got.layer_stats[l].router_entropy_sum, want.layer_stats[l].router_entropy_sum);
+    }
+    FlatBuffer want_grads(plain.table()), got_grads(plain.table());
+    plain.backward(params, want_grads);
+    deferred.backward(params, got_grads);
+    EXPECT_TRUE(
+        std::equal(want_grads.data(), want_grads.data() + want_grads.size(), got_grads.data()));
+  }
 }
 
 }  // namespace

@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "moe/routing_plan.h"
 #include "moe/routing_stats.h"
 
 using namespace ecmoe;
@@ -108,4 +110,47 @@ TEST(RoutingStats, ReportedKeysInTheMetricsOrder) {
       if (std::string(key) == "router_entropy") entropy = v;
   });
   EXPECT_DOUBLE_EQ(entropy, plain.mean_router_entropy());
+}
+
+// plan_counts from what a device counts (expert offsets, the histogram and maximum of experts per
+// token) gives count_plan's fields: on a plan with tokens of 0, 1, 2 and 7 experts, and empty.
+TEST(RoutingStats, PlanCountsFromADevicesCountsAreCountPlans) {
+  std::vector<Assignment> pairs = {{0, 1, 1.f}, {1, 1, 1.f}, {2, 2, 1.f}};
+  for (int i = 0; i < 7; ++i) pairs.push_back({i, 3, 1.f});
+  const RoutingPlan plan = make_routing_plan(5, 8, GateKind::kConstant, pairs);
+  RoutingStats counted = sample(2);  // count_plan leaves the other fields as they are
+  count_plan(plan, counted);
+  const RoutingStats from_plan = plan_counts(plan);
+  const ExpertsPerTokenHistogram histogram = {2, 1, 1, 0, 0, 1};
+  const RoutingStats from_device = plan_counts(5, plan.expert_offsets, histogram, 7);
+  for (const RoutingStats* s : {&from_plan, &from_device}) {
+    EXPECT_EQ(s->tokens, 5);
+    EXPECT_EQ(s->tokens_per_expert, (std::vector<int64_t>{2, 2, 2, 1, 1, 1, 1, 0}));
+    EXPECT_EQ(s->experts_per_token, histogram);
+    EXPECT_EQ(s->tokens_without_expert, 2);
+    EXPECT_EQ(s->max_experts_per_token, 7);
+    EXPECT_EQ(s->assigned_slots(), 10);
+    EXPECT_EQ(s->tokens_per_expert, counted.tokens_per_expert);
+    EXPECT_EQ(s->experts_per_token, counted.experts_per_token);
+    EXPECT_EQ(s->capacity, 0);  // plan_counts: every other field zero
+  }
+  EXPECT_EQ(counted.capacity, sample(2).capacity);
+  const RoutingStats empty = plan_counts(make_routing_plan(0, 3, GateKind::kConstant, {}));
+  EXPECT_EQ(empty.tokens, 0);
+  EXPECT_EQ(empty.tokens_per_expert, (std::vector<int64_t>{0, 0, 0}));
+  EXPECT_EQ(empty.max_experts_per_token, 0);
+}
+
+// The runs of consecutive experts with slots, which a bf16 layer converts.
+TEST(RoutingPlan, ExpertsWithSlotsAreTheRunsOfBusyExperts) {
+  auto runs = [](const std::vector<int>& offsets) {
+    std::vector<std::pair<int, int>> out;
+    for (const ExpertRange& r : experts_with_slots(offsets)) out.emplace_back(r.begin, r.end);
+    return out;
+  };
+  using Runs = std::vector<std::pair<int, int>>;
+  EXPECT_EQ(runs({0, 2, 4, 6}), (Runs{{0, 3}}));
+  EXPECT_EQ(runs({0, 0, 3, 3, 3, 5, 6, 6}), (Runs{{1, 2}, {4, 6}}));
+  EXPECT_EQ(runs({0, 0, 0}), Runs{});
+  EXPECT_EQ(runs({}), Runs{});
 }

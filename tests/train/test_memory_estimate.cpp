@@ -184,6 +184,26 @@ TEST_F(MemoryEstimateTest, SizesThatCannotFitNameTheKey) {
   EXPECT_LT(eval_e.total(), train_e.total());
 }
 
+// On a GPU the estimate adds the backend's scratch: in bf16 at least the bf16 copy of the
+// attention probabilities [B, H, T, T] and the logits' bf16 gradient [M, V]; the rest is the same.
+TEST_F(MemoryEstimateTest, OnADeviceTheGpuScratchIsAdded) {
+  for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
+    TrainConfig c = tiny(ModelKind::kDecoder);
+    c.model.precision = precision;
+    const MemoryEstimate host = estimate_memory(c), device = estimate_memory(c, true, true);
+    EXPECT_EQ(host.device_scratch, 0.0);
+    EXPECT_EQ(device.activations, host.activations);
+    EXPECT_EQ(device.parameters + device.gradients + device.optimizer,
+              host.parameters + host.gradients + host.optimizer);
+    const double B = c.batch_size, T = c.model.seq_len, H = c.model.n_heads;
+    double least = 64e6;
+    if (precision == Precision::kBf16)
+      least += 2 * B * H * T * T + 2 * B * T * double(c.model.vocab_size);
+    EXPECT_GE(device.device_scratch, least);
+    EXPECT_EQ(device.total(), host.total() + device.device_scratch);
+  }
+}
+
 TEST_F(MemoryEstimateTest, MoeLayerAlone) {
   MoeConfig c;
   c.d_model = 1000000;
