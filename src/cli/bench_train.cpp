@@ -23,6 +23,7 @@
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
 #include "model/transformer.h"
+#include "nn/attention.h"
 #include "nn/timed_backend.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
@@ -191,6 +192,10 @@ void run(const BenchTrainArgs& args) {
     j["router"] = router_name(config.model.moe.router);
     j["precision"] = precision_name(config.model.precision);
     j["device"] = args.device;
+    nn::AttentionConfig attention{.n_heads = config.model.n_heads,
+                                  .head_dim = config.model.head_dim(),
+                                  .precision = config.model.precision};
+    j["attention"] = attention_path(args.device, attention);  // flash, cublas or cpu
     j["bf16_kernel"] = bf16_native() ? "native" : "fallback";
     j["data"] = dataset ? config.data.dir : "synthetic";
     j["threads"] = thread_count();

@@ -10,6 +10,7 @@
 #include "cuda/context.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
+#include "cuda/flash_attention.h"
 #include "cuda/linear.h"
 #include "cuda/loss.h"
 #include "cuda/nn_backend.h"
@@ -29,7 +30,7 @@ __global__ void fill_kernel(float* x, int64_t n, float value) {
 
 class CudaNnBackend final : public nn::Backend {
  public:
-  CudaNnBackend() : ctx_(context()) {}
+  explicit CudaNnBackend(const NnBackendOptions& options) : ctx_(context()), options_(options) {}
   const char* name() const override { return "cuda"; }
 
   void* allocate(std::size_t bytes) override {
@@ -98,13 +99,25 @@ class CudaNnBackend final : public nn::Backend {
                        Precision precision) override {
     cuda::linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision, linear_, ctx_);
   }
-  void attention_forward(float* out, float* probs, const float* qkv, const nn::AttentionConfig& cfg,
-                         const int* valid_len) override {
-    cuda::attention_forward(out, probs, qkv, cfg, valid_len, attention_, ctx_);
+  // saved: the rows' logsumexp [B, H, T] on the flash path, else the probabilities.
+  int64_t attention_saved_floats(const nn::AttentionConfig& cfg) const override {
+    if (flash(cfg)) return int64_t(cfg.batch) * cfg.n_heads * cfg.seq_len;
+    return nn::Backend::attention_saved_floats(cfg);
   }
-  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs,
-                          const nn::AttentionConfig& cfg, const int* valid_len) override {
-    cuda::attention_backward(dqkv, dout, qkv, probs, cfg, valid_len, attention_, ctx_);
+  void attention_forward(float* out, float* saved, const float* qkv, const nn::AttentionConfig& cfg,
+                         const int* valid_len) override {
+    if (flash(cfg))
+      flash_attention_forward(out, saved, qkv, cfg, valid_len, flash_, ctx_);
+    else
+      cuda::attention_forward(out, saved, qkv, cfg, valid_len, attention_, ctx_);
+  }
+  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                          const float* saved, const nn::AttentionConfig& cfg,
+                          const int* valid_len) override {
+    if (flash(cfg))
+      flash_attention_backward(dqkv, dout, qkv, out, saved, cfg, valid_len, flash_, ctx_);
+    else
+      cuda::attention_backward(dqkv, dout, qkv, saved, cfg, valid_len, attention_, ctx_);
   }
   void attention_decode(float* out, const float* q, const float* keys, const float* values,
                         const nn::AttentionDecodeConfig& cfg) override {
@@ -143,17 +156,24 @@ class CudaNnBackend final : public nn::Backend {
   }
 
  private:
+  bool flash(const nn::AttentionConfig& cfg) const {
+    return options_.flash_attention && flash_attention_supports(cfg);
+  }
   Context& ctx_;
+  NnBackendOptions options_;
   ColumnSumScratch column_sums_;
   EmbeddingScratch embedding_;
   LinearScratch linear_;
   AttentionScratch attention_;
+  FlashAttentionScratch flash_;
   AttentionDecodeScratch attention_decode_;
   DeviceVec<double> loss_;
 };
 
 }  // namespace
 
-std::unique_ptr<nn::Backend> make_nn_backend() { return std::make_unique<CudaNnBackend>(); }
+std::unique_ptr<nn::Backend> make_nn_backend(const NnBackendOptions& options) {
+  return std::make_unique<CudaNnBackend>(options);
+}
 
 }  // namespace ecmoe::cuda

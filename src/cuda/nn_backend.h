@@ -11,7 +11,15 @@
 
 namespace ecmoe::cuda {
 
+struct NnBackendOptions {
+  // Attention in bf16 mode through the fused kernels of cuda/flash_attention.h (when they take
+  // the config: head_dim a multiple of 16 up to 128), saving the rows' logsumexp instead of the
+  // probabilities; false: cuda/attention.h's cuBLAS path always. fp32 mode always takes the
+  // cuBLAS path (the exactness mode).
+  bool flash_attention = true;
+};
+
 // Throws ecmoe::Error when no CUDA device is usable.
-std::unique_ptr<nn::Backend> make_nn_backend();
+std::unique_ptr<nn::Backend> make_nn_backend(const NnBackendOptions& options = {});
 
 }  // namespace ecmoe::cuda

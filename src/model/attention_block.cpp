@@ -1,4 +1,4 @@
-// h_in, h_out are [rows, d], qkv is [rows, 3d], probs is [batch, heads, T, T]
+// h_in, h_out are [rows, d], qkv is [rows, 3d], saved is the backend's attention state
 #include "model/attention_block.h"
 
 #include <cstdint>
@@ -16,7 +16,7 @@ void AttentionBlockActivations::resize(nn::Backend& be, const nn::AttentionConfi
   ln_mean.resize(be, rows);
   ln_rstd.resize(be, rows);
   qkv.resize(be, rows * 3 * d);
-  probs.resize(be, int64_t(cfg.batch) * cfg.n_heads * cfg.seq_len * cfg.seq_len);
+  saved.resize(be, be.attention_saved_floats(cfg));
   att.resize(be, rows * d);
 }
 
@@ -35,7 +35,7 @@ void attention_block_forward(nn::Backend& be, float* h_out, AttentionBlockActiva
                        w.ln_bias, rows, d);
   be.linear_forward(act.qkv.data(), act.ln_out.data(), w.qkv_w, w.qkv_b, {rows, d, 3 * d},
                     cfg.precision);
-  be.attention_forward(act.att.data(), act.probs.data(), act.qkv.data(), cfg, valid_len);
+  be.attention_forward(act.att.data(), act.saved.data(), act.qkv.data(), cfg, valid_len);
   // The projection lands in h_out and the residual is added in place: no temporary.
   be.linear_forward(h_out, act.att.data(), w.out_w, w.out_b, {rows, d, d}, cfg.precision);
   be.add_inplace(h_out, h_in, int64_t(rows) * d);
@@ -54,7 +54,8 @@ void attention_block_backward(nn::Backend& be, float* dh, AttentionBlockGrads& g
   be.fill(d_qkv, scratch.d_qkv.size(), 0.f);
   be.linear_backward(d_att, g.out_w, g.out_b, dh, act.att.data(), w.out_w, {rows, d, d},
                      cfg.precision);
-  be.attention_backward(d_qkv, d_att, act.qkv.data(), act.probs.data(), cfg, valid_len);
+  be.attention_backward(d_qkv, d_att, act.qkv.data(), act.att.data(), act.saved.data(), cfg,
+                        valid_len);
   float* d_ln = d_att;  // d(att) is spent: reuse its buffer for d(ln_out)
   be.fill(d_att, scratch.d_att.size(), 0.f);
   be.linear_backward(d_ln, g.qkv_w, g.qkv_b, d_qkv, act.ln_out.data(), w.qkv_w, {rows, d, 3 * d},

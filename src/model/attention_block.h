@@ -33,8 +33,10 @@ struct AttentionBlockActivations {
   nn::Buffer<float> ln_mean;  // [rows]
   nn::Buffer<float> ln_rstd;  // [rows]
   nn::Buffer<float> qkv;      // [rows, 3d]
-  nn::Buffer<float> probs;    // [batch, heads, T, T]
-  nn::Buffer<float> att;      // [rows, d] attention output before the output projection
+  // The attention's state for its backward: be.attention_saved_floats(cfg) floats (the CPU's
+  // probabilities [batch, heads, T, T]; CUDA's flash attention the logsumexp [batch, heads, T]).
+  nn::Buffer<float> saved;
+  nn::Buffer<float> att;  // [rows, d] attention output before the output projection
   void resize(nn::Backend& be, const nn::AttentionConfig& cfg);
 };
 

@@ -58,11 +58,19 @@ class Backend {
   virtual void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                const float* inp, const float* weight, const LinearShape& shape,
                                Precision precision) = 0;
-  // attention.h
-  virtual void attention_forward(float* out, float* probs, const float* qkv,
+  // attention.h. `saved` is what the forward keeps for its backward, opaque to the caller:
+  // attention_saved_floats(cfg) floats in this backend's memory, written by the forward and read
+  // by the backward of the same cfg, qkv and valid_len. By default (the CPU) the probabilities
+  // [batch, heads, T, T]; a fused kernel keeps less (CUDA's flash attention: the rows'
+  // logsumexp, [batch, heads, T]). The backward also gets the forward's output `out` [batch, T,
+  // d] (a fused kernel's softmax backward needs rowsum(dO ⊙ O)).
+  virtual int64_t attention_saved_floats(const AttentionConfig& cfg) const {
+    return int64_t(cfg.batch) * cfg.n_heads * cfg.seq_len * cfg.seq_len;
+  }
+  virtual void attention_forward(float* out, float* saved, const float* qkv,
                                  const AttentionConfig& cfg, const int* valid_len) = 0;
   virtual void attention_backward(float* dqkv, const float* dout, const float* qkv,
-                                  const float* probs, const AttentionConfig& cfg,
+                                  const float* out, const float* saved, const AttentionConfig& cfg,
                                   const int* valid_len) = 0;
   // attention_decode.h: one query row over a KV cache (incremental decoding; no backward)
   virtual void attention_decode(float* out, const float* q, const float* keys, const float* values,

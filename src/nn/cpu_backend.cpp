@@ -75,13 +75,16 @@ class CpuBackend final : public Backend {
                        Precision precision) override {
     nn::linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision);
   }
-  void attention_forward(float* out, float* probs, const float* qkv, const AttentionConfig& cfg,
+  // saved: the probabilities [batch, heads, T, T] (Backend's default attention_saved_floats).
+  void attention_forward(float* out, float* saved, const float* qkv, const AttentionConfig& cfg,
                          const int* valid_len) override {
-    nn::attention_forward(out, probs, qkv, cfg, valid_len);
+    nn::attention_forward(out, saved, qkv, cfg, valid_len);
   }
-  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs,
-                          const AttentionConfig& cfg, const int* valid_len) override {
-    nn::attention_backward(dqkv, dout, qkv, probs, cfg, valid_len);
+  // out (the forward's output) is not needed here.
+  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* /*out*/,
+                          const float* saved, const AttentionConfig& cfg,
+                          const int* valid_len) override {
+    nn::attention_backward(dqkv, dout, qkv, saved, cfg, valid_len);
   }
   void attention_decode(float* out, const float* q, const float* keys, const float* values,
                         const AttentionDecodeConfig& cfg) override {

@@ -77,14 +77,18 @@ void TimedBackend::linear_backward(float* dinp, float* dweight, float* dbias, co
   timed("linear",
         [&] { inner_.linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision); });
 }
-void TimedBackend::attention_forward(float* out, float* probs, const float* qkv,
+int64_t TimedBackend::attention_saved_floats(const AttentionConfig& cfg) const {
+  return inner_.attention_saved_floats(cfg);
+}
+void TimedBackend::attention_forward(float* out, float* saved, const float* qkv,
                                      const AttentionConfig& cfg, const int* valid_len) {
-  timed("attention", [&] { inner_.attention_forward(out, probs, qkv, cfg, valid_len); });
+  timed("attention", [&] { inner_.attention_forward(out, saved, qkv, cfg, valid_len); });
 }
 void TimedBackend::attention_backward(float* dqkv, const float* dout, const float* qkv,
-                                      const float* probs, const AttentionConfig& cfg,
-                                      const int* valid_len) {
-  timed("attention", [&] { inner_.attention_backward(dqkv, dout, qkv, probs, cfg, valid_len); });
+                                      const float* out, const float* saved,
+                                      const AttentionConfig& cfg, const int* valid_len) {
+  timed("attention",
+        [&] { inner_.attention_backward(dqkv, dout, qkv, out, saved, cfg, valid_len); });
 }
 void TimedBackend::attention_decode(float* out, const float* q, const float* keys,
                                     const float* values, const AttentionDecodeConfig& cfg) {

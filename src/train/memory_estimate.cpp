@@ -120,7 +120,9 @@ double device_scratch_bytes(const TrainConfig& config, double batch, bool backwa
   return bytes;
 }
 
-// Bytes the Transformer's own buffers and its layers hold over batch sequences.
+// Bytes the Transformer's own buffers and its layers hold over batch sequences. Attention's saved
+// state is counted as the probabilities [batch, H, T, T]: an over-estimate for a backend that
+// saves less (CUDA's flash attention keeps the rows' logsumexp, [batch, H, T]).
 double model_activation_bytes(const TrainConfig& config, double batch, bool training,
                               bool backward) {
   const ModelConfig& m = config.model;

@@ -2,7 +2,9 @@
 // through cuda::make_moe_backend(), parameters and gradients in device memory. Against the CPU
 // model on the same parameters and batch: the loss and every gradient, encoder and decoder, every
 // router, fp32 (the loss within 1e-5 relative, gradients within 1e-4 of close()'s measure) and
-// bf16 (within a few bf16 steps); and the same bits run to run.
+// bf16 (within a few bf16 steps); and the same bits run to run. bf16 runs attention both ways: the
+// tiny config's head_dim 8 takes the cuBLAS path, and one head (head_dim 16) the fused flash
+// kernels (cuda/flash_attention.h, the backend's default in bf16).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -58,12 +60,14 @@ struct Case {
   ModelKind kind;
   RouterKind router;
   Precision precision;
+  int heads = 0;  // 0: tiny_config's (2, head_dim 8); 1: head_dim 16, flash attention in bf16
 };
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   return std::string(info.param.kind == ModelKind::kEncoder ? "encoder_" : "decoder_") +
          router_name(info.param.router) +
-         (info.param.precision == Precision::kBf16 ? "_bf16" : "_fp32");
+         (info.param.precision == Precision::kBf16 ? "_bf16" : "_fp32") +
+         (info.param.heads == 1 ? "_flash" : "");
 }
 
 class CudaModel : public ::testing::TestWithParam<Case> {};
@@ -73,6 +77,7 @@ TEST_P(CudaModel, LossAndEveryGradientMatchTheCpuModel) {
   const Case k = GetParam();
   ModelConfig c = tiny_config(k.kind, k.router);
   c.precision = k.precision;
+  if (k.heads > 0) c.n_heads = k.heads;
   Transformer reference(c);
   FlatBuffer params(reference.table());
   reference.init_params(params, 21);
@@ -110,7 +115,8 @@ std::vector<Case> cases() {
           RouterKind::kTop1, RouterKind::kTop2, RouterKind::kHash})
       out.push_back({kind, router, Precision::kFp32});
   for (const ModelKind kind : {ModelKind::kEncoder, ModelKind::kDecoder})
-    out.push_back({kind, RouterKind::kExpertChoice, Precision::kBf16});
+    for (const int heads : {0, 1})
+      out.push_back({kind, RouterKind::kExpertChoice, Precision::kBf16, heads});
   return out;
 }
 

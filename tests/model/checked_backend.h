@@ -98,15 +98,19 @@ class CheckedBackend final : public nn::Backend {
     devices("linear_backward", {dinp, dweight, dbias, dout, inp, weight});
     cpu().linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision);
   }
-  void attention_forward(float* out, float* probs, const float* qkv, const nn::AttentionConfig& cfg,
-                         const int* valid_len) override {
-    devices("attention_forward", {out, probs, qkv, valid_len});
-    cpu().attention_forward(out, probs, qkv, cfg, valid_len);
+  int64_t attention_saved_floats(const nn::AttentionConfig& cfg) const override {
+    return cpu().attention_saved_floats(cfg);
   }
-  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs,
-                          const nn::AttentionConfig& cfg, const int* valid_len) override {
-    devices("attention_backward", {dqkv, dout, qkv, probs, valid_len});
-    cpu().attention_backward(dqkv, dout, qkv, probs, cfg, valid_len);
+  void attention_forward(float* out, float* saved, const float* qkv, const nn::AttentionConfig& cfg,
+                         const int* valid_len) override {
+    devices("attention_forward", {out, saved, qkv, valid_len});
+    cpu().attention_forward(out, saved, qkv, cfg, valid_len);
+  }
+  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                          const float* saved, const nn::AttentionConfig& cfg,
+                          const int* valid_len) override {
+    devices("attention_backward", {dqkv, dout, qkv, out, saved, valid_len});
+    cpu().attention_backward(dqkv, dout, qkv, out, saved, cfg, valid_len);
   }
   void attention_decode(float* out, const float* q, const float* keys, const float* values,
                         const nn::AttentionDecodeConfig& cfg) override {

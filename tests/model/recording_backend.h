@@ -86,15 +86,19 @@ class RecordingBackend final : public nn::Backend {
     ++calls["linear_backward"];
     cpu().linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision);
   }
-  void attention_forward(float* out, float* probs, const float* qkv, const nn::AttentionConfig& cfg,
+  int64_t attention_saved_floats(const nn::AttentionConfig& cfg) const override {
+    return cpu().attention_saved_floats(cfg);
+  }
+  void attention_forward(float* out, float* saved, const float* qkv, const nn::AttentionConfig& cfg,
                          const int* valid_len) override {
     ++calls[cfg.causal ? "attention_forward causal" : "attention_forward"];
-    cpu().attention_forward(out, probs, qkv, cfg, valid_len);
+    cpu().attention_forward(out, saved, qkv, cfg, valid_len);
   }
-  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs,
-                          const nn::AttentionConfig& cfg, const int* valid_len) override {
+  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                          const float* saved, const nn::AttentionConfig& cfg,
+                          const int* valid_len) override {
     ++calls[cfg.causal ? "attention_backward causal" : "attention_backward"];
-    cpu().attention_backward(dqkv, dout, qkv, probs, cfg, valid_len);
+    cpu().attention_backward(dqkv, dout, qkv, out, saved, cfg, valid_len);
   }
   void attention_decode(float* out, const float* q, const float* keys, const float* values,
                         const nn::AttentionDecodeConfig& cfg) override {

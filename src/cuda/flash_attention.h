@@ -1,0 +1,49 @@
+// nn/attention.h's attention core on the GPU as fused flash-style kernels, forward beside
+// backward, for bf16 mode: the [B, H, T, T] scores and probabilities never reach global memory.
+// The same layouts as cuda/attention.h: qkv [B, T, 3·d] (each row [q | k | v], head h at columns
+// h·hd of each part), out [B, T, d], valid_len a device [B] of key padding lengths or nullptr,
+// causal for the decoder; sizes and valid lengths checked on the host before the call.
+//
+// Tiles of 64 queries × 64 keys, a block of 4 warps per (query or key tile, sequence, head), each
+// warp 16 rows, the products on tensor cores (WMMA, bf16 16×16×16, fp32 accumulation):
+// - forward: per query tile, loop over the key tiles (causal: up to the diagonal) with an online
+//   softmax (running max and sum per row, the output rescaled in shared memory); saves the
+//   rows' logsumexp lse [B, H, T];
+// - backward: D = rowsum(bf16(dO) ⊙ O) per row, then a kernel per key tile (dK, dV: loop over
+//   the query tiles) and one per query tile (dQ: loop over the key tiles), each recomputing
+//   P = exp(S − lse). Every gradient element has one owner block, which adds (+=) its sum: no
+//   atomics, the same bits run to run.
+// Precision: Q, K, V, dO and dS enter the products in bf16 (the CPU's bf16 rules); the softmax is
+// fp32, but P enters P·V rounded to bf16 before its normalisation (the CPU rounds the normalised
+// P), and the softmax backward's row term is rowsum(dO ⊙ O) (the CPU's rowsum(P ⊙ dP)): within a
+// few bf16 steps of the CPU op, not bitwise.
+#pragma once
+#include <cstdint>
+
+#include "cuda/context.h"
+#include "cuda/device_buffer.h"
+#include "nn/attention.h"
+
+namespace ecmoe::cuda {
+
+// Whether the fused kernels take cfg: bf16, head_dim a multiple of 16 up to 128. Otherwise the
+// caller uses cuda/attention.h.
+bool flash_attention_supports(const nn::AttentionConfig& cfg);
+
+struct FlashAttentionScratch {
+  DeviceVec<uint16_t> qkv16, dout16;  // bf16 copies of qkv and dout
+  DeviceVec<float> row_dot;           // [B, H, T]: rowsum(bf16(dO) ⊙ O), the backward's D
+};
+
+// qkv -> out (written) and lse [B, H, T] (written: each row's logsumexp of its scaled scores over
+// its visible keys).
+void flash_attention_forward(float* out, float* lse, const float* qkv,
+                             const nn::AttentionConfig& cfg, const int* valid_len,
+                             FlashAttentionScratch& scratch, const Context& ctx);
+// dqkv [B, T, 3·d] (+=) from dout [B, T, d], qkv, and the forward's out and lse.
+void flash_attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                              const float* lse, const nn::AttentionConfig& cfg,
+                              const int* valid_len, FlashAttentionScratch& scratch,
+                              const Context& ctx);
+
+}  // namespace ecmoe::cuda
