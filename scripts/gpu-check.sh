@@ -70,7 +70,7 @@ step configure cmake -S . -B build-gpu "${generator[@]}" -DECMOE_CUDA=ON -DECMOE
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix/usr" || { printf '%s\n' "${summary[@]}" >"$out/summary.txt"; exit 1; }
 step build cmake --build build-gpu -j"$(nproc)" --target ecmoe test_cuda_ops test_cuda_moe_layer \
   test_cuda_nn_ops test_cuda_model test_cuda_training test_cuda_finetune test_cuda_decode \
-  test_dispatch_combine || { printf '%s\n' "${summary[@]}" >"$out/summary.txt"; exit 1; }
+  test_dispatch_combine test_cuda_flash_attention || { printf '%s\n' "${summary[@]}" >"$out/summary.txt"; exit 1; }
 step "cuda tests" ctest --test-dir build-gpu -L cuda --output-on-failure -j4
 if grep -q "tests passed\|tests failed" "$log"; then
   say "  $(grep -E '[0-9]+% tests passed' "$log" | tail -1)"
@@ -175,6 +175,7 @@ if ((sanitizer)); then
       build-gpu/tests/test_cuda_decode
     step "racecheck decode attention" compute-sanitizer --tool racecheck --error-exitcode 1 \
       build-gpu/tests/test_cuda_decode --gtest_filter='*AttentionDecode*'
+    step "memcheck+racecheck flash attention" bash -c 'for t in memcheck racecheck; do compute-sanitizer --tool $t --error-exitcode 1 build-gpu/tests/test_cuda_flash_attention --gtest_filter="*Repeats*:*Logsumexp*:*Backend*" || exit 1; done'
     step "memcheck whole model (decoder EC)" compute-sanitizer --tool memcheck --error-exitcode 1 \
       build-gpu/tests/test_cuda_model --gtest_filter='*decoder_expert_choice_fp32*'
     step "memcheck fine-tuning" compute-sanitizer --tool memcheck --error-exitcode 1 \
