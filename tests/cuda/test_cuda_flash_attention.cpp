@@ -6,11 +6,15 @@
 // Tolerances. Flash rounds P to bf16 before its normalisation and takes the softmax backward's row
 // term as rowsum(dO ⊙ O); the CPU rounds the normalised P and sums P ⊙ dP. So each term of a sum
 // may differ by one bf16 step (2^-8 relative) between the two, where the cuBLAS path and the CPU
-// differ by float rounding only (test_cuda_nn_ops: one bf16 step):
-// - the output within 4 bf16 steps and dqkv within 8 of the CPU's bf16 op (close()'s measure,
-//   relative to |cpu| + rms), the same against the cuBLAS path;
+// differ by float rounding only (test_cuda_nn_ops: one bf16 step). An emulation of both
+// arithmetics in numpy (one head, these shapes, inputs of spread 1 and 3) measured the worst
+// differences (close()'s measure, relative to |cpu| + rms) at 3.5 bf16 steps for the output and
+// 13 for dqkv (5.5 at spread 1), and flash's error against exact values within 1.6 times the CPU
+// bf16 op's own. So:
+// - the output within 8 bf16 steps and dqkv within 16 of the CPU's bf16 op, the same against the
+//   cuBLAS path;
 // - against the fp32 CPU op (the exact values), flash is about as accurate as the CPU's own bf16
-//   op: its worst error at most 3 times the bf16 CPU op's, plus one bf16 step;
+//   op: its worst error at most twice the bf16 CPU op's, plus one bf16 step;
 // - keys past a sequence's valid length get exactly 0 gradient, the forward and the backward
 //   repeat bitwise, and the backward adds (+=) onto dqkv;
 // - lse is the rows' logsumexp of the bf16-rounded scores (within float rounding).
@@ -38,8 +42,8 @@ namespace ecmoe::cuda::testing {
 namespace {
 
 constexpr double kBf16Step = 1.0 / 256;
-constexpr double kOutTol = 4 * kBf16Step;
-constexpr double kGradTol = 8 * kBf16Step;
+constexpr double kOutTol = 8 * kBf16Step;
+constexpr double kGradTol = 16 * kBf16Step;
 
 struct Shape {
   int batch, seq_len, heads, head_dim;
@@ -218,8 +222,8 @@ TEST(CudaFlashAttention, MatchesTheCpuAndTheCublasPathInBf16) {
     EXPECT_TRUE(close(flash.dqkv, cpu16.dqkv, kGradTol));
     EXPECT_TRUE(close(flash.out, cublas.out, kOutTol));
     EXPECT_TRUE(close(flash.dqkv, cublas.dqkv, kGradTol));
-    EXPECT_LE(out_exact, 3 * out_cpu_exact + kBf16Step);
-    EXPECT_LE(grad_exact, 3 * grad_cpu_exact + kBf16Step);
+    EXPECT_LE(out_exact, 2 * out_cpu_exact + kBf16Step);
+    EXPECT_LE(grad_exact, 2 * grad_cpu_exact + kBf16Step);
     expect_padded_keys_have_no_gradient(s, in, flash.dqkv);
   }
 }
