@@ -119,6 +119,7 @@ void Comm::allreduce_sum(std::span<float> data) const {
 #if ECMOE_HAVE_MPI
   ordered_allreduce(data, size_, MPI_FLOAT);
 #else
+  (void)data;
   no_mpi("allreduce_sum");
 #endif
 }
@@ -127,6 +128,7 @@ void Comm::allreduce_sum(std::span<double> data) const {
 #if ECMOE_HAVE_MPI
   ordered_allreduce(data, size_, MPI_DOUBLE);
 #else
+  (void)data;
   no_mpi("allreduce_sum");
 #endif
 }
@@ -135,6 +137,7 @@ void Comm::allreduce_sum(std::span<int64_t> data) const {
 #if ECMOE_HAVE_MPI
   ordered_allreduce(data, size_, MPI_INT64_T);
 #else
+  (void)data;
   no_mpi("allreduce_sum");
 #endif
 }
@@ -189,6 +192,7 @@ void Comm::broadcast(std::string& data) const {
   data.resize(n);
   check_mpi(MPI_Bcast(data.data(), int(n), MPI_CHAR, 0, MPI_COMM_WORLD), "MPI_Bcast");
 #else
+  (void)data;
   no_mpi("broadcast");
 #endif
 }
@@ -201,12 +205,12 @@ bool Comm::root_decides(bool root_value) const {
 
 void Comm::gather_to_root(std::span<const float> mine,
                           const std::function<void(std::span<const float>)>& take) const {
-  constexpr int kCountTag = 71, kPieceTag = 72;
   if (!mpi_ || size_ == 1) {
     take(mine);
     return;
   }
 #if ECMOE_HAVE_MPI
+  constexpr int kCountTag = 71, kPieceTag = 72;
   if (rank_ != 0) {
     const int64_t n = int64_t(mine.size());
     check_mpi(MPI_Send(&n, 1, MPI_INT64_T, 0, kCountTag, MPI_COMM_WORLD), "MPI_Send");
