@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Include what you use, for the standard library: every file under src/, tests/ and python/csrc/
-(the PyTorch extension) that names a standard type or function includes its header itself (or
-its own .h does, for a .cpp), instead of getting it through another header. Such a slip builds
+(the PyTorch extension; C++ and CUDA: .h, .cpp, .cu, .cuh) that names a standard type or function
+includes its header itself (or its own .h does, for a .cpp or .cu), instead of getting it through
+another header (for CUDA: nvcc's, CUB's or the project's). Such a slip builds
 with one standard library and not with the next (GCC 13's libstdc++ dropped <cstdint> from
 several headers).
 
@@ -115,7 +116,7 @@ def includes(path):
 def misses(path):
     text = path.read_text(errors="replace")
     have = includes(path)
-    if path.suffix == ".cpp":  # a .cpp may rely on its own header's includes
+    if path.suffix in (".cpp", ".cu"):  # a .cpp or .cu may rely on its own header's includes
         own = path.with_suffix(".h")
         if own.exists():
             have |= includes(own)
@@ -137,7 +138,7 @@ def main(argv):
     root = pathlib.Path(__file__).resolve().parent.parent
     files = [pathlib.Path(a) for a in argv[1:]] or sorted(
         p for d in ("src", "tests", "python/csrc") for p in (root / d).rglob("*")
-        if p.suffix in (".h", ".cpp") and "fixtures" not in p.parts)
+        if p.suffix in (".h", ".cpp", ".cu", ".cuh") and "fixtures" not in p.parts)
     problems = [line for f in files for line in misses(f)]
     for line in problems:
         print(line)

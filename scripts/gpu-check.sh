@@ -1,86 +1,373 @@
 #!/usr/bin/env bash
-# The CUDA backend's check on a GPU machine (docs/cuda.md), in one command: builds ecmoe with
-# -DECMOE_CUDA=ON from the Debian packages scripts/fetch-gpu-debs.sh fetched into .gpu-debs/
-# (unpacked into build-gpu/prefix, never over /), runs the CUDA tests (ctest label `cuda`) and
-# compute-sanitizer on them, then `ecmoe bench layer --device cuda` beside the PyTorch peer
-# (bench/bench_layer_torch.py --device cuda: eager, and torch.compile where --compile-shapes says)
-# at the layer shapes of issue 15, `ecmoe bench train --device cuda` beside
-# bench/bench_train_torch.py --device cuda (eager, torch.compile) on small and gpu-small (issue
-# 16), then compute-sanitizer on the tests, and prints a compact summary. Not yet timed on a GPU machine: give the command the device's whole 600 s; what it
-# printed and wrote to $OUT comes back even if it is cut off, and a second call can add --no-bench
-# or --no-sanitizer. Everything it writes goes to
-# $OUT (the device tool's folder) or gpu-results/: gpu-check.log (all output), bench.jsonl (one
-# JSON object per measurement), summary.txt.
-#   scripts/gpu-check.sh [--no-bench] [--no-sanitizer] [--shapes "N,d,f,E ..."]
-# Exit status: 0 when the build and every test passed.
+# The CUDA backend's check on a GPU machine (docs/cuda.md, "On the GPU machine"), within a time
+# budget: a preflight of what the image has; unpacks the Debian packages scripts/fetch-gpu-debs.sh
+# fetched into .gpu-debs/ into build-gpu/prefix (never over /) and writes build-gpu/env.sh;
+# configures and builds ecmoe with -DECMOE_CUDA=ON (sm_90a); runs the CUDA tests (ctest label
+# `cuda`, failing rather than skipping without a usable GPU); compute-sanitizer on them (180 s at
+# most); `ecmoe bench layer --device cuda` beside bench/bench_layer_torch.py at issue 15's shapes;
+# `ecmoe bench train --device cuda` beside bench/bench_train_torch.py on small and gpu-small.
+#   scripts/gpu-check.sh [--budget SECONDS] [--no-build] [--no-tests] [--no-sanitizer]
+#                        [--no-bench] [--compile] [--shapes "N,d,f,E ..."] [--compile-shapes "..."]
+# --budget (default $GPU_CHECK_BUDGET, else 560): every step runs under `timeout`, cut to the time
+# left less 10 s; a step that no longer fits prints "SKIPPED (budget)". --no-build: no configure,
+# no build: the binaries of an earlier call in build-gpu/. --compile: the torch.compile peers too
+# (the layer's at --compile-shapes; cold compiles take minutes). Two calls fit the device's 15
+# minutes: `--no-bench` (carry .gpu-debs), then on the still-warm machine
+# `--no-build --no-tests --no-sanitizer --budget 200`.
+# Writes to $OUT (the device tool's folder) or gpu-results/: summary.txt (each line as it is
+# said, so it survives a kill), gpu-check.log (all output), bench.jsonl (one JSON object a
+# measurement), CMakeConfigureLog.yaml when configure fails.
+# Exit status: 0 when everything ran and passed, 1 when something failed, 2 when nothing failed
+# but a step was skipped for the budget.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$PWD
-bench=1 sanitizer=1
+export PATH="$PATH:/usr/local/cuda/bin"  # nvcc, compute-sanitizer
+build=1 tests=1 sanitizer=1 bench=1 compile=0
+budget=${GPU_CHECK_BUDGET:-560}
+sanitizer_seconds=180
 shapes="4096,256,1024,8 16384,768,3072,64 32768,1024,4096,64 65536,2048,8192,64"
 compile_shapes="16384,768,3072,64"
+usage="--budget SECONDS, --no-build, --no-tests, --no-sanitizer, --no-bench, --compile, --shapes, --compile-shapes"
 while (($#)); do
   case "$1" in
-    --no-bench) bench=0 ;;
+    --budget) budget="${2-}"; shift ;;
+    --no-build) build=0 ;;
+    --no-tests) tests=0 ;;
     --no-sanitizer) sanitizer=0 ;;
-    --shapes) shapes="$2"; shift ;;
-    --compile-shapes) compile_shapes="$2"; shift ;;
-    *) echo "gpu-check: unknown argument '$1' (--no-bench, --no-sanitizer, --shapes, --compile-shapes)" >&2; exit 1 ;;
+    --no-bench) bench=0 ;;
+    --compile) compile=1 ;;
+    --shapes) shapes="${2-}"; shift ;;
+    --compile-shapes) compile_shapes="${2-}"; shift ;;
+    *) echo "gpu-check: unknown argument '$1' ($usage)" >&2; exit 1 ;;
   esac
   shift
 done
+[[ "$budget" =~ ^[0-9]+$ ]] || { echo "gpu-check: --budget wants whole seconds, not '$budget'" >&2; exit 1; }
+deadline=$((SECONDS + budget))
+stage_end=$deadline  # a stage may end sooner (the sanitizer's, the layer bench's share)
 out="${OUT:-$root/gpu-results}"
 mkdir -p "$out"
 log="$out/gpu-check.log"
 jsonl="$out/bench.jsonl"
+summary="$out/summary.txt"
 : >"$log"
 : >"$jsonl"
-summary=()
-failed=0
-say() { summary+=("$*"); echo "gpu-check: $*"; }
-# step NAME COMMAND...: runs it into the log; on failure prints the log's last lines.
-step() {
-  local name=$1 t0=$SECONDS start
-  shift
-  start=$(wc -l <"$log")
-  echo "=== $name: $*" >>"$log"
-  if "$@" >>"$log" 2>&1; then
-    say "$name: ok ($((SECONDS - t0)) s)"
-  else
-    say "$name: FAILED ($((SECONDS - t0)) s)"
-    tail -n +"$((start + 1))" "$log" | tail -40
-    failed=1
-    return 1
+: >"$summary"
+failed=0 skipped=0
+# say LINE: to stdout and, at once, to summary.txt.
+say() {
+  echo "gpu-check: $*"
+  echo "$*" >>"$summary"
+}
+finish() {
+  local verdict="passed" status=0
+  if ((failed)); then
+    verdict="FAILED" status=1
+  elif ((skipped)); then
+    verdict="INCOMPLETE: nothing failed, but steps SKIPPED (budget): $skipped" status=2
   fi
+  say "$verdict after $SECONDS s; results in $out"
+  exit $status
+}
+# limit CAP: the seconds the next command may run: CAP, cut to the stage's end and to the
+# budget's less 10 s; 0 when under 10 s are left.
+limit() {
+  local t=$1
+  ((t > deadline - SECONDS - 10)) && t=$((deadline - SECONDS - 10))
+  ((t > stage_end - SECONDS)) && t=$((stage_end - SECONDS))
+  ((t < 10)) && t=0
+  echo "$t"
+}
+# step NAME CAP COMMAND...: runs it under `timeout` into the log; on failure prints the log's last
+# lines. Returns the command's status (124 timed out), or 254 when skipped for the budget. A step
+# that times out at its own CAP failed (a hang); one stopped sooner by the budget is incomplete.
+step_start=0
+step() {
+  local name=$1 cap=$2 t rc t0=$SECONDS
+  t=$(limit "$cap")
+  shift 2
+  if ((t == 0)); then
+    say "$name: SKIPPED (budget)"
+    skipped=$((skipped + 1))
+    return 254
+  fi
+  step_start=$(($(wc -l <"$log") + 1))
+  echo "=== $name (timeout ${t} s): $*" >>"$log"
+  timeout -k 5 "$t" "$@" >>"$log" 2>&1
+  rc=$?
+  if ((rc == 0)); then
+    say "$name: ok ($((SECONDS - t0)) s)"
+    return 0
+  fi
+  if ((rc == 124 || rc == 137)) && ((t < cap)); then
+    say "$name: STOPPED by the budget after $((SECONDS - t0)) s (of its $cap s)"
+    skipped=$((skipped + 1))
+    return $rc
+  elif ((rc == 124 || rc == 137)); then
+    say "$name: FAILED: timed out after $((SECONDS - t0)) s (its limit)"
+  else
+    say "$name: FAILED (status $rc, $((SECONDS - t0)) s)"
+  fi
+  tail -n +"$step_start" "$log" | tail -40
+  failed=1
+  return $rc
+}
+# json CAP COMMAND...: runs a --json benchmark under `timeout`, its output into the log; prints
+# the last stdout line that starts with '{' (nothing if none). Returns the command's status, 254
+# when skipped for the budget, 253 when stopped by the budget before its own CAP.
+json() {
+  local cap=$1 t raw rc
+  t=$(limit "$cap")
+  shift
+  if ((t == 0)); then
+    echo "=== skipped (budget): $*" >>"$log"
+    return 254
+  fi
+  echo "=== (timeout ${t} s) $*" >>"$log"
+  raw=$(PYTHONUNBUFFERED=1 timeout -k 5 "$t" "$@" 2>>"$log")
+  rc=$?
+  printf '%s\n' "$raw" >>"$log"
+  ((rc == 124 || rc == 137)) && echo "=== timed out after $t s" >>"$log"
+  grep '^{' <<<"$raw" | tail -1
+  ((rc == 124 || rc == 137)) && ((t < cap)) && return 253
+  return $rc
+}
+# status_word RC: why a benchmark gave nothing.
+status_word() {
+  case "$1" in
+    254) echo "SKIPPED (budget)" ;;
+    253) echo "STOPPED by the budget" ;;
+    124 | 137) echo "FAILED (timed out)" ;;
+    *) echo "FAILED (status $1)" ;;
+  esac
 }
 
-{ nvidia-smi -L; nvcc --version | tail -1; } >>"$log" 2>&1
-say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+say "gpu-check at $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), budget $budget s; build $build tests $tests sanitizer $sanitizer bench $bench compile $compile"
 
+# --- Preflight: what the image has, in the summary even if everything after it fails.
+{
+  echo "=== preflight"
+  grep PRETTY_NAME /etc/os-release 2>/dev/null
+  echo "cores $(nproc)"
+  free -g 2>/dev/null | head -2
+  df -h "$root" 2>/dev/null | tail -1
+} >>"$log" 2>&1
+have=() missing=()
+for tool in g++ gcc nvcc cmake ninja pkg-config mpicxx mpirun compute-sanitizer dpkg python3; do
+  if path=$(command -v "$tool"); then
+    have+=("$tool")
+    echo "$tool: $path" >>"$log"
+  else
+    missing+=("$tool")
+    echo "$tool: missing" >>"$log"
+  fi
+done
+say "tools: have ${have[*]:-none}; missing ${missing[*]:-none}"
+{
+  g++ --version 2>&1 | head -1
+  nvcc --version 2>&1 | tail -2
+  cmake --version 2>&1 | head -1
+  ls -l /usr/lib/x86_64-linux-gnu/libmpi* /usr/lib/x86_64-linux-gnu/libz.so* 2>&1
+} >>"$log"
+find_header() {  # find_header NAME DIRS...: the first DIR/NAME that exists, else "missing"
+  local name=$1 dir
+  shift
+  for dir in "$@"; do
+    [[ -e "$dir/$name" ]] && { echo "$dir/$name"; return 0; }
+  done
+  echo missing
+  return 1
+}
+mpi_dirs=(/usr/include /usr/include/x86_64-linux-gnu/openmpi /usr/lib/x86_64-linux-gnu/openmpi/include)
+mpi_h=$(find_header mpi.h "${mpi_dirs[@]}")
+zlib_h=$(find_header zlib.h /usr/include /usr/include/x86_64-linux-gnu)
+say "headers: mpi.h $mpi_h; zlib.h $zlib_h; $(find /usr/lib/x86_64-linux-gnu -maxdepth 1 -name 'libmpi.so*' 2>/dev/null | wc -l) libmpi.so* files"
+gpus=$(timeout 20 nvidia-smi -L 2>&1)
+echo "$gpus" >>"$log"
+say "nvidia-smi -L: $(head -3 <<<"$gpus" | paste -sd ';' -)"
+gpu=$(timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+say "gpu: ${gpu:-none (nvidia-smi --query-gpu gave nothing)}"
+torch=$(timeout 60 python3 -c "import torch; print(torch.__version__, torch.cuda.is_available())" 2>&1 | tail -1)
+say "torch: $torch"
+
+# --- The Debian packages, unpacked into a prefix; build-gpu/env.sh for later commands.
 prefix="$root/build-gpu/prefix"
-ls .gpu-debs/*.deb >/dev/null 2>&1 || { say "no .gpu-debs/*.deb: run scripts/fetch-gpu-debs.sh first and carry .gpu-debs"; exit 1; }
-mkdir -p "$prefix"
-for deb in .gpu-debs/*.deb; do dpkg -x "$deb" "$prefix" || exit 1; done
-export PKG_CONFIG_PATH="$prefix/usr/lib/x86_64-linux-gnu/pkgconfig:$prefix/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-export PKG_CONFIG_SYSROOT_DIR="$prefix"
-export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-generator=()
-command -v ninja >/dev/null && generator=(-G Ninja)
-step configure cmake -S . -B build-gpu "${generator[@]}" -DECMOE_CUDA=ON -DECMOE_PYTHON=OFF \
-  -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix/usr" || { printf '%s\n' "${summary[@]}" >"$out/summary.txt"; exit 1; }
-step build cmake --build build-gpu -j"$(nproc)" --target ecmoe test_cuda_ops test_cuda_moe_layer \
-  test_cuda_nn_ops test_cuda_model test_cuda_training test_cuda_finetune test_cuda_decode \
-  test_dispatch_combine test_cuda_flash_attention || { printf '%s\n' "${summary[@]}" >"$out/summary.txt"; exit 1; }
-step "cuda tests" ctest --test-dir build-gpu -L cuda --output-on-failure -j4
-if grep -q "tests passed\|tests failed" "$log"; then
-  say "  $(grep -E '[0-9]+% tests passed' "$log" | tail -1)"
+unpack() {  # unpack DEB: dpkg -x, or ar + tar where there is no dpkg
+  if command -v dpkg >/dev/null; then
+    dpkg -x "$1" "$prefix"
+    return
+  fi
+  local member
+  member=$(ar t "$1" | grep '^data\.tar') || return 1
+  case "$member" in
+    *.xz) ar p "$1" "$member" | tar -xJ -C "$prefix" ;;
+    *.zst) ar p "$1" "$member" | tar --zstd -x -C "$prefix" ;;
+    *.gz) ar p "$1" "$member" | tar -xz -C "$prefix" ;;
+    *) ar p "$1" "$member" | tar -x -C "$prefix" ;;
+  esac
+}
+if ((build)); then
+  debs=(.gpu-debs/*.deb)
+  [[ -e "${debs[0]}" ]] || { say "no .gpu-debs/*.deb: run scripts/fetch-gpu-debs.sh first and carry .gpu-debs"; failed=1; finish; }
+  mkdir -p "$prefix"
+  for deb in "${debs[@]}"; do
+    unpack "$deb" >>"$log" 2>&1 || { say "unpacking $deb: FAILED"; failed=1; finish; }
+  done
+  # zlib1g-dev's libz.so is an absolute link to Debian 12's /lib/x86_64-linux-gnu/libz.so.1.2.13:
+  # elsewhere it dangles. Point it at this system's libz.so.1, or leave the static libz.a.
+  libz="$prefix/usr/lib/x86_64-linux-gnu/libz.so"
+  if [[ -L "$libz" && ! -e "$libz" ]]; then
+    if [[ -e /lib/x86_64-linux-gnu/libz.so.1 ]]; then
+      ln -sfn /lib/x86_64-linux-gnu/libz.so.1 "$libz"
+      say "zlib: libz.so -> the system's /lib/x86_64-linux-gnu/libz.so.1"
+    else
+      rm -f "$libz"
+      say "zlib: no /lib/x86_64-linux-gnu/libz.so.1: linked statically (the prefix's libz.a)"
+    fi
+  fi
+  cat >build-gpu/env.sh <<'EOF'
+# Written by scripts/gpu-check.sh: the environment of its build and of the programs it built, for
+# later commands (`source build-gpu/env.sh`): the Debian packages unpacked into build-gpu/prefix
+# (libdnnl needs the prefix's libOpenCL through LD_LIBRARY_PATH), and CUDA's tools on PATH.
+ecmoe_gpu_prefix="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/prefix"
+export PATH="$PATH:/usr/local/cuda/bin"
+export PKG_CONFIG_PATH="$ecmoe_gpu_prefix/usr/lib/x86_64-linux-gnu/pkgconfig:$ecmoe_gpu_prefix/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export PKG_CONFIG_SYSROOT_DIR="$ecmoe_gpu_prefix"
+export LD_LIBRARY_PATH="$ecmoe_gpu_prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+unset ecmoe_gpu_prefix
+EOF
 fi
-step "dispatch/combine tests (CPU)" build-gpu/tests/test_dispatch_combine
-step "ecmoe info" build-gpu/ecmoe info
-grep -E "^cuda:" "$log" | tail -1 | sed 's/^/  /'
+if [[ ! -f build-gpu/env.sh ]]; then
+  say "--no-build: no build-gpu/env.sh: run scripts/gpu-check.sh without --no-build first"
+  failed=1
+  finish
+fi
+# shellcheck source=/dev/null
+source build-gpu/env.sh
+# Without a GPU the CUDA tests fail instead of skipping (tests/cuda/cuda_test_util.h).
+export ECMOE_CUDA_TESTS_MUST_RUN=1
 
+# --- Configure and build.
+if ((build)); then
+  generator=()
+  command -v ninja >/dev/null && generator=(-G Ninja)
+  options=(-DECMOE_CUDA=ON -DECMOE_PYTHON=OFF -DCMAKE_BUILD_TYPE=Release
+           -DCMAKE_PREFIX_PATH="$prefix/usr"
+           "-DECMOE_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a" -DCMAKE_CUDA_FLAGS=-lineinfo
+           -DCMAKE_POLICY_VERSION_MINIMUM=3.5)
+  no_mpi=()
+  command -v mpicxx >/dev/null || no_mpi+=(mpicxx)
+  command -v mpirun >/dev/null || no_mpi+=(mpirun)
+  [[ $mpi_h != missing ]] || no_mpi+=(mpi.h)
+  if ((${#no_mpi[@]})); then
+    options+=(-DECMOE_MPI=OFF)
+    say "mpi: no ${no_mpi[*]}: configured with -DECMOE_MPI=OFF (one process only)"
+  else
+    say "mpi: mpicxx, mpirun and mpi.h found: built with MPI"
+  fi
+  if ! command -v pkg-config >/dev/null; then
+    options+=(-DPKG_CONFIG_EXECUTABLE="$prefix/usr/bin/pkgconf")
+    say "pkg-config: none on PATH: the prefix's pkgconf"
+  fi
+  if ! step configure 120 cmake -S . -B build-gpu "${generator[@]}" "${options[@]}"; then
+    for f in CMakeConfigureLog.yaml CMakeError.log CMakeOutput.log; do
+      [[ -f build-gpu/CMakeFiles/$f ]] && cp build-gpu/CMakeFiles/$f "$out/" && say "  build-gpu/CMakeFiles/$f copied to the results"
+    done
+    finish
+  fi
+  if ! step build 900 cmake --build build-gpu -j"$(nproc)" --target ecmoe test_cuda_ops \
+    test_cuda_moe_layer test_cuda_nn_ops test_cuda_model test_cuda_training test_cuda_finetune \
+    test_cuda_decode test_cuda_flash_attention test_dispatch_combine; then
+    if ((failed)); then
+      echo "gpu-check: the first errors:"
+      tail -n +"$step_start" "$log" | grep -m3 -B2 -A8 error
+    else  # stopped by the budget: what is built stays, and the next call goes on from there
+      say "the rest: SKIPPED (budget); a second call without --no-build finishes the build"
+    fi
+    finish
+  fi
+fi
+if [[ ! -x build-gpu/ecmoe ]]; then
+  say "no build-gpu/ecmoe: run scripts/gpu-check.sh without --no-build first"
+  failed=1
+  finish
+fi
+if step "ecmoe info" 60 build-gpu/ecmoe info; then
+  say "  $(tail -n +"$step_start" "$log" | grep -E '^cuda:' | tail -1)"
+fi
+
+# --- The CUDA tests.
+if ((tests)); then
+  step "cuda tests" 300 ctest --test-dir build-gpu -L cuda --output-on-failure -j4
+  rc=$?
+  if ((rc != 254)); then
+    results=$(tail -n +"$step_start" "$log" | grep -E '[0-9]+% tests passed' | tail -1)
+    [[ -n "$results" ]] && say "  $results"
+    n_skipped=$(tail -n +"$step_start" "$log" | grep -c -- '\*\*\*Skipped')
+    ((n_skipped)) && say "  $n_skipped tests skipped" && failed=1
+  fi
+  step "dispatch/combine tests (CPU)" 120 build-gpu/tests/test_dispatch_combine
+fi
+
+# --- compute-sanitizer: 180 s at most, the most telling checks first.
+if ((sanitizer)); then
+  if ! command -v compute-sanitizer >/dev/null; then
+    say "compute-sanitizer: not found, skipped"
+  else
+    stage_end=$((SECONDS + sanitizer_seconds))
+    # A few seconds: does compute-sanitizer work here at all (gVisor: "Device not supported")?
+    t=$(limit 30)
+    probe="" rc=254
+    if ((t)); then
+      probe=$(timeout -k 5 "$t" compute-sanitizer --tool memcheck build-gpu/ecmoe info 2>&1)
+      rc=$?
+    fi
+    printf '=== sanitizer probe (status %s)\n%s\n' "$rc" "$probe" >>"$log"
+    unavailable='not supported|unsupported|unable to|no such device|cannot (attach|open|load)'
+    if ((rc == 254)); then
+      say "compute-sanitizer: SKIPPED (budget)"
+      skipped=$((skipped + 1))
+    elif ((rc != 0)) && grep -qiE "$unavailable" <<<"$probe"; then
+      say "sanitizer unavailable: $(grep -iE "$unavailable" <<<"$probe" | head -1)"
+    else
+      if ((rc == 124 || rc == 137)); then
+        say "sanitizer probe: no answer in $t s (memcheck of ecmoe info); going on"
+      elif ((rc != 0)); then
+        say "sanitizer probe: FAILED (status $rc; memcheck of ecmoe info: the log has its output)"
+        failed=1
+      fi
+      san=(compute-sanitizer --error-exitcode 1 --print-limit 20)
+      step "memcheck test_cuda_ops" 90 "${san[@]}" --tool memcheck build-gpu/tests/test_cuda_ops
+      step "racecheck expert choice" 60 "${san[@]}" --tool racecheck \
+        build-gpu/tests/test_cuda_ops --gtest_filter='*ExpertChoice*:*InverseIndex*'
+      step "initcheck routing" 60 "${san[@]}" --tool initcheck \
+        build-gpu/tests/test_cuda_ops --gtest_filter='*Plan*:*InverseIndex*'
+      step "memcheck test_cuda_nn_ops" 90 "${san[@]}" --tool memcheck build-gpu/tests/test_cuda_nn_ops
+      step "memcheck flash attention" 60 "${san[@]}" --tool memcheck \
+        build-gpu/tests/test_cuda_flash_attention --gtest_filter='*Repeats*:*Logsumexp*:*Backend*'
+      step "racecheck flash attention" 60 "${san[@]}" --tool racecheck \
+        build-gpu/tests/test_cuda_flash_attention --gtest_filter='*Repeats*:*Logsumexp*:*Backend*'
+      step "racecheck block sums" 60 "${san[@]}" --tool racecheck \
+        build-gpu/tests/test_cuda_nn_ops --gtest_filter='*CrossEntropy*:*LayerNorm*'
+      step "memcheck whole model (decoder EC)" 60 "${san[@]}" --tool memcheck \
+        build-gpu/tests/test_cuda_model --gtest_filter='*decoder_expert_choice_fp32*'
+      step "memcheck test_cuda_moe_layer" 60 "${san[@]}" --tool memcheck \
+        build-gpu/tests/test_cuda_moe_layer --gtest_filter='*MatchesTheCpu*'
+      step "memcheck test_cuda_decode" 90 "${san[@]}" --tool memcheck build-gpu/tests/test_cuda_decode
+      step "racecheck decode attention" 60 "${san[@]}" --tool racecheck \
+        build-gpu/tests/test_cuda_decode --gtest_filter='*AttentionDecode*'
+      step "memcheck fine-tuning" 60 "${san[@]}" --tool memcheck \
+        build-gpu/tests/test_cuda_finetune --gtest_filter='*EightSteps*:*JointClipping*'
+    fi
+    stage_end=$deadline
+  fi
+fi
+
+# --- The MoE layer beside PyTorch: expert choice at every shape, top-2 (capacity factor 2) at the
+# second, one fp32 run. With the training bench to come it takes at most 55% of the time left.
 if ((bench)); then
-  # Expert choice at every shape; top-2 (token choice, capacity factor 2) at the second.
+  stage_end=$((SECONDS + (deadline - SECONDS) * 55 / 100))
   runs=()
   for shape in $shapes; do runs+=("expert_choice,$shape"); done
   second=$(awk '{print $2}' <<<"$shapes")
@@ -90,100 +377,122 @@ if ((bench)); then
     shape="$n,$d,$f,$e"
     args=(--tokens "$n" --d-model "$d" --d-ff "$f" --experts "$e" --capacity-factor 2
           --router "$router" --precision bf16 --repeats 10)
-    ours=$(build-gpu/ecmoe bench layer --device cuda "${args[@]}" --warmup 3 --json 2>>"$log")
-    if [[ -z "$ours" ]]; then say "bench $router $shape: ecmoe FAILED"; failed=1; continue; fi
+    ours=$(json 60 build-gpu/ecmoe bench layer --device cuda "${args[@]}" --warmup 3 --json)
+    rc=$?
+    if [[ -z "$ours" ]]; then
+      say "bench $router $shape: ecmoe $(status_word "$rc")"
+      if ((rc >= 253)); then skipped=$((skipped + 1)); else failed=1; fi
+      continue
+    fi
     echo "$ours" >>"$jsonl"
     peer_args=("${args[@]}" --device cuda --formulation index --warmup 3 --json)
-    [[ $router == expert_choice && " $compile_shapes " == *" $shape "* ]] && peer_args+=(--compile)
-    peer=$(PYTHONUNBUFFERED=1 timeout 300 python3 -m bench.bench_layer_torch "${peer_args[@]}" 2>>"$log")
+    cap=90
+    if ((compile)) && [[ $router == expert_choice && " $compile_shapes " == *" $shape "* ]]; then
+      peer_args+=(--compile)
+      cap=240
+    fi
+    peer=$(json $cap python3 -m bench.bench_layer_torch "${peer_args[@]}")
+    prc=$?
     [[ -n "$peer" ]] && echo "$peer" >>"$jsonl"
-    say "bench $router $shape: $(python3 - "$ours" "$peer" <<'PY'
+    say "bench $router $shape: $(python3 - "$ours" "$peer" "$(status_word "$prc")" <<'PY'
 import json, sys
+
+def num(d, k, scale=1.0):
+    v = d.get(k)
+    return v * scale if isinstance(v, (int, float)) else float("nan")
+
 o = json.loads(sys.argv[1])
-p = json.loads(sys.argv[2]) if sys.argv[2] else {}
+try:
+    p = json.loads(sys.argv[2]) if sys.argv[2] else {}
+except ValueError:
+    p = {}
 line = "ecmoe %.3f ms (fwd %.3f, bwd %.3f; expert GEMMs %.1f TFLOP/s, as one expert %.1f, cuBLAS 4096^3 %.0f; outside GEMMs %.0f%%; dispatch/combine %.0f GB/s of copy %.0f)" % (
-    o["ms"], o["forward_ms"], o["backward_ms"], o["expert_gemm_tflops"],
-    o["library_gemm_gflops"] / 1000, o["cublas_4096_tflops"],
-    100 * o["outside_gemm_share"], o["dispatch_combine_gbps"], o["copy_gbps"])
-if "index_ms" in p:
-    line += "; torch eager %.3f ms (%.2fx)" % (p["index_ms"], p["index_ms"] / o["ms"])
-if "index_compile_ms" in p:
-    line += ", torch.compile %.3f ms (%.2fx)" % (p["index_compile_ms"], p["index_compile_ms"] / o["ms"])
+    num(o, "ms"), num(o, "forward_ms"), num(o, "backward_ms"), num(o, "expert_gemm_tflops"),
+    num(o, "library_gemm_gflops", 1e-3), num(o, "cublas_4096_tflops"),
+    num(o, "outside_gemm_share", 100), num(o, "dispatch_combine_gbps"), num(o, "copy_gbps"))
+ms = num(o, "ms")
+for key, name in (("index_ms", "torch eager"), ("index_compile_ms", "torch.compile")):
+    if isinstance(p.get(key), (int, float)):
+        line += "; %s %.3f ms (%.2fx)" % (name, p[key], p[key] / ms if ms else float("nan"))
 if not p:
-    line += "; torch peer FAILED"
+    line += "; torch peer " + sys.argv[3]
 print(line)
 PY
 )"
   done
   # fp32 at the small shape: the exactness mode's speed.
-  fp32=$(build-gpu/ecmoe bench layer --device cuda --tokens 16384 --d-model 768 --d-ff 3072 \
-    --experts 64 --precision fp32 --repeats 5 --json 2>>"$log")
-  [[ -n "$fp32" ]] && echo "$fp32" >>"$jsonl" &&
-    say "bench fp32 16384,768,3072,64: $(python3 -c 'import json,sys; o=json.loads(sys.argv[1]); print("%.3f ms" % o["ms"])' "$fp32")"
-fi
-if ((bench)); then
-  # Training (issue 16): whole steps, bf16, ecmoe --device cuda beside the PyTorch peer (eager, and
-  # torch.compile for expert choice), tokens/s each, the ratio to ecmoe.
+  fp32=$(json 60 build-gpu/ecmoe bench layer --device cuda --tokens 16384 --d-model 768 \
+    --d-ff 3072 --experts 64 --precision fp32 --repeats 5 --json)
+  rc=$?
+  if [[ -n "$fp32" ]]; then
+    echo "$fp32" >>"$jsonl"
+    say "bench fp32 16384,768,3072,64: $(python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get("ms"); print("%.3f ms" % v if isinstance(v, (int, float)) else "no ms")' "$fp32")"
+  else
+    say "bench fp32 16384,768,3072,64: ecmoe $(status_word "$rc")"
+    if ((rc >= 253)); then skipped=$((skipped + 1)); else failed=1; fi
+  fi
+  stage_end=$deadline
+
+  # Training (issue 16): whole steps, bf16, ecmoe --device cuda beside the PyTorch peer (eager;
+  # torch.compile for expert choice with --compile), tokens/s each, the ratio to ecmoe.
   for run in "small expert_choice" "small top2" "gpu-small expert_choice" "gpu-small top2"; do
     read -r config router <<<"$run"
     targs=(--config "$config" --set "model.moe.router=$router" --set precision=bf16 --steps 10
            --warmup 3 --json --peak-gflops 790000)
-    ours=$(timeout 240 build-gpu/ecmoe bench train --device cuda "${targs[@]}" 2>>"$log")
-    if [[ -z "$ours" ]]; then say "bench train $config $router: ecmoe FAILED"; failed=1; continue; fi
+    ours=$(json 120 build-gpu/ecmoe bench train --device cuda "${targs[@]}")
+    rc=$?
+    if [[ -z "$ours" ]]; then
+      say "bench train $config $router: ecmoe $(status_word "$rc")"
+      if ((rc >= 253)); then skipped=$((skipped + 1)); else failed=1; fi
+      continue
+    fi
     echo "$ours" >>"$jsonl"
     pargs=(--config "$config" --router "$router" --device cuda --precision bf16 --steps 10
            --warmup 3 --json --ecmoe build-gpu/ecmoe)
-    eager=$(PYTHONUNBUFFERED=1 timeout 240 python3 -m bench.bench_train_torch "${pargs[@]}" 2>>"$log")
-    compiled=""
-    [[ $router == expert_choice ]] &&
-      compiled=$(PYTHONUNBUFFERED=1 timeout 300 python3 -m bench.bench_train_torch "${pargs[@]}" --compile 2>>"$log")
+    eager=$(json 120 python3 -m bench.bench_train_torch "${pargs[@]}")
+    erc=$?
+    compiled="" crc=0 with_compile=0
+    if ((compile)) && [[ $router == expert_choice ]]; then
+      with_compile=1
+      compiled=$(json 240 python3 -m bench.bench_train_torch "${pargs[@]}" --compile)
+      crc=$?
+    fi
     for j in "$eager" "$compiled"; do [[ -n "$j" ]] && echo "$j" >>"$jsonl"; done
-    say "bench train $config $router: $(python3 - "$ours" "$eager" "$compiled" <<'PY'
+    say "bench train $config $router: $(python3 - "$ours" "$eager" "$compiled" "$(status_word "$erc")" "$with_compile" "$(status_word "$crc")" <<'PY'
 import json, sys
+
+def num(d, k, scale=1.0):
+    v = d.get(k) if isinstance(d, dict) else None
+    return v * scale if isinstance(v, (int, float)) else float("nan")
+
 o = json.loads(sys.argv[1])
 line = "ecmoe %.0f tokens/s (%.1f ms a step, MFU %.1f%% of 790 TFLOP/s)" % (
-    o["tokens_per_second"], 1e3 * o["median_step_seconds"], 100 * o["mfu"])
-if "device_memory_bytes" in o:
-    line += ", %.1f GB of GPU memory" % (o["device_memory_bytes"]["total"] / 1e9)
-if "profile" in o:
+    num(o, "tokens_per_second"), num(o, "median_step_seconds", 1e3), num(o, "mfu", 100))
+if isinstance(o.get("device_memory_bytes"), dict):
+    line += ", %.1f GB of GPU memory" % num(o["device_memory_bytes"], "total", 1e-9)
+if isinstance(o.get("profile"), dict):
     pr = o["profile"]
-    line += "; profiled step %.1f ms: " % (1e3 * pr["step_seconds"]) + ", ".join(
-        "%s %.1f" % (k, 1e3 * v) for k, v in pr["seconds_per_step_by_class"].items())
-for name, text in (("torch eager", sys.argv[2]), ("torch.compile", sys.argv[3])):
-    if text:
-        p = json.loads(text)
-        line += "; %s %.0f tokens/s (ecmoe %.2fx)" % (name, p["tokens_per_s"], o["tokens_per_second"] / p["tokens_per_s"])
+    by_class = pr.get("seconds_per_step_by_class") or {}
+    line += "; profiled step %.1f ms: " % num(pr, "step_seconds", 1e3) + ", ".join(
+        "%s %.1f" % (k, 1e3 * v) for k, v in by_class.items() if isinstance(v, (int, float)))
+peers = [("torch eager", sys.argv[2], sys.argv[4])]
+if sys.argv[5] == "1":
+    peers.append(("torch.compile", sys.argv[3], sys.argv[6]))
+for name, text, why in peers:
+    try:
+        p = json.loads(text) if text else None
+    except ValueError:
+        p = None
+    tps = num(p, "tokens_per_s") if p else float("nan")
+    if p and tps == tps and tps > 0:
+        line += "; %s %.0f tokens/s (ecmoe %.2fx)" % (name, tps, num(o, "tokens_per_second") / tps)
+    elif text:
+        line += "; %s: no tokens_per_s" % name
+    else:
+        line += "; %s %s" % (name, why)
 print(line)
 PY
 )"
   done
 fi
-# Last: the slowest part (instrumented runs); --no-sanitizer skips it.
-if ((sanitizer)); then
-  if command -v compute-sanitizer >/dev/null; then
-    step "memcheck test_cuda_ops" compute-sanitizer --tool memcheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_ops
-    step "memcheck test_cuda_moe_layer" compute-sanitizer --tool memcheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_moe_layer --gtest_filter='*MatchesTheCpu*'
-    step "racecheck expert choice" compute-sanitizer --tool racecheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_ops --gtest_filter='*ExpertChoice*:*InverseIndex*'
-    step "memcheck test_cuda_nn_ops" compute-sanitizer --tool memcheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_nn_ops
-    step "racecheck block sums" compute-sanitizer --tool racecheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_nn_ops --gtest_filter='*CrossEntropy*:*LayerNorm*'
-    step "memcheck test_cuda_decode" compute-sanitizer --tool memcheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_decode
-    step "racecheck decode attention" compute-sanitizer --tool racecheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_decode --gtest_filter='*AttentionDecode*'
-    step "memcheck+racecheck flash attention" bash -c 'for t in memcheck racecheck; do compute-sanitizer --tool $t --error-exitcode 1 build-gpu/tests/test_cuda_flash_attention --gtest_filter="*Repeats*:*Logsumexp*:*Backend*" || exit 1; done'
-    step "memcheck whole model (decoder EC)" compute-sanitizer --tool memcheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_model --gtest_filter='*decoder_expert_choice_fp32*'
-    step "memcheck fine-tuning" compute-sanitizer --tool memcheck --error-exitcode 1 \
-      build-gpu/tests/test_cuda_finetune --gtest_filter='*EightSteps*:*JointClipping*'
-  else
-    say "compute-sanitizer: not found, skipped"
-  fi
-fi
-printf '%s\n' "${summary[@]}" >"$out/summary.txt"
-echo "gpu-check: $([[ $failed == 0 ]] && echo passed || echo FAILED); results in $out"
-exit $failed
+finish

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <cstddef>
 
 #include "cuda/attention.h"
 #include "cuda/cuda_check.h"

@@ -1,6 +1,7 @@
 // q, out are [d]; keys, values are [length, d]; probs is [H, length]; per head h the columns
 // h·hd..(h+1)·hd
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 
 #include "cuda/attention_decode.h"

@@ -1,6 +1,7 @@
 // Tokens t, experts i, groups g of `gs` consecutive tokens (the last may be shorter), chunks of
 // kChunk tokens inside a group.
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

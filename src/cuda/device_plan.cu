@@ -1,4 +1,6 @@
+#include <cstddef>
 #include <cub/device/device_radix_sort.cuh>
+#include <span>
 
 #include "core/error.h"
 #include "cuda/cuda_check.h"

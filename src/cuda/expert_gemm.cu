@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstddef>
 
 #include "cuda/cuda_check.h"
 #include "cuda/expert_gemm.h"

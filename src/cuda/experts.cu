@@ -1,3 +1,5 @@
+#include <cstddef>
+
 #include "core/error.h"
 #include "cuda/expert_gemm.h"
 #include "cuda/experts.h"

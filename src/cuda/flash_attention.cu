@@ -2,6 +2,8 @@
 // a block owns a 64-row tile of one (sequence, head) pair: blockIdx.x = b·H + h, blockIdx.y the
 // tile. Within a block warp w owns rows [16w, 16w + 16) of the tile.
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include "core/error.h"

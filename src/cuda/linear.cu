@@ -1,3 +1,5 @@
+#include <cstddef>
+
 #include "cuda/expert_gemm.h"
 #include "cuda/linear.h"
 #include "cuda/moe_ops.h"

@@ -1,3 +1,6 @@
+#include <cstddef>
+#include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"

@@ -1,3 +1,4 @@
+#include <cstddef>
 #include <cub/device/device_radix_sort.cuh>
 
 #include "core/error.h"

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <cstddef>
 
 #include "core/error.h"
 #include "cuda/cuda_check.h"

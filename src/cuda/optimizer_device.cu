@@ -1,6 +1,7 @@
 // OptimizerDevice on the GPU: DeviceVecs for the parameters and gradients, a DeviceAdamW made from
 // the host optimizer at load(), on the context's stream.
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 

@@ -1,4 +1,7 @@
+#include <cstddef>
+#include <cstdint>
 #include <cub/block/block_scan.cuh>
+#include <span>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <cstddef>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <span>

@@ -1,7 +1,9 @@
 #include <algorithm>
+#include <cstddef>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_segmented_radix_sort.cuh>
+#include <span>
 
 #include "core/error.h"
 #include "cuda/cuda_check.h"

@@ -21,7 +21,7 @@ struct ExchangeCounters {
 class Comm {
  public:
   static Comm single();  // one process, no MPI
-  // MPI_COMM_WORLD; MPI must be initialised (MpiSession).
+  // MPI_COMM_WORLD; MPI must be initialised (MpiSession). In a build without MPI: single().
   static Comm world();
 
   int rank() const { return rank_; }
@@ -76,7 +76,8 @@ class Comm {
 };
 
 // Initialises MPI when the process was started by mpirun (Open MPI's environment says so) and
-// finalises it at scope exit; otherwise does nothing, so the engine runs without mpirun.
+// finalises it at scope exit; otherwise does nothing, so the engine runs without mpirun. In a
+// build without MPI, a launch by mpirun is an error (ecmoe::Error, one line).
 class MpiSession {
  public:
   MpiSession(int* argc, char*** argv);
@@ -92,6 +93,9 @@ class MpiSession {
 
 // True when the environment shows an mpirun launch.
 bool launched_by_mpirun();
+
+// False when built with -DECMOE_MPI=OFF (no MPI at all: one process only).
+bool built_with_mpi();
 
 // FNV-1a of bytes, for check_same on configs and versions.
 uint64_t fingerprint(const std::string& bytes);

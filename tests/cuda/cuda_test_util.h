@@ -1,11 +1,13 @@
-// Helpers of the CUDA backend's tests: skipping without a GPU, host <-> device copies, random
-// data, and the comparisons (bitwise, or within a relative tolerance of the CPU's result).
+// Helpers of the CUDA backend's tests: skipping without a GPU (or failing:
+// ECMOE_CUDA_TESTS_MUST_RUN), host <-> device copies, random data, and the comparisons (bitwise, or
+// within a relative tolerance of the CPU's result).
 #pragma once
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <span>
 #include <string>
@@ -18,11 +20,22 @@
 
 namespace ecmoe::cuda::testing {
 
-#define ECMOE_REQUIRE_GPU()                                                            \
-  do {                                                                                 \
-    if (::ecmoe::cuda::device_count() == 0)                                            \
-      GTEST_SKIP() << "no CUDA device here (" << ::ecmoe::cuda::no_device_reason()     \
-                   << "): the CUDA tests run on a GPU machine (scripts/gpu-check.sh)"; \
+// Skips the test without a GPU, or fails it when ECMOE_CUDA_TESTS_MUST_RUN=1 (scripts/gpu-check.sh
+// sets it, so that a GPU machine whose device cannot be used does not pass by skipping).
+inline bool cuda_tests_must_run() {
+  const char* v = std::getenv("ECMOE_CUDA_TESTS_MUST_RUN");
+  return v != nullptr && std::string(v) == "1";
+}
+
+#define ECMOE_REQUIRE_GPU()                                                                \
+  do {                                                                                     \
+    if (::ecmoe::cuda::device_count() == 0) {                                              \
+      if (::ecmoe::cuda::testing::cuda_tests_must_run())                                   \
+        GTEST_FAIL() << "no CUDA device here (" << ::ecmoe::cuda::no_device_reason()       \
+                     << "), but ECMOE_CUDA_TESTS_MUST_RUN=1 says the CUDA tests must run"; \
+      GTEST_SKIP() << "no CUDA device here (" << ::ecmoe::cuda::no_device_reason()         \
+                   << "): the CUDA tests run on a GPU machine (scripts/gpu-check.sh)";     \
+    }                                                                                      \
   } while (0)
 
 inline cudaStream_t stream() { return context().stream; }
