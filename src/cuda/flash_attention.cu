@@ -182,6 +182,28 @@ struct BackwardSmem {
                        lse = ds16 + kProbBytes, dot = lse + kRowBytes, bytes = dot + kRowBytes;
 };
 
+// The backward kernels' pointers into their shared memory (BackwardSmem's regions): the block's
+// own two tiles and the loop's two, this warp's fp32 [16, 64] arrays (scores, dP) and bf16 ones
+// (P, dS), and the row values (lse, row_dot) of the query tile.
+template <int HD>
+struct BackwardViews {
+  bf16 *own, *own2, *loop, *loop2, *p16, *ds16;
+  float *s, *dp, *lse, *dot;
+  __device__ BackwardViews(unsigned char* smem, int warp) {
+    using L = BackwardSmem<HD>;
+    own = reinterpret_cast<bf16*>(smem + L::own);
+    own2 = reinterpret_cast<bf16*>(smem + L::own2);
+    loop = reinterpret_cast<bf16*>(smem + L::loop);
+    loop2 = reinterpret_cast<bf16*>(smem + L::loop2);
+    s = reinterpret_cast<float*>(smem + L::s) + warp * kFrag * kLdScore;
+    dp = reinterpret_cast<float*>(smem + L::dp) + warp * kFrag * kLdScore;
+    p16 = reinterpret_cast<bf16*>(smem + L::p16) + warp * kFrag * kLdProb;
+    ds16 = reinterpret_cast<bf16*>(smem + L::ds16) + warp * kFrag * kLdProb;
+    lse = reinterpret_cast<float*>(smem + L::lse);
+    dot = reinterpret_cast<float*>(smem + L::dot);
+  }
+};
+
 // dst[row, col] += factor · acc for this warp's 16 rows (row_ok: those inside the sequence) and
 // 16 columns of one fragment, through the warp's fp32 scratch tmp [16, kLdScore].
 __device__ __forceinline__ void add_fragment(float* dst, int64_t ld, const FragAcc& acc,
@@ -245,18 +267,10 @@ __global__ void __launch_bounds__(kThreads)
                        const float* row_dot, const int* valid_len, int T, int H, float scale,
                        bool causal) {
   extern __shared__ __align__(128) unsigned char smem[];
-  using L = BackwardSmem<HD>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  bf16* ks = reinterpret_cast<bf16*>(smem + L::own);
-  bf16* vs = reinterpret_cast<bf16*>(smem + L::own2);
-  bf16* qs = reinterpret_cast<bf16*>(smem + L::loop);
-  bf16* dos = reinterpret_cast<bf16*>(smem + L::loop2);
-  float* st = reinterpret_cast<float*>(smem + L::s) + warp * kFrag * kLdScore;
-  float* dpt = reinterpret_cast<float*>(smem + L::dp) + warp * kFrag * kLdScore;
-  bf16* pt16 = reinterpret_cast<bf16*>(smem + L::p16) + warp * kFrag * kLdProb;
-  bf16* dst16 = reinterpret_cast<bf16*>(smem + L::ds16) + warp * kFrag * kLdProb;
-  float* lse_s = reinterpret_cast<float*>(smem + L::lse);
-  float* dot_s = reinterpret_cast<float*>(smem + L::dot);
+  const BackwardViews<HD> v(smem, warp);
+  bf16 *ks = v.own, *vs = v.own2, *qs = v.loop, *dos = v.loop2, *pt16 = v.p16, *dst16 = v.ds16;
+  float *st = v.s, *dpt = v.dp, *lse_s = v.lse, *dot_s = v.dot;
   const PairRows pr(blockIdx.x, T, H, HD);
   const int d = H * HD;
   const int k0 = int(blockIdx.y) * kTile;  // causal: the first tiles have the most queries
@@ -317,17 +331,10 @@ __global__ void __launch_bounds__(kThreads)
                       const float* row_dot, const int* valid_len, int T, int H, float scale,
                       bool causal) {
   extern __shared__ __align__(128) unsigned char smem[];
-  using L = BackwardSmem<HD>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  bf16* qs = reinterpret_cast<bf16*>(smem + L::own);
-  bf16* dos = reinterpret_cast<bf16*>(smem + L::own2);
-  bf16* ks = reinterpret_cast<bf16*>(smem + L::loop);
-  bf16* vs = reinterpret_cast<bf16*>(smem + L::loop2);
-  float* ss = reinterpret_cast<float*>(smem + L::s) + warp * kFrag * kLdScore;
-  float* dps = reinterpret_cast<float*>(smem + L::dp) + warp * kFrag * kLdScore;
-  bf16* ds16 = reinterpret_cast<bf16*>(smem + L::ds16) + warp * kFrag * kLdProb;
-  float* lse_s = reinterpret_cast<float*>(smem + L::lse);
-  float* dot_s = reinterpret_cast<float*>(smem + L::dot);
+  const BackwardViews<HD> v(smem, warp);
+  bf16 *qs = v.own, *dos = v.own2, *ks = v.loop, *vs = v.loop2, *ds16 = v.ds16;
+  float *ss = v.s, *dps = v.dp, *lse_s = v.lse, *dot_s = v.dot;
   const PairRows pr(blockIdx.x, T, H, HD);
   const int d = H * HD;
   const int q0 = int(gridDim.y - 1 - blockIdx.y) * kTile;  // the longest (causal) tiles first

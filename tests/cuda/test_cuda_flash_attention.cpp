@@ -59,14 +59,7 @@ std::string describe(const Shape& s) {
 }
 
 nn::AttentionConfig config_of(const Shape& s, Precision precision) {
-  nn::AttentionConfig cfg;
-  cfg.batch = s.batch;
-  cfg.seq_len = s.seq_len;
-  cfg.n_heads = s.heads;
-  cfg.head_dim = s.head_dim;
-  cfg.causal = s.causal;
-  cfg.precision = precision;
-  return cfg;
+  return {s.batch, s.seq_len, s.heads, s.head_dim, s.causal, precision};
 }
 
 // Full, about half, and 1: a tile boundary inside the sequence, and a single visible key.

@@ -429,13 +429,7 @@ TEST(CudaNnOps, AttentionMatchesTheCpu) {
                          // more sequences than heads: the GEMMs go a call per head
                          Shape{5, 33, 2, 16, false, true}, Shape{4, 20, 4, 8, true, true}}) {
     for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
-      nn::AttentionConfig cfg;
-      cfg.batch = s.batch;
-      cfg.seq_len = s.seq_len;
-      cfg.n_heads = s.heads;
-      cfg.head_dim = s.head_dim;
-      cfg.causal = s.causal;
-      cfg.precision = precision;
+      const nn::AttentionConfig cfg{s.batch, s.seq_len, s.heads, s.head_dim, s.causal, precision};
       SCOPED_TRACE(std::string(precision_name(precision)) + ", batch " + std::to_string(s.batch) +
                    ", seq " + std::to_string(s.seq_len) + ", heads " + std::to_string(s.heads) +
                    ", head_dim " + std::to_string(s.head_dim) + (s.causal ? ", causal" : "") +
