@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "core/error.h"
 #include "cuda/cuda_check.h"
@@ -390,29 +391,17 @@ bool allow_shared_memory(Kernel kernel, int bytes) {
   return true;
 }
 
-// f(std::integral_constant<int, HD>) for the supported head dims.
+// f(std::integral_constant<int, HD>) for the supported head dims: 16, 32, ..., 128.
+template <typename F, int... Steps>
+bool call_with_head_dim(int hd, F& f, std::integer_sequence<int, Steps...>) {
+  return ((hd == (Steps + 1) * kFrag ? (f(std::integral_constant<int, (Steps + 1) * kFrag>{}), true)
+                                     : false) ||
+          ...);
+}
 template <typename F>
 void with_head_dim(int hd, F&& f) {
-  switch (hd) {
-    case 16:
-      return f(std::integral_constant<int, 16>{});
-    case 32:
-      return f(std::integral_constant<int, 32>{});
-    case 48:
-      return f(std::integral_constant<int, 48>{});
-    case 64:
-      return f(std::integral_constant<int, 64>{});
-    case 80:
-      return f(std::integral_constant<int, 80>{});
-    case 96:
-      return f(std::integral_constant<int, 96>{});
-    case 112:
-      return f(std::integral_constant<int, 112>{});
-    case 128:
-      return f(std::integral_constant<int, 128>{});
-    default:
-      fail("flash attention: head_dim ", hd, " is not a multiple of 16 up to 128");
-  }
+  if (!call_with_head_dim(hd, f, std::make_integer_sequence<int, 128 / kFrag>{}))
+    fail("flash attention: head_dim ", hd, " is not a multiple of 16 up to 128");
 }
 
 dim3 grid_of(const nn::AttentionConfig& cfg) {
