@@ -1,0 +1,3 @@
+// cudaemu: see cub/cudaemu_cub.h.
+#pragma once
+#include <cub/cudaemu_cub.h>

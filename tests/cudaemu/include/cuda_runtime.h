@@ -1,0 +1,348 @@
+// cudaemu: the part of the CUDA runtime that ecmoe's CUDA backend uses, emulated on the host, so
+// that the backend's own sources (src/cuda/*.cu, compiled as C++) and its tests run without a GPU.
+// Kernels run block after block, each block's threads as fibers that switch at __syncthreads,
+// warp synchronisations and shuffles; streams are queues that run at synchronisation points, so
+// that reading a result before synchronising reads stale memory, as on a GPU. docs/cuda.md
+// ("Without a GPU") says what it checks and what it cannot.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// ---- qualifiers: kernels are plain functions; a block's __shared__ variables are statics, which
+// all its threads (fibers of one OS thread, blocks one after another) share ----------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __shared__ static
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
+
+struct uint3 {
+  unsigned x, y, z;
+};
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
+};
+
+enum cudaError {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInitializationError = 3,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidDevicePointer = 17,
+  cudaErrorInvalidMemcpyDirection = 21,
+  cudaErrorNoDevice = 100,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchOutOfResources = 701,
+  cudaErrorLaunchFailure = 719,
+};
+typedef enum cudaError cudaError_t;
+
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+};
+
+enum cudaFuncAttribute {
+  cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+  cudaFuncAttributePreferredSharedMemoryCarveout = 9,
+};
+
+enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_64F = 1, CUDA_R_16F = 2, CUDA_R_16BF = 14 };
+typedef cudaDataType_t cudaDataType;
+
+struct CUstream_st;
+typedef CUstream_st* cudaStream_t;
+struct CUevent_st;
+typedef CUevent_st* cudaEvent_t;
+
+#define cudaStreamDefault 0x00
+#define cudaStreamNonBlocking 0x01
+#define cudaEventDefault 0x00
+#define cudaEventBlockingSync 0x01
+#define cudaEventDisableTiming 0x02
+
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  size_t sharedMemPerBlock;
+  size_t sharedMemPerBlockOptin;
+  size_t sharedMemPerMultiprocessor;
+  int regsPerBlock;
+  int warpSize;
+  int maxThreadsPerBlock;
+  int maxThreadsDim[3];
+  int maxGridSize[3];
+  int major;
+  int minor;
+  int multiProcessorCount;
+  int l2CacheSize;
+  int memoryBusWidth;
+};
+
+// ---- host API ------------------------------------------------------------------------------
+cudaError_t cudaGetDeviceCount(int* count);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDevice(int* device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
+cudaError_t cudaDriverGetVersion(int* version);
+cudaError_t cudaRuntimeGetVersion(int* version);
+cudaError_t cudaMemGetInfo(size_t* free, size_t* total);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaGetLastError();
+cudaError_t cudaPeekAtLastError();
+const char* cudaGetErrorString(cudaError_t error);
+const char* cudaGetErrorName(cudaError_t error);
+
+cudaError_t cudaMalloc(void** ptr, size_t bytes);
+cudaError_t cudaFree(void* ptr);
+cudaError_t cudaMallocHost(void** ptr, size_t bytes);
+cudaError_t cudaFreeHost(void* ptr);
+template <typename T>
+cudaError_t cudaMalloc(T** ptr, size_t bytes) {
+  return cudaMalloc(reinterpret_cast<void**>(ptr), bytes);
+}
+template <typename T>
+cudaError_t cudaMallocHost(T** ptr, size_t bytes) {
+  return cudaMallocHost(reinterpret_cast<void**>(ptr), bytes);
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t stream = nullptr);
+cudaError_t cudaMemset(void* dst, int value, size_t bytes);
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream = nullptr);
+
+cudaError_t cudaStreamCreate(cudaStream_t* stream);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags = 0);
+
+cudaError_t cudaEventCreate(cudaEvent_t* event);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventQuery(cudaEvent_t event);
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
+
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value);
+template <typename R, typename... P>
+cudaError_t cudaFuncSetAttribute(R (*func)(P...), cudaFuncAttribute attr, int value) {
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(func), attr, value);
+}
+
+// ---- the emulator's kernel side ----------------------------------------------------------------
+namespace cudaemu {
+
+struct Fiber;
+struct Block;
+namespace detail {
+extern thread_local Fiber* tl_fiber;
+extern thread_local Block* tl_block;
+}  // namespace detail
+
+struct Fiber {
+  uint3 thread_idx;
+  int linear;  // x + y·bx + z·bx·by
+  int state;
+  void* sp;
+  void* stack;
+};
+
+struct Block {
+  uint3 block_idx;
+  dim3 block_dim, grid_dim;
+};
+
+inline int lane() { return detail::tl_fiber->linear & 31; }
+inline int linear_thread() { return detail::tl_fiber->linear; }
+int block_threads();
+
+// Every live thread of the block arrives before any leaves; `once`, if given, runs once, by the
+// last to arrive, before any leaves (the block-wide collectives of cub).
+void sync_block(const std::function<void()>* once = nullptr);
+// Every live lane of the caller's warp arrives before any leaves.
+void sync_warp();
+// Scratch of the block for collectives: `bytes` at least, the same pointer for all its threads.
+void* block_scratch(size_t bytes);
+unsigned char* dynamic_shared_memory();
+// The value `v` of lane `src` of the caller's warp; a lane that exited or was never launched is
+// fatal (its value is undefined on a GPU).
+uint64_t warp_exchange(uint64_t v, int src);
+
+// Launches: checked, bound by value, queued on the stream (run at its next synchronisation).
+struct Launch {
+  dim3 grid, block;
+  size_t shared_bytes;
+  cudaStream_t stream;
+  const void* kernel;
+  std::function<void()> body;
+};
+void submit(Launch launch);
+// Whether a kernel may read p: inside (or one past) a cudaMalloc or cudaMallocHost allocation.
+bool device_accessible(const void* p);
+[[noreturn]] void fatal_argument(const void* kernel, int index, const void* p);
+
+template <typename T>
+void check_argument(const void* kernel, int index, const T& value) {
+  if constexpr (std::is_pointer_v<T>) {
+    if (value != nullptr && !device_accessible(value)) fatal_argument(kernel, index, value);
+  }
+}
+
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+            cudaStream_t stream, Args&&... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args),
+                "kernel launched with a wrong argument count");
+  auto bound = std::make_shared<std::tuple<std::decay_t<Params>...>>(std::forward<Args>(args)...);
+  std::apply(
+      [&](const auto&... a) {
+        int i = 0;
+        (check_argument(reinterpret_cast<const void*>(kernel), i++, a), ...);
+      },
+      *bound);
+  submit(Launch{grid, block, shared_bytes, stream, reinterpret_cast<const void*>(kernel),
+                [kernel, bound] { std::apply(kernel, *bound); }});
+}
+
+template <typename T>
+uint64_t to_bits(T v) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>);
+  uint64_t b = 0;
+  std::memcpy(&b, &v, sizeof(T));
+  return b;
+}
+template <typename T>
+T from_bits(uint64_t b) {
+  T v;
+  std::memcpy(&v, &b, sizeof(T));
+  return v;
+}
+
+}  // namespace cudaemu
+
+#define threadIdx (::cudaemu::detail::tl_fiber->thread_idx)
+#define blockIdx (::cudaemu::detail::tl_block->block_idx)
+#define blockDim (::cudaemu::detail::tl_block->block_dim)
+#define gridDim (::cudaemu::detail::tl_block->grid_dim)
+constexpr int warpSize = 32;
+
+inline void __syncthreads() { ::cudaemu::sync_block(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { ::cudaemu::sync_warp(); }
+
+template <typename T>
+T __shfl_sync(unsigned, T v, int src, int width = 32) {
+  const int lane = ::cudaemu::lane();
+  const int base = lane - lane % width;
+  return ::cudaemu::from_bits<T>(
+      ::cudaemu::warp_exchange(::cudaemu::to_bits(v), base + src % width));
+}
+template <typename T>
+T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
+  const int lane = ::cudaemu::lane();
+  const int src = lane ^ mask;
+  const bool inside = src / width == lane / width;
+  return ::cudaemu::from_bits<T>(
+      ::cudaemu::warp_exchange(::cudaemu::to_bits(v), inside ? src : lane));
+}
+template <typename T>
+T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
+  const int lane = ::cudaemu::lane();
+  const int src = lane + int(delta);
+  const bool inside = src / width == lane / width;
+  return ::cudaemu::from_bits<T>(
+      ::cudaemu::warp_exchange(::cudaemu::to_bits(v), inside ? src : lane));
+}
+template <typename T>
+T __shfl_up_sync(unsigned, T v, unsigned delta, int width = 32) {
+  const int lane = ::cudaemu::lane();
+  const int src = lane - int(delta);
+  const bool inside = src >= 0 && src / width == lane / width;
+  return ::cudaemu::from_bits<T>(
+      ::cudaemu::warp_exchange(::cudaemu::to_bits(v), inside ? src : lane));
+}
+
+// ---- device functions: atomics (a fiber is never interrupted between two of its statements),
+// bit casts, intrinsics, the overloaded min and max of CUDA's device code ------------------------
+template <typename T>
+T atomicAdd(T* p, T v) {
+  const T old = *p;
+  *p = old + v;
+  return old;
+}
+template <typename T>
+T atomicMin(T* p, T v) {
+  const T old = *p;
+  *p = v < old ? v : old;
+  return old;
+}
+template <typename T>
+T atomicMax(T* p, T v) {
+  const T old = *p;
+  *p = v > old ? v : old;
+  return old;
+}
+template <typename T>
+T atomicExch(T* p, T v) {
+  const T old = *p;
+  *p = v;
+  return old;
+}
+template <typename T>
+T atomicCAS(T* p, T compare, T v) {
+  const T old = *p;
+  if (old == compare) *p = v;
+  return old;
+}
+
+inline unsigned __float_as_uint(float x) {
+  return ::cudaemu::from_bits<unsigned>(::cudaemu::to_bits(x));
+}
+inline float __uint_as_float(unsigned x) {
+  return ::cudaemu::from_bits<float>(::cudaemu::to_bits(x));
+}
+inline int __float_as_int(float x) { return ::cudaemu::from_bits<int>(::cudaemu::to_bits(x)); }
+inline float __int_as_float(int x) { return ::cudaemu::from_bits<float>(::cudaemu::to_bits(x)); }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(unsigned(x)); }
+inline int __ffs(int x) { return __builtin_ffs(x); }
+template <typename T>
+T __ldg(const T* p) {
+  return *p;
+}
+template <typename A, typename B>
+std::common_type_t<A, B> min(A a, B b) {
+  return b < a ? b : a;
+}
+template <typename A, typename B>
+std::common_type_t<A, B> max(A a, B b) {
+  return a < b ? b : a;
+}
+using std::isfinite;
+using std::isinf;
+using std::isnan;

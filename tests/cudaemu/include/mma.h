@@ -1,0 +1,101 @@
+// cudaemu: nvcuda::wmma. A fragment holds its whole tile in every lane (how the GPU spreads it over
+// the warp's registers is opaque to the code anyway); loads and stores are warp-wide collectives,
+// so the warp synchronises before and after each, as the lanes of a convergent warp do.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <type_traits>
+
+namespace nvcuda::wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <typename Use, int M, int N, int K>
+struct tile_shape;
+template <int M, int N, int K>
+struct tile_shape<matrix_a, M, N, K> {
+  static constexpr int rows = M, cols = K;
+};
+template <int M, int N, int K>
+struct tile_shape<matrix_b, M, N, K> {
+  static constexpr int rows = K, cols = N;
+};
+template <int M, int N, int K>
+struct tile_shape<accumulator, M, N, K> {
+  static constexpr int rows = M, cols = N;
+};
+
+// x holds the tile row-major: x[r * cols + c].
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+  static constexpr int rows = tile_shape<Use, M, N, K>::rows;
+  static constexpr int cols = tile_shape<Use, M, N, K>::cols;
+  static constexpr int num_elements = rows * cols;
+  T x[num_elements];
+};
+
+template <typename Use, int M, int N, int K, typename T, typename Layout>
+void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, T v) {
+  for (auto& e : f.x) e = v;
+}
+template <typename Use, int M, int N, int K, typename T, typename Layout, typename V>
+void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, V v) {
+  for (auto& e : f.x) e = T(v);
+}
+
+namespace detail {
+template <typename F, typename P>
+void load(F& f, const P* p, unsigned ldm, bool row_major) {
+  ::cudaemu::sync_warp();
+  for (int r = 0; r < F::rows; ++r)
+    for (int c = 0; c < F::cols; ++c)
+      f.x[r * F::cols + c] = row_major ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r];
+  ::cudaemu::sync_warp();
+}
+}  // namespace detail
+
+template <typename Use, int M, int N, int K, typename T, typename Layout, typename P>
+void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
+  static_assert(!std::is_same_v<Use, accumulator>, "an accumulator load needs a layout");
+  detail::load(f, p, ldm, std::is_same_v<Layout, row_major>);
+}
+template <int M, int N, int K, typename T>
+void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, unsigned ldm,
+                      layout_t layout) {
+  detail::load(f, p, ldm, layout == mem_row_major);
+}
+template <int M, int N, int K, typename T>
+void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, unsigned ldm,
+                       layout_t layout) {
+  using F = fragment<accumulator, M, N, K, T>;
+  ::cudaemu::sync_warp();
+  for (int r = 0; r < F::rows; ++r)
+    for (int c = 0; c < F::cols; ++c)
+      (layout == mem_row_major ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r]) =
+          f.x[r * F::cols + c];
+  ::cudaemu::sync_warp();
+}
+
+// d = a·b + c, fp32 products and sums in k order (d may be c).
+template <int M, int N, int K, typename TA, typename LA, typename TB, typename LB, typename TC>
+void mma_sync(fragment<accumulator, M, N, K, TC>& d, const fragment<matrix_a, M, N, K, TA, LA>& a,
+              const fragment<matrix_b, M, N, K, TB, LB>& b,
+              const fragment<accumulator, M, N, K, TC>& c) {
+  TC out[M * N];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      float s = float(c.x[i * N + j]);
+      for (int l = 0; l < K; ++l) s = std::fma(float(a.x[i * K + l]), float(b.x[l * N + j]), s);
+      out[i * N + j] = TC(s);
+    }
+  for (int i = 0; i < M * N; ++i) d.x[i] = out[i];
+}
+
+}  // namespace nvcuda::wmma

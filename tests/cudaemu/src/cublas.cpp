@@ -1,0 +1,219 @@
+// cuBLAS's GemmEx and GemmStridedBatchedEx, column-major as cuBLAS: C = alpha·op(A)·op(B) + beta·C,
+// operands fp32 or bf16, products and sums in fp32 (in k order, eight partial sums), C fp32 or
+// bf16. With beta = 0, C is not read (it may hold NaN), as cuBLAS promises.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "internal.h"
+
+struct cublasContext {
+  cudaStream_t stream = nullptr;
+};
+
+namespace cudaemu {
+namespace {
+
+float load(const void* base, cudaDataType_t type, int64_t i) {
+  if (type == CUDA_R_32F) return static_cast<const float*>(base)[i];
+  return float(static_cast<const __nv_bfloat16*>(base)[i]);
+}
+void store(void* base, cudaDataType_t type, int64_t i, float v) {
+  if (type == CUDA_R_32F)
+    static_cast<float*>(base)[i] = v;
+  else
+    static_cast<__nv_bfloat16*>(base)[i] = __nv_bfloat16(v);
+}
+size_t element_bytes(cudaDataType_t type) { return type == CUDA_R_32F ? 4 : 2; }
+
+struct GemmArgs {
+  cublasOperation_t ta, tb;
+  int m, n, k;
+  float alpha, beta;
+  const void* a;
+  cudaDataType_t at;
+  int lda;
+  long long sa;
+  const void* b;
+  cudaDataType_t bt;
+  int ldb;
+  long long sb;
+  void* c;
+  cudaDataType_t ct;
+  int ldc;
+  long long sc;
+  int batch;
+};
+
+void run_gemm(const GemmArgs& g) {
+  std::vector<float> a(size_t(g.m) * g.k), bt(size_t(g.n) * g.k);  // op(A) rows, op(B) columns
+  for (int p = 0; p < g.batch; ++p) {
+    const int64_t oa = p * g.sa, ob = p * g.sb, oc = p * g.sc;
+    for (int i = 0; i < g.m; ++i)
+      for (int l = 0; l < g.k; ++l)
+        a[size_t(i) * g.k + l] =
+            load(g.a, g.at,
+                 oa + (g.ta == CUBLAS_OP_N ? i + int64_t(l) * g.lda : l + int64_t(i) * g.lda));
+    for (int j = 0; j < g.n; ++j)
+      for (int l = 0; l < g.k; ++l)
+        bt[size_t(j) * g.k + l] =
+            load(g.b, g.bt,
+                 ob + (g.tb == CUBLAS_OP_N ? l + int64_t(j) * g.ldb : j + int64_t(l) * g.ldb));
+    for (int j = 0; j < g.n; ++j)
+      for (int i = 0; i < g.m; ++i) {
+        const float* x = &a[size_t(i) * g.k];
+        const float* y = &bt[size_t(j) * g.k];
+        float part[8] = {};
+        int l = 0;
+        for (; l + 8 <= g.k; l += 8)
+          for (int u = 0; u < 8; ++u) part[u] = std::fma(x[l + u], y[l + u], part[u]);
+        for (; l < g.k; ++l) part[0] = std::fma(x[l], y[l], part[0]);
+        const float dot = ((part[0] + part[1]) + (part[2] + part[3])) +
+                          ((part[4] + part[5]) + (part[6] + part[7]));
+        const int64_t at = oc + i + int64_t(j) * g.ldc;
+        float v = g.alpha * dot;
+        if (g.beta != 0.f) v += g.beta * load(g.c, g.ct, at);
+        store(g.c, g.ct, at, v);
+      }
+  }
+}
+
+bool operand_type(cudaDataType_t t) { return t == CUDA_R_32F || t == CUDA_R_16BF; }
+
+// cuBLAS's argument checks, then the pointers: every element the GEMM touches must be in one
+// device allocation (a GPU would fault).
+cublasStatus_t submit_gemm(cublasHandle_t h, const GemmArgs& g, cublasComputeType_t compute) {
+  if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+  const auto op_ok = [](cublasOperation_t o) { return o == CUBLAS_OP_N || o == CUBLAS_OP_T; };
+  if (!op_ok(g.ta) || !op_ok(g.tb) || g.m < 0 || g.n < 0 || g.k < 0 || g.batch < 0)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  const int a_rows = g.ta == CUBLAS_OP_N ? g.m : g.k, b_rows = g.tb == CUBLAS_OP_N ? g.k : g.n;
+  if (g.lda < std::max(1, a_rows) || g.ldb < std::max(1, b_rows) || g.ldc < std::max(1, g.m))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (!operand_type(g.at) || g.at != g.bt || !operand_type(g.ct))
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC &&
+      compute != CUBLAS_COMPUTE_32F_FAST_TF32)
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return CUBLAS_STATUS_SUCCESS;
+  const auto last = [](const void* base, cudaDataType_t t, long long stride, int batch, int rows,
+                       int cols, int ld) {
+    const int64_t end = int64_t(stride) * (batch - 1) + int64_t(cols - 1) * ld + (rows - 1);
+    return static_cast<const char*>(base) + end * int64_t(element_bytes(t));
+  };
+  const auto inside = [](const void* first, const char* last_element) {
+    return is_device(first) && is_device(last_element);
+  };
+  const int a_cols = g.ta == CUBLAS_OP_N ? g.k : g.m, b_cols = g.tb == CUBLAS_OP_N ? g.n : g.k;
+  if ((g.k > 0 && (!inside(g.a, last(g.a, g.at, g.sa, g.batch, a_rows, a_cols, g.lda)) ||
+                   !inside(g.b, last(g.b, g.bt, g.sb, g.batch, b_rows, b_cols, g.ldb)))) ||
+      !inside(g.c, last(g.c, g.ct, g.sc, g.batch, g.m, g.n, g.ldc)))
+    fatal("a cuBLAS GEMM's operands are not inside device allocations (" + std::to_string(g.m) +
+          "x" + std::to_string(g.n) + "x" + std::to_string(g.k) + ", batch " +
+          std::to_string(g.batch) + ")");
+  enqueue(h->stream, [g] { run_gemm(g); });
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+}  // namespace
+}  // namespace cudaemu
+
+using namespace cudaemu;
+
+cublasStatus_t cublasCreate(cublasHandle_t* handle) {
+  *handle = new cublasContext;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t handle) {
+  delete handle;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
+  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+  handle->stream = stream;
+  return CUBLAS_STATUS_SUCCESS;
+}
+const char* cublasGetStatusString(cublasStatus_t status) {
+  switch (status) {
+    case CUBLAS_STATUS_SUCCESS:
+      return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default:
+      return "CUBLAS_STATUS_UNKNOWN";
+  }
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
+                            cublasOperation_t transb, int m, int n, int k, const void* alpha,
+                            const void* A, cudaDataType_t Atype, int lda, const void* B,
+                            cudaDataType_t Btype, int ldb, const void* beta, void* C,
+                            cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
+                            cublasGemmAlgo_t) {
+  std::lock_guard lock(api_lock());
+  const GemmArgs g{transa,
+                   transb,
+                   m,
+                   n,
+                   k,
+                   *static_cast<const float*>(alpha),
+                   *static_cast<const float*>(beta),
+                   A,
+                   Atype,
+                   lda,
+                   0,
+                   B,
+                   Btype,
+                   ldb,
+                   0,
+                   C,
+                   Ctype,
+                   ldc,
+                   0,
+                   1};
+  return submit_gemm(handle, g, computeType);
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa,
+                                          cublasOperation_t transb, int m, int n, int k,
+                                          const void* alpha, const void* A, cudaDataType_t Atype,
+                                          int lda, long long strideA, const void* B,
+                                          cudaDataType_t Btype, int ldb, long long strideB,
+                                          const void* beta, void* C, cudaDataType_t Ctype, int ldc,
+                                          long long strideC, int batchCount,
+                                          cublasComputeType_t computeType, cublasGemmAlgo_t) {
+  std::lock_guard lock(api_lock());
+  const GemmArgs g{transa,
+                   transb,
+                   m,
+                   n,
+                   k,
+                   *static_cast<const float*>(alpha),
+                   *static_cast<const float*>(beta),
+                   A,
+                   Atype,
+                   lda,
+                   strideA,
+                   B,
+                   Btype,
+                   ldb,
+                   strideB,
+                   C,
+                   Ctype,
+                   ldc,
+                   strideC,
+                   batchCount};
+  return submit_gemm(handle, g, computeType);
+}

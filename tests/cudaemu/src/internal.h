@@ -1,0 +1,50 @@
+// cudaemu's internals, shared by its runtime files: memory, stream queues, the kernel scheduler
+// and its diagnostics.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+
+namespace cudaemu {
+
+// ---- memory.cpp: device allocations sit at the end of their pages, before a guard page, filled
+// with 0xff bytes (NaN as fp32); outside queued work their pages are closed to the host ---------
+void* device_alloc(size_t bytes);  // nullptr when out of memory
+bool device_free(void* p);         // false: not a live device allocation
+void* pinned_alloc(size_t bytes);
+bool pinned_free(void* p);
+bool is_pinned(const void* p);
+bool is_device(const void* p);
+// Opens the device allocations' pages to the host (the emulated GPU's work runs) or closes them.
+void open_device_memory();
+void close_device_memory();
+size_t physical_memory_bytes();
+size_t available_memory_bytes();
+
+// ---- streams.cpp -------------------------------------------------------------------------------
+std::recursive_mutex& api_lock();
+void enqueue(cudaStream_t stream, std::function<void()> op);
+void set_error(cudaError_t error);
+uint64_t launches_run();
+
+// ---- scheduler.cpp -----------------------------------------------------------------------------
+void run_grid(const Launch& launch, uint64_t number);
+// "kernel launch #n, block (x,y,z), thread (x,y,z)" while a kernel runs, else "".
+std::string where_in_kernel();
+
+// ---- fiber.cpp: stacks and the switch between them --------------------------------------------
+// Prepares `stack` (of `bytes`) to run entry(arg) at the first switch to the returned pointer.
+void* prepare_stack(void* stack, size_t bytes, void (*entry)(void*), void* arg);
+// Saves the running context's stack pointer in *from and resumes the one at `to`.
+void switch_stack(void** from, void* to);
+void* stack_at(size_t index);  // the index-th stack of this thread's pool
+size_t stack_bytes();
+
+[[noreturn]] void fatal(const std::string& what);
+void install_fault_handler();
+
+}  // namespace cudaemu

@@ -1,0 +1,252 @@
+// Kernels: the grid's blocks one after another; a block's threads as fibers on this OS thread,
+// resumed in turn until each reaches a barrier (__syncthreads, a warp synchronisation or shuffle,
+// a collective) or its end. A pass in which no thread can run is a deadlock: some threads wait at
+// a barrier that the others never reach, a bug on a GPU too.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "internal.h"
+
+namespace cudaemu {
+
+namespace detail {
+thread_local Fiber* tl_fiber = nullptr;
+thread_local Block* tl_block = nullptr;
+}  // namespace detail
+
+namespace {
+
+enum State { kRunnable, kBlockWait, kWarpWait, kDone };
+
+struct Warp {
+  int lanes = 0;  // threads of the block in this warp
+  int live = 0;
+  int arrived = 0;
+  uint64_t slots[32] = {};
+};
+
+struct BlockRun : Block {
+  int threads = 0;
+  int live = 0;
+  int block_arrived = 0;
+  bool in_collective = false;
+  const std::function<void()>* body = nullptr;
+  std::vector<Fiber> fibers;
+  std::vector<Warp> warps;
+  std::vector<uint64_t> scratch;
+  std::vector<unsigned char> dynamic_shared;  // + 128 for the alignment
+  unsigned char* dynamic_aligned = nullptr;
+  void* scheduler_sp = nullptr;
+  uint64_t launch_number = 0;
+};
+
+thread_local BlockRun* tl_run = nullptr;
+
+BlockRun& run() { return *tl_run; }
+Warp& warp_of(const Fiber& f) { return run().warps[size_t(f.linear / 32)]; }
+
+void yield() {
+  Fiber* f = detail::tl_fiber;
+  switch_stack(&f->sp, run().scheduler_sp);
+}
+
+void release_block(BlockRun& b) {
+  for (Fiber& f : b.fibers)
+    if (f.state == kBlockWait) f.state = kRunnable;
+  b.block_arrived = 0;
+  b.in_collective = false;
+}
+
+void release_warp(BlockRun& b, int w) {
+  const int first = w * 32, last = std::min(b.threads, first + 32);
+  for (int i = first; i < last; ++i)
+    if (b.fibers[size_t(i)].state == kWarpWait) b.fibers[size_t(i)].state = kRunnable;
+  b.warps[size_t(w)].arrived = 0;
+}
+
+void fiber_main(void* arg) {
+  auto* f = static_cast<Fiber*>(arg);
+  BlockRun& b = run();
+  (*b.body)();
+  f->state = kDone;
+  --b.live;
+  Warp& w = warp_of(*f);
+  --w.live;
+  if (w.arrived > 0 && w.arrived == w.live) release_warp(b, f->linear / 32);
+  if (b.block_arrived > 0 && b.block_arrived == b.live) {
+    if (b.in_collective)
+      fatal("a thread ended while the others of its block wait in a block-wide collective (" +
+            where_in_kernel() + ")");
+    release_block(b);
+  }
+  switch_stack(&f->sp, b.scheduler_sp);
+  fatal("a finished thread was resumed");
+}
+
+std::string dims(const uint3& v) {
+  std::ostringstream s;
+  s << "(" << v.x << "," << v.y << "," << v.z << ")";
+  return s.str();
+}
+std::string dims(const dim3& v) { return dims(uint3{v.x, v.y, v.z}); }
+
+void deadlock(const BlockRun& b) {
+  int at_block = 0, at_warp = 0;
+  for (const Fiber& f : b.fibers) {
+    at_block += f.state == kBlockWait;
+    at_warp += f.state == kWarpWait;
+  }
+  std::ostringstream s;
+  s << "deadlock in kernel launch #" << b.launch_number << ", block " << dims(b.block_idx) << ": "
+    << at_block << " threads wait at __syncthreads or a block collective, " << at_warp
+    << " at a warp synchronisation or shuffle, " << b.live << " of " << b.threads
+    << " not finished";
+  fatal(s.str());
+}
+
+void run_block(BlockRun& b) {
+  b.live = b.threads;
+  b.block_arrived = 0;
+  b.in_collective = false;
+  for (Warp& w : b.warps) {
+    w.live = w.lanes;
+    w.arrived = 0;
+  }
+  if (!b.dynamic_shared.empty())
+    std::memset(b.dynamic_shared.data(), 0xff, b.dynamic_shared.size());
+  for (int i = 0; i < b.threads; ++i) {
+    Fiber& f = b.fibers[size_t(i)];
+    f.state = kRunnable;
+    f.sp = prepare_stack(f.stack, stack_bytes(), fiber_main, &f);
+  }
+  while (b.live > 0) {
+    bool progressed = false;
+    for (Fiber& f : b.fibers) {
+      if (f.state != kRunnable) continue;
+      detail::tl_fiber = &f;
+      switch_stack(&b.scheduler_sp, f.sp);
+      progressed = true;
+    }
+    if (!progressed) deadlock(b);
+  }
+  detail::tl_fiber = nullptr;
+}
+
+}  // namespace
+
+void run_grid(const Launch& launch, uint64_t number) {
+  BlockRun b;
+  b.grid_dim = launch.grid;
+  b.block_dim = launch.block;
+  b.threads = int(launch.block.x * launch.block.y * launch.block.z);
+  b.body = &launch.body;
+  b.launch_number = number;
+  b.fibers.resize(size_t(b.threads));
+  for (int i = 0; i < b.threads; ++i) {
+    Fiber& f = b.fibers[size_t(i)];
+    f.linear = i;
+    f.thread_idx =
+        uint3{unsigned(i) % launch.block.x, unsigned(i) / launch.block.x % launch.block.y,
+              unsigned(i) / (launch.block.x * launch.block.y)};
+    f.stack = stack_at(size_t(i));
+  }
+  b.warps.resize(size_t((b.threads + 31) / 32));
+  for (size_t w = 0; w < b.warps.size(); ++w)
+    b.warps[w].lanes = std::min(32, b.threads - int(w) * 32);
+  b.scratch.resize(2 * size_t(b.threads) + 8);
+  if (launch.shared_bytes > 0) {
+    b.dynamic_shared.resize(launch.shared_bytes + 128);
+    const auto p = reinterpret_cast<uintptr_t>(b.dynamic_shared.data());
+    b.dynamic_aligned = b.dynamic_shared.data() + ((128 - p % 128) % 128);
+  }
+  BlockRun* const outer_run = tl_run;
+  Block* const outer_block = detail::tl_block;
+  tl_run = &b;
+  detail::tl_block = &b;
+  for (unsigned z = 0; z < launch.grid.z; ++z)
+    for (unsigned y = 0; y < launch.grid.y; ++y)
+      for (unsigned x = 0; x < launch.grid.x; ++x) {
+        b.block_idx = uint3{x, y, z};
+        run_block(b);
+      }
+  tl_run = outer_run;
+  detail::tl_block = outer_block;
+}
+
+std::string where_in_kernel() {
+  if (tl_run == nullptr) return "";
+  std::ostringstream s;
+  s << "kernel launch #" << tl_run->launch_number << ", block " << dims(tl_run->block_idx) << " of "
+    << dims(tl_run->grid_dim);
+  if (detail::tl_fiber)
+    s << ", thread " << dims(detail::tl_fiber->thread_idx) << " of " << dims(tl_run->block_dim);
+  return s.str();
+}
+
+int block_threads() { return run().threads; }
+
+void sync_block(const std::function<void()>* once) {
+  BlockRun& b = run();
+  Fiber* f = detail::tl_fiber;
+  ++b.block_arrived;
+  if (once) b.in_collective = true;
+  if (b.block_arrived == b.live) {
+    if (once) (*once)();
+    release_block(b);
+    return;
+  }
+  f->state = kBlockWait;
+  yield();
+}
+
+void sync_warp() {
+  BlockRun& b = run();
+  Fiber* f = detail::tl_fiber;
+  Warp& w = warp_of(*f);
+  ++w.arrived;
+  if (w.arrived == w.live) {
+    release_warp(b, f->linear / 32);
+    return;
+  }
+  f->state = kWarpWait;
+  yield();
+}
+
+uint64_t warp_exchange(uint64_t v, int src) {
+  BlockRun& b = run();
+  Fiber* f = detail::tl_fiber;
+  Warp& w = warp_of(*f);
+  const int lane = f->linear & 31;
+  w.slots[lane] = v;
+  sync_warp();
+  // Callers map a source outside the shuffle's width to the caller itself, as CUDA defines.
+  if (src < 0 || src >= w.lanes || b.fibers[size_t((f->linear & ~31) + src)].state == kDone)
+    fatal("a shuffle reads lane " + std::to_string(src) +
+          " of a warp, which has exited or was not launched (undefined on a GPU; " +
+          where_in_kernel() + ")");
+  const uint64_t out = w.slots[src];
+  sync_warp();
+  return out;
+}
+
+void* block_scratch(size_t bytes) {
+  BlockRun& b = run();
+  if (bytes > b.scratch.size() * sizeof(uint64_t))
+    fatal("a block collective needs " + std::to_string(bytes) + " bytes of scratch");
+  return b.scratch.data();
+}
+
+unsigned char* dynamic_shared_memory() {
+  BlockRun& b = run();
+  if (b.dynamic_aligned == nullptr)
+    fatal("a kernel launched without dynamic shared memory asked for it (" + where_in_kernel() +
+          ")");
+  return b.dynamic_aligned;
+}
+
+}  // namespace cudaemu

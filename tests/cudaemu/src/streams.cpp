@@ -1,0 +1,445 @@
+// The runtime API: devices, errors, memory calls, streams and events. A stream is a queue: kernel
+// launches, copies and memsets wait in it until a synchronisation (of the stream, an event
+// recorded on it, the device, a synchronous copy or a free) runs them, in order. So a result read
+// before its synchronisation is stale, as on a GPU. Copies follow CUDA's rules for pageable host
+// memory: to the device, the source is read at the call; to pageable host memory, the call waits
+// for the stream and copies; from and to pinned memory (cudaMallocHost), the copy runs in order in
+// the queue, so reusing a pinned buffer before its copy ran is caught too.
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "internal.h"
+
+struct CUstream_st {
+  struct Op {
+    uint64_t seq;
+    std::function<void()> run;
+  };
+  std::deque<Op> ops;
+  unsigned flags = 0;
+};
+struct CUevent_st {
+  CUstream_st* stream = nullptr;
+  uint64_t seq = 0;
+  bool recorded = false;
+};
+
+namespace cudaemu {
+
+namespace {
+
+uint64_t next_seq = 1;
+uint64_t launch_count = 0;
+cudaError_t last_error = cudaSuccess;
+std::map<const void*, int> max_dynamic_shared;  // cudaFuncSetAttribute
+constexpr int kDefaultDynamicShared = 48 * 1024, kMaxDynamicShared = 232448;
+
+CUstream_st& legacy_stream() {
+  static CUstream_st s;
+  return s;
+}
+std::vector<CUstream_st*>& streams() {
+  static std::vector<CUstream_st*> all{&legacy_stream()};
+  return all;
+}
+CUstream_st& stream_of(cudaStream_t s) { return s ? *s : legacy_stream(); }
+
+bool devices_hidden() {
+  const char* v = std::getenv("CUDAEMU_DEVICES");
+  return v != nullptr && std::string(v) == "0";
+}
+
+struct OpenMemory {
+  OpenMemory() { open_device_memory(); }
+  ~OpenMemory() { close_device_memory(); }
+};
+
+// Runs the stream's queued work up to sequence number `upto`.
+void flush(CUstream_st& s, uint64_t upto = std::numeric_limits<uint64_t>::max()) {
+  OpenMemory open;
+  while (!s.ops.empty() && s.ops.front().seq <= upto) {
+    auto op = std::move(s.ops.front());
+    s.ops.pop_front();
+    op.run();
+  }
+}
+
+// Runs all queued work in the order it was queued.
+void flush_all() {
+  OpenMemory open;
+  for (;;) {
+    CUstream_st* first = nullptr;
+    for (CUstream_st* s : streams())
+      if (!s->ops.empty() && (!first || s->ops.front().seq < first->ops.front().seq)) first = s;
+    if (!first) return;
+    auto op = std::move(first->ops.front());
+    first->ops.pop_front();
+    op.run();
+  }
+}
+
+cudaError_t fail(cudaError_t e) {
+  last_error = e;
+  return e;
+}
+
+bool valid_stream(cudaStream_t s) {
+  return !s || std::find(streams().begin(), streams().end(), s) != streams().end();
+}
+
+void start() {
+  static bool started = false;
+  if (!started) {
+    started = true;
+    install_fault_handler();
+  }
+}
+
+}  // namespace
+
+std::recursive_mutex& api_lock() {
+  static std::recursive_mutex m;
+  return m;
+}
+
+void enqueue(cudaStream_t stream, std::function<void()> op) {
+  stream_of(stream).ops.push_back({next_seq++, std::move(op)});
+}
+
+void set_error(cudaError_t error) { last_error = error; }
+uint64_t launches_run() { return launch_count; }
+
+[[noreturn]] void fatal(const std::string& what) {
+  std::fprintf(stderr, "cudaemu: %s\n", what.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+[[noreturn]] void fatal_argument(const void* kernel, int index, const void* p) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf,
+                "argument %d of a launch of kernel %p is %p, host memory a GPU cannot read "
+                "(neither cudaMalloc nor cudaMallocHost)",
+                index, kernel, p);
+  fatal(buf);
+}
+
+void submit(Launch launch) {
+  std::lock_guard lock(api_lock());
+  start();
+  const dim3 g = launch.grid, b = launch.block;
+  const uint64_t threads = uint64_t(b.x) * b.y * b.z;
+  if (g.x == 0 || g.y == 0 || g.z == 0 || b.x == 0 || b.y == 0 || b.z == 0 || threads > 1024 ||
+      b.z > 64 || g.y > 65535 || g.z > 65535 || g.x > 2147483647u)
+    return set_error(cudaErrorInvalidConfiguration);
+  int limit = kDefaultDynamicShared;
+  if (auto it = max_dynamic_shared.find(launch.kernel); it != max_dynamic_shared.end())
+    limit = std::max(limit, it->second);
+  if (launch.shared_bytes > size_t(limit)) return set_error(cudaErrorInvalidValue);
+  if (!valid_stream(launch.stream)) return set_error(cudaErrorInvalidResourceHandle);
+  const uint64_t number = ++launch_count;
+  auto shared = std::make_shared<Launch>(std::move(launch));
+  enqueue(shared->stream, [shared, number] { run_grid(*shared, number); });
+}
+
+}  // namespace cudaemu
+
+using namespace cudaemu;
+using Lock = std::lock_guard<std::recursive_mutex>;
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  Lock lock(api_lock());
+  start();
+  if (devices_hidden()) {
+    *count = 0;
+    return fail(cudaErrorNoDevice);
+  }
+  *count = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  return device == 0 && !devices_hidden() ? cudaSuccess : fail(cudaErrorInvalidDevice);
+}
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return fail(cudaErrorInvalidDevice);
+  *prop = cudaDeviceProp{};
+  std::snprintf(prop->name, sizeof prop->name, "cudaemu (host emulation, not a GPU)");
+  prop->totalGlobalMem = physical_memory_bytes();
+  prop->sharedMemPerBlock = 48 * 1024;
+  prop->sharedMemPerBlockOptin = kMaxDynamicShared;
+  prop->sharedMemPerMultiprocessor = 233472;
+  prop->regsPerBlock = 65536;
+  prop->warpSize = 32;
+  prop->maxThreadsPerBlock = 1024;
+  prop->maxThreadsDim[0] = prop->maxThreadsDim[1] = 1024;
+  prop->maxThreadsDim[2] = 64;
+  prop->maxGridSize[0] = 2147483647;
+  prop->maxGridSize[1] = prop->maxGridSize[2] = 65535;
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int* version) {
+  *version = 13000;
+  return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int* version) {
+  *version = 13000;
+  return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
+  *free = available_memory_bytes();
+  *total = physical_memory_bytes();
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() {
+  Lock lock(api_lock());
+  flush_all();
+  return cudaSuccess;
+}
+cudaError_t cudaGetLastError() {
+  Lock lock(api_lock());
+  const cudaError_t e = last_error;
+  last_error = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError() { return last_error; }
+
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess:
+      return "cudaSuccess";
+    case cudaErrorInvalidValue:
+      return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+      return "cudaErrorMemoryAllocation";
+    case cudaErrorInitializationError:
+      return "cudaErrorInitializationError";
+    case cudaErrorInvalidConfiguration:
+      return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevicePointer:
+      return "cudaErrorInvalidDevicePointer";
+    case cudaErrorInvalidMemcpyDirection:
+      return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorNoDevice:
+      return "cudaErrorNoDevice";
+    case cudaErrorInvalidDevice:
+      return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle:
+      return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalAddress:
+      return "cudaErrorIllegalAddress";
+    case cudaErrorLaunchOutOfResources:
+      return "cudaErrorLaunchOutOfResources";
+    case cudaErrorLaunchFailure:
+      return "cudaErrorLaunchFailure";
+  }
+  return "cudaErrorUnknown";
+}
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
+    case cudaErrorMemoryAllocation:
+      return "out of memory";
+    case cudaErrorInvalidConfiguration:
+      return "invalid configuration argument";
+    case cudaErrorNoDevice:
+      return "no CUDA-capable device is detected (CUDAEMU_DEVICES=0)";
+    case cudaErrorInvalidDevice:
+      return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle:
+      return "invalid resource handle";
+    case cudaErrorInvalidDevicePointer:
+      return "invalid device pointer";
+    default:
+      return cudaGetErrorName(e);
+  }
+}
+
+cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  Lock lock(api_lock());
+  start();
+  *ptr = device_alloc(bytes);
+  return *ptr || bytes == 0 ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+}
+cudaError_t cudaFree(void* ptr) {
+  Lock lock(api_lock());
+  if (!ptr) return cudaSuccess;
+  flush_all();  // cudaFree waits for the device
+  return device_free(ptr) ? cudaSuccess : fail(cudaErrorInvalidDevicePointer);
+}
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
+  Lock lock(api_lock());
+  start();
+  *ptr = pinned_alloc(bytes);
+  return *ptr || bytes == 0 ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+}
+cudaError_t cudaFreeHost(void* ptr) {
+  Lock lock(api_lock());
+  if (!ptr) return cudaSuccess;
+  flush_all();
+  return pinned_free(ptr) ? cudaSuccess : fail(cudaErrorInvalidValue);
+}
+
+namespace {
+
+// The copy's direction must agree with where its pointers are.
+cudaError_t check_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  const bool dst_dev = is_device(dst), src_dev = is_device(src);
+  const bool dst_ok = kind == cudaMemcpyDeviceToDevice || kind == cudaMemcpyHostToDevice
+                          ? dst_dev
+                          : (kind == cudaMemcpyDefault || !dst_dev);
+  const bool src_ok = kind == cudaMemcpyDeviceToDevice || kind == cudaMemcpyDeviceToHost
+                          ? src_dev
+                          : (kind == cudaMemcpyDefault || !src_dev);
+  if (bytes > 0 && (!dst_ok || !src_ok)) return cudaErrorInvalidValue;
+  if (bytes > 0 && (dst_dev && !is_device(static_cast<char*>(dst) + bytes - 1)))
+    fatal("a copy writes past the end of its device allocation");
+  if (bytes > 0 && (src_dev && !is_device(static_cast<const char*>(src) + bytes - 1)))
+    fatal("a copy reads past the end of its device allocation");
+  return cudaSuccess;
+}
+
+}  // namespace
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t stream) {
+  Lock lock(api_lock());
+  start();
+  if (bytes == 0) return cudaSuccess;
+  if (!valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
+  if (const cudaError_t e = check_copy(dst, src, bytes, kind); e != cudaSuccess) return fail(e);
+  const bool src_device_side = is_device(src) || is_pinned(src);
+  const bool dst_device_side = is_device(dst) || is_pinned(dst);
+  if (!dst_device_side) {  // to pageable host memory: wait for the stream, then copy
+    flush(stream_of(stream));
+    OpenMemory open;
+    std::memcpy(dst, src, bytes);
+    return cudaSuccess;
+  }
+  if (!src_device_side) {  // from pageable host memory: read now
+    auto copy = std::make_shared<std::vector<char>>(static_cast<const char*>(src),
+                                                    static_cast<const char*>(src) + bytes);
+    enqueue(stream, [dst, copy] { std::memcpy(dst, copy->data(), copy->size()); });
+    return cudaSuccess;
+  }
+  enqueue(stream, [dst, src, bytes] { std::memmove(dst, src, bytes); });
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  Lock lock(api_lock());
+  start();
+  if (bytes == 0) return cudaSuccess;
+  if (const cudaError_t e = check_copy(dst, src, bytes, kind); e != cudaSuccess) return fail(e);
+  flush_all();
+  OpenMemory open;
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
+  Lock lock(api_lock());
+  if (bytes == 0) return cudaSuccess;
+  if (!is_device(dst) || !is_device(static_cast<char*>(dst) + bytes - 1))
+    return fail(cudaErrorInvalidValue);
+  enqueue(stream, [dst, value, bytes] { std::memset(dst, value, bytes); });
+  return cudaSuccess;
+}
+cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
+  Lock lock(api_lock());
+  if (const cudaError_t e = cudaMemsetAsync(dst, value, bytes, nullptr); e != cudaSuccess) return e;
+  flush_all();
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
+  Lock lock(api_lock());
+  start();
+  auto* s = new CUstream_st;
+  s->flags = flags;
+  streams().push_back(s);
+  *stream = s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  Lock lock(api_lock());
+  if (!stream || !valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
+  flush(*stream);
+  auto& all = streams();
+  all.erase(std::find(all.begin(), all.end(), stream));
+  delete stream;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  Lock lock(api_lock());
+  if (!valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
+  flush(stream_of(stream));
+  return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned) {
+  Lock lock(api_lock());
+  if (!event || !valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
+  if (!event->recorded) return cudaSuccess;
+  CUstream_st* other = event->stream;
+  const uint64_t seq = event->seq;
+  enqueue(stream, [other, seq] { flush(*other, seq); });
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
+  *event = new CUevent_st;
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, 0); }
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  delete event;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  Lock lock(api_lock());
+  if (!event || !valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
+  event->stream = &stream_of(stream);
+  event->seq = next_seq - 1;  // everything queued so far
+  event->recorded = true;
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  Lock lock(api_lock());
+  if (!event) return fail(cudaErrorInvalidResourceHandle);
+  if (event->recorded) flush(*event->stream, event->seq);
+  return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t event) { return cudaEventSynchronize(event); }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) {
+  *ms = 0.f;  // no GPU time to measure
+  return cudaSuccess;
+}
+
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  Lock lock(api_lock());
+  if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+    if (value < 0 || value > kMaxDynamicShared) return fail(cudaErrorInvalidValue);
+    max_dynamic_shared[func] = value;
+  }
+  return cudaSuccess;
+}

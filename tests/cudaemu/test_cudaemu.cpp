@@ -1,0 +1,375 @@
+// The host emulation of CUDA (tests/cudaemu) against what a GPU does: barriers, shuffles and
+// collectives give the values they give on a GPU; work waits in its stream until a
+// synchronisation; bad launches fail as CUDA's do; and the bugs the emulation exists to catch
+// (deadlocks, host reads of device memory, overruns, host pointers in kernels) stop the program
+// with a message naming them.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+#include <mma.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_segmented_radix_sort.cuh>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+namespace {
+
+#define CHECK_CUDA(call) ASSERT_EQ((call), cudaSuccess)
+
+template <typename T>
+T* device_copy(const std::vector<T>& host) {
+  T* d = nullptr;
+  EXPECT_EQ(cudaMalloc(&d, host.size() * sizeof(T)), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(d, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
+            cudaSuccess);
+  return d;
+}
+template <typename T>
+std::vector<T> host_copy(const T* d, size_t n) {
+  std::vector<T> h(n);
+  EXPECT_EQ(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+  return h;
+}
+
+// Each thread writes its slot, then reads its neighbour's: right only if no thread passes the
+// barrier before all have written.
+__global__ void rotate_kernel(int* out) {
+  __shared__ int slots[256];
+  const int t = int(threadIdx.x), n = int(blockDim.x);
+  slots[t] = t * 10 + int(blockIdx.x);
+  __syncthreads();
+  out[blockIdx.x * n + t] = slots[(t + 1) % n];
+}
+
+TEST(Cudaemu, SyncthreadsOrdersSharedMemory) {
+  int* d = nullptr;
+  CHECK_CUDA(cudaMalloc(&d, 3 * 256 * sizeof(int)));
+  cudaemu::launch(rotate_kernel, dim3(3), dim3(256), 0, nullptr, d);
+  CHECK_CUDA(cudaGetLastError());
+  const std::vector<int> h = host_copy(d, 3 * 256);
+  for (int b = 0; b < 3; ++b)
+    for (int t = 0; t < 256; ++t) EXPECT_EQ(h[size_t(b * 256 + t)], (t + 1) % 256 * 10 + b);
+  CHECK_CUDA(cudaFree(d));
+}
+
+__global__ void warp_sum_kernel(float* out, const float* in, int n) {
+  const int t = int(threadIdx.x);
+  float v = t < n ? in[t] : 0.f;
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const float first = __shfl_sync(0xffffffffu, v + float(t % 32), 0);
+  const float down = __shfl_down_sync(0xffffffffu, float(t), 1);
+  out[3 * t] = v;
+  out[3 * t + 1] = first;
+  out[3 * t + 2] = down;
+}
+
+TEST(Cudaemu, ShufflesExchangeWithinAWarp) {
+  std::vector<float> in(64);
+  std::iota(in.begin(), in.end(), 1.f);
+  float* din = device_copy(in);
+  float* dout = nullptr;
+  CHECK_CUDA(cudaMalloc(&dout, 64 * 3 * sizeof(float)));
+  cudaemu::launch(warp_sum_kernel, dim3(1), dim3(64), 0, nullptr, dout, din, 64);
+  const std::vector<float> out = host_copy(dout, 64 * 3);
+  for (int t = 0; t < 64; ++t) {
+    const float sum = t < 32 ? 32 * 33 / 2 : 64 * 65 / 2 - 32 * 33 / 2;
+    EXPECT_EQ(out[size_t(3 * t)], sum) << t;
+    EXPECT_EQ(out[size_t(3 * t + 1)], sum + 0.f) << t;  // lane 0's value + 0
+    // __shfl_down_sync: the last lane of each warp keeps its own value.
+    EXPECT_EQ(out[size_t(3 * t + 2)], t % 32 == 31 ? float(t) : float(t + 1)) << t;
+  }
+  CHECK_CUDA(cudaFree(din));
+  CHECK_CUDA(cudaFree(dout));
+}
+
+__global__ void scan_kernel(int* before, int* total, int* sum, const int* in) {
+  using Scan = cub::BlockScan<int, 128>;
+  using Reduce = cub::BlockReduce<int, 128>;
+  __shared__ typename Scan::TempStorage scan_temp;
+  __shared__ typename Reduce::TempStorage reduce_temp;
+  const int t = int(threadIdx.x);
+  int b, agg;
+  Scan(scan_temp).ExclusiveSum(in[t], b, agg);
+  before[t] = b;
+  if (t == 0) total[0] = agg;
+  const int s = Reduce(reduce_temp).Sum(in[t]);
+  if (t == 0) sum[0] = s;
+}
+
+TEST(Cudaemu, BlockScanAndReduceCombineInThreadOrder) {
+  std::vector<int> in(128);
+  for (int i = 0; i < 128; ++i) in[size_t(i)] = (i * 7) % 5;
+  int* din = device_copy(in);
+  int *before = nullptr, *total = nullptr, *sum = nullptr;
+  CHECK_CUDA(cudaMalloc(&before, 128 * sizeof(int)));
+  CHECK_CUDA(cudaMalloc(&total, sizeof(int)));
+  CHECK_CUDA(cudaMalloc(&sum, sizeof(int)));
+  cudaemu::launch(scan_kernel, dim3(1), dim3(128), 0, nullptr, before, total, sum, din);
+  const std::vector<int> b = host_copy(before, 128);
+  int acc = 0;
+  for (int i = 0; i < 128; ++i) {
+    EXPECT_EQ(b[size_t(i)], acc);
+    acc += in[size_t(i)];
+  }
+  EXPECT_EQ(host_copy(total, 1)[0], acc);
+  EXPECT_EQ(host_copy(sum, 1)[0], acc);
+}
+
+// Work waits in its stream: a pinned buffer holds the copy only after the synchronisation.
+__global__ void fill_kernel(int* out, int v) { out[threadIdx.x] = v; }
+
+TEST(Cudaemu, ResultsArriveAtTheSynchronisation) {
+  cudaStream_t s;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  int* d = nullptr;
+  int* pinned = nullptr;
+  CHECK_CUDA(cudaMalloc(&d, 32 * sizeof(int)));
+  CHECK_CUDA(cudaMallocHost(&pinned, 32 * sizeof(int)));
+  cudaemu::launch(fill_kernel, dim3(1), dim3(32), 0, s, d, 7);
+  CHECK_CUDA(cudaMemcpyAsync(pinned, d, 32 * sizeof(int), cudaMemcpyDeviceToHost, s));
+  EXPECT_EQ(pinned[0], -1);  // not yet: the new pinned memory's 0xff bytes
+  cudaEvent_t e;
+  CHECK_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  CHECK_CUDA(cudaEventRecord(e, s));
+  cudaemu::launch(fill_kernel, dim3(1), dim3(32), 0, s, d, 9);  // after the event
+  CHECK_CUDA(cudaEventSynchronize(e));
+  EXPECT_EQ(pinned[31], 7);
+  // A copy to pageable memory waits for the stream; one from it reads the source at the call.
+  std::vector<int> host(32, 5);
+  CHECK_CUDA(cudaMemcpyAsync(d, host.data(), 32 * sizeof(int), cudaMemcpyHostToDevice, s));
+  host.assign(32, 6);
+  std::vector<int> back(32);
+  CHECK_CUDA(cudaMemcpyAsync(back.data(), d, 32 * sizeof(int), cudaMemcpyDeviceToHost, s));
+  EXPECT_EQ(back[0], 5);
+  CHECK_CUDA(cudaEventDestroy(e));
+  CHECK_CUDA(cudaFreeHost(pinned));
+  CHECK_CUDA(cudaFree(d));
+  CHECK_CUDA(cudaStreamDestroy(s));
+}
+
+TEST(Cudaemu, NewDeviceMemoryReadsAsNaN) {
+  float* d = nullptr;
+  CHECK_CUDA(cudaMalloc(&d, 8 * sizeof(float)));
+  EXPECT_TRUE(std::isnan(host_copy(d, 8)[3]));
+  CHECK_CUDA(cudaMemset(d, 0, 8 * sizeof(float)));
+  EXPECT_EQ(host_copy(d, 8)[7], 0.f);
+  CHECK_CUDA(cudaFree(d));
+}
+
+TEST(Cudaemu, BadLaunchesFailAsCudasDo) {
+  int* d = nullptr;
+  CHECK_CUDA(cudaMalloc(&d, 32 * sizeof(int)));
+  cudaemu::launch(fill_kernel, dim3(1), dim3(2048), 0, nullptr, d, 1);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // read once
+  cudaemu::launch(fill_kernel, dim3(0), dim3(32), 0, nullptr, d, 1);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
+  cudaemu::launch(fill_kernel, dim3(1), dim3(32), 64 * 1024, nullptr, d, 1);
+  EXPECT_NE(cudaGetLastError(), cudaSuccess);  // over 48 KB without the kernel's opt-in
+  CHECK_CUDA(
+      cudaFuncSetAttribute(fill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+  cudaemu::launch(fill_kernel, dim3(1), dim3(32), 64 * 1024, nullptr, d, 1);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  EXPECT_EQ(
+      cudaFuncSetAttribute(fill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024),
+      cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  CHECK_CUDA(cudaFree(d));
+}
+
+__global__ void divergent_barrier_kernel(int* out) {
+  if (threadIdx.x == 0)
+    __syncwarp();
+  else
+    __syncthreads();
+  out[threadIdx.x] = 1;
+}
+
+using CudaemuDeathTest = ::testing::Test;
+
+TEST(CudaemuDeathTest, DivergentBarriersAreADeadlock) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        int* d = nullptr;
+        cudaMalloc(&d, 32 * sizeof(int));
+        cudaemu::launch(divergent_barrier_kernel, dim3(1), dim3(32), 0, nullptr, d);
+        cudaDeviceSynchronize();
+      },
+      "deadlock in kernel launch #[0-9]+, block \\(0,0,0\\): 31 threads wait at __syncthreads");
+}
+
+// A shuffle from a lane that does not exist (a block of 48 threads: its second warp has 16) is
+// undefined on a GPU.
+TEST(CudaemuDeathTest, ShufflesFromMissingLanesAreRefused) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        float* din = nullptr;
+        float* dout = nullptr;
+        cudaMalloc(&din, 48 * sizeof(float));
+        cudaMalloc(&dout, 48 * 3 * sizeof(float));
+        cudaemu::launch(warp_sum_kernel, dim3(1), dim3(48), 0, nullptr, dout, din, 48);
+        cudaDeviceSynchronize();
+      },
+      "a shuffle reads lane [0-9]+ of a warp, which has exited or was not launched");
+}
+
+__global__ void overrun_kernel(float* out, int n) { out[n + 64 + threadIdx.x] = 1.f; }
+
+TEST(CudaemuDeathTest, OverrunsFaultInTheKernel) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        float* d = nullptr;
+        cudaMalloc(&d, 1024 * sizeof(float));
+        cudaemu::launch(overrun_kernel, dim3(1), dim3(32), 0, nullptr, d, 1024);
+        cudaDeviceSynchronize();
+      },
+      "past the end of a 4096-byte allocation.* in kernel launch #[0-9]+, block \\(0,0,0\\)");
+}
+
+TEST(CudaemuDeathTest, HostCodeCannotReadDeviceMemory) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        float* d = nullptr;
+        cudaMalloc(&d, 16 * sizeof(float));
+        volatile float x = d[3];
+        (void)x;
+      },
+      "device memory read or written by host code");
+}
+
+TEST(CudaemuDeathTest, KernelsCannotReadPageableHostMemory) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        std::vector<int> host(32);
+        cudaemu::launch(fill_kernel, dim3(1), dim3(32), 0, nullptr, host.data(), 1);
+      },
+      "argument 0 of a launch of kernel .* host memory a GPU cannot read");
+}
+
+TEST(Cudaemu, RadixSortsAreStableInCubsOrder) {
+  const std::vector<float> keys = {0.5f, -1.f, 0.f, -0.f, 2.f, 0.5f, -1.f, 0.f, 3.f, -2.f};
+  const int n = int(keys.size());
+  std::vector<int> values(keys.size());
+  std::iota(values.begin(), values.end(), 0);
+  float* dk = device_copy(keys);
+  int* dv = device_copy(values);
+  float* dk_out = nullptr;
+  int* dv_out = nullptr;
+  CHECK_CUDA(cudaMalloc(&dk_out, keys.size() * sizeof(float)));
+  CHECK_CUDA(cudaMalloc(&dv_out, keys.size() * sizeof(int)));
+  size_t temp_bytes = 0;
+  CHECK_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, dk, dk_out, dv, dv_out, n));
+  void* temp = nullptr;
+  CHECK_CUDA(cudaMalloc(&temp, temp_bytes));
+  CHECK_CUDA(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, dk, dk_out, dv, dv_out, n));
+  // -0.0 equals +0.0: the two zeros keep their order (2, 3, 7).
+  EXPECT_EQ(host_copy(dv_out, size_t(n)), (std::vector<int>{9, 1, 6, 2, 3, 7, 0, 5, 4, 8}));
+  // Descending within two segments [0, 4) and [4, 10).
+  const std::vector<int> offsets = {0, 4, 10};
+  int* doff = device_copy(offsets);
+  CHECK_CUDA(cub::DeviceSegmentedRadixSort::SortPairsDescending(
+      temp, temp_bytes, dk, dk_out, dv, dv_out, n, 2, doff, doff + 1, 0, 32, nullptr));
+  EXPECT_EQ(host_copy(dv_out, size_t(n)), (std::vector<int>{0, 2, 3, 1, 8, 4, 5, 7, 6, 9}));
+  // Integer keys, only bits [0, 3): 9 sorts as 1.
+  const std::vector<int> ikeys = {9, 2, 1, 0, 3};
+  int* dik = device_copy(ikeys);
+  int* dik_out = nullptr;
+  CHECK_CUDA(cudaMalloc(&dik_out, ikeys.size() * sizeof(int)));
+  CHECK_CUDA(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, dik, dik_out, dv, dv_out, 5, 0, 3));
+  EXPECT_EQ(host_copy(dv_out, 5), (std::vector<int>{3, 0, 2, 1, 4}));
+  EXPECT_EQ(cub::DeviceRadixSort::SortPairs(temp, temp_bytes = 8, dk, dk_out, dv, dv_out, n),
+            cudaErrorInvalidValue);  // too little temporary storage
+}
+
+// C = alpha·op(A)·op(B) + beta·C against a double loop, column-major, every transpose.
+TEST(Cudaemu, GemmMatchesAReference) {
+  cublasHandle_t h;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  const int m = 13, n = 7, k = 19;
+  std::mt19937 gen(3);
+  std::normal_distribution<float> normal;
+  std::vector<float> a(size_t(m) * k), b(size_t(k) * n), c(size_t(m) * n);
+  for (float& x : a) x = normal(gen);
+  for (float& x : b) x = normal(gen);
+  for (float& x : c) x = normal(gen);
+  float *da = device_copy(a), *db = device_copy(b), *dc = nullptr;
+  CHECK_CUDA(cudaMalloc(&dc, c.size() * sizeof(float)));
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      const int lda = ta ? k : m, ldb = tb ? n : k;
+      const float alpha = 0.5f, beta = ta + tb == 1 ? 0.f : 2.f;
+      if (beta == 0.f)
+        CHECK_CUDA(cudaMemset(dc, 0xff, c.size() * sizeof(float)));  // NaN, never read
+      else
+        CHECK_CUDA(cudaMemcpy(dc, c.data(), c.size() * sizeof(float), cudaMemcpyHostToDevice));
+      ASSERT_EQ(cublasGemmEx(h, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m,
+                             n, k, &alpha, da, CUDA_R_32F, lda, db, CUDA_R_32F, ldb, &beta, dc,
+                             CUDA_R_32F, m, CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT),
+                CUBLAS_STATUS_SUCCESS);
+      const std::vector<float> got = host_copy(dc, c.size());
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j) {
+          double s = 0;
+          for (int l = 0; l < k; ++l)
+            s += double(ta ? a[size_t(l + i * lda)] : a[size_t(i + l * lda)]) *
+                 double(tb ? b[size_t(j + l * ldb)] : b[size_t(l + j * ldb)]);
+          const double want = alpha * s + (beta != 0.f ? beta * double(c[size_t(i + j * m)]) : 0.);
+          EXPECT_NEAR(got[size_t(i + j * m)], want, 1e-5 * (1 + std::abs(want))) << ta << tb;
+        }
+    }
+  const float one = 1.f, zero = 0.f;
+  EXPECT_EQ(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, da, CUDA_R_32F, m - 1, db,
+                         CUDA_R_32F, k, &zero, dc, CUDA_R_32F, m, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT),
+            CUBLAS_STATUS_INVALID_VALUE);  // lda < m
+  cublasDestroy(h);
+}
+
+__global__ void wmma_kernel(float* c, const __nv_bfloat16* a, const __nv_bfloat16* b) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, 1.f);
+  wmma::load_matrix_sync(fa, a, 16);
+  wmma::load_matrix_sync(fb, b, 16);
+  wmma::mma_sync(acc, fa, fb, acc);
+  wmma::store_matrix_sync(c, acc, 16, wmma::mem_row_major);
+}
+
+TEST(Cudaemu, WmmaMultipliesTiles) {
+  std::vector<__nv_bfloat16> a(256), b(256);
+  for (int i = 0; i < 256; ++i) {
+    a[size_t(i)] = __nv_bfloat16(float(i % 7) - 3.f);
+    b[size_t(i)] = __nv_bfloat16(float(i % 5) * 0.5f);
+  }
+  auto* da = device_copy(a);
+  auto* db = device_copy(b);
+  float* dc = nullptr;
+  CHECK_CUDA(cudaMalloc(&dc, 256 * sizeof(float)));
+  cudaemu::launch(wmma_kernel, dim3(1), dim3(32), 0, nullptr, dc, da, db);
+  const std::vector<float> c = host_copy(dc, 256);
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) {
+      float s = 1.f;  // b is column-major: element (l, j) at b[j·16 + l]
+      for (int l = 0; l < 16; ++l) s += float(a[size_t(i * 16 + l)]) * float(b[size_t(j * 16 + l)]);
+      EXPECT_EQ(c[size_t(i * 16 + j)], s);
+    }
+}
+
+}  // namespace
