@@ -6,6 +6,7 @@
 #include "cuda/device_math.cuh"
 #include "cuda/device_reduce.cuh"
 #include "cuda/expert_gemm.h"
+#include "cuda/launch.cuh"
 #include "cuda/moe_ops.h"
 
 namespace ecmoe::cuda {
@@ -15,8 +16,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kRowsPerBlock = kThreads / 32;  // a warp per query row
 constexpr int kLanes = nn::detail::kLanes;
-
-void check_launch() { ECMOE_CUDA_CHECK(cudaGetLastError()); }
 
 // Keys that query i may attend to: [0, visible_keys) (nn/attention.cpp's rule).
 __device__ int visible_keys(bool causal, int kv_len, int query) {
@@ -155,9 +154,8 @@ void attention_forward(float* out, float* probs, const float* qkv, const nn::Att
   for (int o = 0; o < loop.outer; ++o)
     gemm(ctx.blas, loop.slice(scores, o, qkv_part, qkv_part, probs_pair, bf16), cfg.precision);
   if (bf16) scratch.probs16.resize(size_t(B) * H * tt);
-  softmax_kernel<<<blocks_for(rows, kRowsPerBlock), kThreads, 0, ctx.stream>>>(
-      probs, bf16 ? scratch.probs16.data() : nullptr, valid_len, rows, T, H, cfg.causal);
-  check_launch();
+  launch(softmax_kernel, blocks_for(rows, kRowsPerBlock), kThreads, 0, ctx.stream, probs,
+         bf16 ? scratch.probs16.data() : nullptr, valid_len, rows, T, H, cfg.causal);
   const void* p =
       bf16 ? static_cast<const void*>(scratch.probs16.data()) : static_cast<const void*>(probs);
   Gemm pv;  // out = P · V [T, hd]
@@ -236,10 +234,10 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     gemm(ctx.blas, loop.slice(dv, o, probs_pair, out_part, qkv_part, bf16), cfg.precision);
     gemm(ctx.blas, loop.slice(dp, o, out_part, qkv_part, slice, bf16), cfg.precision);
     const float* slice_probs = probs + o * loop.outer_step(probs_pair);
-    softmax_backward_kernel<<<blocks_for(slice_rows, kRowsPerBlock), kThreads, 0, ctx.stream>>>(
-        scratch.dscores.data(), bf16 ? scratch.dscores16.data() : nullptr, slice_probs,
-        loop.inner_step(probs_pair), valid_len, loop.by_head ? -1 : o, slice_rows, T, cfg.causal);
-    check_launch();
+    launch(softmax_backward_kernel, blocks_for(slice_rows, kRowsPerBlock), kThreads, 0, ctx.stream,
+           scratch.dscores.data(), bf16 ? scratch.dscores16.data() : nullptr, slice_probs,
+           loop.inner_step(probs_pair), valid_len, loop.by_head ? -1 : o, slice_rows, T,
+           cfg.causal);
     gemm(ctx.blas, loop.slice(dq, o, slice, qkv_part, qkv_part, bf16), cfg.precision);
     gemm(ctx.blas, loop.slice(dk, o, slice, qkv_part, qkv_part, bf16), cfg.precision);
   }

@@ -7,6 +7,7 @@
 #include "cuda/attention_decode.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_reduce.cuh"
+#include "cuda/launch.cuh"
 
 namespace ecmoe::cuda {
 
@@ -60,9 +61,8 @@ void attention_decode(float* out, const float* q, const float* keys, const float
   if (need > scratch.probs.capacity()) scratch.probs.reserve(2 * need);
   scratch.probs.resize(need);
   const float scale = 1.f / std::sqrt(float(hd));  // the CPU's constant
-  attention_decode_kernel<<<H, kThreads, 0, stream>>>(out, scratch.probs.data(), q, keys, values,
-                                                      len, hd, scale);
-  ECMOE_CUDA_CHECK(cudaGetLastError());
+  launch(attention_decode_kernel, H, kThreads, 0, stream, out, scratch.probs.data(), q, keys,
+         values, len, hd, scale);
 }
 
 }  // namespace ecmoe::cuda

@@ -9,6 +9,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/device_reduce.cuh"
+#include "cuda/launch.cuh"
 
 namespace ecmoe::cuda {
 
@@ -16,8 +17,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kChunk = 256;
-
-void check_launch() { ECMOE_CUDA_CHECK(cudaGetLastError()); }
 
 // The group layout of routing_groups(n, group_size).
 struct GroupLayout {
@@ -174,23 +173,17 @@ void aux_losses_forward(const float* logits, const float* probs, int n, int e, i
   s.fractions.resize(size_t(groups.count) * e);
   s.group_sums.resize(size_t(groups.count) * e);
   double* token_partials = s.chunks.data() + group_chunks * 2 * e;
-  token_rows_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(
-      s.top1.data(), s.lse.data(), s.token.data(), logits, probs, n, e);
-  check_launch();
-  group_chunk_kernel<<<blocks_for(group_chunks * e, kThreads), kThreads, 0, stream>>>(
-      s.chunks.data(), s.top1.data(), probs, n, e, groups.size, groups.chunks, group_chunks * e);
-  check_launch();
-  group_sums_kernel<<<blocks_for(int64_t(groups.count) * e, kThreads), kThreads, 0, stream>>>(
-      s.fractions.data(), s.group_sums.data(), s.chunks.data(), n, e, groups.size, groups.chunks,
-      groups.count);
-  check_launch();
-  token_chunk_kernel<<<blocks_for(token_chunks, kThreads), kThreads, 0, stream>>>(
-      token_partials, s.token.data(), n, token_chunks);
-  check_launch();
-  finish_kernel<<<1, kThreads, 0, stream>>>(s.totals.data(), s.fractions.data(),
-                                            s.group_sums.data(), token_partials, n, e, groups.size,
-                                            groups.count, token_chunks);
-  check_launch();
+  launch(token_rows_kernel, blocks_for(n, kThreads), kThreads, 0, stream, s.top1.data(),
+         s.lse.data(), s.token.data(), logits, probs, n, e);
+  launch(group_chunk_kernel, blocks_for(group_chunks * e, kThreads), kThreads, 0, stream,
+         s.chunks.data(), s.top1.data(), probs, n, e, groups.size, groups.chunks, group_chunks * e);
+  launch(group_sums_kernel, blocks_for(int64_t(groups.count) * e, kThreads), kThreads, 0, stream,
+         s.fractions.data(), s.group_sums.data(), s.chunks.data(), n, e, groups.size, groups.chunks,
+         groups.count);
+  launch(token_chunk_kernel, blocks_for(token_chunks, kThreads), kThreads, 0, stream,
+         token_partials, s.token.data(), n, token_chunks);
+  launch(finish_kernel, 1, kThreads, 0, stream, s.totals.data(), s.fractions.data(),
+         s.group_sums.data(), token_partials, n, e, groups.size, groups.count, token_chunks);
 }
 
 DeviceAux aux_losses_values(const double* totals, int n, AuxLossWeights weights) {
@@ -211,14 +204,12 @@ void aux_losses_backward(float* dlogits, float* dprobs, const float* probs, int 
   const GroupLayout groups(n, group_size);
   const int64_t items = int64_t(n) * e;
   if (weights.load_balance != 0.f) {
-    load_balance_backward_kernel<<<blocks_for(items, kThreads), kThreads, 0, stream>>>(
-        dprobs, s.fractions.data(), n, e, groups.size, groups.count, weights.load_balance);
-    check_launch();
+    launch(load_balance_backward_kernel, blocks_for(items, kThreads), kThreads, 0, stream, dprobs,
+           s.fractions.data(), n, e, groups.size, groups.count, weights.load_balance);
   }
   if (weights.z_loss != 0.f) {
-    z_loss_backward_kernel<<<blocks_for(items, kThreads), kThreads, 0, stream>>>(
-        dlogits, probs, s.lse.data(), n, e, weights.z_loss);
-    check_launch();
+    launch(z_loss_backward_kernel, blocks_for(items, kThreads), kThreads, 0, stream, dlogits, probs,
+           s.lse.data(), n, e, weights.z_loss);
   }
 }
 

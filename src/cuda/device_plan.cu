@@ -6,6 +6,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/device_plan.h"
+#include "cuda/launch.cuh"
 
 namespace ecmoe::cuda {
 
@@ -110,9 +111,8 @@ void count_plan_on_device(const DevicePlan& plan, DeviceVec<int64_t>& counts, cu
     counts.zero(stream);
     return;
   }
-  plan_counts_kernel<<<1, kCountThreads, 0, stream>>>(counts.data(), plan.token_offsets.data(),
-                                                      plan.n_tokens);
-  ECMOE_CUDA_CHECK(cudaGetLastError());
+  launch(plan_counts_kernel, 1, kCountThreads, 0, stream, counts.data(), plan.token_offsets.data(),
+         plan.n_tokens);
 }
 
 void build_inverse_index(DevicePlan& plan, cudaStream_t stream) {
@@ -122,8 +122,7 @@ void build_inverse_index(DevicePlan& plan, cudaStream_t stream) {
   plan.sort_ids.resize(S);
   plan.sort_tokens.resize(S);
   if (S > 0) {
-    iota_kernel<<<blocks_for(S, 256), 256, 0, stream>>>(plan.sort_ids.data(), S);
-    ECMOE_CUDA_CHECK(cudaGetLastError());
+    launch(iota_kernel, blocks_for(S, 256), 256, 0, stream, plan.sort_ids.data(), S);
     // Radix sort is stable: a token's slots keep their (expert) order.
     size_t temp_bytes = 0;
     ECMOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
@@ -134,9 +133,8 @@ void build_inverse_index(DevicePlan& plan, cudaStream_t stream) {
         plan.sort_temp.data(), temp_bytes, plan.slot_token.data(), plan.sort_tokens.data(),
         plan.sort_ids.data(), plan.token_slots.data(), S, 0, bits_for(n), stream));
   }
-  token_offsets_kernel<<<blocks_for(int64_t(n) + 1, 256), 256, 0, stream>>>(
-      plan.token_offsets.data(), plan.sort_tokens.data(), S, n);
-  ECMOE_CUDA_CHECK(cudaGetLastError());
+  launch(token_offsets_kernel, blocks_for(int64_t(n) + 1, 256), 256, 0, stream,
+         plan.token_offsets.data(), plan.sort_tokens.data(), S, n);
 }
 
 }  // namespace ecmoe::cuda

@@ -12,6 +12,7 @@
 #include "cuda/device_math.cuh"
 #include "cuda/flash_attention.h"
 #include "cuda/flash_attention_tiles.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/moe_ops.h"
 
 namespace ecmoe::cuda {
@@ -57,7 +58,7 @@ template <int HD>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(float* out, float* lse, const uint16_t* qkv16, const int* valid_len, int T,
                    int H, float scale, bool causal) {
-  extern __shared__ __align__(128) unsigned char smem[];
+  unsigned char* smem = dynamic_shared_memory();
   using L = ForwardSmem<HD>;
   constexpr int ld = kLdTile<HD>, ldo = kLdOut<HD>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -267,7 +268,7 @@ __global__ void __launch_bounds__(kThreads)
     backward_kv_kernel(float* dqkv, const uint16_t* qkv16, const uint16_t* dout16, const float* lse,
                        const float* row_dot, const int* valid_len, int T, int H, float scale,
                        bool causal) {
-  extern __shared__ __align__(128) unsigned char smem[];
+  unsigned char* smem = dynamic_shared_memory();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const BackwardViews<HD> v(smem, warp);
   bf16 *ks = v.own, *vs = v.own2, *qs = v.loop, *dos = v.loop2, *pt16 = v.p16, *dst16 = v.ds16;
@@ -331,7 +332,7 @@ __global__ void __launch_bounds__(kThreads)
     backward_q_kernel(float* dqkv, const uint16_t* qkv16, const uint16_t* dout16, const float* lse,
                       const float* row_dot, const int* valid_len, int T, int H, float scale,
                       bool causal) {
-  extern __shared__ __align__(128) unsigned char smem[];
+  unsigned char* smem = dynamic_shared_memory();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const BackwardViews<HD> v(smem, warp);
   bf16 *qs = v.own, *dos = v.own2, *ks = v.loop, *vs = v.loop2, *ds16 = v.ds16;
@@ -381,8 +382,6 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- host -----------------------------------------------------------------------------------
 
-void check_launch() { ECMOE_CUDA_CHECK(cudaGetLastError()); }
-
 // Dynamic shared memory beyond 48 KB needs the kernel's opt-in, once per kernel.
 template <typename Kernel>
 bool allow_shared_memory(Kernel kernel, int bytes) {
@@ -429,10 +428,8 @@ void flash_attention_forward(float* out, float* lse, const float* qkv,
     constexpr int bytes = ForwardSmem<HD>::bytes;
     static const bool ready = allow_shared_memory(forward_kernel<HD>, bytes);
     (void)ready;
-    forward_kernel<HD><<<grid_of(cfg), kThreads, bytes, ctx.stream>>>(
-        out, lse, scratch.qkv16.data(), valid_len, cfg.seq_len, cfg.n_heads, scale_of(cfg),
-        cfg.causal);
-    check_launch();
+    launch(forward_kernel<HD>, grid_of(cfg), kThreads, bytes, ctx.stream, out, lse,
+           scratch.qkv16.data(), valid_len, cfg.seq_len, cfg.n_heads, scale_of(cfg), cfg.causal);
   });
 }
 
@@ -448,24 +445,20 @@ void flash_attention_backward(float* dqkv, const float* dout, const float* qkv, 
   to_bf16(scratch.dout16.data(), dout, rows * d, ctx.stream);
   const int64_t n_dot = rows * cfg.n_heads;
   scratch.row_dot.resize(size_t(n_dot));
-  row_dot_kernel<<<blocks_for(n_dot, 256), 256, 0, ctx.stream>>>(
-      scratch.row_dot.data(), scratch.dout16.data(), out, cfg.seq_len, cfg.n_heads, cfg.head_dim,
-      n_dot);
-  check_launch();
+  launch(row_dot_kernel, blocks_for(n_dot, 256), 256, 0, ctx.stream, scratch.row_dot.data(),
+         scratch.dout16.data(), out, cfg.seq_len, cfg.n_heads, cfg.head_dim, n_dot);
   with_head_dim(cfg.head_dim, [&](auto hd) {
     constexpr int HD = decltype(hd)::value;
     constexpr int bytes = BackwardSmem<HD>::bytes;
     static const bool ready = allow_shared_memory(backward_kv_kernel<HD>, bytes) &&
                               allow_shared_memory(backward_q_kernel<HD>, bytes);
     (void)ready;
-    backward_kv_kernel<HD><<<grid_of(cfg), kThreads, bytes, ctx.stream>>>(
-        dqkv, scratch.qkv16.data(), scratch.dout16.data(), lse, scratch.row_dot.data(), valid_len,
-        cfg.seq_len, cfg.n_heads, scale_of(cfg), cfg.causal);
-    check_launch();
-    backward_q_kernel<HD><<<grid_of(cfg), kThreads, bytes, ctx.stream>>>(
-        dqkv, scratch.qkv16.data(), scratch.dout16.data(), lse, scratch.row_dot.data(), valid_len,
-        cfg.seq_len, cfg.n_heads, scale_of(cfg), cfg.causal);
-    check_launch();
+    launch(backward_kv_kernel<HD>, grid_of(cfg), kThreads, bytes, ctx.stream, dqkv,
+           scratch.qkv16.data(), scratch.dout16.data(), lse, scratch.row_dot.data(), valid_len,
+           cfg.seq_len, cfg.n_heads, scale_of(cfg), cfg.causal);
+    launch(backward_q_kernel<HD>, grid_of(cfg), kThreads, bytes, ctx.stream, dqkv,
+           scratch.qkv16.data(), scratch.dout16.data(), lse, scratch.row_dot.data(), valid_len,
+           cfg.seq_len, cfg.n_heads, scale_of(cfg), cfg.causal);
   });
 }
 

@@ -1,6 +1,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/device_reduce.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/loss.h"
 #include "nn/cross_entropy.h"
 
@@ -10,8 +11,6 @@ namespace {
 
 constexpr int kRowThreads = 256;    // a block per row of the vocabulary
 constexpr int kLossThreads = 1024;  // the one block that sums the loss
-
-void check_launch() { ECMOE_CUDA_CHECK(cudaGetLastError()); }
 
 // Block r: logsumexp[r] = max + log Σ exp(z − max), thread j summing columns j, j + 256, ... in
 // order, then the block's fixed tree.
@@ -95,10 +94,8 @@ void cross_entropy_forward(double* result, float* logsumexp, const float* logits
     ECMOE_CUDA_CHECK(cudaMemsetAsync(result, 0, 3 * sizeof(double), stream));  // 0.0 each
     return;
   }
-  logsumexp_kernel<<<rows, kRowThreads, 0, stream>>>(logsumexp, logits, targets, vocab);
-  check_launch();
-  loss_kernel<<<1, kLossThreads, 0, stream>>>(result, logsumexp, logits, targets, rows, vocab);
-  check_launch();
+  launch(logsumexp_kernel, rows, kRowThreads, 0, stream, logsumexp, logits, targets, vocab);
+  launch(loss_kernel, 1, kLossThreads, 0, stream, result, logsumexp, logits, targets, rows, vocab);
 }
 
 void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
@@ -106,9 +103,8 @@ void cross_entropy_backward(float* dlogits, const float* logits, const float* lo
                             cudaStream_t stream) {
   if (rows == 0 || vocab == 0) return;
   const float scale = count ? dloss / float(count) : 0.f;
-  cross_entropy_backward_kernel<<<rows, kRowThreads, 0, stream>>>(dlogits, logits, logsumexp,
-                                                                  targets, scale, vocab);
-  check_launch();
+  launch(cross_entropy_backward_kernel, rows, kRowThreads, 0, stream, dlogits, logits, logsumexp,
+         targets, scale, vocab);
 }
 
 }  // namespace ecmoe::cuda

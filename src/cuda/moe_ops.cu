@@ -3,6 +3,7 @@
 #include "core/rng_streams.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/moe_ops.h"
 
 namespace ecmoe::cuda {
@@ -179,14 +180,11 @@ __global__ void add_product_kernel(float* dx, const float* g, const float* noise
     dx[j] += g[j] * noise[j];
 }
 
-void check_launch() { ECMOE_CUDA_CHECK(cudaGetLastError()); }
-
 template <typename T>
 void dispatch_any(T* x_slots, const float* x, const DevicePlan& plan, int d, cudaStream_t stream) {
   const int S = plan.slot_count();
   if (S == 0 || d == 0) return;
-  dispatch_kernel<<<S, row_threads(d), 0, stream>>>(x_slots, x, plan.slot_token.data(), d);
-  check_launch();
+  launch(dispatch_kernel<T>, S, row_threads(d), 0, stream, x_slots, x, plan.slot_token.data(), d);
 }
 
 template <typename T>
@@ -194,23 +192,20 @@ void combine_backward_any(T* d_out, float* dgate, const float* dy, const float* 
                           const DevicePlan& plan, int d, cudaStream_t stream) {
   const int S = plan.slot_count();
   if (S == 0) return;
-  combine_backward_kernel<<<blocks_for(int64_t(S) * 32, kThreads), kThreads, 0, stream>>>(
-      d_out, dgate, dy, out, plan.slot_token.data(), plan.slot_gate.data(), S, d);
-  check_launch();
+  launch(combine_backward_kernel<T>, blocks_for(int64_t(S) * 32, kThreads), kThreads, 0, stream,
+         d_out, dgate, dy, out, plan.slot_token.data(), plan.slot_gate.data(), S, d);
 }
 
 template <typename T>
 void gelu_forward_any(T* out, const float* a, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  gelu_forward_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(out, a, n);
-  check_launch();
+  launch(gelu_forward_kernel<T>, blocks_for(n, kThreads), kThreads, 0, stream, out, a, n);
 }
 
 template <typename T>
 void gelu_backward_any(T* da, const float* dout, const float* a, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  gelu_backward_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(da, dout, a, n);
-  check_launch();
+  launch(gelu_backward_kernel<T>, blocks_for(n, kThreads), kThreads, 0, stream, da, dout, a, n);
 }
 
 }  // namespace
@@ -227,17 +222,15 @@ void dispatch_forward(uint16_t* x_slots16, const float* x, const DevicePlan& pla
 void dispatch_backward(float* dx, const float* d_slots, const DevicePlan& plan, int d,
                        cudaStream_t stream) {
   if (plan.n_tokens == 0 || d == 0) return;
-  dispatch_backward_kernel<<<plan.n_tokens, row_threads(d), 0, stream>>>(
-      dx, d_slots, plan.token_offsets.data(), plan.token_slots.data(), d);
-  check_launch();
+  launch(dispatch_backward_kernel, plan.n_tokens, row_threads(d), 0, stream, dx, d_slots,
+         plan.token_offsets.data(), plan.token_slots.data(), d);
 }
 
 void combine_forward(float* y, const float* out, const DevicePlan& plan, int d,
                      cudaStream_t stream) {
   if (plan.n_tokens == 0 || d == 0) return;
-  combine_kernel<<<plan.n_tokens, row_threads(d), 0, stream>>>(
-      y, out, plan.token_offsets.data(), plan.token_slots.data(), plan.slot_gate.data(), d);
-  check_launch();
+  launch(combine_kernel, plan.n_tokens, row_threads(d), 0, stream, y, out,
+         plan.token_offsets.data(), plan.token_slots.data(), plan.slot_gate.data(), d);
 }
 
 void combine_backward(float* d_out, float* dgate, const float* dy, const float* out,
@@ -265,15 +258,13 @@ void gelu_backward(uint16_t* da, const float* dout, const float* a, int64_t n,
 
 void softmax_rows_forward(float* probs, const float* logits, int n, int e, cudaStream_t stream) {
   if (n == 0) return;
-  softmax_forward_kernel<<<blocks_for(n, 128), 128, 0, stream>>>(probs, logits, n, e);
-  check_launch();
+  launch(softmax_forward_kernel, blocks_for(n, 128), 128, 0, stream, probs, logits, n, e);
 }
 
 void softmax_rows_backward(float* dlogits, const float* dprobs, const float* probs, int n, int e,
                            cudaStream_t stream) {
   if (n == 0) return;
-  softmax_backward_kernel<<<blocks_for(n, 128), 128, 0, stream>>>(dlogits, dprobs, probs, n, e);
-  check_launch();
+  launch(softmax_backward_kernel, blocks_for(n, 128), 128, 0, stream, dlogits, dprobs, probs, n, e);
 }
 
 void gate_backward(float* dprobs, const DevicePlan& plan, const float* probs, const float* dgate,
@@ -281,37 +272,33 @@ void gate_backward(float* dprobs, const DevicePlan& plan, const float* probs, co
   const int S = plan.slot_count(), n = plan.n_tokens, e = plan.n_experts;
   if (plan.gate_kind == GateKind::kConstant || S == 0) return;
   if (plan.gate_kind == GateKind::kScore) {
-    gate_backward_score_kernel<<<blocks_for(S, kThreads), kThreads, 0, stream>>>(
-        dprobs, dgate, plan.expert_offsets.data(), plan.slot_token.data(), e, S);
+    launch(gate_backward_score_kernel, blocks_for(S, kThreads), kThreads, 0, stream, dprobs, dgate,
+           plan.expert_offsets.data(), plan.slot_token.data(), e, S);
   } else {
     ECMOE_CHECK(plan.choices_per_token <= kMaxChoices, "cuda gate backward: at most ", kMaxChoices,
                 " choices per token");
-    gate_backward_renormalized_kernel<<<blocks_for(n, 128), 128, 0, stream>>>(
-        dprobs, probs, dgate, plan.expert_offsets.data(), plan.token_offsets.data(),
-        plan.token_slots.data(), plan.token_choices.data(), plan.choices_per_token, n, e);
+    launch(gate_backward_renormalized_kernel, blocks_for(n, 128), 128, 0, stream, dprobs, probs,
+           dgate, plan.expert_offsets.data(), plan.token_offsets.data(), plan.token_slots.data(),
+           plan.token_choices.data(), plan.choices_per_token, n, e);
   }
-  check_launch();
 }
 
 void router_jitter(float* router_x, float* noise, const float* x, int64_t count, uint64_t seed,
                    uint64_t first, float jitter, cudaStream_t stream) {
   if (count == 0) return;
-  jitter_kernel<<<blocks_for(count, kThreads), kThreads, 0, stream>>>(
-      router_x, noise, x, count, Rng(seed, streams::kRouterJitter), first, jitter);
-  check_launch();
+  launch(jitter_kernel, blocks_for(count, kThreads), kThreads, 0, stream, router_x, noise, x, count,
+         Rng(seed, streams::kRouterJitter), first, jitter);
 }
 
 void add_product(float* dx, const float* g, const float* noise, int64_t count,
                  cudaStream_t stream) {
   if (count == 0) return;
-  add_product_kernel<<<blocks_for(count, kThreads), kThreads, 0, stream>>>(dx, g, noise, count);
-  check_launch();
+  launch(add_product_kernel, blocks_for(count, kThreads), kThreads, 0, stream, dx, g, noise, count);
 }
 
 void to_bf16(uint16_t* out, const float* in, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  to_bf16_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(out, in, n);
-  check_launch();
+  launch(to_bf16_kernel, blocks_for(n, kThreads), kThreads, 0, stream, out, in, n);
 }
 
 }  // namespace ecmoe::cuda

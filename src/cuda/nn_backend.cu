@@ -11,6 +11,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/flash_attention.h"
+#include "cuda/launch.cuh"
 #include "cuda/linear.h"
 #include "cuda/loss.h"
 #include "cuda/nn_backend.h"
@@ -60,8 +61,7 @@ class CudaNnBackend final : public nn::Backend {
     if (n <= 0) return;
     const int threads = 256;
     const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65536);
-    fill_kernel<<<unsigned(blocks), threads, 0, ctx_.stream>>>(x, n, value);
-    ECMOE_CUDA_CHECK(cudaGetLastError());
+    launch(fill_kernel, unsigned(blocks), threads, 0, ctx_.stream, x, n, value);
   }
   void add_inplace(float* acc, const float* x, int64_t n) override {
     cuda::add_inplace(acc, x, n, ctx_.stream);

@@ -5,6 +5,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/device_reduce.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/nn_ops.h"
 #include "nn/layernorm.h"
 
@@ -16,8 +17,6 @@ constexpr int kThreads = 256;
 constexpr int kRowsPerBlock = kThreads / 32;  // a warp per row
 constexpr int kColumnThreads = 128;           // columns per block of a column sum
 constexpr int kLanes = nn::detail::kLanes;
-
-void check_launch() { ECMOE_CUDA_CHECK(cudaGetLastError()); }
 
 int row_chunks(int rows) { return (rows + kRowChunk - 1) / kRowChunk; }
 
@@ -226,32 +225,27 @@ __global__ void scatter_add_rows_kernel(float* dst, const float* src, const int*
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gain,
                        const float* bias, int rows, int dim, cudaStream_t stream) {
   if (rows == 0 || dim == 0) return;
-  layernorm_forward_kernel<<<blocks_for(rows, kRowsPerBlock), kThreads, 0, stream>>>(
-      out, mean, rstd, inp, gain, bias, rows, dim);
-  check_launch();
+  launch(layernorm_forward_kernel, blocks_for(rows, kRowsPerBlock), kThreads, 0, stream, out, mean,
+         rstd, inp, gain, bias, rows, dim);
 }
 
 void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* dout,
                         const float* inp, const float* gain, const float* mean, const float* rstd,
                         int rows, int dim, ColumnSumScratch& scratch, cudaStream_t stream) {
   if (rows == 0 || dim == 0) return;
-  layernorm_backward_kernel<<<blocks_for(rows, kRowsPerBlock), kThreads, 0, stream>>>(
-      dinp, dout, inp, gain, mean, rstd, rows, dim);
-  check_launch();
+  launch(layernorm_backward_kernel, blocks_for(rows, kRowsPerBlock), kThreads, 0, stream, dinp,
+         dout, inp, gain, mean, rstd, rows, dim);
   const int chunks = row_chunks(rows);
   const int64_t per = int64_t(chunks) * dim;
   scratch.partials.resize(size_t(2 * per));
   float* partial_gain = scratch.partials.data();
   float* partial_bias = partial_gain + per;
-  layernorm_param_partials_kernel<<<partials_grid(rows, dim), kColumnThreads, 0, stream>>>(
-      partial_gain, partial_bias, dout, inp, mean, rstd, rows, dim);
-  check_launch();
-  add_partials_kernel<<<blocks_for(dim, kColumnThreads), kColumnThreads, 0, stream>>>(
-      dgain, partial_gain, chunks, dim);
-  check_launch();
-  add_partials_kernel<<<blocks_for(dim, kColumnThreads), kColumnThreads, 0, stream>>>(
-      dbias, partial_bias, chunks, dim);
-  check_launch();
+  launch(layernorm_param_partials_kernel, partials_grid(rows, dim), kColumnThreads, 0, stream,
+         partial_gain, partial_bias, dout, inp, mean, rstd, rows, dim);
+  launch(add_partials_kernel, blocks_for(dim, kColumnThreads), kColumnThreads, 0, stream, dgain,
+         partial_gain, chunks, dim);
+  launch(add_partials_kernel, blocks_for(dim, kColumnThreads), kColumnThreads, 0, stream, dbias,
+         partial_bias, chunks, dim);
 }
 
 void embedding_forward(float* out, const int* tokens, const float* token_table,
@@ -259,9 +253,8 @@ void embedding_forward(float* out, const int* tokens, const float* token_table,
                        cudaStream_t stream) {
   const int rows = cfg.batch * cfg.seq_len;
   if (rows == 0 || cfg.dim == 0) return;
-  embedding_forward_kernel<<<rows, row_threads(cfg.dim), 0, stream>>>(
-      out, tokens, token_table, pos_table, cfg.seq_len, cfg.dim);
-  check_launch();
+  launch(embedding_forward_kernel, rows, row_threads(cfg.dim), 0, stream, out, tokens, token_table,
+         pos_table, cfg.seq_len, cfg.dim);
 }
 
 void embedding_backward(float* dtoken_table, float* dpos_table, const float* dout,
@@ -272,8 +265,8 @@ void embedding_backward(float* dtoken_table, float* dpos_table, const float* dou
   scratch.positions.resize(rows);
   scratch.sorted_ids.resize(rows);
   scratch.sorted_positions.resize(rows);
-  iota_kernel<<<blocks_for(rows, kThreads), kThreads, 0, stream>>>(scratch.positions.data(), rows);
-  check_launch();
+  launch(iota_kernel, blocks_for(rows, kThreads), kThreads, 0, stream, scratch.positions.data(),
+         rows);
   // Stable: an id's positions keep their order.
   const int end_bit = key_bits(cfg.vocab_size - 1);
   size_t temp_bytes = 0;
@@ -284,26 +277,22 @@ void embedding_backward(float* dtoken_table, float* dpos_table, const float* dou
   ECMOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
       scratch.sort_temp.data(), temp_bytes, tokens, scratch.sorted_ids.data(),
       scratch.positions.data(), scratch.sorted_positions.data(), rows, 0, end_bit, stream));
-  embedding_token_grad_kernel<<<rows, row_threads(dim), 0, stream>>>(
-      dtoken_table, dout, scratch.sorted_ids.data(), scratch.sorted_positions.data(), rows, dim);
-  check_launch();
+  launch(embedding_token_grad_kernel, rows, row_threads(dim), 0, stream, dtoken_table, dout,
+         scratch.sorted_ids.data(), scratch.sorted_positions.data(), rows, dim);
   if (dpos_table) {
-    embedding_pos_grad_kernel<<<cfg.seq_len, row_threads(dim), 0, stream>>>(
-        dpos_table, dout, cfg.batch, cfg.seq_len, dim);
-    check_launch();
+    launch(embedding_pos_grad_kernel, cfg.seq_len, row_threads(dim), 0, stream, dpos_table, dout,
+           cfg.batch, cfg.seq_len, dim);
   }
 }
 
 void residual_forward(float* out, const float* a, const float* b, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  add_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(out, a, b, n);
-  check_launch();
+  launch(add_kernel, blocks_for(n, kThreads), kThreads, 0, stream, out, a, b, n);
 }
 
 void residual_backward(float* da, float* db, const float* dout, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  add_twice_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(da, db, dout, n);
-  check_launch();
+  launch(add_twice_kernel, blocks_for(n, kThreads), kThreads, 0, stream, da, db, dout, n);
 }
 
 void add_inplace(float* acc, const float* x, int64_t n, cudaStream_t stream) {
@@ -312,8 +301,7 @@ void add_inplace(float* acc, const float* x, int64_t n, cudaStream_t stream) {
 
 void broadcast_rows(float* out, const float* bias, int rows, int cols, cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
-  broadcast_rows_kernel<<<rows, row_threads(cols), 0, stream>>>(out, bias, cols);
-  check_launch();
+  launch(broadcast_rows_kernel, rows, row_threads(cols), 0, stream, out, bias, cols);
 }
 
 void add_column_sums(float* dbias, const float* dout, int rows, int cols, ColumnSumScratch& scratch,
@@ -321,26 +309,22 @@ void add_column_sums(float* dbias, const float* dout, int rows, int cols, Column
   if (rows == 0 || cols == 0) return;
   const int chunks = row_chunks(rows);
   scratch.partials.resize(size_t(chunks) * cols);
-  column_partials_kernel<<<partials_grid(rows, cols), kColumnThreads, 0, stream>>>(
-      scratch.partials.data(), dout, rows, cols);
-  check_launch();
-  add_partials_kernel<<<blocks_for(cols, kColumnThreads), kColumnThreads, 0, stream>>>(
-      dbias, scratch.partials.data(), chunks, cols);
-  check_launch();
+  launch(column_partials_kernel, partials_grid(rows, cols), kColumnThreads, 0, stream,
+         scratch.partials.data(), dout, rows, cols);
+  launch(add_partials_kernel, blocks_for(cols, kColumnThreads), kColumnThreads, 0, stream, dbias,
+         scratch.partials.data(), chunks, cols);
 }
 
 void gather_rows(float* out, const float* in, const int* index, int m, int dim,
                  cudaStream_t stream) {
   if (m == 0 || dim == 0) return;
-  gather_rows_kernel<<<m, row_threads(dim), 0, stream>>>(out, in, index, dim);
-  check_launch();
+  launch(gather_rows_kernel, m, row_threads(dim), 0, stream, out, in, index, dim);
 }
 
 void scatter_add_rows(float* dst, const float* src, const int* index, int m, int dim,
                       cudaStream_t stream) {
   if (m == 0 || dim == 0) return;
-  scatter_add_rows_kernel<<<m, row_threads(dim), 0, stream>>>(dst, src, index, dim);
-  check_launch();
+  launch(scatter_add_rows_kernel, m, row_threads(dim), 0, stream, dst, src, index, dim);
 }
 
 }  // namespace ecmoe::cuda

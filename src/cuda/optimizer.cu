@@ -5,6 +5,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/device_reduce.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/optimizer.h"
 #include "optim/adamw_update.h"
 #include "optim/grad_clip.h"
@@ -17,8 +18,6 @@ constexpr int kThreads = 256;
 constexpr int64_t kChunk = kGradNormChunk;
 constexpr int kLanes = kGradNormLanes;
 static_assert(32 % kLanes == 0, "a chunk's lanes sit in one warp");
-
-void check_launch() { ECMOE_CUDA_CHECK(cudaGetLastError()); }
 
 // Block c: chunk c of the CPU's list, every element through the CPU's own update.
 __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, const AdamWChunk* chunks,
@@ -118,13 +117,11 @@ void sum_squares(std::span<const DeviceGrads> buffers, float max_norm, GradNormS
   for (size_t b = 0; b < buffers.size(); ++b) {
     const int64_t n_chunks = chunks.begin[b + 1] - chunks.begin[b];
     if (n_chunks == 0) continue;
-    chunk_squares_kernel<<<blocks_for(n_chunks * kLanes, kThreads), kThreads, 0, stream>>>(
-        scratch.partials.data() + chunks.begin[b], buffers[b].data, buffers[b].size, n_chunks);
-    check_launch();
+    launch(chunk_squares_kernel, blocks_for(n_chunks * kLanes, kThreads), kThreads, 0, stream,
+           scratch.partials.data() + chunks.begin[b], buffers[b].data, buffers[b].size, n_chunks);
   }
-  norm_kernel<<<1, 1, 0, stream>>>(scratch.result.data(), scratch.squares.data(),
-                                   scratch.partials.data(), chunks, max_norm);
-  check_launch();
+  launch(norm_kernel, 1, 1, 0, stream, scratch.result.data(), scratch.squares.data(),
+         scratch.partials.data(), chunks, max_norm);
 }
 
 }  // namespace
@@ -142,9 +139,8 @@ void DeviceAdamW::step(float* params, const float* grads, float lr, cudaStream_t
   ++step_;
   const AdamWStepConstants k = adamw_step_constants(config_, step_, lr);
   if (chunks_.empty()) return;
-  adamw_kernel<<<unsigned(chunks_.size()), kThreads, 0, stream>>>(params, grads, m_.data(),
-                                                                  v_.data(), chunks_.data(), k);
-  check_launch();
+  launch(adamw_kernel, unsigned(chunks_.size()), kThreads, 0, stream, params, grads, m_.data(),
+         v_.data(), chunks_.data(), k);
 }
 
 void DeviceAdamW::copy_to(AdamW& host, cudaStream_t stream) const {
@@ -164,9 +160,8 @@ float clip_grad_norm(std::span<const DeviceGrads> buffers, float max_norm, GradN
   sum_squares(buffers, max_norm, scratch, stream);
   for (const DeviceGrads& g : buffers) {
     if (g.size == 0 || max_norm <= 0.f) continue;  // max_norm <= 0: nothing is scaled
-    scale_kernel<<<blocks_for(g.size, kThreads), kThreads, 0, stream>>>(g.data, g.size,
-                                                                        scratch.result.data());
-    check_launch();
+    launch(scale_kernel, blocks_for(g.size, kThreads), kThreads, 0, stream, g.data, g.size,
+           scratch.result.data());
   }
   float norm = 0.f;
   ECMOE_CUDA_CHECK(
@@ -193,8 +188,7 @@ double grad_sum_of_squares(const float* grads, int64_t size, GradNormScratch& sc
 
 void scale_grads(float* grads, int64_t size, float scale, cudaStream_t stream) {
   if (size == 0 || scale == 1.f) return;  // g·1 = g: the CPU leaves such gradients alone
-  scale_by_kernel<<<blocks_for(size, kThreads), kThreads, 0, stream>>>(grads, size, scale);
-  check_launch();
+  launch(scale_by_kernel, blocks_for(size, kThreads), kThreads, 0, stream, grads, size, scale);
 }
 
 }  // namespace ecmoe::cuda

@@ -5,6 +5,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/route_expert_choice.h"
 #include "moe/routers.h"
 #include "moe/routing_groups.h"
@@ -127,14 +128,12 @@ void route_expert_choice(DevicePlan& plan, ExpertChoiceScratch& scratch, const f
   scratch.kth.resize(size_t(G) * e);
   if (S > 0) {
     scratch.scores_t.resize(size_t(n) * e);
-    transpose_kernel<<<blocks_for(int64_t(n) * e, 256), 256, 0, stream>>>(scratch.scores_t.data(),
-                                                                          probs, n, e);
-    ECMOE_CUDA_CHECK(cudaGetLastError());
+    launch(transpose_kernel, blocks_for(int64_t(n) * e, 256), 256, 0, stream,
+           scratch.scores_t.data(), probs, n, e);
     const int group_size = groups[0].size;  // every group but the last has this size
-    select_kernel<<<dim3(G, e), kSelectThreads, 0, stream>>>(
-        scratch.scores_t.data(), n, group_size, k_full, k_last, per_expert, plan.slot_token.data(),
-        plan.slot_gate.data(), scratch.kth.data());
-    ECMOE_CUDA_CHECK(cudaGetLastError());
+    launch(select_kernel, dim3(G, e), kSelectThreads, 0, stream, scratch.scores_t.data(), n,
+           group_size, k_full, k_last, per_expert, plan.slot_token.data(), plan.slot_gate.data(),
+           scratch.kth.data());
   }
   build_inverse_index(plan, stream);
 }

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/route_mask.h"
 
 namespace ecmoe::cuda {
@@ -110,9 +111,8 @@ void route_mask(DevicePlan& plan, MaskRouteScratch& scratch, const float* probs,
   std::vector<int> counts(size_t(e), 0);
   if (n > 0) {
     scratch.counts.resize(size_t(e));
-    count_kernel<<<e, kThreads, 0, stream>>>(scratch.counts.data(), rule, n, probs,
-                                             scratch.token_ids.data(), scratch.cutoffs.data());
-    ECMOE_CUDA_CHECK(cudaGetLastError());
+    launch(count_kernel, e, kThreads, 0, stream, scratch.counts.data(), rule, n, probs,
+           scratch.token_ids.data(), scratch.cutoffs.data());
     counts = scratch.counts.download(stream);
   }
   plan.expert_offsets_host.assign(size_t(e) + 1, 0);
@@ -123,10 +123,9 @@ void route_mask(DevicePlan& plan, MaskRouteScratch& scratch, const float* probs,
   plan.slot_token.resize(S);
   plan.slot_gate.resize(S);
   if (S > 0) {
-    write_kernel<<<e, kThreads, 0, stream>>>(plan.slot_token.data(), plan.slot_gate.data(),
-                                             plan.expert_offsets.data(), rule, n, probs,
-                                             scratch.token_ids.data(), scratch.cutoffs.data());
-    ECMOE_CUDA_CHECK(cudaGetLastError());
+    launch(write_kernel, e, kThreads, 0, stream, plan.slot_token.data(), plan.slot_gate.data(),
+           plan.expert_offsets.data(), rule, n, probs, scratch.token_ids.data(),
+           scratch.cutoffs.data());
   }
   build_inverse_index(plan, stream);  // nothing waits: the uploads above were staged
 }

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/route_token_choice.h"
 #include "moe/routers.h"
 #include "moe/routing_groups.h"
@@ -119,12 +120,11 @@ TokenChoiceCounts route_token_choice(DevicePlan& plan, TokenChoiceScratch& scrat
   scratch.choices.resize(size_t(n) * k);
   std::vector<int> demand(size_t(G) * e, 0);
   if (n > 0) {
-    choose_kernel<<<blocks_for(n, 128), 128, 0, stream>>>(scratch.choices.data(), probs, n, e, k);
-    ECMOE_CUDA_CHECK(cudaGetLastError());
+    launch(choose_kernel, blocks_for(n, 128), 128, 0, stream, scratch.choices.data(), probs, n, e,
+           k);
     scratch.demand.resize(size_t(G) * e);
-    demand_kernel<<<dim3(G, e), kThreads, 0, stream>>>(
-        scratch.demand.data(), scratch.choices.data(), n, groups[0].size, k);
-    ECMOE_CUDA_CHECK(cudaGetLastError());
+    launch(demand_kernel, dim3(G, e), kThreads, 0, stream, scratch.demand.data(),
+           scratch.choices.data(), n, groups[0].size, k);
     demand = scratch.demand.download(stream);
   }
   // Slots expert by expert, each expert's group by group: the CPU plan's order.
@@ -153,9 +153,8 @@ TokenChoiceCounts route_token_choice(DevicePlan& plan, TokenChoiceScratch& scrat
     scratch.top1_sorted.resize(size_t(n));
     scratch.positions.resize(size_t(n));
     scratch.order.resize(size_t(n));
-    top1_kernel<<<blocks_for(n, 128), 128, 0, stream>>>(
-        scratch.top1.data(), scratch.positions.data(), scratch.choices.data(), probs, n, e, k);
-    ECMOE_CUDA_CHECK(cudaGetLastError());
+    launch(top1_kernel, blocks_for(n, 128), 128, 0, stream, scratch.top1.data(),
+           scratch.positions.data(), scratch.choices.data(), probs, n, e, k);
     std::vector<int> segments(size_t(G) + 1);
     for (int g = 0; g < G; ++g) segments[g] = groups[g].begin;
     segments[G] = n;
@@ -174,11 +173,9 @@ TokenChoiceCounts route_token_choice(DevicePlan& plan, TokenChoiceScratch& scrat
   }
   if (slot > 0) {
     scratch.group_offsets.upload(std::span<const int>(group_offsets), stream);
-    assign_kernel<<<dim3(G, e), kThreads, 0, stream>>>(
-        plan.slot_token.data(), plan.slot_gate.data(), scratch.choices.data(), probs,
-        scratch.group_offsets.data(), order, n, e, groups[0].size, k, cap_full, cap_last,
-        renormalize);
-    ECMOE_CUDA_CHECK(cudaGetLastError());
+    launch(assign_kernel, dim3(G, e), kThreads, 0, stream, plan.slot_token.data(),
+           plan.slot_gate.data(), scratch.choices.data(), probs, scratch.group_offsets.data(),
+           order, n, e, groups[0].size, k, cap_full, cap_last, renormalize);
   }
   plan.choices_per_token = renormalize ? k : 0;
   if (renormalize) {
