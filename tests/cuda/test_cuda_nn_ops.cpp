@@ -218,15 +218,16 @@ TEST(CudaNnOps, ResidualBiasAndRowOpsMatchTheCpu) {
       std::vector<int> index;
       for (int r = rows - 1; r >= 0; r -= 2) index.push_back(r);
       const int m = int(index.size());
+      std::vector<float> src(size_t(m) * cols);
+      for (int j = 0; j < m; ++j)
+        for (int c = 0; c < cols; ++c) src[size_t(j) * cols + c] = bias[c] * float(j);
+      // The added rows as stored (src), not a product the compiler may fuse with the addition.
       std::vector<float> gathered(size_t(m) * cols), scattered = dout;
       for (int j = 0; j < m; ++j)
         for (int c = 0; c < cols; ++c) {
           gathered[size_t(j) * cols + c] = dout[size_t(index[j]) * cols + c];
-          scattered[size_t(index[j]) * cols + c] += bias[c] * float(j);
+          scattered[size_t(index[j]) * cols + c] += src[size_t(j) * cols + c];
         }
-      std::vector<float> src(size_t(m) * cols);
-      for (int j = 0; j < m; ++j)
-        for (int c = 0; c < cols; ++c) src[size_t(j) * cols + c] = bias[c] * float(j);
       DeviceVec<int> gindex = to_device(index);
       DeviceVec<float> ggathered(size_t(m) * cols), gsrc = to_device(src),
                                                     gscattered = to_device(dout);

@@ -24,11 +24,23 @@
 #define __noinline__
 #define __shared__ static
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
 
 struct uint3 {
   unsigned x, y, z;
 };
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(8) float2 {
+  float x, y;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline float2 make_float2(float x, float y) { return {x, y}; }
 struct dim3 {
   unsigned x, y, z;
   constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
@@ -321,8 +333,18 @@ inline float __uint_as_float(unsigned x) {
 }
 inline int __float_as_int(float x) { return ::cudaemu::from_bits<int>(::cudaemu::to_bits(x)); }
 inline float __int_as_float(int x) { return ::cudaemu::from_bits<float>(::cudaemu::to_bits(x)); }
-inline float __fmul_rn(float a, float b) { return a * b; }
-inline float __fadd_rn(float a, float b) { return a + b; }
+// Rounded on its own: never fused with an addition (the empty asm hides the product from the
+// compiler's contraction, as nvcc's intrinsics are never contracted).
+inline float __fmul_rn(float a, float b) {
+  float r = a * b;
+  __asm__("" : "+x"(r));
+  return r;
+}
+inline float __fadd_rn(float a, float b) {
+  float r = a + b;
+  __asm__("" : "+x"(r));
+  return r;
+}
 inline float __fdividef(float a, float b) { return a / b; }
 inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }

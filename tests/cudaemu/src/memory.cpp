@@ -30,9 +30,10 @@ struct Allocation {
   bool pinned = false;
 };
 
+// Never destroyed: backends that outlive main() free their memory after static destructors ran.
 std::map<uintptr_t, Allocation>& allocations() {
-  static std::map<uintptr_t, Allocation> all;
-  return all;
+  static auto* all = new std::map<uintptr_t, Allocation>;
+  return *all;
 }
 int open_count = 0;
 

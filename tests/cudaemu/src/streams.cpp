@@ -43,16 +43,21 @@ namespace {
 uint64_t next_seq = 1;
 uint64_t launch_count = 0;
 cudaError_t last_error = cudaSuccess;
-std::map<const void*, int> max_dynamic_shared;  // cudaFuncSetAttribute
+// The emulator's state is never destroyed: backends that outlive main() free their memory and
+// synchronise after static destructors ran.
+std::map<const void*, int>& max_dynamic_shared() {  // cudaFuncSetAttribute
+  static auto* m = new std::map<const void*, int>;
+  return *m;
+}
 constexpr int kDefaultDynamicShared = 48 * 1024, kMaxDynamicShared = 232448;
 
 CUstream_st& legacy_stream() {
-  static CUstream_st s;
-  return s;
+  static auto* s = new CUstream_st;
+  return *s;
 }
 std::vector<CUstream_st*>& streams() {
-  static std::vector<CUstream_st*> all{&legacy_stream()};
-  return all;
+  static auto* all = new std::vector<CUstream_st*>{&legacy_stream()};
+  return *all;
 }
 CUstream_st& stream_of(cudaStream_t s) { return s ? *s : legacy_stream(); }
 
@@ -110,8 +115,8 @@ void start() {
 }  // namespace
 
 std::recursive_mutex& api_lock() {
-  static std::recursive_mutex m;
-  return m;
+  static auto* m = new std::recursive_mutex;
+  return *m;
 }
 
 void enqueue(cudaStream_t stream, std::function<void()> op) {
@@ -145,7 +150,7 @@ void submit(Launch launch) {
       b.z > 64 || g.y > 65535 || g.z > 65535 || g.x > 2147483647u)
     return set_error(cudaErrorInvalidConfiguration);
   int limit = kDefaultDynamicShared;
-  if (auto it = max_dynamic_shared.find(launch.kernel); it != max_dynamic_shared.end())
+  if (auto it = max_dynamic_shared().find(launch.kernel); it != max_dynamic_shared().end())
     limit = std::max(limit, it->second);
   if (launch.shared_bytes > size_t(limit)) return set_error(cudaErrorInvalidValue);
   if (!valid_stream(launch.stream)) return set_error(cudaErrorInvalidResourceHandle);
@@ -439,7 +444,7 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
   Lock lock(api_lock());
   if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
     if (value < 0 || value > kMaxDynamicShared) return fail(cudaErrorInvalidValue);
-    max_dynamic_shared[func] = value;
+    max_dynamic_shared()[func] = value;
   }
   return cudaSuccess;
 }

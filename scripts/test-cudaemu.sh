@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The CUDA backend's tests without a GPU: builds the backend's own sources (src/cuda/*.cu, as C++)
+# against cudaemu, the host emulation of CUDA in tests/cudaemu (docs/cuda.md "Without a GPU"), and
+# runs every ctest test labelled cuda: the emulator's own tests, each CUDA op against the CPU op,
+# the whole model and training. ECMOE_CUDA_TESTS_MUST_RUN=1: none may skip.
+#   scripts/test-cudaemu.sh              build-cudaemu/, all the CUDA tests
+#   scripts/test-cudaemu.sh -R Flash     only those matching (ctest -R)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir="${BUILD_DIR:-build-cudaemu}"
+# Only what the CUDA tests need: the program (tests run `ecmoe ... --device cuda`) and their binaries.
+targets="ecmoe"
+for f in tests/cuda/test_*.cpp tests/cudaemu/test_*.cpp; do targets+=" $(basename "$f" .cpp)"; done
+TARGETS="$targets" BUILD_DIR="$build_dir" scripts/build.sh -DECMOE_CUDA_EMULATOR=ON -DECMOE_PYTHON=OFF
+cd "$build_dir"
+ECMOE_CUDA_TESTS_MUST_RUN=1 ctest -L cuda --output-on-failure -j"$(nproc)" "$@"
