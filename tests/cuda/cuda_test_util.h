@@ -84,23 +84,33 @@ template <typename T>
 
 // Every |gpu - cpu| <= rel · (|cpu| + rms(cpu)): relative, with the array's RMS as the floor that
 // keeps cancellations near zero from failing it.
+// The worst |got − ref| / (|ref| + rms(ref)) over the elements (infinite for a NaN), and where.
+template <typename A, typename B>
+double worst_relative_error(const A& got, const B& ref, size_t* at = nullptr) {
+  double sq = 0;
+  for (float c : ref) sq += double(c) * c;
+  const double rms = ref.empty() ? 0 : std::sqrt(sq / double(ref.size()));
+  double worst = 0;
+  for (size_t i = 0; i < got.size() && i < ref.size(); ++i) {
+    const double err = std::abs(double(got[i]) - ref[i]) / (std::abs(double(ref[i])) + rms + 1e-30);
+    if (!(err <= worst)) {  // NaN counts as the worst
+      worst = std::isnan(err) ? INFINITY : err;
+      if (at) *at = i;
+    }
+  }
+  return worst;
+}
+
 template <typename A, typename B>
 ::testing::AssertionResult close(const A& gpu, const B& cpu, double rel) {
   if (gpu.size() != cpu.size())
     return ::testing::AssertionFailure() << "sizes " << gpu.size() << " vs " << cpu.size();
+  size_t at = 0;
+  const double worst = worst_relative_error(gpu, cpu, &at);
+  if (worst <= rel) return ::testing::AssertionSuccess();
   double sq = 0;
   for (float c : cpu) sq += double(c) * c;
   const double rms = cpu.empty() ? 0 : std::sqrt(sq / double(cpu.size()));
-  double worst = 0;
-  size_t at = 0;
-  for (size_t i = 0; i < gpu.size(); ++i) {
-    const double err = std::abs(double(gpu[i]) - cpu[i]) / (std::abs(double(cpu[i])) + rms + 1e-30);
-    if (!(err <= worst)) {  // NaN counts as the worst
-      worst = std::isnan(err) ? INFINITY : err;
-      at = i;
-    }
-  }
-  if (worst <= rel) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure()
          << "relative error " << worst << " > " << rel << " at " << at << ": " << gpu[at] << " vs "
          << cpu[at] << " (rms " << rms << ")";

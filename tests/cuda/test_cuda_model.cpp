@@ -4,12 +4,14 @@
 // router, fp32 (the loss within 1e-5 relative, gradients within 1e-4 of close()'s measure) and
 // bf16 (within a few bf16 steps); and the same bits run to run. bf16 runs attention both ways: the
 // tiny config's head_dim 8 takes the cuBLAS path, and one head (head_dim 16) the fused flash
-// kernels (cuda/flash_attention.h, the backend's default in bf16).
+// kernels (cuda/flash_attention.h, the backend's default in bf16), measured against the fp32 model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -94,12 +96,37 @@ TEST_P(CudaModel, LossAndEveryGradientMatchTheCpuModel) {
       SCOPED_TRACE("layer " + std::to_string(l));
       expect_same_routing_stats(gpu.stats[l], cpu.stats[l]);
     }
+  // Flash rounds elsewhere than the CPU's bf16 attention, so both are measured against the fp32
+  // model: flash's gradients about as accurate as the CPU bf16 model's. Measured on the emulation
+  // (tests/cudaemu): flash's worst error per tensor at most 3.3 times the CPU's (LayerNorm gains,
+  // whose errors are small), over all tensors 0.047 against 0.043 (encoder), 0.128 against 0.147
+  // (decoder). So: per tensor within 3 times the CPU's plus 2 bf16 steps, overall within 1.5 times.
+  StepResult exact;
+  if (k.heads == 1) {
+    ModelConfig c32 = c;
+    c32.precision = Precision::kFp32;
+    exact = cpu_step(c32, params, batch);
+  }
+  const auto slice = [](const std::vector<float>& all, const TensorSpec& spec) {
+    return std::vector<float>(all.begin() + spec.offset, all.begin() + spec.offset + spec.numel());
+  };
+  double worst_flash = 0, worst_cpu = 0;
   for (const TensorSpec& spec : reference.table().specs()) {
-    const std::vector<float> want(cpu.grads.begin() + spec.offset,
-                                  cpu.grads.begin() + spec.offset + spec.numel());
-    const std::vector<float> got(gpu.grads.begin() + spec.offset,
-                                 gpu.grads.begin() + spec.offset + spec.numel());
-    EXPECT_TRUE(close(got, want, bf16 ? 3e-2 : 1e-4)) << spec.name;
+    const std::vector<float> want = slice(cpu.grads, spec), got = slice(gpu.grads, spec);
+    if (k.heads == 1) {
+      const double flash_error = worst_relative_error(got, slice(exact.grads, spec));
+      const double cpu_error = worst_relative_error(want, slice(exact.grads, spec));
+      EXPECT_LE(flash_error, 3 * cpu_error + 2.0 / 256) << spec.name;
+      worst_flash = std::max(worst_flash, flash_error);
+      worst_cpu = std::max(worst_cpu, cpu_error);
+    } else {
+      EXPECT_TRUE(close(got, want, bf16 ? 3e-2 : 1e-4)) << spec.name;
+    }
+  }
+  if (k.heads == 1) {
+    std::printf("worst gradient error against fp32: flash %.4f, cpu bf16 %.4f\n", worst_flash,
+                worst_cpu);
+    EXPECT_LE(worst_flash, 1.5 * worst_cpu);
   }
   // Run to run: the same bits.
   const StepResult again = gpu_step(c, params, batch);
@@ -114,9 +141,15 @@ std::vector<Case> cases() {
          {RouterKind::kDense, RouterKind::kExpertChoice, RouterKind::kExpertChoiceCapped,
           RouterKind::kTop1, RouterKind::kTop2, RouterKind::kHash})
       out.push_back({kind, router, Precision::kFp32});
-  for (const ModelKind kind : {ModelKind::kEncoder, ModelKind::kDecoder})
-    for (const int heads : {0, 1})
-      out.push_back({kind, RouterKind::kExpertChoice, Precision::kBf16, heads});
+  // bf16: expert choice through the cuBLAS attention, whose roundings are the CPU's, so routing
+  // decisions agree; and the flash attention under the dense router: flash rounds elsewhere
+  // (unnormalised probabilities, in tiles), which can move a token across an expert's k-th score
+  // (run on the emulation: layer 1's plan differed), and a moved token changes that expert's
+  // gradients by far more than rounding.
+  for (const ModelKind kind : {ModelKind::kEncoder, ModelKind::kDecoder}) {
+    out.push_back({kind, RouterKind::kExpertChoice, Precision::kBf16, 0});
+    out.push_back({kind, RouterKind::kDense, Precision::kBf16, 1});
+  }
   return out;
 }
 
