@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies (with the test extras: PyTorch for the Python package,
 # whose pytest suite ctest runs as python_tests), builds, runs every test with ctest and the script
-# checks (bench/test_peer_blas.py, scripts/check_includes.py), compiles everything again with
-# clang (compile only: a second compiler and standard library catch a missing #include), then
-# builds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again,
-# and fuzzes the file parsers for a minute each (scripts/fuzz.sh, docs/fuzzing.md).
+# checks (bench/test_peer_blas.py, scripts/check_includes.py), runs the CUDA backend's tests on
+# cudaemu, the host emulation of CUDA (scripts/test-cudaemu.sh: no GPU needed), compiles
+# everything again with clang (compile only: a second compiler and standard library catch a
+# missing #include), then builds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer
+# and runs them again, and fuzzes the file parsers for a minute each (scripts/fuzz.sh,
+# docs/fuzzing.md).
 # The last line says what ran.
 #   scripts/test.sh                       everything
 #   scripts/test.sh --no-asan --no-clang  skip the sanitizer builds (ASan and fuzzing) / the clang build
+#   scripts/test.sh --no-cudaemu          skip the CUDA tests on the emulation
 set -euo pipefail
 cd "$(dirname "$0")/.."
-asan=1 clang=1
+asan=1 clang=1 cudaemu=1
 for a in "$@"; do
   case "$a" in
     --no-asan) asan=0 ;;
     --no-clang) clang=0 ;;
-    *) echo "test.sh: unknown argument '$a' (--no-asan, --no-clang)" >&2; exit 1 ;;
+    --no-cudaemu) cudaemu=0 ;;
+    *) echo "test.sh: unknown argument '$a' (--no-asan, --no-clang, --no-cudaemu)" >&2; exit 1 ;;
   esac
 done
 ran=()
@@ -28,6 +32,10 @@ ran+=("gcc build and its $(cd build && ctest -N | sed -n 's/^Total Tests: //p') 
 out=$(python3 -m bench.test_peer_blas 2>&1) || { echo "$out" >&2; false; }
 python3 scripts/check_includes.py
 ran+=("bench/test_peer_blas.py" "scripts/check_includes.py")
+if ((cudaemu)); then
+  scripts/test-cudaemu.sh
+  ran+=("the CUDA tests on cudaemu ($(cd build-cudaemu && ctest -N -L cuda | sed -n 's/^Total Tests: //p'))")
+fi
 if ((clang)); then
   CXX=clang++ BUILD_DIR=build-clang scripts/build.sh
   ran+=("clang build (compile only)")
