@@ -5,6 +5,7 @@
 # the whole model and training. ECMOE_CUDA_TESTS_MUST_RUN=1: none may skip.
 #   scripts/test-cudaemu.sh              build-cudaemu/, all the CUDA tests
 #   scripts/test-cudaemu.sh -R Flash     only those matching (ctest -R)
+#   CUDAEMU_ORDER_CHECK=1 scripts/test-cudaemu.sh   each launch twice, in two orders (races)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir="${BUILD_DIR:-build-cudaemu}"

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
@@ -223,6 +224,23 @@ TEST(CudaemuDeathTest, ShufflesFromMissingLanesAreRefused) {
         cudaDeviceSynchronize();
       },
       "a shuffle reads lane [0-9]+ of a warp, which has exited or was not launched");
+}
+
+// Every thread writes the same word: the last to run wins, which on a GPU varies run to run.
+__global__ void racy_kernel(int* out) { out[0] = int(threadIdx.x + blockIdx.x * blockDim.x); }
+
+TEST(CudaemuDeathTest, TheOrderCheckFindsRaces) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        setenv("CUDAEMU_ORDER_CHECK", "1", 1);
+        int* d = nullptr;
+        cudaMalloc(&d, 128 * sizeof(int));
+        cudaemu::launch(rotate_kernel, dim3(2), dim3(64), 0, nullptr, d);  // no race: passes
+        cudaemu::launch(racy_kernel, dim3(2), dim3(64), 0, nullptr, d);
+        cudaDeviceSynchronize();
+      },
+      "kernel launch #2 writes other bytes when its blocks and threads run in reverse order");
 }
 
 __global__ void overrun_kernel(float* out, int n) { out[n + 64 + threadIdx.x] = 1.f; }

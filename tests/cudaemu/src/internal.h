@@ -8,6 +8,8 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace cudaemu {
 
@@ -22,6 +24,8 @@ bool is_device(const void* p);
 // Opens the device allocations' pages to the host (the emulated GPU's work runs) or closes them.
 void open_device_memory();
 void close_device_memory();
+// Every live allocation's data (device and pinned): what a kernel may write.
+std::vector<std::pair<char*, size_t>> all_regions();
 size_t physical_memory_bytes();
 size_t available_memory_bytes();
 

@@ -15,6 +15,8 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "internal.h"
 
@@ -164,6 +166,12 @@ void open_device_memory() {
 }
 void close_device_memory() {
   if (--open_count == 0) set_device_pages(PROT_NONE);
+}
+
+std::vector<std::pair<char*, size_t>> all_regions() {
+  std::vector<std::pair<char*, size_t>> out;
+  for (auto& [at, a] : allocations()) out.emplace_back(a.data, a.bytes);
+  return out;
 }
 
 size_t physical_memory_bytes() { return size_t(sysconf(_SC_PHYS_PAGES)) * size_t(getpagesize()); }

@@ -2,8 +2,13 @@
 // resumed in turn until each reaches a barrier (__syncthreads, a warp synchronisation or shuffle,
 // a collective) or its end. A pass in which no thread can run is a deadlock: some threads wait at
 // a barrier that the others never reach, a bug on a GPU too.
+// With CUDAEMU_ORDER_CHECK=1 every launch runs twice from the same memory: blocks and threads in
+// order, then both in reverse. A GPU may run them in either order, so different results are a
+// race (threads of a block between two barriers, or blocks) or an order-dependent atomic: results
+// that would differ run to run on a GPU.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <sstream>
@@ -43,9 +48,18 @@ struct BlockRun : Block {
   unsigned char* dynamic_aligned = nullptr;
   void* scheduler_sp = nullptr;
   uint64_t launch_number = 0;
+  bool reverse = false;  // blocks and threads in reverse order
 };
 
 thread_local BlockRun* tl_run = nullptr;
+
+bool order_check() {
+  static const bool on = [] {
+    const char* v = std::getenv("CUDAEMU_ORDER_CHECK");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  return on;
+}
 
 BlockRun& run() { return *tl_run; }
 Warp& warp_of(const Fiber& f) { return run().warps[size_t(f.linear / 32)]; }
@@ -126,7 +140,8 @@ void run_block(BlockRun& b) {
   }
   while (b.live > 0) {
     bool progressed = false;
-    for (Fiber& f : b.fibers) {
+    for (int k = 0; k < b.threads; ++k) {
+      Fiber& f = b.fibers[size_t(b.reverse ? b.threads - 1 - k : k)];
       if (f.state != kRunnable) continue;
       detail::tl_fiber = &f;
       switch_stack(&b.scheduler_sp, f.sp);
@@ -168,12 +183,44 @@ void run_grid(const Launch& launch, uint64_t number) {
   Block* const outer_block = detail::tl_block;
   tl_run = &b;
   detail::tl_block = &b;
-  for (unsigned z = 0; z < launch.grid.z; ++z)
-    for (unsigned y = 0; y < launch.grid.y; ++y)
-      for (unsigned x = 0; x < launch.grid.x; ++x) {
-        b.block_idx = uint3{x, y, z};
-        run_block(b);
-      }
+  const auto run_blocks = [&] {
+    const uint64_t nx = launch.grid.x, ny = launch.grid.y, n = nx * ny * launch.grid.z;
+    for (uint64_t k = 0; k < n; ++k) {
+      const uint64_t i = b.reverse ? n - 1 - k : k;
+      b.block_idx = uint3{unsigned(i % nx), unsigned(i / nx % ny), unsigned(i / (nx * ny))};
+      run_block(b);
+    }
+  };
+  if (!order_check()) {
+    run_blocks();
+  } else {
+    const auto regions = all_regions();
+    const auto copy = [&] {
+      std::vector<std::vector<char>> out;
+      for (const auto& [p, n] : regions) out.emplace_back(p, p + n);
+      return out;
+    };
+    const std::vector<std::vector<char>> before = copy();
+    run_blocks();
+    const std::vector<std::vector<char>> forward = copy();
+    for (size_t r = 0; r < regions.size(); ++r)
+      std::memcpy(regions[r].first, before[r].data(), regions[r].second);
+    b.reverse = true;
+    run_blocks();
+    b.reverse = false;
+    for (size_t r = 0; r < regions.size(); ++r) {
+      const char* now = regions[r].first;
+      for (size_t i = 0; i < regions[r].second; ++i)
+        if (now[i] != forward[r][i]) {
+          tl_run = outer_run;
+          fatal("kernel launch #" + std::to_string(number) +
+                " writes other bytes when its blocks and threads run in reverse order (byte " +
+                std::to_string(i) + " of a " + std::to_string(regions[r].second) +
+                "-byte allocation): a race between threads or blocks, or an order-dependent "
+                "atomic (CUDAEMU_ORDER_CHECK)");
+        }
+    }
+  }
   tl_run = outer_run;
   detail::tl_block = outer_block;
 }
