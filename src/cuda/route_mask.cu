@@ -108,8 +108,14 @@ void route_mask(DevicePlan& plan, MaskRouteScratch& scratch, const float* probs,
   plan.gate_kind = rule == Rule::kThreshold ? GateKind::kScore : GateKind::kConstant;
   plan.choices_per_token = 0;
   plan.token_choices.resize(0);
+  // Each expert's token count: known on the host for dense (all n) and hash (the ids are the
+  // host's); counted on the device for thresholds, which waits for the stream.
   std::vector<int> counts(size_t(e), 0);
-  if (n > 0) {
+  if (rule == Rule::kDense) {
+    counts.assign(size_t(e), n);
+  } else if (rule == Rule::kHash) {
+    for (int t = 0; t < n; ++t) ++counts[size_t(token_ids[t] % e)];
+  } else if (n > 0) {
     scratch.counts.resize(size_t(e));
     launch(count_kernel, e, kThreads, 0, stream, scratch.counts.data(), rule, n, probs,
            scratch.token_ids.data(), scratch.cutoffs.data());

@@ -4,8 +4,9 @@
 // route_hash.cpp and route_expert_threshold.cpp; for the same inputs the plan is the CPU's, slot
 // for slot: an expert's slots are its tokens in token order.
 //
-// How: a block per expert counts its tokens, the host turns the counts into offsets, and a block
-// per expert writes its tokens in order by block scans.
+// How: each expert's token count (dense and hash: on the host; thresholds: a block per expert on
+// the device), the host turns the counts into offsets, and a block per expert writes its tokens
+// in order by block scans.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -25,7 +26,8 @@ struct MaskRouteScratch {
 
 // config.router is kDense, kHash or kExpertThreshold. probs [n, e] (device; threshold only),
 // token_ids [n] and cutoffs [e] on the host (hash / threshold only; checked as the CPU checks
-// them). Rebuilds plan in place (inverse index included); waits for the stream.
+// them). Rebuilds plan in place (inverse index included); waits for the stream for thresholds
+// only (their counts).
 void route_mask(DevicePlan& plan, MaskRouteScratch& scratch, const float* probs,
                 const int32_t* token_ids, const float* cutoffs, int n, const MoeConfig& config,
                 cudaStream_t stream);

@@ -117,6 +117,7 @@ cublasStatus_t submit_gemm(cublasHandle_t h, const GemmArgs& g, cublasComputeTyp
     fatal("a cuBLAS GEMM's operands are not inside device allocations (" + std::to_string(g.m) +
           "x" + std::to_string(g.n) + "x" + std::to_string(g.k) + ", batch " +
           std::to_string(g.batch) + ")");
+  ++counts().gemms;
   enqueue(h->stream, [g] { run_gemm(g); });
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -33,7 +33,12 @@ size_t available_memory_bytes();
 std::recursive_mutex& api_lock();
 void enqueue(cudaStream_t stream, std::function<void()> op);
 void set_error(cudaError_t error);
-uint64_t launches_run();
+// What the host asked of the device, counted for CUDAEMU_STATS=1 (printed at exit).
+struct Counts {
+  uint64_t launches = 0, gemms = 0, sorts = 0, copies_to_device = 0, copies_to_host = 0,
+           memsets = 0, waits = 0;
+};
+Counts& counts();
 
 // ---- scheduler.cpp -----------------------------------------------------------------------------
 void run_grid(const Launch& launch, uint64_t number);

@@ -41,7 +41,6 @@ namespace cudaemu {
 namespace {
 
 uint64_t next_seq = 1;
-uint64_t launch_count = 0;
 cudaError_t last_error = cudaSuccess;
 // The emulator's state is never destroyed: backends that outlive main() free their memory and
 // synchronise after static destructors ran.
@@ -104,11 +103,24 @@ bool valid_stream(cudaStream_t s) {
   return !s || std::find(streams().begin(), streams().end(), s) != streams().end();
 }
 
+void print_counts() {
+  const Counts& c = counts();
+  std::fprintf(stderr,
+               "cudaemu: %llu kernel launches, %llu GEMMs, %llu sorts, %llu copies to the device, "
+               "%llu to the host, %llu memsets, %llu waits for the device\n",
+               (unsigned long long)c.launches, (unsigned long long)c.gemms,
+               (unsigned long long)c.sorts, (unsigned long long)c.copies_to_device,
+               (unsigned long long)c.copies_to_host, (unsigned long long)c.memsets,
+               (unsigned long long)c.waits);
+}
+
 void start() {
   static bool started = false;
   if (!started) {
     started = true;
     install_fault_handler();
+    const char* v = std::getenv("CUDAEMU_STATS");
+    if (v != nullptr && std::string(v) == "1") std::atexit(print_counts);
   }
 }
 
@@ -124,7 +136,10 @@ void enqueue(cudaStream_t stream, std::function<void()> op) {
 }
 
 void set_error(cudaError_t error) { last_error = error; }
-uint64_t launches_run() { return launch_count; }
+Counts& counts() {
+  static auto* c = new Counts;
+  return *c;
+}
 
 [[noreturn]] void fatal(const std::string& what) {
   std::fprintf(stderr, "cudaemu: %s\n", what.c_str());
@@ -154,7 +169,7 @@ void submit(Launch launch) {
     limit = std::max(limit, it->second);
   if (launch.shared_bytes > size_t(limit)) return set_error(cudaErrorInvalidValue);
   if (!valid_stream(launch.stream)) return set_error(cudaErrorInvalidResourceHandle);
-  const uint64_t number = ++launch_count;
+  const uint64_t number = ++counts().launches;
   auto shared = std::make_shared<Launch>(std::move(launch));
   enqueue(shared->stream, [shared, number] { run_grid(*shared, number); });
 }
@@ -216,6 +231,7 @@ cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
 }
 cudaError_t cudaDeviceSynchronize() {
   Lock lock(api_lock());
+  ++counts().waits;
   flush_all();
   return cudaSuccess;
 }
@@ -290,6 +306,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 cudaError_t cudaFree(void* ptr) {
   Lock lock(api_lock());
   if (!ptr) return cudaSuccess;
+  ++counts().waits;
   flush_all();  // cudaFree waits for the device
   return device_free(ptr) ? cudaSuccess : fail(cudaErrorInvalidDevicePointer);
 }
@@ -337,11 +354,17 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   const bool src_device_side = is_device(src) || is_pinned(src);
   const bool dst_device_side = is_device(dst) || is_pinned(dst);
   if (!dst_device_side) {  // to pageable host memory: wait for the stream, then copy
+    ++counts().copies_to_host;
+    ++counts().waits;
     flush(stream_of(stream));
     OpenMemory open;
     std::memcpy(dst, src, bytes);
     return cudaSuccess;
   }
+  if (is_device(dst) && !is_device(src))
+    ++counts().copies_to_device;
+  else if (!is_device(dst))
+    ++counts().copies_to_host;
   if (!src_device_side) {  // from pageable host memory: read now
     auto copy = std::make_shared<std::vector<char>>(static_cast<const char*>(src),
                                                     static_cast<const char*>(src) + bytes);
@@ -356,6 +379,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   start();
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = check_copy(dst, src, bytes, kind); e != cudaSuccess) return fail(e);
+  ++counts().waits;
   flush_all();
   OpenMemory open;
   std::memmove(dst, src, bytes);
@@ -366,6 +390,7 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
   if (bytes == 0) return cudaSuccess;
   if (!is_device(dst) || !is_device(static_cast<char*>(dst) + bytes - 1))
     return fail(cudaErrorInvalidValue);
+  ++counts().memsets;
   enqueue(stream, [dst, value, bytes] { std::memset(dst, value, bytes); });
   return cudaSuccess;
 }
@@ -398,6 +423,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   Lock lock(api_lock());
   if (!valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
+  ++counts().waits;
   flush(stream_of(stream));
   return cudaSuccess;
 }
@@ -431,6 +457,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   Lock lock(api_lock());
   if (!event) return fail(cudaErrorInvalidResourceHandle);
+  ++counts().waits;
   if (event->recorded) flush(*event->stream, event->seq);
   return cudaSuccess;
 }
