@@ -211,19 +211,114 @@ TEST(CudaemuDeathTest, DivergentBarriersAreADeadlock) {
 }
 
 // A shuffle from a lane that does not exist (a block of 48 threads: its second warp has 16) is
-// undefined on a GPU.
-TEST(CudaemuDeathTest, ShufflesFromMissingLanesAreRefused) {
+// undefined on a GPU: 0xff bytes (NaN) here.
+TEST(Cudaemu, ShufflesFromMissingLanesGiveNaN) {
+  float* din = nullptr;
+  float* dout = nullptr;
+  CHECK_CUDA(cudaMalloc(&din, 48 * sizeof(float)));
+  CHECK_CUDA(cudaMemset(din, 0, 48 * sizeof(float)));
+  CHECK_CUDA(cudaMalloc(&dout, 48 * 3 * sizeof(float)));
+  cudaemu::launch(warp_sum_kernel, dim3(1), dim3(48), 0, nullptr, dout, din, 48);
+  const std::vector<float> out = host_copy(dout, 48 * 3);
+  EXPECT_EQ(out[0], 0.f);                // warp 0 is whole
+  EXPECT_TRUE(std::isnan(out[3 * 40]));  // lane 8 of warp 1 read lane 24
+}
+
+// Shared memory holds 0xff bytes at every block start: a read of what the block did not write.
+__global__ void unwritten_shared_kernel(int* out) {
+  __shared__ int counter;
+  if (threadIdx.x == 0) out[blockIdx.x] = counter;
+  __syncthreads();
+  counter = 5;
+}
+
+TEST(Cudaemu, SharedMemoryStartsAsGarbageInEveryBlock) {
+  int* d = nullptr;
+  CHECK_CUDA(cudaMalloc(&d, 3 * sizeof(int)));
+  cudaemu::launch(unwritten_shared_kernel, dim3(3), dim3(32), 0, nullptr, d);
+  EXPECT_EQ(host_copy(d, 3), (std::vector<int>{-1, -1, -1}));
+}
+
+__global__ void reduce_in_every_thread_kernel(int* out) {
+  using Reduce = cub::BlockReduce<int, 64>;
+  __shared__ typename Reduce::TempStorage temp;
+  out[threadIdx.x] = Reduce(temp).Sum(1);
+}
+
+TEST(Cudaemu, BlockReduceDefinesOnlyThreadZerosResult) {
+  int* d = nullptr;
+  CHECK_CUDA(cudaMalloc(&d, 64 * sizeof(int)));
+  cudaemu::launch(reduce_in_every_thread_kernel, dim3(1), dim3(64), 0, nullptr, d);
+  const std::vector<int> h = host_copy(d, 64);
+  EXPECT_EQ(h[0], 64);
+  EXPECT_EQ(h[1], -1);
+  EXPECT_EQ(h[63], -1);
+}
+
+TEST(CudaemuDeathTest, ACollectiveMustKnowItsBlockSize) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
       {
-        float* din = nullptr;
-        float* dout = nullptr;
-        cudaMalloc(&din, 48 * sizeof(float));
-        cudaMalloc(&dout, 48 * 3 * sizeof(float));
-        cudaemu::launch(warp_sum_kernel, dim3(1), dim3(48), 0, nullptr, dout, din, 48);
+        int* d = nullptr;
+        cudaMalloc(&d, 64 * sizeof(int));
+        cudaemu::launch(reduce_in_every_thread_kernel, dim3(1), dim3(32), 0, nullptr, d);
         cudaDeviceSynchronize();
       },
-      "a shuffle reads lane [0-9]+ of a warp, which has exited or was not launched");
+      "BlockReduce<T, 64> in a block of 32 threads");
+}
+
+__global__ void off_by_one_kernel(int* out, int n) { out[n] = 1; }
+
+TEST(CudaemuDeathTest, WritesIntoTheRoundUpAreNamed) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        int* d = nullptr;
+        cudaMalloc(&d, 100 * sizeof(int));
+        cudaemu::launch(off_by_one_kernel, dim3(1), dim3(1), 0, nullptr, d, 100);
+        cudaDeviceSynchronize();
+      },
+      "kernel launch #1 wrote up to 4 bytes past the end of a 400-byte device allocation");
+}
+
+__global__ void shared_overrun_kernel(float* out, int n) {
+  float* s = reinterpret_cast<float*>(cudaemu::dynamic_shared_memory());
+  s[n + threadIdx.x * 1024] = 1.f;
+  out[threadIdx.x] = s[0];
+}
+
+TEST(CudaemuDeathTest, DynamicSharedMemoryEndsAtAGuardPage) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        float* d = nullptr;
+        cudaMalloc(&d, 32 * sizeof(float));
+        cudaemu::launch(shared_overrun_kernel, dim3(1), dim3(32), 1024 * sizeof(float), nullptr, d,
+                        1024);
+        cudaDeviceSynchronize();
+      },
+      "outside the block's 4096 bytes of dynamic shared memory");
+}
+
+__global__ void misaligned_wmma_kernel(float* c, const __nv_bfloat16* a) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+  wmma::load_matrix_sync(fa, a + 1, 16);  // 2 bytes off a 32-byte boundary
+  c[threadIdx.x] = 0.f;
+}
+
+TEST(CudaemuDeathTest, WmmaNeedsAlignedMemory) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        float* c = nullptr;
+        __nv_bfloat16* a = nullptr;
+        cudaMalloc(&c, 32 * sizeof(float));
+        cudaMalloc(&a, 512 * sizeof(__nv_bfloat16));
+        cudaemu::launch(misaligned_wmma_kernel, dim3(1), dim3(32), 0, nullptr, c, a);
+        cudaDeviceSynchronize();
+      },
+      "CUDA needs a 32-byte aligned pointer and ldm a multiple of 16 bytes");
 }
 
 // Every thread writes the same word: the last to run wins, which on a GPU varies run to run.
@@ -351,6 +446,12 @@ TEST(Cudaemu, GemmMatchesAReference) {
         }
     }
   const float one = 1.f, zero = 0.f;
+  __nv_bfloat16* d16 = nullptr;
+  CHECK_CUDA(cudaMalloc(&d16, c.size() * sizeof(__nv_bfloat16)));
+  EXPECT_EQ(
+      cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, da, CUDA_R_32F, m, db, CUDA_R_32F, k,
+                   &zero, d16, CUDA_R_16BF, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      CUBLAS_STATUS_NOT_SUPPORTED);  // fp32 operands, bf16 output: not in GemmEx's table
   EXPECT_EQ(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, da, CUDA_R_32F, m - 1, db,
                          CUDA_R_32F, k, &zero, dc, CUDA_R_32F, m, CUBLAS_COMPUTE_32F,
                          CUBLAS_GEMM_DEFAULT),

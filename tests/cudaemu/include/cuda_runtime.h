@@ -16,13 +16,15 @@
 #include <utility>
 
 // ---- qualifiers: kernels are plain functions; a block's __shared__ variables are statics, which
-// all its threads (fibers of one OS thread, blocks one after another) share ----------------------
+// all its threads (fibers of one OS thread, blocks one after another) share, in a section of their
+// own that every block start fills with 0xff bytes (a read of what the block did not write shows;
+// GCC ignores the section for statics of templates and inline functions: those are not filled) --
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
 #define __noinline__
-#define __shared__ static
+#define __shared__ static __attribute__((section("cudaemu_shared"), aligned(16)))
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 
@@ -186,6 +188,8 @@ struct Block {
 inline int lane() { return detail::tl_fiber->linear & 31; }
 inline int linear_thread() { return detail::tl_fiber->linear; }
 int block_threads();
+// The block's thread count, which must be `declared` (a CUB collective's template argument).
+int check_collective_threads(int declared, const char* collective);
 
 // Every live thread of the block arrives before any leaves; `once`, if given, runs once, by the
 // last to arrive, before any leaves (the block-wide collectives of cub).
@@ -195,8 +199,8 @@ void sync_warp();
 // Scratch of the block for collectives: `bytes` at least, the same pointer for all its threads.
 void* block_scratch(size_t bytes);
 unsigned char* dynamic_shared_memory();
-// The value `v` of lane `src` of the caller's warp; a lane that exited or was never launched is
-// fatal (its value is undefined on a GPU).
+// The value `v` of lane `src` of the caller's warp; from a lane that exited or was never launched
+// (undefined on a GPU), 0xff bytes.
 uint64_t warp_exchange(uint64_t v, int src);
 
 // Launches: checked, bound by value, queued on the stream (run at its next synchronisation).
@@ -211,6 +215,7 @@ void submit(Launch launch);
 // Whether a kernel may read p: inside (or one past) a cudaMalloc or cudaMallocHost allocation.
 bool device_accessible(const void* p);
 [[noreturn]] void fatal_argument(const void* kernel, int index, const void* p);
+[[noreturn]] void fatal_wmma(const void* p, unsigned ldm, size_t element_bytes);
 
 template <typename T>
 void check_argument(const void* kernel, int index, const T& value) {
@@ -260,18 +265,20 @@ constexpr int warpSize = 32;
 inline void __syncthreads() { ::cudaemu::sync_block(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { ::cudaemu::sync_warp(); }
 
+// Shuffles with CUDA's width rules: a source outside [0, width) of the caller's group (xor and
+// down: a later group) gives the caller's own value.
 template <typename T>
 T __shfl_sync(unsigned, T v, int src, int width = 32) {
   const int lane = ::cudaemu::lane();
-  const int base = lane - lane % width;
+  const int base = lane & ~(width - 1);
   return ::cudaemu::from_bits<T>(
-      ::cudaemu::warp_exchange(::cudaemu::to_bits(v), base + src % width));
+      ::cudaemu::warp_exchange(::cudaemu::to_bits(v), base + (src & (width - 1))));
 }
 template <typename T>
 T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
   const int lane = ::cudaemu::lane();
   const int src = lane ^ mask;
-  const bool inside = src / width == lane / width;
+  const bool inside = src <= (lane | (width - 1));
   return ::cudaemu::from_bits<T>(
       ::cudaemu::warp_exchange(::cudaemu::to_bits(v), inside ? src : lane));
 }
@@ -279,7 +286,7 @@ template <typename T>
 T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
   const int lane = ::cudaemu::lane();
   const int src = lane + int(delta);
-  const bool inside = src / width == lane / width;
+  const bool inside = src <= (lane | (width - 1));
   return ::cudaemu::from_bits<T>(
       ::cudaemu::warp_exchange(::cudaemu::to_bits(v), inside ? src : lane));
 }
@@ -287,7 +294,7 @@ template <typename T>
 T __shfl_up_sync(unsigned, T v, unsigned delta, int width = 32) {
   const int lane = ::cudaemu::lane();
   const int src = lane - int(delta);
-  const bool inside = src >= 0 && src / width == lane / width;
+  const bool inside = src >= (lane & ~(width - 1));
   return ::cudaemu::from_bits<T>(
       ::cudaemu::warp_exchange(::cudaemu::to_bits(v), inside ? src : lane));
 }

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 namespace nvcuda::wmma {
@@ -51,8 +52,16 @@ void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, V v) {
 }
 
 namespace detail {
+// CUDA's rules for a fragment's memory: a 256-bit aligned pointer, ldm a multiple of 16 bytes.
+template <typename P>
+void check_memory(const P* p, unsigned ldm) {
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0 || (size_t(ldm) * sizeof(P)) % 16 != 0)
+    ::cudaemu::fatal_wmma(p, ldm, sizeof(P));
+}
+
 template <typename F, typename P>
 void load(F& f, const P* p, unsigned ldm, bool row_major) {
+  check_memory(p, ldm);
   ::cudaemu::sync_warp();
   for (int r = 0; r < F::rows; ++r)
     for (int c = 0; c < F::cols; ++c)
@@ -64,6 +73,7 @@ void load(F& f, const P* p, unsigned ldm, bool row_major) {
 template <typename Use, int M, int N, int K, typename T, typename Layout, typename P>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
   static_assert(!std::is_same_v<Use, accumulator>, "an accumulator load needs a layout");
+  static_assert(std::is_same_v<P, T>, "a fragment loads from memory of its own element type");
   detail::load(f, p, ldm, std::is_same_v<Layout, row_major>);
 }
 template <int M, int N, int K, typename T>
@@ -75,6 +85,7 @@ template <int M, int N, int K, typename T>
 void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, unsigned ldm,
                        layout_t layout) {
   using F = fragment<accumulator, M, N, K, T>;
+  detail::check_memory(p, ldm);
   ::cudaemu::sync_warp();
   for (int r = 0; r < F::rows; ++r)
     for (int c = 0; c < F::cols; ++c)

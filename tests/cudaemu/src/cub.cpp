@@ -42,7 +42,7 @@ void sort_pairs(size_t key_bytes, size_t value_bytes, const void* keys_in, void*
 void enqueue(cudaStream_t stream, std::function<void()> op) {
   std::lock_guard lock(::cudaemu::api_lock());
   ++::cudaemu::counts().sorts;
-  ::cudaemu::enqueue(stream, std::move(op));
+  ::cudaemu::enqueue(stream, std::move(op), "a CUB radix sort");
 }
 
 cudaError_t check_temp(void* temp, size_t temp_bytes) {

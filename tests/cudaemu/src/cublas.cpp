@@ -96,11 +96,14 @@ cublasStatus_t submit_gemm(cublasHandle_t h, const GemmArgs& g, cublasComputeTyp
   const int a_rows = g.ta == CUBLAS_OP_N ? g.m : g.k, b_rows = g.tb == CUBLAS_OP_N ? g.k : g.n;
   if (g.lda < std::max(1, a_rows) || g.ldb < std::max(1, b_rows) || g.ldc < std::max(1, g.m))
     return CUBLAS_STATUS_INVALID_VALUE;
-  if (!operand_type(g.at) || g.at != g.bt || !operand_type(g.ct))
-    return CUBLAS_STATUS_NOT_SUPPORTED;
-  if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC &&
-      compute != CUBLAS_COMPUTE_32F_FAST_TF32)
-    return CUBLAS_STATUS_NOT_SUPPORTED;
+  // GemmEx's table, the rows used here: fp32 in and out (32F, PEDANTIC, FAST_TF32), bf16 in and
+  // fp32 or bf16 out (32F, PEDANTIC).
+  const bool fp32 = g.at == CUDA_R_32F && g.bt == CUDA_R_32F && g.ct == CUDA_R_32F &&
+                    (compute == CUBLAS_COMPUTE_32F || compute == CUBLAS_COMPUTE_32F_PEDANTIC ||
+                     compute == CUBLAS_COMPUTE_32F_FAST_TF32);
+  const bool bf16 = g.at == CUDA_R_16BF && g.bt == CUDA_R_16BF && operand_type(g.ct) &&
+                    (compute == CUBLAS_COMPUTE_32F || compute == CUBLAS_COMPUTE_32F_PEDANTIC);
+  if (!fp32 && !bf16) return CUBLAS_STATUS_NOT_SUPPORTED;
   if (g.m == 0 || g.n == 0 || g.batch == 0) return CUBLAS_STATUS_SUCCESS;
   const auto last = [](const void* base, cudaDataType_t t, long long stride, int batch, int rows,
                        int cols, int ld) {
@@ -118,7 +121,8 @@ cublasStatus_t submit_gemm(cublasHandle_t h, const GemmArgs& g, cublasComputeTyp
           "x" + std::to_string(g.n) + "x" + std::to_string(g.k) + ", batch " +
           std::to_string(g.batch) + ")");
   ++counts().gemms;
-  enqueue(h->stream, [g] { run_gemm(g); });
+  enqueue(
+      h->stream, [g] { run_gemm(g); }, "a cuBLAS GEMM");
   return CUBLAS_STATUS_SUCCESS;
 }
 

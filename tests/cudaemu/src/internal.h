@@ -23,6 +23,8 @@ bool is_pinned(const void* p);
 bool is_device(const void* p);
 // Opens the device allocations' pages to the host (the emulated GPU's work runs) or closes them.
 void open_device_memory();
+// Every allocation's slack still 0xff; else stops the program naming `what` (the queued work).
+void check_slack(const std::string& what);
 void close_device_memory();
 // Every live allocation's data (device and pinned): what a kernel may write.
 std::vector<std::pair<char*, size_t>> all_regions();
@@ -31,7 +33,8 @@ size_t available_memory_bytes();
 
 // ---- streams.cpp -------------------------------------------------------------------------------
 std::recursive_mutex& api_lock();
-void enqueue(cudaStream_t stream, std::function<void()> op);
+// `what` names the work in messages ("kernel launch #3", "a cuBLAS GEMM").
+void enqueue(cudaStream_t stream, std::function<void()> op, std::string what);
 void set_error(cudaError_t error);
 // What the host asked of the device, counted for CUDAEMU_STATS=1 (printed at exit).
 struct Counts {
@@ -44,6 +47,8 @@ Counts& counts();
 void run_grid(const Launch& launch, uint64_t number);
 // "kernel launch #n, block (x,y,z), thread (x,y,z)" while a kernel runs, else "".
 std::string where_in_kernel();
+// " (outside the block's N bytes of dynamic shared memory)" for an address near them, else "".
+std::string describe_shared_fault(const void* addr);
 
 // ---- fiber.cpp: stacks and the switch between them --------------------------------------------
 // Prepares `stack` (of `bytes`) to run entry(arg) at the first switch to the returned pointer.

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -74,7 +75,7 @@ void* map_allocation(size_t bytes, bool pinned) {
   a.bytes = bytes;
   a.pinned = pinned;
   mprotect(a.map + span, page, PROT_NONE);
-  std::memset(a.data, 0xff, padded);
+  std::memset(a.map, 0xff, span);  // the slack before the data too: an underrun reads NaN / -1
   if (!pinned && protecting() && open_count == 0) mprotect(a.map, span, PROT_NONE);
   allocations()[reinterpret_cast<uintptr_t>(a.data)] = a;
   return a.data;
@@ -118,6 +119,9 @@ void on_fault(int sig, siginfo_t* info, void*) {
       what += " (device memory read or written by host code, outside any GPU work)";
     }
   }
+  what += describe_shared_fault(addr);
+  if (info->si_code == SI_KERNEL)
+    what += " (a general-protection fault: most likely a misaligned 16-byte vector access)";
   what += where.empty() ? " in host code" : " in " + where;
   what += "\n";
   if (write(2, what.data(), what.size()) < 0) {
@@ -159,6 +163,27 @@ bool is_device(const void* p) {
 bool device_accessible(const void* p) {
   std::lock_guard lock(api_lock());
   return find(p) != nullptr;
+}
+
+// The 0xff bytes around each allocation's data (up to 256 before it, its padding after it) are
+// still 0xff: else `what` wrote outside an allocation (an overrun within its padding, which the
+// guard page after it cannot catch, or an underrun).
+void check_slack(const std::string& what) {
+  static const std::vector<unsigned char> ff(256 + 256, 0xff);
+  for (const auto& [at, a] : allocations()) {
+    const size_t head = std::min<size_t>(256, size_t(a.data - a.map));
+    const size_t tail = round_up(a.bytes, 256) - a.bytes;
+    const bool head_ok = std::memcmp(a.data - head, ff.data(), head) == 0;
+    const bool tail_ok = std::memcmp(a.data + a.bytes, ff.data(), tail) == 0;
+    if (head_ok && tail_ok) continue;
+    size_t reach = 0;  // bytes past the end up to the last changed one
+    for (size_t k = 0; k < tail; ++k)
+      if (static_cast<unsigned char>(a.data[a.bytes + k]) != 0xff) reach = k + 1;
+    fatal(what +
+          (tail_ok ? std::string(" wrote before the start of a ")
+                   : " wrote up to " + std::to_string(reach) + " bytes past the end of a ") +
+          std::to_string(a.bytes) + "-byte " + (a.pinned ? "pinned" : "device") + " allocation");
+  }
 }
 
 void open_device_memory() {

@@ -6,6 +6,9 @@
 // order, then both in reverse. A GPU may run them in either order, so different results are a
 // race (threads of a block between two barriers, or blocks) or an order-dependent atomic: results
 // that would differ run to run on a GPU.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -44,7 +47,9 @@ struct BlockRun : Block {
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
   std::vector<uint64_t> scratch;
-  std::vector<unsigned char> dynamic_shared;  // + 128 for the alignment
+  // Dynamic shared memory: its own mapping, ending at a guard page (an overrun faults).
+  unsigned char* dynamic_map = nullptr;
+  size_t dynamic_map_bytes = 0, dynamic_bytes = 0;
   unsigned char* dynamic_aligned = nullptr;
   void* scheduler_sp = nullptr;
   uint64_t launch_number = 0;
@@ -52,6 +57,10 @@ struct BlockRun : Block {
 };
 
 thread_local BlockRun* tl_run = nullptr;
+
+// The __shared__ statics (cuda_runtime.h), filled with 0xff at every block start.
+extern "C" char __start_cudaemu_shared[] __attribute__((weak));
+extern "C" char __stop_cudaemu_shared[] __attribute__((weak));
 
 bool order_check() {
   static const bool on = [] {
@@ -131,8 +140,10 @@ void run_block(BlockRun& b) {
     w.live = w.lanes;
     w.arrived = 0;
   }
-  if (!b.dynamic_shared.empty())
-    std::memset(b.dynamic_shared.data(), 0xff, b.dynamic_shared.size());
+  if (b.dynamic_aligned) std::memset(b.dynamic_aligned, 0xff, b.dynamic_bytes);
+  if (+__start_cudaemu_shared != +__stop_cudaemu_shared)
+    std::memset(__start_cudaemu_shared, 0xff,
+                size_t(__stop_cudaemu_shared - __start_cudaemu_shared));
   for (int i = 0; i < b.threads; ++i) {
     Fiber& f = b.fibers[size_t(i)];
     f.state = kRunnable;
@@ -175,9 +186,16 @@ void run_grid(const Launch& launch, uint64_t number) {
     b.warps[w].lanes = std::min(32, b.threads - int(w) * 32);
   b.scratch.resize(2 * size_t(b.threads) + 8);
   if (launch.shared_bytes > 0) {
-    b.dynamic_shared.resize(launch.shared_bytes + 128);
-    const auto p = reinterpret_cast<uintptr_t>(b.dynamic_shared.data());
-    b.dynamic_aligned = b.dynamic_shared.data() + ((128 - p % 128) % 128);
+    const size_t page = size_t(getpagesize());
+    b.dynamic_bytes = (launch.shared_bytes + 127) / 128 * 128;
+    const size_t span = (b.dynamic_bytes + page - 1) / page * page;
+    b.dynamic_map_bytes = span + 2 * page;  // a guard page before and after
+    void* m = mmap(nullptr, b.dynamic_map_bytes, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) fatal("cannot map dynamic shared memory");
+    b.dynamic_map = static_cast<unsigned char*>(m);
+    mprotect(b.dynamic_map + page, span, PROT_READ | PROT_WRITE);
+    b.dynamic_aligned = b.dynamic_map + page + span - b.dynamic_bytes;
   }
   BlockRun* const outer_run = tl_run;
   Block* const outer_block = detail::tl_block;
@@ -223,6 +241,7 @@ void run_grid(const Launch& launch, uint64_t number) {
   }
   tl_run = outer_run;
   detail::tl_block = outer_block;
+  if (b.dynamic_map) munmap(b.dynamic_map, b.dynamic_map_bytes);
 }
 
 std::string where_in_kernel() {
@@ -236,6 +255,21 @@ std::string where_in_kernel() {
 }
 
 int block_threads() { return run().threads; }
+
+int check_collective_threads(int declared, const char* collective) {
+  if (declared != run().threads)
+    fatal(std::string(collective) + "<T, " + std::to_string(declared) + "> in a block of " +
+          std::to_string(run().threads) + " threads (" + where_in_kernel() + ")");
+  return declared;
+}
+
+std::string describe_shared_fault(const void* addr) {
+  if (tl_run == nullptr || tl_run->dynamic_map == nullptr) return "";
+  const auto* a = static_cast<const unsigned char*>(addr);
+  if (a < tl_run->dynamic_map || a >= tl_run->dynamic_map + tl_run->dynamic_map_bytes) return "";
+  return " (outside the block's " + std::to_string(tl_run->dynamic_bytes) +
+         " bytes of dynamic shared memory)";
+}
 
 void sync_block(const std::function<void()>* once) {
   BlockRun& b = run();
@@ -272,11 +306,9 @@ uint64_t warp_exchange(uint64_t v, int src) {
   w.slots[lane] = v;
   sync_warp();
   // Callers map a source outside the shuffle's width to the caller itself, as CUDA defines.
-  if (src < 0 || src >= w.lanes || b.fibers[size_t((f->linear & ~31) + src)].state == kDone)
-    fatal("a shuffle reads lane " + std::to_string(src) +
-          " of a warp, which has exited or was not launched (undefined on a GPU; " +
-          where_in_kernel() + ")");
-  const uint64_t out = w.slots[src];
+  const bool valid =
+      src >= 0 && src < w.lanes && b.fibers[size_t((f->linear & ~31) + src)].state != kDone;
+  const uint64_t out = valid ? w.slots[src] : ~uint64_t(0);
   sync_warp();
   return out;
 }

@@ -26,6 +26,7 @@ struct CUstream_st {
   struct Op {
     uint64_t seq;
     std::function<void()> run;
+    std::string what;
   };
   std::deque<Op> ops;
   unsigned flags = 0;
@@ -77,6 +78,7 @@ void flush(CUstream_st& s, uint64_t upto = std::numeric_limits<uint64_t>::max())
     auto op = std::move(s.ops.front());
     s.ops.pop_front();
     op.run();
+    check_slack(op.what);
   }
 }
 
@@ -91,6 +93,7 @@ void flush_all() {
     auto op = std::move(first->ops.front());
     first->ops.pop_front();
     op.run();
+    check_slack(op.what);
   }
 }
 
@@ -131,8 +134,8 @@ std::recursive_mutex& api_lock() {
   return *m;
 }
 
-void enqueue(cudaStream_t stream, std::function<void()> op) {
-  stream_of(stream).ops.push_back({next_seq++, std::move(op)});
+void enqueue(cudaStream_t stream, std::function<void()> op, std::string what) {
+  stream_of(stream).ops.push_back({next_seq++, std::move(op), std::move(what)});
 }
 
 void set_error(cudaError_t error) { last_error = error; }
@@ -156,6 +159,15 @@ Counts& counts() {
   fatal(buf);
 }
 
+[[noreturn]] void fatal_wmma(const void* p, unsigned ldm, size_t element_bytes) {
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "a WMMA load or store at %p with ldm %u (elements of %zu bytes): CUDA needs a "
+                "32-byte aligned pointer and ldm a multiple of 16 bytes",
+                p, ldm, element_bytes);
+  fatal(buf + (" (" + where_in_kernel() + ")"));
+}
+
 void submit(Launch launch) {
   std::lock_guard lock(api_lock());
   start();
@@ -171,7 +183,9 @@ void submit(Launch launch) {
   if (!valid_stream(launch.stream)) return set_error(cudaErrorInvalidResourceHandle);
   const uint64_t number = ++counts().launches;
   auto shared = std::make_shared<Launch>(std::move(launch));
-  enqueue(shared->stream, [shared, number] { run_grid(*shared, number); });
+  enqueue(
+      shared->stream, [shared, number] { run_grid(*shared, number); },
+      "kernel launch #" + std::to_string(number));
 }
 
 }  // namespace cudaemu
@@ -368,10 +382,13 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   if (!src_device_side) {  // from pageable host memory: read now
     auto copy = std::make_shared<std::vector<char>>(static_cast<const char*>(src),
                                                     static_cast<const char*>(src) + bytes);
-    enqueue(stream, [dst, copy] { std::memcpy(dst, copy->data(), copy->size()); });
+    enqueue(
+        stream, [dst, copy] { std::memcpy(dst, copy->data(), copy->size()); },
+        "a copy to the device");
     return cudaSuccess;
   }
-  enqueue(stream, [dst, src, bytes] { std::memmove(dst, src, bytes); });
+  enqueue(
+      stream, [dst, src, bytes] { std::memmove(dst, src, bytes); }, "a copy");
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
@@ -391,7 +408,8 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
   if (!is_device(dst) || !is_device(static_cast<char*>(dst) + bytes - 1))
     return fail(cudaErrorInvalidValue);
   ++counts().memsets;
-  enqueue(stream, [dst, value, bytes] { std::memset(dst, value, bytes); });
+  enqueue(
+      stream, [dst, value, bytes] { std::memset(dst, value, bytes); }, "a memset");
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
@@ -433,7 +451,8 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
   if (!event->recorded) return cudaSuccess;
   CUstream_st* other = event->stream;
   const uint64_t seq = event->seq;
-  enqueue(stream, [other, seq] { flush(*other, seq); });
+  enqueue(
+      stream, [other, seq] { flush(*other, seq); }, "a wait for an event");
   return cudaSuccess;
 }
 

@@ -34,7 +34,7 @@ class BlockScan {
 
  private:
   static void scan(T input, T& output, T& total, bool inclusive) {
-    const int n = ::cudaemu::block_threads();
+    const int n = ::cudaemu::check_collective_threads(kBlockThreads, "BlockScan");
     T* slots = static_cast<T*>(::cudaemu::block_scratch(sizeof(T) * (2 * size_t(n) + 1)));
     const int me = ::cudaemu::linear_thread();
     slots[me] = input;
@@ -59,7 +59,7 @@ class BlockReduce {
   struct TempStorage {};
   explicit BlockReduce(TempStorage&) {}
 
-  // The result is defined in thread 0 (here: in every thread).
+  // The result is defined in thread 0 only (the others get 0xff bytes, as undefined).
   T Sum(T input) {
     return Reduce(input, [](T a, T b) { return a + b; });
   }
@@ -78,7 +78,7 @@ class BlockReduce {
  private:
   template <typename Op>
   static T reduce(T input, int valid, Op op) {
-    const int n = ::cudaemu::block_threads();
+    const int n = ::cudaemu::check_collective_threads(kBlockThreads, "BlockReduce");
     T* slots = static_cast<T*>(::cudaemu::block_scratch(sizeof(T) * (size_t(n) + 1)));
     slots[::cudaemu::linear_thread()] = input;
     const std::function<void()> once = [slots, n, valid, op] {
@@ -87,7 +87,8 @@ class BlockReduce {
       slots[n] = acc;
     };
     ::cudaemu::sync_block(&once);
-    const T out = slots[n];
+    const T out =
+        ::cudaemu::linear_thread() == 0 ? slots[n] : ::cudaemu::from_bits<T>(~uint64_t(0));
     ::cudaemu::sync_block();
     return out;
   }
