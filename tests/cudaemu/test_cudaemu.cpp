@@ -409,6 +409,23 @@ TEST(Cudaemu, RadixSortsAreStableInCubsOrder) {
             cudaErrorInvalidValue);  // too little temporary storage
 }
 
+TEST(CudaemuDeathTest, RadixSortsAreNotInPlace) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        int* k = nullptr;
+        int* v = nullptr;
+        void* temp = nullptr;
+        cudaMalloc(&k, 64 * sizeof(int));
+        cudaMalloc(&v, 64 * sizeof(int));
+        size_t temp_bytes = 0;
+        cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, k, k, v, v, 64);
+        cudaMalloc(&temp, temp_bytes);
+        cub::DeviceRadixSort::SortPairs(temp, temp_bytes, k, k, v, v, 64);
+      },
+      "a CUB radix sort's output overlaps an input");
+}
+
 // C = alpha·op(A)·op(B) + beta·C against a double loop, column-major, every transpose.
 TEST(Cudaemu, GemmMatchesAReference) {
   cublasHandle_t h;

@@ -45,6 +45,13 @@ void enqueue(cudaStream_t stream, std::function<void()> op) {
   ::cudaemu::enqueue(stream, std::move(op), "a CUB radix sort");
 }
 
+void check_disjoint(const void* out, size_t out_bytes, const void* in, size_t in_bytes) {
+  const auto* o = static_cast<const char*>(out);
+  const auto* i = static_cast<const char*>(in);
+  if (out_bytes > 0 && in_bytes > 0 && o < i + in_bytes && i < o + out_bytes)
+    ::cudaemu::fatal("a CUB radix sort's output overlaps an input (CUB forbids it)");
+}
+
 cudaError_t check_temp(void* temp, size_t temp_bytes) {
   if (temp_bytes < kTempBytes || !::cudaemu::is_device(temp) ||
       !::cudaemu::is_device(static_cast<char*>(temp) + kTempBytes - 1))

@@ -111,7 +111,7 @@ cublasStatus_t submit_gemm(cublasHandle_t h, const GemmArgs& g, cublasComputeTyp
     return static_cast<const char*>(base) + end * int64_t(element_bytes(t));
   };
   const auto inside = [](const void* first, const char* last_element) {
-    return is_device(first) && is_device(last_element);
+    return is_device(first) && same_allocation(first, last_element);
   };
   const int a_cols = g.ta == CUBLAS_OP_N ? g.k : g.m, b_cols = g.tb == CUBLAS_OP_N ? g.n : g.k;
   if ((g.k > 0 && (!inside(g.a, last(g.a, g.at, g.sa, g.batch, a_rows, a_cols, g.lda)) ||

@@ -21,6 +21,7 @@ void* pinned_alloc(size_t bytes);
 bool pinned_free(void* p);
 bool is_pinned(const void* p);
 bool is_device(const void* p);
+bool same_allocation(const void* a, const void* b);  // both inside (or one past) one allocation
 // Opens the device allocations' pages to the host (the emulated GPU's work runs) or closes them.
 void open_device_memory();
 // Every allocation's slack still 0xff; else stops the program naming `what` (the queued work).

@@ -160,6 +160,10 @@ bool is_device(const void* p) {
   const Allocation* a = find(p);
   return a && !a->pinned;
 }
+bool same_allocation(const void* a, const void* b) {
+  const Allocation* x = find(a);
+  return x != nullptr && x == find(b);
+}
 bool device_accessible(const void* p) {
   std::lock_guard lock(api_lock());
   return find(p) != nullptr;

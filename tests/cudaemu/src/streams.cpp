@@ -176,9 +176,9 @@ void submit(Launch launch) {
   if (g.x == 0 || g.y == 0 || g.z == 0 || b.x == 0 || b.y == 0 || b.z == 0 || threads > 1024 ||
       b.z > 64 || g.y > 65535 || g.z > 65535 || g.x > 2147483647u)
     return set_error(cudaErrorInvalidConfiguration);
-  int limit = kDefaultDynamicShared;
+  int limit = kDefaultDynamicShared;  // until cudaFuncSetAttribute sets the kernel's own
   if (auto it = max_dynamic_shared().find(launch.kernel); it != max_dynamic_shared().end())
-    limit = std::max(limit, it->second);
+    limit = it->second;
   if (launch.shared_bytes > size_t(limit)) return set_error(cudaErrorInvalidValue);
   if (!valid_stream(launch.stream)) return set_error(cudaErrorInvalidResourceHandle);
   const uint64_t number = ++counts().launches;
@@ -387,8 +387,11 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
         "a copy to the device");
     return cudaSuccess;
   }
+  if (static_cast<const char*>(src) < static_cast<char*>(dst) + bytes &&
+      static_cast<char*>(dst) < static_cast<const char*>(src) + bytes)
+    fatal("a copy between overlapping ranges (undefined in CUDA)");
   enqueue(
-      stream, [dst, src, bytes] { std::memmove(dst, src, bytes); }, "a copy");
+      stream, [dst, src, bytes] { std::memcpy(dst, src, bytes); }, "a copy");
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {

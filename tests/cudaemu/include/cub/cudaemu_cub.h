@@ -96,6 +96,19 @@ class BlockReduce {
 
 namespace cudaemu_detail {
 
+// CUB's outputs may not overlap its inputs "in any way": stops the program if they do.
+void check_disjoint(const void* out, size_t out_bytes, const void* in, size_t in_bytes);
+
+template <typename K, typename V>
+void check_outputs(const K* keys_in, K* keys_out, const V* values_in, V* values_out, int64_t n) {
+  const size_t kb = size_t(n) * sizeof(K), vb = size_t(n) * sizeof(V);
+  check_disjoint(keys_out, kb, keys_in, kb);
+  check_disjoint(keys_out, kb, values_in, vb);
+  check_disjoint(values_out, vb, keys_in, kb);
+  check_disjoint(values_out, vb, values_in, vb);
+  check_disjoint(keys_out, kb, values_out, vb);
+}
+
 // The sort key of a value as CUB orders it: unsigned bits, negative values below positive ones,
 // -0.0 equal to +0.0; then bits [begin_bit, end_bit).
 template <typename K>
@@ -156,6 +169,7 @@ struct DeviceRadixSort {
     }
     if (const cudaError_t e = cudaemu_detail::check_temp(temp, temp_bytes); e != cudaSuccess)
       return e;
+    cudaemu_detail::check_outputs(keys_in, keys_out, values_in, values_out, n);
     cudaemu_detail::enqueue(stream, [=] {
       cudaemu_detail::sort_pairs(
           sizeof(K), sizeof(V), keys_in, keys_out, values_in, values_out, 0, n,
@@ -201,7 +215,7 @@ struct DeviceSegmentedRadixSort {
     }
     if (const cudaError_t e = cudaemu_detail::check_temp(temp, temp_bytes); e != cudaSuccess)
       return e;
-    (void)n;
+    cudaemu_detail::check_outputs(keys_in, keys_out, values_in, values_out, n);
     cudaemu_detail::enqueue(stream, [=] {
       for (int s = 0; s < segments; ++s)
         cudaemu_detail::sort_pairs(
