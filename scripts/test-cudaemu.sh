@@ -6,12 +6,16 @@
 #   scripts/test-cudaemu.sh              build-cudaemu/, all the CUDA tests
 #   scripts/test-cudaemu.sh -R Flash     only those matching (ctest -R)
 #   CUDAEMU_ORDER_CHECK=1 scripts/test-cudaemu.sh   each launch twice, in two orders (races)
+#   BUILD_DIR=build-cudaemu-nofma CUDAEMU_FLAGS=-ffp-contract=off scripts/test-cudaemu.sh
+#                                        the kernels without fused multiply-adds (tests that
+#                                        expect the CPU's bits only because g++ fuses both alike)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir="${BUILD_DIR:-build-cudaemu}"
 # Only what the CUDA tests need: the program (tests run `ecmoe ... --device cuda`) and their binaries.
 targets="ecmoe"
 for f in tests/cuda/test_*.cpp tests/cudaemu/test_*.cpp; do targets+=" $(basename "$f" .cpp)"; done
-TARGETS="$targets" BUILD_DIR="$build_dir" scripts/build.sh -DECMOE_CUDA_EMULATOR=ON -DECMOE_PYTHON=OFF
+TARGETS="$targets" BUILD_DIR="$build_dir" scripts/build.sh -DECMOE_CUDA_EMULATOR=ON -DECMOE_PYTHON=OFF \
+  "-DECMOE_CUDAEMU_FLAGS=${CUDAEMU_FLAGS:-}"
 cd "$build_dir"
 ECMOE_CUDA_TESTS_MUST_RUN=1 ctest -L cuda --output-on-failure -j"$(nproc)" "$@"
