@@ -161,34 +161,15 @@ const char* cublasGetStatusString(cublasStatus_t status) {
   }
 }
 
+// One GEMM: a batch of one.
 cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
                             cublasOperation_t transb, int m, int n, int k, const void* alpha,
                             const void* A, cudaDataType_t Atype, int lda, const void* B,
                             cudaDataType_t Btype, int ldb, const void* beta, void* C,
                             cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
-                            cublasGemmAlgo_t) {
-  std::lock_guard lock(api_lock());
-  const GemmArgs g{transa,
-                   transb,
-                   m,
-                   n,
-                   k,
-                   *static_cast<const float*>(alpha),
-                   *static_cast<const float*>(beta),
-                   A,
-                   Atype,
-                   lda,
-                   0,
-                   B,
-                   Btype,
-                   ldb,
-                   0,
-                   C,
-                   Ctype,
-                   ldc,
-                   0,
-                   1};
-  return submit_gemm(handle, g, computeType);
+                            cublasGemmAlgo_t algo) {
+  return cublasGemmStridedBatchedEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, 0, B,
+                                    Btype, ldb, 0, beta, C, Ctype, ldc, 0, 1, computeType, algo);
 }
 
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa,

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <type_traits>
+#include <utility>
 
 namespace cub {
 
@@ -137,6 +138,44 @@ void enqueue(cudaStream_t stream, std::function<void()> op);
 cudaError_t check_temp(void* temp, size_t temp_bytes);
 constexpr size_t kTempBytes = 256;
 
+// Where segment s lies: all n items (DeviceRadixSort), or [begin[s], end[s]) read from device
+// memory when the sort runs (DeviceSegmentedRadixSort).
+struct WholeRange {
+  int64_t n;
+  std::pair<int64_t, int64_t> operator()(int) const { return {0, n}; }
+};
+template <typename Offsets>
+struct Segments {
+  Offsets begin, end;
+  std::pair<int64_t, int64_t> operator()(int s) const {
+    return {int64_t(begin[s]), int64_t(end[s])};
+  }
+};
+
+// Both radix sorts: the temporary-storage query, CUB's checks, then each segment sorted stably by
+// its radix key when the stream runs.
+template <typename K, typename V, typename SegmentOf>
+cudaError_t sort(void* temp, size_t& temp_bytes, const K* keys_in, K* keys_out, const V* values_in,
+                 V* values_out, int64_t n, int segments, SegmentOf segment_of, int begin_bit,
+                 int end_bit, cudaStream_t stream, bool descending) {
+  if (temp == nullptr) {
+    temp_bytes = kTempBytes;
+    return cudaSuccess;
+  }
+  if (const cudaError_t e = check_temp(temp, temp_bytes); e != cudaSuccess) return e;
+  check_outputs(keys_in, keys_out, values_in, values_out, n);
+  enqueue(stream, [=] {
+    for (int s = 0; s < segments; ++s) {
+      const auto [begin, end] = segment_of(s);
+      sort_pairs(
+          sizeof(K), sizeof(V), keys_in, keys_out, values_in, values_out, begin, end,
+          [=](const void* k) { return radix_key(*static_cast<const K*>(k), begin_bit, end_bit); },
+          descending);
+    }
+  });
+  return cudaSuccess;
+}
+
 }  // namespace cudaemu_detail
 
 struct DeviceRadixSort {
@@ -145,8 +184,9 @@ struct DeviceRadixSort {
                                const V* values_in, V* values_out, NumItems num_items,
                                int begin_bit = 0, int end_bit = sizeof(K) * 8,
                                cudaStream_t stream = nullptr) {
-    return sort(temp, temp_bytes, keys_in, keys_out, values_in, values_out, int64_t(num_items),
-                begin_bit, end_bit, stream, false);
+    return cudaemu_detail::sort(
+        temp, temp_bytes, keys_in, keys_out, values_in, values_out, int64_t(num_items), 1,
+        cudaemu_detail::WholeRange{int64_t(num_items)}, begin_bit, end_bit, stream, false);
   }
   template <typename K, typename V, typename NumItems>
   static cudaError_t SortPairsDescending(void* temp, size_t& temp_bytes, const K* keys_in,
@@ -154,31 +194,9 @@ struct DeviceRadixSort {
                                          NumItems num_items, int begin_bit = 0,
                                          int end_bit = sizeof(K) * 8,
                                          cudaStream_t stream = nullptr) {
-    return sort(temp, temp_bytes, keys_in, keys_out, values_in, values_out, int64_t(num_items),
-                begin_bit, end_bit, stream, true);
-  }
-
- private:
-  template <typename K, typename V>
-  static cudaError_t sort(void* temp, size_t& temp_bytes, const K* keys_in, K* keys_out,
-                          const V* values_in, V* values_out, int64_t n, int begin_bit, int end_bit,
-                          cudaStream_t stream, bool descending) {
-    if (temp == nullptr) {
-      temp_bytes = cudaemu_detail::kTempBytes;
-      return cudaSuccess;
-    }
-    if (const cudaError_t e = cudaemu_detail::check_temp(temp, temp_bytes); e != cudaSuccess)
-      return e;
-    cudaemu_detail::check_outputs(keys_in, keys_out, values_in, values_out, n);
-    cudaemu_detail::enqueue(stream, [=] {
-      cudaemu_detail::sort_pairs(
-          sizeof(K), sizeof(V), keys_in, keys_out, values_in, values_out, 0, n,
-          [=](const void* k) {
-            return cudaemu_detail::radix_key(*static_cast<const K*>(k), begin_bit, end_bit);
-          },
-          descending);
-    });
-    return cudaSuccess;
+    return cudaemu_detail::sort(
+        temp, temp_bytes, keys_in, keys_out, values_in, values_out, int64_t(num_items), 1,
+        cudaemu_detail::WholeRange{int64_t(num_items)}, begin_bit, end_bit, stream, true);
   }
 };
 
@@ -189,8 +207,10 @@ struct DeviceSegmentedRadixSort {
                                int num_segments, Offsets begin_offsets, Offsets end_offsets,
                                int begin_bit = 0, int end_bit = sizeof(K) * 8,
                                cudaStream_t stream = nullptr) {
-    return sort(temp, temp_bytes, keys_in, keys_out, values_in, values_out, int64_t(num_items),
-                num_segments, begin_offsets, end_offsets, begin_bit, end_bit, stream, false);
+    return cudaemu_detail::sort(temp, temp_bytes, keys_in, keys_out, values_in, values_out,
+                                int64_t(num_items), num_segments,
+                                cudaemu_detail::Segments<Offsets>{begin_offsets, end_offsets},
+                                begin_bit, end_bit, stream, false);
   }
   template <typename K, typename V, typename NumItems, typename Offsets>
   static cudaError_t SortPairsDescending(void* temp, size_t& temp_bytes, const K* keys_in,
@@ -199,34 +219,10 @@ struct DeviceSegmentedRadixSort {
                                          Offsets begin_offsets, Offsets end_offsets,
                                          int begin_bit = 0, int end_bit = sizeof(K) * 8,
                                          cudaStream_t stream = nullptr) {
-    return sort(temp, temp_bytes, keys_in, keys_out, values_in, values_out, int64_t(num_items),
-                num_segments, begin_offsets, end_offsets, begin_bit, end_bit, stream, true);
-  }
-
- private:
-  template <typename K, typename V, typename Offsets>
-  static cudaError_t sort(void* temp, size_t& temp_bytes, const K* keys_in, K* keys_out,
-                          const V* values_in, V* values_out, int64_t n, int segments,
-                          Offsets begin_offsets, Offsets end_offsets, int begin_bit, int end_bit,
-                          cudaStream_t stream, bool descending) {
-    if (temp == nullptr) {
-      temp_bytes = cudaemu_detail::kTempBytes;
-      return cudaSuccess;
-    }
-    if (const cudaError_t e = cudaemu_detail::check_temp(temp, temp_bytes); e != cudaSuccess)
-      return e;
-    cudaemu_detail::check_outputs(keys_in, keys_out, values_in, values_out, n);
-    cudaemu_detail::enqueue(stream, [=] {
-      for (int s = 0; s < segments; ++s)
-        cudaemu_detail::sort_pairs(
-            sizeof(K), sizeof(V), keys_in, keys_out, values_in, values_out,
-            int64_t(begin_offsets[s]), int64_t(end_offsets[s]),
-            [=](const void* k) {
-              return cudaemu_detail::radix_key(*static_cast<const K*>(k), begin_bit, end_bit);
-            },
-            descending);
-    });
-    return cudaSuccess;
+    return cudaemu_detail::sort(temp, temp_bytes, keys_in, keys_out, values_in, values_out,
+                                int64_t(num_items), num_segments,
+                                cudaemu_detail::Segments<Offsets>{begin_offsets, end_offsets},
+                                begin_bit, end_bit, stream, true);
   }
 };
 
