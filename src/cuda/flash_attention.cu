@@ -24,21 +24,28 @@ using namespace flash;
 constexpr unsigned kAll = 0xffffffffu;
 
 // Where one (sequence, head) pair's rows are: row t of its q at q + t·ld, k at + d, v at + 2·d;
-// its dO row t at dout + t·d.
+// its dO row t at dout + t·d; and how many of its keys are inside the sequence.
 struct PairRows {
   int b, h;
+  int d;          // H·hd
+  int kv_len;     // the sequence's valid length (T without padding)
   int64_t ld;     // 3·d
   int64_t q;      // offset of (b, row 0, head h) in qkv and dqkv
   int64_t o;      // offset of (b, row 0, head h) in out and dout
   int64_t state;  // offset of (b, h, row 0) in lse and row_dot
-  __device__ PairRows(int pair, int T, int H, int hd)
+  __device__ PairRows(int pair, int T, int H, int hd, const int* valid_len)
       : b(pair / H),
         h(pair % H),
+        d(H * hd),
+        kv_len(valid_len ? valid_len[pair / H] : T),
         ld(3 * int64_t(H) * hd),
         q(int64_t(pair / H) * T * 3 * H * hd + int64_t(pair % H) * hd),
         o(int64_t(pair / H) * T * H * hd + int64_t(pair % H) * hd),
         state(int64_t(pair) * T) {}
 };
+
+// The first row of a query-tile block's tile: the last tiles first (causal: the longest first).
+__device__ __forceinline__ int query_tile_row0() { return int(gridDim.y - 1 - blockIdx.y) * kTile; }
 
 // ---- forward --------------------------------------------------------------------------------
 
@@ -67,10 +74,8 @@ __global__ void __launch_bounds__(kThreads)
   float* ss = reinterpret_cast<float*>(smem + L::s) + warp * kFrag * kLdScore;  // [16, 64]
   bf16* ps = reinterpret_cast<bf16*>(smem + L::p) + warp * kFrag * kLdProb;     // [16, 64]
   float* os = reinterpret_cast<float*>(smem + L::o) + warp * kFrag * ldo;       // [16, HD]
-  const PairRows pr(blockIdx.x, T, H, HD);
-  const int d = H * HD;
-  const int q0 = int(gridDim.y - 1 - blockIdx.y) * kTile;  // the longest (causal) tiles first
-  const int kv_len = valid_len ? valid_len[pr.b] : T;
+  const PairRows pr(blockIdx.x, T, H, HD, valid_len);
+  const int q0 = query_tile_row0();
   const uint16_t* q = qkv16 + pr.q;
 
   // Q's tile through the K buffer into this warp's fragments, kept for the whole loop.
@@ -86,10 +91,10 @@ __global__ void __launch_bounds__(kThreads)
   const int r = lane / 2, c0 = (lane % 2) * 32;  // this lane's row and its 32 columns
   const int query = q0 + warp * kFrag + r;
   float m = -INFINITY, l = 0.f;
-  const int key_end = causal ? min(q0 + kTile, kv_len) : kv_len;
+  const int key_end = causal ? min(q0 + kTile, pr.kv_len) : pr.kv_len;
   for (int k0 = 0; k0 < key_end; k0 += kTile) {
-    load_tile<HD>(ks, q + d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
-    load_tile<HD>(vs, q + 2 * d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
+    load_tile<HD>(ks, q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
+    load_tile<HD>(vs, q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
     __syncthreads();
     // S [16, 64] = Q_w · Kᵀ (unscaled)
 #pragma unroll
@@ -109,7 +114,7 @@ __global__ void __launch_bounds__(kThreads)
     const float* srow = ss + r * kLdScore;
     float mx = -INFINITY;
     for (int j = c0; j < c0 + 32; ++j)
-      if (visible(causal, kv_len, T, query, k0 + j)) mx = fmaxf(mx, scale * srow[j]);
+      if (visible(causal, pr.kv_len, T, query, k0 + j)) mx = fmaxf(mx, scale * srow[j]);
     mx = fmaxf(mx, __shfl_xor_sync(kAll, mx, 1));
     const float m_new = fmaxf(m, mx);
     const float m_use = m_new == -INFINITY ? 0.f : m_new;  // no key seen yet: everything 0
@@ -118,7 +123,7 @@ __global__ void __launch_bounds__(kThreads)
     uint16_t* prow = reinterpret_cast<uint16_t*>(ps) + r * kLdProb;
     for (int j = c0; j < c0 + 32; ++j) {
       const float p =
-          visible(causal, kv_len, T, query, k0 + j) ? expf(scale * srow[j] - m_use) : 0.f;
+          visible(causal, pr.kv_len, T, query, k0 + j) ? expf(scale * srow[j] - m_use) : 0.f;
       sum += p;
       prow[j] = bf16_bits(p);
     }
@@ -151,7 +156,7 @@ __global__ void __launch_bounds__(kThreads)
     const float lr = __shfl_sync(kAll, l, 2 * rr);
     const int qr = q0 + warp * kFrag + rr;
     if (qr >= T) break;
-    float* dst = out + pr.o + int64_t(qr) * d;
+    float* dst = out + pr.o + int64_t(qr) * pr.d;
     for (int j = lane; j < HD; j += 32) dst[j] = lr > 0.f ? os[rr * ldo + j] / lr : 0.f;
   }
   if (lane % 2 == 0 && query < T) lse[pr.state + query] = l > 0.f ? m + logf(l) : INFINITY;
@@ -273,14 +278,12 @@ __global__ void __launch_bounds__(kThreads)
   const BackwardViews<HD> v(smem, warp);
   bf16 *ks = v.own, *vs = v.own2, *qs = v.loop, *dos = v.loop2, *pt16 = v.p16, *dst16 = v.ds16;
   float *st = v.s, *dpt = v.dp, *lse_s = v.lse, *dot_s = v.dot;
-  const PairRows pr(blockIdx.x, T, H, HD);
-  const int d = H * HD;
+  const PairRows pr(blockIdx.x, T, H, HD, valid_len);
   const int k0 = int(blockIdx.y) * kTile;  // causal: the first tiles have the most queries
-  const int kv_len = valid_len ? valid_len[pr.b] : T;
-  if (k0 >= kv_len) return;  // no query sees these keys: their gradients are 0 (+= 0)
+  if (k0 >= pr.kv_len) return;             // no query sees these keys: their gradients are 0 (+= 0)
   const uint16_t* q = qkv16 + pr.q;
-  load_tile<HD>(ks, q + d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
-  load_tile<HD>(vs, q + 2 * d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
+  load_tile<HD>(ks, q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
+  load_tile<HD>(vs, q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
   FragAcc dk[HD / kFrag], dv[HD / kFrag];
 #pragma unroll
   for (int n = 0; n < HD / kFrag; ++n) {
@@ -290,7 +293,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int q0 = causal ? k0 : 0; q0 < T; q0 += kTile) {
     __syncthreads();  // the previous tiles are read (and K, V are loaded)
     load_tile<HD>(qs, q + q0 * pr.ld, pr.ld, min(kTile, T - q0));
-    load_tile<HD>(dos, dout16 + pr.o + int64_t(q0) * d, d, min(kTile, T - q0));
+    load_tile<HD>(dos, dout16 + pr.o + int64_t(q0) * pr.d, pr.d, min(kTile, T - q0));
     for (int i = threadIdx.x; i < kTile; i += kThreads) {
       const bool in = q0 + i < T;
       lse_s[i] = in ? lse[pr.state + q0 + i] : INFINITY;
@@ -305,7 +308,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = lane; i < kFrag * kTile; i += 32) {
       const int r = i / kTile, c = i % kTile;
       const int key = k0 + warp * kFrag + r, query = q0 + c;
-      const float p = visible(causal, kv_len, T, query, key)
+      const float p = visible(causal, pr.kv_len, T, query, key)
                           ? expf(scale * st[r * kLdScore + c] - lse_s[c])
                           : 0.f;
       p_bits[r * kLdProb + c] = bf16_bits(p);
@@ -316,11 +319,11 @@ __global__ void __launch_bounds__(kThreads)
     accumulate_ab<HD>(dk, dst16, qs);  // dK += dSᵀ · Q
   }
   const int rows = min(kFrag, T - (k0 + warp * kFrag));  // this warp's keys inside the sequence
-  float* dk_dst = dqkv + pr.q + d + int64_t(k0 + warp * kFrag) * pr.ld;
+  float* dk_dst = dqkv + pr.q + pr.d + int64_t(k0 + warp * kFrag) * pr.ld;
 #pragma unroll
   for (int n = 0; n < HD / kFrag; ++n) {
     add_fragment(dk_dst + n * kFrag, pr.ld, dk[n], scale, st, rows);
-    add_fragment(dk_dst + d + n * kFrag, pr.ld, dv[n], 1.f, st, rows);
+    add_fragment(dk_dst + pr.d + n * kFrag, pr.ld, dv[n], 1.f, st, rows);
   }
 }
 
@@ -337,13 +340,11 @@ __global__ void __launch_bounds__(kThreads)
   const BackwardViews<HD> v(smem, warp);
   bf16 *qs = v.own, *dos = v.own2, *ks = v.loop, *vs = v.loop2, *ds16 = v.ds16;
   float *ss = v.s, *dps = v.dp, *lse_s = v.lse, *dot_s = v.dot;
-  const PairRows pr(blockIdx.x, T, H, HD);
-  const int d = H * HD;
-  const int q0 = int(gridDim.y - 1 - blockIdx.y) * kTile;  // the longest (causal) tiles first
-  const int kv_len = valid_len ? valid_len[pr.b] : T;
+  const PairRows pr(blockIdx.x, T, H, HD, valid_len);
+  const int q0 = query_tile_row0();
   const uint16_t* q = qkv16 + pr.q;
   load_tile<HD>(qs, q + q0 * pr.ld, pr.ld, min(kTile, T - q0));
-  load_tile<HD>(dos, dout16 + pr.o + int64_t(q0) * d, d, min(kTile, T - q0));
+  load_tile<HD>(dos, dout16 + pr.o + int64_t(q0) * pr.d, pr.d, min(kTile, T - q0));
   for (int i = threadIdx.x; i < kTile; i += kThreads) {
     const bool in = q0 + i < T;
     lse_s[i] = in ? lse[pr.state + q0 + i] : INFINITY;
@@ -352,11 +353,11 @@ __global__ void __launch_bounds__(kThreads)
   FragAcc dq[HD / kFrag];
 #pragma unroll
   for (int n = 0; n < HD / kFrag; ++n) wmma::fill_fragment(dq[n], 0.f);
-  const int key_end = causal ? min(q0 + kTile, kv_len) : kv_len;
+  const int key_end = causal ? min(q0 + kTile, pr.kv_len) : pr.kv_len;
   for (int k0 = 0; k0 < key_end; k0 += kTile) {
     __syncthreads();  // the previous K, V tiles are read (and Q, dO, lse, D are loaded)
-    load_tile<HD>(ks, q + d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
-    load_tile<HD>(vs, q + 2 * d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
+    load_tile<HD>(ks, q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
+    load_tile<HD>(vs, q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
     __syncthreads();
     product_abt<HD>(ss, qs, ks);    // S [16 queries, 64 keys]
     product_abt<HD>(dps, dos, vs);  // dP
@@ -365,7 +366,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = lane; i < kFrag * kTile; i += 32) {
       const int r = i / kTile, c = i % kTile;
       const int row = warp * kFrag + r;
-      const float p = visible(causal, kv_len, T, q0 + row, k0 + c)
+      const float p = visible(causal, pr.kv_len, T, q0 + row, k0 + c)
                           ? expf(scale * ss[r * kLdScore + c] - lse_s[row])
                           : 0.f;
       ds_bits[r * kLdProb + c] = bf16_bits(p * (dps[r * kLdScore + c] - dot_s[row]));
