@@ -6,6 +6,9 @@
 #   scripts/test-cudaemu.sh              build-cudaemu/, all the CUDA tests
 #   scripts/test-cudaemu.sh -R Flash     only those matching (ctest -R)
 #   CUDAEMU_ORDER_CHECK=1 scripts/test-cudaemu.sh   each launch twice, in two orders (races)
+#   CUDAEMU_PERTURB=0 scripts/test-cudaemu.sh   the host's rounding of expf/logf/erff, cuBLAS's sums
+#                                        and WMMA's (the default here is 1: moved as far as a GPU
+#                                        may move them, so no test relies on the host's bits)
 #   BUILD_DIR=build-cudaemu-nofma CUDAEMU_FLAGS=-ffp-contract=off scripts/test-cudaemu.sh
 #                                        the kernels without fused multiply-adds (tests that
 #                                        expect the CPU's bits only because g++ fuses both alike)
@@ -18,4 +21,4 @@ for f in tests/cuda/test_*.cpp tests/cudaemu/test_*.cpp; do targets+=" $(basenam
 TARGETS="$targets" BUILD_DIR="$build_dir" scripts/build.sh -DECMOE_CUDA_EMULATOR=ON -DECMOE_PYTHON=OFF \
   "-DECMOE_CUDAEMU_FLAGS=${CUDAEMU_FLAGS:-}"
 cd "$build_dir"
-ECMOE_CUDA_TESTS_MUST_RUN=1 ctest -L cuda --output-on-failure -j"$(nproc)" "$@"
+CUDAEMU_PERTURB="${CUDAEMU_PERTURB:-1}" ECMOE_CUDA_TESTS_MUST_RUN=1 ctest -L cuda --output-on-failure -j"$(nproc)" "$@"

@@ -476,6 +476,90 @@ TEST(Cudaemu, GemmMatchesAReference) {
   cublasDestroy(h);
 }
 
+__global__ void math_kernel(float* out, const float* in, int n) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) {
+    out[3 * i] = expf(in[i]);
+    out[3 * i + 1] = logf(in[i]);
+    out[3 * i + 2] = erff(in[i]);
+  }
+}
+
+// How many representable floats lie between a and b.
+int64_t ulps_apart(float a, float b) {
+  const auto ordered = [](float x) {
+    const int32_t i = __float_as_int(x);
+    return i < 0 ? int64_t(INT32_MIN) - i : int64_t(i);
+  };
+  return std::abs(ordered(a) - ordered(b));
+}
+
+TEST(Cudaemu, PerturbedMathStaysWithinCudasErrors) {
+  const int n = 4096;
+  std::vector<float> in(n);
+  for (int i = 0; i < n; ++i) in[size_t(i)] = 0.01f + 0.0037f * float(i);  // (0, 15]
+  float* din = device_copy(in);
+  float* dout = nullptr;
+  CHECK_CUDA(cudaMalloc(&dout, 3 * n * sizeof(float)));
+  const bool before = cudaemu::perturb();  // CUDAEMU_PERTURB's, restored at the end
+  const auto run = [&](bool perturbed) {
+    cudaemu::set_perturb(perturbed);
+    cudaemu::launch(math_kernel, dim3(n / 256), dim3(256), 0, nullptr, dout, din, n);
+    return host_copy(dout, 3 * size_t(n));
+  };
+  const std::vector<float> exact = run(false), moved = run(true), again = run(true);
+  EXPECT_EQ(moved, again);                // a hash of the argument decides: runs repeat
+  const int64_t max_ulps[3] = {2, 1, 2};  // expf, logf, erff: CUDA's documented errors
+  int differ[3] = {0, 0, 0};
+  for (int i = 0; i < n; ++i) {
+    const float host[3] = {std::exp(in[size_t(i)]), std::log(in[size_t(i)]),
+                           std::erf(in[size_t(i)])};
+    for (int f = 0; f < 3; ++f) {
+      const size_t at = 3 * size_t(i) + size_t(f);
+      EXPECT_EQ(exact[at], host[f]) << "function " << f << " at " << in[size_t(i)];
+      EXPECT_LE(ulps_apart(moved[at], exact[at]), max_ulps[f]) << f;
+      EXPECT_LE(std::abs(moved[at]), f == 2 ? 1.f : INFINITY);
+      differ[f] += moved[at] != exact[at];
+    }
+  }
+  for (int f = 0; f < 3; ++f) EXPECT_GT(differ[f], n / 4) << "function " << f;
+  cudaemu::set_perturb(true);
+  EXPECT_EQ(expf(1.5f), std::exp(1.5f));  // on the host, glibc's own
+  cudaemu::set_perturb(before);
+}
+
+TEST(Cudaemu, PerturbedGemmSumsInAnotherOrder) {
+  cublasHandle_t h;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  const int m = 16, n = 16, k = 200;
+  std::mt19937 gen(5);
+  std::normal_distribution<float> normal;
+  std::vector<float> a(size_t(m) * k), b(size_t(k) * n);
+  for (float& x : a) x = normal(gen);
+  for (float& x : b) x = normal(gen);
+  float *da = device_copy(a), *db = device_copy(b), *dc = nullptr;
+  CHECK_CUDA(cudaMalloc(&dc, size_t(m) * n * sizeof(float)));
+  const bool before = cudaemu::perturb();
+  const auto run = [&](bool perturbed) {
+    cudaemu::set_perturb(perturbed);
+    const float one = 1.f, zero = 0.f;
+    EXPECT_EQ(
+        cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, da, CUDA_R_32F, m, db, CUDA_R_32F,
+                     k, &zero, dc, CUDA_R_32F, m, CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT),
+        CUBLAS_STATUS_SUCCESS);
+    return host_copy(dc, size_t(m) * n);
+  };
+  const std::vector<float> plain = run(false), moved = run(true);
+  cudaemu::set_perturb(before);
+  int differ = 0;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_NEAR(moved[i], plain[i], 1e-5 * std::sqrt(double(k)) * (1 + std::abs(plain[i])));
+    differ += moved[i] != plain[i];
+  }
+  EXPECT_GT(differ, int(plain.size()) / 4);  // the order shows in the last bits
+  cublasDestroy(h);
+}
+
 __global__ void wmma_kernel(float* c, const __nv_bfloat16* a, const __nv_bfloat16* b) {
   using namespace nvcuda;
   wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;

@@ -375,3 +375,17 @@ std::common_type_t<A, B> max(A a, B b) {
 using std::isfinite;
 using std::isinf;
 using std::isnan;
+
+// ---- math of the device's own library: inside kernels, glibc's results, or under
+// CUDAEMU_PERTURB=1 results moved by up to CUDA's documented error (src/perturb.cpp); kernels call
+// the C names --
+namespace cudaemu {
+bool perturb();  // CUDAEMU_PERTURB=1: the GPU's legal differences in rounding (perturb.cpp)
+void set_perturb(bool on);  // for the emulator's own tests
+float device_expf(float x);
+float device_logf(float x);
+float device_erff(float x);
+}  // namespace cudaemu
+#define expf(x) ::cudaemu::device_expf(x)
+#define logf(x) ::cudaemu::device_logf(x)
+#define erff(x) ::cudaemu::device_erff(x)

@@ -1,6 +1,7 @@
 // cuBLAS's GemmEx and GemmStridedBatchedEx, column-major as cuBLAS: C = alpha·op(A)·op(B) + beta·C,
-// operands fp32 or bf16, products and sums in fp32 (in k order, eight partial sums), C fp32 or
-// bf16. With beta = 0, C is not read (it may hold NaN), as cuBLAS promises.
+// operands fp32 or bf16, products and sums in fp32 (in k order, eight partial sums; under
+// CUDAEMU_PERTURB=1 another order, perturb.cpp), C fp32 or bf16. With beta = 0, C is not read (it
+// may hold NaN), as cuBLAS promises.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
@@ -51,6 +52,26 @@ struct GemmArgs {
   int batch;
 };
 
+// Eight interleaved partial sums, combined pairwise.
+float dot_interleaved(const float* x, const float* y, int k) {
+  float part[8] = {};
+  int l = 0;
+  for (; l + 8 <= k; l += 8)
+    for (int u = 0; u < 8; ++u) part[u] = std::fma(x[l + u], y[l + u], part[u]);
+  for (; l < k; ++l) part[0] = std::fma(x[l], y[l], part[0]);
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+// CUDAEMU_PERTURB=1: tiles of 32 summed one by one, the last tile first (a split-K order).
+float dot_tiles_reversed(const float* x, const float* y, int k) {
+  float total = 0.f;
+  for (int t = (k - 1) / 32 * 32; t >= 0; t -= 32) {
+    float s = 0.f;
+    for (int l = t; l < std::min(k, t + 32); ++l) s = std::fma(x[l], y[l], s);
+    total += s;
+  }
+  return total;
+}
+
 void run_gemm(const GemmArgs& g) {
   std::vector<float> a(size_t(g.m) * g.k), bt(size_t(g.n) * g.k);  // op(A) rows, op(B) columns
   for (int p = 0; p < g.batch; ++p) {
@@ -69,13 +90,7 @@ void run_gemm(const GemmArgs& g) {
       for (int i = 0; i < g.m; ++i) {
         const float* x = &a[size_t(i) * g.k];
         const float* y = &bt[size_t(j) * g.k];
-        float part[8] = {};
-        int l = 0;
-        for (; l + 8 <= g.k; l += 8)
-          for (int u = 0; u < 8; ++u) part[u] = std::fma(x[l + u], y[l + u], part[u]);
-        for (; l < g.k; ++l) part[0] = std::fma(x[l], y[l], part[0]);
-        const float dot = ((part[0] + part[1]) + (part[2] + part[3])) +
-                          ((part[4] + part[5]) + (part[6] + part[7]));
+        const float dot = perturb() ? dot_tiles_reversed(x, y, g.k) : dot_interleaved(x, y, g.k);
         const int64_t at = oc + i + int64_t(j) * g.ldc;
         float v = g.alpha * dot;
         if (g.beta != 0.f) v += g.beta * load(g.c, g.ct, at);
