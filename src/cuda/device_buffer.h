@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <utility>
@@ -41,15 +42,19 @@ class DeviceVec {
     size_ = n;
   }
   // Room for n elements without changing the size (contents lost if it reallocates): a buffer
-  // that grows a little at a time (a KV cache's scores) reserves ahead of its size.
+  // that grows a little at a time (a KV cache's scores) reserves ahead of its size. The first
+  // allocation is exact; a buffer that grows again gets a quarter more than asked, so that sizes
+  // that vary from batch to batch (the counted rows of a masked LM's head) settle after a few
+  // steps instead of reallocating at every new maximum (cudaFree waits for the whole device).
   void reserve(size_t n) {
     if (n <= capacity_) return;
+    const size_t grown = capacity_ > 0 ? std::max(n, capacity_ + capacity_ / 4) : n;
     if (data_) ECMOE_CUDA_CHECK(cudaFree(data_));
     data_ = nullptr;
     capacity_ = 0;
     size_ = 0;
-    ECMOE_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), n * sizeof(T)));
-    capacity_ = n;
+    ECMOE_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), grown * sizeof(T)));
+    capacity_ = grown;
   }
   size_t capacity() const { return capacity_; }
   void release() { DeviceVec().swap(*this); }

@@ -19,13 +19,20 @@ constexpr int64_t kChunk = kGradNormChunk;
 constexpr int kLanes = kGradNormLanes;
 static_assert(32 % kLanes == 0, "a chunk's lanes sit in one warp");
 
-// Block c: chunk c of the CPU's list, every element through the CPU's own update.
+// Block c: chunk c of the CPU's list, every element through the CPU's own update; a gradient
+// first multiplied by *clip_scale (if given and not 1), rounded alone as scale_kernel's product.
 __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, const AdamWChunk* chunks,
-                             AdamWStepConstants k) {
+                             AdamWStepConstants k, const float* clip_scale) {
   const AdamWChunk chunk = chunks[blockIdx.x];
   const float decay = chunk.decay ? k.decay_factor : 1.f;
-  for (int64_t i = chunk.begin + threadIdx.x; i < chunk.end; i += blockDim.x)
-    adamw_update(p[i], m[i], v[i], g[i], decay, k);
+  const float scale = clip_scale != nullptr ? *clip_scale : 1.f;
+  if (scale == 1.f) {
+    for (int64_t i = chunk.begin + threadIdx.x; i < chunk.end; i += blockDim.x)
+      adamw_update(p[i], m[i], v[i], g[i], decay, k);
+  } else {
+    for (int64_t i = chunk.begin + threadIdx.x; i < chunk.end; i += blockDim.x)
+      adamw_update(p[i], m[i], v[i], __fmul_rn(g[i], scale), decay, k);
+  }
 }
 
 // Thread (chunk, lane): lane l's running sum of the chunk's squares in double, elements l, l + 8,
@@ -134,13 +141,14 @@ DeviceAdamW::DeviceAdamW(const AdamW& host, cudaStream_t stream)
   ECMOE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host's buffers were read
 }
 
-void DeviceAdamW::step(float* params, const float* grads, float lr, cudaStream_t stream) {
+void DeviceAdamW::step(float* params, const float* grads, float lr, cudaStream_t stream,
+                       const float* clip_scale) {
   ECMOE_CHECK(std::isfinite(lr) && lr >= 0.f, "AdamW: learning rate must be >= 0, got ", lr);
   ++step_;
   const AdamWStepConstants k = adamw_step_constants(config_, step_, lr);
   if (chunks_.empty()) return;
   launch(adamw_kernel, unsigned(chunks_.size()), kThreads, 0, stream, params, grads, m_.data(),
-         v_.data(), chunks_.data(), k);
+         v_.data(), chunks_.data(), k, clip_scale);
 }
 
 void DeviceAdamW::copy_to(AdamW& host, cudaStream_t stream) const {
@@ -155,19 +163,41 @@ void DeviceAdamW::copy_to(AdamW& host, cudaStream_t stream) const {
   host.set_step_count(step_);
 }
 
-float clip_grad_norm(std::span<const DeviceGrads> buffers, float max_norm, GradNormScratch& scratch,
-                     cudaStream_t stream) {
-  sum_squares(buffers, max_norm, scratch, stream);
-  for (const DeviceGrads& g : buffers) {
-    if (g.size == 0 || max_norm <= 0.f) continue;  // max_norm <= 0: nothing is scaled
-    launch(scale_kernel, blocks_for(g.size, kThreads), kThreads, 0, stream, g.data, g.size,
-           scratch.result.data());
-  }
+namespace {
+float download_norm(const GradNormScratch& scratch, cudaStream_t stream) {
   float norm = 0.f;
   ECMOE_CUDA_CHECK(
       cudaMemcpyAsync(&norm, scratch.result.data(), sizeof(float), cudaMemcpyDeviceToHost, stream));
   ECMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
   return norm;
+}
+}  // namespace
+
+void apply_clip_scale(std::span<const DeviceGrads> buffers, const GradNormScratch& scratch,
+                      cudaStream_t stream) {
+  for (const DeviceGrads& g : buffers) {
+    if (g.size == 0) continue;
+    launch(scale_kernel, blocks_for(g.size, kThreads), kThreads, 0, stream, g.data, g.size,
+           scratch.result.data());
+  }
+}
+
+float clip_grad_norm(std::span<const DeviceGrads> buffers, float max_norm, GradNormScratch& scratch,
+                     cudaStream_t stream) {
+  sum_squares(buffers, max_norm, scratch, stream);
+  if (max_norm > 0.f) apply_clip_scale(buffers, scratch, stream);  // <= 0: nothing is scaled
+  return download_norm(scratch, stream);
+}
+
+float clip_grad_norm_deferred(std::span<const DeviceGrads> buffers, float max_norm,
+                              GradNormScratch& scratch, cudaStream_t stream) {
+  sum_squares(buffers, max_norm, scratch, stream);
+  return download_norm(scratch, stream);
+}
+
+const float* clip_scale_on_device(const GradNormScratch& scratch) {
+  ECMOE_CHECK(scratch.result.size() == 2, "cuda clipping: no norm measured yet");
+  return scratch.result.data() + 1;
 }
 
 float grad_norm(const float* grads, int64_t size, GradNormScratch& scratch, cudaStream_t stream) {

@@ -43,16 +43,27 @@ class CudaOptimizerDevice final : public OptimizerDevice {
   }
   void store_grads(FlatBuffer& grads) override {
     ECMOE_CHECK(grads.size() == table_.total_floats(), "cuda optimizer: wrong gradient buffer");
+    if (scale_pending_) {  // the host sees them clipped, as the CPU's
+      apply_clip_scale(all_grads(), norm_scratch_, ctx_.stream);
+      scale_pending_ = false;
+    }
     ECMOE_CUDA_CHECK(cudaMemcpyAsync(grads.data(), grads_.data(), grads_.bytes(),
                                      cudaMemcpyDeviceToHost, ctx_.stream));
     ctx_.synchronize();
   }
   float* params() override { return params_.data(); }
   float* grads() override { return grads_.data(); }
-  void zero_grads() override { grads_.zero(ctx_.stream); }
+  void zero_grads() override {
+    grads_.zero(ctx_.stream);
+    scale_pending_ = false;
+  }
+  // The clipping factor stays on the device and AdamW applies it (DeviceAdamW::step): the same
+  // bits as scaling the gradients first, one pass over them fewer.
   float clip_grad_norm(float max_norm) override {
-    const DeviceGrads all[] = {{grads_.data(), int64_t(grads_.size())}};
-    return cuda::clip_grad_norm(all, max_norm, norm_scratch_, ctx_.stream);
+    const float norm =
+        cuda::clip_grad_norm_deferred(all_grads(), max_norm, norm_scratch_, ctx_.stream);
+    scale_pending_ = max_norm > 0.f;
+    return norm;
   }
   double grad_sum_of_squares() override {
     return cuda::grad_sum_of_squares(grads_.data(), int64_t(grads_.size()), norm_scratch_,
@@ -63,7 +74,9 @@ class CudaOptimizerDevice final : public OptimizerDevice {
   }
   void adamw_step(float lr) override {
     require_loaded();
-    adam_->step(params_.data(), grads_.data(), lr, ctx_.stream);
+    const float* clip = scale_pending_ ? clip_scale_on_device(norm_scratch_) : nullptr;
+    adam_->step(params_.data(), grads_.data(), lr, ctx_.stream, clip);
+    scale_pending_ = false;
   }
   void wait() override { ctx_.synchronize(); }
 
@@ -71,11 +84,18 @@ class CudaOptimizerDevice final : public OptimizerDevice {
   void require_loaded() const {
     ECMOE_CHECK(adam_.has_value(), "cuda optimizer: load() the parameters and AdamW first");
   }
+  std::span<const DeviceGrads> all_grads() {
+    all_[0] = {grads_.data(), int64_t(grads_.size())};
+    return all_;
+  }
   Context& ctx_;
   const TensorTable& table_;
   DeviceVec<float> params_, grads_;
   std::optional<DeviceAdamW> adam_;
   GradNormScratch norm_scratch_;
+  DeviceGrads all_[1];
+  // clip_grad_norm's factor is still to be applied (by adamw_step, or store_grads).
+  bool scale_pending_ = false;
 };
 
 }  // namespace

@@ -215,13 +215,17 @@ ForwardResult Transformer::forward_impl(const float* p, const FlatBuffer* state,
                                         std::optional<RouterKind> router) {
   ECMOE_CHECK(int64_t(batch.targets.size()) == batch.token_count(),
               "model forward: targets must have B·T = ", batch.token_count(), " entries");
-  ForwardResult result = forward_trunk(p, state, batch, training, seed, router);
+  std::vector<MoeOutput> pending = forward_trunk(p, state, batch, training, seed, router);
   Activations& a = *act_;
   const int N = a.rows();
-  // logits = ln_f(h) · Eᵀ at the counted positions
-  result.lm_loss = lm_head_forward(*nn_, a.head, a.final_out.data(), batch.targets.data(),
-                                   p + offsets_.embed_tokens,
-                                   {N, config_.d_model, config_.vocab_size, config_.precision});
+  // logits = ln_f(h) · Eᵀ at the counted positions, queued before the layers' values are waited
+  // for: on a device the head's work is then in flight while the host waits, and its loss comes
+  // back at the same synchronisation
+  const double lm_loss = lm_head_forward(
+      *nn_, a.head, a.final_out.data(), batch.targets.data(), p + offsets_.embed_tokens,
+      {N, config_.d_model, config_.vocab_size, config_.precision});
+  ForwardResult result = finish_layers(pending);
+  result.lm_loss = lm_loss;
   result.counted = a.head.count;
   result.loss += result.lm_loss;
   a.lm_head_ready = true;
@@ -237,12 +241,13 @@ ForwardResult Transformer::forward_hidden(const FlatBuffer& params, const Batch&
 ForwardResult Transformer::forward_hidden_on_backend(const float* params, const Batch& batch,
                                                      bool training, uint64_t seed) {
   ECMOE_CHECK(params != nullptr, "model forward: no parameters");
-  return forward_trunk(params, nullptr, batch, training, seed);
+  std::vector<MoeOutput> pending = forward_trunk(params, nullptr, batch, training, seed);
+  return finish_layers(pending);
 }
 
-ForwardResult Transformer::forward_trunk(const float* p, const FlatBuffer* state,
-                                         const Batch& batch, bool training, uint64_t seed,
-                                         std::optional<RouterKind> router) {
+std::vector<MoeOutput> Transformer::forward_trunk(const float* p, const FlatBuffer* state,
+                                                  const Batch& batch, bool training, uint64_t seed,
+                                                  std::optional<RouterKind> router) {
   const int B = batch.batch_size, T = batch.seq_len, V = config_.vocab_size;
   const int d = config_.d_model, L = config_.n_layers;
   ECMOE_CHECK(B > 0 && T > 0 && T <= config_.seq_len, "model forward: batch ", B, " x ", T,
@@ -285,11 +290,8 @@ ForwardResult Transformer::forward_trunk(const float* p, const FlatBuffer* state
   // h = embed(tokens) + positions
   nn_->embedding_forward(stream(0), a.tokens_on_backend.data(), p + offsets_.embed_tokens,
                          p + offsets_.embed_positions, {B, T, d, V});
-  ForwardResult result;
-  result.layer_stats.reserve(L);
   std::vector<MoeOutput> outputs;
   outputs.reserve(L);
-  double aux_total = 0;
   for (int l = 0; l < L; ++l) {
     const LayerOffsets& o = layers_[l];
     float* h_in = stream(2 * l);
@@ -324,16 +326,23 @@ ForwardResult Transformer::forward_trunk(const float* p, const FlatBuffer* state
   }
   nn_->layernorm_forward(a.final_out.data(), a.final_mean.data(), a.final_rstd.data(),
                          stream(2 * L), p + offsets_.final_gain, p + offsets_.final_bias, N, d);
+  a.backward_ready = true;
+  return outputs;
+}
+
+ForwardResult Transformer::finish_layers(std::vector<MoeOutput>& pending) {
+  ForwardResult result;
+  result.layer_stats.reserve(pending.size());
+  double aux_total = 0;
   // On a device the layers' losses and statistics come back now, all in one wait.
-  for (int l = 0; l < L; ++l) {
-    MoeOutput& out = outputs[l];
+  for (size_t l = 0; l < pending.size(); ++l) {
+    MoeOutput& out = pending[l];
     ffn_[l].finish(out);
     accumulate_aux(result.aux, out.aux);
     aux_total += double(out.aux.weighted_total);
     result.layer_stats.push_back(std::move(out.stats));
   }
   result.loss = aux_total;
-  a.backward_ready = true;
   return result;
 }
 

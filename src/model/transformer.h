@@ -157,9 +157,12 @@ class Transformer {
   struct Activations;
   // Everything up to the final hidden states; state: the router state (nullptr if none).
   // p, g: parameters and gradients at the table's offsets, in the dense backend's memory.
-  ForwardResult forward_trunk(const float* p, const FlatBuffer* state, const Batch& batch,
-                              bool training, uint64_t seed,
-                              std::optional<RouterKind> router = std::nullopt);
+  // Returns the MoE layers' outputs, whose losses and statistics may still be on their way from
+  // a device: finish_layers() waits for them and sums them.
+  std::vector<MoeOutput> forward_trunk(const float* p, const FlatBuffer* state, const Batch& batch,
+                                       bool training, uint64_t seed,
+                                       std::optional<RouterKind> router = std::nullopt);
+  ForwardResult finish_layers(std::vector<MoeOutput>& pending);
   void backward_impl(const float* p, float* g);
   void backward_trunk(const float* p, float* g);  // from act_->d_tmp
   ForwardResult forward_impl(const float* p, const FlatBuffer* state, const Batch& batch,

@@ -3,6 +3,7 @@
 // shrinks, and resizing to a size it already has is free, so a pointer taken after one forward's
 // resize stays valid until the next (the MoE layer keeps its input's).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -33,17 +34,21 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
 
   // Makes the buffer hold n elements in `be`'s memory. Contents are kept only when it neither
-  // grows past its capacity nor changes backend: callers write before they read.
+  // grows past its capacity nor changes backend: callers write before they read. The first
+  // allocation is exact; a buffer that grows again gets a quarter more than asked, so that sizes
+  // that vary from batch to batch (the counted rows of a masked LM's head) settle after a few
+  // steps instead of reallocating at every new maximum (on a GPU, freeing waits for the device).
   void resize(Backend& be, int64_t n) {
     ECMOE_CHECK(n >= 0, "buffer: negative size ", n);
     if (&be != be_) reset();
     be_ = &be;
     if (n > capacity_) {
+      const int64_t grown = capacity_ > 0 ? std::max(n, capacity_ + capacity_ / 4) : n;
       if (ptr_) be_->release(ptr_);
       ptr_ = nullptr;
       capacity_ = 0;
-      ptr_ = static_cast<T*>(be_->allocate(std::size_t(n) * sizeof(T)));
-      capacity_ = n;
+      ptr_ = static_cast<T*>(be_->allocate(std::size_t(grown) * sizeof(T)));
+      capacity_ = grown;
     }
     size_ = n;
   }

@@ -26,6 +26,8 @@ class OptimizerDevice {
   virtual float* grads() = 0;
   virtual void zero_grads() = 0;
   // optim/grad_clip.h's clip_grad_norm (one process) and AdamW::step, on the device's buffers.
+  // A device may leave the clipping factor to the next adamw_step (the GPU's multiplies each
+  // gradient as it reads it: the same bits, one pass fewer); store_grads gives them clipped.
   virtual float clip_grad_norm(float max_norm) = 0;
   // The device's part of a clipping over its gradients and other buffers as one gradient
   // (clip_grad_norm below): the gradients' sum of squares in optim/grad_clip.h's order (the bits

@@ -4,7 +4,8 @@
 // - bitwise where both sides do the same arithmetic in the same order: the embeddings (both
 //   tables' gradients), residual and bias broadcasts, the row gather and scatter, bias column
 //   sums over at most kRowChunk rows, AdamW (one shared update function) and the gradient norm
-//   and clipping (the CPU's summation order);
+//   and clipping (the CPU's summation order), also with the clipping factor applied inside
+//   AdamW as the training path does;
 // - within 1e-5 relative in fp32 where the order or the math library differs (LayerNorm's fused
 //   multiply-adds may be placed differently by the two compilers; CUDA's expf/logf are not
 //   libmvec's; cuBLAS sums in another order);
@@ -33,6 +34,7 @@
 #include "cuda/nn_backend.h"
 #include "cuda/nn_ops.h"
 #include "cuda/optimizer.h"
+#include "cuda/optimizer_device.h"
 #include "cuda_test_util.h"
 #include "nn/attention.h"
 #include "nn/cross_entropy.h"
@@ -43,6 +45,7 @@
 #include "nn/tied_output.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
+#include "optim/optimizer_device.h"
 
 using namespace ecmoe;
 using namespace ecmoe::cuda;
@@ -541,6 +544,46 @@ TEST(CudaNnOps, AdamWIsTheCpusBitwise) {
   EXPECT_EQ(back.step_count(), cpu.step_count());
   EXPECT_TRUE(same_bits(host_copy(back.m()), host_copy(cpu.m())));
   EXPECT_TRUE(same_bits(host_copy(back.v()), host_copy(cpu.v())));
+}
+
+// The training path's clipping (cuda/optimizer_device.h): the factor left on the device and
+// applied by AdamW as it reads each gradient. Parameters and moments have the bits of the CPU's
+// clip-then-step, clipped (small max_norm) or not (large, 0); gradients stored between the two
+// come out clipped, and are not clipped twice.
+TEST(CudaNnOps, ClippingInsideAdamWIsTheCpusBitwise) {
+  ECMOE_REQUIRE_GPU();
+  const TensorTable table = optimizer_table();
+  AdamWConfig config;
+  config.weight_decay = 0.1;
+  FlatBuffer params(table), grads(table);
+  fill(params, 91, 0.5f);
+  AdamW cpu(table, config);
+  const std::unique_ptr<OptimizerDevice> gpu = make_optimizer_device(table, config);
+  gpu->load(params, cpu);
+  const float max_norms[] = {1e-2f, 1e30f, 0.f, 5e-2f};
+  for (int s = 0; s < 4; ++s) {
+    SCOPED_TRACE("step " + std::to_string(s + 1));
+    fill(grads, 92 + uint64_t(s), 1.f);
+    gpu->zero_grads();
+    ECMOE_CUDA_CHECK(cudaMemcpy(gpu->grads(), grads.data(), size_t(grads.size()) * sizeof(float),
+                                cudaMemcpyHostToDevice));
+    const float cpu_norm = clip_grad_norm(grads, max_norms[s]);
+    const float gpu_norm = gpu->clip_grad_norm(max_norms[s]);
+    EXPECT_EQ(std::memcmp(&gpu_norm, &cpu_norm, sizeof(float)), 0);
+    if (s == 3) {  // stored between clipping and the step: clipped, as the CPU's
+      FlatBuffer stored(table);
+      gpu->store_grads(stored);
+      EXPECT_TRUE(same_bits(host_copy(stored), host_copy(grads)));
+    }
+    cpu.step(params, grads, 1e-2f);
+    gpu->adamw_step(1e-2f);
+    FlatBuffer gparams(table);
+    AdamW gadam(table, config);
+    gpu->store(gparams, gadam);
+    EXPECT_TRUE(same_bits(host_copy(gparams), host_copy(params)));
+    EXPECT_TRUE(same_bits(host_copy(gadam.m()), host_copy(cpu.m())));
+    EXPECT_TRUE(same_bits(host_copy(gadam.v()), host_copy(cpu.v())));
+  }
 }
 
 TEST(CudaNnOps, GradNormAndClippingAreTheCpusBitwise) {

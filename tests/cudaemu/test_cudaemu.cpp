@@ -158,6 +158,40 @@ TEST(Cudaemu, ResultsArriveAtTheSynchronisation) {
   CHECK_CUDA(cudaStreamDestroy(s));
 }
 
+// Events as CUDA has them: a query of queued work is "not ready" (and runs nothing), elapsed time
+// needs two recorded timing events.
+TEST(Cudaemu, EventsFollowCudasRules) {
+  int* d = nullptr;
+  CHECK_CUDA(cudaMalloc(&d, 64 * sizeof(int)));
+  cudaStream_t s;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cudaEvent_t timed_start, timed_end, untimed;
+  CHECK_CUDA(cudaEventCreate(&timed_start));
+  CHECK_CUDA(cudaEventCreate(&timed_end));
+  CHECK_CUDA(cudaEventCreateWithFlags(&untimed, cudaEventDisableTiming));
+  EXPECT_EQ(cudaEventQuery(untimed), cudaSuccess);  // never recorded: nothing to wait for
+  float ms = -1.f;
+  EXPECT_EQ(cudaEventElapsedTime(&ms, timed_start, timed_end), cudaErrorInvalidResourceHandle);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidResourceHandle);  // and reset
+  CHECK_CUDA(cudaEventRecord(timed_start, s));
+  cudaemu::launch(fill_kernel, dim3(1), dim3(64), 0, s, d, 7);
+  CHECK_CUDA(cudaEventRecord(timed_end, s));
+  CHECK_CUDA(cudaEventRecord(untimed, s));
+  EXPECT_EQ(cudaEventQuery(timed_end), cudaErrorNotReady);
+  EXPECT_EQ(cudaEventElapsedTime(&ms, timed_start, timed_end), cudaErrorNotReady);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // not ready is no error
+  CHECK_CUDA(cudaEventSynchronize(timed_end));
+  EXPECT_EQ(cudaEventQuery(timed_end), cudaSuccess);
+  EXPECT_EQ(cudaEventElapsedTime(&ms, timed_start, timed_end), cudaSuccess);
+  EXPECT_EQ(cudaEventElapsedTime(&ms, timed_start, untimed), cudaErrorInvalidResourceHandle);
+  cudaGetLastError();
+  EXPECT_EQ(host_copy(d, 64)[63], 7);
+  cudaEventDestroy(timed_start);
+  cudaEventDestroy(timed_end);
+  cudaEventDestroy(untimed);
+  cudaStreamDestroy(s);
+}
+
 TEST(Cudaemu, NewDeviceMemoryReadsAsNaN) {
   float* d = nullptr;
   CHECK_CUDA(cudaMalloc(&d, 8 * sizeof(float)));
@@ -265,6 +299,39 @@ TEST(CudaemuDeathTest, ACollectiveMustKnowItsBlockSize) {
         cudaDeviceSynchronize();
       },
       "BlockReduce<T, 64> in a block of 32 threads");
+}
+
+// Two scans through one TempStorage: CUB needs a __syncthreads between them (the last threads of
+// the first may still read the storage when the first of the second write it).
+__global__ void reused_storage_kernel(int* out, bool barrier) {
+  using Scan = cub::BlockScan<int, 64>;
+  __shared__ typename Scan::TempStorage temp;
+  int a, b;
+  Scan(temp).ExclusiveSum(1, a);
+  if (barrier) __syncthreads();
+  Scan(temp).ExclusiveSum(a, b);
+  out[threadIdx.x] = b;
+}
+
+TEST(Cudaemu, ATempStorageIsReusedAfterABarrier) {
+  int* d = nullptr;
+  CHECK_CUDA(cudaMalloc(&d, 64 * sizeof(int)));
+  cudaemu::launch(reused_storage_kernel, dim3(2), dim3(64), 0, nullptr, d, true);
+  const std::vector<int> h = host_copy(d, 64);
+  EXPECT_EQ(h[0], 0);
+  EXPECT_EQ(h[63], 62 * 63 / 2);  // the sum of 0..62
+}
+
+TEST(CudaemuDeathTest, ATempStorageReusedWithoutABarrierStops) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        int* d = nullptr;
+        cudaMalloc(&d, 64 * sizeof(int));
+        cudaemu::launch(reused_storage_kernel, dim3(1), dim3(64), 0, nullptr, d, false);
+        cudaDeviceSynchronize();
+      },
+      "BlockScan reuses a TempStorage with no __syncthreads\\(\\) since its last collective");
 }
 
 __global__ void off_by_one_kernel(int* out, int n) { out[n] = 1; }

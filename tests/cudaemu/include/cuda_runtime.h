@@ -59,6 +59,7 @@ enum cudaError {
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidResourceHandle = 400,
+  cudaErrorNotReady = 600,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchOutOfResources = 701,
   cudaErrorLaunchFailure = 719,
@@ -192,8 +193,13 @@ int block_threads();
 int check_collective_threads(int declared, const char* collective);
 
 // Every live thread of the block arrives before any leaves; `once`, if given, runs once, by the
-// last to arrive, before any leaves (the block-wide collectives of cub).
-void sync_block(const std::function<void()>* once = nullptr);
+// last to arrive, before any leaves (the block-wide collectives of cub). plain: __syncthreads
+// itself (counted: collective_storage_used), not the emulator's own barriers inside collectives.
+void sync_block(const std::function<void()>* once = nullptr, bool plain = false);
+// Called once per block-wide collective (from its `once`) with its TempStorage: stops the
+// program if the same storage served a collective with no __syncthreads in between (CUB requires
+// one before a TempStorage is reused).
+void collective_storage_used(const void* temp, const char* collective);
 // Every live lane of the caller's warp arrives before any leaves.
 void sync_warp();
 // Scratch of the block for collectives: `bytes` at least, the same pointer for all its threads.
@@ -262,7 +268,7 @@ T from_bits(uint64_t b) {
 #define gridDim (::cudaemu::detail::tl_block->grid_dim)
 constexpr int warpSize = 32;
 
-inline void __syncthreads() { ::cudaemu::sync_block(); }
+inline void __syncthreads() { ::cudaemu::sync_block(nullptr, true); }
 inline void __syncwarp(unsigned = 0xffffffffu) { ::cudaemu::sync_warp(); }
 
 // Shuffles with CUDA's width rules: a source outside [0, width) of the caller's group (xor and

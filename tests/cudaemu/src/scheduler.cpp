@@ -43,6 +43,10 @@ struct BlockRun : Block {
   int live = 0;
   int block_arrived = 0;
   bool in_collective = false;
+  bool plain_barrier = false;  // the threads waiting are at __syncthreads
+  uint64_t barriers = 0;       // __syncthreads passed by the block
+  // Each CUB TempStorage the block's collectives used, with `barriers` at its last use.
+  std::vector<std::pair<const void*, uint64_t>> storage_uses;
   const std::function<void()>* body = nullptr;
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
@@ -83,6 +87,8 @@ void release_block(BlockRun& b) {
     if (f.state == kBlockWait) f.state = kRunnable;
   b.block_arrived = 0;
   b.in_collective = false;
+  if (b.plain_barrier) ++b.barriers;
+  b.plain_barrier = false;
 }
 
 void release_warp(BlockRun& b, int w) {
@@ -136,6 +142,9 @@ void run_block(BlockRun& b) {
   b.live = b.threads;
   b.block_arrived = 0;
   b.in_collective = false;
+  b.plain_barrier = false;
+  b.barriers = 0;
+  b.storage_uses.clear();
   for (Warp& w : b.warps) {
     w.live = w.lanes;
     w.arrived = 0;
@@ -271,11 +280,12 @@ std::string describe_shared_fault(const void* addr) {
          " bytes of dynamic shared memory)";
 }
 
-void sync_block(const std::function<void()>* once) {
+void sync_block(const std::function<void()>* once, bool plain) {
   BlockRun& b = run();
   Fiber* f = detail::tl_fiber;
   ++b.block_arrived;
   if (once) b.in_collective = true;
+  if (plain) b.plain_barrier = true;
   if (b.block_arrived == b.live) {
     if (once) (*once)();
     release_block(b);
@@ -283,6 +293,21 @@ void sync_block(const std::function<void()>* once) {
   }
   f->state = kBlockWait;
   yield();
+}
+
+void collective_storage_used(const void* temp, const char* collective) {
+  BlockRun& b = run();
+  for (auto& [p, at] : b.storage_uses)
+    if (p == temp) {
+      if (at == b.barriers)
+        fatal(std::string(collective) +
+              " reuses a TempStorage with no __syncthreads() since its last collective (CUB "
+              "requires one: the last threads may still read it) (" +
+              where_in_kernel() + ")");
+      at = b.barriers;
+      return;
+    }
+  b.storage_uses.emplace_back(temp, b.barriers);
 }
 
 void sync_warp() {

@@ -35,6 +35,7 @@ struct CUevent_st {
   CUstream_st* stream = nullptr;
   uint64_t seq = 0;
   bool recorded = false;
+  unsigned flags = 0;
 };
 
 namespace cudaemu {
@@ -279,6 +280,8 @@ const char* cudaGetErrorName(cudaError_t e) {
       return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle:
       return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotReady:
+      return "cudaErrorNotReady";
     case cudaErrorIllegalAddress:
       return "cudaErrorIllegalAddress";
     case cudaErrorLaunchOutOfResources:
@@ -306,6 +309,8 @@ const char* cudaGetErrorString(cudaError_t e) {
       return "invalid resource handle";
     case cudaErrorInvalidDevicePointer:
       return "invalid device pointer";
+    case cudaErrorNotReady:
+      return "device not ready";
     default:
       return cudaGetErrorName(e);
   }
@@ -459,8 +464,9 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
   return cudaSuccess;
 }
 
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags) {
   *event = new CUevent_st;
+  (*event)->flags = flags;
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, 0); }
@@ -483,9 +489,27 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (event->recorded) flush(*event->stream, event->seq);
   return cudaSuccess;
 }
-cudaError_t cudaEventQuery(cudaEvent_t event) { return cudaEventSynchronize(event); }
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) {
-  *ms = 0.f;  // no GPU time to measure
+// Whether work the event marks is still queued: cudaEventQuery says cudaErrorNotReady then, and
+// runs nothing (the work runs at a synchronisation, as ever); a never recorded event is done.
+static bool event_pending(cudaEvent_t event) {
+  return event->recorded && !event->stream->ops.empty() &&
+         event->stream->ops.front().seq <= event->seq;
+}
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  Lock lock(api_lock());
+  if (!event) return fail(cudaErrorInvalidResourceHandle);
+  return event_pending(event) ? cudaErrorNotReady : cudaSuccess;  // NotReady is no error
+}
+// CUDA's rules: both events recorded, neither created with cudaEventDisableTiming, both done.
+// There is no GPU time to measure: 0 ms.
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  Lock lock(api_lock());
+  if (!ms || !start || !end) return fail(cudaErrorInvalidValue);
+  if (!start->recorded || !end->recorded || (start->flags & cudaEventDisableTiming) ||
+      (end->flags & cudaEventDisableTiming))
+    return fail(cudaErrorInvalidResourceHandle);
+  if (event_pending(start) || event_pending(end)) return cudaErrorNotReady;
+  *ms = 0.f;
   return cudaSuccess;
 }
 

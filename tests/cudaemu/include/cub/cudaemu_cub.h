@@ -1,6 +1,7 @@
 // cudaemu: the parts of CUB that ecmoe's CUDA backend uses. Block collectives gather every
-// thread's value in the block's scratch and combine them in thread order once; the device-wide
-// radix sorts are stable sorts on the host, queued on the stream like any GPU work.
+// thread's value in the block's scratch and combine them in thread order once (a TempStorage
+// reused with no __syncthreads since its last collective stops the program, as CUB forbids it); the
+// device-wide radix sorts are stable sorts on the host, queued on the stream like any GPU work.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -15,31 +16,34 @@ namespace cub {
 template <typename T, int kBlockThreads>
 class BlockScan {
  public:
-  struct TempStorage {};
-  explicit BlockScan(TempStorage&) {}
+  struct TempStorage {
+    unsigned char byte;
+  };
+  explicit BlockScan(TempStorage& temp) : temp_(&temp) {}
 
   void ExclusiveSum(T input, T& output) {
     T total;
     ExclusiveSum(input, output, total);
   }
   void ExclusiveSum(T input, T& output, T& block_aggregate) {
-    scan(input, output, block_aggregate, false);
+    scan(temp_, input, output, block_aggregate, false);
   }
   void InclusiveSum(T input, T& output) {
     T total;
-    scan(input, output, total, true);
+    scan(temp_, input, output, total, true);
   }
   void InclusiveSum(T input, T& output, T& block_aggregate) {
-    scan(input, output, block_aggregate, true);
+    scan(temp_, input, output, block_aggregate, true);
   }
 
  private:
-  static void scan(T input, T& output, T& total, bool inclusive) {
+  static void scan(const TempStorage* temp, T input, T& output, T& total, bool inclusive) {
     const int n = ::cudaemu::check_collective_threads(kBlockThreads, "BlockScan");
     T* slots = static_cast<T*>(::cudaemu::block_scratch(sizeof(T) * (2 * size_t(n) + 1)));
     const int me = ::cudaemu::linear_thread();
     slots[me] = input;
-    const std::function<void()> once = [slots, n] {
+    const std::function<void()> once = [slots, n, temp] {
+      ::cudaemu::collective_storage_used(temp, "BlockScan");
       T acc{};
       for (int i = 0; i < n; ++i) {
         slots[n + i] = acc;
@@ -52,37 +56,41 @@ class BlockScan {
     total = slots[2 * n];
     ::cudaemu::sync_block();  // the scratch is free again
   }
+  const TempStorage* temp_;
 };
 
 template <typename T, int kBlockThreads>
 class BlockReduce {
  public:
-  struct TempStorage {};
-  explicit BlockReduce(TempStorage&) {}
+  struct TempStorage {
+    unsigned char byte;
+  };
+  explicit BlockReduce(TempStorage& temp) : temp_(&temp) {}
 
   // The result is defined in thread 0 only (the others get 0xff bytes, as undefined).
   T Sum(T input) {
     return Reduce(input, [](T a, T b) { return a + b; });
   }
   T Sum(T input, int num_valid) {
-    return reduce(input, num_valid, [](T a, T b) { return a + b; });
+    return reduce(temp_, input, num_valid, [](T a, T b) { return a + b; });
   }
   template <typename Op>
   T Reduce(T input, Op op) {
-    return reduce(input, ::cudaemu::block_threads(), op);
+    return reduce(temp_, input, ::cudaemu::block_threads(), op);
   }
   template <typename Op>
   T Reduce(T input, Op op, int num_valid) {
-    return reduce(input, num_valid, op);
+    return reduce(temp_, input, num_valid, op);
   }
 
  private:
   template <typename Op>
-  static T reduce(T input, int valid, Op op) {
+  static T reduce(const TempStorage* temp, T input, int valid, Op op) {
     const int n = ::cudaemu::check_collective_threads(kBlockThreads, "BlockReduce");
     T* slots = static_cast<T*>(::cudaemu::block_scratch(sizeof(T) * (size_t(n) + 1)));
     slots[::cudaemu::linear_thread()] = input;
-    const std::function<void()> once = [slots, n, valid, op] {
+    const std::function<void()> once = [slots, n, valid, op, temp] {
+      ::cudaemu::collective_storage_used(temp, "BlockReduce");
       T acc = slots[0];
       for (int i = 1; i < valid && i < n; ++i) acc = op(acc, slots[i]);
       slots[n] = acc;
@@ -93,6 +101,7 @@ class BlockReduce {
     ::cudaemu::sync_block();
     return out;
   }
+  const TempStorage* temp_;
 };
 
 namespace cudaemu_detail {
