@@ -565,8 +565,11 @@ TEST(CudaNnOps, ClippingInsideAdamWIsTheCpusBitwise) {
     SCOPED_TRACE("step " + std::to_string(s + 1));
     fill(grads, 92 + uint64_t(s), 1.f);
     gpu->zero_grads();
-    ECMOE_CUDA_CHECK(cudaMemcpy(gpu->grads(), grads.data(), size_t(grads.size()) * sizeof(float),
-                                cudaMemcpyHostToDevice));
+    // On the backend's stream, after zero_grads: a plain cudaMemcpy (the legacy stream) would
+    // not wait for that non-blocking stream's memset.
+    ECMOE_CUDA_CHECK(cudaMemcpyAsync(gpu->grads(), grads.data(),
+                                     size_t(grads.size()) * sizeof(float), cudaMemcpyHostToDevice,
+                                     stream()));
     const float cpu_norm = clip_grad_norm(grads, max_norms[s]);
     const float gpu_norm = gpu->clip_grad_norm(max_norms[s]);
     EXPECT_EQ(std::memcmp(&gpu_norm, &cpu_norm, sizeof(float)), 0);

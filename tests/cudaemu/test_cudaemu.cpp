@@ -192,6 +192,25 @@ TEST(Cudaemu, EventsFollowCudasRules) {
   cudaStreamDestroy(s);
 }
 
+// A synchronous copy waits for the legacy stream and the blocking streams, not for a
+// non-blocking stream: a result made there is not yet in a cudaMemcpy's reach, as on a GPU.
+TEST(Cudaemu, SynchronousCopiesDoNotWaitForNonBlockingStreams) {
+  int* d = nullptr;
+  CHECK_CUDA(cudaMalloc(&d, 64 * sizeof(int)));
+  CHECK_CUDA(cudaMemset(d, 0, 64 * sizeof(int)));
+  cudaStream_t blocking, non_blocking;
+  CHECK_CUDA(cudaStreamCreate(&blocking));
+  CHECK_CUDA(cudaStreamCreateWithFlags(&non_blocking, cudaStreamNonBlocking));
+  cudaemu::launch(fill_kernel, dim3(1), dim3(64), 0, non_blocking, d, 5);
+  EXPECT_EQ(host_copy(d, 64)[0], 0);  // not waited for: the fill is still queued
+  cudaemu::launch(fill_kernel, dim3(1), dim3(64), 0, blocking, d, 6);
+  EXPECT_EQ(host_copy(d, 64)[0], 6);  // a blocking stream's work is waited for
+  CHECK_CUDA(cudaStreamSynchronize(non_blocking));
+  EXPECT_EQ(host_copy(d, 64)[0], 5);  // the non-blocking stream's fill, run at its sync
+  cudaStreamDestroy(blocking);
+  cudaStreamDestroy(non_blocking);
+}
+
 TEST(Cudaemu, NewDeviceMemoryReadsAsNaN) {
   float* d = nullptr;
   CHECK_CUDA(cudaMalloc(&d, 8 * sizeof(float)));
@@ -332,6 +351,22 @@ TEST(CudaemuDeathTest, ATempStorageReusedWithoutABarrierStops) {
         cudaDeviceSynchronize();
       },
       "BlockScan reuses a TempStorage with no __syncthreads\\(\\) since its last collective");
+}
+
+__global__ void lane_outside_mask_kernel(int* out) {
+  out[threadIdx.x] = __shfl_sync(0x1u, int(threadIdx.x), 0);  // only lane 0 is a member
+}
+
+TEST(CudaemuDeathTest, AShuffleMustNameItsCaller) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        int* d = nullptr;
+        cudaMalloc(&d, 32 * sizeof(int));
+        cudaemu::launch(lane_outside_mask_kernel, dim3(1), dim3(32), 0, nullptr, d);
+        cudaDeviceSynchronize();
+      },
+      "__shfl_sync with a mask that leaves out the calling lane 1");
 }
 
 __global__ void off_by_one_kernel(int* out, int n) { out[n] = 1; }

@@ -208,6 +208,8 @@ unsigned char* dynamic_shared_memory();
 // The value `v` of lane `src` of the caller's warp; from a lane that exited or was never launched
 // (undefined on a GPU), 0xff bytes.
 uint64_t warp_exchange(uint64_t v, int src);
+// PTX: a warp-synchronous call whose mask leaves out the calling lane is undefined; stops.
+void check_in_mask(unsigned mask, const char* call);
 
 // Launches: checked, bound by value, queued on the stream (run at its next synchronisation).
 struct Launch {
@@ -269,19 +271,24 @@ T from_bits(uint64_t b) {
 constexpr int warpSize = 32;
 
 inline void __syncthreads() { ::cudaemu::sync_block(nullptr, true); }
-inline void __syncwarp(unsigned = 0xffffffffu) { ::cudaemu::sync_warp(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  ::cudaemu::check_in_mask(mask, "__syncwarp");
+  ::cudaemu::sync_warp();
+}
 
 // Shuffles with CUDA's width rules: a source outside [0, width) of the caller's group (xor and
 // down: a later group) gives the caller's own value.
 template <typename T>
-T __shfl_sync(unsigned, T v, int src, int width = 32) {
+T __shfl_sync(unsigned members, T v, int src, int width = 32) {
+  ::cudaemu::check_in_mask(members, "__shfl_sync");
   const int lane = ::cudaemu::lane();
   const int base = lane & ~(width - 1);
   return ::cudaemu::from_bits<T>(
       ::cudaemu::warp_exchange(::cudaemu::to_bits(v), base + (src & (width - 1))));
 }
 template <typename T>
-T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
+T __shfl_xor_sync(unsigned members, T v, int mask, int width = 32) {
+  ::cudaemu::check_in_mask(members, "__shfl_xor_sync");
   const int lane = ::cudaemu::lane();
   const int src = lane ^ mask;
   const bool inside = src <= (lane | (width - 1));
@@ -289,7 +296,8 @@ T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
       ::cudaemu::warp_exchange(::cudaemu::to_bits(v), inside ? src : lane));
 }
 template <typename T>
-T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
+T __shfl_down_sync(unsigned members, T v, unsigned delta, int width = 32) {
+  ::cudaemu::check_in_mask(members, "__shfl_down_sync");
   const int lane = ::cudaemu::lane();
   const int src = lane + int(delta);
   const bool inside = src <= (lane | (width - 1));
@@ -297,7 +305,8 @@ T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
       ::cudaemu::warp_exchange(::cudaemu::to_bits(v), inside ? src : lane));
 }
 template <typename T>
-T __shfl_up_sync(unsigned, T v, unsigned delta, int width = 32) {
+T __shfl_up_sync(unsigned members, T v, unsigned delta, int width = 32) {
+  ::cudaemu::check_in_mask(members, "__shfl_up_sync");
   const int lane = ::cudaemu::lane();
   const int src = lane - int(delta);
   const bool inside = src >= (lane & ~(width - 1));

@@ -323,6 +323,12 @@ void sync_warp() {
   yield();
 }
 
+void check_in_mask(unsigned mask, const char* call) {
+  if (((mask >> lane()) & 1u) == 0)
+    fatal(std::string(call) + " with a mask that leaves out the calling lane " +
+          std::to_string(lane()) + " (undefined in CUDA) (" + where_in_kernel() + ")");
+}
+
 uint64_t warp_exchange(uint64_t v, int src) {
   BlockRun& b = run();
   Fiber* f = detail::tl_fiber;

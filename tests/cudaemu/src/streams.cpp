@@ -4,7 +4,9 @@
 // before its synchronisation is stale, as on a GPU. Copies follow CUDA's rules for pageable host
 // memory: to the device, the source is read at the call; to pageable host memory, the call waits
 // for the stream and copies; from and to pinned memory (cudaMallocHost), the copy runs in order in
-// the queue, so reusing a pinned buffer before its copy ran is caught too.
+// the queue, so reusing a pinned buffer before its copy ran is caught too. A synchronous
+// cudaMemcpy or cudaMemset waits, as CUDA's legacy default stream does, for the legacy stream
+// and the blocking streams only: work queued on a cudaStreamNonBlocking stream is not waited for.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -83,13 +85,17 @@ void flush(CUstream_st& s, uint64_t upto = std::numeric_limits<uint64_t>::max())
   }
 }
 
-// Runs all queued work in the order it was queued.
-void flush_all() {
+// Runs all queued work in the order it was queued (blocking_only: only the legacy stream's and
+// that of streams made without cudaStreamNonBlocking, what a synchronous cudaMemcpy or cudaMemset
+// waits for; work on a non-blocking stream stays queued, as on a GPU it may still be running).
+void flush_all(bool blocking_only = false) {
   OpenMemory open;
   for (;;) {
     CUstream_st* first = nullptr;
     for (CUstream_st* s : streams())
-      if (!s->ops.empty() && (!first || s->ops.front().seq < first->ops.front().seq)) first = s;
+      if (!s->ops.empty() && !(blocking_only && (s->flags & cudaStreamNonBlocking)) &&
+          (!first || s->ops.front().seq < first->ops.front().seq))
+        first = s;
     if (!first) return;
     auto op = std::move(first->ops.front());
     first->ops.pop_front();
@@ -405,7 +411,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = check_copy(dst, src, bytes, kind); e != cudaSuccess) return fail(e);
   ++counts().waits;
-  flush_all();
+  flush_all(/*blocking_only=*/true);
   OpenMemory open;
   std::memmove(dst, src, bytes);
   return cudaSuccess;
@@ -423,7 +429,7 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   Lock lock(api_lock());
   if (const cudaError_t e = cudaMemsetAsync(dst, value, bytes, nullptr); e != cudaSuccess) return e;
-  flush_all();
+  flush_all(/*blocking_only=*/true);
   return cudaSuccess;
 }
 
