@@ -201,7 +201,11 @@ void sync_block(const std::function<void()>* once = nullptr, bool plain = false)
 // one before a TempStorage is reused).
 void collective_storage_used(const void* temp, const char* collective);
 // Every live lane of the caller's warp arrives before any leaves.
-void sync_warp();
+// `once`, if given, runs once, by the last lane to arrive, before any leaves (a lane that ends
+// instead stops the program: WMMA's warp-wide operations need every lane).
+void sync_warp(const std::function<void()>* once = nullptr);
+// Scratch of the caller's warp (4 KB at most): the same pointer for all its lanes, always.
+void* warp_scratch(size_t bytes);
 // Scratch of the block for collectives: `bytes` at least, the same pointer for all its threads.
 void* block_scratch(size_t bytes);
 unsigned char* dynamic_shared_memory();

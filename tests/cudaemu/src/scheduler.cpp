@@ -35,7 +35,9 @@ struct Warp {
   int lanes = 0;  // threads of the block in this warp
   int live = 0;
   int arrived = 0;
+  bool in_collective = false;  // the lanes waiting are in a warp collective with a `once`
   uint64_t slots[32] = {};
+  uint64_t scratch[512] = {};  // warp_scratch: 4 KB, a WMMA accumulator tile (1 KB) with room
 };
 
 struct BlockRun : Block {
@@ -96,6 +98,7 @@ void release_warp(BlockRun& b, int w) {
   for (int i = first; i < last; ++i)
     if (b.fibers[size_t(i)].state == kWarpWait) b.fibers[size_t(i)].state = kRunnable;
   b.warps[size_t(w)].arrived = 0;
+  b.warps[size_t(w)].in_collective = false;
 }
 
 void fiber_main(void* arg) {
@@ -106,7 +109,13 @@ void fiber_main(void* arg) {
   --b.live;
   Warp& w = warp_of(*f);
   --w.live;
-  if (w.arrived > 0 && w.arrived == w.live) release_warp(b, f->linear / 32);
+  if (w.arrived > 0 && w.arrived == w.live) {
+    if (w.in_collective)
+      fatal(
+          "a thread ended while the other lanes of its warp wait in a warp-wide WMMA operation (" +
+          where_in_kernel() + ")");
+    release_warp(b, f->linear / 32);
+  }
   if (b.block_arrived > 0 && b.block_arrived == b.live) {
     if (b.in_collective)
       fatal("a thread ended while the others of its block wait in a block-wide collective (" +
@@ -148,6 +157,7 @@ void run_block(BlockRun& b) {
   for (Warp& w : b.warps) {
     w.live = w.lanes;
     w.arrived = 0;
+    w.in_collective = false;
   }
   if (b.dynamic_aligned) std::memset(b.dynamic_aligned, 0xff, b.dynamic_bytes);
   if (+__start_cudaemu_shared != +__stop_cudaemu_shared)
@@ -310,12 +320,14 @@ void collective_storage_used(const void* temp, const char* collective) {
   b.storage_uses.emplace_back(temp, b.barriers);
 }
 
-void sync_warp() {
+void sync_warp(const std::function<void()>* once) {
   BlockRun& b = run();
   Fiber* f = detail::tl_fiber;
   Warp& w = warp_of(*f);
   ++w.arrived;
+  if (once) w.in_collective = true;
   if (w.arrived == w.live) {
+    if (once) (*once)();
     release_warp(b, f->linear / 32);
     return;
   }
@@ -342,6 +354,13 @@ uint64_t warp_exchange(uint64_t v, int src) {
   const uint64_t out = valid ? w.slots[src] : ~uint64_t(0);
   sync_warp();
   return out;
+}
+
+void* warp_scratch(size_t bytes) {
+  Warp& w = warp_of(*detail::tl_fiber);
+  if (bytes > sizeof w.scratch)
+    fatal("a warp collective needs " + std::to_string(bytes) + " bytes of scratch");
+  return w.scratch;
 }
 
 void* block_scratch(size_t bytes) {
