@@ -43,12 +43,12 @@ class DeviceVec {
   }
   // Room for n elements without changing the size (contents lost if it reallocates): a buffer
   // that grows a little at a time (a KV cache's scores) reserves ahead of its size. The first
-  // allocation is exact; a buffer that grows again gets a quarter more than asked, so that sizes
-  // that vary from batch to batch (the counted rows of a masked LM's head) settle after a few
-  // steps instead of reallocating at every new maximum (cudaFree waits for the whole device).
+  // allocation is exact; a buffer that grows again grows to at least an eighth more than it had, so
+  // that sizes that vary from batch to batch (the counted rows of a masked LM's head) settle after
+  // a few steps instead of reallocating at every new maximum (cudaFree waits for the whole device).
   void reserve(size_t n) {
     if (n <= capacity_) return;
-    const size_t grown = capacity_ > 0 ? std::max(n, capacity_ + capacity_ / 4) : n;
+    const size_t grown = capacity_ > 0 ? std::max(n, capacity_ + capacity_ / 8) : n;
     if (data_) ECMOE_CUDA_CHECK(cudaFree(data_));
     data_ = nullptr;
     capacity_ = 0;

@@ -35,15 +35,16 @@ class Buffer {
 
   // Makes the buffer hold n elements in `be`'s memory. Contents are kept only when it neither
   // grows past its capacity nor changes backend: callers write before they read. The first
-  // allocation is exact; a buffer that grows again gets a quarter more than asked, so that sizes
-  // that vary from batch to batch (the counted rows of a masked LM's head) settle after a few
-  // steps instead of reallocating at every new maximum (on a GPU, freeing waits for the device).
+  // allocation is exact; a buffer that grows again grows to at least an eighth more than it had, so
+  // that sizes that vary from batch to batch (the counted rows of a masked LM's head) settle after
+  // a few steps instead of reallocating at every new maximum (on a GPU, freeing waits for the
+  // device).
   void resize(Backend& be, int64_t n) {
     ECMOE_CHECK(n >= 0, "buffer: negative size ", n);
     if (&be != be_) reset();
     be_ = &be;
     if (n > capacity_) {
-      const int64_t grown = capacity_ > 0 ? std::max(n, capacity_ + capacity_ / 4) : n;
+      const int64_t grown = capacity_ > 0 ? std::max(n, capacity_ + capacity_ / 8) : n;
       if (ptr_) be_->release(ptr_);
       ptr_ = nullptr;
       capacity_ = 0;
