@@ -4,12 +4,12 @@
 #pragma once
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <utility>
 #include <vector>
 
+#include "core/grown_capacity.h"
 #include "cuda/cuda_check.h"
 #include "cuda/pinned_staging.h"
 
@@ -42,13 +42,11 @@ class DeviceVec {
     size_ = n;
   }
   // Room for n elements without changing the size (contents lost if it reallocates): a buffer
-  // that grows a little at a time (a KV cache's scores) reserves ahead of its size. The first
-  // allocation is exact; a buffer that grows again grows to at least an eighth more than it had, so
-  // that sizes that vary from batch to batch (the counted rows of a masked LM's head) settle after
-  // a few steps instead of reallocating at every new maximum (cudaFree waits for the whole device).
+  // that grows a little at a time (a KV cache's scores) reserves ahead of its size. It grows as
+  // core/grown_capacity.h says.
   void reserve(size_t n) {
     if (n <= capacity_) return;
-    const size_t grown = capacity_ > 0 ? std::max(n, capacity_ + capacity_ / 8) : n;
+    const size_t grown = grown_capacity(capacity_, n);
     if (data_) ECMOE_CUDA_CHECK(cudaFree(data_));
     data_ = nullptr;
     capacity_ = 0;

@@ -24,6 +24,7 @@ class CudaOptimizerDevice final : public OptimizerDevice {
     const std::size_t n = std::size_t(table.total_floats());
     params_.resize(n);
     grads_.resize(n);
+    all_[0] = {grads_.data(), int64_t(grads_.size())};
   }
   void load(const FlatBuffer& params, const AdamW& adam) override {
     ECMOE_CHECK(params.size() == table_.total_floats(), "cuda optimizer: a parameter buffer of ",
@@ -84,16 +85,13 @@ class CudaOptimizerDevice final : public OptimizerDevice {
   void require_loaded() const {
     ECMOE_CHECK(adam_.has_value(), "cuda optimizer: load() the parameters and AdamW first");
   }
-  std::span<const DeviceGrads> all_grads() {
-    all_[0] = {grads_.data(), int64_t(grads_.size())};
-    return all_;
-  }
+  std::span<const DeviceGrads> all_grads() const { return all_; }
   Context& ctx_;
   const TensorTable& table_;
   DeviceVec<float> params_, grads_;
   std::optional<DeviceAdamW> adam_;
   GradNormScratch norm_scratch_;
-  DeviceGrads all_[1];
+  DeviceGrads all_[1];  // grads_ as clip_grad_norm's one buffer (never reallocated)
   // clip_grad_norm's factor is still to be applied (by adamw_step, or store_grads).
   bool scale_pending_ = false;
 };

@@ -3,13 +3,13 @@
 // shrinks, and resizing to a size it already has is free, so a pointer taken after one forward's
 // resize stays valid until the next (the MoE layer keeps its input's).
 #pragma once
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>
 
 #include "core/error.h"
+#include "core/grown_capacity.h"
 #include "nn/backend.h"
 
 namespace ecmoe::nn {
@@ -34,17 +34,14 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
 
   // Makes the buffer hold n elements in `be`'s memory. Contents are kept only when it neither
-  // grows past its capacity nor changes backend: callers write before they read. The first
-  // allocation is exact; a buffer that grows again grows to at least an eighth more than it had, so
-  // that sizes that vary from batch to batch (the counted rows of a masked LM's head) settle after
-  // a few steps instead of reallocating at every new maximum (on a GPU, freeing waits for the
-  // device).
+  // grows past its capacity nor changes backend: callers write before they read. It grows as
+  // core/grown_capacity.h says.
   void resize(Backend& be, int64_t n) {
     ECMOE_CHECK(n >= 0, "buffer: negative size ", n);
     if (&be != be_) reset();
     be_ = &be;
     if (n > capacity_) {
-      const int64_t grown = capacity_ > 0 ? std::max(n, capacity_ + capacity_ / 8) : n;
+      const int64_t grown = grown_capacity(capacity_, n);
       if (ptr_) be_->release(ptr_);
       ptr_ = nullptr;
       capacity_ = 0;

@@ -511,14 +511,24 @@ std::vector<float> host_copy(const FlatBuffer& buf) {
   return std::vector<float>(buf.data(), buf.data() + buf.size());
 }
 
+// The optimizer tests' start: optimizer_table(), weight decay on, random parameters, the CPU's
+// AdamW (the reference) and a gradient buffer.
+struct OptimizerCase {
+  explicit OptimizerCase(uint64_t seed) { fill(params, seed, 0.5f); }
+  TensorTable table = optimizer_table();
+  AdamWConfig config = [] {
+    AdamWConfig c;
+    c.weight_decay = 0.1;
+    return c;
+  }();
+  FlatBuffer params{table}, grads{table};
+  AdamW cpu{table, config};
+};
+
 TEST(CudaNnOps, AdamWIsTheCpusBitwise) {
   ECMOE_REQUIRE_GPU();
-  const TensorTable table = optimizer_table();
-  AdamWConfig config;
-  config.weight_decay = 0.1;
-  FlatBuffer params(table), grads(table);
-  fill(params, 61, 0.5f);
-  AdamW cpu(table, config);
+  OptimizerCase c(61);
+  auto& [table, config, params, grads, cpu] = c;
   // Two steps on the CPU first: the device continues from a resumed state.
   const float lrs[] = {1e-2f, 3e-3f, 1e-3f, 5e-4f, 2e-2f, 1e-4f};
   int s = 0;
@@ -552,12 +562,8 @@ TEST(CudaNnOps, AdamWIsTheCpusBitwise) {
 // come out clipped, and are not clipped twice.
 TEST(CudaNnOps, ClippingInsideAdamWIsTheCpusBitwise) {
   ECMOE_REQUIRE_GPU();
-  const TensorTable table = optimizer_table();
-  AdamWConfig config;
-  config.weight_decay = 0.1;
-  FlatBuffer params(table), grads(table);
-  fill(params, 91, 0.5f);
-  AdamW cpu(table, config);
+  OptimizerCase c(91);
+  auto& [table, config, params, grads, cpu] = c;
   const std::unique_ptr<OptimizerDevice> gpu = make_optimizer_device(table, config);
   gpu->load(params, cpu);
   const float max_norms[] = {1e-2f, 1e30f, 0.f, 5e-2f};

@@ -74,6 +74,8 @@ float dot_tiles_reversed(const float* x, const float* y, int k) {
 
 void run_gemm(const GemmArgs& g) {
   std::vector<float> a(size_t(g.m) * g.k), bt(size_t(g.n) * g.k);  // op(A) rows, op(B) columns
+  float (*const dot_of)(const float*, const float*, int) =
+      perturb() ? dot_tiles_reversed : dot_interleaved;
   for (int p = 0; p < g.batch; ++p) {
     const int64_t oa = p * g.sa, ob = p * g.sb, oc = p * g.sc;
     for (int i = 0; i < g.m; ++i)
@@ -90,7 +92,7 @@ void run_gemm(const GemmArgs& g) {
       for (int i = 0; i < g.m; ++i) {
         const float* x = &a[size_t(i) * g.k];
         const float* y = &bt[size_t(j) * g.k];
-        const float dot = perturb() ? dot_tiles_reversed(x, y, g.k) : dot_interleaved(x, y, g.k);
+        const float dot = dot_of(x, y, g.k);
         const int64_t at = oc + i + int64_t(j) * g.ldc;
         float v = g.alpha * dot;
         if (g.beta != 0.f) v += g.beta * load(g.c, g.ct, at);

@@ -32,8 +32,6 @@ float move(float r, float x, uint32_t salt, int max_ulps) {
   return r;
 }
 
-}  // namespace
-
 bool& perturb_flag() {
   static bool on = [] {
     const char* v = std::getenv("CUDAEMU_PERTURB");
@@ -41,6 +39,9 @@ bool& perturb_flag() {
   }();
   return on;
 }
+
+}  // namespace
+
 bool perturb() { return perturb_flag(); }
 void set_perturb(bool on) { perturb_flag() = on; }
 

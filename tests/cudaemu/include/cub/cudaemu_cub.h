@@ -26,23 +26,23 @@ class BlockScan {
     ExclusiveSum(input, output, total);
   }
   void ExclusiveSum(T input, T& output, T& block_aggregate) {
-    scan(temp_, input, output, block_aggregate, false);
+    scan(input, output, block_aggregate, false);
   }
   void InclusiveSum(T input, T& output) {
     T total;
-    scan(temp_, input, output, total, true);
+    scan(input, output, total, true);
   }
   void InclusiveSum(T input, T& output, T& block_aggregate) {
-    scan(temp_, input, output, block_aggregate, true);
+    scan(input, output, block_aggregate, true);
   }
 
  private:
-  static void scan(const TempStorage* temp, T input, T& output, T& total, bool inclusive) {
+  void scan(T input, T& output, T& total, bool inclusive) {
     const int n = ::cudaemu::check_collective_threads(kBlockThreads, "BlockScan");
     T* slots = static_cast<T*>(::cudaemu::block_scratch(sizeof(T) * (2 * size_t(n) + 1)));
     const int me = ::cudaemu::linear_thread();
     slots[me] = input;
-    const std::function<void()> once = [slots, n, temp] {
+    const std::function<void()> once = [slots, n, temp = temp_] {
       ::cudaemu::collective_storage_used(temp, "BlockScan");
       T acc{};
       for (int i = 0; i < n; ++i) {
@@ -72,24 +72,24 @@ class BlockReduce {
     return Reduce(input, [](T a, T b) { return a + b; });
   }
   T Sum(T input, int num_valid) {
-    return reduce(temp_, input, num_valid, [](T a, T b) { return a + b; });
+    return reduce(input, num_valid, [](T a, T b) { return a + b; });
   }
   template <typename Op>
   T Reduce(T input, Op op) {
-    return reduce(temp_, input, ::cudaemu::block_threads(), op);
+    return reduce(input, ::cudaemu::block_threads(), op);
   }
   template <typename Op>
   T Reduce(T input, Op op, int num_valid) {
-    return reduce(temp_, input, num_valid, op);
+    return reduce(input, num_valid, op);
   }
 
  private:
   template <typename Op>
-  static T reduce(const TempStorage* temp, T input, int valid, Op op) {
+  T reduce(T input, int valid, Op op) {
     const int n = ::cudaemu::check_collective_threads(kBlockThreads, "BlockReduce");
     T* slots = static_cast<T*>(::cudaemu::block_scratch(sizeof(T) * (size_t(n) + 1)));
     slots[::cudaemu::linear_thread()] = input;
-    const std::function<void()> once = [slots, n, valid, op, temp] {
+    const std::function<void()> once = [slots, n, valid, op, temp = temp_] {
       ::cudaemu::collective_storage_used(temp, "BlockReduce");
       T acc = slots[0];
       for (int i = 1; i < valid && i < n; ++i) acc = op(acc, slots[i]);
