@@ -23,12 +23,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 root=$PWD
 export PATH="$PATH:/usr/local/cuda/bin"  # nvcc, compute-sanitizer
-build=1 tests=1 sanitizer=1 bench=1 compile=0
+build=1 tests=1 sanitizer=1 bench=1 compile=0 suite=0 suite_quick=0 suite_device=cuda
 budget=${GPU_CHECK_BUDGET:-560}
 sanitizer_seconds=180
 shapes="4096,256,1024,8 16384,768,3072,64 32768,1024,4096,64 65536,2048,8192,64"
 compile_shapes="16384,768,3072,64"
-usage="--budget SECONDS, --no-build, --no-tests, --no-sanitizer, --no-bench, --compile, --shapes, --compile-shapes"
+usage="--budget SECONDS, --no-build, --no-tests, --no-sanitizer, --no-bench, --compile, --shapes, --compile-shapes, --suite, --suite-quick, --suite-device DEVICE"
 while (($#)); do
   case "$1" in
     --budget) budget="${2-}"; shift ;;
@@ -39,6 +39,9 @@ while (($#)); do
     --compile) compile=1 ;;
     --shapes) shapes="${2-}"; shift ;;
     --compile-shapes) compile_shapes="${2-}"; shift ;;
+    --suite) suite=1 ;;
+    --suite-quick) suite=1 suite_quick=1 ;;
+    --suite-device) suite_device="${2-}"; shift ;;
     *) echo "gpu-check: unknown argument '$1' ($usage)" >&2; exit 1 ;;
   esac
   shift
@@ -143,7 +146,7 @@ status_word() {
   esac
 }
 
-say "gpu-check at $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), budget $budget s; build $build tests $tests sanitizer $sanitizer bench $bench compile $compile"
+say "gpu-check at $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), budget $budget s; build $build tests $tests sanitizer $sanitizer bench $bench compile $compile suite $suite"
 
 # --- Preflight: what the image has, in the summary even if everything after it fails.
 {
@@ -494,5 +497,57 @@ print(line)
 PY
 )"
   done
+fi
+
+# --- The comparison suite (issue 17), for the rest of the budget: paper-gpu's runs on the device,
+# continuing those that earlier sessions finished (committed under docs/results/pretrain-gpu/runs)
+# and an unfinished one from its checkpoint (left by an earlier call on this still-warm machine).
+# The finished runs' result.json, metrics.jsonl and config.json come back in one file,
+# paper-gpu-runs.tar.gz, for scripts/paper-gpu-report.sh here.
+if ((suite)); then
+  suite_out=runs/compare/paper-gpu data_dir=data/english-large
+  suite_args=(compare --suite paper-gpu --device "$suite_device")
+  if ((suite_quick)); then
+    suite_out+=-quick data_dir=data/english
+    suite_args+=(--quick)
+  elif [[ -d docs/results/pretrain-gpu/runs ]]; then
+    suite_args+=(--import docs/results/pretrain-gpu/runs)
+  fi
+  suite_args+=(--out "$suite_out")
+  # A run stops at the --time-limit (writing its checkpoint) with a margin for that, a decoder's
+  # post-training evaluations and the packing; `timeout` is the backstop.
+  t=$(limit 100000)
+  if [[ ! -f $data_dir/manifest.json ]]; then
+    say "suite: no $data_dir: prepare it here (build/ecmoe prepare --corpus ${data_dir#data/} --out $data_dir) and carry it"
+    failed=1
+  elif ((t < 150)); then
+    say "suite: SKIPPED (budget: ${t} s left)"
+    skipped=$((skipped + 1))
+  else
+    minutes=$(awk -v t="$t" 'BEGIN { printf "%.2f", (t - 120) / 60 }')
+    step "suite paper-gpu$( ((suite_quick)) && echo ' --quick') (--time-limit $minutes)" "$t" \
+      build-gpu/ecmoe "${suite_args[@]}" --time-limit "$minutes"
+    tail -n +"$step_start" "$log" | grep -E '^\[[0-9]+/[0-9]+\]|^time limit|^report' | while read -r line; do
+      say "  $line"
+    done
+    packed=()
+    for r in "$suite_out"/*/result.json; do
+      [[ -f $r ]] || continue
+      d=$(basename "$(dirname "$r")")
+      for f in result.json metrics.jsonl config.json; do
+        [[ -f $suite_out/$d/$f ]] && packed+=("$d/$f")
+      done
+    done
+    if ((${#packed[@]})); then
+      if tar -czf "$out/paper-gpu-runs.tar.gz" -C "$suite_out" "${packed[@]}"; then
+        say "suite: $(ls "$suite_out"/*/result.json | wc -l) finished runs packed into paper-gpu-runs.tar.gz ($(du -h "$out/paper-gpu-runs.tar.gz" | cut -f1)); here: scripts/paper-gpu-report.sh FILES_AT/paper-gpu-runs.tar.gz"
+      else
+        say "suite: packing the finished runs FAILED"
+        failed=1
+      fi
+    else
+      say "suite: no run has finished yet"
+    fi
+  fi
 fi
 finish

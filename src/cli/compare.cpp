@@ -36,6 +36,7 @@ struct CompareArgs {
   std::string pretrained;          // finetune-small: paper-small's --out
   std::vector<std::string> tasks;  // finetune-small: task specs (default: the built-in ones)
   std::string cache_dir = "data/cache";
+  std::vector<std::string> imports;  // folders of finished runs made elsewhere
 };
 
 // The source revision, when run inside the git checkout it was built from (git is started with
@@ -71,6 +72,7 @@ std::string command_line(const CompareArgs& a, const std::string& out, const std
   for (const std::string& t : a.tasks) c += " --task " + t;
   c += " --out " + out + " --report " + report;
   for (const std::string& s : a.sets) c += " --set " + s;
+  for (const std::string& i : a.imports) c += " --import " + i;
   if (a.time_limit_minutes > 0) {
     char limit[32];
     std::snprintf(limit, sizeof(limit), " --time-limit %g", a.time_limit_minutes);
@@ -175,7 +177,13 @@ void register_compare(CLI::App& app) {
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_flag("--report-only", args->report_only,
-                "Write the report from the finished runs in --out without training");
+                "Write the report from the finished runs in --out (and --import) without "
+                "training; a suite not yet finished gets a partial report");
+  cmd->add_option("--import", args->imports,
+                  "A folder of finished runs of this suite made elsewhere (another machine, an "
+                  "earlier GPU session): a suite folder, or the runs/ folder beside a report. "
+                  "Runs --out lacks are copied into it first and kept (repeatable)")
+      ->type_name("DIR");
   cmd->add_flag("--list", args->list, "Print the suite's runs and exit");
   cmd->add_option("--time-limit", args->time_limit_minutes,
                   "Stop after this many minutes of wall time (the run in progress at a "
@@ -195,6 +203,8 @@ void register_compare(CLI::App& app) {
       require_one_process("compare --suite finetune-small");
       ECMOE_CHECK(args->time_limit_minutes == 0,
                   "--time-limit applies to the pre-training suites, not finetune-small");
+      ECMOE_CHECK(args->imports.empty(),
+                  "--import applies to the pre-training suites, not finetune-small");
       run_finetune_command(*args);
       return;
     }
@@ -212,17 +222,23 @@ void register_compare(CLI::App& app) {
     const std::string commit = source_commit();
     const double start = now_seconds();
     std::vector<std::string> dirs;
+    const compare::RunnerOptions options{.out = out,
+                                         .extra_sets = run_sets(*args),
+                                         .commit = commit,
+                                         .comm = &comm(),
+                                         .time_limit_seconds = args->time_limit_minutes * 60.0,
+                                         .device = nullptr,
+                                         .import_from = args->imports};
     if (args->report_only) {
-      for (const compare::SuiteRun& r : suite.runs)
-        dirs.push_back((std::filesystem::path(out) / r.name).string());
+      if (!comm().is_root()) return;  // rank 0 imports and writes the report
+      if (!args->imports.empty()) compare::import_runs(suite, options);
+      dirs = compare::finished_run_dirs(suite, out);
+      ECMOE_CHECK(!dirs.empty(), "no finished runs of ", suite.name, " in ", out,
+                  " to report on (--import DIR brings runs made elsewhere)");
     } else {
-      const compare::SuiteProgress progress =
-          compare::run_suite(suite, {.out = out,
-                                     .extra_sets = run_sets(*args),
-                                     .commit = commit,
-                                     .comm = &comm(),
-                                     .time_limit_seconds = args->time_limit_minutes * 60.0,
-                                     .device = train_device(args->device)});
+      compare::RunnerOptions training = options;
+      training.device = train_device(args->device);
+      const compare::SuiteProgress progress = compare::run_suite(suite, training);
       if (!progress.complete()) {
         if (comm().is_root())
           std::printf(
@@ -242,7 +258,8 @@ void register_compare(CLI::App& app) {
                            .threads = thread_count(),
                            .ranks = comm().size(),
                            .wall_seconds = args->report_only ? 0.0 : now_seconds() - start,
-                           .report_only = args->report_only});
+                           .report_only = args->report_only,
+                           .runs_in_suite = int(suite.runs.size())});
     std::printf("report: %s\n", report.c_str());
   });
 }

@@ -279,6 +279,11 @@ void write_report(const std::string& path, const std::vector<std::string>& run_d
         "validation split (masked-LM loss for the encoder, next-token loss for the decoder), with "
         "each router's evaluation capacity factor. Time per step is the median over a run's "
         "steps (evaluations excluded), averaged over seeds.\n\n";
+  if (info.runs_in_suite > int(runs.size()))
+    md << "**Partial: " << runs.size() << " of the suite's " << info.runs_in_suite
+       << " runs have finished.** The tables, figures and verdict cover those alone; a "
+          "variant's cells average the seeds that finished, and a variant with none is "
+          "absent.\n\n";
   verdict(md, all);
   if (!encoder.empty()) {
     md << "## Encoder (masked LM)\n\n";

@@ -18,6 +18,7 @@ struct ReportInfo {
   int ranks = 1;             // MPI ranks the runs trained on (threads are per rank)
   double wall_seconds = 0;   // the whole suite, evaluations included (0: not known)
   bool report_only = false;  // the runs were made earlier (their revision is in result.json)
+  int runs_in_suite = 0;     // more than the runs reported: a partial report says so
 };
 
 // Writes <path> (Markdown) and <stem>/: the figures, their data and script, and runs/<name>/

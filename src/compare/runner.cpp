@@ -37,17 +37,24 @@ TrainConfig run_config(const Suite& suite, const SuiteRun& run, const RunnerOpti
   return config;
 }
 
-// True when <dir> holds a finished run of exactly this config.
-bool already_done(const std::string& dir, const TrainConfig& config) {
+// Whether the finished run in <dir> has this config (the folder it was trained in aside: a suite
+// folder may be moved, and runs are imported from elsewhere).
+bool same_config(const std::string& dir, const TrainConfig& config) {
   const fs::path result = fs::path(dir) / kResultFile;
-  if (!fs::exists(result)) return false;
   const Json j = parse_ordered_json(read_input_file(result.string(), "result file"),
                                     result.string() + " (delete the folder to run it again)");
   ECMOE_CHECK(j.contains("config"), result.string(),
               " is not a result file: delete the folder to run it again");
   TrainConfig done = config_from_json(j["config"]);
   done.model.vocab_size = config.model.vocab_size;  // 0 (from the data) before a run resolves it
-  ECMOE_CHECK(config_to_json(done) == config_to_json(config), dir,
+  done.out = config.out;
+  return config_to_json(done) == config_to_json(config);
+}
+
+// True when <dir> holds a finished run of exactly this config.
+bool already_done(const std::string& dir, const TrainConfig& config) {
+  if (!fs::exists(fs::path(dir) / kResultFile)) return false;
+  ECMOE_CHECK(same_config(dir, config), dir,
               " holds a finished run with a different config: choose another --out, or delete "
               "the folder to run it again");
   return true;
@@ -71,7 +78,59 @@ Json result_json(const SuiteRun& run, const TrainResult& r) {
   return j;
 }
 
+bool has_result(const fs::path& dir) { return fs::exists(dir / kResultFile); }
+
+// Copies the finished run in `from` to `to`: every regular file but the folder lock, each
+// atomically and result.json last, so that an interrupted import leaves an unfinished run. A
+// checkpoint left in `to` by an unfinished run of its own is removed when `from` has none.
+void copy_run(const fs::path& from, const fs::path& to) {
+  fs::create_directories(to);
+  for (const fs::directory_entry& e : fs::directory_iterator(from)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_regular_file() || name == kLockFile || name == kResultFile) continue;
+    copy_file_atomically(e.path().string(), (to / name).string());
+  }
+  if (!fs::exists(from / kCheckpointFile)) fs::remove(to / kCheckpointFile);
+  copy_file_atomically((from / kResultFile).string(), (to / kResultFile).string());
+}
+
+int import_unlocked(const Suite& suite, const RunnerOptions& options) {
+  int imported = 0;
+  for (const std::string& source : options.import_from)
+    ECMOE_CHECK(fs::is_directory(source), "--import '", source, "' is not a folder");
+  for (const SuiteRun& run : suite.runs) {
+    const fs::path dir = fs::path(options.out) / run.name;
+    if (has_result(dir)) continue;  // its own finished run wins (checked against the config later)
+    for (const std::string& source : options.import_from) {
+      const fs::path from = fs::path(source) / run.name;
+      if (!has_result(from)) continue;
+      ECMOE_CHECK(same_config(from.string(), run_config(suite, run, options, dir.string())),
+                  from.string(), " holds a finished run with a different config than this suite's ",
+                  run.name,
+                  " (other --set options, or another version of the suite): not imported");
+      copy_run(from, dir);
+      std::fprintf(options.log, "%s: imported from %s\n", run.name.c_str(), from.c_str());
+      ++imported;
+      break;
+    }
+  }
+  return imported;
+}
+
 }  // namespace
+
+int import_runs(const Suite& suite, const RunnerOptions& options) {
+  ECMOE_CHECK(!options.out.empty(), "compare needs an output folder");
+  const DirLock lock = claim_output_dir(options.out, "compare --out", "suite folder");
+  return import_unlocked(suite, options);
+}
+
+std::vector<std::string> finished_run_dirs(const Suite& suite, const std::string& out) {
+  std::vector<std::string> dirs;
+  for (const SuiteRun& run : suite.runs)
+    if (has_result(fs::path(out) / run.name)) dirs.push_back((fs::path(out) / run.name).string());
+  return dirs;
+}
 
 SuiteProgress run_suite(const Suite& suite, const RunnerOptions& options) {
   ECMOE_CHECK(!options.out.empty(), "compare needs an output folder");
@@ -81,6 +140,7 @@ SuiteProgress run_suite(const Suite& suite, const RunnerOptions& options) {
   // One suite per folder at a time (each run's folder is locked by train() as well).
   const DirLock lock =
       root ? claim_output_dir(options.out, "compare --out", "suite folder") : DirLock();
+  if (root) import_unlocked(suite, options);
   // Rank 0 logs; train() itself silences the other ranks' progress.
   SuiteProgress progress;
   const int total = int(suite.runs.size());

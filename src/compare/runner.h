@@ -2,6 +2,8 @@
 // result.json. A run whose result.json is already there (same config) is skipped, so a suite
 // that was stopped continues where it was; a folder that holds a different run is an error. A run
 // stopped after a checkpoint (killed, or by the time limit) continues from that checkpoint.
+// Finished runs made elsewhere (another machine, an earlier GPU session) can be imported, so one
+// suite can be run in parts on machines that do not keep their disks.
 #pragma once
 #include <cstdio>
 #include <string>
@@ -27,6 +29,12 @@ struct RunnerOptions {
   // Not null: every run trains on this device (TrainOptions::device; one process), and the
   // post-training evaluations of decoders run there too (post_eval.h).
   const TrainDevice* device = nullptr;
+  // Folders holding finished runs of this suite made elsewhere, one subfolder per run as in a
+  // suite folder (or the runs/ folder of a report's figures). Before training, each run that is
+  // not finished in `out` but finished in one of them (the first that has it) is copied into
+  // `out`: every file of its folder, result.json last. Its config must be the run's (`out`
+  // aside), else it is an error naming the folder.
+  std::vector<std::string> import_from;
 };
 
 struct SuiteProgress {
@@ -36,5 +44,12 @@ struct SuiteProgress {
 };
 
 SuiteProgress run_suite(const Suite& suite, const RunnerOptions& options);
+
+// Only the import of run_suite (options.out locked meanwhile), for a report of runs made
+// elsewhere. Returns how many runs were copied.
+int import_runs(const Suite& suite, const RunnerOptions& options);
+
+// The runs of `suite` that have a result.json in `out`: the folders a report covers.
+std::vector<std::string> finished_run_dirs(const Suite& suite, const std::string& out);
 
 }  // namespace ecmoe::compare

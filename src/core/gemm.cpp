@@ -28,6 +28,9 @@ namespace {
 constexpr int kTileM = 128;
 constexpr int kTileN = 512;
 
+// GemmRowsAsGiven scopes open on this thread.
+thread_local int rows_as_given_depth = 0;
+
 enum class Kernel { kFp32, kBf16Native, kBf16Fallback };
 
 // A problem with its operands as the kernel reads them: the caller's (fp32), bf16 copies
@@ -40,6 +43,7 @@ struct Resolved {
   int64_t lda;
   const void* b;
   int64_t ldb;
+  bool pad_rows;  // a partial last row tile is computed as a whole one (row_stable)
 };
 
 // Storage for the converted operands of one call.
@@ -58,23 +62,57 @@ const T* offset(const void* base, int64_t elements) {
   return static_cast<const T*>(base) + elements;
 }
 
-void run_tile(const Tile& t) {
-  const Resolved& r = *t.r;
+// The library call for rows [m0, m0 + rows) of op(A) at `a` (leading dimension lda) into C at c.
+void call_library(const Resolved& r, const Tile& t, const void* a, int rows, float* c) {
   const GemmProblem& p = *r.p;
-  // Element offsets of the tile's first row of op(A) and first column of op(B).
-  const int64_t a_off = p.trans_a ? t.m0 : int64_t(t.m0) * r.lda;
   const int64_t b_off = p.trans_b ? int64_t(t.n0) * r.ldb : t.n0;
-  float* c = p.c + int64_t(t.m0) * p.ldc + t.n0;
   const char ta = p.trans_a ? 'T' : 'N', tb = p.trans_b ? 'T' : 'N';
   dnnl_status_t st;
   if (r.kernel == Kernel::kBf16Native) {
-    st = dnnl_gemm_bf16bf16f32(ta, tb, t.mm, t.nn, p.k, p.alpha, offset<uint16_t>(r.a, a_off),
+    st = dnnl_gemm_bf16bf16f32(ta, tb, rows, t.nn, p.k, p.alpha, static_cast<const uint16_t*>(a),
                                r.lda, offset<uint16_t>(r.b, b_off), r.ldb, p.beta, c, p.ldc);
   } else {
-    st = dnnl_sgemm(ta, tb, t.mm, t.nn, p.k, p.alpha, offset<float>(r.a, a_off), r.lda,
+    st = dnnl_sgemm(ta, tb, rows, t.nn, p.k, p.alpha, static_cast<const float*>(a), r.lda,
                     offset<float>(r.b, b_off), r.ldb, p.beta, c, p.ldc);
   }
   if (st != dnnl_success) fail("oneDNN gemm failed with status ", int(st));
+}
+
+// A row-stable problem's last, partial row tile, computed as a whole kTileM-row tile: A's rows
+// copied into a scratch with the same leading dimension (the missing rows zero), C's likewise
+// (read when beta is not 0), and the real rows copied back.
+void run_padded_tile(const Resolved& r, const Tile& t) {
+  const GemmProblem& p = *r.p;
+  const size_t elem = r.kernel == Kernel::kBf16Native ? sizeof(uint16_t) : sizeof(float);
+  const size_t a_row = size_t(r.lda) * elem, c_row = size_t(p.ldc);
+  thread_local std::vector<unsigned char> a_pad;
+  thread_local std::vector<float> c_pad;
+  a_pad.assign(size_t(kTileM) * a_row, 0);
+  c_pad.assign(size_t(kTileM) * c_row, 0.f);
+  const auto* a = static_cast<const unsigned char*>(r.a) + size_t(t.m0) * a_row;
+  float* c = p.c + int64_t(t.m0) * p.ldc + t.n0;
+  for (int i = 0; i < t.mm; ++i) {
+    std::memcpy(a_pad.data() + i * a_row, a + i * a_row, size_t(p.k) * elem);
+    if (p.beta != 0.f) std::memcpy(c_pad.data() + i * c_row, c + i * c_row, size_t(t.nn) * 4);
+  }
+  call_library(r, t, a_pad.data(), kTileM, c_pad.data());
+  for (int i = 0; i < t.mm; ++i)
+    std::memcpy(c + i * c_row, c_pad.data() + i * c_row, size_t(t.nn) * sizeof(float));
+}
+
+void run_tile(const Tile& t) {
+  const Resolved& r = *t.r;
+  const GemmProblem& p = *r.p;
+  if (r.pad_rows && t.mm < kTileM) {
+    run_padded_tile(r, t);
+  } else {
+    // Element offset of the tile's first row of op(A).
+    const int64_t a_off = p.trans_a ? t.m0 : int64_t(t.m0) * r.lda;
+    const void* a = r.kernel == Kernel::kBf16Native
+                        ? static_cast<const void*>(offset<uint16_t>(r.a, a_off))
+                        : static_cast<const void*>(offset<float>(r.a, a_off));
+    call_library(r, t, a, t.mm, p.c + int64_t(t.m0) * p.ldc + t.n0);
+  }
   if (p.epilogue) (*p.epilogue)(t.m0, t.n0, t.mm, t.nn);
 }
 
@@ -108,8 +146,9 @@ void resolve_operand(Kernel kernel, const float* x, const uint16_t* x16, int64_t
 }
 
 Resolved resolve(const GemmProblem& p, Kernel bf16_kernel, Converted& store) {
-  Resolved r{&p,   p.precision == Precision::kBf16 ? bf16_kernel : Kernel::kFp32, p.a, p.lda, p.b,
-             p.ldb};
+  // Decided on the calling thread: a GemmRowsAsGiven scope is its own.
+  Resolved r{&p,    p.precision == Precision::kBf16 ? bf16_kernel : Kernel::kFp32, p.a, p.lda, p.b,
+             p.ldb, p.row_stable && !p.trans_a && rows_as_given_depth == 0};
   // A is stored [m, k] (or [k, m] transposed), B [k, n] (or [n, k]).
   resolve_operand(r.kernel, p.a, p.a_bf16, p.trans_a ? p.k : p.m, p.trans_a ? p.m : p.k, p.lda,
                   store, r.a, r.lda);
@@ -140,6 +179,9 @@ void append_tiles(const Resolved& r, std::vector<Tile>& tiles) {
 }
 
 }  // namespace
+
+GemmRowsAsGiven::GemmRowsAsGiven() { ++rows_as_given_depth; }
+GemmRowsAsGiven::~GemmRowsAsGiven() { --rows_as_given_depth; }
 
 GemmProblem make_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a,
                       const float* b, float* c, float beta, float alpha) {

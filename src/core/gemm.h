@@ -1,7 +1,7 @@
 // Single-precision GEMM on oneDNN, row-major: C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta ·
 // C. Work is split into output tiles whose boundaries depend only on (m, n), each tile computed by
 // one single-threaded library call, never splitting k: results are bitwise identical at any
-// thread count.
+// thread count. A row's bits do not depend on m either (GemmProblem::row_stable).
 //
 // Mixed precision (GemmProblem::precision = kBf16): A and B are rounded to bf16 (nearest even,
 // core/bf16.h), once per operand per call, and multiplied with fp32 accumulation into the fp32 C,
@@ -44,6 +44,26 @@ struct GemmProblem {
   const uint16_t* a_bf16 = nullptr;
   const uint16_t* b_bf16 = nullptr;
   const TileEpilogue* epilogue = nullptr;  // optional; must outlive the call
+  // Each row of C a function of its own row of op(A), of B and of its index modulo the row tile
+  // alone, whatever m is: the last, partial row tile is computed as a whole tile (zero rows
+  // appended in a scratch), so no library call sees a row count that depends on m. The
+  // libraries' kernels handle few rows differently (oneDNN's AVX2 sgemm: remainders of 1-3 rows,
+  // and every row when m is small), which would make a row depend on how many rows share its
+  // call: a decoder's expert GEMMs on later tokens (their loads do, docs/causal.md), an MPI rank's
+  // rows on the other ranks' count. No effect with trans_a: op(A)'s rows are then A's columns, a
+  // model dimension (weight gradients), never a count of tokens.
+  bool row_stable = true;
+};
+
+// While one lives, this thread's GEMMs run their row tiles as they are, row_stable or not: for
+// one-token decoding, whose 1-row problems a whole 128-row tile would make ~100x dearer. Its
+// rows then differ from a full forward's in the last bits (docs/causal.md).
+class GemmRowsAsGiven {
+ public:
+  GemmRowsAsGiven();
+  ~GemmRowsAsGiven();
+  GemmRowsAsGiven(const GemmRowsAsGiven&) = delete;
+  GemmRowsAsGiven& operator=(const GemmRowsAsGiven&) = delete;
 };
 
 // Convenience for contiguous operands: leading dimensions follow from the shapes.

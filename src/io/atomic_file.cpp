@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <vector>
 
 #include "core/error.h"
 #include "io/stale_temp.h"
@@ -114,6 +116,19 @@ void write_file_atomically(const std::string& path,
   const int err = errno;
   ::close(dir_fd);
   if (synced != 0) fail_os(path, "fsync of the directory failed (the new file is in place)", err);
+}
+
+void copy_file_atomically(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  ECMOE_CHECK(in.good(), "cannot read '", from, "'");
+  write_file_atomically(to, [&](AtomicFileWriter& out) {
+    std::vector<char> chunk(kBufferBytes);
+    while (in) {
+      in.read(chunk.data(), std::streamsize(chunk.size()));
+      if (in.gcount() > 0) out.write(chunk.data(), std::size_t(in.gcount()));
+    }
+    ECMOE_CHECK(in.eof(), "cannot read '", from, "'");
+  });
 }
 
 void write_file_atomically(const std::string& path, std::string_view contents) {

@@ -43,4 +43,8 @@ void write_file_atomically(const std::string& path,
                            const std::function<void(AtomicFileWriter&)>& body);
 void write_file_atomically(const std::string& path, std::string_view contents);
 
+// Copies `from` to `to` through write_file_atomically: `to` is the old file or the whole copy,
+// never part of one. An unreadable `from` is an ecmoe::Error naming it.
+void copy_file_atomically(const std::string& from, const std::string& to);
+
 }  // namespace ecmoe

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/gemm.h"
 #include "nn/attention_decode.h"
 
 namespace ecmoe {
@@ -70,6 +71,8 @@ const std::vector<float>& KvDecoder::step(int32_t token) {
               " is past the model's sequence length ", config_.seq_len);
   ECMOE_CHECK(token >= 0 && token < V, "incremental decoding: token ", token, " is outside [0, ", V,
               ")");
+  // One token's 1-row GEMMs on the CPU run as they are, not padded to a whole row tile.
+  const GemmRowsAsGiven one_row;
   nn::Backend& be = *be_;
   const float* p = params_;
   // h = embed.tokens[token] + embed.positions[pos]: one row whose position table starts at pos

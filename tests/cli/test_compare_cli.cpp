@@ -113,8 +113,8 @@ TEST(CompareCli, QuickSuiteWritesACompleteReport) {
                              "\n| decoder EC-threshold-trained c=2 | expert_threshold |"}) {
     const std::size_t at = dec.find(causal);
     ASSERT_NE(at, std::string::npos) << causal;
-    EXPECT_NE(dec.substr(at, dec.find('\n', at + 1) - at).find("**0** (exact)"), std::string::npos)
-        << causal;
+    const std::string causal_row = dec.substr(at + 1, dec.find('\n', at + 1) - at - 1);
+    EXPECT_NE(causal_row.find("**0** (exact)"), std::string::npos) << causal_row;
   }
   EXPECT_NE(md.find("so the leak was worth"), std::string::npos);
 
@@ -245,6 +245,55 @@ TEST(CompareCli, QuickPaperGpuSuiteRunsOnTheCpu) {
     EXPECT_FALSE(fs::exists(run_dir / "checkpoint.safetensors")) << name;
     EXPECT_EQ(nlohmann::json::parse(read_text(run_dir / "result.json"))["checkpoint_kept"], false);
   }
+
+  // The suite in parts, on machines that keep nothing between sessions (the GPU machine): what
+  // one session brought back (here the report's raw runs, decoders left out) is imported by the
+  // next. A partial report covers the finished runs and says so.
+  const fs::path carried = dir / "carried";
+  fs::create_directories(carried);
+  for (const fs::directory_entry& e : fs::directory_iterator(dir / "pretrain-gpu/runs"))
+    if (e.path().filename().string().rfind("dec-", 0) != 0)
+      fs::copy(e.path(), carried / e.path().filename(), fs::copy_options::recursive);
+  const std::string data_set = " --set data.dir=" + (dir / "data");
+  const std::string next = dir / "next", partial_md = dir / "partial.md";
+  const Command partial =
+      run("compare --suite paper-gpu --quick --report-only --import " + carried.string() +
+          " --out " + next + " --report " + partial_md + data_set);
+  ASSERT_EQ(partial.status, 0) << partial.output;
+  EXPECT_NE(partial.output.find("ec-c2-s2: imported from"), std::string::npos) << partial.output;
+  const std::string pmd = read_text(partial_md);
+  EXPECT_NE(pmd.find("**Partial: 10 of the suite's 12 runs have finished.**"), std::string::npos);
+  EXPECT_NE(row(pmd, "EC c=2").find(" | 2 | "), std::string::npos);
+  EXPECT_EQ(row(pmd, "decoder top-2"), "");
+  EXPECT_EQ(read_text(fs::path(next) / "top1-s1/result.json"),
+            read_text(fs::path(out) / "top1-s1/result.json"));
+  // The next session trains only what is missing, and the report is whole again.
+  const Command rest =
+      run("--threads 2 compare --suite paper-gpu --quick --import " + carried.string() + " --out " +
+          next + " --report " + dir / "next.md" + data_set);
+  ASSERT_EQ(rest.status, 0) << rest.output;
+  EXPECT_NE(rest.output.find("[10/12] ec-c1-s1: done before, kept"), std::string::npos)
+      << rest.output;
+  EXPECT_NE(rest.output.find("[12/12] dec-thr-c2-s1 ("), std::string::npos) << rest.output;
+  EXPECT_EQ(read_text(dir / "next.md").find("Partial"), std::string::npos);
+  // A run made with another config is refused, naming its folder; so is a missing folder.
+  {
+    nlohmann::ordered_json r =
+        nlohmann::ordered_json::parse(read_text(carried / "top1-s1/result.json"));
+    r["config"]["steps"] = 41;
+    train_test::write_text(carried / "top1-s1/result.json", r.dump(2));
+  }
+  const Command other = run("compare --suite paper-gpu --quick --report-only --import " +
+                            carried.string() + " --out " + (dir / "other") + data_set);
+  EXPECT_NE(other.status, 0);
+  EXPECT_NE(other.output.find("top1-s1 holds a finished run with a different config than "
+                              "this suite's top1-s1"),
+            std::string::npos)
+      << other.output;
+  const Command missing = run("compare --suite paper-gpu --quick --report-only --import " +
+                              (dir / "nope") + " --out " + next + data_set);
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.output.find("is not a folder"), std::string::npos) << missing.output;
 
 #ifndef ECMOE_HAVE_CUDA
   expect_refused_without_cuda("compare --suite paper-gpu --quick --out " + out + "-gpu");
