@@ -72,7 +72,10 @@ std::string command_line(const CompareArgs& a, const std::string& out, const std
   for (const std::string& t : a.tasks) c += " --task " + t;
   c += " --out " + out + " --report " + report;
   for (const std::string& s : a.sets) c += " --set " + s;
-  for (const std::string& i : a.imports) c += " --import " + i;
+  // A report-only command's imports only carried finished runs here: each run's result.json
+  // says which commit made it, and the report lists those.
+  if (!a.report_only)
+    for (const std::string& i : a.imports) c += " --import " + i;
   if (a.time_limit_minutes > 0) {
     char limit[32];
     std::snprintf(limit, sizeof(limit), " --time-limit %g", a.time_limit_minutes);
