@@ -105,12 +105,16 @@ void run(const BenchTrainArgs& args) {
   const auto train_step = [&](int s, PhaseTimes* times, bool timed) {
     const Batch batch = slice_batch(source ? source->get(s) : synthetic_batch(spec, s), c);
     if (on_device) {
+      // As the trainer's step: everything up to the gradient norm queued before the one wait.
       on_device->zero_grads();
-      model.forward_on_backend(on_device->params(), nullptr, batch, /*training=*/true, uint64_t(s));
+      Transformer::PendingForward pending = model.start_forward_on_backend(
+          on_device->params(), nullptr, batch, /*training=*/true, uint64_t(s));
       model.backward_on_backend(on_device->params(), on_device->grads());
       if (times) on_device->wait();  // the optimizer's time alone
       const double t0 = now_seconds();
-      on_device->clip_grad_norm(config.clip_norm);
+      on_device->start_clip_grad_norm(config.clip_norm);
+      on_device->finish_clip_grad_norm();
+      model.finish_forward(pending);
       on_device->adamw_step(config.schedule.lr_at(s));
       on_device->wait();
       if (times) times->add("optimizer", now_seconds() - t0);

@@ -17,6 +17,7 @@
 #include "cuda/nn_backend.h"
 #include "cuda/nn_ops.h"
 #include "cuda/pinned_staging.h"
+#include "cuda/readback.h"
 #include "nn/cross_entropy.h"
 
 namespace ecmoe::cuda {
@@ -133,20 +134,35 @@ class CudaNnBackend final : public nn::Backend {
     cuda::tied_output_backward(dh, dtable, dlogits, h, table, shape, precision, linear_, ctx_);
   }
   // The loss, the count and the first bad target's row come back in one copy.
-  nn::CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits,
-                                               const int* targets, int rows, int vocab) override {
-    if (rows == 0) return {0.0, 0};
+  // The loss's three values (sum, count, first bad row) come back through a pinned buffer; the
+  // host waits for them in wait_for_results(), after it has queued what follows (the backward).
+  void cross_entropy_forward(nn::CrossEntropyResult* result, float* logsumexp, const float* logits,
+                             const int* targets, int rows, int vocab) override {
+    wait_for_results();  // the last loss first: one pending at a time
+    if (rows == 0) {
+      *result = {0.0, 0};
+      return;
+    }
     loss_.resize(3);
     cuda::cross_entropy_forward(loss_.data(), logsumexp, logits, targets, rows, vocab, ctx_.stream);
-    double result[3] = {0, 0, 0};
-    download(result, loss_.data(), sizeof result);
-    const int bad_row = int(result[2]);
-    if (bad_row < rows) {
+    loss_readback_.begin(3 * sizeof(double));
+    loss_at_ = loss_readback_.add(loss_.data(), 3, ctx_.stream);
+    loss_readback_.record(ctx_.stream);
+    pending_loss_ = {result, targets, rows, vocab};
+  }
+  void wait_for_results() override {
+    if (!pending_loss_.result) return;
+    const PendingLoss p = pending_loss_;
+    pending_loss_ = {};
+    loss_readback_.wait();
+    const double* values = loss_readback_.at<double>(loss_at_);
+    const int bad_row = int(values[2]);
+    if (bad_row < p.rows) {
       int target = 0;
-      download(&target, targets + bad_row, sizeof target);
-      nn::fail_bad_target(target, bad_row, vocab);
+      download(&target, p.targets + bad_row, sizeof target);
+      nn::fail_bad_target(target, bad_row, p.vocab);
     }
-    return {result[0], int64_t(result[1])};
+    *p.result = {values[0], int64_t(values[1])};
   }
   void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
                               const int* targets, int64_t count, float dloss, int rows,
@@ -168,6 +184,14 @@ class CudaNnBackend final : public nn::Backend {
   FlashAttentionScratch flash_;
   AttentionDecodeScratch attention_decode_;
   DeviceVec<double> loss_;
+  Readback loss_readback_;
+  std::size_t loss_at_ = 0;
+  struct PendingLoss {  // a cross_entropy_forward whose result is on its way
+    nn::CrossEntropyResult* result = nullptr;
+    const int* targets = nullptr;
+    int rows = 0, vocab = 0;
+  };
+  PendingLoss pending_loss_;
 };
 
 }  // namespace

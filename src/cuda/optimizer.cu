@@ -189,15 +189,18 @@ float clip_grad_norm(std::span<const DeviceGrads> buffers, float max_norm, GradN
   return download_norm(scratch, stream);
 }
 
-float clip_grad_norm_deferred(std::span<const DeviceGrads> buffers, float max_norm,
-                              GradNormScratch& scratch, cudaStream_t stream) {
+void queue_grad_norm(std::span<const DeviceGrads> buffers, float max_norm, GradNormScratch& scratch,
+                     cudaStream_t stream) {
   sum_squares(buffers, max_norm, scratch, stream);
-  return download_norm(scratch, stream);
+}
+
+const float* norm_on_device(const GradNormScratch& scratch) {
+  ECMOE_CHECK(scratch.result.size() == 2, "cuda clipping: no norm measured yet");
+  return scratch.result.data();
 }
 
 const float* clip_scale_on_device(const GradNormScratch& scratch) {
-  ECMOE_CHECK(scratch.result.size() == 2, "cuda clipping: no norm measured yet");
-  return scratch.result.data() + 1;
+  return norm_on_device(scratch) + 1;
 }
 
 float grad_norm(const float* grads, int64_t size, GradNormScratch& scratch, cudaStream_t stream) {

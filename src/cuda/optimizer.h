@@ -26,7 +26,7 @@ class DeviceAdamW {
  public:
   DeviceAdamW(const AdamW& host, cudaStream_t stream);
   // AdamW::step on params, grads [size()]: t = ++step_count(), then the update of every chunk.
-  // clip_scale, if given, is a device float (clip_grad_norm_deferred's) that every gradient is
+  // clip_scale, if given, is a device float (queue_grad_norm's) that every gradient is
   // multiplied by first, as scale_grads would have done: the same bits as scaling and then
   // stepping, without a pass that reads and writes every gradient.
   void step(float* params, const float* grads, float lr, cudaStream_t stream,
@@ -65,11 +65,13 @@ struct GradNormScratch {
 inline constexpr int kMaxGradBuffers = 8;
 float clip_grad_norm(std::span<const DeviceGrads> buffers, float max_norm, GradNormScratch& scratch,
                      cudaStream_t stream);
-// The same norm, with the clipping factor left on the device for DeviceAdamW::step to apply
-// (clip_scale_on_device); the buffers are not changed. Returns the norm (waits for the stream).
-float clip_grad_norm_deferred(std::span<const DeviceGrads> buffers, float max_norm,
-                              GradNormScratch& scratch, cudaStream_t stream);
-// The factor of scratch's last clip_grad_norm_deferred: a device pointer (1 when nothing is to be
+// The same norm, only queued: the buffers are not changed, the clipping factor stays on the
+// device for DeviceAdamW::step to apply (clip_scale_on_device), and the norm is at
+// norm_on_device(scratch) once the stream gets there (the caller copies it back: no wait here).
+void queue_grad_norm(std::span<const DeviceGrads> buffers, float max_norm, GradNormScratch& scratch,
+                     cudaStream_t stream);
+const float* norm_on_device(const GradNormScratch& scratch);
+// The factor of scratch's last queue_grad_norm: a device pointer (1 when nothing is to be
 // scaled), and the scaling itself for when the gradients are wanted scaled (an error report).
 const float* clip_scale_on_device(const GradNormScratch& scratch);
 void apply_clip_scale(std::span<const DeviceGrads> buffers, const GradNormScratch& scratch,

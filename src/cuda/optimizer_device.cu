@@ -11,6 +11,7 @@
 #include "cuda/device_buffer.h"
 #include "cuda/optimizer.h"
 #include "cuda/optimizer_device.h"
+#include "cuda/readback.h"
 
 namespace ecmoe::cuda {
 
@@ -59,12 +60,21 @@ class CudaOptimizerDevice final : public OptimizerDevice {
     scale_pending_ = false;
   }
   // The clipping factor stays on the device and AdamW applies it (DeviceAdamW::step): the same
-  // bits as scaling the gradients first, one pass over them fewer.
-  float clip_grad_norm(float max_norm) override {
-    const float norm =
-        cuda::clip_grad_norm_deferred(all_grads(), max_norm, norm_scratch_, ctx_.stream);
+  // bits as scaling the gradients first, one pass over them fewer. The norm comes back through a
+  // pinned buffer, waited for by finish_clip_grad_norm.
+  void start_clip_grad_norm(float max_norm) override {
+    queue_grad_norm(all_grads(), max_norm, norm_scratch_, ctx_.stream);
+    norm_readback_.begin(sizeof(float));
+    norm_at_ = norm_readback_.add(norm_on_device(norm_scratch_), 1, ctx_.stream);
+    norm_readback_.record(ctx_.stream);
     scale_pending_ = max_norm > 0.f;
-    return norm;
+    norm_pending_ = true;
+  }
+  float finish_clip_grad_norm() override {
+    ECMOE_CHECK(norm_pending_, "cuda optimizer: finish_clip_grad_norm without a start");
+    norm_pending_ = false;
+    norm_readback_.wait();
+    return *norm_readback_.at<float>(norm_at_);
   }
   double grad_sum_of_squares() override {
     return cuda::grad_sum_of_squares(grads_.data(), int64_t(grads_.size()), norm_scratch_,
@@ -91,6 +101,9 @@ class CudaOptimizerDevice final : public OptimizerDevice {
   DeviceVec<float> params_, grads_;
   std::optional<DeviceAdamW> adam_;
   GradNormScratch norm_scratch_;
+  Readback norm_readback_;
+  std::size_t norm_at_ = 0;
+  bool norm_pending_ = false;
   DeviceGrads all_[1];  // grads_ as clip_grad_norm's one buffer (never reallocated)
   // clip_grad_norm's factor is still to be applied (by adamw_step, or store_grads).
   bool scale_pending_ = false;

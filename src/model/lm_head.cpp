@@ -8,8 +8,8 @@
 
 namespace ecmoe {
 
-double lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int32_t* targets,
-                       const float* table, const LmHeadShape& s) {
+void lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int32_t* targets,
+                     const float* table, const LmHeadShape& s) {
   head.rows.clear();
   head.targets.clear();
   for (int r = 0; r < s.rows; ++r) {
@@ -22,7 +22,8 @@ double lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int3
   const int m = int(head.rows.size());
   head.count = m;
   head.logits_valid = false;
-  if (m == 0) return 0.0;
+  head.loss = {};
+  if (m == 0) return;
   const int64_t d = s.dim;
   head.targets_on_backend.upload(be, head.targets);
   if (m == s.rows) {
@@ -37,10 +38,15 @@ double lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int3
   head.logsumexp.resize(be, m);
   const nn::LinearShape shape{m, s.dim, s.vocab};
   be.tied_output_forward(head.logits.data(), head.input, table, shape, s.precision);
-  const nn::CrossEntropyResult ce = be.cross_entropy_forward(
-      head.logsumexp.data(), head.logits.data(), head.targets_on_backend.data(), m, s.vocab);
+  be.cross_entropy_forward(&head.loss, head.logsumexp.data(), head.logits.data(),
+                           head.targets_on_backend.data(), m, s.vocab);
   head.logits_valid = true;
-  return ce.loss;
+}
+
+double lm_head_loss(nn::Backend& be, LmHead& head) {
+  if (head.count == 0) return 0.0;
+  be.wait_for_results();
+  return head.loss.loss;
 }
 
 void lm_head_target_log_probs(float* out, const LmHead& head, int vocab) {

@@ -33,14 +33,17 @@ struct LmHead {
   nn::Buffer<float> d_gathered;  // [M, d]
   const float* input = nullptr;  // [M, d]: gathered, or h itself when every row counts
   int64_t count = 0;
-  bool logits_valid = false;  // false once backward has turned them into gradients
+  bool logits_valid = false;    // false once backward has turned them into gradients
+  nn::CrossEntropyResult loss;  // on its way from the backend until lm_head_loss
 };
 
 // h [rows, dim], targets [rows] (-1: no loss), table [vocab, dim] -> mean cross-entropy over the
-// counted rows (0 when none). h must stay valid until backward. The ops run on `be` (h and table
-// in its memory); the targets are read on the host to find the counted rows.
-double lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int32_t* targets,
-                       const float* table, const LmHeadShape& shape);
+// counted rows (0 when none), which lm_head_loss returns: a device computes it meanwhile, and the
+// backward may be queued before it is waited for. h must stay valid until backward. The ops run
+// on `be` (h and table in its memory); the targets are read on the host to find the counted rows.
+void lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int32_t* targets,
+                     const float* table, const LmHeadShape& shape);
+double lm_head_loss(nn::Backend& be, LmHead& head);
 
 // log p(target) of each counted row of the last forward, [count] in the order of head.rows:
 // logit[target] − logsumexp. Valid until backward turns the logits into gradients. Copies the

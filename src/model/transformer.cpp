@@ -170,7 +170,8 @@ void check_params(const FlatBuffer& buffer, const TensorTable& table, const char
 ForwardResult Transformer::forward(const FlatBuffer& params, const Batch& batch, bool training,
                                    uint64_t seed) {
   check_params(params, table_, "parameter");
-  return forward_impl(params.data(), nullptr, batch, training, seed);
+  PendingForward pending = start_forward(params.data(), nullptr, batch, training, seed);
+  return finish_forward(pending);
 }
 
 ForwardResult Transformer::forward(const FlatBuffer& params, const FlatBuffer& state,
@@ -179,16 +180,24 @@ ForwardResult Transformer::forward(const FlatBuffer& params, const FlatBuffer& s
   check_params(params, table_, "parameter");
   ECMOE_CHECK(state.size() == state_table_.total_floats(),
               "model forward: router state buffer does not belong to this model");
-  return forward_impl(params.data(), &state, batch, training, seed, router);
+  PendingForward pending = start_forward(params.data(), &state, batch, training, seed, router);
+  return finish_forward(pending);
 }
 
 ForwardResult Transformer::forward_on_backend(const float* params, const FlatBuffer* state,
                                               const Batch& batch, bool training, uint64_t seed,
                                               std::optional<RouterKind> router) {
+  PendingForward pending = start_forward_on_backend(params, state, batch, training, seed, router);
+  return finish_forward(pending);
+}
+
+Transformer::PendingForward Transformer::start_forward_on_backend(
+    const float* params, const FlatBuffer* state, const Batch& batch, bool training, uint64_t seed,
+    std::optional<RouterKind> router) {
   ECMOE_CHECK(params != nullptr, "model forward: no parameters");
   ECMOE_CHECK(!state || state->size() == state_table_.total_floats(),
               "model forward: router state buffer does not belong to this model");
-  return forward_impl(params, state, batch, training, seed, router);
+  return start_forward(params, state, batch, training, seed, router);
 }
 
 void Transformer::backward_on_backend(const float* params, float* grads) {
@@ -210,25 +219,28 @@ void Transformer::set_moe_phase_times(PhaseTimes* times) {
   for (MoeLayer& layer : ffn_) layer.set_phase_times(times);
 }
 
-ForwardResult Transformer::forward_impl(const float* p, const FlatBuffer* state, const Batch& batch,
-                                        bool training, uint64_t seed,
-                                        std::optional<RouterKind> router) {
+Transformer::PendingForward Transformer::start_forward(const float* p, const FlatBuffer* state,
+                                                       const Batch& batch, bool training,
+                                                       uint64_t seed,
+                                                       std::optional<RouterKind> router) {
   ECMOE_CHECK(int64_t(batch.targets.size()) == batch.token_count(),
               "model forward: targets must have B·T = ", batch.token_count(), " entries");
-  std::vector<MoeOutput> pending = forward_trunk(p, state, batch, training, seed, router);
+  PendingForward pending{forward_trunk(p, state, batch, training, seed, router)};
   Activations& a = *act_;
-  const int N = a.rows();
-  // logits = ln_f(h) · Eᵀ at the counted positions, queued before the layers' values are waited
-  // for: on a device the head's work is then in flight while the host waits, and its loss comes
-  // back at the same synchronisation
-  const double lm_loss = lm_head_forward(
-      *nn_, a.head, a.final_out.data(), batch.targets.data(), p + offsets_.embed_tokens,
-      {N, config_.d_model, config_.vocab_size, config_.precision});
-  ForwardResult result = finish_layers(pending);
+  // logits = ln_f(h) · Eᵀ at the counted positions; its loss comes back with the layers' values
+  lm_head_forward(*nn_, a.head, a.final_out.data(), batch.targets.data(), p + offsets_.embed_tokens,
+                  {a.rows(), config_.d_model, config_.vocab_size, config_.precision});
+  a.lm_head_ready = true;
+  return pending;
+}
+
+ForwardResult Transformer::finish_forward(PendingForward& pending) {
+  Activations& a = *act_;
+  const double lm_loss = lm_head_loss(*nn_, a.head);
+  ForwardResult result = finish_layers(pending.layers);
   result.lm_loss = lm_loss;
   result.counted = a.head.count;
   result.loss += result.lm_loss;
-  a.lm_head_ready = true;
   return result;
 }
 

@@ -100,6 +100,17 @@ class Transformer {
                                    bool training, uint64_t seed,
                                    std::optional<RouterKind> router = std::nullopt);
   void backward_on_backend(const float* params, float* grads);
+  // forward_on_backend in two halves, so that a device's training step waits for the device
+  // once: start_forward queues the whole forward, loss head included, and finish_forward waits
+  // for its values (the loss, the MoE layers' losses and statistics) and sums them.
+  // backward_on_backend may be queued in between: it needs none of those values on the host.
+  struct PendingForward {
+    std::vector<MoeOutput> layers;
+  };
+  PendingForward start_forward_on_backend(const float* params, const FlatBuffer* state,
+                                          const Batch& batch, bool training, uint64_t seed,
+                                          std::optional<RouterKind> router = std::nullopt);
+  ForwardResult finish_forward(PendingForward& pending);
 
   // Final hidden states [B·T, d] (after final_ln) of the last forward, for task heads; in the
   // dense backend's memory.
@@ -165,9 +176,9 @@ class Transformer {
   ForwardResult finish_layers(std::vector<MoeOutput>& pending);
   void backward_impl(const float* p, float* g);
   void backward_trunk(const float* p, float* g);  // from act_->d_tmp
-  ForwardResult forward_impl(const float* p, const FlatBuffer* state, const Batch& batch,
-                             bool training, uint64_t seed,
-                             std::optional<RouterKind> router = std::nullopt);
+  PendingForward start_forward(const float* p, const FlatBuffer* state, const Batch& batch,
+                               bool training, uint64_t seed,
+                               std::optional<RouterKind> router = std::nullopt);
   ModelConfig config_;
   int rank_ = 0;  // this process's rank: where its tokens start in the whole batch
   TensorTable table_;

@@ -32,6 +32,8 @@ class Backend {
   // Returns once every op issued before it is done (for timing them: nn/timed_backend.h). The
   // CPU's ops are done when they return.
   virtual void synchronize() {}
+  // Returns once the values queued for the host (cross_entropy_forward's result) are there.
+  virtual void wait_for_results() {}
 
   // x[0, n) = value
   virtual void fill(float* x, int64_t n, float value) = 0;
@@ -81,9 +83,12 @@ class Backend {
   virtual void tied_output_backward(float* dh, float* dtable, const float* dlogits, const float* h,
                                     const float* table, const LinearShape& shape,
                                     Precision precision) = 0;
-  // cross_entropy.h (the loss comes back to the host: a device backend synchronises here)
-  virtual CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits,
-                                                   const int* targets, int rows, int vocab) = 0;
+  // cross_entropy.h. The loss comes back to the host in *result, valid once wait_for_results()
+  // has returned: a device queues its copy and goes on, so the host can queue more work (the
+  // backward pass) before it waits; the CPU writes it at once. *result must outlive that wait.
+  virtual void cross_entropy_forward(CrossEntropyResult* result, float* logsumexp,
+                                     const float* logits, const int* targets, int rows,
+                                     int vocab) = 0;
   virtual void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
                                       const int* targets, int64_t count, float dloss, int rows,
                                       int vocab) = 0;

@@ -99,9 +99,9 @@ class CpuBackend final : public Backend {
                             Precision precision) override {
     nn::tied_output_backward(dh, dtable, dlogits, h, table, shape, precision);
   }
-  CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits,
-                                           const int* targets, int rows, int vocab) override {
-    return nn::cross_entropy_forward(logsumexp, logits, targets, rows, vocab);
+  void cross_entropy_forward(CrossEntropyResult* result, float* logsumexp, const float* logits,
+                             const int* targets, int rows, int vocab) override {
+    *result = nn::cross_entropy_forward(logsumexp, logits, targets, rows, vocab);
   }
   void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
                               const int* targets, int64_t count, float dloss, int rows,

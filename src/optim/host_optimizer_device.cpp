@@ -36,7 +36,10 @@ class HostOptimizerDevice final : public OptimizerDevice {
   float* params() override { return params_.data(); }
   float* grads() override { return grads_.data(); }
   void zero_grads() override { grads_.zero(); }
-  float clip_grad_norm(float max_norm) override { return ecmoe::clip_grad_norm(grads_, max_norm); }
+  void start_clip_grad_norm(float max_norm) override {
+    norm_ = ecmoe::clip_grad_norm(grads_, max_norm);
+  }
+  float finish_clip_grad_norm() override { return norm_; }
   double grad_sum_of_squares() override { return ecmoe::grad_sum_of_squares(grads_); }
   void scale_grads(float scale) override { ecmoe::scale_grads(grads_, scale); }
   void adamw_step(float lr) override { adam_.step(params_, grads_, lr); }
@@ -44,6 +47,7 @@ class HostOptimizerDevice final : public OptimizerDevice {
 
  private:
   FlatBuffer params_, grads_;
+  float norm_ = 0.f;  // start_clip_grad_norm's
   AdamW adam_;
 };
 

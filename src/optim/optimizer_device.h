@@ -28,7 +28,14 @@ class OptimizerDevice {
   // optim/grad_clip.h's clip_grad_norm (one process) and AdamW::step, on the device's buffers.
   // A device may leave the clipping factor to the next adamw_step (the GPU's multiplies each
   // gradient as it reads it: the same bits, one pass fewer); store_grads gives them clipped.
-  virtual float clip_grad_norm(float max_norm) = 0;
+  // In two halves: start queues the norm, finish returns it (a device waits for it there), so
+  // that a training step waits for its loss and its norm at once.
+  virtual void start_clip_grad_norm(float max_norm) = 0;
+  virtual float finish_clip_grad_norm() = 0;
+  float clip_grad_norm(float max_norm) {
+    start_clip_grad_norm(max_norm);
+    return finish_clip_grad_norm();
+  }
   // The device's part of a clipping over its gradients and other buffers as one gradient
   // (clip_grad_norm below): the gradients' sum of squares in optim/grad_clip.h's order (the bits
   // of grad_sum_of_squares), and the gradients scaled by a factor (scale_grads).

@@ -226,10 +226,17 @@ class TrainingRun {
             : std::nullopt;
     const uint64_t noise = noise_.bits(uint64_t(s));
     ForwardResult local;
+    float grad_norm = 0;
     if (device_) {
-      local = model_.forward_on_backend(device_->params(), &router_state_, batch,
-                                        /*training=*/true, noise, router);
+      // Forward, backward and the gradient norm are all queued before the host waits for the
+      // device, once: for the norm, the last of them, by which time the loss and the layers'
+      // values are there too. The device never idles while the host queues the next part.
+      Transformer::PendingForward pending = model_.start_forward_on_backend(
+          device_->params(), &router_state_, batch, /*training=*/true, noise, router);
       model_.backward_on_backend(device_->params(), device_->grads());
+      device_->start_clip_grad_norm(config_.clip_norm);
+      grad_norm = device_->finish_clip_grad_norm();
+      local = model_.finish_forward(pending);
     } else {
       local = model_.forward(params_, router_state_, batch, /*training=*/true, noise, router);
       model_.backward(params_, grads_);
@@ -242,8 +249,7 @@ class TrainingRun {
       model_.update_cutoffs(router_state_, out.forward.layer_stats, moe.threshold_ema_rate);
     if (!std::isfinite(out.forward.loss))
       fail_nonfinite_now(s + 1, "the loss is " + std::to_string(out.forward.loss));
-    out.grad_norm = device_ ? device_->clip_grad_norm(config_.clip_norm)
-                            : clip_grad_norm(grads_, config_.clip_norm, &comm_);
+    out.grad_norm = device_ ? grad_norm : clip_grad_norm(grads_, config_.clip_norm, &comm_);
     if (!std::isfinite(out.grad_norm))
       fail_nonfinite_now(s + 1, "the gradient norm is " + std::to_string(out.grad_norm));
     out.lr = config_.schedule.lr_at(s);

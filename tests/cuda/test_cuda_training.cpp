@@ -9,6 +9,10 @@
 #include <string>
 #include <utility>
 
+#if ECMOE_CUDA_EMULATED
+#include <cuda_runtime.h>  // cudaemu::blocking_host_waits
+#endif
+
 #include "cli/train_device.h"
 #include "cuda_test_util.h"
 #include "train/train_device.h"
@@ -68,6 +72,28 @@ TEST_F(CudaTraining, TwentyStepsMatchTheCpu) {
     EXPECT_NEAR(b.final_eval->loss, a.final_eval->loss, 1e-4 * a.final_eval->loss);
   }
 }
+
+#if ECMOE_CUDA_EMULATED
+// A training step makes the host wait for the device once (forward, backward and the gradient
+// norm are all queued first). Emulation only: cudaemu counts the waits that found work queued,
+// where a GPU could still have been busy. The difference between runs of 4 and 8 steps leaves out
+// the setup, the final evaluation and the checkpoint.
+TEST_F(CudaTraining, AStepWaitsForTheDeviceOnce) {
+  for (const auto& [router, kind] :
+       {std::pair{"expert_choice", ModelKind::kEncoder}, std::pair{"top2", ModelKind::kDecoder}}) {
+    SCOPED_TRACE(router);
+    const auto waits = [&](int steps) {
+      TrainConfig c = tiny(std::string("waits-") + router + std::to_string(steps), router, kind);
+      c.steps = steps;
+      const unsigned long long before = ::cudaemu::blocking_host_waits();
+      run(c, &gpu());
+      return ::cudaemu::blocking_host_waits() - before;
+    };
+    const unsigned long long four = waits(4), eight = waits(8);
+    EXPECT_EQ(eight - four, 4u) << four << " waits in 4 steps, " << eight << " in 8";
+  }
+}
+#endif
 
 TEST_F(CudaTraining, ResumeOnTheGpuIsBitwise) {
   const TrainConfig straight = tiny("straight", "expert_choice", ModelKind::kEncoder);

@@ -128,10 +128,10 @@ class CheckedBackend final : public nn::Backend {
     devices("tied_output_backward", {dh, dtable, dlogits, h, table});
     cpu().tied_output_backward(dh, dtable, dlogits, h, table, shape, precision);
   }
-  nn::CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits,
-                                               const int* targets, int rows, int vocab) override {
+  void cross_entropy_forward(nn::CrossEntropyResult* result, float* logsumexp, const float* logits,
+                             const int* targets, int rows, int vocab) override {
     devices("cross_entropy_forward", {logsumexp, logits, targets});
-    return cpu().cross_entropy_forward(logsumexp, logits, targets, rows, vocab);
+    cpu().cross_entropy_forward(result, logsumexp, logits, targets, rows, vocab);
   }
   void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
                               const int* targets, int64_t count, float dloss, int rows,

@@ -116,10 +116,10 @@ class RecordingBackend final : public nn::Backend {
     ++calls["tied_output_backward"];
     cpu().tied_output_backward(dh, dtable, dlogits, h, table, shape, precision);
   }
-  nn::CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits,
-                                               const int* targets, int rows, int vocab) override {
+  void cross_entropy_forward(nn::CrossEntropyResult* result, float* logsumexp, const float* logits,
+                             const int* targets, int rows, int vocab) override {
     ++calls["cross_entropy_forward"];
-    return cpu().cross_entropy_forward(logsumexp, logits, targets, rows, vocab);
+    cpu().cross_entropy_forward(result, logsumexp, logits, targets, rows, vocab);
   }
   void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
                               const int* targets, int64_t count, float dloss, int rows,

@@ -165,7 +165,8 @@ class CheckedOptimizerDevice final : public OptimizerDevice {
   float* params() override { return inner_->params(); }
   float* grads() override { return inner_->grads(); }
   void zero_grads() override { inner_->zero_grads(); }
-  float clip_grad_norm(float max_norm) override { return inner_->clip_grad_norm(max_norm); }
+  void start_clip_grad_norm(float max_norm) override { inner_->start_clip_grad_norm(max_norm); }
+  float finish_clip_grad_norm() override { return inner_->finish_clip_grad_norm(); }
   double grad_sum_of_squares() override { return inner_->grad_sum_of_squares(); }
   void scale_grads(float scale) override { inner_->scale_grads(scale); }
   void adamw_step(float lr) override { inner_->adamw_step(lr); }

@@ -400,6 +400,11 @@ using std::isnan;
 // the C names --
 namespace cudaemu {
 bool perturb();  // CUDAEMU_PERTURB=1: the GPU's legal differences in rounding (perturb.cpp)
+// The host's waits for the device so far (synchronising calls), and those of them that found work
+// queued that they had to run: where a GPU might still have been busy, so that the host waited.
+// For tests of how often a program waits (a training step: once).
+unsigned long long host_waits();
+unsigned long long blocking_host_waits();
 void set_perturb(bool on);  // for the emulator's own tests
 float device_expf(float x);
 float device_logf(float x);

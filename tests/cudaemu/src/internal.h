@@ -41,6 +41,7 @@ void set_error(cudaError_t error);
 struct Counts {
   uint64_t launches = 0, gemms = 0, sorts = 0, copies_to_device = 0, copies_to_host = 0,
            memsets = 0, waits = 0;
+  uint64_t blocking_waits = 0;  // waits that had queued work to run
 };
 Counts& counts();
 

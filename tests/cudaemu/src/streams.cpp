@@ -74,34 +74,46 @@ struct OpenMemory {
   ~OpenMemory() { close_device_memory(); }
 };
 
-// Runs the stream's queued work up to sequence number `upto`.
-void flush(CUstream_st& s, uint64_t upto = std::numeric_limits<uint64_t>::max()) {
+// Runs the stream's queued work up to sequence number `upto`; returns how many operations ran.
+uint64_t flush(CUstream_st& s, uint64_t upto = std::numeric_limits<uint64_t>::max()) {
   OpenMemory open;
+  uint64_t ran = 0;
   while (!s.ops.empty() && s.ops.front().seq <= upto) {
     auto op = std::move(s.ops.front());
     s.ops.pop_front();
     op.run();
     check_slack(op.what);
+    ++ran;
   }
+  return ran;
 }
 
 // Runs all queued work in the order it was queued (blocking_only: only the legacy stream's and
 // that of streams made without cudaStreamNonBlocking, what a synchronous cudaMemcpy or cudaMemset
 // waits for; work on a non-blocking stream stays queued, as on a GPU it may still be running).
-void flush_all(bool blocking_only = false) {
+uint64_t flush_all(bool blocking_only = false) {
   OpenMemory open;
+  uint64_t ran = 0;
   for (;;) {
     CUstream_st* first = nullptr;
     for (CUstream_st* s : streams())
       if (!s->ops.empty() && !(blocking_only && (s->flags & cudaStreamNonBlocking)) &&
           (!first || s->ops.front().seq < first->ops.front().seq))
         first = s;
-    if (!first) return;
+    if (!first) return ran;
     auto op = std::move(first->ops.front());
     first->ops.pop_front();
     op.run();
     check_slack(op.what);
+    ++ran;
   }
+}
+
+// A wait of the host: counted, and counted as blocking when it had queued work to run (a GPU
+// might still have been busy with it: the host would have waited for the device).
+void count_wait(uint64_t ran) {
+  ++counts().waits;
+  if (ran > 0) ++counts().blocking_waits;
 }
 
 cudaError_t fail(cudaError_t e) {
@@ -115,13 +127,14 @@ bool valid_stream(cudaStream_t s) {
 
 void print_counts() {
   const Counts& c = counts();
-  std::fprintf(stderr,
-               "cudaemu: %llu kernel launches, %llu GEMMs, %llu sorts, %llu copies to the device, "
-               "%llu to the host, %llu memsets, %llu waits for the device\n",
-               (unsigned long long)c.launches, (unsigned long long)c.gemms,
-               (unsigned long long)c.sorts, (unsigned long long)c.copies_to_device,
-               (unsigned long long)c.copies_to_host, (unsigned long long)c.memsets,
-               (unsigned long long)c.waits);
+  std::fprintf(
+      stderr,
+      "cudaemu: %llu kernel launches, %llu GEMMs, %llu sorts, %llu copies to the device, "
+      "%llu to the host, %llu memsets, %llu waits for the device (%llu with work queued)\n",
+      (unsigned long long)c.launches, (unsigned long long)c.gemms, (unsigned long long)c.sorts,
+      (unsigned long long)c.copies_to_device, (unsigned long long)c.copies_to_host,
+      (unsigned long long)c.memsets, (unsigned long long)c.waits,
+      (unsigned long long)c.blocking_waits);
 }
 
 void start() {
@@ -237,6 +250,17 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->multiProcessorCount = 1;
   return cudaSuccess;
 }
+namespace cudaemu {
+unsigned long long host_waits() {
+  Lock lock(api_lock());
+  return counts().waits;
+}
+unsigned long long blocking_host_waits() {
+  Lock lock(api_lock());
+  return counts().blocking_waits;
+}
+}  // namespace cudaemu
+
 cudaError_t cudaDriverGetVersion(int* version) {
   *version = 13000;
   return cudaSuccess;
@@ -252,8 +276,7 @@ cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
 }
 cudaError_t cudaDeviceSynchronize() {
   Lock lock(api_lock());
-  ++counts().waits;
-  flush_all();
+  count_wait(flush_all());
   return cudaSuccess;
 }
 cudaError_t cudaGetLastError() {
@@ -331,8 +354,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 cudaError_t cudaFree(void* ptr) {
   Lock lock(api_lock());
   if (!ptr) return cudaSuccess;
-  ++counts().waits;
-  flush_all();  // cudaFree waits for the device
+  count_wait(flush_all());  // cudaFree waits for the device
   return device_free(ptr) ? cudaSuccess : fail(cudaErrorInvalidDevicePointer);
 }
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
@@ -344,7 +366,7 @@ cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
 cudaError_t cudaFreeHost(void* ptr) {
   Lock lock(api_lock());
   if (!ptr) return cudaSuccess;
-  flush_all();
+  count_wait(flush_all());  // cudaFreeHost waits for the device
   return pinned_free(ptr) ? cudaSuccess : fail(cudaErrorInvalidValue);
 }
 
@@ -380,8 +402,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   const bool dst_device_side = is_device(dst) || is_pinned(dst);
   if (!dst_device_side) {  // to pageable host memory: wait for the stream, then copy
     ++counts().copies_to_host;
-    ++counts().waits;
-    flush(stream_of(stream));
+    count_wait(flush(stream_of(stream)));
     OpenMemory open;
     std::memcpy(dst, src, bytes);
     return cudaSuccess;
@@ -410,8 +431,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   start();
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = check_copy(dst, src, bytes, kind); e != cudaSuccess) return fail(e);
-  ++counts().waits;
-  flush_all(/*blocking_only=*/true);
+  count_wait(flush_all(/*blocking_only=*/true));
   OpenMemory open;
   std::memmove(dst, src, bytes);
   return cudaSuccess;
@@ -429,7 +449,7 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   Lock lock(api_lock());
   if (const cudaError_t e = cudaMemsetAsync(dst, value, bytes, nullptr); e != cudaSuccess) return e;
-  flush_all(/*blocking_only=*/true);
+  count_wait(flush_all(/*blocking_only=*/true));
   return cudaSuccess;
 }
 
@@ -455,8 +475,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   Lock lock(api_lock());
   if (!valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
-  ++counts().waits;
-  flush(stream_of(stream));
+  count_wait(flush(stream_of(stream)));
   return cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned) {
@@ -491,8 +510,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   Lock lock(api_lock());
   if (!event) return fail(cudaErrorInvalidResourceHandle);
-  ++counts().waits;
-  if (event->recorded) flush(*event->stream, event->seq);
+  count_wait(event->recorded ? flush(*event->stream, event->seq) : 0);
   return cudaSuccess;
 }
 // Whether work the event marks is still queued: cudaEventQuery says cudaErrorNotReady then, and
