@@ -133,7 +133,6 @@ class CudaNnBackend final : public nn::Backend {
                             Precision precision) override {
     cuda::tied_output_backward(dh, dtable, dlogits, h, table, shape, precision, linear_, ctx_);
   }
-  // The loss, the count and the first bad target's row come back in one copy.
   // The loss's three values (sum, count, first bad row) come back through a pinned buffer; the
   // host waits for them in wait_for_results(), after it has queued what follows (the backward).
   void cross_entropy_forward(nn::CrossEntropyResult* result, float* logsumexp, const float* logits,

@@ -4,8 +4,10 @@
 // the device run dry while the host waits. Here the bytes are first copied into pinned host
 // memory, and the device copies from there on the stream: the caller may reuse its buffer as
 // soon as upload_async returns, and the host runs ahead. Pinned slots are used in turn; a slot
-// is written again only once the device has finished reading it (an event). Copies above
-// kStagedBytesMax (the parameters of a run, once) go directly.
+// is written again only once the device has finished reading it (an event), and where it has not
+// yet, a new slot joins the ring instead of the host waiting (a ring per power-of-two slot size
+// from 64 KiB, up to 64 MiB each). Copies above kStagedBytesMax (the parameters of a run, once)
+// go directly.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -1,6 +1,9 @@
 // h is [N, d], table is [V, d], logits is [M, V] over the M counted rows
 #include "model/lm_head.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -25,6 +28,14 @@ void lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int32_
   head.loss = {};
   if (m == 0) return;
   const int64_t d = s.dim;
+  if (head.logits.capacity() == 0 && m < s.rows) {  // room for later batches' counts
+    const int64_t room = lm_head_room_rows(m, s.rows);
+    head.targets_on_backend.reserve(be, room);
+    head.rows_on_backend.reserve(be, room);
+    head.gathered.reserve(be, room * d);
+    head.logits.reserve(be, room * s.vocab);
+    head.logsumexp.reserve(be, room);
+  }
   head.targets_on_backend.upload(be, head.targets);
   if (m == s.rows) {
     head.input = h;
@@ -41,6 +52,11 @@ void lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int32_
   be.cross_entropy_forward(&head.loss, head.logsumexp.data(), head.logits.data(),
                            head.targets_on_backend.data(), m, s.vocab);
   head.logits_valid = true;
+}
+
+int64_t lm_head_room_rows(int64_t counted, int64_t rows) {
+  const int64_t more = std::max<int64_t>(counted / 8, int64_t(4 * std::sqrt(double(counted))) + 8);
+  return std::min(rows, counted + more);
 }
 
 double lm_head_loss(nn::Backend& be, LmHead& head) {
@@ -79,6 +95,7 @@ void lm_head_backward(nn::Backend& be, float* dh, float* dtable, LmHead& head, c
     return;
   }
   const int64_t d = s.dim;
+  if (head.d_gathered.capacity() == 0) head.d_gathered.reserve(be, head.gathered.capacity());
   head.d_gathered.resize(be, int64_t(m) * d);
   be.fill(head.d_gathered.data(), int64_t(m) * d, 0.f);
   be.tied_output_backward(head.d_gathered.data(), dtable, head.logits.data(), head.input, table,

@@ -45,6 +45,13 @@ void lm_head_forward(nn::Backend& be, LmHead& head, const float* h, const int32_
                      const float* table, const LmHeadShape& shape);
 double lm_head_loss(nn::Backend& be, LmHead& head);
 
+// The rows the head's buffers first make room for when `counted` of `rows` positions count: an
+// eighth more, or 4 sqrt(counted) + 8 more where that is larger, at most rows. A masked LM's count
+// varies from batch to batch (binomially: a standard deviation of about sqrt(counted), ~1.3% at
+// gpu-small's batch), and later batches then seldom grow the buffers (on a GPU, freeing memory
+// waits for the whole device). train/memory_estimate.cpp counts the same.
+int64_t lm_head_room_rows(int64_t counted, int64_t rows);
+
 // log p(target) of each counted row of the last forward, [count] in the order of head.rows:
 // logit[target] − logsumexp. Valid until backward turns the logits into gradients. Copies the
 // logits to the host when the backend is not the CPU.

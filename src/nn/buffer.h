@@ -37,6 +37,13 @@ class Buffer {
   // grows past its capacity nor changes backend: callers write before they read. It grows as
   // core/grown_capacity.h says.
   void resize(Backend& be, int64_t n) {
+    reserve(be, n);
+    size_ = n;
+  }
+  // Room for n elements in `be`'s memory (where it reallocates, contents are lost and the size is
+  // 0 until the next resize): a buffer whose size varies from batch to batch starts with room above
+  // its first size (the loss head's counted rows).
+  void reserve(Backend& be, int64_t n) {
     ECMOE_CHECK(n >= 0, "buffer: negative size ", n);
     if (&be != be_) reset();
     be_ = &be;
@@ -45,10 +52,10 @@ class Buffer {
       if (ptr_) be_->release(ptr_);
       ptr_ = nullptr;
       capacity_ = 0;
+      size_ = 0;
       ptr_ = static_cast<T*>(be_->allocate(std::size_t(grown) * sizeof(T)));
       capacity_ = grown;
     }
-    size_ = n;
   }
   // resize to host.size(), then copy the host elements in.
   void upload(Backend& be, const std::vector<T>& host) {
@@ -64,6 +71,7 @@ class Buffer {
   T* data() { return ptr_; }
   const T* data() const { return ptr_; }
   int64_t size() const { return size_; }
+  int64_t capacity() const { return capacity_; }
   bool empty() const { return size_ == 0; }
   Backend* backend() const { return be_; }
 

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "model/lm_head.h"
 
 namespace ecmoe {
 
@@ -93,12 +94,12 @@ ModelSizes model_sizes(const ModelConfig& m) {
   return s;
 }
 
-// Rows the LM head computes logits for over n tokens: masked LM counts mask_prob of them, a
-// decoder all.
+// Rows the LM head holds room for over n tokens: a decoder all; a masked LM the room its buffers
+// start with for mask_prob of them (model/lm_head.h).
 double counted_rows(const TrainConfig& config, double n) {
-  return config.model.kind == ModelKind::kDecoder
-             ? n
-             : std::min(n, std::ceil(config.data.mask_prob * n * 1.1));
+  if (config.model.kind == ModelKind::kDecoder) return n;
+  const double mean = std::min(n, std::ceil(config.data.mask_prob * n));
+  return double(lm_head_room_rows(int64_t(mean), int64_t(n)));
 }
 
 // The CUDA backend's scratch over batch sequences, one set shared by the layers: bf16 copies of

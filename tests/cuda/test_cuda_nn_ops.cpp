@@ -304,8 +304,9 @@ TEST(CudaNnOps, CrossEntropyMatchesTheCpu) {
   }
 }
 
-// Through the backend: the loss and the count in one copy; a target outside the vocabulary is
-// the CPU's one-line error, naming the first such row.
+// Through the backend: the loss and the count in one copy, there once wait_for_results() has
+// returned; a target outside the vocabulary is the CPU's one-line error, naming the first such row,
+// at that wait.
 TEST(CudaNnOps, CrossEntropyThroughTheBackendCountsAndRefusesBadTargets) {
   ECMOE_REQUIRE_GPU();
   const std::unique_ptr<nn::Backend> be = make_nn_backend();
@@ -317,8 +318,9 @@ TEST(CudaNnOps, CrossEntropyThroughTheBackendCountsAndRefusesBadTargets) {
       nn::cross_entropy_forward(lse.data(), logits.data(), targets.data(), rows, vocab);
   DeviceVec<float> glogits = to_device(logits), glse(rows);
   DeviceVec<int> gtargets = to_device(targets);
-  const nn::CrossEntropyResult gpu =
-      be->cross_entropy_forward(glse.data(), glogits.data(), gtargets.data(), rows, vocab);
+  nn::CrossEntropyResult gpu{-1.0, -1};
+  be->cross_entropy_forward(&gpu, glse.data(), glogits.data(), gtargets.data(), rows, vocab);
+  be->wait_for_results();
   EXPECT_EQ(gpu.count, cpu.count);
   EXPECT_NEAR(gpu.loss, cpu.loss, kFp32 * cpu.loss);
   targets[1500] = vocab;  // two bad targets: the first is named
@@ -326,7 +328,8 @@ TEST(CudaNnOps, CrossEntropyThroughTheBackendCountsAndRefusesBadTargets) {
   gtargets = to_device(targets);
   std::string message;
   try {
-    be->cross_entropy_forward(glse.data(), glogits.data(), gtargets.data(), rows, vocab);
+    be->cross_entropy_forward(&gpu, glse.data(), glogits.data(), gtargets.data(), rows, vocab);
+    be->wait_for_results();
   } catch (const Error& e) {
     message = e.what();
   }

@@ -13,6 +13,10 @@
 #include <utility>
 #include <vector>
 
+#if ECMOE_CUDA_EMULATED
+#include <cuda_runtime.h>  // cudaemu::blocking_host_waits
+#endif
+
 #include "core/bf16.h"
 #include "core/error.h"
 #include "cuda/aux_losses.h"
@@ -416,22 +420,30 @@ TEST(CudaOps, ExpertsMatchTheCpu) {
 
 }  // namespace
 
-// Uploads through pinned staging: the host buffer is overwritten right after each upload, more
-// uploads are queued than there are staging slots, sizes grow past a slot's capacity and past
-// the staging limit; every device array holds what the host held when its upload was called.
+// Uploads through pinned staging: the host buffer is overwritten right after each upload, many
+// uploads of each slot size are queued before the device has read any (the rings grow), sizes
+// past the staging limit go directly; every device array holds what the host held when its
+// upload was called, and (emulated, where queued work waits until a synchronisation) the host
+// never waited for the device to make room.
 TEST(CudaOps, UploadsAreStagedSoTheHostMayReuseItsBuffer) {
   ECMOE_REQUIRE_GPU();
   std::vector<size_t> sizes;
-  for (int i = 0; i < 40; ++i) sizes.push_back(size_t(1) << (i % 20));  // 4 B .. 2 MB of ints
-  sizes.push_back(kStagedBytesMax / sizeof(int) + 1);                   // copied directly
+  for (int i = 0; i < 100; ++i) sizes.push_back(size_t(1) << (i % 20));  // 4 B .. 2 MB of ints
+  sizes.push_back(kStagedBytesMax / sizeof(int) + 1);                    // copied directly
   std::vector<DeviceVec<int>> on_device(sizes.size());
   std::vector<int> host;
+#if ECMOE_CUDA_EMULATED
+  const unsigned long long waits_before = ::cudaemu::blocking_host_waits();
+#endif
   for (size_t u = 0; u < sizes.size(); ++u) {
     host.assign(sizes[u], 0);
     for (size_t i = 0; i < host.size(); ++i) host[i] = int(u * 1000003 + i);
     on_device[u].upload(std::span<const int>(host), stream());
     std::fill(host.begin(), host.end(), -1);  // before the device has read it
   }
+#if ECMOE_CUDA_EMULATED
+  EXPECT_EQ(::cudaemu::blocking_host_waits(), waits_before);
+#endif
   for (size_t u = 0; u < sizes.size(); ++u) {
     const std::vector<int> got = to_host(on_device[u]);
     ASSERT_EQ(got.size(), sizes[u]);
