@@ -9,6 +9,9 @@
 #   CUDAEMU_PERTURB=0 scripts/test-cudaemu.sh   the host's rounding of expf/logf/erff, cuBLAS's sums
 #                                        and WMMA's (the default here is 1: moved as far as a GPU
 #                                        may move them, so no test relies on the host's bits)
+#   CUDAEMU_LAUNCH_LOG=$PWD/launches.tsv scripts/test-cudaemu.sh   each kernel's largest launch, for
+#                                        scripts/check_cuda_launches.py (registers, launch bounds
+#                                        and shared memory as nvcc compiled them)
 #   BUILD_DIR=build-cudaemu-nofma CUDAEMU_FLAGS=-ffp-contract=off scripts/test-cudaemu.sh
 #                                        the kernels without fused multiply-adds (tests that
 #                                        expect the CPU's bits only because g++ fuses both alike)

@@ -12,7 +12,8 @@
 namespace ecmoe::cuda {
 
 // kernel<<<grid, block, shared_bytes, stream>>>(args...), then the launch's error: a bad
-// configuration fails here, a fault inside the kernel at the next synchronisation.
+// configuration fails here, naming the kernel and what it allows (cuda_check.h launch_failed),
+// a fault inside the kernel at the next synchronisation.
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
             cudaStream_t stream, Args&&... args) {
@@ -21,7 +22,8 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_byte
 #else
   cudaemu::launch(kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
 #endif
-  ECMOE_CUDA_CHECK(cudaGetLastError());
+  if (const cudaError_t status = cudaGetLastError(); status != cudaSuccess)
+    launch_failed(status, reinterpret_cast<const void*>(kernel), grid, block, shared_bytes);
 }
 
 // The block's dynamic shared memory (the launch's shared_bytes), 128-byte aligned.

@@ -6,12 +6,14 @@
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <mma.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <cub/block/block_reduce.cuh>
@@ -21,7 +23,11 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
+
+#include "core/error.h"
+#include "cuda/launch.cuh"
 
 namespace {
 
@@ -239,6 +245,71 @@ TEST(Cudaemu, BadLaunchesFailAsCudasDo) {
       cudaErrorInvalidValue);
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
   CHECK_CUDA(cudaFree(d));
+}
+
+// A launch CUDA refuses fails in cuda::launch with one line naming the kernel (cudaFuncGetName,
+// from the symbol table here) and what it allows (cudaFuncGetAttributes).
+TEST(Cudaemu, ARefusedLaunchNamesItsKernelAndWhatItAllows) {
+  const char* name = nullptr;
+  CHECK_CUDA(cudaFuncGetName(&name, reinterpret_cast<const void*>(fill_kernel)));
+  ASSERT_NE(name, nullptr);
+  EXPECT_NE(std::string(name).find("fill_kernel"), std::string::npos) << name;
+  cudaFuncAttributes attr{};
+  CHECK_CUDA(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(fill_kernel)));
+  EXPECT_EQ(attr.maxThreadsPerBlock, 1024);
+  int* d = nullptr;
+  CHECK_CUDA(cudaMalloc(&d, 32 * sizeof(int)));
+  try {
+    ecmoe::cuda::launch(fill_kernel, dim3(3), dim3(2048), 0, nullptr, d, 1);
+    ADD_FAILURE() << "a block of 2048 threads was launched";
+  } catch (const ecmoe::Error& e) {
+    const std::string what = e.what();
+    for (const char* part :
+         {"cudaErrorInvalidConfiguration", "launching kernel", "fill_kernel(int*, int)",
+          "grid (3,1,1)", "= 2048 threads", "allows 1024 threads a block"})
+      EXPECT_NE(what.find(part), std::string::npos) << part << " not in: " << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // the error is reported once
+  CHECK_CUDA(cudaFree(d));
+}
+
+// CUDAEMU_LAUNCH_LOG: at exit, a line per kernel with the largest block and dynamic shared memory
+// it was launched with (scripts/check_cuda_launches.py's input).
+TEST(CudaemuDeathTest, TheLaunchLogNamesEachKernelsLargestLaunch) {
+  const std::string log = ::testing::TempDir() + "cudaemu_launch_log.tsv";
+  std::remove(log.c_str());
+  ::setenv("CUDAEMU_LAUNCH_LOG", log.c_str(), 1);
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // a fresh process: the log is read at start
+  EXPECT_EXIT(
+      {
+        int* d = nullptr;
+        cudaMalloc(&d, 64 * sizeof(int));
+        cudaemu::launch(fill_kernel, dim3(1), dim3(32), 0, nullptr, d, 1);
+        cudaemu::launch(fill_kernel, dim3(2), dim3(64), 128, nullptr, d, 2);
+        cudaDeviceSynchronize();
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+  ::unsetenv("CUDAEMU_LAUNCH_LOG");
+  std::FILE* f = std::fopen(log.c_str(), "r");
+  ASSERT_NE(f, nullptr) << log;
+  char module[4096];
+  unsigned long long offset = 0, threads = 0, shared = 0, launches = 0;
+  ASSERT_EQ(std::fscanf(f, "%4095[^\t]\t%llx\t%llu\t%llu\t%llu", module, &offset, &threads, &shared,
+                        &launches),
+            5);
+  std::fclose(f);
+  std::remove(log.c_str());
+  EXPECT_EQ(threads, 64u);
+  EXPECT_EQ(shared, 128u);
+  EXPECT_EQ(launches, 2u);
+  // The offset is fill_kernel's within the module that holds it.
+  Dl_info info{};
+  ASSERT_NE(::dladdr(reinterpret_cast<const void*>(fill_kernel), &info), 0);
+  EXPECT_STREQ(module, info.dli_fname);
+  EXPECT_EQ(offset,
+            reinterpret_cast<uintptr_t>(fill_kernel) - reinterpret_cast<uintptr_t>(info.dli_fbase));
 }
 
 __global__ void divergent_barrier_kernel(int* out) {

@@ -56,6 +56,7 @@ enum cudaError {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDevicePointer = 17,
   cudaErrorInvalidMemcpyDirection = 21,
+  cudaErrorInvalidDeviceFunction = 98,
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidResourceHandle = 400,
@@ -162,6 +163,18 @@ template <typename R, typename... P>
 cudaError_t cudaFuncSetAttribute(R (*func)(P...), cudaFuncAttribute attr, int value) {
   return cudaFuncSetAttribute(reinterpret_cast<const void*>(func), attr, value);
 }
+
+// What CUDA says of a kernel. The emulation knows no registers or static shared memory: numRegs
+// and sharedSizeBytes are 0, and a block may have 1,024 threads (scripts/check_cuda_launches.py
+// checks the real figures against the tests' launches).
+struct cudaFuncAttributes {
+  size_t sharedSizeBytes = 0, constSizeBytes = 0, localSizeBytes = 0;
+  int maxThreadsPerBlock = 0, numRegs = 0, ptxVersion = 0, binaryVersion = 0, cacheModeCA = 0;
+  int maxDynamicSharedSizeBytes = 0, preferredShmemCarveout = 0;
+};
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func);
+// The kernel's mangled name (its symbol in the module's symbol table).
+cudaError_t cudaFuncGetName(const char** name, const void* func);
 
 // ---- the emulator's kernel side ----------------------------------------------------------------
 namespace cudaemu {

@@ -45,6 +45,14 @@ struct Counts {
 };
 Counts& counts();
 
+// ---- launch_log.cpp: CUDAEMU_LAUNCH_LOG, each kernel's largest launch (checked against nvcc's
+// registers and shared memory by scripts/check_cuda_launches.py) -------------------------------
+void note_launch(const void* kernel, uint64_t threads, size_t shared_bytes);
+
+// ---- symbols.cpp: the mangled name of the function at `address` (the start of a kernel), from
+// its module's symbol table; nullptr if none names it ------------------------------------------
+const char* function_name(const void* address);
+
 // ---- scheduler.cpp -----------------------------------------------------------------------------
 void run_grid(const Launch& launch, uint64_t number);
 // "kernel launch #n, block (x,y,z), thread (x,y,z)" while a kernel runs, else "".

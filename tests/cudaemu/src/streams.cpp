@@ -202,6 +202,7 @@ void submit(Launch launch) {
   if (launch.shared_bytes > size_t(limit)) return set_error(cudaErrorInvalidValue);
   if (!valid_stream(launch.stream)) return set_error(cudaErrorInvalidResourceHandle);
   const uint64_t number = ++counts().launches;
+  note_launch(launch.kernel, threads, launch.shared_bytes);
   auto shared = std::make_shared<Launch>(std::move(launch));
   enqueue(
       shared->stream, [shared, number] { run_grid(*shared, number); },
@@ -303,6 +304,8 @@ const char* cudaGetErrorName(cudaError_t e) {
       return "cudaErrorInvalidDevicePointer";
     case cudaErrorInvalidMemcpyDirection:
       return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorInvalidDeviceFunction:
+      return "cudaErrorInvalidDeviceFunction";
     case cudaErrorNoDevice:
       return "cudaErrorNoDevice";
     case cudaErrorInvalidDevice:
@@ -543,5 +546,24 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
     if (value < 0 || value > kMaxDynamicShared) return fail(cudaErrorInvalidValue);
     max_dynamic_shared()[func] = value;
   }
+  return cudaSuccess;
+}
+
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func) {
+  Lock lock(api_lock());
+  if (attr == nullptr || func == nullptr) return fail(cudaErrorInvalidValue);
+  *attr = cudaFuncAttributes{};
+  attr->maxThreadsPerBlock = 1024;
+  attr->maxDynamicSharedSizeBytes = kDefaultDynamicShared;
+  if (auto it = max_dynamic_shared().find(func); it != max_dynamic_shared().end())
+    attr->maxDynamicSharedSizeBytes = it->second;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFuncGetName(const char** name, const void* func) {
+  if (name == nullptr || func == nullptr) return fail(cudaErrorInvalidValue);
+  const char* found = function_name(func);
+  if (found == nullptr) return fail(cudaErrorInvalidDeviceFunction);
+  *name = found;
   return cudaSuccess;
 }
