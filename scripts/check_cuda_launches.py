@@ -266,7 +266,8 @@ def main():
                             f"shared memory, over {SHARED_PER_BLOCK}")
     if unresolved:
         problems.append(f"{unresolved} launched kernels could not be named from their modules' "
-                        "symbols (stripped binaries?)")
+                        "symbols: rebuilt since the log was written (run the suite again), or "
+                        "stripped")
 
     if a.table:
         print(f"{'kernel':58} {'file':22} regs spill smem  dyn  block allowed warps/SM launches")

@@ -37,7 +37,9 @@ if ((cudaemu)); then
   ran+=("the CUDA tests on cudaemu ($(cd build-cudaemu && ctest -N -L cuda | sed -n 's/^Total Tests: //p'))")
 fi
 if ((clang)); then
-  CXX=clang++ BUILD_DIR=build-clang scripts/build.sh
+  # Unoptimised (-DCMAKE_BUILD_TYPE=None): a compile check needs no -O3, and it builds in 6.8 min
+  # instead of 9.3 on 2 cores.
+  CXX=clang++ BUILD_DIR=build-clang scripts/build.sh -DCMAKE_BUILD_TYPE=None
   ran+=("clang build (compile only)")
 fi
 if ((asan)); then

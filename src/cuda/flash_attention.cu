@@ -49,12 +49,13 @@ __device__ __forceinline__ int query_tile_row0() { return int(gridDim.y - 1 - bl
 
 // ---- forward --------------------------------------------------------------------------------
 
-// Shared memory of the forward: the K and V tiles, every warp's scores [16, 64] (fp32) and
-// probabilities (bf16), and the tile's unnormalised output [64, HD] (fp32).
+// Shared memory of the forward: the K and V tiles, every warp's scores [16, 64] (fp32; its
+// probabilities, bf16, over them: prob_column), and the tile's unnormalised output [64, HD]
+// (fp32).
 template <int HD>
 struct ForwardSmem {
-  static constexpr int k = 0, v = k + kTileBytes<HD>, s = v + kTileBytes<HD>, p = s + kScoreBytes,
-                       o = p + kProbBytes, bytes = o + align128(kTile * kLdOut<HD> * 4);
+  static constexpr int k = 0, v = k + kTileBytes<HD>, s = v + kTileBytes<HD>, o = s + kScoreBytes,
+                       bytes = o + align128(kTile * kLdOut<HD> * 4);
 };
 
 // One query tile against the key tiles it sees. S = scale·Q·Kᵀ goes through shared memory; lanes
@@ -72,8 +73,8 @@ __global__ void __launch_bounds__(kThreads)
   bf16* ks = reinterpret_cast<bf16*>(smem + L::k);
   bf16* vs = reinterpret_cast<bf16*>(smem + L::v);
   float* ss = reinterpret_cast<float*>(smem + L::s) + warp * kFrag * kLdScore;  // [16, 64]
-  bf16* ps = reinterpret_cast<bf16*>(smem + L::p) + warp * kFrag * kLdProb;     // [16, 64]
-  float* os = reinterpret_cast<float*>(smem + L::o) + warp * kFrag * ldo;       // [16, HD]
+  bf16* ps = reinterpret_cast<bf16*>(ss);  // [16, 64] at prob_column, over the scores
+  float* os = reinterpret_cast<float*>(smem + L::o) + warp * kFrag * ldo;  // [16, HD]
   const PairRows pr(blockIdx.x, T, H, HD, valid_len);
   const int q0 = query_tile_row0();
   const uint16_t* q = qkv16 + pr.q;
@@ -125,7 +126,7 @@ __global__ void __launch_bounds__(kThreads)
       const float p =
           visible(causal, pr.kv_len, T, query, k0 + j) ? expf(scale * srow[j] - m_use) : 0.f;
       sum += p;
-      prow[j] = bf16_bits(p);
+      prow[prob_column(j)] = bf16_bits(p);  // over srow[j / 2 + (j & 32) / 2], read already
     }
     sum += __shfl_xor_sync(kAll, sum, 1);  // both lanes add the same two values: the same bits
     l = l * alpha + sum;
@@ -142,7 +143,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int c = 0; c < kTileFrags; ++c) {
         FragA pf;
         FragB vf;
-        wmma::load_matrix_sync(pf, ps + c * kFrag, kLdProb);
+        wmma::load_matrix_sync(pf, ps + prob_column(c * kFrag), kLdProb);
         wmma::load_matrix_sync(vf, vs + c * kFrag * ld + n * kFrag, ld);
         wmma::mma_sync(acc, pf, vf, acc);
       }
@@ -179,19 +180,20 @@ __global__ void row_dot_kernel(float* row_dot, const uint16_t* dout16, const flo
 }
 
 // Shared memory of both backward kernels: four tiles (the block's own two, K and V or Q and dO,
-// and the loop's two), every warp's two score-shaped fp32 arrays and two bf16 ones, and the loop
-// tile's (or the block's) lse and row_dot.
+// and the loop's two), every warp's two score-shaped fp32 arrays (the bf16 P and dS over them,
+// row by row), and the loop tile's (or the block's) lse and row_dot.
 template <int HD>
 struct BackwardSmem {
   static constexpr int own = 0, own2 = own + kTileBytes<HD>, loop = own2 + kTileBytes<HD>,
                        loop2 = loop + kTileBytes<HD>, s = loop2 + kTileBytes<HD>,
-                       dp = s + kScoreBytes, p16 = dp + kScoreBytes, ds16 = p16 + kProbBytes,
-                       lse = ds16 + kProbBytes, dot = lse + kRowBytes, bytes = dot + kRowBytes;
+                       dp = s + kScoreBytes, lse = dp + kScoreBytes, dot = lse + kRowBytes,
+                       bytes = dot + kRowBytes;
 };
 
 // The backward kernels' pointers into their shared memory (BackwardSmem's regions): the block's
 // own two tiles and the loop's two, this warp's fp32 [16, 64] arrays (scores, dP) and bf16 ones
-// (P, dS), and the row values (lse, row_dot) of the query tile.
+// (P over the scores, dS over dP: write_row), and the row values (lse, row_dot) of the query
+// tile.
 template <int HD>
 struct BackwardViews {
   bf16 *own, *own2, *loop, *loop2, *p16, *ds16;
@@ -204,8 +206,8 @@ struct BackwardViews {
     loop2 = reinterpret_cast<bf16*>(smem + L::loop2);
     s = reinterpret_cast<float*>(smem + L::s) + warp * kFrag * kLdScore;
     dp = reinterpret_cast<float*>(smem + L::dp) + warp * kFrag * kLdScore;
-    p16 = reinterpret_cast<bf16*>(smem + L::p16) + warp * kFrag * kLdProb;
-    ds16 = reinterpret_cast<bf16*>(smem + L::ds16) + warp * kFrag * kLdProb;
+    p16 = reinterpret_cast<bf16*>(s);
+    ds16 = reinterpret_cast<bf16*>(dp);
     lse = reinterpret_cast<float*>(smem + L::lse);
     dot = reinterpret_cast<float*>(smem + L::dot);
   }
@@ -305,14 +307,24 @@ __global__ void __launch_bounds__(kThreads)
     __syncwarp();
     uint16_t* p_bits = reinterpret_cast<uint16_t*>(pt16);
     uint16_t* ds_bits = reinterpret_cast<uint16_t*>(dst16);
-    for (int i = lane; i < kFrag * kTile; i += 32) {
-      const int r = i / kTile, c = i % kTile;
-      const int key = k0 + warp * kFrag + r, query = q0 + c;
-      const float p = visible(causal, pr.kv_len, T, query, key)
-                          ? expf(scale * st[r * kLdScore + c] - lse_s[c])
-                          : 0.f;
-      p_bits[r * kLdProb + c] = bf16_bits(p);
-      ds_bits[r * kLdProb + c] = bf16_bits(p * (dpt[r * kLdScore + c] - dot_s[c]));
+    for (int r = 0; r < kFrag; ++r) {  // a row at a time: read into registers, then write over it
+      const int key = k0 + warp * kFrag + r;
+      uint16_t pb[2], db[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int c = lane + 32 * h, query = q0 + c;
+        const float p = visible(causal, pr.kv_len, T, query, key)
+                            ? expf(scale * st[r * kLdScore + c] - lse_s[c])
+                            : 0.f;
+        pb[h] = bf16_bits(p);
+        db[h] = bf16_bits(p * (dpt[r * kLdScore + c] - dot_s[c]));
+      }
+      __syncwarp();  // the warp has read row r of Sᵀ and dPᵀ before P and dS go over it
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        p_bits[r * kLdProb + lane + 32 * h] = pb[h];
+        ds_bits[r * kLdProb + lane + 32 * h] = db[h];
+      }
     }
     __syncwarp();
     accumulate_ab<HD>(dv, pt16, dos);  // dV += Pᵀ · dO
@@ -363,13 +375,20 @@ __global__ void __launch_bounds__(kThreads)
     product_abt<HD>(dps, dos, vs);  // dP
     __syncwarp();
     uint16_t* ds_bits = reinterpret_cast<uint16_t*>(ds16);
-    for (int i = lane; i < kFrag * kTile; i += 32) {
-      const int r = i / kTile, c = i % kTile;
+    for (int r = 0; r < kFrag; ++r) {  // a row at a time: read into registers, then write over it
       const int row = warp * kFrag + r;
-      const float p = visible(causal, pr.kv_len, T, q0 + row, k0 + c)
-                          ? expf(scale * ss[r * kLdScore + c] - lse_s[row])
-                          : 0.f;
-      ds_bits[r * kLdProb + c] = bf16_bits(p * (dps[r * kLdScore + c] - dot_s[row]));
+      uint16_t db[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int c = lane + 32 * h;
+        const float p = visible(causal, pr.kv_len, T, q0 + row, k0 + c)
+                            ? expf(scale * ss[r * kLdScore + c] - lse_s[row])
+                            : 0.f;
+        db[h] = bf16_bits(p * (dps[r * kLdScore + c] - dot_s[row]));
+      }
+      __syncwarp();  // the warp has read row r of dP before dS goes over it
+#pragma unroll
+      for (int h = 0; h < 2; ++h) ds_bits[r * kLdProb + lane + 32 * h] = db[h];
     }
     __syncwarp();
     accumulate_ab<HD>(dq, ds16, ks);  // dQ += dS · K

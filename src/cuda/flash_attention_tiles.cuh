@@ -31,7 +31,10 @@ using FragAcc = wmma::fragment<wmma::accumulator, kFrag, kFrag, kFrag, float>;
 template <int HD>
 constexpr int kLdTile = HD + 8;      // bf16 [64, HD] tiles of Q, K, V, dO
 constexpr int kLdScore = kTile + 4;  // fp32 [16, 64] per warp: scores, dP
-constexpr int kLdProb = kTile + 8;   // bf16 [16, 64] per warp: P, dS
+// bf16 [16, 64] per warp: P (in its scores' storage) and dS (in dP's), a row of bf16 in the
+// first bytes of the row of floats it is computed from, so that they need no memory of their
+// own (more blocks fit a multiprocessor). Its 272-byte rows keep WMMA's 32-byte alignment.
+constexpr int kLdProb = 2 * kLdScore;
 template <int HD>
 constexpr int kLdOut = HD + 4;  // fp32 [64, HD]: the forward's unnormalised output
 
@@ -39,8 +42,14 @@ constexpr int align128(int bytes) { return (bytes + 127) / 128 * 128; }
 template <int HD>
 constexpr int kTileBytes = align128(kTile* kLdTile<HD> * 2);
 constexpr int kScoreBytes = align128(kWarps * kFrag * kLdScore * 4);  // every warp's [16, 64]
-constexpr int kProbBytes = align128(kWarps * kFrag * kLdProb * 2);
-constexpr int kRowBytes = align128(kTile * 4);  // a float per row of the tile
+constexpr int kRowBytes = align128(kTile * 4);                        // a float per row of the tile
+
+// Where the forward keeps column j of a row of P within the row's storage (kLdProb bf16): the
+// lane that owns columns [0, 32) of the row writes them over the scores it has already read,
+// bytes [0, 64); the lane owning [32, 64), at bytes [128, 192), over its own. So neither
+// overwrites a score the other has yet to read, and a 16-column fragment stays contiguous.
+__device__ __forceinline__ constexpr int prob_column(int j) { return j + (j & 32); }
+static_assert(kTile == 64 && prob_column(kTile - 1) < kLdProb, "P's columns fit in its rows");
 
 // dst [64, kLdTile<HD>] <- rows [0, rows) of src (row i at src + i·src_ld, HD bf16 each); rows
 // [rows, 64) are zeros, so no fragment reads past the sequence. src and src_ld are multiples of
