@@ -212,7 +212,8 @@ def main():
     ap.add_argument("--table", action="store_true", help="print every kernel, not only problems")
     a = ap.parse_args()
     if not os.path.isfile(a.log) or os.path.getsize(a.log) == 0:
-        fail_usage(f"{a.log} is missing or empty: run CUDAEMU_LAUNCH_LOG=<absolute path> scripts/test-cudaemu.sh")
+        fail_usage(f"{a.log} is missing or empty: run "
+                   "CUDAEMU_LAUNCH_LOG=<absolute path> scripts/test-cudaemu.sh")
 
     records, arch = nvcc_records(a.build, a.jobs)
     by_key = collections.defaultdict(list)
@@ -278,8 +279,8 @@ def main():
                   f"{r[7]:7} {r[8]:8} {r[9]:8}")
     never = sorted(k for k in set(by_key) - set(launched) if k.startswith("ecmoe::"))
     print(f"check_cuda_launches: {len(rows)} kernels launched by the tests checked against nvcc's "
-          f"{arch or '?'} code ({len(by_key)} kernels compiled, {len(never)} of the backend's never "
-          f"launched by the tests); spills in {sum(1 for r in rows if r[3])}; lowest occupancy "
+          f"{arch or '?'} code ({len(by_key)} kernels compiled, {len(never)} of the backend's "
+          f"never launched by the tests); spills in {sum(1 for r in rows if r[3])}; lowest occupancy "
           f"{min((r[8] for r in rows), default=0)} warps of {MAX_WARPS_PER_SM} a multiprocessor; "
           f"{len(others)} kernels of the emulator's own tests left out")
     if never and a.table:
