@@ -280,8 +280,8 @@ def main():
     never = sorted(k for k in set(by_key) - set(launched) if k.startswith("ecmoe::"))
     print(f"check_cuda_launches: {len(rows)} kernels launched by the tests checked against nvcc's "
           f"{arch or '?'} code ({len(by_key)} kernels compiled, {len(never)} of the backend's "
-          f"never launched by the tests); spills in {sum(1 for r in rows if r[3])}; lowest occupancy "
-          f"{min((r[8] for r in rows), default=0)} warps of {MAX_WARPS_PER_SM} a multiprocessor; "
+          f"never launched by the tests); spills in {sum(1 for r in rows if r[3])}; lowest "
+          f"occupancy {min((r[8] for r in rows), default=0)} warps of {MAX_WARPS_PER_SM} a multiprocessor; "
           f"{len(others)} kernels of the emulator's own tests left out")
     if never and a.table:
         print("never launched: " + "; ".join(never))
