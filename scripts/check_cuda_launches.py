@@ -278,10 +278,11 @@ def main():
             print(f"{name:58} {r[1][:22]:22} {r[2]:4} {r[3]:5} {r[4]:5} {r[5]:6} {r[6]:5} "
                   f"{r[7]:7} {r[8]:8} {r[9]:8}")
     never = sorted(k for k in set(by_key) - set(launched) if k.startswith("ecmoe::"))
+    lowest = min((r[8] for r in rows), default=0)
     print(f"check_cuda_launches: {len(rows)} kernels launched by the tests checked against nvcc's "
           f"{arch or '?'} code ({len(by_key)} kernels compiled, {len(never)} of the backend's "
           f"never launched by the tests); spills in {sum(1 for r in rows if r[3])}; lowest "
-          f"occupancy {min((r[8] for r in rows), default=0)} warps of {MAX_WARPS_PER_SM} a multiprocessor; "
+          f"occupancy {lowest} warps of {MAX_WARPS_PER_SM} a multiprocessor; "
           f"{len(others)} kernels of the emulator's own tests left out")
     if never and a.table:
         print("never launched: " + "; ".join(never))
