@@ -450,6 +450,7 @@ PY
       continue
     fi
     echo "$ours" >>"$jsonl"
+    [[ $config == gpu-small && $router == expert_choice ]] && flash_run=$ours
     pargs=(--config "$config" --router "$router" --device cuda --precision bf16 --steps 10
            --warmup 3 --json --ecmoe build-gpu/ecmoe)
     eager=$(json 120 python3 -m bench.bench_train_torch "${pargs[@]}")
@@ -497,6 +498,38 @@ print(line)
 PY
 )"
   done
+
+  # The other attention path on gpu-small (ECMOE_CUDA_ATTENTION=cublas: cuBLAS products and a
+  # softmax kernel; flash is the default), last, for what the budget leaves: which path the next
+  # session should keep.
+  targs=(--config gpu-small --set model.moe.router=expert_choice --set precision=bf16 --steps 10
+         --warmup 3 --json --peak-gflops 790000)
+  ours=$(json 120 env ECMOE_CUDA_ATTENTION=cublas build-gpu/ecmoe bench train --device cuda \
+         "${targs[@]}")
+  rc=$?
+  if [[ -z "$ours" ]]; then
+    say "bench train gpu-small expert_choice, cublas attention: ecmoe $(status_word "$rc")"
+    if ((rc >= 253)); then skipped=$((skipped + 1)); else failed=1; fi
+  else
+    echo "$ours" >>"$jsonl"
+    say "bench train gpu-small expert_choice, attention cublas against flash: $(python3 - "$ours" "${flash_run:-}" <<'PY'
+import json, sys
+
+def describe(text):
+    try:
+        o = json.loads(text)
+    except ValueError:
+        return "no result"
+    line = "%s %.0f tokens/s" % (o.get("attention", "?"), o.get("tokens_per_second", float("nan")))
+    by_op = (o.get("profile") or {}).get("seconds_per_step_by_op") or {}
+    if isinstance(by_op.get("attention"), (int, float)):
+        line += " (attention %.1f ms of a profiled step)" % (1e3 * by_op["attention"])
+    return line
+
+print("; ".join(describe(t) for t in sys.argv[1:] if t) or "no result")
+PY
+)"
+  fi
 fi
 
 # --- The comparison suite (issue 17), for the rest of the budget: paper-gpu's runs on the device,
