@@ -2,7 +2,7 @@
 // nn::attention_forward/backward in bf16 and in fp32, and against the cuBLAS path
 // (cuda/attention.h) in bf16, on the same random inputs: encoder and decoder, with and without
 // key padding, seq_len 1 to 512 (one tile, a partial tile, several, one query or key past a
-// tile), head_dim 16, 64 and 128, several sequences and heads.
+// tile), head_dim 16, 64 and 128, several sequences and heads; the other head_dims once each.
 // Tolerances. Flash rounds P to bf16 before its normalisation and takes the softmax backward's row
 // term as rowsum(dO ⊙ O); the CPU rounds the normalised P and sums P ⊙ dP. So each term of a sum
 // may differ by one bf16 step (2^-8 relative) between the two, where the cuBLAS path and the CPU
@@ -183,6 +183,8 @@ std::vector<Shape> shapes() {
         }
   // Sharp softmaxes: the running maximum moves by a lot between key tiles.
   for (const bool causal : {false, true}) out.push_back({3, 130, 2, 64, causal, true, 3.f});
+  // Every other head_dim the kernels are instantiated for (multiples of 16 up to 128), once each.
+  for (const int hd : {32, 48, 80, 96, 112}) out.push_back({2, 100, 2, hd, hd % 32 == 0, true});
   return out;
 }
 
