@@ -24,14 +24,16 @@ void check(cublasStatus_t status, const char* call, const char* file, int line) 
 
 void launch_failed(cudaError_t status, const void* kernel, dim3 grid, dim3 block,
                    size_t shared_bytes) {
-  const char* mangled = nullptr;
   std::string name = "?";
+#if CUDART_VERSION >= 12030  // cudaFuncGetName came with CUDA 12.3
+  const char* mangled = nullptr;
   if (cudaFuncGetName(&mangled, kernel) == cudaSuccess && mangled != nullptr) {
     int demangled_ok = -1;
     const std::unique_ptr<char, decltype(&std::free)> demangled(
         abi::__cxa_demangle(mangled, nullptr, nullptr, &demangled_ok), &std::free);
     name = demangled_ok == 0 && demangled ? demangled.get() : mangled;
   }
+#endif
   std::string allows;
   cudaFuncAttributes attr{};
   if (cudaFuncGetAttributes(&attr, kernel) == cudaSuccess)

@@ -402,11 +402,15 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- host -----------------------------------------------------------------------------------
 
-// Dynamic shared memory beyond 48 KB needs the kernel's opt-in, once per kernel.
+// Dynamic shared memory beyond 48 KB needs the kernel's opt-in, once per kernel; and the
+// multiprocessor's L1 is asked to be shared memory as far as it goes (carveout 100%), since the
+// blocks' tiles decide how many of them fit at once (docs/cuda.md, the launch check's table).
 template <typename Kernel>
 bool allow_shared_memory(Kernel kernel, int bytes) {
   ECMOE_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  ECMOE_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
   return true;
 }
 

@@ -244,6 +244,12 @@ TEST(Cudaemu, BadLaunchesFailAsCudasDo) {
       cudaFuncSetAttribute(fill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024),
       cudaErrorInvalidValue);
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  // The shared-memory carveout is a percentage, or -1 for none.
+  CHECK_CUDA(
+      cudaFuncSetAttribute(fill_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+  EXPECT_EQ(cudaFuncSetAttribute(fill_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 101),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
   CHECK_CUDA(cudaFree(d));
 }
 

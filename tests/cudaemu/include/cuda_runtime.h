@@ -15,6 +15,10 @@
 #include <type_traits>
 #include <utility>
 
+// The runtime version the emulation follows (CUDA 13.0's numbering): code that needs a newer
+// runtime's call (cudaFuncGetName, 12.3) checks it as it would against CUDA's header.
+#define CUDART_VERSION 13000
+
 // ---- qualifiers: kernels are plain functions; a block's __shared__ variables are statics, which
 // all its threads (fibers of one OS thread, blocks one after another) share, in a section of their
 // own that every block start fills with 0xff bytes (a read of what the block did not write shows;

@@ -545,6 +545,9 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
   if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
     if (value < 0 || value > kMaxDynamicShared) return fail(cudaErrorInvalidValue);
     max_dynamic_shared()[func] = value;
+  } else if (attr == cudaFuncAttributePreferredSharedMemoryCarveout) {
+    // A percentage of the L1 as shared memory, or -1 (no preference); a hint with no effect here.
+    if (value < -1 || value > 100) return fail(cudaErrorInvalidValue);
   }
   return cudaSuccess;
 }
