@@ -5,6 +5,7 @@
 #include "cuda/device_math.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/moe_ops.h"
+#include "cuda/vector_access.cuh"
 
 namespace ecmoe::cuda {
 
@@ -12,37 +13,50 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <typename T>
+// The row kernels take V columns at a time (vector_access.cuh; V = 4 needs d % 4 == 0 and
+// aligned rows): a block per row, thread i on columns [V·i, V·i + V), then a block's width on.
+
+template <typename T, int V>
 __global__ void dispatch_kernel(T* x_slots, const float* x, const int* slot_token, int d) {
   const int64_t s = blockIdx.x;
   const float* src = x + int64_t(slot_token[s]) * d;
   T* dst = x_slots + s * d;
-  for (int c = threadIdx.x; c < d; c += blockDim.x) dst[c] = store_as(src[c], dst);
+  for (int c = threadIdx.x * V; c < d; c += blockDim.x * V)
+    store_floats<V>(dst + c, load_floats<V>(src + c));
 }
 
 // dx[t] += each of t's slot rows, in inverse-index order (the CPU's order, so the same bits).
+template <int V>
 __global__ void dispatch_backward_kernel(float* dx, const float* d_slots, const int* token_offsets,
                                          const int* token_slots, int d) {
   const int64_t t = blockIdx.x;
   const int j0 = token_offsets[t], j1 = token_offsets[t + 1];
-  for (int c = threadIdx.x; c < d; c += blockDim.x) {
-    float acc = dx[t * d + c];
-    for (int j = j0; j < j1; ++j) acc += d_slots[int64_t(token_slots[j]) * d + c];
-    dx[t * d + c] = acc;
+  for (int c = threadIdx.x * V; c < d; c += blockDim.x * V) {
+    Floats<V> acc = load_floats<V>(dx + t * d + c);
+    for (int j = j0; j < j1; ++j) {
+      const Floats<V> g = load_floats<V>(d_slots + int64_t(token_slots[j]) * d + c);
+#pragma unroll
+      for (int i = 0; i < V; ++i) acc.v[i] += g.v[i];
+    }
+    store_floats<V>(dx + t * d + c, acc);
   }
 }
 
+template <int V>
 __global__ void combine_kernel(float* y, const float* out, const int* token_offsets,
                                const int* token_slots, const float* slot_gate, int d) {
   const int64_t t = blockIdx.x;
   const int j0 = token_offsets[t], j1 = token_offsets[t + 1];
-  for (int c = threadIdx.x; c < d; c += blockDim.x) {
-    float acc = 0.f;
+  for (int c = threadIdx.x * V; c < d; c += blockDim.x * V) {
+    Floats<V> acc = {};
     for (int j = j0; j < j1; ++j) {
       const int s = token_slots[j];
-      acc = fmaf(slot_gate[s], out[int64_t(s) * d + c], acc);
+      const float gate = slot_gate[s];
+      const Floats<V> o = load_floats<V>(out + int64_t(s) * d + c);
+#pragma unroll
+      for (int i = 0; i < V; ++i) acc.v[i] = fmaf(gate, o.v[i], acc.v[i]);
     }
-    y[t * d + c] = acc;
+    store_floats<V>(y + t * d + c, acc);
   }
 }
 
@@ -69,21 +83,29 @@ __global__ void combine_backward_kernel(T* d_out, float* dgate, const float* dy,
   if (lane == 0) dgate[s] = dot;
 }
 
-template <typename T>
+template <typename T, int V>
 __global__ void gelu_forward_kernel(T* out, const float* a, int64_t n) {
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
-       j += int64_t(gridDim.x) * blockDim.x)
-    out[j] = store_as(a[j] * gelu_cdf(a[j]), out);
+  for_each_group<V>(n, [&]<int W>(int64_t j) {
+    Floats<W> x = load_floats<W>(a + j);
+#pragma unroll
+    for (int i = 0; i < W; ++i) x.v[i] = x.v[i] * gelu_cdf(x.v[i]);
+    store_floats<W>(out + j, x);
+  });
 }
 
-template <typename T>
+// da may be dout (in place): each element is read before it is written, by the same thread.
+template <typename T, int V>
 __global__ void gelu_backward_kernel(T* da, const float* dout, const float* a, int64_t n) {
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
-       j += int64_t(gridDim.x) * blockDim.x) {
-    const float x = a[j];
-    const float pdf = expf(-0.5f * x * x);
-    da[j] = store_as(dout[j] * (gelu_cdf(x) + x * kInvSqrt2Pi * pdf), da);
-  }
+  for_each_group<V>(n, [&]<int W>(int64_t j) {
+    const Floats<W> x = load_floats<W>(a + j);
+    Floats<W> g = load_floats<W>(dout + j);
+#pragma unroll
+    for (int i = 0; i < W; ++i) {
+      const float pdf = expf(-0.5f * x.v[i] * x.v[i]);
+      g.v[i] = g.v[i] * (gelu_cdf(x.v[i]) + x.v[i] * kInvSqrt2Pi * pdf);
+    }
+    store_floats<W>(da + j, g);
+  });
 }
 
 // One thread per row, in the CPU's order (moe/softmax_rows.cpp).
@@ -159,10 +181,9 @@ __global__ void gate_backward_renormalized_kernel(float* dprobs, const float* pr
   for (int c = 0; c < k; ++c) dprobs[t * e + chosen[c]] += dg[c] / z - weighted / (z * z);
 }
 
+template <int V>
 __global__ void to_bf16_kernel(uint16_t* out, const float* in, int64_t n) {
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
-       j += int64_t(gridDim.x) * blockDim.x)
-    out[j] = bf16_bits(in[j]);
+  for_each_group<V>(n, [&]<int W>(int64_t j) { store_floats<W>(out + j, load_floats<W>(in + j)); });
 }
 
 __global__ void jitter_kernel(float* router_x, float* noise, const float* x, int64_t count, Rng rng,
@@ -180,11 +201,22 @@ __global__ void add_product_kernel(float* dx, const float* g, const float* noise
     dx[j] += g[j] * noise[j];
 }
 
+// Rows of d elements at p, q: four columns at a time?
+template <typename T, typename U>
+bool rows_by_4(int d, const T* p, const U* q) {
+  return d % 4 == 0 && aligned_for_4(p) && aligned_for_4(q);
+}
+
 template <typename T>
 void dispatch_any(T* x_slots, const float* x, const DevicePlan& plan, int d, cudaStream_t stream) {
   const int S = plan.slot_count();
   if (S == 0 || d == 0) return;
-  launch(dispatch_kernel<T>, S, row_threads(d), 0, stream, x_slots, x, plan.slot_token.data(), d);
+  if (rows_by_4(d, x_slots, x))
+    launch(dispatch_kernel<T, 4>, S, row_threads(d / 4), 0, stream, x_slots, x,
+           plan.slot_token.data(), d);
+  else
+    launch(dispatch_kernel<T, 1>, S, row_threads(d), 0, stream, x_slots, x, plan.slot_token.data(),
+           d);
 }
 
 template <typename T>
@@ -199,13 +231,22 @@ void combine_backward_any(T* d_out, float* dgate, const float* dy, const float* 
 template <typename T>
 void gelu_forward_any(T* out, const float* a, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  launch(gelu_forward_kernel<T>, blocks_for(n, kThreads), kThreads, 0, stream, out, a, n);
+  if (aligned_for_4(out) && aligned_for_4(a))
+    launch(gelu_forward_kernel<T, 4>, blocks_for_groups(n, 4, kThreads), kThreads, 0, stream, out,
+           a, n);
+  else
+    launch(gelu_forward_kernel<T, 1>, blocks_for(n, kThreads), kThreads, 0, stream, out, a, n);
 }
 
 template <typename T>
 void gelu_backward_any(T* da, const float* dout, const float* a, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  launch(gelu_backward_kernel<T>, blocks_for(n, kThreads), kThreads, 0, stream, da, dout, a, n);
+  if (aligned_for_4(da) && aligned_for_4(dout) && aligned_for_4(a))
+    launch(gelu_backward_kernel<T, 4>, blocks_for_groups(n, 4, kThreads), kThreads, 0, stream, da,
+           dout, a, n);
+  else
+    launch(gelu_backward_kernel<T, 1>, blocks_for(n, kThreads), kThreads, 0, stream, da, dout, a,
+           n);
 }
 
 }  // namespace
@@ -222,15 +263,23 @@ void dispatch_forward(uint16_t* x_slots16, const float* x, const DevicePlan& pla
 void dispatch_backward(float* dx, const float* d_slots, const DevicePlan& plan, int d,
                        cudaStream_t stream) {
   if (plan.n_tokens == 0 || d == 0) return;
-  launch(dispatch_backward_kernel, plan.n_tokens, row_threads(d), 0, stream, dx, d_slots,
-         plan.token_offsets.data(), plan.token_slots.data(), d);
+  if (rows_by_4(d, dx, d_slots))
+    launch(dispatch_backward_kernel<4>, plan.n_tokens, row_threads(d / 4), 0, stream, dx, d_slots,
+           plan.token_offsets.data(), plan.token_slots.data(), d);
+  else
+    launch(dispatch_backward_kernel<1>, plan.n_tokens, row_threads(d), 0, stream, dx, d_slots,
+           plan.token_offsets.data(), plan.token_slots.data(), d);
 }
 
 void combine_forward(float* y, const float* out, const DevicePlan& plan, int d,
                      cudaStream_t stream) {
   if (plan.n_tokens == 0 || d == 0) return;
-  launch(combine_kernel, plan.n_tokens, row_threads(d), 0, stream, y, out,
-         plan.token_offsets.data(), plan.token_slots.data(), plan.slot_gate.data(), d);
+  if (rows_by_4(d, y, out))
+    launch(combine_kernel<4>, plan.n_tokens, row_threads(d / 4), 0, stream, y, out,
+           plan.token_offsets.data(), plan.token_slots.data(), plan.slot_gate.data(), d);
+  else
+    launch(combine_kernel<1>, plan.n_tokens, row_threads(d), 0, stream, y, out,
+           plan.token_offsets.data(), plan.token_slots.data(), plan.slot_gate.data(), d);
 }
 
 void combine_backward(float* d_out, float* dgate, const float* dy, const float* out,
@@ -298,7 +347,10 @@ void add_product(float* dx, const float* g, const float* noise, int64_t count,
 
 void to_bf16(uint16_t* out, const float* in, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  launch(to_bf16_kernel, blocks_for(n, kThreads), kThreads, 0, stream, out, in, n);
+  if (aligned_for_4(out) && aligned_for_4(in))
+    launch(to_bf16_kernel<4>, blocks_for_groups(n, 4, kThreads), kThreads, 0, stream, out, in, n);
+  else
+    launch(to_bf16_kernel<1>, blocks_for(n, kThreads), kThreads, 0, stream, out, in, n);
 }
 
 }  // namespace ecmoe::cuda

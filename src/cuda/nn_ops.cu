@@ -7,6 +7,7 @@
 #include "cuda/device_reduce.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/nn_ops.h"
+#include "cuda/vector_access.cuh"
 #include "nn/layernorm.h"
 
 namespace ecmoe::cuda {
@@ -186,19 +187,28 @@ __global__ void embedding_pos_grad_kernel(float* dpos, const float* dout, int ba
   }
 }
 
+// V elements at a time where the pointers allow (cuda/vector_access.cuh).
+template <int V>
 __global__ void add_kernel(float* out, const float* a, const float* b, int64_t n) {
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
-       j += int64_t(gridDim.x) * blockDim.x)
-    out[j] = a[j] + b[j];
+  for_each_group<V>(n, [&]<int W>(int64_t j) {
+    Floats<W> x = load_floats<W>(a + j);
+    const Floats<W> y = load_floats<W>(b + j);
+#pragma unroll
+    for (int i = 0; i < W; ++i) x.v[i] += y.v[i];
+    store_floats<W>(out + j, x);
+  });
 }
 
+template <int V>
 __global__ void add_twice_kernel(float* da, float* db, const float* dout, int64_t n) {
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
-       j += int64_t(gridDim.x) * blockDim.x) {
-    const float g = dout[j];
-    da[j] += g;
-    db[j] += g;
-  }
+  for_each_group<V>(n, [&]<int W>(int64_t j) {
+    const Floats<W> g = load_floats<W>(dout + j);
+    Floats<W> a = load_floats<W>(da + j), b = load_floats<W>(db + j);
+#pragma unroll
+    for (int i = 0; i < W; ++i) a.v[i] += g.v[i], b.v[i] += g.v[i];
+    store_floats<W>(da + j, a);
+    store_floats<W>(db + j, b);
+  });
 }
 
 __global__ void broadcast_rows_kernel(float* out, const float* bias, int cols) {
@@ -206,18 +216,28 @@ __global__ void broadcast_rows_kernel(float* out, const float* bias, int cols) {
   for (int c = threadIdx.x; c < cols; c += blockDim.x) o[c] = bias[c];
 }
 
+// A block per row, V columns at a time (V = 4: dim % 4 == 0, aligned rows).
+template <int V>
 __global__ void gather_rows_kernel(float* out, const float* in, const int* index, int dim) {
   const int64_t j = blockIdx.x;
   const float* src = in + int64_t(index[j]) * dim;
   float* dst = out + j * dim;
-  for (int c = threadIdx.x; c < dim; c += blockDim.x) dst[c] = src[c];
+  for (int c = threadIdx.x * V; c < dim; c += blockDim.x * V)
+    store_floats<V>(dst + c, load_floats<V>(src + c));
 }
 
+template <int V>
 __global__ void scatter_add_rows_kernel(float* dst, const float* src, const int* index, int dim) {
   const int64_t j = blockIdx.x;
   float* d = dst + int64_t(index[j]) * dim;
   const float* s = src + j * dim;
-  for (int c = threadIdx.x; c < dim; c += blockDim.x) d[c] += s[c];
+  for (int c = threadIdx.x * V; c < dim; c += blockDim.x * V) {
+    Floats<V> acc = load_floats<V>(d + c);
+    const Floats<V> add = load_floats<V>(s + c);
+#pragma unroll
+    for (int i = 0; i < V; ++i) acc.v[i] += add.v[i];
+    store_floats<V>(d + c, acc);
+  }
 }
 
 }  // namespace
@@ -287,12 +307,19 @@ void embedding_backward(float* dtoken_table, float* dpos_table, const float* dou
 
 void residual_forward(float* out, const float* a, const float* b, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  launch(add_kernel, blocks_for(n, kThreads), kThreads, 0, stream, out, a, b, n);
+  if (aligned_for_4(out) && aligned_for_4(a) && aligned_for_4(b))
+    launch(add_kernel<4>, blocks_for_groups(n, 4, kThreads), kThreads, 0, stream, out, a, b, n);
+  else
+    launch(add_kernel<1>, blocks_for(n, kThreads), kThreads, 0, stream, out, a, b, n);
 }
 
 void residual_backward(float* da, float* db, const float* dout, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  launch(add_twice_kernel, blocks_for(n, kThreads), kThreads, 0, stream, da, db, dout, n);
+  if (aligned_for_4(da) && aligned_for_4(db) && aligned_for_4(dout))
+    launch(add_twice_kernel<4>, blocks_for_groups(n, 4, kThreads), kThreads, 0, stream, da, db,
+           dout, n);
+  else
+    launch(add_twice_kernel<1>, blocks_for(n, kThreads), kThreads, 0, stream, da, db, dout, n);
 }
 
 void add_inplace(float* acc, const float* x, int64_t n, cudaStream_t stream) {
@@ -318,13 +345,19 @@ void add_column_sums(float* dbias, const float* dout, int rows, int cols, Column
 void gather_rows(float* out, const float* in, const int* index, int m, int dim,
                  cudaStream_t stream) {
   if (m == 0 || dim == 0) return;
-  launch(gather_rows_kernel, m, row_threads(dim), 0, stream, out, in, index, dim);
+  if (dim % 4 == 0 && aligned_for_4(out) && aligned_for_4(in))
+    launch(gather_rows_kernel<4>, m, row_threads(dim / 4), 0, stream, out, in, index, dim);
+  else
+    launch(gather_rows_kernel<1>, m, row_threads(dim), 0, stream, out, in, index, dim);
 }
 
 void scatter_add_rows(float* dst, const float* src, const int* index, int m, int dim,
                       cudaStream_t stream) {
   if (m == 0 || dim == 0) return;
-  launch(scatter_add_rows_kernel, m, row_threads(dim), 0, stream, dst, src, index, dim);
+  if (dim % 4 == 0 && aligned_for_4(dst) && aligned_for_4(src))
+    launch(scatter_add_rows_kernel<4>, m, row_threads(dim / 4), 0, stream, dst, src, index, dim);
+  else
+    launch(scatter_add_rows_kernel<1>, m, row_threads(dim), 0, stream, dst, src, index, dim);
 }
 
 }  // namespace ecmoe::cuda

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "cuda/device_plan.h"
 #include "cuda/experts.h"
 #include "cuda/moe_ops.h"
+#include "cuda/nn_ops.h"
 #include "cuda/pinned_staging.h"
 #include "cuda/readback.h"
 #include "cuda/route_expert_choice.h"
@@ -147,6 +149,53 @@ TEST(CudaOps, GeluMatchesTheCpu) {
   // In place (da aliases dout), as the experts' backward calls it.
   cuda::gelu_backward(gdout.data(), gdout.data(), ga.data(), n, stream());
   EXPECT_TRUE(same_bits(to_host(gdout), to_host(gda)));
+}
+
+// The elementwise kernels take four elements at a time where every pointer is aligned for it,
+// one at a time elsewhere (cuda/vector_access.cuh): both give the CPU's bits, tails included.
+TEST(CudaOps, ElementwiseKernelsGiveTheSameBitsFourOrOneAtATime) {
+  ECMOE_REQUIRE_GPU();
+  const int64_t n = 1003;
+  const std::vector<float> a = random_normal(n, 7, 3.f), b = random_normal(n, 8);
+  DeviceVec<float> ga = to_device(a), gb = to_device(b), gout(n);
+  DeviceVec<uint16_t> g16(n);
+  auto tail = [](const auto& v, int64_t at) {
+    return std::vector<typename std::decay_t<decltype(v)>::value_type>(v.begin() + at, v.end());
+  };
+  std::vector<float> gelu4, dgelu4, dgelu16_4;  // at offset 0: four at a time
+  for (const int64_t at : {0, 1, 2}) {          // offsets of 0 (aligned), 4 and 8 bytes
+    SCOPED_TRACE("offset " + std::to_string(at));
+    const int64_t m = n - at;
+    std::vector<uint16_t> want16(m);
+    convert_to_bf16(want16.data(), a.data() + at, m);
+    cuda::to_bf16(g16.data() + at, ga.data() + at, m, stream());
+    EXPECT_TRUE(same_bits(tail(to_host(g16), at), want16));
+    // out = a + b; then a += out and b += out, each element as the CPU adds it.
+    std::vector<float> sum(m), da = tail(a, at), db = tail(b, at);
+    for (int64_t i = 0; i < m; ++i) sum[i] = a[at + i] + b[at + i];
+    for (int64_t i = 0; i < m; ++i) da[i] += sum[i], db[i] += sum[i];
+    DeviceVec<float> gda = to_device(a), gdb = to_device(b);
+    cuda::residual_forward(gout.data() + at, ga.data() + at, gb.data() + at, m, stream());
+    cuda::residual_backward(gda.data() + at, gdb.data() + at, gout.data() + at, m, stream());
+    EXPECT_TRUE(same_bits(tail(to_host(gout), at), sum));
+    EXPECT_TRUE(same_bits(tail(to_host(gda), at), da));
+    EXPECT_TRUE(same_bits(tail(to_host(gdb), at), db));
+    // GELU and its backward: the same bits one or four at a time.
+    cuda::gelu_forward(gout.data() + at, ga.data() + at, m, stream());
+    DeviceVec<float> gd = to_device(b);
+    cuda::gelu_backward(gd.data() + at, gd.data() + at, ga.data() + at, m, stream());
+    DeviceVec<uint16_t> gd16(n);
+    cuda::gelu_backward(gd16.data() + at, gb.data() + at, ga.data() + at, m, stream());
+    const std::vector<float> gelu = to_host(gout), dgelu = to_host(gd),
+                             dgelu16 = widen(to_host(gd16));
+    if (at == 0) {
+      gelu4 = gelu, dgelu4 = dgelu, dgelu16_4 = dgelu16;
+    } else {
+      EXPECT_TRUE(same_bits(tail(gelu, at), tail(gelu4, at)));
+      EXPECT_TRUE(same_bits(tail(dgelu, at), tail(dgelu4, at)));
+      EXPECT_TRUE(same_bits(tail(dgelu16, at), tail(dgelu16_4, at)));
+    }
+  }
 }
 
 TEST(CudaOps, SoftmaxRowsMatchTheCpu) {
