@@ -162,8 +162,8 @@ TEST(CudaOps, ElementwiseKernelsGiveTheSameBitsFourOrOneAtATime) {
   auto tail = [](const auto& v, int64_t at) {
     return std::vector<typename std::decay_t<decltype(v)>::value_type>(v.begin() + at, v.end());
   };
-  std::vector<float> gelu4, dgelu4, dgelu16_4;  // at offset 0: four at a time
-  for (const int64_t at : {0, 1, 2}) {          // offsets of 0 (aligned), 4 and 8 bytes
+  std::vector<float> gelu4, dgelu4, dgelu16_4, gelu16_4;  // at offset 0: four at a time
+  for (const int64_t at : {0, 1, 2}) {                    // offsets of 0 (aligned), 4 and 8 bytes
     SCOPED_TRACE("offset " + std::to_string(at));
     const int64_t m = n - at;
     std::vector<uint16_t> want16(m);
@@ -184,14 +184,16 @@ TEST(CudaOps, ElementwiseKernelsGiveTheSameBitsFourOrOneAtATime) {
     cuda::gelu_forward(gout.data() + at, ga.data() + at, m, stream());
     DeviceVec<float> gd = to_device(b);
     cuda::gelu_backward(gd.data() + at, gd.data() + at, ga.data() + at, m, stream());
-    DeviceVec<uint16_t> gd16(n);
+    DeviceVec<uint16_t> gd16(n), gg16(n);
     cuda::gelu_backward(gd16.data() + at, gb.data() + at, ga.data() + at, m, stream());
+    cuda::gelu_forward(gg16.data() + at, ga.data() + at, m, stream());
     const std::vector<float> gelu = to_host(gout), dgelu = to_host(gd),
-                             dgelu16 = widen(to_host(gd16));
+                             dgelu16 = widen(to_host(gd16)), gelu16 = widen(to_host(gg16));
     if (at == 0) {
-      gelu4 = gelu, dgelu4 = dgelu, dgelu16_4 = dgelu16;
+      gelu4 = gelu, dgelu4 = dgelu, dgelu16_4 = dgelu16, gelu16_4 = gelu16;
     } else {
       EXPECT_TRUE(same_bits(tail(gelu, at), tail(gelu4, at)));
+      EXPECT_TRUE(same_bits(tail(gelu16, at), tail(gelu16_4, at)));
       EXPECT_TRUE(same_bits(tail(dgelu, at), tail(dgelu4, at)));
       EXPECT_TRUE(same_bits(tail(dgelu16, at), tail(dgelu16_4, at)));
     }
