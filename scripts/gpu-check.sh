@@ -145,6 +145,12 @@ status_word() {
     *) echo "FAILED (status $1)" ;;
   esac
 }
+# no_result NAME RC: a benchmark of ecmoe that gave no JSON: said, and counted as skipped (the
+# budget stopped it) or failed.
+no_result() {
+  say "$1: ecmoe $(status_word "$2")"
+  if (($2 >= 253)); then skipped=$((skipped + 1)); else failed=1; fi
+}
 
 say "gpu-check at $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), budget $budget s; build $build tests $tests sanitizer $sanitizer bench $bench compile $compile suite $suite"
 
@@ -383,8 +389,7 @@ if ((bench)); then
     ours=$(json 60 build-gpu/ecmoe bench layer --device cuda "${args[@]}" --warmup 3 --json)
     rc=$?
     if [[ -z "$ours" ]]; then
-      say "bench $router $shape: ecmoe $(status_word "$rc")"
-      if ((rc >= 253)); then skipped=$((skipped + 1)); else failed=1; fi
+      no_result "bench $router $shape" "$rc"
       continue
     fi
     echo "$ours" >>"$jsonl"
@@ -431,8 +436,7 @@ PY
     echo "$fp32" >>"$jsonl"
     say "bench fp32 16384,768,3072,64: $(python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get("ms"); print("%.3f ms" % v if isinstance(v, (int, float)) else "no ms")' "$fp32")"
   else
-    say "bench fp32 16384,768,3072,64: ecmoe $(status_word "$rc")"
-    if ((rc >= 253)); then skipped=$((skipped + 1)); else failed=1; fi
+    no_result "bench fp32 16384,768,3072,64" "$rc"
   fi
   stage_end=$deadline
 
@@ -445,8 +449,7 @@ PY
     ours=$(json 120 build-gpu/ecmoe bench train --device cuda "${targs[@]}")
     rc=$?
     if [[ -z "$ours" ]]; then
-      say "bench train $config $router: ecmoe $(status_word "$rc")"
-      if ((rc >= 253)); then skipped=$((skipped + 1)); else failed=1; fi
+      no_result "bench train $config $router" "$rc"
       continue
     fi
     echo "$ours" >>"$jsonl"
@@ -508,8 +511,7 @@ PY
          "${targs[@]}")
   rc=$?
   if [[ -z "$ours" ]]; then
-    say "bench train gpu-small expert_choice, cublas attention: ecmoe $(status_word "$rc")"
-    if ((rc >= 253)); then skipped=$((skipped + 1)); else failed=1; fi
+    no_result "bench train gpu-small expert_choice, cublas attention" "$rc"
   else
     echo "$ours" >>"$jsonl"
     say "bench train gpu-small expert_choice, attention cublas against flash: $(python3 - "$ours" "${flash_run:-}" <<'PY'
