@@ -192,8 +192,8 @@ struct BackwardSmem {
 
 // The backward kernels' pointers into their shared memory (BackwardSmem's regions): the block's
 // own two tiles and the loop's two, this warp's fp32 [16, 64] arrays (scores, dP) and bf16 ones
-// (P over the scores, dS over dP: write_row), and the row values (lse, row_dot) of the query
-// tile.
+// (P over the scores, dS over dP, written a row at a time once the warp has read the row), and
+// the row values (lse, row_dot) of the query tile.
 template <int HD>
 struct BackwardViews {
   bf16 *own, *own2, *loop, *loop2, *p16, *ds16;
