@@ -125,9 +125,13 @@ def compile_one(entry, tmp):
         out.append(f"-gencode=arch=compute_{arch[3:]},code={arch}")
     out += ["--resource-usage", "--keep", "--keep-dir", keep, "-o",
             os.path.join(keep, "out.o")]
-    r = subprocess.run(out, cwd=entry["directory"], capture_output=True, text=True)
+    try:
+        r = subprocess.run(out, cwd=entry["directory"], capture_output=True, text=True)
+    except OSError as e:
+        raise RuntimeError(f"cannot run {out[0]}: {e.strerror}") from e
     if r.returncode != 0:
-        raise RuntimeError(f"nvcc failed on {entry['file']}:\n{r.stderr[-3000:]}")
+        first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:300])
+        raise RuntimeError(f"nvcc failed on {entry['file']}: {first}")
     kernels = {}
     current = None
     for line in (r.stdout + r.stderr).splitlines():
@@ -215,7 +219,10 @@ def main():
         fail_usage(f"{a.log} is missing or empty: run "
                    "CUDAEMU_LAUNCH_LOG=<absolute path> scripts/test-cudaemu.sh")
 
-    records, arch = nvcc_records(a.build, a.jobs)
+    try:
+        records, arch = nvcc_records(a.build, a.jobs)
+    except RuntimeError as e:
+        fail_usage(str(e))
     by_key = collections.defaultdict(list)
     for mangled, name in demangle(list(records)).items():
         by_key[key_of(name)].append(records[mangled])
