@@ -201,22 +201,12 @@ __global__ void add_product_kernel(float* dx, const float* g, const float* noise
     dx[j] += g[j] * noise[j];
 }
 
-// Rows of d elements at p, q: four columns at a time?
-template <typename T, typename U>
-bool rows_by_4(int d, const T* p, const U* q) {
-  return d % 4 == 0 && aligned_for_4(p) && aligned_for_4(q);
-}
-
 template <typename T>
 void dispatch_any(T* x_slots, const float* x, const DevicePlan& plan, int d, cudaStream_t stream) {
   const int S = plan.slot_count();
   if (S == 0 || d == 0) return;
-  if (rows_by_4(d, x_slots, x))
-    launch(dispatch_kernel<T, 4>, S, row_threads(d / 4), 0, stream, x_slots, x,
-           plan.slot_token.data(), d);
-  else
-    launch(dispatch_kernel<T, 1>, S, row_threads(d), 0, stream, x_slots, x, plan.slot_token.data(),
-           d);
+  launch_rows(rows_by_4(d, x_slots, x), dispatch_kernel<T, 4>, dispatch_kernel<T, 1>, S, d, stream,
+              x_slots, x, plan.slot_token.data(), d);
 }
 
 template <typename T>
@@ -231,22 +221,15 @@ void combine_backward_any(T* d_out, float* dgate, const float* dy, const float* 
 template <typename T>
 void gelu_forward_any(T* out, const float* a, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  if (aligned_for_4(out) && aligned_for_4(a))
-    launch(gelu_forward_kernel<T, 4>, blocks_for_groups(n, 4, kThreads), kThreads, 0, stream, out,
-           a, n);
-  else
-    launch(gelu_forward_kernel<T, 1>, blocks_for(n, kThreads), kThreads, 0, stream, out, a, n);
+  launch_elementwise(aligned_for_4(out, a), gelu_forward_kernel<T, 4>, gelu_forward_kernel<T, 1>, n,
+                     kThreads, stream, out, a, n);
 }
 
 template <typename T>
 void gelu_backward_any(T* da, const float* dout, const float* a, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  if (aligned_for_4(da) && aligned_for_4(dout) && aligned_for_4(a))
-    launch(gelu_backward_kernel<T, 4>, blocks_for_groups(n, 4, kThreads), kThreads, 0, stream, da,
-           dout, a, n);
-  else
-    launch(gelu_backward_kernel<T, 1>, blocks_for(n, kThreads), kThreads, 0, stream, da, dout, a,
-           n);
+  launch_elementwise(aligned_for_4(da, dout, a), gelu_backward_kernel<T, 4>,
+                     gelu_backward_kernel<T, 1>, n, kThreads, stream, da, dout, a, n);
 }
 
 }  // namespace
@@ -263,23 +246,16 @@ void dispatch_forward(uint16_t* x_slots16, const float* x, const DevicePlan& pla
 void dispatch_backward(float* dx, const float* d_slots, const DevicePlan& plan, int d,
                        cudaStream_t stream) {
   if (plan.n_tokens == 0 || d == 0) return;
-  if (rows_by_4(d, dx, d_slots))
-    launch(dispatch_backward_kernel<4>, plan.n_tokens, row_threads(d / 4), 0, stream, dx, d_slots,
-           plan.token_offsets.data(), plan.token_slots.data(), d);
-  else
-    launch(dispatch_backward_kernel<1>, plan.n_tokens, row_threads(d), 0, stream, dx, d_slots,
-           plan.token_offsets.data(), plan.token_slots.data(), d);
+  launch_rows(rows_by_4(d, dx, d_slots), dispatch_backward_kernel<4>, dispatch_backward_kernel<1>,
+              plan.n_tokens, d, stream, dx, d_slots, plan.token_offsets.data(),
+              plan.token_slots.data(), d);
 }
 
 void combine_forward(float* y, const float* out, const DevicePlan& plan, int d,
                      cudaStream_t stream) {
   if (plan.n_tokens == 0 || d == 0) return;
-  if (rows_by_4(d, y, out))
-    launch(combine_kernel<4>, plan.n_tokens, row_threads(d / 4), 0, stream, y, out,
-           plan.token_offsets.data(), plan.token_slots.data(), plan.slot_gate.data(), d);
-  else
-    launch(combine_kernel<1>, plan.n_tokens, row_threads(d), 0, stream, y, out,
-           plan.token_offsets.data(), plan.token_slots.data(), plan.slot_gate.data(), d);
+  launch_rows(rows_by_4(d, y, out), combine_kernel<4>, combine_kernel<1>, plan.n_tokens, d, stream,
+              y, out, plan.token_offsets.data(), plan.token_slots.data(), plan.slot_gate.data(), d);
 }
 
 void combine_backward(float* d_out, float* dgate, const float* dy, const float* out,
@@ -347,10 +323,8 @@ void add_product(float* dx, const float* g, const float* noise, int64_t count,
 
 void to_bf16(uint16_t* out, const float* in, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  if (aligned_for_4(out) && aligned_for_4(in))
-    launch(to_bf16_kernel<4>, blocks_for_groups(n, 4, kThreads), kThreads, 0, stream, out, in, n);
-  else
-    launch(to_bf16_kernel<1>, blocks_for(n, kThreads), kThreads, 0, stream, out, in, n);
+  launch_elementwise(aligned_for_4(out, in), to_bf16_kernel<4>, to_bf16_kernel<1>, n, kThreads,
+                     stream, out, in, n);
 }
 
 }  // namespace ecmoe::cuda

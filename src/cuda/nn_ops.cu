@@ -307,19 +307,14 @@ void embedding_backward(float* dtoken_table, float* dpos_table, const float* dou
 
 void residual_forward(float* out, const float* a, const float* b, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  if (aligned_for_4(out) && aligned_for_4(a) && aligned_for_4(b))
-    launch(add_kernel<4>, blocks_for_groups(n, 4, kThreads), kThreads, 0, stream, out, a, b, n);
-  else
-    launch(add_kernel<1>, blocks_for(n, kThreads), kThreads, 0, stream, out, a, b, n);
+  launch_elementwise(aligned_for_4(out, a, b), add_kernel<4>, add_kernel<1>, n, kThreads, stream,
+                     out, a, b, n);
 }
 
 void residual_backward(float* da, float* db, const float* dout, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  if (aligned_for_4(da) && aligned_for_4(db) && aligned_for_4(dout))
-    launch(add_twice_kernel<4>, blocks_for_groups(n, 4, kThreads), kThreads, 0, stream, da, db,
-           dout, n);
-  else
-    launch(add_twice_kernel<1>, blocks_for(n, kThreads), kThreads, 0, stream, da, db, dout, n);
+  launch_elementwise(aligned_for_4(da, db, dout), add_twice_kernel<4>, add_twice_kernel<1>, n,
+                     kThreads, stream, da, db, dout, n);
 }
 
 void add_inplace(float* acc, const float* x, int64_t n, cudaStream_t stream) {
@@ -345,19 +340,15 @@ void add_column_sums(float* dbias, const float* dout, int rows, int cols, Column
 void gather_rows(float* out, const float* in, const int* index, int m, int dim,
                  cudaStream_t stream) {
   if (m == 0 || dim == 0) return;
-  if (dim % 4 == 0 && aligned_for_4(out) && aligned_for_4(in))
-    launch(gather_rows_kernel<4>, m, row_threads(dim / 4), 0, stream, out, in, index, dim);
-  else
-    launch(gather_rows_kernel<1>, m, row_threads(dim), 0, stream, out, in, index, dim);
+  launch_rows(rows_by_4(dim, out, in), gather_rows_kernel<4>, gather_rows_kernel<1>, m, dim, stream,
+              out, in, index, dim);
 }
 
 void scatter_add_rows(float* dst, const float* src, const int* index, int m, int dim,
                       cudaStream_t stream) {
   if (m == 0 || dim == 0) return;
-  if (dim % 4 == 0 && aligned_for_4(dst) && aligned_for_4(src))
-    launch(scatter_add_rows_kernel<4>, m, row_threads(dim / 4), 0, stream, dst, src, index, dim);
-  else
-    launch(scatter_add_rows_kernel<1>, m, row_threads(dim), 0, stream, dst, src, index, dim);
+  launch_rows(rows_by_4(dim, dst, src), scatter_add_rows_kernel<4>, scatter_add_rows_kernel<1>, m,
+              dim, stream, dst, src, index, dim);
 }
 
 }  // namespace ecmoe::cuda

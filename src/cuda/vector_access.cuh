@@ -7,8 +7,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "cuda/device_math.cuh"
+#include "cuda/launch.cuh"
 
 namespace ecmoe::cuda {
 
@@ -57,15 +59,35 @@ __device__ __forceinline__ void for_each_group(int64_t n, F&& f) {
   if (blockIdx.x == 0 && threadIdx.x == 0)
     for (int64_t j = body; j < n; ++j) f.template operator()<1>(j);
 }
-// Blocks of `threads` for n elements taken V at a time.
-inline unsigned blocks_for_groups(int64_t n, int V, int threads) {
-  return blocks_for((n + V - 1) / V, threads);
+
+// Whether every p may be read or written four elements at a time (16 bytes of fp32, 8 of bf16).
+template <typename... T>
+inline bool aligned_for_4(const T*... p) {
+  return ((reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0) && ...);
+}
+// Whether rows of d elements at every p may be taken four columns at a time.
+template <typename... T>
+inline bool rows_by_4(int d, const T*... p) {
+  return d % 4 == 0 && aligned_for_4(p...);
 }
 
-// Whether p may be read or written four elements at a time (16 bytes of fp32, 8 of bf16).
-template <typename T>
-inline bool aligned_for_4(const T* p) {
-  return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0;
+// An elementwise kernel (for_each_group) over n elements: its instance taking four at a time
+// (k4) where by_4, else the one taking one (k1), in blocks of `threads`.
+template <typename... P, typename... Args>
+void launch_elementwise(bool by_4, void (*k4)(P...), void (*k1)(P...), int64_t n, int threads,
+                        cudaStream_t stream, Args&&... args) {
+  const int v = by_4 ? 4 : 1;
+  launch(by_4 ? k4 : k1, blocks_for((n + v - 1) / v, threads), threads, 0, stream,
+         std::forward<Args>(args)...);
+}
+
+// A row kernel (a block per row of d elements, each thread V columns at a time) over `rows`
+// rows: k4 where by_4 (rows_by_4), else k1.
+template <typename... P, typename... Args>
+void launch_rows(bool by_4, void (*k4)(P...), void (*k1)(P...), int rows, int d,
+                 cudaStream_t stream, Args&&... args) {
+  launch(by_4 ? k4 : k1, rows, row_threads(by_4 ? d / 4 : d), 0, stream,
+         std::forward<Args>(args)...);
 }
 
 }  // namespace ecmoe::cuda
