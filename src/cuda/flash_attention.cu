@@ -13,6 +13,7 @@
 #include "cuda/flash_attention.h"
 #include "cuda/flash_attention_tiles.cuh"
 #include "cuda/launch.cuh"
+#include "cuda/mma_fragments.cuh"
 #include "cuda/moe_ops.h"
 
 namespace ecmoe::cuda {
@@ -49,118 +50,152 @@ __device__ __forceinline__ int query_tile_row0() { return int(gridDim.y - 1 - bl
 
 // ---- forward --------------------------------------------------------------------------------
 
-// Shared memory of the forward: the K and V tiles, every warp's scores [16, 64] (fp32; its
-// probabilities, bf16, over them: prob_column), and the tile's unnormalised output [64, HD]
-// (fp32).
+// Shared memory of the forward: the K and V tiles (Q's tile passes through K's buffer first).
 template <int HD>
 struct ForwardSmem {
-  static constexpr int k = 0, v = k + kTileBytes<HD>, s = v + kTileBytes<HD>, o = s + kScoreBytes,
-                       bytes = o + align128(kTile * kLdOut<HD> * 4);
+  static constexpr int k = 0, v = k + kTileBytes<HD>, bytes = v + kTileBytes<HD>;
 };
 
-// One query tile against the key tiles it sees. S = scale·Q·Kᵀ goes through shared memory; lanes
-// 2r and 2r + 1 of a warp own its row r (32 columns each) for the online softmax: running max m,
-// running sum l of exp(s − m) in fp32; the tile's P = exp(s − m) rounded to bf16 enters O += P·V,
-// after O's row is rescaled by exp(m_old − m_new). At the end out = O / l and lse = m + log l.
+// The rows of a warp's fragments: a lane holds elements of rows g and g + 8 of its warp's 16
+// (cuda/mma_fragments.cuh), columns 8j + 2t and 8j + 2t + 1 of result fragment j.
+struct FragmentRows {
+  int g, t;
+  __device__ FragmentRows() : g(threadIdx.x % 32 / 4), t(threadIdx.x % 4) {}
+  // Row of element e (0..3) of a result fragment, within the warp's 16.
+  __device__ int row(int e) const { return g + 8 * (e / 2); }
+  // Column of element e of result fragment j.
+  __device__ int col(int j, int e) const { return kCols * j + 2 * t + (e & 1); }
+};
+
+// The max (or sum) of v over the 4 lanes of a quad: the lanes that hold one row of a fragment.
+// (a + b) + (c + d) in every lane of the quad: the same bits in each.
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(kAll, v, 1));
+  return fmaxf(v, __shfl_xor_sync(kAll, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(kAll, v, 1);
+  return v + __shfl_xor_sync(kAll, v, 2);
+}
+
+// One query tile against the key tiles it sees, everything of a warp's 16 rows in registers
+// (FlashAttention-2's layout): per key tile S [16, 64] = Q_w·Kᵀ in 8 result fragments, the
+// online softmax on them (running max m and sum l per row, in fp32; each lane sums its own
+// columns, the quad adds them at the end), P = exp(scale·s − m) rounded to bf16 straight into the
+// A fragments of O += P·V, O [16, HD] in HD/8 result fragments rescaled by exp(m_old − m_new)
+// first. At the end out = O / l and lse = m + log l.
 template <int HD>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(float* out, float* lse, const uint16_t* qkv16, const int* valid_len, int T,
                    int H, float scale, bool causal) {
   unsigned char* smem = dynamic_shared_memory();
   using L = ForwardSmem<HD>;
-  constexpr int ld = kLdTile<HD>, ldo = kLdOut<HD>;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  bf16* ks = reinterpret_cast<bf16*>(smem + L::k);
-  bf16* vs = reinterpret_cast<bf16*>(smem + L::v);
-  float* ss = reinterpret_cast<float*>(smem + L::s) + warp * kFrag * kLdScore;  // [16, 64]
-  bf16* ps = reinterpret_cast<bf16*>(ss);  // [16, 64] at prob_column, over the scores
-  float* os = reinterpret_cast<float*>(smem + L::o) + warp * kFrag * ldo;  // [16, HD]
+  constexpr int ld = kLdTile<HD>, kOut = HD / kCols, kDepth = HD / kKeyStep;
+  constexpr int kScoreFrags = kTile / kCols;
+  const int warp = threadIdx.x / 32;
+  const FragmentRows fr;
+  uint16_t* ks = reinterpret_cast<uint16_t*>(smem + L::k);
+  uint16_t* vs = reinterpret_cast<uint16_t*>(smem + L::v);
   const PairRows pr(blockIdx.x, T, H, HD, valid_len);
   const int q0 = query_tile_row0();
+  const int row0 = q0 + warp * kRows;  // this warp's first query
   const uint16_t* q = qkv16 + pr.q;
 
-  // Q's tile through the K buffer into this warp's fragments, kept for the whole loop.
+  // Q's tile through the K buffer into this warp's A fragments, kept for the whole loop.
   load_tile<HD>(ks, q + q0 * pr.ld, pr.ld, min(kTile, T - q0));
   __syncthreads();
-  FragA qf[HD / kFrag];
+  uint32_t qa[kDepth][4];
 #pragma unroll
-  for (int c = 0; c < HD / kFrag; ++c)
-    wmma::load_matrix_sync(qf[c], ks + warp * kFrag * ld + c * kFrag, ld);
-  for (int i = lane; i < kFrag * HD; i += 32) os[(i / HD) * ldo + i % HD] = 0.f;
+  for (int c = 0; c < kDepth; ++c) mma::load_a(qa[c], ks + warp * kRows * ld + c * kKeyStep, ld);
   __syncthreads();  // every warp holds its Q before K's first tile overwrites the buffer
 
-  const int r = lane / 2, c0 = (lane % 2) * 32;  // this lane's row and its 32 columns
-  const int query = q0 + warp * kFrag + r;
-  float m = -INFINITY, l = 0.f;
+  float o[kOut][4];
+#pragma unroll
+  for (int n = 0; n < kOut; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[n][e] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // rows g and g + 8
   const int key_end = causal ? min(q0 + kTile, pr.kv_len) : pr.kv_len;
   for (int k0 = 0; k0 < key_end; k0 += kTile) {
     load_tile<HD>(ks, q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
     load_tile<HD>(vs, q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
     __syncthreads();
     // S [16, 64] = Q_w · Kᵀ (unscaled)
+    float s[kScoreFrags][4];
 #pragma unroll
-    for (int n = 0; n < kTileFrags; ++n) {
-      FragAcc acc;
-      wmma::fill_fragment(acc, 0.f);
+    for (int j = 0; j < kScoreFrags; ++j)
 #pragma unroll
-      for (int c = 0; c < HD / kFrag; ++c) {
-        FragBt kf;
-        wmma::load_matrix_sync(kf, ks + n * kFrag * ld + c * kFrag, ld);
-        wmma::mma_sync(acc, qf[c], kf, acc);
+      for (int e = 0; e < 4; ++e) s[j][e] = 0.f;
+#pragma unroll
+    for (int c = 0; c < kDepth; ++c)
+#pragma unroll
+      for (int j = 0; j < kScoreFrags; ++j) {
+        uint32_t b[2];
+        mma::load_b_transposed(b, ks + j * kCols * ld + c * kKeyStep, ld);
+        mma::mma_bf16(s[j], qa[c], b);
       }
-      wmma::store_matrix_sync(ss + n * kFrag, acc, kLdScore, wmma::mem_row_major);
-    }
-    __syncwarp();
-    // Online softmax over this tile's columns of row r.
-    const float* srow = ss + r * kLdScore;
-    float mx = -INFINITY;
-    for (int j = c0; j < c0 + 32; ++j)
-      if (visible(causal, pr.kv_len, T, query, k0 + j)) mx = fmaxf(mx, scale * srow[j]);
-    mx = fmaxf(mx, __shfl_xor_sync(kAll, mx, 1));
-    const float m_new = fmaxf(m, mx);
-    const float m_use = m_new == -INFINITY ? 0.f : m_new;  // no key seen yet: everything 0
-    const float alpha = expf(m - m_use);
-    float sum = 0.f;
-    uint16_t* prow = reinterpret_cast<uint16_t*>(ps) + r * kLdProb;
-    for (int j = c0; j < c0 + 32; ++j) {
-      const float p =
-          visible(causal, pr.kv_len, T, query, k0 + j) ? expf(scale * srow[j] - m_use) : 0.f;
-      sum += p;
-      prow[prob_column(j)] = bf16_bits(p);  // over srow[j / 2 + (j & 32) / 2], read already
-    }
-    sum += __shfl_xor_sync(kAll, sum, 1);  // both lanes add the same two values: the same bits
-    l = l * alpha + sum;
-    m = m_new;
-    float* orow = os + r * ldo;
-    for (int j = (lane % 2) * (HD / 2); j < (lane % 2 + 1) * (HD / 2); ++j) orow[j] *= alpha;
-    __syncwarp();
-    // O_w [16, HD] += P [16, 64] · V [64, HD], through the accumulator fragments.
+    // Online softmax: scaled scores (-inf where not visible), the rows' new max over the quad.
+    float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int n = 0; n < HD / kFrag; ++n) {
-      FragAcc acc;
-      wmma::load_matrix_sync(acc, os + n * kFrag, ldo, wmma::mem_row_major);
+    for (int j = 0; j < kScoreFrags; ++j)
 #pragma unroll
-      for (int c = 0; c < kTileFrags; ++c) {
-        FragA pf;
-        FragB vf;
-        wmma::load_matrix_sync(pf, ps + prob_column(c * kFrag), kLdProb);
-        wmma::load_matrix_sync(vf, vs + c * kFrag * ld + n * kFrag, ld);
-        wmma::mma_sync(acc, pf, vf, acc);
+      for (int e = 0; e < 4; ++e) {
+        const bool seen = visible(causal, pr.kv_len, T, row0 + fr.row(e), k0 + fr.col(j, e));
+        s[j][e] = seen ? scale * s[j][e] : -INFINITY;
+        mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
       }
-      wmma::store_matrix_sync(os + n * kFrag, acc, ldo, wmma::mem_row_major);
+    float alpha[2], m_use[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float m_new = fmaxf(m[h], quad_max(mx[h]));
+      m_use[h] = m_new == -INFINITY ? 0.f : m_new;  // no key seen yet: everything 0
+      alpha[h] = expf(m[h] - m_use[h]);
+      m[h] = m_new;
+    }
+    float sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < kScoreFrags; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = s[j][e] == -INFINITY ? 0.f : expf(s[j][e] - m_use[e / 2]);
+        sum[e / 2] += p;
+        s[j][e] = p;
+      }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];
+#pragma unroll
+    for (int n = 0; n < kOut; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[n][e] *= alpha[e / 2];
+        // O_w [16, HD] += bf16(P) [16, 64] · V [64, HD]: P's result fragments 2kk and 2kk + 1 are
+        // the A fragment of keys [16kk, 16kk + 16).
+#pragma unroll
+    for (int kk = 0; kk < kTile / kKeyStep; ++kk) {
+      uint32_t pa[4];
+      mma::a_from_results(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int n = 0; n < kOut; n += 2) {
+        uint32_t b[2], b_next[2];
+        mma::load_b_pair(b, b_next, vs + kk * kKeyStep * ld + n * kCols, ld);
+        mma::mma_bf16(o[n], pa, b);
+        mma::mma_bf16(o[n + 1], pa, b_next);
+      }
     }
     __syncthreads();  // every warp is done with K and V before the next tiles overwrite them
   }
-  __syncwarp();
-  // out = O / l, a row at a time over the warp's lanes (coalesced); l == 0 (no visible key) -> 0.
-  for (int rr = 0; rr < kFrag; ++rr) {
-    const float lr = __shfl_sync(kAll, l, 2 * rr);
-    const int qr = q0 + warp * kFrag + rr;
-    if (qr >= T) break;
-    float* dst = out + pr.o + int64_t(qr) * pr.d;
-    for (int j = lane; j < HD; j += 32) dst[j] = lr > 0.f ? os[rr * ldo + j] / lr : 0.f;
+  // out = O / l (l over the quad's columns); l == 0 (no visible key) -> 0.
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float lr = quad_sum(l[h]);
+    const int query = row0 + fr.g + 8 * h;
+    if (query >= T) continue;
+    float* dst = out + pr.o + int64_t(query) * pr.d + 2 * fr.t;
+#pragma unroll
+    for (int n = 0; n < kOut; ++n)
+      *reinterpret_cast<float2*>(dst + n * kCols) =
+          lr > 0.f ? make_float2(o[n][2 * h] / lr, o[n][2 * h + 1] / lr) : make_float2(0.f, 0.f);
+    if (fr.t == 0) lse[pr.state + query] = lr > 0.f ? m[h] + logf(lr) : INFINITY;
   }
-  if (lane % 2 == 0 && query < T) lse[pr.state + query] = l > 0.f ? m + logf(l) : INFINITY;
 }
 
 // ---- backward -------------------------------------------------------------------------------
@@ -180,118 +215,115 @@ __global__ void row_dot_kernel(float* row_dot, const uint16_t* dout16, const flo
 }
 
 // Shared memory of both backward kernels: four tiles (the block's own two, K and V or Q and dO,
-// and the loop's two), every warp's two score-shaped fp32 arrays (the bf16 P and dS over them,
-// row by row), and the loop tile's (or the block's) lse and row_dot.
+// and the loop's two) and the loop's query tile's lse and row_dot (dK, dV only).
 template <int HD>
 struct BackwardSmem {
   static constexpr int own = 0, own2 = own + kTileBytes<HD>, loop = own2 + kTileBytes<HD>,
-                       loop2 = loop + kTileBytes<HD>, s = loop2 + kTileBytes<HD>,
-                       dp = s + kScoreBytes, lse = dp + kScoreBytes, dot = lse + kRowBytes,
-                       bytes = dot + kRowBytes;
+                       loop2 = loop + kTileBytes<HD>, lse = loop2 + kTileBytes<HD>,
+                       dot = lse + kRowBytes, bytes = dot + kRowBytes;
 };
 
-// The backward kernels' pointers into their shared memory (BackwardSmem's regions): the block's
-// own two tiles and the loop's two, this warp's fp32 [16, 64] arrays (scores, dP) and bf16 ones
-// (P over the scores, dS over dP, written a row at a time once the warp has read the row), and
-// the row values (lse, row_dot) of the query tile.
+// The two [16, 64] products of a backward step, in result fragments: x = A_w·Bᵀ and y = C_w·Dᵀ,
+// with A_w, C_w this warp's 16 rows of the tiles a and c, B and D the 64 rows of the tiles b, d.
 template <int HD>
-struct BackwardViews {
-  bf16 *own, *own2, *loop, *loop2, *p16, *ds16;
-  float *s, *dp, *lse, *dot;
-  __device__ BackwardViews(unsigned char* smem, int warp) {
-    using L = BackwardSmem<HD>;
-    own = reinterpret_cast<bf16*>(smem + L::own);
-    own2 = reinterpret_cast<bf16*>(smem + L::own2);
-    loop = reinterpret_cast<bf16*>(smem + L::loop);
-    loop2 = reinterpret_cast<bf16*>(smem + L::loop2);
-    s = reinterpret_cast<float*>(smem + L::s) + warp * kFrag * kLdScore;
-    dp = reinterpret_cast<float*>(smem + L::dp) + warp * kFrag * kLdScore;
-    p16 = reinterpret_cast<bf16*>(s);
-    ds16 = reinterpret_cast<bf16*>(dp);
-    lse = reinterpret_cast<float*>(smem + L::lse);
-    dot = reinterpret_cast<float*>(smem + L::dot);
-  }
-};
-
-// dst[row, col] += factor · acc for this warp's 16 rows (row_ok: those inside the sequence) and
-// 16 columns of one fragment, through the warp's fp32 scratch tmp [16, kLdScore].
-__device__ __forceinline__ void add_fragment(float* dst, int64_t ld, const FragAcc& acc,
-                                             float factor, float* tmp, int rows) {
-  wmma::store_matrix_sync(tmp, acc, kLdScore, wmma::mem_row_major);
-  __syncwarp();
-  for (int i = threadIdx.x % 32; i < kFrag * kFrag; i += 32) {
-    const int r = i / kFrag, c = i % kFrag;
-    if (r < rows) dst[r * ld + c] += factor * tmp[r * kLdScore + c];
-  }
-  __syncwarp();
-}
-
-// A [16, 64] product of this warp's rows of `a_tile` (row-major, its 16·warp..) with the rows of
-// `b_tile` transposed: out = A_w · Bᵀ, stored fp32 to dst [16, kLdScore].
-template <int HD>
-__device__ __forceinline__ void product_abt(float* dst, const bf16* a_tile, const bf16* b_tile) {
+__device__ __forceinline__ void two_products(float (&x)[kTile / kCols][4],
+                                             float (&y)[kTile / kCols][4], const uint16_t* a,
+                                             const uint16_t* b, const uint16_t* c,
+                                             const uint16_t* d) {
   constexpr int ld = kLdTile<HD>;
   const int warp = threadIdx.x / 32;
 #pragma unroll
-  for (int n = 0; n < kTileFrags; ++n) {
-    FragAcc acc;
-    wmma::fill_fragment(acc, 0.f);
+  for (int j = 0; j < kTile / kCols; ++j)
 #pragma unroll
-    for (int c = 0; c < HD / kFrag; ++c) {
-      FragA af;
-      FragBt bf;
-      wmma::load_matrix_sync(af, a_tile + warp * kFrag * ld + c * kFrag, ld);
-      wmma::load_matrix_sync(bf, b_tile + n * kFrag * ld + c * kFrag, ld);
-      wmma::mma_sync(acc, af, bf, acc);
+    for (int e = 0; e < 4; ++e) x[j][e] = y[j][e] = 0.f;
+#pragma unroll
+  for (int k = 0; k < HD / kKeyStep; ++k) {
+    uint32_t af[4], cf[4];
+    mma::load_a(af, a + warp * kRows * ld + k * kKeyStep, ld);
+    mma::load_a(cf, c + warp * kRows * ld + k * kKeyStep, ld);
+#pragma unroll
+    for (int j = 0; j < kTile / kCols; ++j) {
+      uint32_t bf[2];
+      mma::load_b_transposed(bf, b + j * kCols * ld + k * kKeyStep, ld);
+      mma::mma_bf16(x[j], af, bf);
+      mma::load_b_transposed(bf, d + j * kCols * ld + k * kKeyStep, ld);
+      mma::mma_bf16(y[j], cf, bf);
     }
-    wmma::store_matrix_sync(dst + n * kFrag, acc, kLdScore, wmma::mem_row_major);
   }
 }
 
-// acc[n] += A [16, 64] (bf16, this warp's, leading dim kLdProb) · B_tile [64, HD] (row-major).
+// acc [16, HD] += bf16(A) [16, 64] · tile [64, HD], A in result fragments (a_from_results).
 template <int HD>
-__device__ __forceinline__ void accumulate_ab(FragAcc (&acc)[HD / kFrag], const bf16* a,
-                                              const bf16* b_tile) {
+__device__ __forceinline__ void accumulate_product(float (&acc)[HD / kCols][4],
+                                                   const float (&a)[kTile / kCols][4],
+                                                   const uint16_t* tile) {
   constexpr int ld = kLdTile<HD>;
 #pragma unroll
-  for (int n = 0; n < HD / kFrag; ++n)
+  for (int kk = 0; kk < kTile / kKeyStep; ++kk) {
+    uint32_t af[4];
+    mma::a_from_results(af, a[2 * kk], a[2 * kk + 1]);
 #pragma unroll
-    for (int c = 0; c < kTileFrags; ++c) {
-      FragA af;
-      FragB bf;
-      wmma::load_matrix_sync(af, a + c * kFrag, kLdProb);
-      wmma::load_matrix_sync(bf, b_tile + c * kFrag * ld + n * kFrag, ld);
-      wmma::mma_sync(acc[n], af, bf, acc[n]);
+    for (int n = 0; n < HD / kCols; n += 2) {
+      uint32_t bf[2], bf_next[2];
+      mma::load_b_pair(bf, bf_next, tile + kk * kKeyStep * ld + n * kCols, ld);
+      mma::mma_bf16(acc[n], af, bf);
+      mma::mma_bf16(acc[n + 1], af, bf_next);
     }
+  }
+}
+
+// dst[row, col] += factor · acc for this warp's 16 rows from first_row (those below `rows`, the
+// ones inside the sequence) and every column, each element by the one lane that holds it.
+template <int HD>
+__device__ __forceinline__ void add_rows(float* dst, int64_t ld, const float (&acc)[HD / kCols][4],
+                                         float factor, int rows) {
+  const FragmentRows fr;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = fr.g + 8 * h;
+    if (r >= rows) continue;
+    float* row = dst + r * ld + 2 * fr.t;
+#pragma unroll
+    for (int n = 0; n < HD / kCols; ++n) {
+      row[n * kCols] += factor * acc[n][2 * h];
+      row[n * kCols + 1] += factor * acc[n][2 * h + 1];
+    }
+  }
 }
 
 // dK and dV of one key tile: the loop over the query tiles that see it (causal: from its
-// diagonal on). Per query tile, in the transposed orientation (rows = this warp's 16 keys):
-// Sᵀ = K·Qᵀ, Pᵀ = exp(scale·Sᵀ − lse) over the visible pairs, dPᵀ = V·dOᵀ, dSᵀ = Pᵀ ⊙ (dPᵀ − D);
-// dV += bf16(Pᵀ)·dO and dK += bf16(dSᵀ)·Q in fragments. At the end dqkv's k part += scale·dK,
-// its v part += dV, for the keys inside the sequence.
+// diagonal on). Per query tile, in the transposed orientation (rows = this warp's 16 keys), all
+// in registers: Sᵀ = K·Qᵀ, Pᵀ = exp(scale·Sᵀ − lse) over the visible pairs, dPᵀ = V·dOᵀ,
+// dSᵀ = Pᵀ ⊙ (dPᵀ − D); dV += bf16(Pᵀ)·dO and dK += bf16(dSᵀ)·Q. At the end dqkv's k part
+// += scale·dK, its v part += dV, for the keys inside the sequence.
 template <int HD>
 __global__ void __launch_bounds__(kThreads)
     backward_kv_kernel(float* dqkv, const uint16_t* qkv16, const uint16_t* dout16, const float* lse,
                        const float* row_dot, const int* valid_len, int T, int H, float scale,
                        bool causal) {
   unsigned char* smem = dynamic_shared_memory();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const BackwardViews<HD> v(smem, warp);
-  bf16 *ks = v.own, *vs = v.own2, *qs = v.loop, *dos = v.loop2, *pt16 = v.p16, *dst16 = v.ds16;
-  float *st = v.s, *dpt = v.dp, *lse_s = v.lse, *dot_s = v.dot;
+  using L = BackwardSmem<HD>;
+  constexpr int kOut = HD / kCols, kScoreFrags = kTile / kCols;
+  const int warp = threadIdx.x / 32;
+  const FragmentRows fr;
+  uint16_t* ks = reinterpret_cast<uint16_t*>(smem + L::own);
+  uint16_t* vs = reinterpret_cast<uint16_t*>(smem + L::own2);
+  uint16_t* qs = reinterpret_cast<uint16_t*>(smem + L::loop);
+  uint16_t* dos = reinterpret_cast<uint16_t*>(smem + L::loop2);
+  float* lse_s = reinterpret_cast<float*>(smem + L::lse);
+  float* dot_s = reinterpret_cast<float*>(smem + L::dot);
   const PairRows pr(blockIdx.x, T, H, HD, valid_len);
   const int k0 = int(blockIdx.y) * kTile;  // causal: the first tiles have the most queries
   if (k0 >= pr.kv_len) return;             // no query sees these keys: their gradients are 0 (+= 0)
+  const int key0 = k0 + warp * kRows;      // this warp's first key
   const uint16_t* q = qkv16 + pr.q;
   load_tile<HD>(ks, q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
   load_tile<HD>(vs, q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
-  FragAcc dk[HD / kFrag], dv[HD / kFrag];
+  float dk[kOut][4], dv[kOut][4];
 #pragma unroll
-  for (int n = 0; n < HD / kFrag; ++n) {
-    wmma::fill_fragment(dk[n], 0.f);
-    wmma::fill_fragment(dv[n], 0.f);
-  }
+  for (int n = 0; n < kOut; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.f;
   for (int q0 = causal ? k0 : 0; q0 < T; q0 += kTile) {
     __syncthreads();  // the previous tiles are read (and K, V are loaded)
     load_tile<HD>(qs, q + q0 * pr.ld, pr.ld, min(kTile, T - q0));
@@ -302,102 +334,85 @@ __global__ void __launch_bounds__(kThreads)
       dot_s[i] = in ? row_dot[pr.state + q0 + i] : 0.f;
     }
     __syncthreads();
-    product_abt<HD>(st, ks, qs);    // Sᵀ [16 keys, 64 queries]
-    product_abt<HD>(dpt, vs, dos);  // dPᵀ
-    __syncwarp();
-    uint16_t* p_bits = reinterpret_cast<uint16_t*>(pt16);
-    uint16_t* ds_bits = reinterpret_cast<uint16_t*>(dst16);
-    for (int r = 0; r < kFrag; ++r) {  // a row at a time: read into registers, then write over it
-      const int key = k0 + warp * kFrag + r;
-      uint16_t pb[2], db[2];
+    float pt[kScoreFrags][4], dst[kScoreFrags][4];  // Sᵀ then Pᵀ; dPᵀ then dSᵀ
+    two_products<HD>(pt, dst, ks, qs, vs, dos);
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int c = lane + 32 * h, query = q0 + c;
-        const float p = visible(causal, pr.kv_len, T, query, key)
-                            ? expf(scale * st[r * kLdScore + c] - lse_s[c])
+    for (int j = 0; j < kScoreFrags; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = fr.col(j, e);
+        const float p = visible(causal, pr.kv_len, T, q0 + c, key0 + fr.row(e))
+                            ? expf(scale * pt[j][e] - lse_s[c])
                             : 0.f;
-        pb[h] = bf16_bits(p);
-        db[h] = bf16_bits(p * (dpt[r * kLdScore + c] - dot_s[c]));
+        pt[j][e] = p;
+        dst[j][e] = p * (dst[j][e] - dot_s[c]);
       }
-      __syncwarp();  // the warp has read row r of Sᵀ and dPᵀ before P and dS go over it
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        p_bits[r * kLdProb + lane + 32 * h] = pb[h];
-        ds_bits[r * kLdProb + lane + 32 * h] = db[h];
-      }
-    }
-    __syncwarp();
-    accumulate_ab<HD>(dv, pt16, dos);  // dV += Pᵀ · dO
-    accumulate_ab<HD>(dk, dst16, qs);  // dK += dSᵀ · Q
+    accumulate_product<HD>(dv, pt, dos);  // dV += Pᵀ · dO
+    accumulate_product<HD>(dk, dst, qs);  // dK += dSᵀ · Q
   }
-  const int rows = min(kFrag, T - (k0 + warp * kFrag));  // this warp's keys inside the sequence
-  float* dk_dst = dqkv + pr.q + pr.d + int64_t(k0 + warp * kFrag) * pr.ld;
-#pragma unroll
-  for (int n = 0; n < HD / kFrag; ++n) {
-    add_fragment(dk_dst + n * kFrag, pr.ld, dk[n], scale, st, rows);
-    add_fragment(dk_dst + pr.d + n * kFrag, pr.ld, dv[n], 1.f, st, rows);
-  }
+  const int rows = min(kRows, T - key0);  // this warp's keys inside the sequence
+  float* dk_dst = dqkv + pr.q + pr.d + int64_t(key0) * pr.ld;
+  add_rows<HD>(dk_dst, pr.ld, dk, scale, rows);
+  add_rows<HD>(dk_dst + pr.d, pr.ld, dv, 1.f, rows);
 }
 
 // dQ of one query tile: the loop over the key tiles it sees (causal: up to its diagonal). Per key
-// tile: S = Q·Kᵀ, P = exp(scale·S − lse), dP = dO·Vᵀ, dS = P ⊙ (dP − D), dQ += bf16(dS)·K in
-// fragments; at the end dqkv's q part += scale·dQ for the queries inside the sequence.
+// tile, in registers: S = Q·Kᵀ, P = exp(scale·S − lse), dP = dO·Vᵀ, dS = P ⊙ (dP − D),
+// dQ += bf16(dS)·K; at the end dqkv's q part += scale·dQ for the queries inside the sequence.
 template <int HD>
 __global__ void __launch_bounds__(kThreads)
     backward_q_kernel(float* dqkv, const uint16_t* qkv16, const uint16_t* dout16, const float* lse,
                       const float* row_dot, const int* valid_len, int T, int H, float scale,
                       bool causal) {
   unsigned char* smem = dynamic_shared_memory();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const BackwardViews<HD> v(smem, warp);
-  bf16 *qs = v.own, *dos = v.own2, *ks = v.loop, *vs = v.loop2, *ds16 = v.ds16;
-  float *ss = v.s, *dps = v.dp, *lse_s = v.lse, *dot_s = v.dot;
+  using L = BackwardSmem<HD>;
+  constexpr int kOut = HD / kCols, kScoreFrags = kTile / kCols;
+  const int warp = threadIdx.x / 32;
+  const FragmentRows fr;
+  uint16_t* qs = reinterpret_cast<uint16_t*>(smem + L::own);
+  uint16_t* dos = reinterpret_cast<uint16_t*>(smem + L::own2);
+  uint16_t* ks = reinterpret_cast<uint16_t*>(smem + L::loop);
+  uint16_t* vs = reinterpret_cast<uint16_t*>(smem + L::loop2);
   const PairRows pr(blockIdx.x, T, H, HD, valid_len);
   const int q0 = query_tile_row0();
+  const int row0 = q0 + warp * kRows;  // this warp's first query
   const uint16_t* q = qkv16 + pr.q;
   load_tile<HD>(qs, q + q0 * pr.ld, pr.ld, min(kTile, T - q0));
   load_tile<HD>(dos, dout16 + pr.o + int64_t(q0) * pr.d, pr.d, min(kTile, T - q0));
-  for (int i = threadIdx.x; i < kTile; i += kThreads) {
-    const bool in = q0 + i < T;
-    lse_s[i] = in ? lse[pr.state + q0 + i] : INFINITY;
-    dot_s[i] = in ? row_dot[pr.state + q0 + i] : 0.f;
-  }
-  FragAcc dq[HD / kFrag];
+  float lse_r[2], dot_r[2];  // rows g and g + 8
 #pragma unroll
-  for (int n = 0; n < HD / kFrag; ++n) wmma::fill_fragment(dq[n], 0.f);
+  for (int h = 0; h < 2; ++h) {
+    const int query = row0 + fr.g + 8 * h;
+    lse_r[h] = query < T ? lse[pr.state + query] : INFINITY;
+    dot_r[h] = query < T ? row_dot[pr.state + query] : 0.f;
+  }
+  float dq[kOut][4];
+#pragma unroll
+  for (int n = 0; n < kOut; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dq[n][e] = 0.f;
   const int key_end = causal ? min(q0 + kTile, pr.kv_len) : pr.kv_len;
   for (int k0 = 0; k0 < key_end; k0 += kTile) {
-    __syncthreads();  // the previous K, V tiles are read (and Q, dO, lse, D are loaded)
+    __syncthreads();  // the previous K, V tiles are read (and Q, dO are loaded)
     load_tile<HD>(ks, q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
     load_tile<HD>(vs, q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
     __syncthreads();
-    product_abt<HD>(ss, qs, ks);    // S [16 queries, 64 keys]
-    product_abt<HD>(dps, dos, vs);  // dP
-    __syncwarp();
-    uint16_t* ds_bits = reinterpret_cast<uint16_t*>(ds16);
-    for (int r = 0; r < kFrag; ++r) {  // a row at a time: read into registers, then write over it
-      const int row = warp * kFrag + r;
-      uint16_t db[2];
+    float s[kScoreFrags][4], ds[kScoreFrags][4];  // S; dP then dS
+    two_products<HD>(s, ds, qs, ks, dos, vs);
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int c = lane + 32 * h;
-        const float p = visible(causal, pr.kv_len, T, q0 + row, k0 + c)
-                            ? expf(scale * ss[r * kLdScore + c] - lse_s[row])
+    for (int j = 0; j < kScoreFrags; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int h = e / 2;
+        const float p = visible(causal, pr.kv_len, T, row0 + fr.row(e), k0 + fr.col(j, e))
+                            ? expf(scale * s[j][e] - lse_r[h])
                             : 0.f;
-        db[h] = bf16_bits(p * (dps[r * kLdScore + c] - dot_s[row]));
+        ds[j][e] = p * (ds[j][e] - dot_r[h]);
       }
-      __syncwarp();  // the warp has read row r of dP before dS goes over it
-#pragma unroll
-      for (int h = 0; h < 2; ++h) ds_bits[r * kLdProb + lane + 32 * h] = db[h];
-    }
-    __syncwarp();
-    accumulate_ab<HD>(dq, ds16, ks);  // dQ += dS · K
+    accumulate_product<HD>(dq, ds, ks);  // dQ += dS · K
   }
-  const int rows = min(kFrag, T - (q0 + warp * kFrag));
-  float* dq_dst = dqkv + pr.q + int64_t(q0 + warp * kFrag) * pr.ld;
-#pragma unroll
-  for (int n = 0; n < HD / kFrag; ++n)
-    add_fragment(dq_dst + n * kFrag, pr.ld, dq[n], scale, ss, rows);
+  const int rows = min(kRows, T - row0);
+  add_rows<HD>(dqkv + pr.q + int64_t(row0) * pr.ld, pr.ld, dq, scale, rows);
 }
 
 // ---- host -----------------------------------------------------------------------------------
@@ -417,13 +432,14 @@ bool allow_shared_memory(Kernel kernel, int bytes) {
 // f(std::integral_constant<int, HD>) for the supported head dims: 16, 32, ..., 128.
 template <typename F, int... Steps>
 bool call_with_head_dim(int hd, F& f, std::integer_sequence<int, Steps...>) {
-  return ((hd == (Steps + 1) * kFrag ? (f(std::integral_constant<int, (Steps + 1) * kFrag>{}), true)
-                                     : false) ||
+  return ((hd == (Steps + 1) * kHeadDimStep
+               ? (f(std::integral_constant<int, (Steps + 1) * kHeadDimStep>{}), true)
+               : false) ||
           ...);
 }
 template <typename F>
 void with_head_dim(int hd, F&& f) {
-  if (!call_with_head_dim(hd, f, std::make_integer_sequence<int, 128 / kFrag>{}))
+  if (!call_with_head_dim(hd, f, std::make_integer_sequence<int, 128 / kHeadDimStep>{}))
     fail("flash attention: head_dim ", hd, " is not a multiple of 16 up to 128");
 }
 

@@ -5,10 +5,12 @@
 // causal for the decoder; sizes and valid lengths checked on the host before the call.
 //
 // Tiles of 64 queries × 64 keys, a block of 4 warps per (query or key tile, sequence, head), each
-// warp 16 rows, the products on tensor cores (WMMA, bf16 16×16×16, fp32 accumulation):
+// warp 16 rows, the products on tensor cores (PTX mma.m16n8k16, bf16 operands, fp32
+// accumulation; cuda/mma_fragments.cuh), the scores, probabilities and outputs of a warp's rows in
+// its registers, only the K and V (Q, dO) tiles in shared memory:
 // - forward: per query tile, loop over the key tiles (causal: up to the diagonal) with an online
-//   softmax (running max and sum per row, the output rescaled in shared memory); saves the
-//   rows' logsumexp lse [B, H, T];
+//   softmax (running max and sum per row, the output rescaled in registers); saves the rows'
+//   logsumexp lse [B, H, T];
 // - backward: D = rowsum(bf16(dO) ⊙ O) per row, then a kernel per key tile (dK, dV: loop over
 //   the query tiles) and one per query tile (dQ: loop over the key tiles), each recomputing
 //   P = exp(S − lse). Every gradient element has one owner block, which adds (+=) its sum: no

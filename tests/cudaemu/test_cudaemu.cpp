@@ -771,4 +771,114 @@ TEST(Cudaemu, WmmaMultipliesTiles) {
     }
 }
 
+// One mma.m16n8k16 with its registers gathered by the PTX ISA's tables (written out here, apart
+// from the emulator's): a [16, 16] and b [16, 8] bf16 row-major, d [16, 8] fp32 row-major in and
+// out.
+__global__ void mma_m16n8k16_kernel(float* d, const uint16_t* a, const uint16_t* b) {
+  const int lane = int(threadIdx.x), g = lane / 4, t = lane % 4;
+  const auto pair = [](uint16_t lo, uint16_t hi) { return uint32_t(lo) | uint32_t(hi) << 16; };
+  const uint32_t ra[4] = {pair(a[g * 16 + 2 * t], a[g * 16 + 2 * t + 1]),
+                          pair(a[(g + 8) * 16 + 2 * t], a[(g + 8) * 16 + 2 * t + 1]),
+                          pair(a[g * 16 + 2 * t + 8], a[g * 16 + 2 * t + 9]),
+                          pair(a[(g + 8) * 16 + 2 * t + 8], a[(g + 8) * 16 + 2 * t + 9])};
+  const uint32_t rb[2] = {pair(b[2 * t * 8 + g], b[(2 * t + 1) * 8 + g]),
+                          pair(b[(2 * t + 8) * 8 + g], b[(2 * t + 9) * 8 + g])};
+  float rd[4] = {d[g * 8 + 2 * t], d[g * 8 + 2 * t + 1], d[(g + 8) * 8 + 2 * t],
+                 d[(g + 8) * 8 + 2 * t + 1]};
+  cudaemu::mma_m16n8k16_bf16(rd, ra, rb);
+  d[g * 8 + 2 * t] = rd[0];
+  d[g * 8 + 2 * t + 1] = rd[1];
+  d[(g + 8) * 8 + 2 * t] = rd[2];
+  d[(g + 8) * 8 + 2 * t + 1] = rd[3];
+}
+
+TEST(Cudaemu, MmaM16n8k16MultipliesTheRegistersAsPtxLaysThemOut) {
+  std::vector<uint16_t> a(256), b(128);
+  std::vector<float> c(128);
+  // Small integers and halves: exact in bf16, and every sum exact in fp32, so any order of the
+  // sums gives the same result.
+  for (int i = 0; i < 256; ++i)
+    a[size_t(i)] = uint16_t(cudaemu::to_bits(float(i % 11) - 5.f) >> 16);
+  for (int i = 0; i < 128; ++i) {
+    b[size_t(i)] = uint16_t(cudaemu::to_bits(float(i % 7) * 0.5f - 1.f) >> 16);
+    c[size_t(i)] = float(i);
+  }
+  auto* da = device_copy(a);
+  auto* db = device_copy(b);
+  auto* dd = device_copy(c);
+  cudaemu::launch(mma_m16n8k16_kernel, dim3(1), dim3(32), 0, nullptr, dd, da, db);
+  const std::vector<float> d = host_copy(dd, 128);
+  const auto widen = [](uint16_t x) { return cudaemu::from_bits<float>(uint64_t(x) << 16); };
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 8; ++j) {
+      float s = c[size_t(i * 8 + j)];
+      for (int l = 0; l < 16; ++l) s += widen(a[size_t(i * 16 + l)]) * widen(b[size_t(l * 8 + j)]);
+      EXPECT_EQ(d[size_t(i * 8 + j)], s) << "row " << i << ", column " << j;
+    }
+}
+
+// ldmatrix.x4.trans from a [32, 8] tile of 16-bit values (row-major, 16-byte rows) in shared
+// memory: lane 8i + r names row r of matrix i (rows [8i, 8i + 8) of the tile); out[lane·4 + i] is
+// lane's register i.
+__global__ void ldmatrix_kernel(uint32_t* out, const uint16_t* tile, int row_offset_bytes) {
+  __shared__ uint16_t rows[32 * 8 + 8];
+  for (int i = int(threadIdx.x); i < 32 * 8; i += 32) rows[i + row_offset_bytes / 2] = tile[i];
+  __syncwarp();
+  uint32_t r[4];
+  cudaemu::ldmatrix_x4_trans(r, rows + row_offset_bytes / 2 + threadIdx.x * 8);
+  for (int i = 0; i < 4; ++i) out[threadIdx.x * 4 + i] = r[i];
+}
+
+TEST(Cudaemu, LdmatrixTransHandsEachLaneTwoElementsOfAColumn) {
+  std::vector<uint16_t> tile(32 * 8);
+  for (int i = 0; i < 32 * 8; ++i)
+    tile[size_t(i)] = uint16_t(i);  // element (row, col) = 8·row + col
+  auto* d_tile = device_copy(tile);
+  uint32_t* d_out = nullptr;
+  CHECK_CUDA(cudaMalloc(&d_out, 128 * sizeof(uint32_t)));
+  cudaemu::launch(ldmatrix_kernel, dim3(1), dim3(32), 0, nullptr, d_out, d_tile, 0);
+  const std::vector<uint32_t> out = host_copy(d_out, 128);
+  for (int lane = 0; lane < 32; ++lane)
+    for (int i = 0; i < 4; ++i) {
+      // PTX: with .trans, lane l holds elements (2(l % 4), l / 4) and (2(l % 4) + 1, l / 4) of
+      // matrix i, the low half first.
+      const int row = 8 * i + 2 * (lane % 4), col = lane / 4;
+      const uint32_t want = uint32_t(8 * row + col) | uint32_t(8 * (row + 1) + col) << 16;
+      EXPECT_EQ(out[size_t(lane * 4 + i)], want) << "lane " << lane << ", matrix " << i;
+    }
+}
+
+TEST(CudaemuDeathTest, LdmatrixNeedsSixteenByteAlignedRows) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        std::vector<uint16_t> tile(32 * 8, 0);
+        auto* d_tile = device_copy(tile);
+        uint32_t* d_out = nullptr;
+        cudaMalloc(&d_out, 128 * sizeof(uint32_t));
+        cudaemu::launch(ldmatrix_kernel, dim3(1), dim3(32), 0, nullptr, d_out, d_tile, 4);
+        cudaDeviceSynchronize();
+      },
+      "ldmatrix: lane [0-9]+'s row address is not 16 bytes of shared memory at a 16-byte boundary");
+}
+
+__global__ void half_warp_mma_kernel(float* d) {
+  float rd[4] = {0.f, 0.f, 0.f, 0.f};
+  const uint32_t ra[4] = {0u, 0u, 0u, 0u}, rb[2] = {0u, 0u};
+  cudaemu::mma_m16n8k16_bf16(rd, ra, rb);
+  d[threadIdx.x] = rd[0];
+}
+
+TEST(CudaemuDeathTest, MmaM16n8k16NeedsEveryLaneOfItsWarp) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        float* d = nullptr;
+        cudaMalloc(&d, 16 * sizeof(float));
+        cudaemu::launch(half_warp_mma_kernel, dim3(1), dim3(16), 0, nullptr, d);
+        cudaDeviceSynchronize();
+      },
+      "mma.sync.m16n8k16 in a warp of 16 live lanes");
+}
+
 }  // namespace

@@ -129,3 +129,26 @@ void mma_sync(fragment<accumulator, M, N, K, TC>& d, const fragment<matrix_a, M,
 }
 
 }  // namespace nvcuda::wmma
+
+namespace cudaemu {
+
+// PTX mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 with d as its accumulator: d = a·b + d
+// for a 16×16 A, a 16×8 B and a 16×8 fp32 D spread over the warp's registers as the PTX ISA
+// lays them out ("Matrix Fragments for mma.m16n8k16 with floating point type"; g = lane / 4,
+// t = lane % 4; a bf16x2 register holds its lower-indexed element in its low 16 bits):
+//   a[0] = A[g][2t, 2t+1], a[1] = A[g+8][2t, 2t+1], a[2] = A[g][2t+8, 2t+9], a[3] = A[g+8][2t+8,
+//   2t+9]; b[0] = B[2t, 2t+1][g], b[1] = B[2t+8, 2t+9][g]; d[0], d[1] = D[g][2t, 2t+1], d[2], d[3]
+//   = D[g+8][2t, 2t+1].
+// A warp-wide operation: every lane of the warp must be there (mma.sync.aligned), else the
+// program stops. Products and sums as wmma::mma_sync's (above; CUDAEMU_PERTURB=1 pairwise).
+void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+
+// PTX ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: four 8×8 matrices of 16-bit elements, lane
+// 8i + r giving the address of row r of matrix i (16 bytes, 16-byte aligned, in shared memory);
+// lane l receives in r[i] matrix i's elements (2(l % 4), l / 4) and (2(l % 4) + 1, l / 4),
+// transposed from what the non-.trans form gives (row l / 4, columns 2(l % 4) and 2(l % 4) + 1).
+// A warp-wide operation, as mma_m16n8k16_bf16; a misaligned or non-shared address stops the
+// program.
+void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row);
+
+}  // namespace cudaemu

@@ -55,6 +55,10 @@ const char* function_name(const void* address);
 
 // ---- scheduler.cpp -----------------------------------------------------------------------------
 void run_grid(const Launch& launch, uint64_t number);
+// Lanes of the caller's warp that have not ended (the warp's launched threads less those done).
+int warp_live_lanes();
+// Whether [p, p + bytes) lies in the running block's shared memory (dynamic or __shared__).
+bool in_shared_memory(const void* p, size_t bytes);
 // "kernel launch #n, block (x,y,z), thread (x,y,z)" while a kernel runs, else "".
 std::string where_in_kernel();
 // " (outside the block's N bytes of dynamic shared memory)" for an address near them, else "".

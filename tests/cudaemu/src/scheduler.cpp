@@ -357,6 +357,17 @@ uint64_t warp_exchange(uint64_t v, int src) {
   return out;
 }
 
+int warp_live_lanes() { return warp_of(*detail::tl_fiber).live; }
+
+bool in_shared_memory(const void* p, size_t bytes) {
+  const auto* a = static_cast<const char*>(p);
+  const BlockRun& b = run();
+  const auto* dyn = reinterpret_cast<const char*>(b.dynamic_aligned);
+  if (dyn != nullptr && a >= dyn && a + bytes <= dyn + b.dynamic_bytes) return true;
+  return __start_cudaemu_shared != nullptr && a >= __start_cudaemu_shared &&
+         a + bytes <= __stop_cudaemu_shared;
+}
+
 void* warp_scratch(size_t bytes) {
   Warp& w = warp_of(*detail::tl_fiber);
   if (bytes > sizeof w.scratch)
