@@ -7,6 +7,7 @@
 #include "cuda/device_reduce.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/optimizer.h"
+#include "cuda/vector_access.cuh"
 #include "optim/adamw_update.h"
 #include "optim/grad_clip.h"
 
@@ -21,17 +22,37 @@ static_assert(32 % kLanes == 0, "a chunk's lanes sit in one warp");
 
 // Block c: chunk c of the CPU's list, every element through the CPU's own update; a gradient
 // first multiplied by *clip_scale (if given and not 1), rounded alone as scale_kernel's product.
+// V = 4: the chunk's elements from its first multiple of 4 to its last are taken four at a time
+// (16-byte loads and stores of p, g, m and v: their pointers are aligned for it), the few before
+// and after one at a time; each element's update is the same either way, so are its bits.
+template <int V>
 __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, const AdamWChunk* chunks,
                              AdamWStepConstants k, const float* clip_scale) {
   const AdamWChunk chunk = chunks[blockIdx.x];
   const float decay = chunk.decay ? k.decay_factor : 1.f;
   const float scale = clip_scale != nullptr ? *clip_scale : 1.f;
-  if (scale == 1.f) {
-    for (int64_t i = chunk.begin + threadIdx.x; i < chunk.end; i += blockDim.x)
-      adamw_update(p[i], m[i], v[i], g[i], decay, k);
+  const auto update = [&](float& pi, float& mi, float& vi, float gi) {
+    adamw_update(pi, mi, vi, scale == 1.f ? gi : __fmul_rn(gi, scale), decay, k);
+  };
+  const auto one_at_a_time = [&](int64_t from, int64_t to) {
+    for (int64_t i = from + threadIdx.x; i < to; i += blockDim.x) update(p[i], m[i], v[i], g[i]);
+  };
+  if constexpr (V == 1) {
+    one_at_a_time(chunk.begin, chunk.end);
   } else {
-    for (int64_t i = chunk.begin + threadIdx.x; i < chunk.end; i += blockDim.x)
-      adamw_update(p[i], m[i], v[i], __fmul_rn(g[i], scale), decay, k);
+    const int64_t head = min(chunk.end, (chunk.begin + V - 1) / V * V);
+    const int64_t body = head + (chunk.end - head) / V * V;
+    one_at_a_time(chunk.begin, head);
+    for (int64_t i = head + int64_t(threadIdx.x) * V; i < body; i += int64_t(blockDim.x) * V) {
+      Floats<V> pv = load_floats<V>(p + i), mv = load_floats<V>(m + i), vv = load_floats<V>(v + i);
+      const Floats<V> gv = load_floats<V>(g + i);
+#pragma unroll
+      for (int e = 0; e < V; ++e) update(pv.v[e], mv.v[e], vv.v[e], gv.v[e]);
+      store_floats<V>(p + i, pv);
+      store_floats<V>(m + i, mv);
+      store_floats<V>(v + i, vv);
+    }
+    one_at_a_time(body, chunk.end);
   }
 }
 
@@ -147,8 +168,9 @@ void DeviceAdamW::step(float* params, const float* grads, float lr, cudaStream_t
   ++step_;
   const AdamWStepConstants k = adamw_step_constants(config_, step_, lr);
   if (chunks_.empty()) return;
-  launch(adamw_kernel, unsigned(chunks_.size()), kThreads, 0, stream, params, grads, m_.data(),
-         v_.data(), chunks_.data(), k, clip_scale);
+  const bool by_4 = aligned_for_4(params, grads, m_.data(), v_.data());
+  launch(by_4 ? adamw_kernel<4> : adamw_kernel<1>, unsigned(chunks_.size()), kThreads, 0, stream,
+         params, grads, m_.data(), v_.data(), chunks_.data(), k, clip_scale);
 }
 
 void DeviceAdamW::copy_to(AdamW& host, cudaStream_t stream) const {

@@ -542,15 +542,27 @@ TEST(CudaNnOps, AdamWIsTheCpusBitwise) {
   DeviceAdamW gpu(cpu, stream());
   EXPECT_EQ(gpu.step_count(), 2);
   DeviceVec<float> gparams = to_device(host_copy(params));
+  // The same steps on parameters and gradients one float past a 16-byte boundary: the kernel
+  // that takes one element at a time (aligned ones take four).
+  DeviceAdamW gpu_unaligned(cpu, stream());
+  const auto shifted = [](std::vector<float> x) {
+    x.insert(x.begin(), 0.f);
+    return x;
+  };
+  DeviceVec<float> gparams_unaligned = to_device(shifted(host_copy(params)));
   for (; s < 6; ++s) {
     fill(grads, 70 + s, s == 3 ? 1e-6f : 1.f);  // a tiny-gradient step too
     DeviceVec<float> ggrads = to_device(host_copy(grads));
+    DeviceVec<float> ggrads_unaligned = to_device(shifted(host_copy(grads)));
     cpu.step(params, grads, lrs[s]);
     gpu.step(gparams.data(), ggrads.data(), lrs[s], stream());
+    gpu_unaligned.step(gparams_unaligned.data() + 1, ggrads_unaligned.data() + 1, lrs[s], stream());
     SCOPED_TRACE("step " + std::to_string(s + 1));
     EXPECT_TRUE(same_bits(to_host(gparams), host_copy(params)));
     EXPECT_TRUE(same_bits(to_host(gpu.m()), host_copy(cpu.m())));
     EXPECT_TRUE(same_bits(to_host(gpu.v()), host_copy(cpu.v())));
+    EXPECT_TRUE(same_bits(to_host(gparams_unaligned), shifted(host_copy(params))));
+    EXPECT_TRUE(same_bits(to_host(gpu_unaligned.m()), host_copy(cpu.m())));
   }
   AdamW back(table, config);
   gpu.copy_to(back, stream());
