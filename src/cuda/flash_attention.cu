@@ -223,17 +223,23 @@ struct BackwardSmem {
                        dot = lse + kRowBytes, bytes = dot + kRowBytes;
 };
 
-// The two [16, 64] products of a backward step, in result fragments: x = A_w·Bᵀ and y = C_w·Dᵀ,
-// with A_w, C_w this warp's 16 rows of the tiles a and c, B and D the 64 rows of the tiles b, d.
+// The backward kernels take each 64-row tile of the loop in two halves of 32 rows (kHalf), so
+// that a warp holds [16, 32] scores and gradients at a time instead of [16, 64]: 32 fewer
+// registers, which at head_dim 64 lets 16 warps share a multiprocessor instead of 8 (dK, dV).
+constexpr int kHalf = kTile / 2;
+constexpr int kHalfFrags = kHalf / kCols;
+
+// The two [16, 32] products of a backward half-step, in result fragments: x = A_w·Bᵀ and
+// y = C_w·Dᵀ, with A_w, C_w this warp's 16 rows of the tiles a and c, B and D 32 rows of the
+// tiles b and d (from the pointers given).
 template <int HD>
-__device__ __forceinline__ void two_products(float (&x)[kTile / kCols][4],
-                                             float (&y)[kTile / kCols][4], const uint16_t* a,
-                                             const uint16_t* b, const uint16_t* c,
-                                             const uint16_t* d) {
+__device__ __forceinline__ void two_products(float (&x)[kHalfFrags][4], float (&y)[kHalfFrags][4],
+                                             const uint16_t* a, const uint16_t* b,
+                                             const uint16_t* c, const uint16_t* d) {
   constexpr int ld = kLdTile<HD>;
   const int warp = threadIdx.x / 32;
 #pragma unroll
-  for (int j = 0; j < kTile / kCols; ++j)
+  for (int j = 0; j < kHalfFrags; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) x[j][e] = y[j][e] = 0.f;
 #pragma unroll
@@ -242,7 +248,7 @@ __device__ __forceinline__ void two_products(float (&x)[kTile / kCols][4],
     mma::load_a(af, a + warp * kRows * ld + k * kKeyStep, ld);
     mma::load_a(cf, c + warp * kRows * ld + k * kKeyStep, ld);
 #pragma unroll
-    for (int j = 0; j < kTile / kCols; ++j) {
+    for (int j = 0; j < kHalfFrags; ++j) {
       uint32_t bf[2];
       mma::load_b_transposed(bf, b + j * kCols * ld + k * kKeyStep, ld);
       mma::mma_bf16(x[j], af, bf);
@@ -252,14 +258,15 @@ __device__ __forceinline__ void two_products(float (&x)[kTile / kCols][4],
   }
 }
 
-// acc [16, HD] += bf16(A) [16, 64] · tile [64, HD], A in result fragments (a_from_results).
+// acc [16, HD] += bf16(A) [16, 32] · tile [32, HD] (32 rows from the pointer given), A in result
+// fragments (a_from_results).
 template <int HD>
 __device__ __forceinline__ void accumulate_product(float (&acc)[HD / kCols][4],
-                                                   const float (&a)[kTile / kCols][4],
+                                                   const float (&a)[kHalfFrags][4],
                                                    const uint16_t* tile) {
   constexpr int ld = kLdTile<HD>;
 #pragma unroll
-  for (int kk = 0; kk < kTile / kKeyStep; ++kk) {
+  for (int kk = 0; kk < kHalf / kKeyStep; ++kk) {
     uint32_t af[4];
     mma::a_from_results(af, a[2 * kk], a[2 * kk + 1]);
 #pragma unroll
@@ -303,7 +310,7 @@ __global__ void __launch_bounds__(kThreads)
                        bool causal) {
   unsigned char* smem = dynamic_shared_memory();
   using L = BackwardSmem<HD>;
-  constexpr int kOut = HD / kCols, kScoreFrags = kTile / kCols;
+  constexpr int kOut = HD / kCols;
   const int warp = threadIdx.x / 32;
   const FragmentRows fr;
   uint16_t* ks = reinterpret_cast<uint16_t*>(smem + L::own);
@@ -334,21 +341,25 @@ __global__ void __launch_bounds__(kThreads)
       dot_s[i] = in ? row_dot[pr.state + q0 + i] : 0.f;
     }
     __syncthreads();
-    float pt[kScoreFrags][4], dst[kScoreFrags][4];  // Sᵀ then Pᵀ; dPᵀ then dSᵀ
-    two_products<HD>(pt, dst, ks, qs, vs, dos);
+#pragma unroll 1                                 // one half's registers at a time
+    for (int c0 = 0; c0 < kTile; c0 += kHalf) {  // queries [q0 + c0, q0 + c0 + 32)
+      const uint16_t *qh = qs + c0 * kLdTile<HD>, *doh = dos + c0 * kLdTile<HD>;
+      float pt[kHalfFrags][4], dst[kHalfFrags][4];  // Sᵀ then Pᵀ; dPᵀ then dSᵀ
+      two_products<HD>(pt, dst, ks, qh, vs, doh);
 #pragma unroll
-    for (int j = 0; j < kScoreFrags; ++j)
+      for (int j = 0; j < kHalfFrags; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = fr.col(j, e);
-        const float p = visible(causal, pr.kv_len, T, q0 + c, key0 + fr.row(e))
-                            ? expf(scale * pt[j][e] - lse_s[c])
-                            : 0.f;
-        pt[j][e] = p;
-        dst[j][e] = p * (dst[j][e] - dot_s[c]);
-      }
-    accumulate_product<HD>(dv, pt, dos);  // dV += Pᵀ · dO
-    accumulate_product<HD>(dk, dst, qs);  // dK += dSᵀ · Q
+        for (int e = 0; e < 4; ++e) {
+          const int c = c0 + fr.col(j, e);
+          const float p = visible(causal, pr.kv_len, T, q0 + c, key0 + fr.row(e))
+                              ? expf(scale * pt[j][e] - lse_s[c])
+                              : 0.f;
+          pt[j][e] = p;
+          dst[j][e] = p * (dst[j][e] - dot_s[c]);
+        }
+      accumulate_product<HD>(dv, pt, doh);  // dV += Pᵀ · dO
+      accumulate_product<HD>(dk, dst, qh);  // dK += dSᵀ · Q
+    }
   }
   const int rows = min(kRows, T - key0);  // this warp's keys inside the sequence
   float* dk_dst = dqkv + pr.q + pr.d + int64_t(key0) * pr.ld;
@@ -366,7 +377,7 @@ __global__ void __launch_bounds__(kThreads)
                       bool causal) {
   unsigned char* smem = dynamic_shared_memory();
   using L = BackwardSmem<HD>;
-  constexpr int kOut = HD / kCols, kScoreFrags = kTile / kCols;
+  constexpr int kOut = HD / kCols;
   const int warp = threadIdx.x / 32;
   const FragmentRows fr;
   uint16_t* qs = reinterpret_cast<uint16_t*>(smem + L::own);
@@ -397,19 +408,23 @@ __global__ void __launch_bounds__(kThreads)
     load_tile<HD>(ks, q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
     load_tile<HD>(vs, q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
     __syncthreads();
-    float s[kScoreFrags][4], ds[kScoreFrags][4];  // S; dP then dS
-    two_products<HD>(s, ds, qs, ks, dos, vs);
+#pragma unroll 1                                 // one half's registers at a time
+    for (int c0 = 0; c0 < kTile; c0 += kHalf) {  // keys [k0 + c0, k0 + c0 + 32)
+      const uint16_t *kh = ks + c0 * kLdTile<HD>, *vh = vs + c0 * kLdTile<HD>;
+      float s[kHalfFrags][4], ds[kHalfFrags][4];  // S; dP then dS
+      two_products<HD>(s, ds, qs, kh, dos, vh);
 #pragma unroll
-    for (int j = 0; j < kScoreFrags; ++j)
+      for (int j = 0; j < kHalfFrags; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int h = e / 2;
-        const float p = visible(causal, pr.kv_len, T, row0 + fr.row(e), k0 + fr.col(j, e))
-                            ? expf(scale * s[j][e] - lse_r[h])
-                            : 0.f;
-        ds[j][e] = p * (ds[j][e] - dot_r[h]);
-      }
-    accumulate_product<HD>(dq, ds, ks);  // dQ += dS · K
+        for (int e = 0; e < 4; ++e) {
+          const int h = e / 2;
+          const float p = visible(causal, pr.kv_len, T, row0 + fr.row(e), k0 + c0 + fr.col(j, e))
+                              ? expf(scale * s[j][e] - lse_r[h])
+                              : 0.f;
+          ds[j][e] = p * (ds[j][e] - dot_r[h]);
+        }
+      accumulate_product<HD>(dq, ds, kh);  // dQ += dS · K
+    }
   }
   const int rows = min(kRows, T - row0);
   add_rows<HD>(dqkv + pr.q + int64_t(row0) * pr.ld, pr.ld, dq, scale, rows);
