@@ -10,6 +10,24 @@ namespace ecmoe::cuda {
 
 void Context::synchronize() const { ECMOE_CUDA_CHECK(cudaStreamSynchronize(stream)); }
 
+const uint16_t* Context::bf16_weights(const float* w, int64_t n) const {
+  ParamsBf16& r = params_bf16;
+  if (r.params == nullptr || w < r.params || w + n > r.params + r.size) return nullptr;
+  if (r.copy == nullptr) {
+    r.wanted = true;
+    return nullptr;
+  }
+  return r.copy + (w - r.params);
+}
+
+void Context::wrote(const void* p, std::size_t bytes) const {
+  ParamsBf16& r = params_bf16;
+  const auto* a = static_cast<const char*>(p);
+  const auto* begin = reinterpret_cast<const char*>(r.params);
+  const auto* end = reinterpret_cast<const char*>(r.params + r.size);
+  if (r.copy != nullptr && a < end && a + bytes > begin) r.copy = nullptr;
+}
+
 int device_count() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {

@@ -5,17 +5,39 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "core/phase_times.h"
 
 namespace ecmoe::cuda {
 
+// A training run's fp32 parameters on the device and, once a bf16 GEMM has asked for one of
+// them, their bf16 copy, which the optimizer writes beside every update (cuda/optimizer.h's
+// DeviceAdamW::step with a copy): bf16 GEMMs then read their weights from it instead of rounding
+// them at every use. The owner (cuda/optimizer_device.h) registers the range; a write into it by
+// anyone else (Context::wrote: the backend's uploads) makes the copy stale until the next update
+// writes it whole again. The copy holds bf16_bits of each parameter: the same operands, the same
+// bits as rounding them at each use.
+struct ParamsBf16 {
+  const float* params = nullptr;  // the registered range [params, params + size)
+  int64_t size = 0;
+  const uint16_t* copy = nullptr;  // its bf16 copy, while valid (else nullptr)
+  bool wanted = false;             // a bf16 GEMM took a weight from the range with no copy valid
+};
+
 struct Context {
   int device = 0;
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
+  mutable ParamsBf16 params_bf16;  // a cache: the ops that read it take a const Context
   void synchronize() const;
+  // The bf16 copy of the weights [w, w + n) if params_bf16 holds them (else nullptr, and if they
+  // are inside the registered range, the owner is asked to keep a copy from its next update).
+  const uint16_t* bf16_weights(const float* w, int64_t n) const;
+  // Device memory [p, p + bytes) is being overwritten: a copy of it goes stale.
+  void wrote(const void* p, std::size_t bytes) const;
 };
 
 // The number of CUDA devices usable here; 0 without a GPU or a driver (never throws).

@@ -21,22 +21,31 @@ void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& p
   if (bf16) {
     act.x_in16.resize(size_t(S) * d);
     act.hidden16.resize(size_t(S) * f);
-    act.w1_16.resize(size_t(e) * d * f);
-    act.w2_16.resize(size_t(e) * f * d);
-    // Only the experts with slots are read: a decoded token converts its few experts' weights.
     const int64_t per_expert = int64_t(d) * f;
-    for (const ExpertRange& r : experts_with_slots(plan.expert_offsets_host)) {
-      const int64_t at = int64_t(r.begin) * per_expert,
-                    count = int64_t(r.end - r.begin) * per_expert;
-      to_bf16(act.w1_16.data() + at, w1 + at, count, stream);
-      to_bf16(act.w2_16.data() + at, w2 + at, count, stream);
+    act.w1_bf16 = ctx.bf16_weights(w1, e * per_expert);
+    act.w2_bf16 = ctx.bf16_weights(w2, e * per_expert);
+    if (act.w1_bf16 == nullptr || act.w2_bf16 == nullptr) {
+      act.w1_16.resize(size_t(e) * d * f);
+      act.w2_16.resize(size_t(e) * f * d);
+      // Only the experts with slots are read: a decoded token converts its few experts' weights.
+      for (const ExpertRange& r : experts_with_slots(plan.expert_offsets_host)) {
+        const int64_t at = int64_t(r.begin) * per_expert,
+                      count = int64_t(r.end - r.begin) * per_expert;
+        to_bf16(act.w1_16.data() + at, w1 + at, count, stream);
+        to_bf16(act.w2_16.data() + at, w2 + at, count, stream);
+      }
+      act.w1_bf16 = act.w1_16.data();
+      act.w2_bf16 = act.w2_16.data();
+    } else if (!act.w1_16.empty()) {  // the first step's own copies are not needed any more
+      act.w1_16.release();
+      act.w2_16.release();
     }
     phase_lap(times, ctx, "weights to bf16");
     dispatch_forward(act.x_in16.data(), x, plan, d, stream);
     x_in = act.x_in16.data();
     hidden = act.hidden16.data();
-    W1 = act.w1_16.data();
-    W2 = act.w2_16.data();
+    W1 = act.w1_bf16;
+    W2 = act.w2_bf16;
   } else {
     act.x_in.resize(size_t(S) * d);
     act.hidden.resize(size_t(S) * f);
@@ -73,8 +82,8 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExp
   const void *W1 = w1, *W2 = w2, *x_in = act.x_in.data(), *hidden = act.hidden.data();
   const void *d_out, *d_pre;
   if (bf16) {
-    W1 = act.w1_16.data();
-    W2 = act.w2_16.data();
+    W1 = act.w1_bf16;
+    W2 = act.w2_bf16;
     x_in = act.x_in16.data();
     hidden = act.hidden16.data();
     scratch.grad_d16.resize(size_t(S) * d);

@@ -21,8 +21,12 @@ struct DeviceExpertActivations {
   DeviceVec<float> out;          // [S, d]
   DeviceVec<uint16_t> x_in16;    // [S, d] bf16 only
   DeviceVec<uint16_t> hidden16;  // [S, f] bf16 only
-  DeviceVec<uint16_t> w1_16;     // [e, d, f] bf16 only: this forward's copy of W1
+  DeviceVec<uint16_t> w1_16;     // [e, d, f] bf16 only: this forward's copy of W1, when made
   DeviceVec<uint16_t> w2_16;     // [e, f, d]
+  // bf16 only: the W1, W2 of this forward, w1_16 and w2_16 or the training parameters' bf16
+  // copy (Context::params_bf16) where it holds them.
+  const uint16_t* w1_bf16 = nullptr;
+  const uint16_t* w2_bf16 = nullptr;
   Precision precision = Precision::kFp32;
 };
 

@@ -17,6 +17,15 @@ const void* operand(const float* x, int64_t n, DeviceVec<uint16_t>& copy, Precis
   return copy.data();
 }
 
+// A weight w [n] as a GEMM operand: as operand(), but in bf16 the training parameters' copy
+// (Context::params_bf16) where it holds w, with the same bits.
+const void* weight_operand(const float* w, int64_t n, DeviceVec<uint16_t>& copy,
+                           Precision precision, const Context& ctx) {
+  if (precision == Precision::kBf16)
+    if (const uint16_t* kept = ctx.bf16_weights(w, n)) return kept;
+  return operand(w, n, copy, precision, ctx.stream);
+}
+
 }  // namespace
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
@@ -26,7 +35,7 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   if (bias) broadcast_rows(out, bias, s.rows, s.out_dim, ctx.stream);
   const void* a = operand(inp, int64_t(s.rows) * s.in_dim, scratch.x16, precision, ctx.stream);
   const void* w =
-      operand(weight, int64_t(s.in_dim) * s.out_dim, scratch.w16, precision, ctx.stream);
+      weight_operand(weight, int64_t(s.in_dim) * s.out_dim, scratch.w16, precision, ctx);
   Gemm g;
   g.m = s.rows;
   g.n = s.out_dim;
@@ -52,7 +61,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
     g.n = s.in_dim;
     g.k = s.out_dim;
     g.a = d;
-    g.b = operand(weight, int64_t(s.in_dim) * s.out_dim, scratch.w16, precision, ctx.stream);
+    g.b = weight_operand(weight, int64_t(s.in_dim) * s.out_dim, scratch.w16, precision, ctx);
     g.c = dinp;
     g.beta = 1.f;
     gemm(ctx.blas, g, precision);
@@ -82,7 +91,7 @@ void tied_output_forward(float* logits, const float* h, const float* table,
   g.n = s.out_dim;
   g.k = s.in_dim;
   g.a = operand(h, int64_t(s.rows) * s.in_dim, scratch.x16, precision, ctx.stream);
-  g.b = operand(table, int64_t(s.out_dim) * s.in_dim, scratch.w16, precision, ctx.stream);
+  g.b = weight_operand(table, int64_t(s.out_dim) * s.in_dim, scratch.w16, precision, ctx);
   g.c = logits;
   gemm(ctx.blas, g, precision);
 }
@@ -98,7 +107,7 @@ void tied_output_backward(float* dh, float* dtable, const float* dlogits, const 
     g.n = s.in_dim;
     g.k = s.out_dim;
     g.a = d;
-    g.b = operand(table, int64_t(s.out_dim) * s.in_dim, scratch.w16, precision, ctx.stream);
+    g.b = weight_operand(table, int64_t(s.out_dim) * s.in_dim, scratch.w16, precision, ctx);
     g.c = dh;
     g.beta = 1.f;
     gemm(ctx.blas, g, precision);

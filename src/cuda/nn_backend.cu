@@ -43,7 +43,9 @@ class CudaNnBackend final : public nn::Backend {
   void release(void* p) noexcept override { cudaFree(p); }
   // Staged in pinned memory (cuda/pinned_staging.h): the source may be reused at once, and the
   // host does not wait for the device.
+  // A write into the training parameters makes their bf16 copy stale (Context::params_bf16).
   void upload(void* dst, const void* host_src, std::size_t bytes) override {
+    ctx_.wrote(dst, bytes);
     upload_async(dst, host_src, bytes, ctx_.stream);
   }
   void download(void* host_dst, const void* src, std::size_t bytes) override {
@@ -52,6 +54,7 @@ class CudaNnBackend final : public nn::Backend {
     ctx_.synchronize();
   }
   void copy(void* dst, const void* src, std::size_t bytes) override {
+    ctx_.wrote(dst, bytes);
     if (bytes)
       ECMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx_.stream));
   }

@@ -25,9 +25,11 @@ static_assert(32 % kLanes == 0, "a chunk's lanes sit in one warp");
 // V = 4: the chunk's elements from its first multiple of 4 to its last are taken four at a time
 // (16-byte loads and stores of p, g, m and v: their pointers are aligned for it), the few before
 // and after one at a time; each element's update is the same either way, so are its bits.
+// p16, if not null, gets each updated parameter rounded to bf16 (bf16_bits).
 template <int V>
-__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, const AdamWChunk* chunks,
-                             AdamWStepConstants k, const float* clip_scale) {
+__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, uint16_t* p16,
+                             const AdamWChunk* chunks, AdamWStepConstants k,
+                             const float* clip_scale) {
   const AdamWChunk chunk = chunks[blockIdx.x];
   const float decay = chunk.decay ? k.decay_factor : 1.f;
   const float scale = clip_scale != nullptr ? *clip_scale : 1.f;
@@ -35,7 +37,10 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, const
     adamw_update(pi, mi, vi, scale == 1.f ? gi : __fmul_rn(gi, scale), decay, k);
   };
   const auto one_at_a_time = [&](int64_t from, int64_t to) {
-    for (int64_t i = from + threadIdx.x; i < to; i += blockDim.x) update(p[i], m[i], v[i], g[i]);
+    for (int64_t i = from + threadIdx.x; i < to; i += blockDim.x) {
+      update(p[i], m[i], v[i], g[i]);
+      if (p16 != nullptr) p16[i] = bf16_bits(p[i]);
+    }
   };
   if constexpr (V == 1) {
     one_at_a_time(chunk.begin, chunk.end);
@@ -51,6 +56,7 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, const
       store_floats<V>(p + i, pv);
       store_floats<V>(m + i, mv);
       store_floats<V>(v + i, vv);
+      if (p16 != nullptr) store_floats<V>(p16 + i, pv);
     }
     one_at_a_time(body, chunk.end);
   }
@@ -163,14 +169,15 @@ DeviceAdamW::DeviceAdamW(const AdamW& host, cudaStream_t stream)
 }
 
 void DeviceAdamW::step(float* params, const float* grads, float lr, cudaStream_t stream,
-                       const float* clip_scale) {
+                       const float* clip_scale, uint16_t* params16) {
   ECMOE_CHECK(std::isfinite(lr) && lr >= 0.f, "AdamW: learning rate must be >= 0, got ", lr);
   ++step_;
   const AdamWStepConstants k = adamw_step_constants(config_, step_, lr);
   if (chunks_.empty()) return;
-  const bool by_4 = aligned_for_4(params, grads, m_.data(), v_.data());
+  const bool by_4 = aligned_for_4(params, grads, m_.data(), v_.data()) &&
+                    (params16 == nullptr || aligned_for_4(params16));
   launch(by_4 ? adamw_kernel<4> : adamw_kernel<1>, unsigned(chunks_.size()), kThreads, 0, stream,
-         params, grads, m_.data(), v_.data(), chunks_.data(), k, clip_scale);
+         params, grads, m_.data(), v_.data(), params16, chunks_.data(), k, clip_scale);
 }
 
 void DeviceAdamW::copy_to(AdamW& host, cudaStream_t stream) const {

@@ -28,9 +28,10 @@ class DeviceAdamW {
   // AdamW::step on params, grads [size()]: t = ++step_count(), then the update of every chunk.
   // clip_scale, if given, is a device float (queue_grad_norm's) that every gradient is
   // multiplied by first, as scale_grads would have done: the same bits as scaling and then
-  // stepping, without a pass that reads and writes every gradient.
+  // stepping, without a pass that reads and writes every gradient. params16, if given, gets
+  // bf16_bits of every updated parameter (Context::params_bf16's copy).
   void step(float* params, const float* grads, float lr, cudaStream_t stream,
-            const float* clip_scale = nullptr);
+            const float* clip_scale = nullptr, uint16_t* params16 = nullptr);
   // The moments and the step count back into `host` (for a checkpoint; waits for the stream).
   void copy_to(AdamW& host, cudaStream_t stream) const;
 

@@ -26,14 +26,22 @@ class CudaOptimizerDevice final : public OptimizerDevice {
     params_.resize(n);
     grads_.resize(n);
     all_[0] = {grads_.data(), int64_t(grads_.size())};
+    // The parameters' bf16 copy: made once a bf16 GEMM asks for it (Context::params_bf16).
+    ctx_.params_bf16 = {params_.data(), int64_t(n), nullptr, false};
   }
+  ~CudaOptimizerDevice() override {
+    if (ctx_.params_bf16.params == params_.data()) ctx_.params_bf16 = {};
+  }
+  CudaOptimizerDevice(const CudaOptimizerDevice&) = delete;
+  CudaOptimizerDevice& operator=(const CudaOptimizerDevice&) = delete;
   void load(const FlatBuffer& params, const AdamW& adam) override {
     ECMOE_CHECK(params.size() == table_.total_floats(), "cuda optimizer: a parameter buffer of ",
                 params.size(), " floats for a table of ", table_.total_floats());
     ECMOE_CHECK(adam.m().size() == table_.total_floats(), "cuda optimizer: an AdamW of ",
                 adam.m().size(), " floats for a table of ", table_.total_floats());
     params_.upload(std::span<const float>(params.data(), std::size_t(params.size())), ctx_.stream);
-    adam_.emplace(adam, ctx_.stream);  // copies the moments and the step count
+    ctx_.wrote(params_.data(), params_.bytes());  // the bf16 copy is stale until the next step
+    adam_.emplace(adam, ctx_.stream);             // copies the moments and the step count
     ctx_.synchronize();
   }
   void store(FlatBuffer& params, AdamW& adam) override {
@@ -86,7 +94,14 @@ class CudaOptimizerDevice final : public OptimizerDevice {
   void adamw_step(float lr) override {
     require_loaded();
     const float* clip = scale_pending_ ? clip_scale_on_device(norm_scratch_) : nullptr;
-    adam_->step(params_.data(), grads_.data(), lr, ctx_.stream, clip);
+    // Once asked for, the bf16 copy is written whole by every step (valid again after a write
+    // into the parameters made it stale).
+    ParamsBf16& copy = ctx_.params_bf16;
+    const bool keep_copy = copy.params == params_.data() && (copy.wanted || !params16_.empty());
+    if (keep_copy) params16_.resize(params_.size());
+    adam_->step(params_.data(), grads_.data(), lr, ctx_.stream, clip,
+                keep_copy ? params16_.data() : nullptr);
+    if (keep_copy) copy.copy = params16_.data();
     scale_pending_ = false;
   }
   void wait() override { ctx_.synchronize(); }
@@ -99,6 +114,7 @@ class CudaOptimizerDevice final : public OptimizerDevice {
   Context& ctx_;
   const TensorTable& table_;
   DeviceVec<float> params_, grads_;
+  DeviceVec<uint16_t> params16_;  // Context::params_bf16's copy, once asked for
   std::optional<DeviceAdamW> adam_;
   GradNormScratch norm_scratch_;
   Readback norm_readback_;

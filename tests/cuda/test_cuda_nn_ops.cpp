@@ -25,10 +25,12 @@
 #include <string>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #include "core/precision.h"
 #include "core/tensor_table.h"
 #include "cuda/attention.h"
+#include "cuda/context.h"
 #include "cuda/linear.h"
 #include "cuda/loss.h"
 #include "cuda/nn_backend.h"
@@ -569,6 +571,56 @@ TEST(CudaNnOps, AdamWIsTheCpusBitwise) {
   EXPECT_EQ(back.step_count(), cpu.step_count());
   EXPECT_TRUE(same_bits(host_copy(back.m()), host_copy(cpu.m())));
   EXPECT_TRUE(same_bits(host_copy(back.v()), host_copy(cpu.v())));
+}
+
+// The training parameters' bf16 copy (Context::params_bf16): none until a bf16 GEMM asks for a
+// weight of the range, then written whole by every AdamW step with the bits of rounding each
+// updated parameter (every tensor, padding aside); an upload into the parameters drops it until
+// the next step; the optimizer's end unregisters the range.
+TEST(CudaNnOps, TheParametersBf16CopyFollowsEveryStep) {
+  ECMOE_REQUIRE_GPU();
+  OptimizerCase c(131);
+  auto& [table, config, params, grads, cpu] = c;
+  const Context& ctx = context();
+  const std::unique_ptr<nn::Backend> backend = make_nn_backend();
+  std::unique_ptr<OptimizerDevice> gpu = make_optimizer_device(table, config);
+  gpu->load(params, cpu);
+  const TensorSpec& w = table.spec("w");
+  const auto copy_of = [&](const TensorSpec& spec) {
+    return ctx.bf16_weights(gpu->params() + spec.offset, spec.numel());
+  };
+  const auto step = [&](uint64_t seed) {
+    fill(grads, seed, 1.f);
+    backend->upload(gpu->grads(), grads.data(), size_t(grads.size()) * sizeof(float));
+    cpu.step(params, grads, 1e-2f);
+    gpu->adamw_step(1e-2f);
+  };
+  const auto expect_copy_is_params = [&] {
+    for (const TensorSpec& spec : table.specs()) {
+      const uint16_t* copy = copy_of(spec);
+      ASSERT_NE(copy, nullptr) << spec.name;
+      std::vector<uint16_t> got(size_t(spec.numel()));
+      backend->download(got.data(), copy, got.size() * sizeof(uint16_t));
+      for (int64_t i = 0; i < spec.numel(); ++i)
+        ASSERT_EQ(got[size_t(i)], float_to_bf16(params.data()[spec.offset + i]))
+            << spec.name << " element " << i;
+    }
+  };
+  step(132);
+  EXPECT_EQ(ctx.params_bf16.copy, nullptr);  // nobody asked: no copy made
+  EXPECT_EQ(copy_of(w), nullptr);            // the first ask finds none ...
+  EXPECT_TRUE(ctx.params_bf16.wanted);
+  step(133);  // ... and the next step makes it
+  expect_copy_is_params();
+  float outside = 0.f;  // memory outside the range has no copy
+  EXPECT_EQ(ctx.bf16_weights(&outside, 1), nullptr);
+  // An upload into one tensor drops the copy; the next step makes it whole again.
+  backend->upload(gpu->params() + w.offset, params.data() + w.offset, sizeof(float));
+  EXPECT_EQ(copy_of(table.spec("embed")), nullptr);
+  step(134);
+  expect_copy_is_params();
+  gpu.reset();
+  EXPECT_EQ(ctx.params_bf16.params, nullptr);
 }
 
 // The training path's clipping (cuda/optimizer_device.h): the factor left on the device and
