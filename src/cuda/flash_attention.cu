@@ -50,10 +50,12 @@ __device__ __forceinline__ int query_tile_row0() { return int(gridDim.y - 1 - bl
 
 // ---- forward --------------------------------------------------------------------------------
 
-// Shared memory of the forward: the K and V tiles (Q's tile passes through K's buffer first).
+// Shared memory of the forward: two K and V tiles, the loop's current one and the next one in
+// flight (Q's tile passes through the first K buffer before).
 template <int HD>
 struct ForwardSmem {
-  static constexpr int k = 0, v = k + kTileBytes<HD>, bytes = v + kTileBytes<HD>;
+  static constexpr int kv = kTileBytes<HD> * 2;  // a K tile and its V tile
+  static constexpr int k = 0, v = kTileBytes<HD>, bytes = 2 * kv;
 };
 
 // The rows of a warp's fragments: a lane holds elements of rows g and g + 8 of its warp's 16
@@ -94,19 +96,27 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kScoreFrags = kTile / kCols;
   const int warp = threadIdx.x / 32;
   const FragmentRows fr;
-  uint16_t* ks = reinterpret_cast<uint16_t*>(smem + L::k);
-  uint16_t* vs = reinterpret_cast<uint16_t*>(smem + L::v);
   const PairRows pr(blockIdx.x, T, H, HD, valid_len);
   const int q0 = query_tile_row0();
   const int row0 = q0 + warp * kRows;  // this warp's first query
   const uint16_t* q = qkv16 + pr.q;
+  // Buffer b's K and V tiles; the tile of keys [k0, k0 + 64) goes to buffer (k0 / 64) % 2.
+  const auto k_buffer = [&](int b) { return reinterpret_cast<uint16_t*>(smem + b * L::kv + L::k); };
+  const auto v_buffer = [&](int b) { return reinterpret_cast<uint16_t*>(smem + b * L::kv + L::v); };
+  const auto start_loading = [&](int k0) {  // the K and V tiles of keys [k0, k0 + 64)
+    const int b = (k0 / kTile) % 2;
+    load_tile_async<HD>(k_buffer(b), q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
+    load_tile_async<HD>(v_buffer(b), q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
+    commit_async_copies();
+  };
 
-  // Q's tile through the K buffer into this warp's A fragments, kept for the whole loop.
-  load_tile<HD>(ks, q + q0 * pr.ld, pr.ld, min(kTile, T - q0));
+  // Q's tile through the first K buffer into this warp's A fragments, kept for the whole loop.
+  load_tile<HD>(k_buffer(0), q + q0 * pr.ld, pr.ld, min(kTile, T - q0));
   __syncthreads();
   uint32_t qa[kDepth][4];
 #pragma unroll
-  for (int c = 0; c < kDepth; ++c) mma::load_a(qa[c], ks + warp * kRows * ld + c * kKeyStep, ld);
+  for (int c = 0; c < kDepth; ++c)
+    mma::load_a(qa[c], k_buffer(0) + warp * kRows * ld + c * kKeyStep, ld);
   __syncthreads();  // every warp holds its Q before K's first tile overwrites the buffer
 
   float o[kOut][4];
@@ -116,10 +126,19 @@ __global__ void __launch_bounds__(kThreads)
     for (int e = 0; e < 4; ++e) o[n][e] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // rows g and g + 8
   const int key_end = causal ? min(q0 + kTile, pr.kv_len) : pr.kv_len;
+  if (key_end > 0) start_loading(0);
   for (int k0 = 0; k0 < key_end; k0 += kTile) {
-    load_tile<HD>(ks, q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
-    load_tile<HD>(vs, q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
+    // The next tiles start loading into the other buffer (free since the loop's last barrier);
+    // this one's are waited for.
+    if (k0 + kTile < key_end) {
+      start_loading(k0 + kTile);
+      wait_async_copies<1>();
+    } else {
+      wait_async_copies<0>();
+    }
     __syncthreads();
+    const uint16_t* ks = k_buffer((k0 / kTile) % 2);
+    const uint16_t* vs = v_buffer((k0 / kTile) % 2);
     // S [16, 64] = Q_w · Kᵀ (unscaled)
     float s[kScoreFrags][4];
 #pragma unroll
@@ -214,13 +233,31 @@ __global__ void row_dot_kernel(float* row_dot, const uint16_t* dout16, const flo
   row_dot[(row / T * H + h) * T + row % T] = acc;
 }
 
-// Shared memory of both backward kernels: four tiles (the block's own two, K and V or Q and dO,
-// and the loop's two) and the loop's query tile's lse and row_dot (dK, dV only).
+// Shared memory of both backward kernels: the block's own two tiles (K and V, or Q and dO), then
+// two buffers for the loop, the current step's and the next one's in flight, each with its two
+// tiles (Q and dO, or K and V) and, for dK and dV, its queries' lse and row_dot.
 template <int HD>
 struct BackwardSmem {
-  static constexpr int own = 0, own2 = own + kTileBytes<HD>, loop = own2 + kTileBytes<HD>,
-                       loop2 = loop + kTileBytes<HD>, lse = loop2 + kTileBytes<HD>,
-                       dot = lse + kRowBytes, bytes = dot + kRowBytes;
+  static constexpr int own = 0, own2 = kTileBytes<HD>, loop = 2 * kTileBytes<HD>;
+  static constexpr int per_loop = 2 * kTileBytes<HD> + 2 * kRowBytes;     // one loop buffer
+  static constexpr int loop2 = kTileBytes<HD>, lse = 2 * kTileBytes<HD>,  // within a loop buffer
+      dot = lse + kRowBytes;
+  static constexpr int bytes = loop + 2 * per_loop;
+};
+
+// Loop buffer b of a backward kernel's shared memory (BackwardSmem): its two tiles and row values.
+template <int HD>
+struct LoopBuffer {
+  uint16_t *tile, *tile2;
+  float *lse, *dot;
+  __device__ LoopBuffer(unsigned char* smem, int b) {
+    using L = BackwardSmem<HD>;
+    unsigned char* at = smem + L::loop + b * L::per_loop;
+    tile = reinterpret_cast<uint16_t*>(at);
+    tile2 = reinterpret_cast<uint16_t*>(at + L::loop2);
+    lse = reinterpret_cast<float*>(at + L::lse);
+    dot = reinterpret_cast<float*>(at + L::dot);
+  }
 };
 
 // The backward kernels take each 64-row tile of the loop in two halves of 32 rows (kHalf), so
@@ -315,15 +352,24 @@ __global__ void __launch_bounds__(kThreads)
   const FragmentRows fr;
   uint16_t* ks = reinterpret_cast<uint16_t*>(smem + L::own);
   uint16_t* vs = reinterpret_cast<uint16_t*>(smem + L::own2);
-  uint16_t* qs = reinterpret_cast<uint16_t*>(smem + L::loop);
-  uint16_t* dos = reinterpret_cast<uint16_t*>(smem + L::loop2);
-  float* lse_s = reinterpret_cast<float*>(smem + L::lse);
-  float* dot_s = reinterpret_cast<float*>(smem + L::dot);
   const PairRows pr(blockIdx.x, T, H, HD, valid_len);
   const int k0 = int(blockIdx.y) * kTile;  // causal: the first tiles have the most queries
   if (k0 >= pr.kv_len) return;             // no query sees these keys: their gradients are 0 (+= 0)
   const int key0 = k0 + warp * kRows;      // this warp's first key
   const uint16_t* q = qkv16 + pr.q;
+  // The Q and dO tiles of queries [q0, q0 + 64) start loading into loop buffer b; their lse and
+  // row_dot are stored there.
+  const auto start_loading = [&](int q0, int b) {
+    const LoopBuffer<HD> buf(smem, b);
+    load_tile_async<HD>(buf.tile, q + q0 * pr.ld, pr.ld, min(kTile, T - q0));
+    load_tile_async<HD>(buf.tile2, dout16 + pr.o + int64_t(q0) * pr.d, pr.d, min(kTile, T - q0));
+    commit_async_copies();
+    for (int i = threadIdx.x; i < kTile; i += kThreads) {
+      const bool in = q0 + i < T;
+      buf.lse[i] = in ? lse[pr.state + q0 + i] : INFINITY;
+      buf.dot[i] = in ? row_dot[pr.state + q0 + i] : 0.f;
+    }
+  };
   load_tile<HD>(ks, q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
   load_tile<HD>(vs, q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
   float dk[kOut][4], dv[kOut][4];
@@ -331,16 +377,21 @@ __global__ void __launch_bounds__(kThreads)
   for (int n = 0; n < kOut; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.f;
-  for (int q0 = causal ? k0 : 0; q0 < T; q0 += kTile) {
-    __syncthreads();  // the previous tiles are read (and K, V are loaded)
-    load_tile<HD>(qs, q + q0 * pr.ld, pr.ld, min(kTile, T - q0));
-    load_tile<HD>(dos, dout16 + pr.o + int64_t(q0) * pr.d, pr.d, min(kTile, T - q0));
-    for (int i = threadIdx.x; i < kTile; i += kThreads) {
-      const bool in = q0 + i < T;
-      lse_s[i] = in ? lse[pr.state + q0 + i] : INFINITY;
-      dot_s[i] = in ? row_dot[pr.state + q0 + i] : 0.f;
+  const int first = causal ? k0 : 0;
+  start_loading(first, 0);
+  for (int q0 = first, step = 0; q0 < T; q0 += kTile, ++step) {
+    // The next query tile starts loading into the other buffer (free since the loop's last
+    // barrier); this one's is waited for.
+    if (q0 + kTile < T) {
+      start_loading(q0 + kTile, (step + 1) % 2);
+      wait_async_copies<1>();
+    } else {
+      wait_async_copies<0>();
     }
-    __syncthreads();
+    __syncthreads();  // this step's tiles and rows are in (and K, V are loaded)
+    const LoopBuffer<HD> buf(smem, step % 2);
+    const uint16_t *qs = buf.tile, *dos = buf.tile2;
+    const float *lse_s = buf.lse, *dot_s = buf.dot;
 #pragma unroll 1                                 // one half's registers at a time
     for (int c0 = 0; c0 < kTile; c0 += kHalf) {  // queries [q0 + c0, q0 + c0 + 32)
       const uint16_t *qh = qs + c0 * kLdTile<HD>, *doh = dos + c0 * kLdTile<HD>;
@@ -360,6 +411,7 @@ __global__ void __launch_bounds__(kThreads)
       accumulate_product<HD>(dv, pt, doh);  // dV += Pᵀ · dO
       accumulate_product<HD>(dk, dst, qh);  // dK += dSᵀ · Q
     }
+    __syncthreads();  // every warp is done with this buffer before it is loaded again
   }
   const int rows = min(kRows, T - key0);  // this warp's keys inside the sequence
   float* dk_dst = dqkv + pr.q + pr.d + int64_t(key0) * pr.ld;
@@ -382,12 +434,17 @@ __global__ void __launch_bounds__(kThreads)
   const FragmentRows fr;
   uint16_t* qs = reinterpret_cast<uint16_t*>(smem + L::own);
   uint16_t* dos = reinterpret_cast<uint16_t*>(smem + L::own2);
-  uint16_t* ks = reinterpret_cast<uint16_t*>(smem + L::loop);
-  uint16_t* vs = reinterpret_cast<uint16_t*>(smem + L::loop2);
   const PairRows pr(blockIdx.x, T, H, HD, valid_len);
   const int q0 = query_tile_row0();
   const int row0 = q0 + warp * kRows;  // this warp's first query
   const uint16_t* q = qkv16 + pr.q;
+  // The K and V tiles of keys [k0, k0 + 64) start loading into loop buffer (k0 / 64) % 2.
+  const auto start_loading = [&](int k0) {
+    const LoopBuffer<HD> buf(smem, (k0 / kTile) % 2);
+    load_tile_async<HD>(buf.tile, q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
+    load_tile_async<HD>(buf.tile2, q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
+    commit_async_copies();
+  };
   load_tile<HD>(qs, q + q0 * pr.ld, pr.ld, min(kTile, T - q0));
   load_tile<HD>(dos, dout16 + pr.o + int64_t(q0) * pr.d, pr.d, min(kTile, T - q0));
   float lse_r[2], dot_r[2];  // rows g and g + 8
@@ -403,11 +460,19 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dq[n][e] = 0.f;
   const int key_end = causal ? min(q0 + kTile, pr.kv_len) : pr.kv_len;
+  if (key_end > 0) start_loading(0);
   for (int k0 = 0; k0 < key_end; k0 += kTile) {
-    __syncthreads();  // the previous K, V tiles are read (and Q, dO are loaded)
-    load_tile<HD>(ks, q + pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
-    load_tile<HD>(vs, q + 2 * pr.d + k0 * pr.ld, pr.ld, min(kTile, T - k0));
-    __syncthreads();
+    // The next key tile starts loading into the other buffer (free since the loop's last
+    // barrier); this one's is waited for.
+    if (k0 + kTile < key_end) {
+      start_loading(k0 + kTile);
+      wait_async_copies<1>();
+    } else {
+      wait_async_copies<0>();
+    }
+    __syncthreads();  // this step's K and V are in (and Q, dO are loaded)
+    const LoopBuffer<HD> buf(smem, (k0 / kTile) % 2);
+    const uint16_t *ks = buf.tile, *vs = buf.tile2;
 #pragma unroll 1                                 // one half's registers at a time
     for (int c0 = 0; c0 < kTile; c0 += kHalf) {  // keys [k0 + c0, k0 + c0 + 32)
       const uint16_t *kh = ks + c0 * kLdTile<HD>, *vh = vs + c0 * kLdTile<HD>;
@@ -425,6 +490,7 @@ __global__ void __launch_bounds__(kThreads)
         }
       accumulate_product<HD>(dq, ds, kh);  // dQ += dS · K
     }
+    __syncthreads();  // every warp is done with this buffer before it is loaded again
   }
   const int rows = min(kRows, T - row0);
   add_rows<HD>(dqkv + pr.q + int64_t(row0) * pr.ld, pr.ld, dq, scale, rows);

@@ -7,7 +7,8 @@
 // Tiles of 64 queries × 64 keys, a block of 4 warps per (query or key tile, sequence, head), each
 // warp 16 rows, the products on tensor cores (PTX mma.m16n8k16, bf16 operands, fp32
 // accumulation; cuda/mma_fragments.cuh), the scores, probabilities and outputs of a warp's rows in
-// its registers, only the K and V (Q, dO) tiles in shared memory:
+// its registers, only the K and V (Q, dO) tiles in shared memory, the loop's next ones loading
+// (cp.async, cuda/async_copy.cuh) while a block computes on the current ones:
 // - forward: per query tile, loop over the key tiles (causal: up to the diagonal) with an online
 //   softmax (running max and sum per row, the output rescaled in registers); saves the rows'
 //   logsumexp lse [B, H, T];

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "cuda/async_copy.cuh"
+
 namespace ecmoe::cuda::flash {
 
 constexpr int kTile = 64;     // queries or keys a block owns, and the tile its loop steps over
@@ -42,6 +44,21 @@ __device__ __forceinline__ void load_tile(uint16_t* dst, const uint16_t* src, in
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
     if (r < rows) v = *reinterpret_cast<const uint4*>(src + r * src_ld + c);
     *reinterpret_cast<uint4*>(dst + r * kLdTile<HD> + c) = v;
+  }
+}
+
+// load_tile without waiting: the rows inside the sequence by cp.async (cuda/async_copy.cuh; the
+// caller commits and waits), the zeros past it by plain stores. The whole block calls it.
+template <int HD>
+__device__ __forceinline__ void load_tile_async(uint16_t* dst, const uint16_t* src, int64_t src_ld,
+                                                int rows) {
+  constexpr int kVecs = HD / 8;  // 16-byte vectors per row
+  for (int i = threadIdx.x; i < kTile * kVecs; i += kThreads) {
+    const int r = i / kVecs, c = (i % kVecs) * 8;
+    if (r < rows)
+      copy_async_16(dst + r * kLdTile<HD> + c, src + r * src_ld + c);
+    else
+      *reinterpret_cast<uint4*>(dst + r * kLdTile<HD> + c) = make_uint4(0u, 0u, 0u, 0u);
   }
 }
 

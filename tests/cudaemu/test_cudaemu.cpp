@@ -862,6 +862,51 @@ TEST(CudaemuDeathTest, LdmatrixNeedsSixteenByteAlignedRows) {
       "ldmatrix: lane [0-9]+'s row address is not 16 bytes of shared memory at a 16-byte boundary");
 }
 
+// cp.async: thread 0 copies two 16-byte groups into shared memory and reads them back before any
+// wait, after waiting for all but the newest group, and after waiting for all.
+__global__ void cp_async_kernel(int* out, const int* src, int misalign) {
+  __shared__ int box[8];
+  if (threadIdx.x != 0) return;
+  cudaemu::cp_async(box + misalign, src, 16);
+  cudaemu::cp_async_commit();
+  cudaemu::cp_async(box + 4, src + 4, 16);
+  cudaemu::cp_async_commit();
+  for (int i = 0; i < 8; ++i) out[i] = box[i];  // nothing waited for yet
+  cudaemu::cp_async_wait(1);
+  for (int i = 0; i < 8; ++i) out[8 + i] = box[i];  // the first group only
+  cudaemu::cp_async_wait(0);
+  for (int i = 0; i < 8; ++i) out[16 + i] = box[i];
+}
+
+TEST(Cudaemu, CpAsyncLandsOnlyWhenAWaitCompletesItsGroup) {
+  const std::vector<int> src = {1, 2, 3, 4, 5, 6, 7, 8};
+  int* d_src = device_copy(src);
+  int* d_out = nullptr;
+  CHECK_CUDA(cudaMalloc(&d_out, 24 * sizeof(int)));
+  cudaemu::launch(cp_async_kernel, dim3(1), dim3(32), 0, nullptr, d_out, d_src, 0);
+  const std::vector<int> out = host_copy(d_out, 24);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(out[size_t(i)], -1) << i;  // shared memory's 0xff bytes: the copies are pending
+    EXPECT_EQ(out[size_t(8 + i)], i < 4 ? i + 1 : -1) << i;
+    EXPECT_EQ(out[size_t(16 + i)], i + 1) << i;
+  }
+}
+
+TEST(CudaemuDeathTest, CpAsyncNeedsSixteenByteAlignedShared) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        const std::vector<int> src(8, 0);
+        int* d_src = device_copy(src);
+        int* d_out = nullptr;
+        cudaMalloc(&d_out, 24 * sizeof(int));
+        cudaemu::launch(cp_async_kernel, dim3(1), dim3(32), 0, nullptr, d_out, d_src, 1);
+        cudaDeviceSynchronize();
+      },
+      "cp.async.cg: a copy of 16 bytes that is not 16 bytes of device memory to 16 bytes of "
+      "shared memory");
+}
+
 __global__ void half_warp_mma_kernel(float* d) {
   float rd[4] = {0.f, 0.f, 0.f, 0.f};
   const uint32_t ra[4] = {0u, 0u, 0u, 0u}, rb[2] = {0u, 0u};

@@ -232,6 +232,14 @@ unsigned char* dynamic_shared_memory();
 // The value `v` of lane `src` of the caller's warp; from a lane that exited or was never launched
 // (undefined on a GPU), 0xff bytes.
 uint64_t warp_exchange(uint64_t v, int src);
+// PTX cp.async.cg.shared.global (16 bytes), cp.async.commit_group, cp.async.wait_group N: a copy
+// waits, unperformed, until a wait lets its group complete, so shared memory read before the
+// wait (and the __syncthreads after it, for the other threads) holds what was there before, as it
+// may on a GPU. A copy that is not 16 bytes of device memory to 16 bytes of shared memory, both
+// 16-byte aligned, stops the program. Copies still in flight when the thread ends complete.
+void cp_async(void* shared_dst, const void* global_src, size_t bytes);
+void cp_async_commit();
+void cp_async_wait(int newest_in_flight);  // all but the newest N committed groups complete
 // PTX: a warp-synchronous call whose mask leaves out the calling lane is undefined; stops.
 void check_in_mask(unsigned mask, const char* call);
 

@@ -41,6 +41,19 @@ struct Warp {
   uint64_t scratch[512] = {};  // warp_scratch: 4 KB, a WMMA accumulator tile (1 KB) with room
 };
 
+// A thread's cp.async copies in flight: each waits in `pending` until a cp.async.wait_group
+// lets its group complete; `group_ends[g]` is the end of group g in `pending` (the copies after
+// the last end are not committed yet).
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  size_t bytes;
+};
+struct AsyncCopies {
+  std::vector<AsyncCopy> pending;
+  std::vector<size_t> group_ends;
+};
+
 struct BlockRun : Block {
   int threads = 0;
   int live = 0;
@@ -53,6 +66,7 @@ struct BlockRun : Block {
   const std::function<void()>* body = nullptr;
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
+  std::vector<AsyncCopies> async;  // each thread's cp.async copies in flight
   std::vector<uint64_t> scratch;
   // Dynamic shared memory: its own mapping, ending at a guard page (an overrun faults).
   unsigned char* dynamic_map = nullptr;
@@ -102,10 +116,28 @@ void release_warp(BlockRun& b, int w) {
   b.warps[size_t(w)].in_collective = false;
 }
 
+// Completes the oldest `groups` committed groups of the thread's copies (all of them: every
+// copy, committed or not).
+void complete_async_copies(AsyncCopies& q, size_t groups) {
+  const size_t end = groups >= q.group_ends.size() ? q.pending.size() : q.group_ends[groups - 1];
+  for (size_t i = 0; i < end; ++i)
+    std::memcpy(q.pending[i].dst, q.pending[i].src, q.pending[i].bytes);
+  q.pending.erase(q.pending.begin(), q.pending.begin() + long(end));
+  if (groups >= q.group_ends.size()) {
+    q.group_ends.clear();
+  } else {
+    q.group_ends.erase(q.group_ends.begin(), q.group_ends.begin() + long(groups));
+    for (size_t& e : q.group_ends) e -= end;
+  }
+}
+
 void fiber_main(void* arg) {
   auto* f = static_cast<Fiber*>(arg);
   BlockRun& b = run();
   (*b.body)();
+  // Copies still in flight complete (a GPU finishes them too); none is read after this.
+  AsyncCopies& q = b.async[size_t(f->linear)];
+  complete_async_copies(q, q.group_ends.size() + 1);
   f->state = kDone;
   --b.live;
   Warp& w = warp_of(*f);
@@ -155,6 +187,7 @@ void run_block(BlockRun& b) {
   b.plain_barrier = false;
   b.barriers = 0;
   b.storage_uses.clear();
+  for (AsyncCopies& q : b.async) q = {};
   for (Warp& w : b.warps) {
     w.live = w.lanes;
     w.arrived = 0;
@@ -202,6 +235,7 @@ void run_grid(const Launch& launch, uint64_t number) {
     f.stack = stack_at(size_t(i));
   }
   b.warps.resize(size_t((b.threads + 31) / 32));
+  b.async.resize(size_t(b.threads));
   for (size_t w = 0; w < b.warps.size(); ++w)
     b.warps[w].lanes = std::min(32, b.threads - int(w) * 32);
   b.scratch.resize(2 * size_t(b.threads) + 8);
@@ -358,6 +392,29 @@ uint64_t warp_exchange(uint64_t v, int src) {
 }
 
 int warp_live_lanes() { return warp_of(*detail::tl_fiber).live; }
+
+void cp_async(void* shared_dst, const void* global_src, size_t bytes) {
+  if (bytes != 16 || reinterpret_cast<uintptr_t>(shared_dst) % 16 != 0 ||
+      reinterpret_cast<uintptr_t>(global_src) % 16 != 0 || !in_shared_memory(shared_dst, 16) ||
+      !device_accessible(global_src))
+    fatal("cp.async.cg: a copy of " + std::to_string(bytes) +
+          " bytes that is not 16 bytes of device memory to 16 bytes of shared memory, both "
+          "16-byte aligned (" +
+          where_in_kernel() + ")");
+  run().async[size_t(detail::tl_fiber->linear)].pending.push_back({shared_dst, global_src, bytes});
+}
+
+void cp_async_commit() {
+  AsyncCopies& q = run().async[size_t(detail::tl_fiber->linear)];
+  q.group_ends.push_back(q.pending.size());
+}
+
+void cp_async_wait(int newest_in_flight) {
+  AsyncCopies& q = run().async[size_t(detail::tl_fiber->linear)];
+  const size_t committed = q.group_ends.size();
+  if (committed > size_t(newest_in_flight))
+    complete_async_copies(q, committed - size_t(newest_in_flight));
+}
 
 bool in_shared_memory(const void* p, size_t bytes) {
   const auto* a = static_cast<const char*>(p);
