@@ -261,8 +261,8 @@ struct LoopBuffer {
 };
 
 // The backward kernels take each 64-row tile of the loop in two halves of 32 rows (kHalf), so
-// that a warp holds [16, 32] scores and gradients at a time instead of [16, 64]: 32 fewer
-// registers, which at head_dim 64 lets 16 warps share a multiprocessor instead of 8 (dK, dV).
+// that a warp holds [16, 32] scores and gradients at a time instead of [16, 64]: fewer
+// registers, which at head_dim 64 lets 12 warps share a multiprocessor instead of 8 (dK, dV).
 constexpr int kHalf = kTile / 2;
 constexpr int kHalfFrags = kHalf / kCols;
 
@@ -316,8 +316,9 @@ __device__ __forceinline__ void accumulate_product(float (&acc)[HD / kCols][4],
   }
 }
 
-// dst[row, col] += factor · acc for this warp's 16 rows from first_row (those below `rows`, the
-// ones inside the sequence) and every column, each element by the one lane that holds it.
+// dst[row, col] += factor · acc for this warp's 16 rows, row r at dst + r·ld (those below
+// `rows`, the ones inside the sequence), and every column, each element by the one lane that
+// holds it.
 template <int HD>
 __device__ __forceinline__ void add_rows(float* dst, int64_t ld, const float (&acc)[HD / kCols][4],
                                          float factor, int rows) {

@@ -35,31 +35,28 @@ constexpr int kRowBytes = align128(kTile * 4);  // a float per row of the tile
 // dst [64, kLdTile<HD>] <- rows [0, rows) of src (row i at src + i·src_ld, HD bf16 each); rows
 // [rows, 64) are zeros, so no fragment reads past the sequence. src and src_ld are multiples of
 // 16 elements from a 256-byte aligned buffer: 16-byte vector loads. The whole block calls it.
-template <int HD>
+// kAsync: the rows inside the sequence by cp.async (cuda/async_copy.cuh; the caller commits and
+// waits), the zeros by plain stores.
+template <int HD, bool kAsync = false>
 __device__ __forceinline__ void load_tile(uint16_t* dst, const uint16_t* src, int64_t src_ld,
                                           int rows) {
   constexpr int kVecs = HD / 8;  // 16-byte vectors per row
   for (int i = threadIdx.x; i < kTile * kVecs; i += kThreads) {
     const int r = i / kVecs, c = (i % kVecs) * 8;
-    uint4 v = make_uint4(0u, 0u, 0u, 0u);
-    if (r < rows) v = *reinterpret_cast<const uint4*>(src + r * src_ld + c);
-    *reinterpret_cast<uint4*>(dst + r * kLdTile<HD> + c) = v;
+    uint16_t* to = dst + r * kLdTile<HD> + c;
+    const uint16_t* from = src + r * src_ld + c;
+    if (r >= rows)
+      *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);
+    else if constexpr (kAsync)
+      copy_async_16(to, from);
+    else
+      *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(from);
   }
 }
-
-// load_tile without waiting: the rows inside the sequence by cp.async (cuda/async_copy.cuh; the
-// caller commits and waits), the zeros past it by plain stores. The whole block calls it.
 template <int HD>
 __device__ __forceinline__ void load_tile_async(uint16_t* dst, const uint16_t* src, int64_t src_ld,
                                                 int rows) {
-  constexpr int kVecs = HD / 8;  // 16-byte vectors per row
-  for (int i = threadIdx.x; i < kTile * kVecs; i += kThreads) {
-    const int r = i / kVecs, c = (i % kVecs) * 8;
-    if (r < rows)
-      copy_async_16(dst + r * kLdTile<HD> + c, src + r * src_ld + c);
-    else
-      *reinterpret_cast<uint4*>(dst + r * kLdTile<HD> + c) = make_uint4(0u, 0u, 0u, 0u);
-  }
+  load_tile<HD, true>(dst, src, src_ld, rows);
 }
 
 // Whether query `query` of a sequence with kv_len valid keys sees key `key` (nn/attention.cpp's
