@@ -1,6 +1,7 @@
 #include "cuda/context.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <sstream>
 
 #include "core/error.h"
@@ -12,7 +13,11 @@ void Context::synchronize() const { ECMOE_CUDA_CHECK(cudaStreamSynchronize(strea
 
 const uint16_t* Context::bf16_weights(const float* w, int64_t n) const {
   ParamsBf16& r = params_bf16;
-  if (r.params == nullptr || w < r.params || w + n > r.params + r.size) return nullptr;
+  // As addresses: w may lie in another allocation, which pointers may not be compared with.
+  const auto at = reinterpret_cast<uintptr_t>(w), begin = reinterpret_cast<uintptr_t>(r.params);
+  if (r.params == nullptr || at < begin ||
+      at + uintptr_t(n) * sizeof(float) > begin + uintptr_t(r.size) * sizeof(float))
+    return nullptr;
   if (r.copy == nullptr) {
     r.wanted = true;
     return nullptr;
@@ -22,9 +27,8 @@ const uint16_t* Context::bf16_weights(const float* w, int64_t n) const {
 
 void Context::wrote(const void* p, std::size_t bytes) const {
   ParamsBf16& r = params_bf16;
-  const auto* a = static_cast<const char*>(p);
-  const auto* begin = reinterpret_cast<const char*>(r.params);
-  const auto* end = reinterpret_cast<const char*>(r.params + r.size);
+  const auto a = reinterpret_cast<uintptr_t>(p), begin = reinterpret_cast<uintptr_t>(r.params);
+  const uintptr_t end = begin + uintptr_t(r.size) * sizeof(float);
   if (r.copy != nullptr && a < end && a + bytes > begin) r.copy = nullptr;
 }
 
