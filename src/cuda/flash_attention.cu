@@ -48,6 +48,20 @@ struct PairRows {
 // The first row of a query-tile block's tile: the last tiles first (causal: the longest first).
 __device__ __forceinline__ int query_tile_row0() { return int(gridDim.y - 1 - blockIdx.y) * kTile; }
 
+// The start of a step of a double-buffered loop: when there is a next step, its tiles start
+// loading into the other buffer (free since the loop's last barrier); this step's are waited for,
+// and the block's barrier makes them every thread's.
+template <typename StartNext>
+__device__ __forceinline__ void begin_step(bool has_next, StartNext&& start_next) {
+  if (has_next) {
+    start_next();
+    wait_async_copies<1>();
+  } else {
+    wait_async_copies<0>();
+  }
+  __syncthreads();
+}
+
 // ---- forward --------------------------------------------------------------------------------
 
 // Shared memory of the forward: two K and V tiles, the loop's current one and the next one in
@@ -128,15 +142,7 @@ __global__ void __launch_bounds__(kThreads)
   const int key_end = causal ? min(q0 + kTile, pr.kv_len) : pr.kv_len;
   if (key_end > 0) start_loading(0);
   for (int k0 = 0; k0 < key_end; k0 += kTile) {
-    // The next tiles start loading into the other buffer (free since the loop's last barrier);
-    // this one's are waited for.
-    if (k0 + kTile < key_end) {
-      start_loading(k0 + kTile);
-      wait_async_copies<1>();
-    } else {
-      wait_async_copies<0>();
-    }
-    __syncthreads();
+    begin_step(k0 + kTile < key_end, [&] { start_loading(k0 + kTile); });
     const uint16_t* ks = k_buffer((k0 / kTile) % 2);
     const uint16_t* vs = v_buffer((k0 / kTile) % 2);
     // S [16, 64] = Q_w · Kᵀ (unscaled)
@@ -381,15 +387,8 @@ __global__ void __launch_bounds__(kThreads)
   const int first = causal ? k0 : 0;
   start_loading(first, 0);
   for (int q0 = first, step = 0; q0 < T; q0 += kTile, ++step) {
-    // The next query tile starts loading into the other buffer (free since the loop's last
-    // barrier); this one's is waited for.
-    if (q0 + kTile < T) {
-      start_loading(q0 + kTile, (step + 1) % 2);
-      wait_async_copies<1>();
-    } else {
-      wait_async_copies<0>();
-    }
-    __syncthreads();  // this step's tiles and rows are in (and K, V are loaded)
+    // This step's tiles and rows (and K, V) are in, the next query tile's loading.
+    begin_step(q0 + kTile < T, [&] { start_loading(q0 + kTile, (step + 1) % 2); });
     const LoopBuffer<HD> buf(smem, step % 2);
     const uint16_t *qs = buf.tile, *dos = buf.tile2;
     const float *lse_s = buf.lse, *dot_s = buf.dot;
@@ -463,15 +462,8 @@ __global__ void __launch_bounds__(kThreads)
   const int key_end = causal ? min(q0 + kTile, pr.kv_len) : pr.kv_len;
   if (key_end > 0) start_loading(0);
   for (int k0 = 0; k0 < key_end; k0 += kTile) {
-    // The next key tile starts loading into the other buffer (free since the loop's last
-    // barrier); this one's is waited for.
-    if (k0 + kTile < key_end) {
-      start_loading(k0 + kTile);
-      wait_async_copies<1>();
-    } else {
-      wait_async_copies<0>();
-    }
-    __syncthreads();  // this step's K and V are in (and Q, dO are loaded)
+    // This step's K and V (and Q, dO) are in, the next key tile's loading.
+    begin_step(k0 + kTile < key_end, [&] { start_loading(k0 + kTile); });
     const LoopBuffer<HD> buf(smem, (k0 / kTile) % 2);
     const uint16_t *ks = buf.tile, *vs = buf.tile2;
 #pragma unroll 1                                 // one half's registers at a time

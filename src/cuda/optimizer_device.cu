@@ -94,10 +94,10 @@ class CudaOptimizerDevice final : public OptimizerDevice {
   void adamw_step(float lr) override {
     require_loaded();
     const float* clip = scale_pending_ ? clip_scale_on_device(norm_scratch_) : nullptr;
-    // Once asked for, the bf16 copy is written whole by every step (valid again after a write
-    // into the parameters made it stale).
+    // Once asked for (wanted stays set), the bf16 copy is written whole by every step (valid
+    // again after a write into the parameters made it stale).
     ParamsBf16& copy = ctx_.params_bf16;
-    const bool keep_copy = copy.params == params_.data() && (copy.wanted || !params16_.empty());
+    const bool keep_copy = copy.params == params_.data() && copy.wanted;
     if (keep_copy) params16_.resize(params_.size());
     adam_->step(params_.data(), grads_.data(), lr, ctx_.stream, clip,
                 keep_copy ? params16_.data() : nullptr);

@@ -10,6 +10,14 @@
 #include <functional>
 #include <type_traits>
 
+namespace cudaemu {
+// c + Σ_l a[l]·b[l·b_stride] for l < k (at most 16) as the emulated tensor cores sum it (WMMA's
+// mma_sync and mma_m16n8k16_bf16 below): fused multiply-adds in k order onto c, or under
+// CUDAEMU_PERTURB=1 the products summed pairwise and then added to c (the hardware's order is its
+// own).
+float tensor_core_dot(float c, const float* a, const float* b, int b_stride, int k);
+}  // namespace cudaemu
+
 namespace nvcuda::wmma {
 
 struct matrix_a {};
@@ -95,34 +103,23 @@ void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, unsigne
   ::cudaemu::sync_warp();
 }
 
-// d = a·b + c, fp32 products and sums in k order (d may be c); under CUDAEMU_PERTURB=1 the
-// products are summed pairwise and then added to c (the tensor cores' order is their own). A
-// warp-wide operation: the lanes' fragments are the same tiles (loads and stores are warp-uniform),
-// so the last lane to arrive computes the tile once, into the warp's scratch, and every lane
-// copies it out (not 32 lanes computing it each).
+// d = a·b + c, each element a cudaemu::tensor_core_dot (d may be c). A warp-wide operation: the
+// lanes' fragments are the same tiles (loads and stores are warp-uniform), so the last lane to
+// arrive computes the tile once, into the warp's scratch, and every lane copies it out (not 32
+// lanes computing it each).
 template <int M, int N, int K, typename TA, typename LA, typename TB, typename LB, typename TC>
 void mma_sync(fragment<accumulator, M, N, K, TC>& d, const fragment<matrix_a, M, N, K, TA, LA>& a,
               const fragment<matrix_b, M, N, K, TB, LB>& b,
               const fragment<accumulator, M, N, K, TC>& c) {
   TC* out = static_cast<TC*>(::cudaemu::warp_scratch(sizeof(TC) * M * N));
   const std::function<void()> once = [&a, &b, &c, out] {
-    const bool pairwise = ::cudaemu::perturb();
+    float af[M * K], bf[K * N];
+    for (int i = 0; i < M * K; ++i) af[i] = float(a.x[i]);
+    for (int i = 0; i < K * N; ++i) bf[i] = float(b.x[i]);
     for (int i = 0; i < M; ++i)
-      for (int j = 0; j < N; ++j) {
-        float s = float(c.x[i * N + j]);
-        if (pairwise) {
-          float p[K];
-          for (int l = 0; l < K; ++l) p[l] = float(a.x[i * K + l]) * float(b.x[l * N + j]);
-          for (int width = K; width > 1; width = width / 2 + width % 2) {
-            for (int l = 0; l < width / 2; ++l) p[l] = p[2 * l] + p[2 * l + 1];
-            if (width % 2 != 0) p[width / 2] = p[width - 1];
-          }
-          s += p[0];
-        } else {
-          for (int l = 0; l < K; ++l) s = std::fma(float(a.x[i * K + l]), float(b.x[l * N + j]), s);
-        }
-        out[i * N + j] = TC(s);
-      }
+      for (int j = 0; j < N; ++j)
+        out[i * N + j] =
+            TC(::cudaemu::tensor_core_dot(float(c.x[i * N + j]), af + i * K, bf + j, N, K));
   };
   ::cudaemu::sync_warp(&once);
   for (int i = 0; i < M * N; ++i) d.x[i] = out[i];

@@ -33,22 +33,23 @@ Scratch scratch() {
 
 float widen(uint32_t bits16) { return from_bits<float>(uint64_t(bits16 & 0xffffu) << 16); }
 
-// Sum of c and the k products p[0..k) as mma_sync sums them (nvcuda::wmma in mma.h).
-float accumulate(float c, const float* a_row, const float* b_col, int b_stride, int k) {
+}  // namespace
+
+float tensor_core_dot(float c, const float* a, const float* b, int b_stride, int k) {
+  constexpr int kMax = 16;
+  if (k > kMax) fatal("a tensor-core product over k = " + std::to_string(k) + " > 16");
   if (!perturb()) {
-    for (int l = 0; l < k; ++l) c = std::fma(a_row[l], b_col[l * b_stride], c);
+    for (int l = 0; l < k; ++l) c = std::fma(a[l], b[l * b_stride], c);
     return c;
   }
-  float p[16];
-  for (int l = 0; l < k; ++l) p[l] = a_row[l] * b_col[l * b_stride];
+  float p[kMax];
+  for (int l = 0; l < k; ++l) p[l] = a[l] * b[l * b_stride];
   for (int width = k; width > 1; width = width / 2 + width % 2) {
     for (int l = 0; l < width / 2; ++l) p[l] = p[2 * l] + p[2 * l + 1];
     if (width % 2 != 0) p[width / 2] = p[width - 1];
   }
   return c + p[0];
 }
-
-}  // namespace
 
 void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   if (warp_live_lanes() != 32)
@@ -81,7 +82,7 @@ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b
       for (int h = 0; h < 2; ++h)
         for (int half = 0; half < 2; ++half) {
           const int row = g + 8 * half, col = 2 * t + h;
-          const float v = accumulate(C[row][col], A[row], &B[0][col], 8, 16);
+          const float v = tensor_core_dot(C[row][col], A[row], &B[0][col], 8, 16);
           out[l * 4 + 2 * half + h] = uint32_t(to_bits(v));
         }
     }

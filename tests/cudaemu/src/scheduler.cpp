@@ -116,19 +116,18 @@ void release_warp(BlockRun& b, int w) {
   b.warps[size_t(w)].in_collective = false;
 }
 
-// Completes the oldest `groups` committed groups of the thread's copies (all of them: every
-// copy, committed or not).
+// Commits the copies issued since the last commit as a group (cp.async.commit_group).
+void commit_async_copies(AsyncCopies& q) { q.group_ends.push_back(q.pending.size()); }
+
+// Performs the oldest `groups` committed groups of the thread's copies.
 void complete_async_copies(AsyncCopies& q, size_t groups) {
-  const size_t end = groups >= q.group_ends.size() ? q.pending.size() : q.group_ends[groups - 1];
+  if (groups == 0) return;
+  const size_t end = q.group_ends[groups - 1];
   for (size_t i = 0; i < end; ++i)
     std::memcpy(q.pending[i].dst, q.pending[i].src, q.pending[i].bytes);
   q.pending.erase(q.pending.begin(), q.pending.begin() + long(end));
-  if (groups >= q.group_ends.size()) {
-    q.group_ends.clear();
-  } else {
-    q.group_ends.erase(q.group_ends.begin(), q.group_ends.begin() + long(groups));
-    for (size_t& e : q.group_ends) e -= end;
-  }
+  q.group_ends.erase(q.group_ends.begin(), q.group_ends.begin() + long(groups));
+  for (size_t& e : q.group_ends) e -= end;
 }
 
 void fiber_main(void* arg) {
@@ -137,7 +136,8 @@ void fiber_main(void* arg) {
   (*b.body)();
   // Copies still in flight complete (a GPU finishes them too); none is read after this.
   AsyncCopies& q = b.async[size_t(f->linear)];
-  complete_async_copies(q, q.group_ends.size() + 1);
+  commit_async_copies(q);
+  complete_async_copies(q, q.group_ends.size());
   f->state = kDone;
   --b.live;
   Warp& w = warp_of(*f);
@@ -393,6 +393,10 @@ uint64_t warp_exchange(uint64_t v, int src) {
 
 int warp_live_lanes() { return warp_of(*detail::tl_fiber).live; }
 
+namespace {
+AsyncCopies& thread_async_copies() { return run().async[size_t(detail::tl_fiber->linear)]; }
+}  // namespace
+
 void cp_async(void* shared_dst, const void* global_src, size_t bytes) {
   if (bytes != 16 || reinterpret_cast<uintptr_t>(shared_dst) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(global_src) % 16 != 0 || !in_shared_memory(shared_dst, 16) ||
@@ -401,16 +405,13 @@ void cp_async(void* shared_dst, const void* global_src, size_t bytes) {
           " bytes that is not 16 bytes of device memory to 16 bytes of shared memory, both "
           "16-byte aligned (" +
           where_in_kernel() + ")");
-  run().async[size_t(detail::tl_fiber->linear)].pending.push_back({shared_dst, global_src, bytes});
+  thread_async_copies().pending.push_back({shared_dst, global_src, bytes});
 }
 
-void cp_async_commit() {
-  AsyncCopies& q = run().async[size_t(detail::tl_fiber->linear)];
-  q.group_ends.push_back(q.pending.size());
-}
+void cp_async_commit() { commit_async_copies(thread_async_copies()); }
 
 void cp_async_wait(int newest_in_flight) {
-  AsyncCopies& q = run().async[size_t(detail::tl_fiber->linear)];
+  AsyncCopies& q = thread_async_copies();
   const size_t committed = q.group_ends.size();
   if (committed > size_t(newest_in_flight))
     complete_async_copies(q, committed - size_t(newest_in_flight));
