@@ -30,7 +30,10 @@ void Context::wrote(const void* p, std::size_t bytes) const {
   const auto a = reinterpret_cast<uintptr_t>(p), begin = reinterpret_cast<uintptr_t>(r.params);
   const uintptr_t end = begin + uintptr_t(r.size) * sizeof(float);
   if (r.copy != nullptr && a < end && a + bytes > begin) r.copy = nullptr;
+  grads.settle(p, bytes, stream);
 }
+
+void Context::reading(const void* p, std::size_t bytes) const { grads.settle(p, bytes, stream); }
 
 int device_count() {
   int n = 0;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/phase_times.h"
+#include "cuda/lazy_zero_grads.h"
 
 namespace ecmoe::cuda {
 
@@ -32,12 +33,18 @@ struct Context {
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
   mutable ParamsBf16 params_bf16;  // a cache: the ops that read it take a const Context
+  // The training gradients' lazy zeroing (attached by their owner, cuda/optimizer_device.h).
+  mutable LazyZeroGrads grads;
   void synchronize() const;
   // The bf16 copy of the weights [w, w + n) if params_bf16 holds them (else nullptr, and if they
   // are inside the registered range, the owner is asked to keep a copy from its next update).
   const uint16_t* bf16_weights(const float* w, int64_t n) const;
-  // Device memory [p, p + bytes) is being overwritten: a copy of it goes stale.
+  // Device memory [p, p + bytes) is about to be overwritten by a copy queued next on the stream:
+  // a bf16 copy of it goes stale; gradients there that are logically zero are zeroed first.
   void wrote(const void* p, std::size_t bytes) const;
+  // Device memory [p, p + bytes) is about to be read by a copy queued next on the stream:
+  // gradients there that are logically zero are zeroed first.
+  void reading(const void* p, std::size_t bytes) const;
 };
 
 // The number of CUDA devices usable here; 0 without a GPU or a driver (never throws).

@@ -62,22 +62,31 @@ void expert_gemm_rows(cublasHandle_t blas, const DevicePlan& plan, bool trans_w,
 }
 
 void expert_gemm_weight_grad(cublasHandle_t blas, const DevicePlan& plan, int m, int n,
-                             const void* a, const void* b, float* dw, Precision precision) {
+                             const void* a, const void* b, float* dw, Precision precision,
+                             bool overwrite) {
   const int e = plan.n_experts, uniform = plan.uniform_load();
   const int64_t w_stride = int64_t(m) * n;
+  const float beta = overwrite ? 0.f : 1.f;
   if (uniform > 0) {
     gemm(blas,
          {true, false, m, n, uniform, a, b, dw, int64_t(uniform) * m, int64_t(uniform) * n,
-          w_stride, e, 1.f},
+          w_stride, e, beta},
          precision);
     return;
   }
+  cudaStream_t stream = nullptr;
+  if (overwrite) ECMOE_CUDA_CHECK(cublasGetStream(blas, &stream));
   for (int i = 0; i < e; ++i) {
     const int rows = plan.expert_load(i), s0 = plan.expert_offsets_host[i];
-    if (rows == 0) continue;  // no rows: the gradient gains nothing
+    if (rows == 0) {  // no rows: the gradient gains nothing, and is zero when overwritten
+      if (overwrite)
+        ECMOE_CUDA_CHECK(
+            cudaMemsetAsync(dw + i * w_stride, 0, size_t(w_stride) * sizeof(float), stream));
+      continue;
+    }
     gemm(blas,
          {true, false, m, n, rows, advance(a, int64_t(s0) * m, precision),
-          advance(b, int64_t(s0) * n, precision), dw + i * w_stride, 0, 0, 0, 1, 1.f},
+          advance(b, int64_t(s0) * n, precision), dw + i * w_stride, 0, 0, 0, 1, beta},
          precision);
   }
 }

@@ -36,7 +36,10 @@ void gemm(cublasHandle_t blas, const Gemm& g, Precision precision);
 void expert_gemm_rows(cublasHandle_t blas, const DevicePlan& plan, bool trans_w, int n, int k,
                       const void* a, const void* w, float* c, Precision precision);
 // Per expert i: dW_i [M, N] += A[s0.., M]^T · B[s0.., N]. (hidden^T · d_out, x_in^T · d_pre.)
+// overwrite: dW_i = ... instead (beta 0; an expert without rows gets zeros), for gradients that
+// are logically zero (Context::grads' claim).
 void expert_gemm_weight_grad(cublasHandle_t blas, const DevicePlan& plan, int m, int n,
-                             const void* a, const void* b, float* dw, Precision precision);
+                             const void* a, const void* b, float* dw, Precision precision,
+                             bool overwrite = false);
 
 }  // namespace ecmoe::cuda

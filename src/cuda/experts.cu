@@ -107,9 +107,16 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExp
     gelu_backward(scratch.grad_f.data(), scratch.grad_f.data(), act.pre.data(), int64_t(S) * f,
                   stream);
   phase_lap(times, ctx, "gelu'");
-  expert_gemm_weight_grad(ctx.blas, plan, f, d, hidden, d_out, dw2, precision);  // hidden^T·d_out
+  // Written whole here: where they are logically zero (a training step's first backward, after
+  // Context::grads' lazy zeroing), with beta 0, and neither zeroed nor read before.
+  const int64_t weights = int64_t(plan.n_experts) * d * f;
+  const bool fresh2 = ctx.grads.claim(dw2, weights, stream);
+  const bool fresh1 = ctx.grads.claim(dw1, weights, stream);
+  expert_gemm_weight_grad(ctx.blas, plan, f, d, hidden, d_out, dw2, precision,
+                          fresh2);  // hidden^T·d_out
   phase_lap(times, ctx, "gemm hidden^T*d_out");
-  expert_gemm_weight_grad(ctx.blas, plan, d, f, x_in, d_pre, dw1, precision);  // x_in^T·d_pre
+  expert_gemm_weight_grad(ctx.blas, plan, d, f, x_in, d_pre, dw1, precision,
+                          fresh1);  // x_in^T·d_pre
   phase_lap(times, ctx, "gemm x_in^T*d_pre");
   // d_x_in = d_pre · W1^T into grad_d (fp32 d_out is dead once dW2 is done: same stream order).
   expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, scratch.grad_d.data(), precision);

@@ -43,17 +43,21 @@ class CudaNnBackend final : public nn::Backend {
   void release(void* p) noexcept override { cudaFree(p); }
   // Staged in pinned memory (cuda/pinned_staging.h): the source may be reused at once, and the
   // host does not wait for the device.
-  // A write into the training parameters makes their bf16 copy stale (Context::params_bf16).
+  // A write into the training parameters makes their bf16 copy stale (Context::params_bf16);
+  // gradients that are logically zero are zeroed before a copy or fill uses them
+  // (Context::grads).
   void upload(void* dst, const void* host_src, std::size_t bytes) override {
     ctx_.wrote(dst, bytes);
     upload_async(dst, host_src, bytes, ctx_.stream);
   }
   void download(void* host_dst, const void* src, std::size_t bytes) override {
     if (!bytes) return;
+    ctx_.reading(src, bytes);
     ECMOE_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream));
     ctx_.synchronize();
   }
   void copy(void* dst, const void* src, std::size_t bytes) override {
+    ctx_.reading(src, bytes);
     ctx_.wrote(dst, bytes);
     if (bytes)
       ECMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx_.stream));
@@ -63,11 +67,13 @@ class CudaNnBackend final : public nn::Backend {
 
   void fill(float* x, int64_t n, float value) override {
     if (n <= 0) return;
+    ctx_.wrote(x, size_t(n) * sizeof(float));
     const int threads = 256;
     const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65536);
     launch(fill_kernel, unsigned(blocks), threads, 0, ctx_.stream, x, n, value);
   }
   void add_inplace(float* acc, const float* x, int64_t n) override {
+    ctx_.reading(acc, size_t(n) * sizeof(float));
     cuda::add_inplace(acc, x, n, ctx_.stream);
   }
   void gather_rows(float* dst, const float* src, const int* rows, int m, int dim) override {

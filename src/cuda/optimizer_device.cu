@@ -28,9 +28,12 @@ class CudaOptimizerDevice final : public OptimizerDevice {
     all_[0] = {grads_.data(), int64_t(grads_.size())};
     // The parameters' bf16 copy: made once a bf16 GEMM asks for it (Context::params_bf16).
     ctx_.params_bf16 = {params_.data(), int64_t(n), nullptr, false};
+    // Zeroed lazily where an op writes a range whole (the expert weights' gradients).
+    ctx_.grads.attach(grads_.data(), int64_t(n));
   }
   ~CudaOptimizerDevice() override {
     if (ctx_.params_bf16.params == params_.data()) ctx_.params_bf16 = {};
+    ctx_.grads.detach(grads_.data());
   }
   CudaOptimizerDevice(const CudaOptimizerDevice&) = delete;
   CudaOptimizerDevice& operator=(const CudaOptimizerDevice&) = delete;
@@ -57,6 +60,7 @@ class CudaOptimizerDevice final : public OptimizerDevice {
       apply_clip_scale(all_grads(), norm_scratch_, ctx_.stream);
       scale_pending_ = false;
     }
+    settle_grads();
     ECMOE_CUDA_CHECK(cudaMemcpyAsync(grads.data(), grads_.data(), grads_.bytes(),
                                      cudaMemcpyDeviceToHost, ctx_.stream));
     ctx_.synchronize();
@@ -64,13 +68,17 @@ class CudaOptimizerDevice final : public OptimizerDevice {
   float* params() override { return params_.data(); }
   float* grads() override { return grads_.data(); }
   void zero_grads() override {
-    grads_.zero(ctx_.stream);
+    if (ctx_.grads.attached(grads_.data()))
+      ctx_.grads.zero(ctx_.stream);
+    else
+      grads_.zero(ctx_.stream);
     scale_pending_ = false;
   }
   // The clipping factor stays on the device and AdamW applies it (DeviceAdamW::step): the same
   // bits as scaling the gradients first, one pass over them fewer. The norm comes back through a
   // pinned buffer, waited for by finish_clip_grad_norm.
   void start_clip_grad_norm(float max_norm) override {
+    settle_grads();
     queue_grad_norm(all_grads(), max_norm, norm_scratch_, ctx_.stream);
     norm_readback_.begin(sizeof(float));
     norm_at_ = norm_readback_.add(norm_on_device(norm_scratch_), 1, ctx_.stream);
@@ -85,14 +93,17 @@ class CudaOptimizerDevice final : public OptimizerDevice {
     return *norm_readback_.at<float>(norm_at_);
   }
   double grad_sum_of_squares() override {
+    settle_grads();
     return cuda::grad_sum_of_squares(grads_.data(), int64_t(grads_.size()), norm_scratch_,
                                      ctx_.stream);
   }
   void scale_grads(float scale) override {
+    settle_grads();
     cuda::scale_grads(grads_.data(), int64_t(grads_.size()), scale, ctx_.stream);
   }
   void adamw_step(float lr) override {
     require_loaded();
+    settle_grads();
     const float* clip = scale_pending_ ? clip_scale_on_device(norm_scratch_) : nullptr;
     // Once asked for (wanted stays set), the bf16 copy is written whole by every step (valid
     // again after a write into the parameters made it stale).
@@ -111,6 +122,10 @@ class CudaOptimizerDevice final : public OptimizerDevice {
     ECMOE_CHECK(adam_.has_value(), "cuda optimizer: load() the parameters and AdamW first");
   }
   std::span<const DeviceGrads> all_grads() const { return all_; }
+  // Before the gradients are read whole: the ranges still logically zero are zeroed.
+  void settle_grads() {
+    if (ctx_.grads.attached(grads_.data())) ctx_.grads.settle(ctx_.stream);
+  }
   Context& ctx_;
   const TensorTable& table_;
   DeviceVec<float> params_, grads_;

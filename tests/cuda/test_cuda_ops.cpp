@@ -23,7 +23,9 @@
 #include "cuda/aux_losses.h"
 #include "cuda/device_plan.h"
 #include "cuda/experts.h"
+#include "cuda/lazy_zero_grads.h"
 #include "cuda/moe_ops.h"
+#include "cuda/nn_backend.h"
 #include "cuda/nn_ops.h"
 #include "cuda/pinned_staging.h"
 #include "cuda/readback.h"
@@ -465,6 +467,103 @@ TEST(CudaOps, ExpertsMatchTheCpu) {
       EXPECT_TRUE(close(to_host(gdw1), dw1, tol));
       EXPECT_TRUE(close(to_host(gdw2), dw2, tol));
       EXPECT_TRUE(close(to_host(gdgate), dgate, tol));
+    }
+  }
+}
+
+// The expert weight gradients in a training run's gradient buffer (Context::grads, zeroed
+// lazily): learned at their first claim, left out of the memsets from then on and written with
+// beta 0 (empty experts by a memset) over whatever the last step left there, the values of adding
+// to zeros, the same bits at every step. Before any zero() the backward adds; a second backward in
+// a step adds; a step without one reads zeros; a buffer attached anew (a resumed run) gets the
+// same bits from its first step.
+TEST(CudaOps, ExpertWeightGradientsOverwriteTheirLazilyZeroedRange) {
+  ECMOE_REQUIRE_GPU();
+  const int n = 96, e = 4, d = 40, f = 72;
+  const int64_t w = int64_t(e) * d * f, pad = 37;  // [pad | dw1 | dw2 | pad] floats
+  const std::vector<float> x = random_normal(size_t(n) * d, 31),
+                           w1 = random_normal(size_t(w), 32, 0.15f),
+                           w2 = random_normal(size_t(w), 33, 0.12f),
+                           dy = random_normal(size_t(n) * d, 34),
+                           junk = random_normal(size_t(2 * w + 2 * pad), 35);
+  LazyZeroGrads& lazy = context().grads;
+  for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
+    for (const RoutingPlan& plan : test_plans(n, e)) {
+      DevicePlan dplan;
+      upload_plan(dplan, plan, stream());
+      SCOPED_TRACE(std::string(precision_name(precision)) + ", slots " +
+                   std::to_string(plan.slot_count()));
+      // The CPU's gradients, from zeros: after one backward and after two.
+      std::vector<float> dx(size_t(n) * d), dw1(size_t(w), 0.f), dw2(size_t(w), 0.f),
+          dgate(size_t(plan.slot_count())), y(size_t(n) * d);
+      ExpertActivations act;
+      ExpertScratch scratch;
+      ecmoe::experts_forward(y.data(), act, plan, x.data(), w1.data(), w2.data(), d, f, precision);
+      const auto cpu_backward = [&] {
+        ecmoe::experts_backward(dx.data(), dw1.data(), dw2.data(), dgate.data(), scratch, dy.data(),
+                                act, plan, w1.data(), w2.data(), d, f, precision);
+      };
+      cpu_backward();
+      std::vector<float> once(pad, 0.f);
+      once.insert(once.end(), dw1.begin(), dw1.end());
+      once.insert(once.end(), dw2.begin(), dw2.end());
+      once.insert(once.end(), size_t(pad), 0.f);
+      cpu_backward();
+      std::vector<float> twice(pad, 0.f);
+      twice.insert(twice.end(), dw1.begin(), dw1.end());
+      twice.insert(twice.end(), dw2.begin(), dw2.end());
+      twice.insert(twice.end(), size_t(pad), 0.f);
+
+      DeviceVec<float> grads = to_device(junk), gx = to_device(x), gw1 = to_device(w1),
+                       gw2 = to_device(w2), gdy = to_device(dy), gdx(size_t(n) * d),
+                       gy(size_t(n) * d), gdgate(size_t(plan.slot_count()));
+      DeviceExpertActivations gact;
+      DeviceExpertScratch gscratch;
+      cuda::experts_forward(gy.data(), gact, dplan, gx.data(), gw1.data(), gw2.data(), d, f,
+                            precision, context());
+      const auto gpu_backward = [&] {
+        cuda::experts_backward(gdx.data(), grads.data() + pad, grads.data() + pad + w,
+                               gdgate.data(), gscratch, gdy.data(), gact, dplan, gw1.data(),
+                               gw2.data(), d, f, context());
+      };
+      const double tol = precision == Precision::kFp32 ? kFp32 : 2 * kBf16Step;
+      lazy.attach(grads.data(), 2 * w + 2 * pad);
+      gpu_backward();  // no zero() yet: adds to what is there, and learns the two ranges
+      EXPECT_EQ(lazy.learned_floats(), 2 * w);
+      std::vector<float> junk_plus_once = junk;
+      for (size_t i = 0; i < junk.size(); ++i) junk_plus_once[i] += once[i];
+      EXPECT_TRUE(close(to_host(grads), junk_plus_once, tol));
+      std::vector<float> first;
+      for (int step = 1; step <= 3; ++step) {  // over the last step's gradients, unzeroed
+        lazy.zero(stream());
+        gpu_backward();
+        lazy.settle(stream());
+        const std::vector<float> got = to_host(grads);
+        if (step == 1) {
+          EXPECT_TRUE(close(got, once, tol));
+          first = got;
+        } else {
+          EXPECT_TRUE(same_bits(got, first)) << "step " << step;
+        }
+      }
+      lazy.zero(stream());  // two backwards in a step: the second adds to the first
+      gpu_backward();
+      gpu_backward();
+      lazy.settle(stream());
+      EXPECT_TRUE(close(to_host(grads), twice, tol));
+      lazy.zero(stream());  // no backward: zeros when read, through the backend too
+      std::vector<float> read(size_t(2 * w + 2 * pad), 1.f);
+      make_nn_backend()->download(read.data(), grads.data(), read.size() * sizeof(float));
+      EXPECT_EQ(read, std::vector<float>(read.size(), 0.f));
+      // Attached anew over junk: zero(), then the first claim overwrites, as every step does.
+      grads.upload(std::span<const float>(junk), stream());
+      lazy.attach(grads.data(), 2 * w + 2 * pad);
+      lazy.zero(stream());
+      gpu_backward();
+      lazy.settle(stream());
+      EXPECT_TRUE(same_bits(to_host(grads), first));
+      lazy.detach(grads.data());
+      EXPECT_FALSE(lazy.attached(grads.data()));
     }
   }
 }
