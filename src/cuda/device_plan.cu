@@ -73,10 +73,24 @@ int DevicePlan::uniform_load() const {
   return k;
 }
 
+namespace {
+
+bool is_identity(const RoutingPlan& plan) {
+  if (plan.gate_kind != GateKind::kConstant || plan.n_experts != 1 ||
+      plan.slot_count() != plan.n_tokens)
+    return false;
+  for (int s = 0; s < plan.n_tokens; ++s)
+    if (plan.slot_token[s] != s || plan.slot_gate[s] != 1.f) return false;
+  return true;
+}
+
+}  // namespace
+
 void upload_plan(DevicePlan& out, const RoutingPlan& plan, cudaStream_t stream) {
   out.n_tokens = plan.n_tokens;
   out.n_experts = plan.n_experts;
   out.gate_kind = plan.gate_kind;
+  out.identity = is_identity(plan);
   out.expert_offsets_host = plan.expert_offsets;
   out.expert_offsets.upload(std::span<const int>(plan.expert_offsets), stream);
   out.slot_token.upload(std::span<const int>(plan.slot_token), stream);

@@ -17,6 +17,9 @@ struct DevicePlan {
   int n_tokens = 0;
   int n_experts = 0;
   GateKind gate_kind = GateKind::kConstant;
+  // Slot t holds token t with gate 1, one expert (a dense layer's plan): the experts may then
+  // skip the dispatch's and combine's copies (cuda/experts.h). Set by whoever builds the plan.
+  bool identity = false;
   std::vector<int> expert_offsets_host;  // [e + 1]
   DeviceVec<int> expert_offsets;         // [e + 1]
   DeviceVec<int> slot_token;             // [slots]

@@ -41,13 +41,15 @@ void gemm(cublasHandle_t blas, const Gemm& g, Precision precision) {
 }
 
 void expert_gemm_rows(cublasHandle_t blas, const DevicePlan& plan, bool trans_w, int n, int k,
-                      const void* a, const void* w, float* c, Precision precision) {
+                      const void* a, const void* w, float* c, Precision precision,
+                      bool accumulate) {
   const int e = plan.n_experts, uniform = plan.uniform_load();
   const int64_t w_stride = int64_t(k) * n;
+  const float beta = accumulate ? 1.f : 0.f;
   if (uniform > 0) {
     gemm(blas,
          {false, trans_w, uniform, n, k, a, w, c, int64_t(uniform) * k, w_stride,
-          int64_t(uniform) * n, e, 0.f},
+          int64_t(uniform) * n, e, beta},
          precision);
     return;
   }
@@ -56,7 +58,7 @@ void expert_gemm_rows(cublasHandle_t blas, const DevicePlan& plan, bool trans_w,
     if (rows == 0) continue;
     gemm(blas,
          {false, trans_w, rows, n, k, advance(a, int64_t(s0) * k, precision),
-          advance(w, i * w_stride, precision), c + int64_t(s0) * n},
+          advance(w, i * w_stride, precision), c + int64_t(s0) * n, 0, 0, 0, 1, beta},
          precision);
   }
 }

@@ -4,6 +4,7 @@
 #include "cuda/expert_gemm.h"
 #include "cuda/experts.h"
 #include "cuda/moe_ops.h"
+#include "moe/routing_plan.h"
 
 namespace ecmoe::cuda {
 
@@ -15,8 +16,10 @@ void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& p
   const bool bf16 = precision == Precision::kBf16;
   cudaStream_t stream = ctx.stream;
   act.precision = precision;
+  // A dense layer's plan (slot t is token t, gate 1): the second GEMM writes y, no combine.
+  const bool identity = plan.identity;
   act.pre.resize(size_t(S) * f);
-  act.out.resize(size_t(S) * d);
+  if (!identity) act.out.resize(size_t(S) * d);
   const void *x_in, *hidden, *W1 = w1, *W2 = w2;
   if (bf16) {
     act.x_in16.resize(size_t(S) * d);
@@ -61,9 +64,10 @@ void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& p
   else
     gelu_forward(act.hidden.data(), act.pre.data(), int64_t(S) * f, stream);
   phase_lap(times, ctx, "gelu");
-  expert_gemm_rows(ctx.blas, plan, false, d, f, hidden, W2, act.out.data(), precision);
+  expert_gemm_rows(ctx.blas, plan, false, d, f, hidden, W2, identity ? y : act.out.data(),
+                   precision);
   phase_lap(times, ctx, "gemm hidden*W2");
-  combine_forward(y, act.out.data(), plan, d, stream);
+  if (!identity) combine_forward(y, act.out.data(), plan, d, stream);
   phase_lap(times, ctx, "combine");
 }
 
@@ -77,7 +81,11 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExp
   const bool bf16 = precision == Precision::kBf16;
   ECMOE_CHECK(act.pre.size() == size_t(S) * f, "cuda experts backward: no forward for this plan");
   cudaStream_t stream = ctx.stream;
-  scratch.grad_d.resize(size_t(S) * d);
+  // A dense layer's plan: d_out is dy (rounded in bf16), and d_x_in is added into dx by its GEMM.
+  // Constant gates have no gradient: dgate is not computed.
+  const bool identity = plan.identity;
+  if (plan.gate_kind == GateKind::kConstant) dgate = nullptr;
+  if (!identity) scratch.grad_d.resize(size_t(S) * d);
   scratch.grad_f.resize(size_t(S) * f);
   const void *W1 = w1, *W2 = w2, *x_in = act.x_in.data(), *hidden = act.hidden.data();
   const void *d_out, *d_pre;
@@ -88,12 +96,16 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExp
     hidden = act.hidden16.data();
     scratch.grad_d16.resize(size_t(S) * d);
     scratch.grad_f16.resize(size_t(S) * f);
-    combine_backward(scratch.grad_d16.data(), dgate, dy, act.out.data(), plan, d, stream);
+    if (identity)
+      to_bf16(scratch.grad_d16.data(), dy, int64_t(S) * d, stream);
+    else
+      combine_backward(scratch.grad_d16.data(), dgate, dy, act.out.data(), plan, d, stream);
     d_out = scratch.grad_d16.data();
     d_pre = scratch.grad_f16.data();
   } else {
-    combine_backward(scratch.grad_d.data(), dgate, dy, act.out.data(), plan, d, stream);
-    d_out = scratch.grad_d.data();
+    if (!identity)
+      combine_backward(scratch.grad_d.data(), dgate, dy, act.out.data(), plan, d, stream);
+    d_out = identity ? dy : scratch.grad_d.data();
     d_pre = scratch.grad_f.data();
   }
   phase_lap(times, ctx, "combine adjoint");
@@ -118,10 +130,16 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExp
   expert_gemm_weight_grad(ctx.blas, plan, d, f, x_in, d_pre, dw1, precision,
                           fresh1);  // x_in^T·d_pre
   phase_lap(times, ctx, "gemm x_in^T*d_pre");
-  // d_x_in = d_pre · W1^T into grad_d (fp32 d_out is dead once dW2 is done: same stream order).
-  expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, scratch.grad_d.data(), precision);
-  phase_lap(times, ctx, "gemm d_pre*W1^T");
-  dispatch_backward(dx, scratch.grad_d.data(), plan, d, stream);
+  // d_x_in = d_pre · W1^T into grad_d (fp32 d_out is dead once dW2 is done: same stream order),
+  // or added into dx directly (identity: the dispatch adjoint would add the same rows).
+  if (identity) {
+    expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, dx, precision, /*accumulate=*/true);
+    phase_lap(times, ctx, "gemm d_pre*W1^T");
+  } else {
+    expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, scratch.grad_d.data(), precision);
+    phase_lap(times, ctx, "gemm d_pre*W1^T");
+    dispatch_backward(dx, scratch.grad_d.data(), plan, d, stream);
+  }
   phase_lap(times, ctx, "dispatch adjoint");
 }
 

@@ -37,13 +37,16 @@ struct DeviceExpertScratch {
   DeviceVec<uint16_t> grad_f16;  // [S, f] bf16 d_pre
 };
 
-// x [n, d] -> y [n, d] (overwritten); tokens with no slot get 0.
+// x [n, d] -> y [n, d] (overwritten); tokens with no slot get 0. act.out is not kept for an
+// identity plan.
 // times (optional): each phase's time is added to it, the device synchronised at each phase's
 // end (the CPU's phase names: dispatch, each GEMM, GELU, combine and their adjoints).
 void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& plan, const float* x,
                      const float* w1, const float* w2, int d, int f, Precision precision,
                      const Context& ctx, PhaseTimes* times = nullptr);
-// dy [n, d] -> dx [n, d] (+=), dw1 [e, d, f] (+=), dw2 [e, f, d] (+=), dgate [S] (overwritten).
+// dy [n, d] -> dx [n, d] (+=), dw1 [e, d, f] (+=), dw2 [e, f, d] (+=), dgate [S] (overwritten;
+// not written for constant gates, which have no gradient). A plan.identity plan (a dense layer)
+// skips the combine's and dispatch's copies: y and dx are the GEMMs' own outputs.
 void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExpertScratch& scratch,
                       const float* dy, const DeviceExpertActivations& act, const DevicePlan& plan,
                       const float* w1, const float* w2, int d, int f, const Context& ctx,

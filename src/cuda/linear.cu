@@ -49,7 +49,7 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, const nn::LinearShape& s, Precision precision,
-                     LinearScratch& scratch, const Context& ctx) {
+                     LinearScratch& scratch, const Context& ctx, nn::GradWrite dinp_write) {
   if (s.rows == 0) return;
   const void* d = nullptr;
   if (dinp || dweight)
@@ -63,7 +63,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
     g.a = d;
     g.b = weight_operand(weight, int64_t(s.in_dim) * s.out_dim, scratch.w16, precision, ctx);
     g.c = dinp;
-    g.beta = 1.f;
+    g.beta = dinp_write == nn::GradWrite::kOverwrite ? 0.f : 1.f;
     gemm(ctx.blas, g, precision);
   }
   if (dweight) {  // dW [in, out] += inpᵀ · dout (inp stored [rows, in])

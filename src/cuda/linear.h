@@ -13,6 +13,7 @@
 #include "cuda/context.h"
 #include "cuda/device_buffer.h"
 #include "cuda/nn_ops.h"
+#include "nn/backend.h"
 #include "nn/linear.h"
 
 namespace ecmoe::cuda {
@@ -31,10 +32,12 @@ struct LinearScratch {
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
                     const nn::LinearShape& shape, Precision precision, LinearScratch& scratch,
                     const Context& ctx);
-// nn::linear_backward: dinp += dout · Wᵀ, dweight += inpᵀ · dout, dbias += dout's column sums.
+// nn::linear_backward: dinp += dout · Wᵀ (kOverwrite: dinp = ..., beta 0, not read), dweight +=
+// inpᵀ · dout, dbias += dout's column sums.
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, const nn::LinearShape& shape, Precision precision,
-                     LinearScratch& scratch, const Context& ctx);
+                     LinearScratch& scratch, const Context& ctx,
+                     nn::GradWrite dinp_write = nn::GradWrite::kAdd);
 
 // nn::tied_output_forward: logits [rows, vocab] = h [rows, dim] · tableᵀ ([vocab, dim]); shape
 // {rows, in_dim = dim, out_dim = vocab}.

@@ -61,7 +61,7 @@ __global__ void combine_kernel(float* y, const float* out, const int* token_offs
 }
 
 // One warp per slot: d_out[s] = gate · dy[t]; dgate[s] = <dy[t], out[s]>, each lane summing its
-// columns in order and the lanes added in a fixed tree.
+// columns in order and the lanes added in a fixed tree (unless dgate is nullptr: no dot).
 template <typename T>
 __global__ void combine_backward_kernel(T* d_out, float* dgate, const float* dy, const float* out,
                                         const int* slot_token, const float* slot_gate, int S,
@@ -74,6 +74,10 @@ __global__ void combine_backward_kernel(T* d_out, float* dgate, const float* dy,
   T* dos = d_out + s * d;
   const float g = slot_gate[s];
   float dot = 0.f;
+  if (dgate == nullptr) {
+    for (int c = lane; c < d; c += 32) dos[c] = store_as(g * dyt[c], dos);
+    return;
+  }
   for (int c = lane; c < d; c += 32) {
     const float v = dyt[c];
     dos[c] = store_as(g * v, dos);

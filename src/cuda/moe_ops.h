@@ -25,6 +25,7 @@ void dispatch_backward(float* dx, const float* d_slots, const DevicePlan& plan, 
 void combine_forward(float* y, const float* out, const DevicePlan& plan, int d,
                      cudaStream_t stream);
 // dy [n, d] -> d_out [S, d] = gate[s] · dy[t] (fp32 or bf16), dgate [S] = <dy[t], out[s]>
+// (dgate nullptr: not computed, out not read)
 void combine_backward(float* d_out, float* dgate, const float* dy, const float* out,
                       const DevicePlan& plan, int d, cudaStream_t stream);
 void combine_backward(uint16_t* d_out16, float* dgate, const float* dy, const float* out,

@@ -106,12 +106,14 @@ class CudaNnBackend final : public nn::Backend {
   }
   void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                        const float* inp, const float* weight, const nn::LinearShape& shape,
-                       Precision precision) override {
-    cuda::linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision, linear_, ctx_);
+                       Precision precision, nn::GradWrite dinp_write) override {
+    cuda::linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision, linear_, ctx_,
+                          dinp_write);
   }
-  // saved: the rows' logsumexp [B, H, T] on the flash path, else the probabilities.
+  // saved: the rows' logsumexp [B, H, T] and the bf16 qkv on the flash path, else the
+  // probabilities.
   int64_t attention_saved_floats(const nn::AttentionConfig& cfg) const override {
-    if (flash(cfg)) return int64_t(cfg.batch) * cfg.n_heads * cfg.seq_len;
+    if (flash(cfg)) return flash_attention_saved_floats(cfg);
     return nn::Backend::attention_saved_floats(cfg);
   }
   void attention_forward(float* out, float* saved, const float* qkv, const nn::AttentionConfig& cfg,
@@ -121,13 +123,17 @@ class CudaNnBackend final : public nn::Backend {
     else
       cuda::attention_forward(out, saved, qkv, cfg, valid_len, attention_, ctx_);
   }
+  // kOverwrite: the flash kernels write dqkv; the cuBLAS path adds to zeros.
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                          const float* saved, const nn::AttentionConfig& cfg,
-                          const int* valid_len) override {
-    if (flash(cfg))
-      flash_attention_backward(dqkv, dout, qkv, out, saved, cfg, valid_len, flash_, ctx_);
-    else
-      cuda::attention_backward(dqkv, dout, qkv, saved, cfg, valid_len, attention_, ctx_);
+                          const float* saved, const nn::AttentionConfig& cfg, const int* valid_len,
+                          nn::GradWrite dqkv_write) override {
+    const bool overwrite = dqkv_write == nn::GradWrite::kOverwrite;
+    if (flash(cfg)) {
+      flash_attention_backward(dqkv, dout, out, saved, cfg, valid_len, flash_, ctx_, overwrite);
+      return;
+    }
+    if (overwrite) fill(dqkv, int64_t(cfg.batch) * cfg.seq_len * 3 * cfg.model_dim(), 0.f);
+    cuda::attention_backward(dqkv, dout, qkv, saved, cfg, valid_len, attention_, ctx_);
   }
   void attention_decode(float* out, const float* q, const float* keys, const float* values,
                         const nn::AttentionDecodeConfig& cfg) override {

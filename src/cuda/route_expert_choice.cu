@@ -117,6 +117,7 @@ void route_expert_choice(DevicePlan& plan, ExpertChoiceScratch& scratch, const f
   plan.n_tokens = n;
   plan.n_experts = e;
   plan.gate_kind = GateKind::kScore;
+  plan.identity = false;
   plan.choices_per_token = 0;
   plan.token_choices.resize(0);
   plan.expert_offsets_host.resize(size_t(e) + 1);

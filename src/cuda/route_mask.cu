@@ -106,6 +106,7 @@ void route_mask(DevicePlan& plan, MaskRouteScratch& scratch, const float* probs,
   plan.n_tokens = n;
   plan.n_experts = e;
   plan.gate_kind = rule == Rule::kThreshold ? GateKind::kScore : GateKind::kConstant;
+  plan.identity = rule == Rule::kDense && e == 1;  // write_kernel fills slots in token order
   plan.choices_per_token = 0;
   plan.token_choices.resize(0);
   // Each expert's token count: known on the host for dense (all n) and hash (the ids are the

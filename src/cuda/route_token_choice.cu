@@ -117,6 +117,7 @@ TokenChoiceCounts route_token_choice(DevicePlan& plan, TokenChoiceScratch& scrat
   plan.n_tokens = n;
   plan.n_experts = e;
   plan.gate_kind = renormalize ? GateKind::kRenormalized : GateKind::kScore;
+  plan.identity = false;
   scratch.choices.resize(size_t(n) * k);
   std::vector<int> demand(size_t(G) * e, 0);
   if (n > 0) {

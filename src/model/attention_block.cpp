@@ -49,17 +49,16 @@ void attention_block_backward(nn::Backend& be, float* dh, AttentionBlockGrads& g
   scratch.resize(be, cfg);
   float* d_att = scratch.d_att.data();
   float* d_qkv = scratch.d_qkv.data();
-  // Every backward kernel accumulates, so its input-gradient buffer starts at zero.
-  be.fill(d_att, scratch.d_att.size(), 0.f);
-  be.fill(d_qkv, scratch.d_qkv.size(), 0.f);
+  // Each input gradient has one writer here, which writes it over whatever the scratch holds:
+  // no zero fills, and no reading them back (GradWrite::kOverwrite).
+  constexpr nn::GradWrite kOverwrite = nn::GradWrite::kOverwrite;
   be.linear_backward(d_att, g.out_w, g.out_b, dh, act.att.data(), w.out_w, {rows, d, d},
-                     cfg.precision);
+                     cfg.precision, kOverwrite);
   be.attention_backward(d_qkv, d_att, act.qkv.data(), act.att.data(), act.saved.data(), cfg,
-                        valid_len);
+                        valid_len, kOverwrite);
   float* d_ln = d_att;  // d(att) is spent: reuse its buffer for d(ln_out)
-  be.fill(d_att, scratch.d_att.size(), 0.f);
   be.linear_backward(d_ln, g.qkv_w, g.qkv_b, d_qkv, act.ln_out.data(), w.qkv_w, {rows, d, 3 * d},
-                     cfg.precision);
+                     cfg.precision, kOverwrite);
   // dh already holds the residual's share (dL/dh_out); the LayerNorm path adds the rest.
   be.layernorm_backward(dh, g.ln_gain, g.ln_bias, d_ln, h_in, w.ln_gain, act.ln_mean.data(),
                         act.ln_rstd.data(), rows, d);

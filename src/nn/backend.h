@@ -16,6 +16,12 @@
 
 namespace ecmoe::nn {
 
+// How a backward op puts an input gradient (linear's dinp, attention's dqkv) into the caller's
+// buffer: added to what the buffer holds (several paths summing into one gradient), or written
+// over it (the buffer's first writer: the caller zeroes nothing first, and a backend need not read
+// it; the values of adding to zeros). Weight and bias gradients are always added to.
+enum class GradWrite { kAdd, kOverwrite };
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -59,7 +65,7 @@ class Backend {
                               const LinearShape& shape, Precision precision) = 0;
   virtual void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                const float* inp, const float* weight, const LinearShape& shape,
-                               Precision precision) = 0;
+                               Precision precision, GradWrite dinp_write) = 0;
   // attention.h. `saved` is what the forward keeps for its backward, opaque to the caller:
   // attention_saved_floats(cfg) floats in this backend's memory, written by the forward and read
   // by the backward of the same cfg, qkv and valid_len. By default (the CPU) the probabilities
@@ -73,7 +79,7 @@ class Backend {
                                  const AttentionConfig& cfg, const int* valid_len) = 0;
   virtual void attention_backward(float* dqkv, const float* dout, const float* qkv,
                                   const float* out, const float* saved, const AttentionConfig& cfg,
-                                  const int* valid_len) = 0;
+                                  const int* valid_len, GradWrite dqkv_write) = 0;
   // attention_decode.h: one query row over a KV cache (incremental decoding; no backward)
   virtual void attention_decode(float* out, const float* q, const float* keys, const float* values,
                                 const AttentionDecodeConfig& cfg) = 0;

@@ -70,9 +70,12 @@ class CpuBackend final : public Backend {
                       const LinearShape& shape, Precision precision) override {
     nn::linear_forward(out, inp, weight, bias, shape, precision);
   }
+  // kOverwrite: zeros, then the nn op's adding (the bits of a caller's zero fill).
   void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                        const float* inp, const float* weight, const LinearShape& shape,
-                       Precision precision) override {
+                       Precision precision, GradWrite dinp_write) override {
+    if (dinp && dinp_write == GradWrite::kOverwrite)
+      std::fill_n(dinp, std::size_t(shape.rows) * std::size_t(shape.in_dim), 0.f);
     nn::linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision);
   }
   // saved: the probabilities [batch, heads, T, T] (Backend's default attention_saved_floats).
@@ -82,8 +85,11 @@ class CpuBackend final : public Backend {
   }
   // out (the forward's output) is not needed here.
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* /*out*/,
-                          const float* saved, const AttentionConfig& cfg,
-                          const int* valid_len) override {
+                          const float* saved, const AttentionConfig& cfg, const int* valid_len,
+                          GradWrite dqkv_write) override {
+    if (dqkv_write == GradWrite::kOverwrite)
+      std::fill_n(dqkv, std::size_t(cfg.batch) * std::size_t(cfg.seq_len) * 3 * cfg.model_dim(),
+                  0.f);
     nn::attention_backward(dqkv, dout, qkv, saved, cfg, valid_len);
   }
   void attention_decode(float* out, const float* q, const float* keys, const float* values,

@@ -73,9 +73,10 @@ void TimedBackend::linear_forward(float* out, const float* inp, const float* wei
 }
 void TimedBackend::linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                    const float* inp, const float* weight, const LinearShape& shape,
-                                   Precision precision) {
-  timed("linear",
-        [&] { inner_.linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision); });
+                                   Precision precision, GradWrite dinp_write) {
+  timed("linear", [&] {
+    inner_.linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision, dinp_write);
+  });
 }
 int64_t TimedBackend::attention_saved_floats(const AttentionConfig& cfg) const {
   return inner_.attention_saved_floats(cfg);
@@ -86,9 +87,11 @@ void TimedBackend::attention_forward(float* out, float* saved, const float* qkv,
 }
 void TimedBackend::attention_backward(float* dqkv, const float* dout, const float* qkv,
                                       const float* out, const float* saved,
-                                      const AttentionConfig& cfg, const int* valid_len) {
-  timed("attention",
-        [&] { inner_.attention_backward(dqkv, dout, qkv, out, saved, cfg, valid_len); });
+                                      const AttentionConfig& cfg, const int* valid_len,
+                                      GradWrite dqkv_write) {
+  timed("attention", [&] {
+    inner_.attention_backward(dqkv, dout, qkv, out, saved, cfg, valid_len, dqkv_write);
+  });
 }
 void TimedBackend::attention_decode(float* out, const float* q, const float* keys,
                                     const float* values, const AttentionDecodeConfig& cfg) {

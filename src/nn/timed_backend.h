@@ -42,13 +42,13 @@ class TimedBackend final : public Backend {
                       const LinearShape& shape, Precision precision) override;
   void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                        const float* inp, const float* weight, const LinearShape& shape,
-                       Precision precision) override;
+                       Precision precision, GradWrite dinp_write) override;
   int64_t attention_saved_floats(const AttentionConfig& cfg) const override;  // the inner's
   void attention_forward(float* out, float* saved, const float* qkv, const AttentionConfig& cfg,
                          const int* valid_len) override;
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                          const float* saved, const AttentionConfig& cfg,
-                          const int* valid_len) override;
+                          const float* saved, const AttentionConfig& cfg, const int* valid_len,
+                          GradWrite dqkv_write) override;
   void attention_decode(float* out, const float* q, const float* keys, const float* values,
                         const AttentionDecodeConfig& cfg) override;  // timed as "attention"
   void tied_output_forward(float* logits, const float* h, const float* table,

@@ -124,7 +124,7 @@ double device_scratch_bytes(const TrainConfig& config, double batch, bool backwa
 
 // Bytes the Transformer's own buffers and its layers hold over batch sequences. Attention's saved
 // state is counted as the probabilities [batch, H, T, T]: an over-estimate for a backend that
-// saves less (CUDA's flash attention keeps the rows' logsumexp, [batch, H, T]).
+// saves less (CUDA's flash attention keeps the rows' logsumexp, [batch, H, T], and a bf16 qkv).
 double model_activation_bytes(const TrainConfig& config, double batch, bool training,
                               bool backward) {
   const ModelConfig& m = config.model;

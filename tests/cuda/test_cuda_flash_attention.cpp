@@ -117,17 +117,19 @@ struct FlashRun {
   std::vector<float> out, lse, dqkv;
 };
 
-// Forward, then backward onto dqkv0 (zeros when empty).
+// Forward, then backward onto dqkv0 (zeros when empty), or over it (overwrite).
 FlashRun flash_attention(const Shape& s, const DeviceInputs& in, FlashAttentionScratch& scratch,
-                         const std::vector<float>& dqkv0 = {}) {
+                         const std::vector<float>& dqkv0 = {}, bool overwrite = false) {
   const nn::AttentionConfig cfg = config_of(s, Precision::kBf16);
-  DeviceVec<float> out(in.dout.size()), lse(size_t(s.batch) * s.heads * s.seq_len);
+  DeviceVec<float> out(in.dout.size()), saved(size_t(flash_attention_saved_floats(cfg)));
   DeviceVec<float> dqkv = to_device(dqkv0.empty() ? std::vector<float>(in.qkv.size(), 0.f) : dqkv0);
-  flash_attention_forward(out.data(), lse.data(), in.qkv.data(), cfg, in.valid_or_null(), scratch,
+  flash_attention_forward(out.data(), saved.data(), in.qkv.data(), cfg, in.valid_or_null(), scratch,
                           context());
-  flash_attention_backward(dqkv.data(), in.dout.data(), in.qkv.data(), out.data(), lse.data(), cfg,
-                           in.valid_or_null(), scratch, context());
-  return {to_host(out), to_host(lse), to_host(dqkv)};
+  flash_attention_backward(dqkv.data(), in.dout.data(), out.data(), saved.data(), cfg,
+                           in.valid_or_null(), scratch, context(), overwrite);
+  std::vector<float> lse = to_host(saved);  // saved begins with lse [B, H, T]
+  lse.resize(size_t(s.batch) * s.heads * s.seq_len);
+  return {to_host(out), std::move(lse), to_host(dqkv)};
 }
 
 Result cublas_attention(const Shape& s, const DeviceInputs& in) {
@@ -260,7 +262,7 @@ TEST(CudaFlashAttention, SavesTheRowsLogsumexp) {
   }
 }
 
-TEST(CudaFlashAttention, RepeatsBitwiseAndAccumulates) {
+TEST(CudaFlashAttention, RepeatsBitwiseAccumulatesAndOverwrites) {
   ECMOE_REQUIRE_GPU();
   FlashAttentionScratch scratch;
   for (const Shape& s : {Shape{3, 130, 2, 64, true, true}, Shape{2, 100, 3, 128, false, true},
@@ -284,6 +286,10 @@ TEST(CudaFlashAttention, RepeatsBitwiseAndAccumulates) {
         ASSERT_EQ(onto.dqkv[i], dqkv0[i]) << "at " << i;
       }
     }
+    // Over it (GradWrite::kOverwrite): the gradient alone, every element written, the keys no
+    // query sees (a padded sequence's last tiles) with zeros.
+    const FlashRun over = flash_attention(s, gin, scratch, dqkv0, /*overwrite=*/true);
+    EXPECT_EQ(over.dqkv, first.dqkv);
   }
 }
 
@@ -297,7 +303,11 @@ TEST(CudaFlashAttention, BackendChoosesTheFlashPathInBf16) {
   const int64_t rows = int64_t(s.batch) * s.heads * s.seq_len, square = rows * s.seq_len;
   const std::unique_ptr<nn::Backend> flash = make_nn_backend();
   const std::unique_ptr<nn::Backend> cublas = make_nn_backend({.flash_attention = false});
-  EXPECT_EQ(flash->attention_saved_floats(bf16), rows);
+  // lse [B, H, T], then the bf16 qkv [B, T, 3·d] at a 16-byte boundary.
+  const int64_t qkv = int64_t(s.batch) * s.seq_len * 3 * s.heads * s.head_dim;
+  EXPECT_EQ(flash->attention_saved_floats(bf16), rows + qkv / 2);
+  EXPECT_EQ(flash_attention_saved_floats(config_of({1, 3, 1, 16, false, false}, Precision::kBf16)),
+            4 + 3 * 3 * 16 / 2);  // lse's 3 floats padded to 4
   EXPECT_EQ(flash->attention_saved_floats(config_of(s, Precision::kFp32)), square);
   EXPECT_EQ(flash->attention_saved_floats(config_of({2, 100, 3, 8, true, true}, Precision::kBf16)),
             int64_t(2) * 3 * 100 * 100);
@@ -315,7 +325,7 @@ TEST(CudaFlashAttention, BackendChoosesTheFlashPathInBf16) {
     DeviceVec<float> dqkv = to_device(std::vector<float>(in.qkv.size(), 0.f));
     be->attention_forward(out.data(), saved.data(), gin.qkv.data(), bf16, gin.valid_or_null());
     be->attention_backward(dqkv.data(), gin.dout.data(), gin.qkv.data(), out.data(), saved.data(),
-                           bf16, gin.valid_or_null());
+                           bf16, gin.valid_or_null(), nn::GradWrite::kAdd);
     const bool is_flash = be == flash.get();
     EXPECT_TRUE(same_bits(to_host(out), is_flash ? direct.out : direct_cublas.out));
     EXPECT_TRUE(same_bits(to_host(dqkv), is_flash ? direct.dqkv : direct_cublas.dqkv));

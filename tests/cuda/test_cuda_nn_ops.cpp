@@ -390,6 +390,15 @@ TEST(CudaNnOps, LinearMatchesTheCpu) {
         cuda::linear_backward(nullptr, gdw_only.data(), nullptr, gdy.data(), gx.data(), gw.data(),
                               shape, precision, scratch, context());
         EXPECT_TRUE(close(to_host(gdw_only), dw, tol));
+        // dinp written over what it held (GradWrite::kOverwrite): the values of adding to zeros,
+        // with the backend's own call too.
+        DeviceVec<float> gdx_zero = to_device(std::vector<float>(nx, 0.f)),
+                         gdx_over = to_device(dx0);
+        cuda::linear_backward(gdx_zero.data(), nullptr, nullptr, gdy.data(), gx.data(), gw.data(),
+                              shape, precision, scratch, context());
+        make_nn_backend()->linear_backward(gdx_over.data(), nullptr, nullptr, gdy.data(), gx.data(),
+                                           gw.data(), shape, precision, nn::GradWrite::kOverwrite);
+        EXPECT_EQ(to_host(gdx_over), to_host(gdx_zero));
       }
     }
   }

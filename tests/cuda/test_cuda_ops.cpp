@@ -417,6 +417,7 @@ TEST(CudaOps, PerPairRouterPlansAreTheCpus) {
       SCOPED_TRACE(router_name(router) + " n " + std::to_string(n));
       expect_same_plan(gpu, cpu.plan);
       expect_device_counts(dplan, gpu);
+      EXPECT_EQ(dplan.identity, router == RouterKind::kDense);  // slot t holds token t, gate 1
       const RoutingStats stats = per_pair_route_stats(config, request, plan_counts(gpu));
       EXPECT_EQ(stats.capacity, cpu.stats.capacity);
       EXPECT_EQ(stats.max_demand_over_capacity, cpu.stats.max_demand_over_capacity);
@@ -425,21 +426,30 @@ TEST(CudaOps, PerPairRouterPlansAreTheCpus) {
   }
 }
 
-// The experts' forward and backward on one plan, fp32 and bf16, against moe/expert_ffn.h.
+// The experts' forward and backward on one plan, fp32 and bf16, against moe/expert_ffn.h: the
+// test plans, constant gates (no gate gradient: dgate is not computed) and a dense layer's plan
+// (one expert, slot t = token t: the identity, whose GEMMs write y and add into dx themselves).
 TEST(CudaOps, ExpertsMatchTheCpu) {
   ECMOE_REQUIRE_GPU();
-  const int n = 96, e = 4, d = 40, f = 72;
+  const int n = 96, d = 40, f = 72;
+  std::vector<std::pair<int, RoutingPlan>> cases;  // (experts, plan)
+  for (RoutingPlan& plan : test_plans(n, 4)) cases.emplace_back(4, std::move(plan));
+  std::vector<Assignment> constant;
+  for (int t = 0; t < n; t += 2) constant.push_back({t % 3, t, 1.f});
+  cases.emplace_back(3, make_routing_plan(n, 3, GateKind::kConstant, constant));
+  cases.emplace_back(1, route(RouterKind::kDense, random_probs(n, 1, 3), n, 1));
   for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
     const double tol = precision == Precision::kFp32 ? kFp32 : 2 * kBf16Step;
-    for (const RoutingPlan& plan : test_plans(n, e)) {
+    for (const auto& [e, plan] : cases) {
       const int S = plan.slot_count();
       const std::vector<float> x = random_normal(size_t(n) * d, 21),
                                w1 = random_normal(size_t(e) * d * f, 22, 0.15f),
                                w2 = random_normal(size_t(e) * f * d, 23, 0.12f),
                                dy = random_normal(size_t(n) * d, 24),
-                               start = random_normal(size_t(e) * d * f, 25);
-      std::vector<float> y(size_t(n) * d), dx(size_t(n) * d, 0.f),
-          dw1 = start, dw2(size_t(e) * f * d, 0.f), dgate(S);
+                               start = random_normal(size_t(e) * d * f, 25),
+                               dx_start = random_normal(size_t(n) * d, 26);
+      std::vector<float> y(size_t(n) * d), dx = dx_start, dw1 = start, dw2(size_t(e) * f * d, 0.f),
+                                           dgate(S);
       ExpertActivations act;
       ExpertScratch scratch;
       ecmoe::experts_forward(y.data(), act, plan, x.data(), w1.data(), w2.data(), d, f, precision);
@@ -448,10 +458,10 @@ TEST(CudaOps, ExpertsMatchTheCpu) {
 
       DevicePlan dplan;
       upload_plan(dplan, plan, stream());
+      EXPECT_EQ(dplan.identity, e == 1);
       DeviceVec<float> gx = to_device(x), gw1 = to_device(w1), gw2 = to_device(w2),
-                       gdy = to_device(dy), gdw1 = to_device(start), gy(size_t(n) * d),
-                       gdx(size_t(n) * d), gdw2(size_t(e) * f * d), gdgate(S);
-      gdx.zero(stream());
+                       gdy = to_device(dy), gdw1 = to_device(start), gdx = to_device(dx_start),
+                       gy(size_t(n) * d), gdw2(size_t(e) * f * d), gdgate(S);
       gdw2.zero(stream());
       DeviceExpertActivations gact;
       DeviceExpertScratch gscratch;
@@ -459,14 +469,15 @@ TEST(CudaOps, ExpertsMatchTheCpu) {
                             precision, context());
       cuda::experts_backward(gdx.data(), gdw1.data(), gdw2.data(), gdgate.data(), gscratch,
                              gdy.data(), gact, dplan, gw1.data(), gw2.data(), d, f, context());
-      SCOPED_TRACE(std::string(precision_name(precision)) + ", slots " + std::to_string(S) +
+      SCOPED_TRACE(std::string(precision_name(precision)) + ", " + std::to_string(e) +
+                   " experts, slots " + std::to_string(S) +
                    (dplan.uniform_load() > 0 ? " (batched GEMMs)" : " (a GEMM per expert)"));
       EXPECT_TRUE(close(to_host(gact.pre), act.pre, tol));
       EXPECT_TRUE(close(to_host(gy), y, tol));
       EXPECT_TRUE(close(to_host(gdx), dx, tol));
       EXPECT_TRUE(close(to_host(gdw1), dw1, tol));
       EXPECT_TRUE(close(to_host(gdw2), dw2, tol));
-      EXPECT_TRUE(close(to_host(gdgate), dgate, tol));
+      if (plan.gate_kind != GateKind::kConstant) EXPECT_TRUE(close(to_host(gdgate), dgate, tol));
     }
   }
 }

@@ -82,9 +82,9 @@ class RecordingBackend final : public nn::Backend {
   }
   void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                        const float* inp, const float* weight, const nn::LinearShape& shape,
-                       Precision precision) override {
+                       Precision precision, nn::GradWrite dinp_write) override {
     ++calls["linear_backward"];
-    cpu().linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision);
+    cpu().linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision, dinp_write);
   }
   int64_t attention_saved_floats(const nn::AttentionConfig& cfg) const override {
     return cpu().attention_saved_floats(cfg);
@@ -95,10 +95,10 @@ class RecordingBackend final : public nn::Backend {
     cpu().attention_forward(out, saved, qkv, cfg, valid_len);
   }
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                          const float* saved, const nn::AttentionConfig& cfg,
-                          const int* valid_len) override {
+                          const float* saved, const nn::AttentionConfig& cfg, const int* valid_len,
+                          nn::GradWrite dqkv_write) override {
     ++calls[cfg.causal ? "attention_backward causal" : "attention_backward"];
-    cpu().attention_backward(dqkv, dout, qkv, out, saved, cfg, valid_len);
+    cpu().attention_backward(dqkv, dout, qkv, out, saved, cfg, valid_len, dqkv_write);
   }
   void attention_decode(float* out, const float* q, const float* keys, const float* values,
                         const nn::AttentionDecodeConfig& cfg) override {
