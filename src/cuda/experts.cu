@@ -74,7 +74,8 @@ void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& p
 void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExpertScratch& scratch,
                       const float* dy, const DeviceExpertActivations& act, const DevicePlan& plan,
                       const float* w1, const float* w2, int d, int f, const Context& ctx,
-                      PhaseTimes* times) {
+                      PhaseTimes* times, nn::GradWrite dx_write) {
+  const bool overwrite = dx_write == nn::GradWrite::kOverwrite;
   phase_start(times, ctx);
   const int S = plan.slot_count();
   const Precision precision = act.precision;
@@ -131,14 +132,16 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExp
                           fresh1);  // x_in^T·d_pre
   phase_lap(times, ctx, "gemm x_in^T*d_pre");
   // d_x_in = d_pre · W1^T into grad_d (fp32 d_out is dead once dW2 is done: same stream order),
-  // or added into dx directly (identity: the dispatch adjoint would add the same rows).
+  // or into dx directly (identity: the dispatch adjoint would move the same rows), added to it
+  // or written over it.
   if (identity) {
-    expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, dx, precision, /*accumulate=*/true);
+    expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, dx, precision,
+                     /*accumulate=*/!overwrite);
     phase_lap(times, ctx, "gemm d_pre*W1^T");
   } else {
     expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, scratch.grad_d.data(), precision);
     phase_lap(times, ctx, "gemm d_pre*W1^T");
-    dispatch_backward(dx, scratch.grad_d.data(), plan, d, stream);
+    dispatch_backward(dx, scratch.grad_d.data(), plan, d, stream, overwrite);
   }
   phase_lap(times, ctx, "dispatch adjoint");
 }

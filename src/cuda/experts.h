@@ -11,6 +11,7 @@
 #include "cuda/context.h"
 #include "cuda/device_buffer.h"
 #include "cuda/device_plan.h"
+#include "nn/grad_write.h"
 
 namespace ecmoe::cuda {
 
@@ -47,9 +48,10 @@ void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& p
 // dy [n, d] -> dx [n, d] (+=), dw1 [e, d, f] (+=), dw2 [e, f, d] (+=), dgate [S] (overwritten;
 // not written for constant gates, which have no gradient). A plan.identity plan (a dense layer)
 // skips the combine's and dispatch's copies: y and dx are the GEMMs' own outputs.
+// dx_write kOverwrite: dx written (every token's row: zeros where a token has no slot), not read.
 void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExpertScratch& scratch,
                       const float* dy, const DeviceExpertActivations& act, const DevicePlan& plan,
                       const float* w1, const float* w2, int d, int f, const Context& ctx,
-                      PhaseTimes* times = nullptr);
+                      PhaseTimes* times = nullptr, nn::GradWrite dx_write = nn::GradWrite::kAdd);
 
 }  // namespace ecmoe::cuda

@@ -31,7 +31,7 @@ class CudaMoeBackend final : public MoeBackend {
   MoeOutput forward(const MoeConfig& config, const MoeWeights& w, const MoeInput& in,
                     float* y) override;
   void backward(const MoeConfig& config, const MoeWeights& w, MoeGrads& g, const float* dy,
-                float* dx, float aux_scale) override;
+                float* dx, float aux_scale, nn::GradWrite dx_write) override;
   void finish(MoeOutput& out) override;
   const RoutingPlan& host_plan() override;
   void set_collect_stats(bool collect) override { collect_stats_ = collect; }
@@ -192,14 +192,14 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
 }
 
 void CudaMoeBackend::backward(const MoeConfig& config, const MoeWeights& w, MoeGrads& g,
-                              const float* dy, float* dx, float aux_scale) {
+                              const float* dy, float* dx, float aux_scale, nn::GradWrite dx_write) {
   const int n = n_, d = config.d_model, f = config.d_ff, e = config.n_experts;
   const int S = plan_.slot_count();
   cudaStream_t stream = ctx_.stream;
   phase_start(times_, ctx_);
   dgate_.resize(S);
   experts_backward(dx, g.w1, g.w2, dgate_.data(), scratch_, dy, act_, plan_, w.w1, w.w2, d, f, ctx_,
-                   times_);
+                   times_, dx_write);
   if (!router_has_weights(config.router) || n == 0) return;
   phase_start(times_, ctx_);
 

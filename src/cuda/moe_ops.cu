@@ -25,14 +25,15 @@ __global__ void dispatch_kernel(T* x_slots, const float* x, const int* slot_toke
     store_floats<V>(dst + c, load_floats<V>(src + c));
 }
 
-// dx[t] += each of t's slot rows, in inverse-index order (the CPU's order, so the same bits).
+// dx[t] += each of t's slot rows, in inverse-index order (the CPU's order, so the same bits);
+// overwrite: from zeros, dx not read.
 template <int V>
 __global__ void dispatch_backward_kernel(float* dx, const float* d_slots, const int* token_offsets,
-                                         const int* token_slots, int d) {
+                                         const int* token_slots, int d, bool overwrite) {
   const int64_t t = blockIdx.x;
   const int j0 = token_offsets[t], j1 = token_offsets[t + 1];
   for (int c = threadIdx.x * V; c < d; c += blockDim.x * V) {
-    Floats<V> acc = load_floats<V>(dx + t * d + c);
+    Floats<V> acc = overwrite ? Floats<V>{} : load_floats<V>(dx + t * d + c);
     for (int j = j0; j < j1; ++j) {
       const Floats<V> g = load_floats<V>(d_slots + int64_t(token_slots[j]) * d + c);
 #pragma unroll
@@ -248,11 +249,11 @@ void dispatch_forward(uint16_t* x_slots16, const float* x, const DevicePlan& pla
 }
 
 void dispatch_backward(float* dx, const float* d_slots, const DevicePlan& plan, int d,
-                       cudaStream_t stream) {
+                       cudaStream_t stream, bool overwrite) {
   if (plan.n_tokens == 0 || d == 0) return;
   launch_rows(rows_by_4(d, dx, d_slots), dispatch_backward_kernel<4>, dispatch_backward_kernel<1>,
               plan.n_tokens, d, stream, dx, d_slots, plan.token_offsets.data(),
-              plan.token_slots.data(), d);
+              plan.token_slots.data(), d, overwrite);
 }
 
 void combine_forward(float* y, const float* out, const DevicePlan& plan, int d,

@@ -18,9 +18,9 @@ void dispatch_forward(float* x_slots, const float* x, const DevicePlan& plan, in
                       cudaStream_t stream);
 void dispatch_forward(uint16_t* x_slots16, const float* x, const DevicePlan& plan, int d,
                       cudaStream_t stream);
-// d_slots [S, d] -> dx [n, d] (+=)
+// d_slots [S, d] -> dx [n, d] (+=; overwrite: =, a token without slots gets zeros)
 void dispatch_backward(float* dx, const float* d_slots, const DevicePlan& plan, int d,
-                       cudaStream_t stream);
+                       cudaStream_t stream, bool overwrite = false);
 // out [S, d] -> y [n, d] (overwritten) = Σ gate[s] · out[s] over t's slots
 void combine_forward(float* y, const float* out, const DevicePlan& plan, int d,
                      cudaStream_t stream);

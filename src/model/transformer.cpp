@@ -18,6 +18,7 @@
 #include "moe/cutoffs.h"
 #include "nn/attention.h"
 #include "nn/embedding.h"
+#include "nn/grad_write.h"
 
 namespace ecmoe {
 
@@ -419,10 +420,10 @@ void Transformer::backward_trunk(const float* p, float* g) {
   for (int l = L - 1; l >= 0; --l) {
     const LayerOffsets& o = layers_[l];
     // FFN half: dh = dL/dh_out passes through the residual; the FFN path adds into it.
-    nn_->fill(dtmp, Nd, 0.f);
     const MoeWeights mw{o.router >= 0 ? p + o.router : nullptr, p + o.w1, p + o.w2};
     MoeGrads mg{o.router >= 0 ? g + o.router : nullptr, g + o.w1, g + o.w2};
-    ffn_[l].backward(mw, mg, dh, dtmp);  // dtmp = dL/d(ln2_out), aux-loss gradients included
+    // dtmp = dL/d(ln2_out), aux-loss gradients included: written over, not zeroed first.
+    ffn_[l].backward(mw, mg, dh, dtmp, 1.f, nn::GradWrite::kOverwrite);
     nn_->layernorm_backward(dh, g + o.ln2_gain, g + o.ln2_bias, dtmp, stream(2 * l + 1),
                             p + o.ln2_gain, a.ln2_mean.data() + int64_t(l) * N,
                             a.ln2_rstd.data() + int64_t(l) * N, N, d);

@@ -6,6 +6,7 @@
 #pragma once
 #include "moe/moe_config.h"
 #include "moe/routing_plan.h"
+#include "nn/grad_write.h"
 
 namespace ecmoe {
 
@@ -28,9 +29,9 @@ class MoeBackend {
   // Completes the output the last forward returned, waiting for the device as far as it needs
   // (once per forward). A backend whose forward returns complete outputs leaves it as it is.
   virtual void finish(MoeOutput& out) { (void)out; }
-  // As MoeLayer::backward: dx (+=), grads (+=), all in the backend's memory.
+  // As MoeLayer::backward: dx (+=, or written: dx_write), grads (+=), all in the backend's memory.
   virtual void backward(const MoeConfig& config, const MoeWeights& w, MoeGrads& g, const float* dy,
-                        float* dx, float aux_scale) = 0;
+                        float* dx, float aux_scale, nn::GradWrite dx_write) = 0;
   // The last forward's plan, copied to the host.
   virtual const RoutingPlan& host_plan() = 0;
   // Routing statistics cost a copy of the plan and scores to the host each forward; a benchmark

@@ -1,6 +1,8 @@
 #include "moe/moe_layer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -185,13 +187,15 @@ AuxLosses MoeLayer::run_experts(const MoeWeights& w, const MoeInput& in, Routing
 }
 
 void MoeLayer::backward(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx,
-                        float aux_scale) {
+                        float aux_scale, nn::GradWrite dx_write) {
   ECMOE_CHECK(backward_ready_, "moe backward called without a forward");
   if (backend_) {
-    backend_->backward(config_, w, g, dy, dx, aux_scale);
+    backend_->backward(config_, w, g, dy, dx, aux_scale, dx_write);
     return;
   }
   const int n = n_, d = config_.d_model, e = config_.expert_count();
+  // On the CPU: zeros, then the adding below (the bits of a caller's zero fill).
+  if (dx_write == nn::GradWrite::kOverwrite) std::fill_n(dx, std::size_t(n) * std::size_t(d), 0.f);
   std::vector<float> dgate(plan_.slot_count());
   if (comm_)
     experts_backward_parallel(w, g, dy, dx, dgate.data());

@@ -21,6 +21,7 @@
 #include "moe/moe_backend.h"
 #include "moe/moe_config.h"
 #include "moe/routers.h"
+#include "nn/grad_write.h"
 
 namespace ecmoe {
 
@@ -100,10 +101,11 @@ class MoeLayer {
   // The same with a plan given instead of routed (only tests call it); the scores are still
   // computed, so gates defined by scores get their gradient.
   MoeOutput forward_with_plan(const MoeWeights& w, const MoeInput& in, RoutingPlan plan, float* y);
-  // dy [n, d] -> dx [n, d] (+=), grads (+=); the gradient of aux_scale times the weighted
-  // auxiliary losses is included (1: they are part of the loss as the forward returned them).
-  void backward(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx,
-                float aux_scale = 1.f);
+  // dy [n, d] -> dx [n, d] (+=; kOverwrite: written, nn/grad_write.h), grads (+=); the gradient
+  // of aux_scale times the weighted auxiliary losses is included (1: they are part of the loss as
+  // the forward returned them).
+  void backward(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx, float aux_scale = 1.f,
+                nn::GradWrite dx_write = nn::GradWrite::kAdd);
 
   // Expert parallelism (docs/architecture.md): with a communicator of P > 1 ranks, this rank
   // routes its own tokens, sends each slot's row to the rank that owns the slot's expert (rank r

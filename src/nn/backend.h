@@ -12,15 +12,10 @@
 #include "nn/attention_decode.h"
 #include "nn/cross_entropy.h"
 #include "nn/embedding.h"
+#include "nn/grad_write.h"
 #include "nn/linear.h"
 
 namespace ecmoe::nn {
-
-// How a backward op puts an input gradient (linear's dinp, attention's dqkv) into the caller's
-// buffer: added to what the buffer holds (several paths summing into one gradient), or written
-// over it (the buffer's first writer: the caller zeroes nothing first, and a backend need not read
-// it; the values of adding to zeros). Weight and bias gradients are always added to.
-enum class GradWrite { kAdd, kOverwrite };
 
 class Backend {
  public:

@@ -478,6 +478,16 @@ TEST(CudaOps, ExpertsMatchTheCpu) {
       EXPECT_TRUE(close(to_host(gdw1), dw1, tol));
       EXPECT_TRUE(close(to_host(gdw2), dw2, tol));
       if (plan.gate_kind != GateKind::kConstant) EXPECT_TRUE(close(to_host(gdgate), dgate, tol));
+      // dx written over a random buffer (GradWrite::kOverwrite): the CPU's from zeros, every
+      // token's row written (zeros for a token without slots).
+      std::vector<float> dx_zero(size_t(n) * d, 0.f), dw_cpu = start;
+      ecmoe::experts_backward(dx_zero.data(), dw_cpu.data(), dw_cpu.data(), dgate.data(), scratch,
+                              dy.data(), act, plan, w1.data(), w2.data(), d, f, precision);
+      DeviceVec<float> gdx_over = to_device(dx_start), gdw_junk = to_device(start);
+      cuda::experts_backward(gdx_over.data(), gdw_junk.data(), gdw_junk.data(), gdgate.data(),
+                             gscratch, gdy.data(), gact, dplan, gw1.data(), gw2.data(), d, f,
+                             context(), nullptr, nn::GradWrite::kOverwrite);
+      EXPECT_TRUE(close(to_host(gdx_over), dx_zero, tol));
     }
   }
 }

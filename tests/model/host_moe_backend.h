@@ -36,9 +36,9 @@ class HostMoeBackend final : public MoeBackend {
     if (defer_) out = std::move(kept_);
   }
   void backward(const MoeConfig&, const MoeWeights& w, MoeGrads& g, const float* dy, float* dx,
-                float aux_scale) override {
+                float aux_scale, nn::GradWrite dx_write) override {
     note("moe backward");
-    inner_->backward(w, g, dy, dx, aux_scale);
+    inner_->backward(w, g, dy, dx, aux_scale, dx_write);
   }
   const RoutingPlan& host_plan() override { return inner_->plan(); }
   void set_collect_stats(bool collect) override { calls_[collect ? "stats on" : "stats off"]++; }

@@ -40,10 +40,10 @@ class RecordingBackend final : public MoeBackend {
     return inner_.forward(w, in, y);
   }
   void backward(const MoeConfig&, const MoeWeights& w, MoeGrads& g, const float* dy, float* dx,
-                float aux_scale) override {
+                float aux_scale, nn::GradWrite dx_write) override {
     ++calls_.backward;
     calls_.aux_scale = aux_scale;
-    inner_.backward(w, g, dy, dx, aux_scale);
+    inner_.backward(w, g, dy, dx, aux_scale, dx_write);
   }
   const RoutingPlan& host_plan() override { return inner_.plan(); }
   void set_collect_stats(bool collect) override { calls_.collect_stats = collect; }
