@@ -322,12 +322,12 @@ __device__ __forceinline__ void accumulate_product(float (&acc)[HD / kCols][4],
   }
 }
 
-// dst[row, col] += factor · acc (overwrite: =) for this warp's 16 rows, row r at dst + r·ld
-// (those below `rows`, the ones inside the sequence), and every column, each element by the one
-// lane that holds it.
+// dst[row, col] += factor · acc for this warp's 16 rows, row r at dst + r·ld (those below
+// `rows`, the ones inside the sequence), and every column, each element by the one lane that
+// holds it.
 template <int HD>
 __device__ __forceinline__ void add_rows(float* dst, int64_t ld, const float (&acc)[HD / kCols][4],
-                                         float factor, int rows, bool overwrite) {
+                                         float factor, int rows) {
   const FragmentRows fr;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -336,9 +336,8 @@ __device__ __forceinline__ void add_rows(float* dst, int64_t ld, const float (&a
     float* row = dst + r * ld + 2 * fr.t;
 #pragma unroll
     for (int n = 0; n < HD / kCols; ++n) {
-      const float a = factor * acc[n][2 * h], b = factor * acc[n][2 * h + 1];
-      row[n * kCols] = overwrite ? a : row[n * kCols] + a;
-      row[n * kCols + 1] = overwrite ? b : row[n * kCols + 1] + b;
+      row[n * kCols] += factor * acc[n][2 * h];
+      row[n * kCols + 1] += factor * acc[n][2 * h + 1];
     }
   }
 }
@@ -352,7 +351,7 @@ template <int HD>
 __global__ void __launch_bounds__(kThreads)
     backward_kv_kernel(float* dqkv, const uint16_t* qkv16, const uint16_t* dout16, const float* lse,
                        const float* row_dot, const int* valid_len, int T, int H, float scale,
-                       bool causal, bool overwrite) {
+                       bool causal) {
   unsigned char* smem = dynamic_shared_memory();
   using L = BackwardSmem<HD>;
   constexpr int kOut = HD / kCols;
@@ -362,16 +361,8 @@ __global__ void __launch_bounds__(kThreads)
   uint16_t* vs = reinterpret_cast<uint16_t*>(smem + L::own2);
   const PairRows pr(blockIdx.x, T, H, HD, valid_len);
   const int k0 = int(blockIdx.y) * kTile;  // causal: the first tiles have the most queries
-  if (k0 >= pr.kv_len) {  // no query sees these keys: their gradients are 0 (+= 0, or = 0)
-    if (overwrite)
-      for (int i = threadIdx.x; i < min(kTile, T - k0) * HD; i += kThreads) {
-        float* dk = dqkv + pr.q + pr.d + int64_t(k0 + i / HD) * pr.ld + i % HD;
-        dk[0] = 0.f;
-        dk[pr.d] = 0.f;  // dV
-      }
-    return;
-  }
-  const int key0 = k0 + warp * kRows;  // this warp's first key
+  if (k0 >= pr.kv_len) return;             // no query sees these keys: their gradients are 0 (+= 0)
+  const int key0 = k0 + warp * kRows;      // this warp's first key
   const uint16_t* q = qkv16 + pr.q;
   // The Q and dO tiles of queries [q0, q0 + 64) start loading into loop buffer b; their lse and
   // row_dot are stored there.
@@ -424,8 +415,8 @@ __global__ void __launch_bounds__(kThreads)
   }
   const int rows = min(kRows, T - key0);  // this warp's keys inside the sequence
   float* dk_dst = dqkv + pr.q + pr.d + int64_t(key0) * pr.ld;
-  add_rows<HD>(dk_dst, pr.ld, dk, scale, rows, overwrite);
-  add_rows<HD>(dk_dst + pr.d, pr.ld, dv, 1.f, rows, overwrite);
+  add_rows<HD>(dk_dst, pr.ld, dk, scale, rows);
+  add_rows<HD>(dk_dst + pr.d, pr.ld, dv, 1.f, rows);
 }
 
 // dQ of one query tile: the loop over the key tiles it sees (causal: up to its diagonal). Per key
@@ -435,7 +426,7 @@ template <int HD>
 __global__ void __launch_bounds__(kThreads)
     backward_q_kernel(float* dqkv, const uint16_t* qkv16, const uint16_t* dout16, const float* lse,
                       const float* row_dot, const int* valid_len, int T, int H, float scale,
-                      bool causal, bool overwrite) {
+                      bool causal) {
   unsigned char* smem = dynamic_shared_memory();
   using L = BackwardSmem<HD>;
   constexpr int kOut = HD / kCols;
@@ -495,7 +486,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();  // every warp is done with this buffer before it is loaded again
   }
   const int rows = min(kRows, T - row0);
-  add_rows<HD>(dqkv + pr.q + int64_t(row0) * pr.ld, pr.ld, dq, scale, rows, overwrite);
+  add_rows<HD>(dqkv + pr.q + int64_t(row0) * pr.ld, pr.ld, dq, scale, rows);
 }
 
 // ---- host -----------------------------------------------------------------------------------
@@ -573,7 +564,7 @@ void flash_attention_forward(float* out, float* saved, const float* qkv,
 
 void flash_attention_backward(float* dqkv, const float* dout, const float* out, const float* saved,
                               const nn::AttentionConfig& cfg, const int* valid_len,
-                              FlashAttentionScratch& scratch, const Context& ctx, bool overwrite) {
+                              FlashAttentionScratch& scratch, const Context& ctx) {
   if (cfg.batch <= 0 || cfg.seq_len <= 0 || cfg.n_heads <= 0) return;
   const int64_t rows = int64_t(cfg.batch) * cfg.seq_len, d = cfg.model_dim();
   const float* lse = saved;
@@ -592,10 +583,10 @@ void flash_attention_backward(float* dqkv, const float* dout, const float* out, 
     (void)ready;
     launch(backward_kv_kernel<HD>, grid_of(cfg), kThreads, bytes, ctx.stream, dqkv, qkv16,
            scratch.dout16.data(), lse, scratch.row_dot.data(), valid_len, cfg.seq_len, cfg.n_heads,
-           scale_of(cfg), cfg.causal, overwrite);
+           scale_of(cfg), cfg.causal);
     launch(backward_q_kernel<HD>, grid_of(cfg), kThreads, bytes, ctx.stream, dqkv, qkv16,
            scratch.dout16.data(), lse, scratch.row_dot.data(), valid_len, cfg.seq_len, cfg.n_heads,
-           scale_of(cfg), cfg.causal, overwrite);
+           scale_of(cfg), cfg.causal);
   });
 }
 
