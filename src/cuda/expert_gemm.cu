@@ -10,6 +10,9 @@ namespace {
 
 size_t element_bytes(Precision precision) { return precision == Precision::kBf16 ? 2 : 4; }
 
+// C's beta: 0 to write C, 1 to add to it.
+float beta_of(nn::GradWrite c_write) { return c_write == nn::GradWrite::kOverwrite ? 0.f : 1.f; }
+
 const void* advance(const void* p, int64_t elements, Precision precision) {
   return static_cast<const char*>(p) + elements * int64_t(element_bytes(precision));
 }
@@ -42,10 +45,10 @@ void gemm(cublasHandle_t blas, const Gemm& g, Precision precision) {
 
 void expert_gemm_rows(cublasHandle_t blas, const DevicePlan& plan, bool trans_w, int n, int k,
                       const void* a, const void* w, float* c, Precision precision,
-                      bool accumulate) {
+                      nn::GradWrite c_write) {
   const int e = plan.n_experts, uniform = plan.uniform_load();
   const int64_t w_stride = int64_t(k) * n;
-  const float beta = accumulate ? 1.f : 0.f;
+  const float beta = beta_of(c_write);
   if (uniform > 0) {
     gemm(blas,
          {false, trans_w, uniform, n, k, a, w, c, int64_t(uniform) * k, w_stride,
@@ -65,10 +68,11 @@ void expert_gemm_rows(cublasHandle_t blas, const DevicePlan& plan, bool trans_w,
 
 void expert_gemm_weight_grad(cublasHandle_t blas, const DevicePlan& plan, int m, int n,
                              const void* a, const void* b, float* dw, Precision precision,
-                             bool overwrite) {
+                             nn::GradWrite dw_write) {
   const int e = plan.n_experts, uniform = plan.uniform_load();
   const int64_t w_stride = int64_t(m) * n;
-  const float beta = overwrite ? 0.f : 1.f;
+  const bool overwrite = dw_write == nn::GradWrite::kOverwrite;
+  const float beta = beta_of(dw_write);
   if (uniform > 0) {
     gemm(blas,
          {true, false, m, n, uniform, a, b, dw, int64_t(uniform) * m, int64_t(uniform) * n,

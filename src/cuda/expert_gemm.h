@@ -10,6 +10,7 @@
 
 #include "core/precision.h"
 #include "cuda/device_plan.h"
+#include "nn/grad_write.h"
 
 namespace ecmoe::cuda {
 
@@ -32,15 +33,15 @@ void gemm(cublasHandle_t blas, const Gemm& g, Precision precision);
 
 // Per expert i with rows r_i from slot s0 = plan offset: C[s0.., N] = A[s0.., K] · op(W_i),
 // W_i = w + i·K·N elements, op(W_i) = W_i [K, N] or, with trans_w, W_i stored [N, K] transposed.
-// (x_in · W1, hidden · W2, d_out · W2^T, d_pre · W1^T.) accumulate: C += instead (beta 1).
+// (x_in · W1, hidden · W2, d_out · W2^T, d_pre · W1^T.) c_write kAdd: C += instead (beta 1).
 void expert_gemm_rows(cublasHandle_t blas, const DevicePlan& plan, bool trans_w, int n, int k,
                       const void* a, const void* w, float* c, Precision precision,
-                      bool accumulate = false);
+                      nn::GradWrite c_write = nn::GradWrite::kOverwrite);
 // Per expert i: dW_i [M, N] += A[s0.., M]^T · B[s0.., N]. (hidden^T · d_out, x_in^T · d_pre.)
-// overwrite: dW_i = ... instead (beta 0; an expert without rows gets zeros), for gradients that
-// are logically zero (Context::grads' claim).
+// dw_write kOverwrite: dW_i = ... instead (beta 0; an expert without rows gets zeros), for
+// gradients that are logically zero (Context::grads' claim).
 void expert_gemm_weight_grad(cublasHandle_t blas, const DevicePlan& plan, int m, int n,
                              const void* a, const void* b, float* dw, Precision precision,
-                             bool overwrite = false);
+                             nn::GradWrite dw_write = nn::GradWrite::kAdd);
 
 }  // namespace ecmoe::cuda

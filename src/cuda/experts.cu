@@ -75,14 +75,13 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExp
                       const float* dy, const DeviceExpertActivations& act, const DevicePlan& plan,
                       const float* w1, const float* w2, int d, int f, const Context& ctx,
                       PhaseTimes* times, nn::GradWrite dx_write) {
-  const bool overwrite = dx_write == nn::GradWrite::kOverwrite;
   phase_start(times, ctx);
   const int S = plan.slot_count();
   const Precision precision = act.precision;
   const bool bf16 = precision == Precision::kBf16;
   ECMOE_CHECK(act.pre.size() == size_t(S) * f, "cuda experts backward: no forward for this plan");
   cudaStream_t stream = ctx.stream;
-  // A dense layer's plan: d_out is dy (rounded in bf16), and d_x_in is added into dx by its GEMM.
+  // A dense layer's plan: d_out is dy (rounded in bf16), and d_x_in goes into dx by its GEMM.
   // Constant gates have no gradient: dgate is not computed.
   const bool identity = plan.identity;
   if (plan.gate_kind == GateKind::kConstant) dgate = nullptr;
@@ -123,26 +122,24 @@ void experts_backward(float* dx, float* dw1, float* dw2, float* dgate, DeviceExp
   // Written whole here: where they are logically zero (a training step's first backward, after
   // Context::grads' lazy zeroing), with beta 0, and neither zeroed nor read before.
   const int64_t weights = int64_t(plan.n_experts) * d * f;
-  const bool fresh2 = ctx.grads.claim(dw2, weights, stream);
-  const bool fresh1 = ctx.grads.claim(dw1, weights, stream);
+  const auto claimed = [&](float* dw) {
+    return ctx.grads.claim(dw, weights, stream) ? nn::GradWrite::kOverwrite : nn::GradWrite::kAdd;
+  };
+  const nn::GradWrite dw2_write = claimed(dw2), dw1_write = claimed(dw1);
   expert_gemm_weight_grad(ctx.blas, plan, f, d, hidden, d_out, dw2, precision,
-                          fresh2);  // hidden^T·d_out
+                          dw2_write);  // hidden^T·d_out
   phase_lap(times, ctx, "gemm hidden^T*d_out");
   expert_gemm_weight_grad(ctx.blas, plan, d, f, x_in, d_pre, dw1, precision,
-                          fresh1);  // x_in^T·d_pre
+                          dw1_write);  // x_in^T·d_pre
   phase_lap(times, ctx, "gemm x_in^T*d_pre");
   // d_x_in = d_pre · W1^T into grad_d (fp32 d_out is dead once dW2 is done: same stream order),
-  // or into dx directly (identity: the dispatch adjoint would move the same rows), added to it
-  // or written over it.
-  if (identity) {
-    expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, dx, precision,
-                     /*accumulate=*/!overwrite);
-    phase_lap(times, ctx, "gemm d_pre*W1^T");
-  } else {
-    expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, scratch.grad_d.data(), precision);
-    phase_lap(times, ctx, "gemm d_pre*W1^T");
-    dispatch_backward(dx, scratch.grad_d.data(), plan, d, stream, overwrite);
-  }
+  // or into dx directly as dx_write says (identity: the dispatch adjoint would move the same rows).
+  expert_gemm_rows(ctx.blas, plan, true, d, f, d_pre, W1, identity ? dx : scratch.grad_d.data(),
+                   precision, identity ? dx_write : nn::GradWrite::kOverwrite);
+  phase_lap(times, ctx, "gemm d_pre*W1^T");
+  if (!identity)
+    dispatch_backward(dx, scratch.grad_d.data(), plan, d, stream,
+                      dx_write == nn::GradWrite::kOverwrite);
   phase_lap(times, ctx, "dispatch adjoint");
 }
 

@@ -545,8 +545,7 @@ int64_t flash_attention_saved_floats(const nn::AttentionConfig& cfg) {
 
 void flash_attention_forward(float* out, float* saved, const float* qkv,
                              const nn::AttentionConfig& cfg, const int* valid_len,
-                             FlashAttentionScratch& scratch, const Context& ctx) {
-  (void)scratch;  // the forward keeps everything in saved
+                             const Context& ctx) {
   if (cfg.batch <= 0 || cfg.seq_len <= 0 || cfg.n_heads <= 0) return;
   ECMOE_CHECK(reinterpret_cast<uintptr_t>(saved) % 16 == 0,
               "flash attention: the saved state must start at a 16-byte boundary");

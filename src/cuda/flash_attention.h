@@ -47,7 +47,7 @@ int64_t flash_attention_saved_floats(const nn::AttentionConfig& cfg);
 // qkv -> out (written) and saved (written; 16-byte aligned, flash_attention_saved_floats(cfg)).
 void flash_attention_forward(float* out, float* saved, const float* qkv,
                              const nn::AttentionConfig& cfg, const int* valid_len,
-                             FlashAttentionScratch& scratch, const Context& ctx);
+                             const Context& ctx);
 // dqkv [B, T, 3·d] (+=) from dout [B, T, d] and the forward's out and saved (qkv is not read
 // again: its bf16 copy is in saved).
 void flash_attention_backward(float* dqkv, const float* dout, const float* out, const float* saved,

@@ -13,7 +13,7 @@
 #include "cuda/context.h"
 #include "cuda/device_buffer.h"
 #include "cuda/nn_ops.h"
-#include "nn/backend.h"
+#include "nn/grad_write.h"
 #include "nn/linear.h"
 
 namespace ecmoe::cuda {

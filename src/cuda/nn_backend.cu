@@ -119,7 +119,7 @@ class CudaNnBackend final : public nn::Backend {
   void attention_forward(float* out, float* saved, const float* qkv, const nn::AttentionConfig& cfg,
                          const int* valid_len) override {
     if (flash(cfg))
-      flash_attention_forward(out, saved, qkv, cfg, valid_len, flash_, ctx_);
+      flash_attention_forward(out, saved, qkv, cfg, valid_len, ctx_);
     else
       cuda::attention_forward(out, saved, qkv, cfg, valid_len, attention_, ctx_);
   }

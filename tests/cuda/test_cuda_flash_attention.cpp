@@ -124,7 +124,7 @@ FlashRun flash_attention(const Shape& s, const DeviceInputs& in, FlashAttentionS
   const nn::AttentionConfig cfg = config_of(s, Precision::kBf16);
   DeviceVec<float> out(in.dout.size()), saved(size_t(flash_attention_saved_floats(cfg)));
   DeviceVec<float> dqkv = to_device(dqkv0.empty() ? std::vector<float>(in.qkv.size(), 0.f) : dqkv0);
-  flash_attention_forward(out.data(), saved.data(), in.qkv.data(), cfg, in.valid_or_null(), scratch,
+  flash_attention_forward(out.data(), saved.data(), in.qkv.data(), cfg, in.valid_or_null(),
                           context());
   flash_attention_backward(dqkv.data(), in.dout.data(), out.data(), saved.data(), cfg,
                            in.valid_or_null(), scratch, context());
