@@ -123,17 +123,17 @@ class CudaNnBackend final : public nn::Backend {
     else
       cuda::attention_forward(out, saved, qkv, cfg, valid_len, attention_, ctx_);
   }
-  // kOverwrite: zeros, then the kernels add (the flash kernels storing instead made ptxas use
-  // 210 registers rather than 168 at head_dim 64, 8 warps a multiprocessor rather than 12).
+  // kOverwrite: the flash kernels store; the cuBLAS path adds into zeros.
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
                           const float* saved, const nn::AttentionConfig& cfg, const int* valid_len,
                           nn::GradWrite dqkv_write) override {
+    if (flash(cfg)) {
+      flash_attention_backward(dqkv, dout, out, saved, cfg, valid_len, dqkv_write, flash_, ctx_);
+      return;
+    }
     if (dqkv_write == nn::GradWrite::kOverwrite)
       fill(dqkv, int64_t(cfg.batch) * cfg.seq_len * 3 * cfg.model_dim(), 0.f);
-    if (flash(cfg))
-      flash_attention_backward(dqkv, dout, out, saved, cfg, valid_len, flash_, ctx_);
-    else
-      cuda::attention_backward(dqkv, dout, qkv, saved, cfg, valid_len, attention_, ctx_);
+    cuda::attention_backward(dqkv, dout, qkv, saved, cfg, valid_len, attention_, ctx_);
   }
   void attention_decode(float* out, const float* q, const float* keys, const float* values,
                         const nn::AttentionDecodeConfig& cfg) override {

@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -118,16 +119,17 @@ struct FlashRun {
   std::vector<float> out, lse, dqkv;
 };
 
-// Forward, then backward onto dqkv0 (zeros when empty).
+// Forward, then backward onto dqkv0 (zeros when empty), adding or overwriting.
 FlashRun flash_attention(const Shape& s, const DeviceInputs& in, FlashAttentionScratch& scratch,
-                         const std::vector<float>& dqkv0 = {}) {
+                         const std::vector<float>& dqkv0 = {},
+                         nn::GradWrite write = nn::GradWrite::kAdd) {
   const nn::AttentionConfig cfg = config_of(s, Precision::kBf16);
   DeviceVec<float> out(in.dout.size()), saved(size_t(flash_attention_saved_floats(cfg)));
   DeviceVec<float> dqkv = to_device(dqkv0.empty() ? std::vector<float>(in.qkv.size(), 0.f) : dqkv0);
   flash_attention_forward(out.data(), saved.data(), in.qkv.data(), cfg, in.valid_or_null(),
                           context());
   flash_attention_backward(dqkv.data(), in.dout.data(), out.data(), saved.data(), cfg,
-                           in.valid_or_null(), scratch, context());
+                           in.valid_or_null(), write, scratch, context());
   std::vector<float> lse = to_host(saved);  // saved begins with lse [B, H, T]
   lse.resize(size_t(s.batch) * s.heads * s.seq_len);
   return {to_host(out), std::move(lse), to_host(dqkv)};
@@ -223,6 +225,11 @@ TEST(CudaFlashAttention, MatchesTheCpuAndTheCublasPathInBf16) {
     EXPECT_LE(out_exact, 2 * out_cpu_exact + kBf16Step);
     EXPECT_LE(grad_exact, 2 * grad_cpu_exact + kBf16Step);
     expect_padded_keys_have_no_gradient(s, in, flash.dqkv);
+    // Overwriting a buffer of NaNs: the bits of adding into zeros, every element written (the
+    // keys no query sees included), zeros' signs too.
+    const std::vector<float> nans(in.qkv.size(), std::numeric_limits<float>::quiet_NaN());
+    const FlashRun stored = flash_attention(s, gin, scratch, nans, nn::GradWrite::kOverwrite);
+    EXPECT_TRUE(same_bits(stored.dqkv, flash.dqkv));
   }
 }
 
