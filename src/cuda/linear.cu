@@ -28,12 +28,22 @@ const void* weight_operand(const float* w, int64_t n, DeviceVec<uint16_t>& copy,
 
 }  // namespace
 
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
-                    const nn::LinearShape& s, Precision precision, LinearScratch& scratch,
-                    const Context& ctx) {
+int64_t linear_saved_floats(const nn::LinearShape& s, Precision precision) {
+  return precision == Precision::kBf16 ? (int64_t(s.rows) * s.in_dim + 1) / 2 : 0;
+}
+
+void linear_forward(float* out, uint16_t* inp16, const float* inp, const float* weight,
+                    const float* bias, const nn::LinearShape& s, Precision precision,
+                    LinearScratch& scratch, const Context& ctx) {
   if (s.rows == 0 || s.out_dim == 0) return;
-  if (bias) broadcast_rows(out, bias, s.rows, s.out_dim, ctx.stream);
-  const void* a = operand(inp, int64_t(s.rows) * s.in_dim, scratch.x16, precision, ctx.stream);
+  const int64_t n_in = int64_t(s.rows) * s.in_dim;
+  const void* a = nullptr;
+  if (inp16 && precision == Precision::kBf16) {
+    to_bf16(inp16, inp, n_in, ctx.stream);
+    a = inp16;
+  } else {
+    a = operand(inp, n_in, scratch.x16, precision, ctx.stream);
+  }
   const void* w =
       weight_operand(weight, int64_t(s.in_dim) * s.out_dim, scratch.w16, precision, ctx);
   Gemm g;
@@ -43,13 +53,19 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   g.a = a;
   g.b = w;
   g.c = out;
+  // bf16 with a bias: the bias in the GEMM's epilogue, out written once (cuda/gemm_bias.h).
+  if (bias && precision == Precision::kBf16 && s.in_dim > 0 && scratch.bias_gemm.run(g, bias, ctx))
+    return;
+  // Else as the CPU: the bias broadcast into out, then the GEMM with beta 1.
+  if (bias) broadcast_rows(out, bias, s.rows, s.out_dim, ctx.stream);
   g.beta = bias ? 1.f : 0.f;
   gemm(ctx.blas, g, precision);
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, const nn::LinearShape& s, Precision precision,
-                     LinearScratch& scratch, const Context& ctx, nn::GradWrite dinp_write) {
+                     const uint16_t* inp16, const float* weight, const nn::LinearShape& s,
+                     Precision precision, LinearScratch& scratch, const Context& ctx,
+                     nn::GradWrite dinp_write) {
   if (s.rows == 0) return;
   const void* d = nullptr;
   if (dinp || dweight)
@@ -72,7 +88,9 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
     g.m = s.in_dim;
     g.n = s.out_dim;
     g.k = s.rows;
-    g.a = operand(inp, int64_t(s.rows) * s.in_dim, scratch.x16, precision, ctx.stream);
+    g.a = inp16 && precision == Precision::kBf16
+              ? inp16
+              : operand(inp, int64_t(s.rows) * s.in_dim, scratch.x16, precision, ctx.stream);
     g.b = d;
     g.c = dweight;
     g.beta = 1.f;

@@ -100,15 +100,22 @@ class CudaNnBackend final : public nn::Backend {
     cuda::layernorm_backward(dinp, dgain, dbias, dout, inp, gain, mean, rstd, rows, dim,
                              column_sums_, ctx_.stream);
   }
-  void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
-                      const nn::LinearShape& shape, Precision precision) override {
-    cuda::linear_forward(out, inp, weight, bias, shape, precision, linear_, ctx_);
+  // saved: in bf16, inp's bf16 copy (the forward's GEMM operand, the backward's for dW).
+  int64_t linear_saved_floats(const nn::LinearShape& shape, Precision precision) const override {
+    return cuda::linear_saved_floats(shape, precision);
+  }
+  void linear_forward(float* out, float* saved, const float* inp, const float* weight,
+                      const float* bias, const nn::LinearShape& shape,
+                      Precision precision) override {
+    cuda::linear_forward(out, reinterpret_cast<uint16_t*>(saved), inp, weight, bias, shape,
+                         precision, linear_, ctx_);
   }
   void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                       const float* inp, const float* weight, const nn::LinearShape& shape,
-                       Precision precision, nn::GradWrite dinp_write) override {
-    cuda::linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision, linear_, ctx_,
-                          dinp_write);
+                       const float* inp, const float* saved, const float* weight,
+                       const nn::LinearShape& shape, Precision precision,
+                       nn::GradWrite dinp_write) override {
+    cuda::linear_backward(dinp, dweight, dbias, dout, inp, reinterpret_cast<const uint16_t*>(saved),
+                          weight, shape, precision, linear_, ctx_, dinp_write);
   }
   // saved: the rows' logsumexp [B, H, T] and the bf16 qkv on the flash path, else the
   // probabilities.

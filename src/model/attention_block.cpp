@@ -7,6 +7,12 @@ namespace ecmoe {
 namespace {
 
 int64_t rows_of(const nn::AttentionConfig& cfg) { return int64_t(cfg.batch) * cfg.seq_len; }
+nn::LinearShape qkv_shape(const nn::AttentionConfig& cfg) {
+  return {int(rows_of(cfg)), cfg.model_dim(), 3 * cfg.model_dim()};
+}
+nn::LinearShape out_shape(const nn::AttentionConfig& cfg) {
+  return {int(rows_of(cfg)), cfg.model_dim(), cfg.model_dim()};
+}
 
 }  // namespace
 
@@ -18,6 +24,8 @@ void AttentionBlockActivations::resize(nn::Backend& be, const nn::AttentionConfi
   qkv.resize(be, rows * 3 * d);
   saved.resize(be, be.attention_saved_floats(cfg));
   att.resize(be, rows * d);
+  qkv_saved.resize(be, be.linear_saved_floats(qkv_shape(cfg), cfg.precision));
+  out_saved.resize(be, be.linear_saved_floats(out_shape(cfg), cfg.precision));
 }
 
 void AttentionBlockScratch::resize(nn::Backend& be, const nn::AttentionConfig& cfg) {
@@ -33,11 +41,12 @@ void attention_block_forward(nn::Backend& be, float* h_out, AttentionBlockActiva
   act.resize(be, cfg);
   be.layernorm_forward(act.ln_out.data(), act.ln_mean.data(), act.ln_rstd.data(), h_in, w.ln_gain,
                        w.ln_bias, rows, d);
-  be.linear_forward(act.qkv.data(), act.ln_out.data(), w.qkv_w, w.qkv_b, {rows, d, 3 * d},
-                    cfg.precision);
+  be.linear_forward(act.qkv.data(), act.qkv_saved.data(), act.ln_out.data(), w.qkv_w, w.qkv_b,
+                    qkv_shape(cfg), cfg.precision);
   be.attention_forward(act.att.data(), act.saved.data(), act.qkv.data(), cfg, valid_len);
   // The projection lands in h_out and the residual is added in place: no temporary.
-  be.linear_forward(h_out, act.att.data(), w.out_w, w.out_b, {rows, d, d}, cfg.precision);
+  be.linear_forward(h_out, act.out_saved.data(), act.att.data(), w.out_w, w.out_b, out_shape(cfg),
+                    cfg.precision);
   be.add_inplace(h_out, h_in, int64_t(rows) * d);
 }
 
@@ -52,13 +61,13 @@ void attention_block_backward(nn::Backend& be, float* dh, AttentionBlockGrads& g
   // Each input gradient has one writer here, which writes it over whatever the scratch holds:
   // no zero fills, and no reading them back (GradWrite::kOverwrite).
   constexpr nn::GradWrite kOverwrite = nn::GradWrite::kOverwrite;
-  be.linear_backward(d_att, g.out_w, g.out_b, dh, act.att.data(), w.out_w, {rows, d, d},
-                     cfg.precision, kOverwrite);
+  be.linear_backward(d_att, g.out_w, g.out_b, dh, act.att.data(), act.out_saved.data(), w.out_w,
+                     out_shape(cfg), cfg.precision, kOverwrite);
   be.attention_backward(d_qkv, d_att, act.qkv.data(), act.att.data(), act.saved.data(), cfg,
                         valid_len, kOverwrite);
   float* d_ln = d_att;  // d(att) is spent: reuse its buffer for d(ln_out)
-  be.linear_backward(d_ln, g.qkv_w, g.qkv_b, d_qkv, act.ln_out.data(), w.qkv_w, {rows, d, 3 * d},
-                     cfg.precision, kOverwrite);
+  be.linear_backward(d_ln, g.qkv_w, g.qkv_b, d_qkv, act.ln_out.data(), act.qkv_saved.data(),
+                     w.qkv_w, qkv_shape(cfg), cfg.precision, kOverwrite);
   // dh already holds the residual's share (dL/dh_out); the LayerNorm path adds the rest.
   be.layernorm_backward(dh, g.ln_gain, g.ln_bias, d_ln, h_in, w.ln_gain, act.ln_mean.data(),
                         act.ln_rstd.data(), rows, d);

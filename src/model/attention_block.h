@@ -37,6 +37,9 @@ struct AttentionBlockActivations {
   // probabilities [batch, heads, T, T]; CUDA's flash attention the logsumexp [batch, heads, T]).
   nn::Buffer<float> saved;
   nn::Buffer<float> att;  // [rows, d] attention output before the output projection
+  // The two projections' states for their backward: be.linear_saved_floats (the CPU: none; CUDA
+  // in bf16: the bf16 copies of ln_out and att).
+  nn::Buffer<float> qkv_saved, out_saved;
   void resize(nn::Backend& be, const nn::AttentionConfig& cfg);
 };
 

@@ -55,12 +55,21 @@ class Backend {
   virtual void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* dout,
                                   const float* inp, const float* gain, const float* mean,
                                   const float* rstd, int rows, int dim) = 0;
-  // linear.h
-  virtual void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
-                              const LinearShape& shape, Precision precision) = 0;
+  // linear.h. `saved` (as attention's below) is what the forward keeps for its backward, opaque to
+  // the caller: linear_saved_floats(shape, precision) floats in this backend's memory, written by
+  // the forward and read by the backward of the same inp. By default (the CPU) nothing; CUDA in
+  // bf16 keeps inp's bf16 copy, so that the weight gradient does not round inp again. nullptr
+  // in both calls (a forward with no backward, or a caller that keeps nothing) is always allowed:
+  // the backward then works from inp alone.
+  virtual int64_t linear_saved_floats(const LinearShape& /*shape*/, Precision /*precision*/) const {
+    return 0;
+  }
+  virtual void linear_forward(float* out, float* saved, const float* inp, const float* weight,
+                              const float* bias, const LinearShape& shape, Precision precision) = 0;
   virtual void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                               const float* inp, const float* weight, const LinearShape& shape,
-                               Precision precision, GradWrite dinp_write) = 0;
+                               const float* inp, const float* saved, const float* weight,
+                               const LinearShape& shape, Precision precision,
+                               GradWrite dinp_write) = 0;
   // attention.h. `saved` is what the forward keeps for its backward, opaque to the caller:
   // attention_saved_floats(cfg) floats in this backend's memory, written by the forward and read
   // by the backward of the same cfg, qkv and valid_len. By default (the CPU) the probabilities

@@ -66,14 +66,16 @@ class CpuBackend final : public Backend {
                           int rows, int dim) override {
     nn::layernorm_backward(dinp, dgain, dbias, dout, inp, gain, mean, rstd, rows, dim);
   }
-  void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
-                      const LinearShape& shape, Precision precision) override {
+  // saved: nothing (Backend's default linear_saved_floats).
+  void linear_forward(float* out, float* /*saved*/, const float* inp, const float* weight,
+                      const float* bias, const LinearShape& shape, Precision precision) override {
     nn::linear_forward(out, inp, weight, bias, shape, precision);
   }
   // kOverwrite: zeros, then the nn op's adding (the bits of a caller's zero fill).
   void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                       const float* inp, const float* weight, const LinearShape& shape,
-                       Precision precision, GradWrite dinp_write) override {
+                       const float* inp, const float* /*saved*/, const float* weight,
+                       const LinearShape& shape, Precision precision,
+                       GradWrite dinp_write) override {
     if (dinp && dinp_write == GradWrite::kOverwrite)
       std::fill_n(dinp, std::size_t(shape.rows) * std::size_t(shape.in_dim), 0.f);
     nn::linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision);

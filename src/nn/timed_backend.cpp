@@ -66,16 +66,21 @@ void TimedBackend::layernorm_backward(float* dinp, float* dgain, float* dbias, c
     inner_.layernorm_backward(dinp, dgain, dbias, dout, inp, gain, mean, rstd, rows, dim);
   });
 }
-void TimedBackend::linear_forward(float* out, const float* inp, const float* weight,
+int64_t TimedBackend::linear_saved_floats(const LinearShape& shape, Precision precision) const {
+  return inner_.linear_saved_floats(shape, precision);
+}
+void TimedBackend::linear_forward(float* out, float* saved, const float* inp, const float* weight,
                                   const float* bias, const LinearShape& shape,
                                   Precision precision) {
-  timed("linear", [&] { inner_.linear_forward(out, inp, weight, bias, shape, precision); });
+  timed("linear", [&] { inner_.linear_forward(out, saved, inp, weight, bias, shape, precision); });
 }
 void TimedBackend::linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                                   const float* inp, const float* weight, const LinearShape& shape,
-                                   Precision precision, GradWrite dinp_write) {
+                                   const float* inp, const float* saved, const float* weight,
+                                   const LinearShape& shape, Precision precision,
+                                   GradWrite dinp_write) {
   timed("linear", [&] {
-    inner_.linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision, dinp_write);
+    inner_.linear_backward(dinp, dweight, dbias, dout, inp, saved, weight, shape, precision,
+                           dinp_write);
   });
 }
 int64_t TimedBackend::attention_saved_floats(const AttentionConfig& cfg) const {

@@ -38,11 +38,14 @@ class TimedBackend final : public Backend {
   void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* dout,
                           const float* inp, const float* gain, const float* mean, const float* rstd,
                           int rows, int dim) override;
-  void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
-                      const LinearShape& shape, Precision precision) override;
+  int64_t linear_saved_floats(const LinearShape& shape,
+                              Precision precision) const override;  // the inner's
+  void linear_forward(float* out, float* saved, const float* inp, const float* weight,
+                      const float* bias, const LinearShape& shape, Precision precision) override;
   void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                       const float* inp, const float* weight, const LinearShape& shape,
-                       Precision precision, GradWrite dinp_write) override;
+                       const float* inp, const float* saved, const float* weight,
+                       const LinearShape& shape, Precision precision,
+                       GradWrite dinp_write) override;
   int64_t attention_saved_floats(const AttentionConfig& cfg) const override;  // the inner's
   void attention_forward(float* out, float* saved, const float* qkv, const AttentionConfig& cfg,
                          const int* valid_len) override;

@@ -104,17 +104,18 @@ double counted_rows(const TrainConfig& config, double n) {
 }
 
 // The CUDA backend's scratch over batch sequences, one set shared by the layers: bf16 copies of
-// the probabilities [B, H, T, T] and of qkv; in the backward the score gradients of a slice of
-// max(B, H) (sequence, head) pairs in fp32 (and bf16), the bf16 copies of the attention's output
-// gradient and of the logits' gradient [M, V]; and a fixed 64 MB for cuBLAS's workspaces and
-// the small partial sums.
+// the probabilities [B, H, T, T] and of qkv; per layer, the bf16 copies of the two projections'
+// inputs [N, d] that their backward reads (nn::Backend's linear `saved`); in the backward the score
+// gradients of a slice of max(B, H) (sequence, head) pairs in fp32 (and bf16), the bf16 copies of
+// the attention's output gradient and of the logits' gradient [M, V]; and a fixed 64 MB for
+// cuBLAS's workspaces and the small partial sums.
 double device_scratch_bytes(const TrainConfig& config, double batch, bool backward) {
   const ModelConfig& m = config.model;
-  const double T = m.seq_len, d = m.d_model, H = m.n_heads, V = m.vocab_size;
+  const double T = m.seq_len, d = m.d_model, H = m.n_heads, V = m.vocab_size, L = m.n_layers;
   const double N = batch * T;
   const bool bf16 = m.precision == Precision::kBf16;
   double bytes = 64e6;
-  if (bf16) bytes += batch * H * T * T * kBf16 + N * 3 * d * kBf16;
+  if (bf16) bytes += batch * H * T * T * kBf16 + N * 3 * d * kBf16 + L * 2 * N * d * kBf16;
   if (backward) {
     bytes += std::max(batch, H) * T * T * (kFloat + (bf16 ? kBf16 : 0));
     if (bf16) bytes += N * d * kBf16 + counted_rows(config, N) * V * kBf16;

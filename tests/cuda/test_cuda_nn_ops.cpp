@@ -31,8 +31,11 @@
 #include "core/tensor_table.h"
 #include "cuda/attention.h"
 #include "cuda/context.h"
+#include "cuda/expert_gemm.h"
+#include "cuda/gemm_bias.h"
 #include "cuda/linear.h"
 #include "cuda/loss.h"
+#include "cuda/moe_ops.h"
 #include "cuda/nn_backend.h"
 #include "cuda/nn_ops.h"
 #include "cuda/optimizer.h"
@@ -371,10 +374,10 @@ TEST(CudaNnOps, LinearMatchesTheCpu) {
                          gdy = to_device(dy), gy(ny), gdx = to_device(dx0), gdw = to_device(dw0),
                          gdb = to_device(db0);
         LinearScratch scratch;
-        cuda::linear_forward(gy.data(), gx.data(), gw.data(), with_bias ? gb.data() : nullptr,
-                             shape, precision, scratch, context());
+        cuda::linear_forward(gy.data(), nullptr, gx.data(), gw.data(),
+                             with_bias ? gb.data() : nullptr, shape, precision, scratch, context());
         cuda::linear_backward(gdx.data(), gdw.data(), with_bias ? gdb.data() : nullptr, gdy.data(),
-                              gx.data(), gw.data(), shape, precision, scratch, context());
+                              gx.data(), nullptr, gw.data(), shape, precision, scratch, context());
         const double tol = gemm_tolerance(precision);
         EXPECT_TRUE(close(to_host(gy), y, tol));
         EXPECT_TRUE(close(to_host(gdx), dx, tol));
@@ -382,26 +385,105 @@ TEST(CudaNnOps, LinearMatchesTheCpu) {
         EXPECT_TRUE(close(to_host(gdb), db, kFp32));  // fp32 column sums in both precisions
         // Again: the same bits.
         const std::vector<float> y1 = to_host(gy);
-        cuda::linear_forward(gy.data(), gx.data(), gw.data(), with_bias ? gb.data() : nullptr,
-                             shape, precision, scratch, context());
+        cuda::linear_forward(gy.data(), nullptr, gx.data(), gw.data(),
+                             with_bias ? gb.data() : nullptr, shape, precision, scratch, context());
         EXPECT_TRUE(same_bits(to_host(gy), y1));
         // nullptr gradients are skipped.
         DeviceVec<float> gdw_only = to_device(dw0);
-        cuda::linear_backward(nullptr, gdw_only.data(), nullptr, gdy.data(), gx.data(), gw.data(),
-                              shape, precision, scratch, context());
+        cuda::linear_backward(nullptr, gdw_only.data(), nullptr, gdy.data(), gx.data(), nullptr,
+                              gw.data(), shape, precision, scratch, context());
         EXPECT_TRUE(close(to_host(gdw_only), dw, tol));
         // dinp written over what it held (GradWrite::kOverwrite): the values of adding to zeros,
         // with the backend's own call too.
         DeviceVec<float> gdx_zero = to_device(std::vector<float>(nx, 0.f)),
                          gdx_over = to_device(dx0);
-        cuda::linear_backward(gdx_zero.data(), nullptr, nullptr, gdy.data(), gx.data(), gw.data(),
-                              shape, precision, scratch, context());
-        make_nn_backend()->linear_backward(gdx_over.data(), nullptr, nullptr, gdy.data(), gx.data(),
-                                           gw.data(), shape, precision, nn::GradWrite::kOverwrite);
+        cuda::linear_backward(gdx_zero.data(), nullptr, nullptr, gdy.data(), gx.data(), nullptr,
+                              gw.data(), shape, precision, scratch, context());
+        const std::unique_ptr<nn::Backend> be = make_nn_backend();
+        be->linear_backward(gdx_over.data(), nullptr, nullptr, gdy.data(), gx.data(), nullptr,
+                            gw.data(), shape, precision, nn::GradWrite::kOverwrite);
         EXPECT_EQ(to_host(gdx_over), to_host(gdx_zero));
+        // Through the backend with its saved state (in bf16, x's bf16 copy): the same bits, and
+        // the backward reads the copy, not x (x overwritten between the two, and not passed).
+        const int64_t n_saved = be->linear_saved_floats(shape, precision);
+        EXPECT_EQ(n_saved, precision == Precision::kBf16 ? (int64_t(nx) + 1) / 2 : 0);
+        DeviceVec<float> saved{static_cast<size_t>(n_saved)}, by(ny),
+            bx = to_device(x), bdx = to_device(dx0), bdw = to_device(dw0), bdb = to_device(db0);
+        be->linear_forward(by.data(), saved.data(), bx.data(), gw.data(),
+                           with_bias ? gb.data() : nullptr, shape, precision);
+        EXPECT_TRUE(same_bits(to_host(by), y1));
+        const bool kept = n_saved > 0;
+        if (kept) bx.upload(random_normal(nx, 48), context().stream);
+        be->linear_backward(bdx.data(), bdw.data(), with_bias ? bdb.data() : nullptr, gdy.data(),
+                            kept ? nullptr : bx.data(), saved.data(), gw.data(), shape, precision,
+                            nn::GradWrite::kAdd);
+        EXPECT_TRUE(same_bits(to_host(bdx), to_host(gdx)));
+        EXPECT_TRUE(same_bits(to_host(bdw), to_host(gdw)));
+        EXPECT_TRUE(same_bits(to_host(bdb), to_host(gdb)));
       }
     }
   }
+}
+
+// The bf16 forward with a bias takes cuBLASLt's bias epilogue (cuda/gemm_bias.h): out written
+// once, the values of broadcasting the bias and adding the GEMM with beta 1 (the same bits on the
+// emulation; on a GPU two libraries' kernels, within their accumulation's tolerance), the same
+// bits run to run, and operands at any alignment the bf16 copies can have (two bytes).
+TEST(CudaNnOps, LinearBiasInTheGemmEpilogue) {
+  ECMOE_REQUIRE_GPU();
+  for (const GemmShape& s : kGemmShapes) {
+    SCOPED_TRACE("rows " + std::to_string(s.rows) + ", in " + std::to_string(s.in_dim) + ", out " +
+                 std::to_string(s.out_dim));
+    const nn::LinearShape shape{s.rows, s.in_dim, s.out_dim};
+    const size_t nx = size_t(s.rows) * s.in_dim, nw = size_t(s.in_dim) * s.out_dim,
+                 ny = size_t(s.rows) * s.out_dim;
+    const std::vector<float> x = random_normal(nx, 61), w = random_normal(nw, 62, 0.1f),
+                             b = random_normal(s.out_dim, 63);
+    DeviceVec<float> gx = to_device(x), gw = to_device(w), gb = to_device(b), gy(ny), ref(ny);
+    LinearScratch scratch;
+    cuda::linear_forward(gy.data(), nullptr, gx.data(), gw.data(), gb.data(), shape,
+                         Precision::kBf16, scratch, context());
+    EXPECT_EQ(scratch.bias_gemm.runs(), 1);
+    const std::vector<float> y = to_host(gy);
+    // The broadcast and beta-1 path on the same bf16 operands.
+    DeviceVec<uint16_t> x16(nx), w16(nw);
+    to_bf16(x16.data(), gx.data(), int64_t(nx), context().stream);
+    to_bf16(w16.data(), gw.data(), int64_t(nw), context().stream);
+    broadcast_rows(ref.data(), gb.data(), s.rows, s.out_dim, context().stream);
+    Gemm g;
+    g.m = s.rows, g.n = s.out_dim, g.k = s.in_dim;
+    g.a = x16.data(), g.b = w16.data(), g.c = ref.data(), g.beta = 1.f;
+    gemm(context().blas, g, Precision::kBf16);
+    const std::vector<float> want = to_host(ref);
+    EXPECT_TRUE(close(y, want, kBf16Accumulation));
+#if ECMOE_CUDA_EMULATED
+    EXPECT_TRUE(same_bits(y, want));
+#endif
+    cuda::linear_forward(gy.data(), nullptr, gx.data(), gw.data(), gb.data(), shape,
+                         Precision::kBf16, scratch, context());
+    EXPECT_TRUE(same_bits(to_host(gy), y));
+    // Operands two bytes past an allocation's start, a bias four bytes past: still taken (the
+    // heuristic is told the alignments), the same values.
+    DeviceVec<uint16_t> x16_odd(nx + 1), w16_odd(nw + 1);
+    DeviceVec<float> b_odd(size_t(s.out_dim) + 1), y_odd(ny);
+    const auto copy = [](void* dst, const void* src, size_t bytes) {
+      ECMOE_CUDA_CHECK(
+          cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, context().stream));
+    };
+    copy(x16_odd.data() + 1, x16.data(), nx * sizeof(uint16_t));
+    copy(w16_odd.data() + 1, w16.data(), nw * sizeof(uint16_t));
+    copy(b_odd.data() + 1, gb.data(), size_t(s.out_dim) * sizeof(float));
+    Gemm odd = g;
+    odd.a = x16_odd.data() + 1, odd.b = w16_odd.data() + 1, odd.c = y_odd.data(), odd.beta = 0.f;
+    ASSERT_TRUE(scratch.bias_gemm.run(odd, b_odd.data() + 1, context()));
+    EXPECT_TRUE(close(to_host(y_odd), want, kBf16Accumulation));
+  }
+  // Not for it: a batch, beta 1, no bias.
+  GemmBias direct;
+  Gemm batched;
+  batched.batch = 2;
+  EXPECT_FALSE(direct.run(batched, nullptr, context()));
+  EXPECT_EQ(direct.runs(), 0);
 }
 
 TEST(CudaNnOps, TiedOutputMatchesTheCpu) {

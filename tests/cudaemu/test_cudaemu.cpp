@@ -3,6 +3,7 @@
 // synchronisation; bad launches fail as CUDA's do; and the bugs the emulation exists to catch
 // (deadlocks, host reads of device memory, overruns, host pointers in kernels) stop the program
 // with a message naming them.
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -653,6 +654,96 @@ TEST(Cudaemu, GemmMatchesAReference) {
                          CUBLAS_GEMM_DEFAULT),
             CUBLAS_STATUS_INVALID_VALUE);  // lda < m
   cublasDestroy(h);
+}
+
+// cuBLASLt's matmul with the bias epilogue: D = alpha·op(A)·op(B) + beta·C + bias (one element
+// per row of D), D apart from C, against a double loop; what the emulation does not run has no
+// algorithm; a pointer aligned less than its algorithm was chosen for stops the program.
+TEST(Cudaemu, LtMatmulWithBiasMatchesAReference) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  cublasLtHandle_t lt = nullptr;
+  ASSERT_EQ(cublasLtCreate(&lt), CUBLAS_STATUS_SUCCESS);
+  const int m = 11, n = 6, k = 9;
+  std::mt19937 gen(7);
+  std::normal_distribution<float> normal;
+  std::vector<float> a(size_t(m) * k), b(size_t(k) * n), c(size_t(m) * n), bias(m);
+  for (auto* v : {&a, &b, &c, &bias})
+    for (float& x : *v) x = normal(gen);
+  float *da = device_copy(a), *db = device_copy(b), *dc = device_copy(c),
+        *dbias = device_copy(bias);
+  float* dd = nullptr;
+  CHECK_CUDA(cudaMalloc(&dd, c.size() * sizeof(float)));
+  cublasLtMatmulDesc_t desc = nullptr;
+  ASSERT_EQ(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), CUBLAS_STATUS_SUCCESS);
+  const int32_t trans = CUBLAS_OP_T;  // op(A) = Aᵀ: A stored [k, m]
+  const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  const void* bias_pointer = dbias;
+  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof trans),
+            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                           sizeof epilogue),
+            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_pointer,
+                                           sizeof bias_pointer),
+            CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &trans, 2),
+            CUBLAS_STATUS_INVALID_VALUE);  // the wrong size
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  ASSERT_EQ(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, k, m, k), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, k, n, k), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, m, n, m), CUBLAS_STATUS_SUCCESS);
+  cublasLtMatmulPreference_t pref = nullptr;
+  ASSERT_EQ(cublasLtMatmulPreferenceCreate(&pref), CUBLAS_STATUS_SUCCESS);
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  ASSERT_EQ(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 1, &result, &found),
+            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(found, 1);
+  const float alpha = 0.5f, beta = 2.f;
+  ASSERT_EQ(cublasLtMatmul(lt, desc, &alpha, da, la, db, lb, &beta, dc, lc, dd, lc, &result.algo,
+                           nullptr, 0, nullptr),
+            CUBLAS_STATUS_SUCCESS);
+  const std::vector<float> got = host_copy(dd, c.size());
+  EXPECT_EQ(host_copy(dc, c.size()), c);  // C is read, not written
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      double s = 0;
+      for (int l = 0; l < k; ++l) s += double(a[size_t(l + i * k)]) * b[size_t(l + j * k)];
+      const double want = alpha * s + beta * double(c[size_t(i + j * m)]) + bias[size_t(i)];
+      EXPECT_NEAR(got[size_t(i + j * m)], want, 1e-5 * (1 + std::abs(want)));
+    }
+  // No algorithm for what is not emulated: a ReLU epilogue, an integer bias.
+  const uint32_t relu = 2;
+  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &relu, sizeof relu),
+            CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 1, &result, &found),
+            CUBLAS_STATUS_NOT_SUPPORTED);
+  EXPECT_EQ(found, 0);
+  const int32_t int_type = 10;  // CUDA_R_32I
+  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                           sizeof epilogue),
+            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &int_type,
+                                           sizeof int_type),
+            CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 1, &result, &found),
+            CUBLAS_STATUS_NOT_SUPPORTED);
+  // An algorithm chosen for 256-byte alignment (the default) refuses an A 4 bytes in.
+  const int32_t fp32 = CUDA_R_32F;
+  ASSERT_EQ(
+      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &fp32, sizeof fp32),
+      CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 1, &result, &found),
+            CUBLAS_STATUS_SUCCESS);
+  float* shifted = nullptr;
+  CHECK_CUDA(cudaMalloc(&shifted, (a.size() + 1) * sizeof(float)));
+  EXPECT_DEATH(cublasLtMatmul(lt, desc, &alpha, shifted + 1, la, db, lb, &beta, dc, lc, dd, lc,
+                              &result.algo, nullptr, 0, nullptr),
+               "operand A is aligned to 4 bytes, its algorithm to 256");
+  cublasLtMatmulPreferenceDestroy(pref);
+  for (cublasLtMatrixLayout_t l : {la, lb, lc}) cublasLtMatrixLayoutDestroy(l);
+  cublasLtMatmulDescDestroy(desc);
+  cublasLtDestroy(lt);
 }
 
 __global__ void math_kernel(float* out, const float* in, int n) {

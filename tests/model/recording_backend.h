@@ -75,16 +75,22 @@ class RecordingBackend final : public nn::Backend {
     ++calls["layernorm_backward"];
     cpu().layernorm_backward(dinp, dgain, dbias, dout, inp, gain, mean, rstd, rows, dim);
   }
-  void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
-                      const nn::LinearShape& shape, Precision precision) override {
+  int64_t linear_saved_floats(const nn::LinearShape& shape, Precision precision) const override {
+    return cpu().linear_saved_floats(shape, precision);
+  }
+  void linear_forward(float* out, float* saved, const float* inp, const float* weight,
+                      const float* bias, const nn::LinearShape& shape,
+                      Precision precision) override {
     ++calls["linear_forward"];
-    cpu().linear_forward(out, inp, weight, bias, shape, precision);
+    cpu().linear_forward(out, saved, inp, weight, bias, shape, precision);
   }
   void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                       const float* inp, const float* weight, const nn::LinearShape& shape,
-                       Precision precision, nn::GradWrite dinp_write) override {
+                       const float* inp, const float* saved, const float* weight,
+                       const nn::LinearShape& shape, Precision precision,
+                       nn::GradWrite dinp_write) override {
     ++calls["linear_backward"];
-    cpu().linear_backward(dinp, dweight, dbias, dout, inp, weight, shape, precision, dinp_write);
+    cpu().linear_backward(dinp, dweight, dbias, dout, inp, saved, weight, shape, precision,
+                          dinp_write);
   }
   int64_t attention_saved_floats(const nn::AttentionConfig& cfg) const override {
     return cpu().attention_saved_floats(cfg);

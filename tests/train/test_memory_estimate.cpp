@@ -185,7 +185,8 @@ TEST_F(MemoryEstimateTest, SizesThatCannotFitNameTheKey) {
 }
 
 // On a GPU the estimate adds the backend's scratch: in bf16 at least the bf16 copy of the
-// attention probabilities [B, H, T, T] and the logits' bf16 gradient [M, V]; the rest is the same.
+// attention probabilities [B, H, T, T], the logits' bf16 gradient [M, V] and each layer's two
+// bf16 projection inputs [B·T, d]; the rest is the same.
 TEST_F(MemoryEstimateTest, OnADeviceTheGpuScratchIsAdded) {
   for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
     TrainConfig c = tiny(ModelKind::kDecoder);
@@ -198,7 +199,8 @@ TEST_F(MemoryEstimateTest, OnADeviceTheGpuScratchIsAdded) {
     const double B = c.batch_size, T = c.model.seq_len, H = c.model.n_heads;
     double least = 64e6;
     if (precision == Precision::kBf16)
-      least += 2 * B * H * T * T + 2 * B * T * double(c.model.vocab_size);
+      least += 2 * B * H * T * T + 2 * B * T * double(c.model.vocab_size) +
+               c.model.n_layers * 2 * (2 * B * T * c.model.d_model);
     EXPECT_GE(device.device_scratch, least);
     EXPECT_EQ(device.total(), host.total() + device.device_scratch);
   }

@@ -1,0 +1,60 @@
+// A bf16 GEMM with its bias added in the GEMM's epilogue (cuBLASLt, CUBLASLT_EPILOGUE_BIAS):
+// row-major C[M, N] = op(A)[M, K] · op(B)[K, N] + bias[N], bf16 operands, fp32 accumulation, fp32
+// C and bias. The linear layers' forward (cuda/linear.h) used to write the bias into C and then
+// run the GEMM with beta 1, which wrote C twice and read it once; here C is written once. Each
+// element is the accumulated product plus the bias, one rounding, as with beta 1 over the
+// broadcast bias.
+//
+// Per shape and pointer alignment, the descriptors and cuBLASLt's first heuristic answer are made
+// once and kept: the same algorithm for the same call, so the same bits run to run (cuBLASLt's
+// split-K schemes reduce in a fixed order). The heuristic is told each pointer's actual alignment
+// (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*: a weight inside the flat parameter buffer need not sit
+// at 256 bytes, cuBLASLt's default assumption). Where cuBLASLt has no algorithm for a call, run()
+// returns false and the caller does as before.
+#pragma once
+#include <cublasLt.h>
+
+#include <cstdint>
+#include <map>
+#include <tuple>
+
+#include "cuda/context.h"
+#include "cuda/device_buffer.h"
+#include "cuda/expert_gemm.h"
+
+namespace ecmoe::cuda {
+
+class GemmBias {
+ public:
+  GemmBias() = default;
+  GemmBias(const GemmBias&) = delete;
+  GemmBias& operator=(const GemmBias&) = delete;
+  ~GemmBias();
+
+  // g (one GEMM, batch 1, alpha 1, beta 0, bf16 operands a and b) with bias [g.n] added: queued on
+  // ctx.stream, true; false (nothing queued) when cuBLASLt offers no algorithm for it.
+  bool run(const Gemm& g, const float* bias, const Context& ctx);
+
+  // How many GEMMs run() has queued (tests: the epilogue path was taken).
+  int64_t runs() const { return runs_; }
+
+ private:
+  // A shape's descriptors and algorithm; ok false when cuBLASLt had none.
+  struct Plan {
+    bool ok = false;
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    std::size_t workspace = 0;
+  };
+  // (trans_a, trans_b, m, n, k, lda, ldb, ldc, the alignments of a, b, c and bias)
+  using Key = std::tuple<bool, bool, int, int, int, int, int, int, int, int, int, int>;
+  Plan& plan_for(const Key& key, const Gemm& g, const float* bias);
+
+  cublasLtHandle_t lt_ = nullptr;
+  DeviceVec<unsigned char> workspace_;
+  std::map<Key, Plan> plans_;
+  int64_t runs_ = 0;
+};
+
+}  // namespace ecmoe::cuda
