@@ -86,13 +86,13 @@ const std::vector<float>& KvDecoder::step(int32_t token) {
     // h += attn(ln1(h)) with this position's key and value appended to the cache
     be.layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), p + o.ln1_gain,
                          p + o.ln1_bias, 1, d);
-    be.linear_forward(qkv_.data(), /*saved=*/nullptr, ln_.data(), p + o.qkv_w, p + o.qkv_b, {1, d, 3 * d},
-                      Precision::kFp32);
+    be.linear_forward(qkv_.data(), /*saved=*/nullptr, ln_.data(), p + o.qkv_w, p + o.qkv_b,
+                      {1, d, 3 * d}, Precision::kFp32);
     be.copy(keys_[l].data() + int64_t(pos) * d, qkv_.data() + d, row_bytes);
     be.copy(values_[l].data() + int64_t(pos) * d, qkv_.data() + 2 * d, row_bytes);
     be.attention_decode(att_.data(), qkv_.data(), keys_[l].data(), values_[l].data(), attn);
-    be.linear_forward(tmp_.data(), /*saved=*/nullptr, att_.data(), p + o.out_w, p + o.out_b, {1, d, d},
-                      Precision::kFp32);
+    be.linear_forward(tmp_.data(), /*saved=*/nullptr, att_.data(), p + o.out_w, p + o.out_b,
+                      {1, d, d}, Precision::kFp32);
     be.add_inplace(h_.data(), tmp_.data(), d);
     // h += ffn(ln2(h)), the token routed on its own
     be.layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), h_.data(), p + o.ln2_gain,
