@@ -9,7 +9,7 @@ namespace ecmoe::cuda {
 
 namespace {
 
-// cuBLASLt's workspace: enough for its Hopper kernels' split-K and scheduling state.
+// The most workspace cuBLASLt may ask for (its Hopper kernels' split-K and scheduling state).
 constexpr std::size_t kWorkspaceBytes = std::size_t(32) << 20;
 
 // The largest power of two up to 256 that divides the address (cuBLASLt's alignment preferences).
@@ -104,12 +104,14 @@ bool GemmBias::run(const Gemm& g, const float* bias, const Context& ctx) {
                 alignment_of(bias)};
   Plan& plan = plan_for(key, g, bias);
   if (!plan.ok) return false;
-  workspace_.resize(kWorkspaceBytes);
+  // The workspace grows to what the plans ask for (none on the emulation), once per shape at most.
+  if (plan.workspace > workspace_.size()) workspace_.resize(plan.workspace);
   set(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias));
   const float alpha = 1.f, beta = 0.f;
   ECMOE_CUDA_CHECK(cublasLtMatmul(lt_, plan.desc, &alpha, g.b, plan.a, g.a, plan.b, &beta, g.c,
-                                  plan.c, g.c, plan.c, &plan.algo, workspace_.data(),
-                                  plan.workspace, ctx.stream));
+                                  plan.c, g.c, plan.c, &plan.algo,
+                                  plan.workspace ? workspace_.data() : nullptr, plan.workspace,
+                                  ctx.stream));
   ++runs_;
   return true;
 }

@@ -656,6 +656,13 @@ TEST(Cudaemu, GemmMatchesAReference) {
   cublasDestroy(h);
 }
 
+// cuBLASLt's descriptor attribute `attribute` = value (its size the value's).
+template <typename T>
+cublasStatus_t set(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribute,
+                   const T& value) {
+  return cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof value);
+}
+
 // cuBLASLt's matmul with the bias epilogue: D = alpha·op(A)·op(B) + beta·C + bias (one element
 // per row of D), D apart from C, against a double loop; what the emulation does not run has no
 // algorithm; a pointer aligned less than its algorithm was chosen for stops the program.
@@ -678,14 +685,9 @@ TEST(Cudaemu, LtMatmulWithBiasMatchesAReference) {
   const int32_t trans = CUBLAS_OP_T;  // op(A) = Aᵀ: A stored [k, m]
   const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
   const void* bias_pointer = dbias;
-  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof trans),
-            CUBLAS_STATUS_SUCCESS);
-  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
-                                           sizeof epilogue),
-            CUBLAS_STATUS_SUCCESS);
-  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_pointer,
-                                           sizeof bias_pointer),
-            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(set(desc, CUBLASLT_MATMUL_DESC_TRANSA, trans), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(set(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(set(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias_pointer), CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &trans, 2),
             CUBLAS_STATUS_INVALID_VALUE);  // the wrong size
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
@@ -714,25 +716,18 @@ TEST(Cudaemu, LtMatmulWithBiasMatchesAReference) {
     }
   // No algorithm for what is not emulated: a ReLU epilogue, an integer bias.
   const uint32_t relu = 2;
-  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &relu, sizeof relu),
-            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(set(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, relu), CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 1, &result, &found),
             CUBLAS_STATUS_NOT_SUPPORTED);
   EXPECT_EQ(found, 0);
   const int32_t int_type = 10;  // CUDA_R_32I
-  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
-                                           sizeof epilogue),
-            CUBLAS_STATUS_SUCCESS);
-  ASSERT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &int_type,
-                                           sizeof int_type),
-            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(set(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(set(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int_type), CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 1, &result, &found),
             CUBLAS_STATUS_NOT_SUPPORTED);
   // An algorithm chosen for 256-byte alignment (the default) refuses an A 4 bytes in.
   const int32_t fp32 = CUDA_R_32F;
-  ASSERT_EQ(
-      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &fp32, sizeof fp32),
-      CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(set(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, fp32), CUBLAS_STATUS_SUCCESS);
   ASSERT_EQ(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 1, &result, &found),
             CUBLAS_STATUS_SUCCESS);
   float* shifted = nullptr;
