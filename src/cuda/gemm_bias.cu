@@ -108,10 +108,15 @@ bool GemmBias::run(const Gemm& g, const float* bias, const Context& ctx) {
   if (plan.workspace > workspace_.size()) workspace_.resize(plan.workspace);
   set(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias));
   const float alpha = 1.f, beta = 0.f;
-  ECMOE_CUDA_CHECK(cublasLtMatmul(lt_, plan.desc, &alpha, g.b, plan.a, g.a, plan.b, &beta, g.c,
-                                  plan.c, g.c, plan.c, &plan.algo,
-                                  plan.workspace ? workspace_.data() : nullptr, plan.workspace,
-                                  ctx.stream));
+  const cublasStatus_t status = cublasLtMatmul(
+      lt_, plan.desc, &alpha, g.b, plan.a, g.a, plan.b, &beta, g.c, plan.c, g.c, plan.c, &plan.algo,
+      plan.workspace ? workspace_.data() : nullptr, plan.workspace, ctx.stream);
+  // A refusal at launch (nothing queued): this shape takes the old path from now on.
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE) {
+    plan.ok = false;
+    return false;
+  }
+  check(status, "cublasLtMatmul", __FILE__, __LINE__);
   ++runs_;
   return true;
 }

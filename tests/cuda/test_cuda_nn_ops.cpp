@@ -443,7 +443,7 @@ TEST(CudaNnOps, LinearBiasInTheGemmEpilogue) {
     LinearScratch scratch;
     cuda::linear_forward(gy.data(), nullptr, gx.data(), gw.data(), gb.data(), shape,
                          Precision::kBf16, scratch, context());
-    EXPECT_EQ(scratch.bias_gemm.runs(), 1);
+    EXPECT_EQ(scratch.bias_gemm.runs(), 1) << "cuBLASLt took no bias-epilogue matmul here";
     const std::vector<float> y = to_host(gy);
     // The broadcast and beta-1 path on the same bf16 operands.
     DeviceVec<uint16_t> x16(nx), w16(nw);
