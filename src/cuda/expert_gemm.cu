@@ -19,16 +19,18 @@ const void* advance(const void* p, int64_t elements, Precision precision) {
 
 }  // namespace
 
+LeadingDims leading_dims(const Gemm& g) {
+  return {g.lda ? g.lda : std::max(1, g.trans_a ? g.m : g.k),
+          g.ldb ? g.ldb : std::max(1, g.trans_b ? g.k : g.n), g.ldc ? g.ldc : g.n};
+}
+
 void gemm(cublasHandle_t blas, const Gemm& g, Precision precision) {
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   // Row-major C = op(A)·op(B) is column-major C^T = op(B)^T · op(A)^T: cuBLAS gets B first.
   // Column-major views: a row-major [R, C] array is a column-major [C, R] one with ld = C.
   const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  // At least 1: cuBLAS refuses a leading dimension of 0, which k = 0 would give.
-  const int ldb = g.ldb ? g.ldb : std::max(1, g.trans_b ? g.k : g.n);
-  const int lda = g.lda ? g.lda : std::max(1, g.trans_a ? g.m : g.k);
-  const int ldc = g.ldc ? g.ldc : g.n;
+  const auto [lda, ldb, ldc] = leading_dims(g);
   const bool bf16 = precision == Precision::kBf16;
   const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
   const cublasComputeType_t compute = bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_PEDANTIC;

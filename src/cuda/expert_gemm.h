@@ -30,6 +30,12 @@ struct Gemm {
   int lda = 0, ldb = 0, ldc = 0;  // 0: packed (A: K, or M when trans_a; B: N, or K; C: N)
 };
 void gemm(cublasHandle_t blas, const Gemm& g, Precision precision);
+// g's leading dimensions: the given ones, else the packed ones (at least 1: cuBLAS refuses a
+// leading dimension of 0, which k = 0 would give).
+struct LeadingDims {
+  int a, b, c;
+};
+LeadingDims leading_dims(const Gemm& g);
 
 // Per expert i with rows r_i from slot s0 = plan offset: C[s0.., N] = A[s0.., K] · op(W_i),
 // W_i = w + i·K·N elements, op(W_i) = W_i [K, N] or, with trans_w, W_i stored [N, K] transposed.

@@ -1,4 +1,3 @@
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -43,14 +42,13 @@ GemmBias::~GemmBias() {
 
 // As cuda::gemm: row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so cuBLASLt's A is
 // our B and its B our A; its D [n, m] (column-major, ld ldc) has n rows, one bias element each.
-GemmBias::Plan& GemmBias::plan_for(const Key& key, const Gemm& g, const float* bias) {
+GemmBias::Plan& GemmBias::plan_for(const Key& key, const float* bias) {
   const auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
   Plan& plan = plans_[key];
   if (!lt_) ECMOE_CUDA_CHECK(cublasLtCreate(&lt_));
   const auto& [trans_a, trans_b, m, n, k, lda, ldb, ldc, align_a, align_b, align_c, align_bias] =
       key;
-  (void)m;
   ECMOE_CUDA_CHECK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   set(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(trans_b ? CUBLAS_OP_T : CUBLAS_OP_N));
   set(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(trans_a ? CUBLAS_OP_T : CUBLAS_OP_N));
@@ -62,8 +60,8 @@ GemmBias::Plan& GemmBias::plan_for(const Key& key, const Gemm& g, const float* b
   ECMOE_CUDA_CHECK(
       cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_16BF, trans_b ? k : n, trans_b ? n : k, ldb));
   ECMOE_CUDA_CHECK(
-      cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_16BF, trans_a ? g.m : k, trans_a ? k : g.m, lda));
-  ECMOE_CUDA_CHECK(cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, n, g.m, ldc));
+      cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_16BF, trans_a ? m : k, trans_a ? k : m, lda));
+  ECMOE_CUDA_CHECK(cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, n, m, ldc));
   cublasLtMatmulPreference_t pref = nullptr;
   ECMOE_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(kWorkspaceBytes));
@@ -87,9 +85,7 @@ GemmBias::Plan& GemmBias::plan_for(const Key& key, const Gemm& g, const float* b
 bool GemmBias::run(const Gemm& g, const float* bias, const Context& ctx) {
   if (g.batch != 1 || g.alpha != 1.f || g.beta != 0.f || !bias) return false;
   if (g.m == 0 || g.n == 0) return true;
-  const int lda = g.lda ? g.lda : std::max(1, g.trans_a ? g.m : g.k);
-  const int ldb = g.ldb ? g.ldb : std::max(1, g.trans_b ? g.k : g.n);
-  const int ldc = g.ldc ? g.ldc : g.n;
+  const auto [lda, ldb, ldc] = leading_dims(g);
   const Key key{g.trans_a,
                 g.trans_b,
                 g.m,
@@ -102,7 +98,7 @@ bool GemmBias::run(const Gemm& g, const float* bias, const Context& ctx) {
                 alignment_of(g.b),
                 alignment_of(g.c),
                 alignment_of(bias)};
-  Plan& plan = plan_for(key, g, bias);
+  Plan& plan = plan_for(key, bias);
   if (!plan.ok) return false;
   // The workspace grows to what the plans ask for (none on the emulation), once per shape at most.
   if (plan.workspace > workspace_.size()) workspace_.resize(plan.workspace);

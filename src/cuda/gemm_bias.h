@@ -49,7 +49,7 @@ class GemmBias {
   };
   // (trans_a, trans_b, m, n, k, lda, ldb, ldc, the alignments of a, b, c and bias)
   using Key = std::tuple<bool, bool, int, int, int, int, int, int, int, int, int, int>;
-  Plan& plan_for(const Key& key, const Gemm& g, const float* bias);
+  Plan& plan_for(const Key& key, const float* bias);
 
   cublasLtHandle_t lt_ = nullptr;
   DeviceVec<unsigned char> workspace_;
