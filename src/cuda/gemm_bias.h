@@ -14,6 +14,7 @@
 #pragma once
 #include <cublasLt.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <tuple>
