@@ -438,6 +438,28 @@ PY
   else
     no_result "bench fp32 16384,768,3072,64" "$rc"
   fi
+  # Capped expert choice (the solver's sweeps on the device, the greedy pass on the host; no
+  # PyTorch peer has it): the layer and its routing phase at issue 15's second shape and at a
+  # gpu-small layer's, against expert choice's line above.
+  for shape in 16384,768,3072,64 32768,768,3072,64; do
+    IFS=, read -r n d f e <<<"$shape"
+    capped=$(json 90 build-gpu/ecmoe bench layer --device cuda --router expert_choice_capped \
+      --tokens "$n" --d-model "$d" --d-ff "$f" --experts "$e" --capacity-factor 2 \
+      --precision bf16 --repeats 3 --warmup 1 --json)
+    rc=$?
+    if [[ -z "$capped" ]]; then
+      no_result "bench expert_choice_capped $shape" "$rc"
+      continue
+    fi
+    echo "$capped" >>"$jsonl"
+    say "bench expert_choice_capped $shape: $(python3 -c '
+import json, sys
+o = json.loads(sys.argv[1])
+ph = o.get("phases_ms") or {}
+f = lambda v: "%.3f" % v if isinstance(v, (int, float)) else "?"
+print("ecmoe %s ms (fwd %s, bwd %s; routing phase %s ms)" % (f(o.get("ms")), f(o.get("forward_ms")),
+      f(o.get("backward_ms")), f(ph.get("routing"))))' "$capped")"
+  done
   stage_end=$deadline
 
   # Training (issue 16): whole steps, bf16, ecmoe --device cuda beside the PyTorch peer (eager;

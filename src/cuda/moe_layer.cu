@@ -13,6 +13,7 @@
 #include "cuda/moe_ops.h"
 #include "cuda/readback.h"
 #include "cuda/route_expert_choice.h"
+#include "cuda/route_expert_choice_capped.h"
 #include "cuda/route_mask.h"
 #include "cuda/route_token_choice.h"
 #include "moe/aux_losses.h"
@@ -41,6 +42,7 @@ class CudaMoeBackend final : public MoeBackend {
   Context& ctx_;
   DevicePlan plan_;
   ExpertChoiceScratch ec_scratch_;
+  CappedScratch capped_scratch_;
   TokenChoiceScratch tc_scratch_;
   MaskRouteScratch mask_scratch_;
   DeviceExpertActivations act_;
@@ -121,8 +123,9 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
                         routing.router == RouterKind::kExpertThreshold;
   const bool on_device = routing.router == RouterKind::kExpertChoice || token_choice || per_pair;
   const bool weighted = config.load_balance_weight != 0.f || config.z_loss_weight != 0.f;
-  // The scores go to the host only where the host reads them: the CPU's router (capped expert
-  // choice) and the k-th scores of threshold routing's statistics. The auxiliary losses and the
+  // The scores go to the host only where the host reads them: capped expert choice's gates (its
+  // plan is made on the host from the device's sorted pairs) and the k-th scores of threshold
+  // routing's statistics. The auxiliary losses and the
   // router's entropy are summed on the device (cuda/aux_losses.h).
   host_probs_.clear();
   if (scored && n > 0 &&
@@ -154,8 +157,12 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
       pending_.stats = DeviceStats::kExpertChoice;
     }
     if (!collect_stats_) pending_.stats = DeviceStats::kNone;
-  } else {  // the CPU's router on the scores copied to the host
-    RouteResult routed = route_tokens(routing, request);
+  } else {  // capped expert choice: the solver on the device, the greedy pass on the host
+    ECMOE_CHECK(routing.router == RouterKind::kExpertChoiceCapped,
+                "cuda moe: no GPU route for router ", router_name(routing.router));
+    RouteResult routed =
+        route_expert_choice_capped(capped_scratch_, probs_.data(), host_probs_.data(), n, routing,
+                                   capacity, collect_stats_, stream);
     upload_plan(plan_, routed.plan, stream);
     host_plan_ = std::move(routed.plan);
     host_plan_valid_ = true;
@@ -182,7 +189,9 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
   if (kth_count > 0) pending_.kth_at = readback_.add(ec_scratch_.kth.data(), kth_count, stream);
   if (aux_ready_) {
     pending_.aux = true;
-    pending_.entropy = collect_stats_ && on_device;
+    // The router's entropy: the device's sum, for every router (capped expert choice's host part
+    // counts none).
+    pending_.entropy = collect_stats_;
     pending_.weights = {config.load_balance_weight, config.z_loss_weight};
     pending_.totals_at = readback_.add(aux_.totals.data(), 3, stream);
   }

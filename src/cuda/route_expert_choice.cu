@@ -16,15 +16,8 @@ namespace {
 
 constexpr int kSelectThreads = 512;
 
-// Unsigned keys that order as the floats do (for the non-negative scores of a softmax, -0 never
-// occurs, so equal keys are exactly equal scores).
-__device__ __forceinline__ unsigned order_key(float f) {
-  const unsigned b = __float_as_uint(f);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-__device__ __forceinline__ float key_to_float(unsigned k) {
-  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
-}
+// order_key (device_math.cuh): for the non-negative scores of a softmax, -0 never occurs, so equal
+// keys are exactly equal scores.
 
 __global__ void transpose_kernel(float* out, const float* in, int n, int e) {  // [n, e] -> [e, n]
   const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -105,6 +98,19 @@ __global__ void __launch_bounds__(kSelectThreads)
 
 }  // namespace
 
+void transpose_scores(float* out, const float* in, int n, int e, cudaStream_t stream) {
+  if (int64_t(n) * e == 0) return;
+  launch(transpose_kernel, blocks_for(int64_t(n) * e, 256), 256, 0, stream, out, in, n, e);
+}
+
+void select_top_k(const float* values_t, int n, int e, int group_size, int n_groups, int k_full,
+                  int k_last, int per_expert, int* slot_token, float* slot_value, float* kth,
+                  cudaStream_t stream) {
+  if (n_groups == 0 || e == 0) return;
+  launch(select_kernel, dim3(n_groups, e), kSelectThreads, 0, stream, values_t, n, group_size,
+         k_full, k_last, per_expert, slot_token, slot_value, kth);
+}
+
 void route_expert_choice(DevicePlan& plan, ExpertChoiceScratch& scratch, const float* probs, int n,
                          const MoeConfig& config, float capacity_factor, cudaStream_t stream) {
   const int e = config.n_experts;
@@ -129,12 +135,10 @@ void route_expert_choice(DevicePlan& plan, ExpertChoiceScratch& scratch, const f
   scratch.kth.resize(size_t(G) * e);
   if (S > 0) {
     scratch.scores_t.resize(size_t(n) * e);
-    launch(transpose_kernel, blocks_for(int64_t(n) * e, 256), 256, 0, stream,
-           scratch.scores_t.data(), probs, n, e);
+    transpose_scores(scratch.scores_t.data(), probs, n, e, stream);
     const int group_size = groups[0].size;  // every group but the last has this size
-    launch(select_kernel, dim3(G, e), kSelectThreads, 0, stream, scratch.scores_t.data(), n,
-           group_size, k_full, k_last, per_expert, plan.slot_token.data(), plan.slot_gate.data(),
-           scratch.kth.data());
+    select_top_k(scratch.scores_t.data(), n, e, group_size, G, k_full, k_last, per_expert,
+                 plan.slot_token.data(), plan.slot_gate.data(), scratch.kth.data(), stream);
   }
   build_inverse_index(plan, stream);
 }

@@ -29,4 +29,15 @@ struct ExpertChoiceScratch {
 void route_expert_choice(DevicePlan& plan, ExpertChoiceScratch& scratch, const float* probs, int n,
                          const MoeConfig& config, float capacity_factor, cudaStream_t stream);
 
+// Its two steps, which capped expert choice (cuda/route_expert_choice_capped.h) uses too:
+// [n, e] -> [e, n];
+void transpose_scores(float* out, const float* in, int n, int e, cudaStream_t stream);
+// per group g of `group_size` tokens (the last may be shorter) and expert i, the k highest values
+// of values_t [e, n] (k_full, k_last in the last group; ties to the lower token index), written
+// in token order to slots [i·per_expert + g·k_full, ... + k) as global token indices with their
+// values, and the k-th value to kth [groups, e].
+void select_top_k(const float* values_t, int n, int e, int group_size, int n_groups, int k_full,
+                  int k_last, int per_expert, int* slot_token, float* slot_value, float* kth,
+                  cudaStream_t stream);
+
 }  // namespace ecmoe::cuda

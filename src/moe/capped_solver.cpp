@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <deque>
 #include <limits>
 #include <numeric>
@@ -9,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/vecmath.h"
+#include "moe/capped_scaling.h"
 #include "moe/routers.h"
 
 namespace ecmoe {
@@ -35,65 +37,31 @@ double log_sum_exp(const float* v, int n, float* scratch) {
   return double(m) + std::log(s);
 }
 
-// f(w) = sum over j of min(1, exp(v[j] + w)), with the count of clipped entries.
-struct CappedMass {
-  double mass;
-  int clipped;
+// capped_scaling.h's Team on one thread: v[0..n) with a scratch row of n floats.
+struct SerialTeam {
+  const float* v;
+  int n;
+  float* scratch;
+  MaskedLse masked_lse(double w, bool shifted) {
+    int clipped = 0;
+    for (int j = 0; j < n; ++j) {
+      const bool clip = v[j] + w >= 0;
+      clipped += clip;
+      scratch[j] =
+          clip ? -std::numeric_limits<float>::infinity() : (shifted ? float(v[j] + w) : v[j]);
+    }
+    return {log_sum_exp(scratch, n, scratch), clipped};
+  }
+  float kth_largest(int kth) {
+    std::copy_n(v, n, scratch);
+    std::nth_element(scratch, scratch + kth, scratch + n, std::greater<float>());
+    return scratch[kth];
+  }
 };
-CappedMass capped_mass(const float* v, int n, double w, float* scratch) {
-  int clipped = 0;
-  for (int j = 0; j < n; ++j) {
-    const bool clip = v[j] + w >= 0;
-    clipped += clip;
-    scratch[j] = clip ? -std::numeric_limits<float>::infinity() : float(v[j] + w);
-  }
-  const double rest = log_sum_exp(scratch, n, scratch);
-  return {clipped + (std::isinf(rest) ? 0.0 : std::exp(rest)), clipped};
-}
 
-// The exact KL projection of one row or column onto {sum = target, entries <= 1}: the log-scale
-// w with f(w) = target (f as above; 0 < target < n). f is increasing, smooth between the points
-// where an entry reaches 1, and equal to m + exp(w) · T while the clipped set is fixed. Keep a
-// bracket lo <= root <= hi; from lo, the closed form for lo's clipped set never passes the root
-// (it ignores entries that would clip, so it undershoots) and is exact once no new entry clips;
-// from hi, a Newton step on the convex piece; bisection if both stall.
-double capped_scaling(const float* v, int n, double target, float* scratch) {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  const double tol = 1e-6 * target;  // the mass is summed from fp32 exponentials
-  double lo = std::log(target) - log_sum_exp(v, n, scratch);  // f(lo) <= target
-  std::copy_n(v, n, scratch);
-  const int kth = std::min(n - 1, int(std::ceil(target)) - 1);
-  std::nth_element(scratch, scratch + kth, scratch + n, std::greater<float>());
-  double hi = -double(scratch[kth]);  // the kth largest entry reaches 1: f(hi) >= target
-  if (hi <= lo) return lo;
-  CappedMass at_lo = capped_mass(v, n, lo, scratch), at_hi = capped_mass(v, n, hi, scratch);
-  for (int iter = 0; iter < 64; ++iter) {
-    if (at_hi.mass - target <= tol) return hi;
-    if (target - at_lo.mass <= tol) return lo;
-    // Closed form on lo's clipped set (exact when hi clips the same entries).
-    for (int j = 0; j < n; ++j) scratch[j] = v[j] + lo >= 0 ? kNegInf : v[j];
-    const double rest = log_sum_exp(scratch, n, scratch);
-    if (at_lo.clipped < target && !std::isinf(rest)) {
-      const double w = std::log(target - at_lo.clipped) - rest;
-      if (at_lo.clipped == at_hi.clipped) return w;
-      if (w > lo && w < hi) {
-        const CappedMass at_w = capped_mass(v, n, w, scratch);
-        if (at_w.clipped == at_lo.clipped) return w;  // no new entry clipped: exact
-        lo = w, at_lo = at_w;
-      }
-    }
-    // Newton from hi (f convex on its piece, so the step stays at or above the root).
-    const double slope = at_hi.mass - at_hi.clipped;
-    double w = slope > 0 ? hi - (at_hi.mass - target) / slope : 0.5 * (lo + hi);
-    if (!(w > lo && w < hi)) w = 0.5 * (lo + hi);
-    const CappedMass at_w = capped_mass(v, n, w, scratch);
-    if (at_w.mass < target) {
-      lo = w, at_lo = at_w;
-    } else {
-      hi = w, at_hi = at_w;
-    }
-  }
-  return hi;
+double row_scaling(const float* v, int n, double target, float* scratch) {
+  SerialTeam team{v, n, scratch};
+  return capped_scaling(team, n, target);
 }
 
 }  // namespace
@@ -125,8 +93,8 @@ CappedSolution solve_capped_plan(const float* probs, int g, int e, int k,
     for (int i = 0; i < e; ++i) {
       std::vector<float> v(g), scratch(g);
       for (int t = 0; t < g; ++t) v[t] = float((scores_t[int64_t(i) * g + t] + c[t]) / lambda);
-      worst = std::max(
-          worst, std::abs(capped_mass(v.data(), g, u[i] / lambda, scratch.data()).mass - k) / k);
+      SerialTeam team{v.data(), g, scratch.data()};
+      worst = std::max(worst, std::abs(capped_mass(team, u[i] / lambda).mass - k) / k);
     }
     return worst;
   };
@@ -137,7 +105,7 @@ CappedSolution solve_capped_plan(const float* probs, int g, int e, int k,
     for (int i = 0; i < e; ++i) {
       std::vector<float> v(g), scratch(g);
       for (int t = 0; t < g; ++t) v[t] = float((scores_t[int64_t(i) * g + t] + c[t]) / lambda);
-      u[i] = lambda * capped_scaling(v.data(), g, k, scratch.data());
+      u[i] = lambda * row_scaling(v.data(), g, k, scratch.data());
     }
     // Columns: each token's mass to at most b, entries at most 1. Most tokens are already under
     // the cap: find them with one vectorised pass, then solve only the others.
@@ -158,7 +126,7 @@ CappedSolution solve_capped_plan(const float* probs, int g, int e, int k,
         }
         std::vector<float> v(e), scratch(e);
         for (int i = 0; i < e; ++i) v[i] = float((probs[int64_t(t) * e + i] + u[i]) / lambda);
-        c[t] = lambda * capped_scaling(v.data(), e, b, scratch.data());
+        c[t] = lambda * row_scaling(v.data(), e, b, scratch.data());
       }
     }
     sol.iterations = sweep + 1;
@@ -173,26 +141,44 @@ CappedSolution solve_capped_plan(const float* probs, int g, int e, int k,
   return sol;
 }
 
-CappedSelection round_capped_plan(const std::vector<float>& log_plan, const float* probs, int g,
-                                  int e, int k, int b) {
-  // Greedy over all (expert, token) pairs by A, then score, then index: a strict total order.
-  std::vector<int64_t> pairs(int64_t(e) * g);
+std::vector<int> capped_pair_order(const std::vector<float>& log_plan, const float* probs, int g,
+                                   int e) {
+  ECMOE_CHECK(int64_t(e) * g <= std::numeric_limits<int>::max(),
+              "expert_choice_capped: a routing group of ", g, " tokens and ", e,
+              " experts has more pairs than the rounding indexes (2^31 - 1)");
+  // A strict total order: A, then score, then index.
+  std::vector<int> pairs(int64_t(e) * g);
   std::iota(pairs.begin(), pairs.end(), 0);
-  auto prob = [&](int64_t j) { return probs[(j % g) * e + j / g]; };
-  std::sort(pairs.begin(), pairs.end(), [&](int64_t a, int64_t b2) {
+  auto prob = [&](int j) { return probs[int64_t(j % g) * e + j / g]; };
+  std::sort(pairs.begin(), pairs.end(), [&](int a, int b2) {
     if (log_plan[a] != log_plan[b2]) return log_plan[a] > log_plan[b2];
     if (prob(a) != prob(b2)) return prob(a) > prob(b2);
     return a < b2;
   });
-  std::vector<std::vector<char>> taken(e, std::vector<char>(g, 0));
+  return pairs;
+}
+
+std::vector<char> capped_assignment(const CappedPairSource& pairs, int g, int e, int k, int b) {
+  std::vector<char> taken(int64_t(e) * g, 0);
+  auto is_taken = [&](int i, int t) -> char& { return taken[int64_t(i) * g + t]; };
   std::vector<int> expert_fill(e, 0), token_fill(g, 0);
-  for (int64_t j : pairs) {
-    const int i = int(j / g), t = int(j % g);
-    if (expert_fill[i] < k && token_fill[t] < b) {
-      taken[i][t] = 1;
-      ++expert_fill[i];
-      ++token_fill[t];
+  // Greedy: each pair in order, taken while its expert and its token both have room. Once every
+  // expert has k, no later pair can be taken: stop reading.
+  const int64_t total = int64_t(e) * g, wanted = int64_t(e) * k;
+  int64_t filled = 0;
+  for (int64_t pos = 0; pos < total && filled < wanted;) {
+    const std::span<const int> chunk = pairs(pos);
+    ECMOE_CHECK(!chunk.empty(), "expert_choice_capped: the pair order ended early (internal)");
+    for (const int j : chunk) {
+      const int i = j / g, t = j % g;
+      if (expert_fill[i] < k && token_fill[t] < b) {
+        is_taken(i, t) = 1;
+        ++expert_fill[i];
+        ++token_fill[t];
+        if (++filled == wanted) break;
+      }
     }
+    pos += int64_t(chunk.size());
   }
   // An expert left short means every token it lacks is at its cap. Search (BFS over experts) for
   // a chain: expert i takes full token t from expert j, j takes t' from ..., until some expert
@@ -208,13 +194,13 @@ CappedSelection round_capped_plan(const std::vector<float>& log_plan, const floa
         const int i = queue.front();
         queue.pop_front();
         for (int t = 0; t < g && end_expert < 0; ++t) {
-          if (taken[i][t]) continue;
+          if (is_taken(i, t)) continue;
           if (token_fill[t] < b) {
             end_expert = i, end_token = t;
             break;
           }
           for (int j = 0; j < e; ++j)
-            if (!seen[j] && taken[j][t]) {
+            if (!seen[j] && is_taken(j, t)) {
               seen[j] = 1, parent_expert[j] = i, via_token[j] = t;
               queue.push_back(j);
             }
@@ -222,35 +208,58 @@ CappedSelection round_capped_plan(const std::vector<float>& log_plan, const floa
       }
       ECMOE_CHECK(end_expert >= 0, "expert_choice_capped: no feasible assignment (internal)");
       // Apply: end_expert takes end_token; walking back, each parent takes the child's token.
-      taken[end_expert][end_token] = 1;
+      is_taken(end_expert, end_token) = 1;
       ++token_fill[end_token];
       for (int j = end_expert; j != start; j = parent_expert[j]) {
         const int t = via_token[j], i = parent_expert[j];
-        taken[j][t] = 0;
-        taken[i][t] = 1;
+        is_taken(j, t) = 0;
+        is_taken(i, t) = 1;
       }
       ++expert_fill[start];
     }
+  return taken;
+}
 
-  CappedSelection sel;
-  sel.tokens_of_expert.resize(e);
+std::vector<int> capped_plain_top_k(const std::vector<float>& log_plan, int g, int e, int k) {
+  std::vector<int> top(int64_t(e) * k), order(g);
+  if (k == 0) return top;
   for (int i = 0; i < e; ++i) {
-    // The plain top-k of A for this expert, to count what rounding changed.
-    std::vector<int> order(g);
     std::iota(order.begin(), order.end(), 0);
     const float* row = log_plan.data() + int64_t(i) * g;
     std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), [&](int a, int b2) {
       return row[a] > row[b2] || (row[a] == row[b2] && a < b2);
     });
-    std::vector<char> in_top(g, 0);
-    for (int j = 0; j < k; ++j) in_top[order[j]] = 1;
+    std::copy_n(order.begin(), k, top.begin() + int64_t(i) * k);
+  }
+  return top;
+}
+
+CappedSelection capped_selection(const std::vector<char>& taken, const std::vector<int>& top_k,
+                                 int g, int e, int k) {
+  CappedSelection sel;
+  sel.tokens_of_expert.resize(e);
+  std::vector<char> in_top(g, 0);
+  const bool count = !top_k.empty();
+  for (int i = 0; i < e; ++i) {
+    if (count)
+      for (int j = 0; j < k; ++j) in_top[top_k[int64_t(i) * k + j]] = 1;
     for (int t = 0; t < g; ++t)
-      if (taken[i][t]) {
+      if (taken[int64_t(i) * g + t]) {
         sel.tokens_of_expert[i].push_back(t);
-        if (!in_top[t]) ++sel.rounding_changes;
+        if (count && !in_top[t]) ++sel.rounding_changes;
       }
+    if (count)
+      for (int j = 0; j < k; ++j) in_top[top_k[int64_t(i) * k + j]] = 0;
   }
   return sel;
+}
+
+CappedSelection round_capped_plan(const std::vector<float>& log_plan, const float* probs, int g,
+                                  int e, int k, int b) {
+  const std::vector<int> order = capped_pair_order(log_plan, probs, g, e);
+  const std::vector<char> taken = capped_assignment(
+      [&](int64_t from) { return std::span<const int>(order).subspan(size_t(from)); }, g, e, k, b);
+  return capped_selection(taken, capped_plain_top_k(log_plan, g, e, k), g, e, k);
 }
 
 }  // namespace ecmoe
