@@ -368,6 +368,8 @@ if ((sanitizer)); then
         build-gpu/tests/test_cuda_decode --gtest_filter='*AttentionDecode*'
       step "memcheck fine-tuning" 60 "${san[@]}" --tool memcheck \
         build-gpu/tests/test_cuda_finetune --gtest_filter='*EightSteps*:*JointClipping*'
+      step "racecheck capped expert choice" 60 "${san[@]}" --tool racecheck \
+        build-gpu/tests/test_cuda_capped --gtest_filter='*RouteMatches*'
     fi
     stage_end=$deadline
   fi

@@ -121,15 +121,13 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
   const bool per_pair = routing.router == RouterKind::kDense ||
                         routing.router == RouterKind::kHash ||
                         routing.router == RouterKind::kExpertThreshold;
-  const bool on_device = routing.router == RouterKind::kExpertChoice || token_choice || per_pair;
+  const bool capped = routing.router == RouterKind::kExpertChoiceCapped;
   const bool weighted = config.load_balance_weight != 0.f || config.z_loss_weight != 0.f;
-  // The scores go to the host only where the host reads them: capped expert choice's gates (its
-  // plan is made on the host from the device's sorted pairs) and the k-th scores of threshold
-  // routing's statistics. The auxiliary losses and the
-  // router's entropy are summed on the device (cuda/aux_losses.h).
+  // The scores go to the host only where the host reads them: the k-th scores of threshold
+  // routing's statistics. The auxiliary losses and the router's entropy are summed on the device
+  // (cuda/aux_losses.h).
   host_probs_.clear();
-  if (scored && n > 0 &&
-      (!on_device || (collect_stats_ && routing.router == RouterKind::kExpertThreshold)))
+  if (scored && n > 0 && collect_stats_ && routing.router == RouterKind::kExpertThreshold)
     host_probs_ = probs_.download(stream);
   RouteRequest request;
   request.probs = host_probs_.empty() ? nullptr : host_probs_.data();
@@ -142,32 +140,25 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
   pending_.request = request;
   pending_.request.token_ids = nullptr;  // the caller's: finish() may come after they are gone
   pending_.request.cutoffs = nullptr;
-  if (on_device) {
-    ECMOE_CHECK(capacity > 0.f, "route: capacity factor must be > 0, got ", capacity);
-    if (token_choice) {
-      pending_.token_choice =
-          route_token_choice(plan_, tc_scratch_, probs_.data(), n, routing, capacity, stream);
-      pending_.stats = DeviceStats::kTokenChoice;
-    } else if (per_pair) {
-      route_mask(plan_, mask_scratch_, scored ? probs_.data() : nullptr, in.token_ids, in.cutoffs,
-                 n, routing, stream);
-      pending_.stats = DeviceStats::kPerPair;
-    } else {
-      route_expert_choice(plan_, ec_scratch_, probs_.data(), n, routing, capacity, stream);
-      pending_.stats = DeviceStats::kExpertChoice;
-    }
-    if (!collect_stats_) pending_.stats = DeviceStats::kNone;
-  } else {  // capped expert choice: the solver on the device, the greedy pass on the host
-    ECMOE_CHECK(routing.router == RouterKind::kExpertChoiceCapped,
-                "cuda moe: no GPU route for router ", router_name(routing.router));
-    RouteResult routed =
-        route_expert_choice_capped(capped_scratch_, probs_.data(), host_probs_.data(), n, routing,
-                                   capacity, collect_stats_, stream);
-    upload_plan(plan_, routed.plan, stream);
-    host_plan_ = std::move(routed.plan);
-    host_plan_valid_ = true;
-    if (collect_stats_) out.stats = std::move(routed.stats);
+  ECMOE_CHECK(capacity > 0.f, "route: capacity factor must be > 0, got ", capacity);
+  if (token_choice) {
+    pending_.token_choice =
+        route_token_choice(plan_, tc_scratch_, probs_.data(), n, routing, capacity, stream);
+    pending_.stats = DeviceStats::kTokenChoice;
+  } else if (per_pair) {
+    route_mask(plan_, mask_scratch_, scored ? probs_.data() : nullptr, in.token_ids, in.cutoffs, n,
+               routing, stream);
+    pending_.stats = DeviceStats::kPerPair;
+  } else if (capped) {
+    // The solver on the device, the greedy pass on the host (one wait): its statistics now.
+    const RoutingStats stats = route_expert_choice_capped(
+        plan_, capped_scratch_, probs_.data(), n, routing, capacity, collect_stats_, stream);
+    if (collect_stats_) out.stats = stats;
+  } else {
+    route_expert_choice(plan_, ec_scratch_, probs_.data(), n, routing, capacity, stream);
+    pending_.stats = DeviceStats::kExpertChoice;
   }
+  if (!collect_stats_) pending_.stats = DeviceStats::kNone;
   phase_lap(times_, ctx_, "routing");
 
   experts_forward(y, act_, plan_, in.x, w.w1, w.w2, d, f, config.precision, ctx_, times_);

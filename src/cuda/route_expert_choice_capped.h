@@ -18,8 +18,9 @@
 #include <cstdint>
 
 #include "cuda/device_buffer.h"
+#include "cuda/device_plan.h"
 #include "moe/moe_config.h"
-#include "moe/routers.h"
+#include "moe/routing_stats.h"
 
 namespace ecmoe::cuda {
 
@@ -45,17 +46,18 @@ struct CappedScratch {
 void solve_capped_on_device(CappedScratch& scratch, const float* probs, int n,
                             const MoeConfig& config, float capacity_factor, cudaStream_t stream);
 
-// The rounding of scratch.log_plan -> the CPU router's RouteResult (its plan and statistics;
-// the rounding's changes only when `count_changes`). probs is the device's copy of the scores,
-// host_probs the host's (the gates). Waits for the stream.
-RouteResult round_capped_on_device(CappedScratch& scratch, const float* probs,
-                                   const float* host_probs, int n, const MoeConfig& config,
-                                   float capacity_factor, bool count_changes, cudaStream_t stream);
+// The rounding of scratch.log_plan -> the plan, rebuilt in place on the device (gates = the
+// scores, gathered there), and the router's statistics (the rounding's changes only when
+// `count_changes`), as the CPU's router gives them. probs [n, e] (device). Waits for the stream:
+// the greedy pass runs on the host.
+RoutingStats round_capped_on_device(DevicePlan& plan, CappedScratch& scratch, const float* probs,
+                                    int n, const MoeConfig& config, float capacity_factor,
+                                    bool count_changes, cudaStream_t stream);
 
 // Both.
-RouteResult route_expert_choice_capped(CappedScratch& scratch, const float* probs,
-                                       const float* host_probs, int n, const MoeConfig& config,
-                                       float capacity_factor, bool count_changes,
-                                       cudaStream_t stream);
+RoutingStats route_expert_choice_capped(DevicePlan& plan, CappedScratch& scratch,
+                                        const float* probs, int n, const MoeConfig& config,
+                                        float capacity_factor, bool count_changes,
+                                        cudaStream_t stream);
 
 }  // namespace ecmoe::cuda

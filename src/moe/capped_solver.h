@@ -68,7 +68,8 @@ CappedSelection capped_selection(const std::vector<char>& taken, const std::vect
                                  int g, int e, int k);
 
 // One routing group's outcome, and the route made from all of them (the plan of the selected
-// pairs, gate = score, and the router's statistics): shared by the CPU router and the GPU's.
+// pairs, gate = score, and the router's statistics): shared by the CPU router and the GPU's
+// (which passes no scores, gates 0, and gathers the gates on the device).
 struct CappedGroupRoute {
   CappedSelection selection;
   double residual = 0;

@@ -25,7 +25,7 @@ RouteResult capped_route_result(int n, int e, const float* probs,
     for (int i = 0; i < e; ++i)
       for (int t : route.selection.tokens_of_expert[i]) {
         const int token = groups[gi].begin + t;
-        assignments.push_back({i, token, probs[int64_t(token) * e + i]});
+        assignments.push_back({i, token, probs ? probs[int64_t(token) * e + i] : 0.f});
       }
   }
   // count_plan fills only the plan-derived counts; the solver's figures above stay.
