@@ -107,14 +107,24 @@ double counted_rows(const TrainConfig& config, double n) {
 // the probabilities [B, H, T, T] and of qkv; per layer, the bf16 copies of the two projections'
 // inputs [N, d] that their backward reads (nn::Backend's linear `saved`); in the backward the score
 // gradients of a slice of max(B, H) (sequence, head) pairs in fp32 (and bf16), the bf16 copies of
-// the attention's output gradient and of the logits' gradient [M, V]; and a fixed 64 MB for
-// cuBLAS's workspaces and the small partial sums.
+// the attention's output gradient and of the logits' gradient [M, V]; a fixed 64 MB for
+// cuBLAS's workspaces and the small partial sums; and each MoE layer's routing scratch (expert
+// choice's transposed scores [N, e]; capped expert choice's solver and sort, cuda/
+// route_expert_choice_capped.h: the scores, rows, columns and A in fp32, two 64-bit keys and two
+// indices a pair, the sort's temporary about a key and an index a pair, and the tokens'
+// potentials).
 double device_scratch_bytes(const TrainConfig& config, double batch, bool backward) {
   const ModelConfig& m = config.model;
   const double T = m.seq_len, d = m.d_model, H = m.n_heads, V = m.vocab_size, L = m.n_layers;
   const double N = batch * T;
   const bool bf16 = m.precision == Precision::kBf16;
   double bytes = 64e6;
+  const double moe_layers = m.moe_every > 0 ? std::floor(L / m.moe_every) : 0;
+  const double e = m.moe.n_experts;
+  if (m.moe.router == RouterKind::kExpertChoice)
+    bytes += moe_layers * N * e * kFloat;
+  else if (m.moe.router == RouterKind::kExpertChoiceCapped)
+    bytes += moe_layers * (N * e * (4 * kFloat + 2 * 8 + 2 * kInt + 8 + kInt) + N * 8);
   if (bf16) bytes += batch * H * T * T * kBf16 + N * 3 * d * kBf16 + L * 2 * N * d * kBf16;
   if (backward) {
     bytes += std::max(batch, H) * T * T * (kFloat + (bf16 ? kBf16 : 0));

@@ -206,6 +206,25 @@ TEST_F(MemoryEstimateTest, OnADeviceTheGpuScratchIsAdded) {
   }
 }
 
+// Each MoE layer's routing scratch on a GPU: capped expert choice's solver and sort hold tens of
+// bytes a (token, expert) pair, expert choice the transposed scores, token choice nothing of
+// that size; doubling the experts grows the capped router's.
+TEST_F(MemoryEstimateTest, OnADeviceTheRoutersScratchIsCounted) {
+  auto scratch = [&](RouterKind router, int experts) {
+    TrainConfig c = tiny(ModelKind::kEncoder);
+    c.model.moe.router = router;
+    c.model.moe.n_experts = experts;
+    return estimate_memory(c, true, true).device_scratch;
+  };
+  const double pairs_per_layer =
+      double(tiny(ModelKind::kEncoder).batch_size) * tiny(ModelKind::kEncoder).model.seq_len * 4;
+  EXPECT_GT(scratch(RouterKind::kExpertChoice, 4), scratch(RouterKind::kTop2, 4));
+  EXPECT_GT(scratch(RouterKind::kExpertChoiceCapped, 4) - scratch(RouterKind::kExpertChoice, 4),
+            40 * pairs_per_layer);
+  EXPECT_GT(scratch(RouterKind::kExpertChoiceCapped, 8),
+            scratch(RouterKind::kExpertChoiceCapped, 4));
+}
+
 TEST_F(MemoryEstimateTest, MoeLayerAlone) {
   MoeConfig c;
   c.d_model = 1000000;
