@@ -138,6 +138,7 @@ struct Groups {
   __device__ int k(int g) const { return g == int(gridDim.x) - 1 ? k_last : k_full; }
 };
 
+// A block team over `count` values at `values`, with its shared memory declared in the kernel.
 #define ECMOE_BLOCK_TEAM(team, values, count)                                                   \
   __shared__ double team##_d[32];                                                               \
   __shared__ float team##_f[32];                                                                \
