@@ -459,8 +459,9 @@ import json, sys
 o = json.loads(sys.argv[1])
 ph = o.get("phases_ms") or {}
 f = lambda v: "%.3f" % v if isinstance(v, (int, float)) else "?"
-print("ecmoe %s ms (fwd %s, bwd %s; routing phase %s ms)" % (f(o.get("ms")), f(o.get("forward_ms")),
-      f(o.get("backward_ms")), f(ph.get("routing"))))' "$capped")"
+print("ecmoe %s ms (fwd %s, bwd %s; routing phase %s ms; solver %s sweeps, residual %s)" % (
+      f(o.get("ms")), f(o.get("forward_ms")), f(o.get("backward_ms")), f(ph.get("routing")),
+      o.get("solver_iterations", "?"), f(o.get("solver_residual"))))' "$capped")"
   done
   stage_end=$deadline
 

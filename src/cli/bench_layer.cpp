@@ -121,6 +121,15 @@ PhaseSummary summarize_phases(const PhaseTimes& phases, int repeats) {
   return summary;
 }
 
+nlohmann::json routing_report_fields(const RoutingStats& stats) {
+  nlohmann::json j = {{"max_experts_per_token", stats.max_experts_per_token}};
+  if (stats.capped())
+    j.update({{"solver_iterations", stats.solver_iterations},
+              {"solver_residual", stats.solver_residual},
+              {"rounding_changes", stats.rounding_changes}});
+  return j;
+}
+
 nlohmann::json PhaseSummary::report_fields() const {
   nlohmann::json phases = nlohmann::json::object();
   for (const auto& [name, value] : ms) phases[name] = value;
@@ -206,8 +215,8 @@ void run_layer_bench(const LayerBenchOptions& o) {
     j.update({{"bf16_kernel", bf16_native() ? "native" : "fallback"},
               {"threads", thread_count()},
               {"outside_gemm_share", outside},
-              {"slots", layer.plan().slot_count()},
-              {"max_experts_per_token", out.stats.max_experts_per_token}});
+              {"slots", layer.plan().slot_count()}});
+    j.update(routing_report_fields(out.stats));
     j.update(phase_summary.report_fields());
     std::printf("%s\n", j.dump().c_str());
     return;

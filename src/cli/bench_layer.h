@@ -9,6 +9,7 @@
 #include "core/phase_times.h"
 #include "core/timer.h"
 #include "moe/moe_config.h"
+#include "moe/routing_stats.h"
 
 namespace ecmoe::cli {
 
@@ -50,6 +51,10 @@ struct LayerTimings {
 };
 nlohmann::json layer_report_json(const LayerBenchOptions& o, const MoeConfig& cfg,
                                  const LayerTimings& t);
+
+// What the routing of a forward says beside its time: the most experts a token got and, for
+// capped expert choice, the solver's sweeps and residual (they decide its cost).
+nlohmann::json routing_report_fields(const RoutingStats& stats);
 
 // The layer's phases, each as mean ms per forward+backward over `repeats` runs; "gemm ..." phases
 // are the expert GEMMs (with whatever is fused into their tiles).

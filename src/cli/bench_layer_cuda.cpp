@@ -207,6 +207,9 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
     layer.backward(w, g, ddy.data(), dx.data());
   }
   layer.set_phase_times(nullptr);
+  // One more forward with the routing statistics, for the report (the timed runs collect none).
+  layer.backend()->set_collect_stats(true);
+  const MoeOutput routed = layer.forward(w, in, y.data());
   const RoutingPlan& plan = layer.plan();
 
   const GemmRoofline roof = time_gemms(ctx, plan, d, f, cfg.precision, o.repeats);
@@ -239,6 +242,7 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
               {"dispatch_combine_gbps", moving_gbps},
               {"copy_gbps", copy},
               {"slots", plan.slot_count()}});
+    j.update(routing_report_fields(routed.stats));
     j.update(phase_summary.report_fields());
     std::printf("%s\n", j.dump().c_str());
     return;

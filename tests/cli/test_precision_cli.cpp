@@ -61,6 +61,23 @@ TEST_F(PrecisionCli, Bf16TrainsRecordsAndResumesEitherWay) {
       << bad.err;
 }
 
+// bench layer reports what decides capped expert choice's cost: its solver's sweeps and residual
+// (expert choice has none).
+TEST_F(PrecisionCli, BenchLayerReportsTheCappedSolver) {
+  const std::string shape =
+      "bench layer --tokens 256 --d-model 32 --d-ff 64 --experts 4 "
+      "--repeats 1 --warmup 0 --json --router ";
+  const CliRun capped = run(shape + "expert_choice_capped --cap 2");
+  ASSERT_EQ(capped.status, 0) << capped.out << capped.err;
+  const auto c = nlohmann::json::parse(capped.out);
+  EXPECT_GT(c["solver_iterations"].get<int>(), 0);
+  EXPECT_GE(c["solver_residual"].get<double>(), 0.0);
+  EXPECT_LE(c["max_experts_per_token"].get<int>(), 2);
+  const CliRun plain = run(shape + "expert_choice");
+  ASSERT_EQ(plain.status, 0) << plain.out << plain.err;
+  EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("solver_iterations"));
+}
+
 TEST_F(PrecisionCli, BenchesTakeThePrecision) {
   const CliRun train = run(
       "bench train --config tiny --steps 2 --warmup 0 --json --set precision=bf16 --set data.dir=" +
