@@ -280,6 +280,7 @@ __global__ void gate_kernel(float* slot_gate, const int* slot_token, const int* 
 struct Shape {
   std::vector<GroupRange> groups;
   int k_full = 0, k_last = 0;
+  int k(size_t g) const { return g + 1 == groups.size() ? k_last : k_full; }
 };
 Shape shape_of(int n, const MoeConfig& config, float capacity_factor) {
   Shape s;
@@ -298,50 +299,47 @@ Shape shape_of(int n, const MoeConfig& config, float capacity_factor) {
 class SortedPairs {
  public:
   SortedPairs(const int* device_pairs, const Shape& shape, int e, cudaStream_t stream)
-      : device_(device_pairs), stream_(stream) {
-    const size_t G = shape.groups.size();
-    host_.resize(G);
-    for (size_t g = 0; g < G; ++g) {
-      const int k = g + 1 == G ? shape.k_last : shape.k_full;
-      const int64_t total = int64_t(shape.groups[g].size) * e;
+      : device_(device_pairs), groups_(shape.groups), e_(e), stream_(stream) {
+    host_.resize(groups_.size());
+    for (size_t g = 0; g < groups_.size(); ++g) {
       // Every expert full takes e·k pairs at least; where the cap binds (e·k = b·g) the greedy
       // read 1.7 to 6.4 times that at gpu-small's layer shape on random scores, so the first
       // chunk takes 4 times (1 MB there) and a longer walk one or two more.
-      host_[g].resize(size_t(std::min<int64_t>(total, 4 * int64_t(e) * k + 1024)));
-      copy(host_[g].data(), int64_t(shape.groups[g].begin) * e, host_[g].size());
+      host_[g].resize(size_t(std::min<int64_t>(total(g), 4 * int64_t(e) * shape.k(g) + 1024)));
+      copy(g, 0);
     }
     ECMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
-    begins_.reserve(G);
-    totals_.reserve(G);
-    for (const GroupRange& g : shape.groups) {
-      begins_.push_back(int64_t(g.begin) * e);
-      totals_.push_back(int64_t(g.size) * e);
-    }
   }
   // The group's pairs from `from` on (what is already here, or a new chunk).
   std::span<const int> from(size_t g, int64_t from) {
     std::vector<int>& h = host_[g];
     if (from >= int64_t(h.size())) {
-      const int64_t more = std::min<int64_t>(totals_[g] - int64_t(h.size()), int64_t(h.size()));
+      const int64_t more = std::min<int64_t>(total(g) - int64_t(h.size()), int64_t(h.size()));
       ECMOE_CHECK(more > 0, "expert_choice_capped: the sorted pairs ended early (internal)");
       const size_t at = h.size();
       h.resize(at + size_t(more));
-      copy(h.data() + at, begins_[g] + int64_t(at), size_t(more));
+      copy(g, at);
       ECMOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
     return std::span<const int>(h).subspan(size_t(from));
   }
 
  private:
-  void copy(int* to, int64_t at, size_t count) {
+  int64_t total(size_t g) const { return int64_t(groups_[g].size) * e_; }
+  // Group g's sorted pairs [at, host size) from the device (group g's begin at its first token's
+  // e pairs).
+  void copy(size_t g, size_t at) {
+    const size_t count = host_[g].size() - at;
     if (count > 0)
-      ECMOE_CUDA_CHECK(
-          cudaMemcpyAsync(to, device_ + at, count * sizeof(int), cudaMemcpyDeviceToHost, stream_));
+      ECMOE_CUDA_CHECK(cudaMemcpyAsync(host_[g].data() + at,
+                                       device_ + int64_t(groups_[g].begin) * e_ + int64_t(at),
+                                       count * sizeof(int), cudaMemcpyDeviceToHost, stream_));
   }
   const int* device_;
+  std::vector<GroupRange> groups_;
+  int e_;
   cudaStream_t stream_;
   std::vector<std::vector<int>> host_;
-  std::vector<int64_t> begins_, totals_;
 };
 
 }  // namespace
@@ -420,30 +418,28 @@ RoutingStats round_capped_on_device(DevicePlan& plan, CappedScratch& s, const fl
   s.pairs_sorted.resize(size_t(P));
   launch(pair_keys_kernel, blocks_for(P, 256), 256, 0, stream, s.keys.data(), s.pairs.data(),
          s.log_plan.data(), probs, n, e, group_size);
-  size_t temp_bytes = 0;
-  if (G == 1) {
-    auto sort = [&](void* temp) {
-      ECMOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, s.keys.data(),
-                                                       s.keys_sorted.data(), s.pairs.data(),
-                                                       s.pairs_sorted.data(), P, 0, 64, stream));
-    };
-    sort(nullptr);
-    s.sort_temp.resize(temp_bytes);
-    sort(s.sort_temp.data());
-  } else {
+  // One group: a plain radix sort; several: segmented, a segment per group.
+  if (G > 1) {
     std::vector<int> segments(size_t(G) + 1);
     for (int g = 0; g < G; ++g) segments[g] = int(int64_t(shape.groups[g].begin) * e);
     segments[G] = int(P);
     s.segments.upload(std::span<const int>(segments), stream);
-    auto sort = [&](void* temp) {
+  }
+  size_t temp_bytes = 0;
+  auto sort = [&](void* temp) {
+    if (G == 1) {
+      ECMOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, s.keys.data(),
+                                                       s.keys_sorted.data(), s.pairs.data(),
+                                                       s.pairs_sorted.data(), P, 0, 64, stream));
+    } else {
       ECMOE_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
           temp, temp_bytes, s.keys.data(), s.keys_sorted.data(), s.pairs.data(),
           s.pairs_sorted.data(), P, G, s.segments.data(), s.segments.data() + 1, 0, 64, stream));
-    };
-    sort(nullptr);
-    s.sort_temp.resize(temp_bytes);
-    sort(s.sort_temp.data());
-  }
+    }
+  };
+  sort(nullptr);
+  s.sort_temp.resize(temp_bytes);
+  sort(s.sort_temp.data());
   // The plain top-k of A per expert, which the rounding's changes are counted against.
   const int per_expert = (G - 1) * shape.k_full + shape.k_last;
   if (count_changes) {
@@ -469,8 +465,7 @@ RoutingStats round_capped_on_device(DevicePlan& plan, CappedScratch& s, const fl
   std::vector<CappedGroupRoute> routes(static_cast<size_t>(G));
   std::vector<int> top_k;
   for (int g = 0; g < G; ++g) {
-    const int size = shape.groups[g].size, begin = shape.groups[g].begin;
-    const int k = g + 1 == G ? shape.k_last : shape.k_full;
+    const int size = shape.groups[g].size, begin = shape.groups[g].begin, k = shape.k(g);
     const std::vector<char> taken = capped_assignment(
         [&](int64_t from) { return sorted.from(size_t(g), from); }, size, e, k, b);
     top_k.clear();

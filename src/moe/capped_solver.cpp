@@ -59,7 +59,8 @@ struct SerialTeam {
   }
 };
 
-double row_scaling(const float* v, int n, double target, float* scratch) {
+// One row's or column's scaling on this thread.
+double serial_scaling(const float* v, int n, double target, float* scratch) {
   SerialTeam team{v, n, scratch};
   return capped_scaling(team, n, target);
 }
@@ -105,7 +106,7 @@ CappedSolution solve_capped_plan(const float* probs, int g, int e, int k,
     for (int i = 0; i < e; ++i) {
       std::vector<float> v(g), scratch(g);
       for (int t = 0; t < g; ++t) v[t] = float((scores_t[int64_t(i) * g + t] + c[t]) / lambda);
-      u[i] = lambda * row_scaling(v.data(), g, k, scratch.data());
+      u[i] = lambda * serial_scaling(v.data(), g, k, scratch.data());
     }
     // Columns: each token's mass to at most b, entries at most 1. Most tokens are already under
     // the cap: find them with one vectorised pass, then solve only the others.
@@ -126,7 +127,7 @@ CappedSolution solve_capped_plan(const float* probs, int g, int e, int k,
         }
         std::vector<float> v(e), scratch(e);
         for (int i = 0; i < e; ++i) v[i] = float((probs[int64_t(t) * e + i] + u[i]) / lambda);
-        c[t] = lambda * row_scaling(v.data(), e, b, scratch.data());
+        c[t] = lambda * serial_scaling(v.data(), e, b, scratch.data());
       }
     }
     sol.iterations = sweep + 1;
