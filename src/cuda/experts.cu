@@ -1,16 +1,18 @@
 #include <cstddef>
+#include <cstdint>
 
 #include "core/error.h"
 #include "cuda/expert_gemm.h"
 #include "cuda/experts.h"
 #include "cuda/moe_ops.h"
+#include "cuda/nn_ops.h"
 #include "moe/routing_plan.h"
 
 namespace ecmoe::cuda {
 
 void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& plan, const float* x,
                      const float* w1, const float* w2, int d, int f, Precision precision,
-                     const Context& ctx, PhaseTimes* times) {
+                     const Context& ctx, PhaseTimes* times, const float* residual) {
   phase_start(times, ctx);
   const int S = plan.slot_count(), e = plan.n_experts;
   const bool bf16 = precision == Precision::kBf16;
@@ -67,7 +69,10 @@ void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& p
   expert_gemm_rows(ctx.blas, plan, false, d, f, hidden, W2, identity ? y : act.out.data(),
                    precision);
   phase_lap(times, ctx, "gemm hidden*W2");
-  if (!identity) combine_forward(y, act.out.data(), plan, d, stream);
+  if (!identity)
+    combine_forward(y, act.out.data(), plan, d, stream, residual);
+  else if (residual)
+    add_inplace(y, residual, int64_t(S) * d, stream);
   phase_lap(times, ctx, "combine");
 }
 

@@ -39,12 +39,14 @@ struct DeviceExpertScratch {
 };
 
 // x [n, d] -> y [n, d] (overwritten); tokens with no slot get 0. act.out is not kept for an
-// identity plan.
+// identity plan. residual [n, d] (optional) is added to y: by the combine after its sum, or after
+// an identity plan's GEMM.
 // times (optional): each phase's time is added to it, the device synchronised at each phase's
 // end (the CPU's phase names: dispatch, each GEMM, GELU, combine and their adjoints).
 void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& plan, const float* x,
                      const float* w1, const float* w2, int d, int f, Precision precision,
-                     const Context& ctx, PhaseTimes* times = nullptr);
+                     const Context& ctx, PhaseTimes* times = nullptr,
+                     const float* residual = nullptr);
 // dy [n, d] -> dx [n, d] (+=), dw1 [e, d, f] (+=), dw2 [e, f, d] (+=), dgate [S] (overwritten;
 // not written for constant gates, which have no gradient). A plan.identity plan (a dense layer)
 // skips the combine's and dispatch's copies: y and dx are the GEMMs' own outputs.

@@ -553,14 +553,24 @@ int64_t flash_attention_saved_floats(const nn::AttentionConfig& cfg) {
   return qkv16_offset(cfg) + (qkv_elements(cfg) + 1) / 2;
 }
 
+uint16_t* flash_attention_qkv16(float* saved, const nn::AttentionConfig& cfg) {
+  return reinterpret_cast<uint16_t*>(saved + qkv16_offset(cfg));
+}
+
 void flash_attention_forward(float* out, float* saved, const float* qkv,
                              const nn::AttentionConfig& cfg, const int* valid_len,
                              const Context& ctx) {
   if (cfg.batch <= 0 || cfg.seq_len <= 0 || cfg.n_heads <= 0) return;
+  to_bf16(flash_attention_qkv16(saved, cfg), qkv, qkv_elements(cfg), ctx.stream);
+  flash_attention_forward_saved(out, saved, cfg, valid_len, ctx);
+}
+
+void flash_attention_forward_saved(float* out, float* saved, const nn::AttentionConfig& cfg,
+                                   const int* valid_len, const Context& ctx) {
+  if (cfg.batch <= 0 || cfg.seq_len <= 0 || cfg.n_heads <= 0) return;
   ECMOE_CHECK(reinterpret_cast<uintptr_t>(saved) % 16 == 0,
               "flash attention: the saved state must start at a 16-byte boundary");
-  uint16_t* qkv16 = reinterpret_cast<uint16_t*>(saved + qkv16_offset(cfg));
-  to_bf16(qkv16, qkv, qkv_elements(cfg), ctx.stream);
+  const uint16_t* qkv16 = flash_attention_qkv16(saved, cfg);
   with_head_dim(cfg.head_dim, [&](auto hd) {
     constexpr int HD = decltype(hd)::value;
     constexpr int bytes = ForwardSmem<HD>::bytes;

@@ -45,10 +45,17 @@ struct FlashAttentionScratch {
 // products read. The backward reads that copy rather than rounding qkv again (on `gpu-small`,
 // 151 MB a layer kept, 453 MB of traffic a layer saved).
 int64_t flash_attention_saved_floats(const nn::AttentionConfig& cfg);
-// qkv -> out (written) and saved (written; 16-byte aligned, flash_attention_saved_floats(cfg)).
+// qkv -> out (written) and saved (written; 16-byte aligned, flash_attention_saved_floats(cfg)):
+// qkv rounded into saved's bf16 copy, then flash_attention_forward_saved.
 void flash_attention_forward(float* out, float* saved, const float* qkv,
                              const nn::AttentionConfig& cfg, const int* valid_len,
                              const Context& ctx);
+// Where saved keeps the bf16 qkv [B, T, 3·d] (16-byte aligned): a producer that writes it there
+// (the qkv projection, cuda::linear_forward_bf16) spares the fp32 qkv's write and its read.
+uint16_t* flash_attention_qkv16(float* saved, const nn::AttentionConfig& cfg);
+// The forward from the bf16 qkv already in saved (flash_attention_qkv16): out and saved's lse.
+void flash_attention_forward_saved(float* out, float* saved, const nn::AttentionConfig& cfg,
+                                   const int* valid_len, const Context& ctx);
 // dqkv [B, T, 3·d] (+= for kAdd; = for kOverwrite, the bits of adding into zeros, without a fill
 // or a read of dqkv: 7.2 GB of traffic a step on `gpu-small`, counted) from dout [B, T, d] and
 // the forward's out and saved (qkv is not read again: its bf16 copy is in saved).

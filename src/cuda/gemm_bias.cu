@@ -47,8 +47,8 @@ GemmBias::Plan& GemmBias::plan_for(const Key& key, const float* bias) {
   if (found != plans_.end()) return found->second;
   Plan& plan = plans_[key];
   if (!lt_) ECMOE_CUDA_CHECK(cublasLtCreate(&lt_));
-  const auto& [trans_a, trans_b, m, n, k, lda, ldb, ldc, align_a, align_b, align_c, align_bias] =
-      key;
+  const auto& [trans_a, trans_b, m, n, k, lda, ldb, ldc, align_a, align_b, align_c, align_bias,
+               align_residual, bf16_out] = key;
   ECMOE_CUDA_CHECK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   set(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(trans_b ? CUBLAS_OP_T : CUBLAS_OP_N));
   set(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(trans_a ? CUBLAS_OP_T : CUBLAS_OP_N));
@@ -61,13 +61,16 @@ GemmBias::Plan& GemmBias::plan_for(const Key& key, const float* bias) {
       cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_16BF, trans_b ? k : n, trans_b ? n : k, ldb));
   ECMOE_CUDA_CHECK(
       cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_16BF, trans_a ? m : k, trans_a ? k : m, lda));
-  ECMOE_CUDA_CHECK(cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, n, m, ldc));
+  // C and D share one layout: fp32 (C the residual, or unread with beta 0), or bf16 (C unread).
+  ECMOE_CUDA_CHECK(
+      cublasLtMatrixLayoutCreate(&plan.c, bf16_out ? CUDA_R_16BF : CUDA_R_32F, n, m, ldc));
   cublasLtMatmulPreference_t pref = nullptr;
   ECMOE_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(kWorkspaceBytes));
   set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, uint32_t(align_b));
   set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, uint32_t(align_a));
-  set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, uint32_t(align_c));
+  set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+      uint32_t(align_residual ? align_residual : align_c));
   set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, uint32_t(align_c));
   (void)align_bias;  // the heuristic reads it from the bias pointer set above
   cublasLtMatmulHeuristicResult_t result{};
@@ -82,10 +85,14 @@ GemmBias::Plan& GemmBias::plan_for(const Key& key, const float* bias) {
   return plan;
 }
 
-bool GemmBias::run(const Gemm& g, const float* bias, const Context& ctx) {
+bool GemmBias::run(const Gemm& g, const float* bias, const Context& ctx,
+                   const GemmBiasOutput& out) {
   if (g.batch != 1 || g.alpha != 1.f || g.beta != 0.f || !bias) return false;
+  if (out.d16 && out.residual) return false;
   if (g.m == 0 || g.n == 0) return true;
   const auto [lda, ldb, ldc] = leading_dims(g);
+  void* d = out.d16 ? static_cast<void*>(out.d16) : static_cast<void*>(g.c);
+  const void* c = out.residual ? static_cast<const void*>(out.residual) : d;
   const Key key{g.trans_a,
                 g.trans_b,
                 g.m,
@@ -96,16 +103,18 @@ bool GemmBias::run(const Gemm& g, const float* bias, const Context& ctx) {
                 ldc,
                 alignment_of(g.a),
                 alignment_of(g.b),
-                alignment_of(g.c),
-                alignment_of(bias)};
+                alignment_of(d),
+                alignment_of(bias),
+                out.residual ? alignment_of(out.residual) : 0,
+                out.d16 != nullptr};
   Plan& plan = plan_for(key, bias);
   if (!plan.ok) return false;
   // The workspace grows to what the plans ask for (none on the emulation), once per shape at most.
   if (plan.workspace > workspace_.size()) workspace_.resize(plan.workspace);
   set(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias));
-  const float alpha = 1.f, beta = 0.f;
+  const float alpha = 1.f, beta = out.residual ? 1.f : 0.f;
   const cublasStatus_t status = cublasLtMatmul(
-      lt_, plan.desc, &alpha, g.b, plan.a, g.a, plan.b, &beta, g.c, plan.c, g.c, plan.c, &plan.algo,
+      lt_, plan.desc, &alpha, g.b, plan.a, g.a, plan.b, &beta, c, plan.c, d, plan.c, &plan.algo,
       plan.workspace ? workspace_.data() : nullptr, plan.workspace, ctx.stream);
   // A refusal at launch (nothing queued): this shape takes the old path from now on.
   if (status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE) {

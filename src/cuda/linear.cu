@@ -1,4 +1,5 @@
 #include <cstddef>
+#include <cstdint>
 
 #include "cuda/expert_gemm.h"
 #include "cuda/linear.h"
@@ -32,11 +33,16 @@ int64_t linear_saved_floats(const nn::LinearShape& s, Precision precision) {
   return precision == Precision::kBf16 ? (int64_t(s.rows) * s.in_dim + 1) / 2 : 0;
 }
 
-void linear_forward(float* out, uint16_t* inp16, const float* inp, const float* weight,
-                    const float* bias, const nn::LinearShape& s, Precision precision,
-                    LinearScratch& scratch, const Context& ctx) {
+namespace {
+
+// linear_forward's three outputs: fp32 into out, fp32 plus a residual into out, or bf16 into
+// out16 (the rounding of the fp32 result).
+void linear_forward_any(float* out, uint16_t* out16, const float* residual, uint16_t* inp16,
+                        const float* inp, const float* weight, const float* bias,
+                        const nn::LinearShape& s, Precision precision, LinearScratch& scratch,
+                        const Context& ctx) {
   if (s.rows == 0 || s.out_dim == 0) return;
-  const int64_t n_in = int64_t(s.rows) * s.in_dim;
+  const int64_t n_in = int64_t(s.rows) * s.in_dim, n_out = int64_t(s.rows) * s.out_dim;
   const void* a = nullptr;
   if (inp16 && precision == Precision::kBf16) {
     to_bf16(inp16, inp, n_in, ctx.stream);
@@ -53,13 +59,43 @@ void linear_forward(float* out, uint16_t* inp16, const float* inp, const float* 
   g.a = a;
   g.b = w;
   g.c = out;
-  // bf16 with a bias: the bias in the GEMM's epilogue, out written once (cuda/gemm_bias.h).
-  if (bias && precision == Precision::kBf16 && s.in_dim > 0 && scratch.bias_gemm.run(g, bias, ctx))
+  // bf16 with a bias: the bias (and the residual, or the rounding to bf16) in the GEMM's
+  // epilogue, the output written once (cuda/gemm_bias.h).
+  if (bias && precision == Precision::kBf16 && s.in_dim > 0 &&
+      scratch.bias_gemm.run(g, bias, ctx, {out16, residual}))
     return;
-  // Else as the CPU: the bias broadcast into out, then the GEMM with beta 1.
-  if (bias) broadcast_rows(out, bias, s.rows, s.out_dim, ctx.stream);
+  // Else as the CPU: the bias broadcast into out, then the GEMM with beta 1; then the residual
+  // added, or the result rounded into out16 from a scratch.
+  if (out16) {
+    scratch.out32.resize(size_t(n_out));
+    g.c = scratch.out32.data();
+  }
+  if (bias) broadcast_rows(g.c, bias, s.rows, s.out_dim, ctx.stream);
   g.beta = bias ? 1.f : 0.f;
   gemm(ctx.blas, g, precision);
+  if (residual) add_inplace(out, residual, n_out, ctx.stream);
+  if (out16) to_bf16(out16, g.c, n_out, ctx.stream);
+}
+
+}  // namespace
+
+void linear_forward(float* out, uint16_t* inp16, const float* inp, const float* weight,
+                    const float* bias, const nn::LinearShape& s, Precision precision,
+                    LinearScratch& scratch, const Context& ctx) {
+  linear_forward_any(out, nullptr, nullptr, inp16, inp, weight, bias, s, precision, scratch, ctx);
+}
+
+void linear_forward_bf16(uint16_t* out16, uint16_t* inp16, const float* inp, const float* weight,
+                         const float* bias, const nn::LinearShape& s, LinearScratch& scratch,
+                         const Context& ctx) {
+  linear_forward_any(nullptr, out16, nullptr, inp16, inp, weight, bias, s, Precision::kBf16,
+                     scratch, ctx);
+}
+
+void linear_residual_forward(float* out, uint16_t* inp16, const float* inp, const float* weight,
+                             const float* bias, const float* residual, const nn::LinearShape& s,
+                             Precision precision, LinearScratch& scratch, const Context& ctx) {
+  linear_forward_any(out, nullptr, residual, inp16, inp, weight, bias, s, precision, scratch, ctx);
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

@@ -26,7 +26,8 @@ struct LinearScratch {
   DeviceVec<uint16_t> w16;  // the weight or the table
   DeviceVec<uint16_t> d16;  // the output gradient
   ColumnSumScratch bias_sums;
-  GemmBias bias_gemm;  // the forward's GEMM with its bias in the epilogue (bf16)
+  GemmBias bias_gemm;      // the forward's GEMM with its bias in the epilogue (bf16)
+  DeviceVec<float> out32;  // linear_forward_bf16's fp32 result where cuBLASLt took no epilogue
 };
 
 // What linear_forward keeps for linear_backward (nn::Backend's linear `saved`), in floats: in
@@ -42,6 +43,20 @@ int64_t linear_saved_floats(const nn::LinearShape& shape, Precision precision);
 void linear_forward(float* out, uint16_t* inp16, const float* inp, const float* weight,
                     const float* bias, const nn::LinearShape& shape, Precision precision,
                     LinearScratch& scratch, const Context& ctx);
+// linear_forward with its output in bf16 only (bf16 precision): out16 [rows, out_dim] =
+// bf16(inp · weight + bias), the bits of cuda::to_bf16 over linear_forward's out, rounded in the
+// GEMM's epilogue (or, where cuBLASLt takes no such epilogue, from an fp32 scratch). For a
+// consumer that reads only the bf16 copy: the fp32 output is neither written nor read.
+void linear_forward_bf16(uint16_t* out16, uint16_t* inp16, const float* inp, const float* weight,
+                         const float* bias, const nn::LinearShape& shape, LinearScratch& scratch,
+                         const Context& ctx);
+// linear_forward with a residual added: out = inp · weight + bias + residual (nn::Backend's
+// linear_residual_forward; out must not alias residual). In bf16 with a bias, in the GEMM's
+// epilogue, product + residual + bias (cuda/gemm_bias.h); else linear_forward, then the
+// residual added, as the CPU.
+void linear_residual_forward(float* out, uint16_t* inp16, const float* inp, const float* weight,
+                             const float* bias, const float* residual, const nn::LinearShape& shape,
+                             Precision precision, LinearScratch& scratch, const Context& ctx);
 // nn::linear_backward: dinp += dout · Wᵀ (kOverwrite: dinp = ..., beta 0, not read), dweight +=
 // inpᵀ · dout, dbias += dout's column sums. inp16, if given, is the forward's bf16 copy of inp,
 // which the weight gradient reads instead of rounding inp again (on `gpu-small`, 3.6 GB of

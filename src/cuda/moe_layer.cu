@@ -161,7 +161,8 @@ MoeOutput CudaMoeBackend::forward(const MoeConfig& config, const MoeWeights& w, 
   if (!collect_stats_) pending_.stats = DeviceStats::kNone;
   phase_lap(times_, ctx_, "routing");
 
-  experts_forward(y, act_, plan_, in.x, w.w1, w.w2, d, f, config.precision, ctx_, times_);
+  experts_forward(y, act_, plan_, in.x, w.w1, w.w2, d, f, config.precision, ctx_, times_,
+                  in.residual);
   aux_ready_ = scored && n > 0 && (weighted || collect_stats_);
   if (aux_ready_) {
     aux_losses_forward(logits_.data(), probs_.data(), n, e, config.group_size, aux_, stream);

@@ -45,7 +45,8 @@ __global__ void dispatch_backward_kernel(float* dx, const float* d_slots, const 
 
 template <int V>
 __global__ void combine_kernel(float* y, const float* out, const int* token_offsets,
-                               const int* token_slots, const float* slot_gate, int d) {
+                               const int* token_slots, const float* slot_gate,
+                               const float* residual, int d) {
   const int64_t t = blockIdx.x;
   const int j0 = token_offsets[t], j1 = token_offsets[t + 1];
   for (int c = threadIdx.x * V; c < d; c += blockDim.x * V) {
@@ -56,6 +57,11 @@ __global__ void combine_kernel(float* y, const float* out, const int* token_offs
       const Floats<V> o = load_floats<V>(out + int64_t(s) * d + c);
 #pragma unroll
       for (int i = 0; i < V; ++i) acc.v[i] = fmaf(gate, o.v[i], acc.v[i]);
+    }
+    if (residual) {
+      const Floats<V> r = load_floats<V>(residual + t * d + c);
+#pragma unroll
+      for (int i = 0; i < V; ++i) acc.v[i] += r.v[i];
     }
     store_floats<V>(y + t * d + c, acc);
   }
@@ -256,11 +262,12 @@ void dispatch_backward(float* dx, const float* d_slots, const DevicePlan& plan, 
               plan.token_slots.data(), d, overwrite);
 }
 
-void combine_forward(float* y, const float* out, const DevicePlan& plan, int d,
-                     cudaStream_t stream) {
+void combine_forward(float* y, const float* out, const DevicePlan& plan, int d, cudaStream_t stream,
+                     const float* residual) {
   if (plan.n_tokens == 0 || d == 0) return;
-  launch_rows(rows_by_4(d, y, out), combine_kernel<4>, combine_kernel<1>, plan.n_tokens, d, stream,
-              y, out, plan.token_offsets.data(), plan.token_slots.data(), plan.slot_gate.data(), d);
+  launch_rows(rows_by_4(d, y, out, residual), combine_kernel<4>, combine_kernel<1>, plan.n_tokens,
+              d, stream, y, out, plan.token_offsets.data(), plan.token_slots.data(),
+              plan.slot_gate.data(), residual, d);
 }
 
 void combine_backward(float* d_out, float* dgate, const float* dy, const float* out,

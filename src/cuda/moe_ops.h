@@ -21,9 +21,10 @@ void dispatch_forward(uint16_t* x_slots16, const float* x, const DevicePlan& pla
 // d_slots [S, d] -> dx [n, d] (+=; overwrite: =, a token without slots gets zeros)
 void dispatch_backward(float* dx, const float* d_slots, const DevicePlan& plan, int d,
                        cudaStream_t stream, bool overwrite = false);
-// out [S, d] -> y [n, d] (overwritten) = Σ gate[s] · out[s] over t's slots
-void combine_forward(float* y, const float* out, const DevicePlan& plan, int d,
-                     cudaStream_t stream);
+// out [S, d] -> y [n, d] (overwritten) = Σ gate[s] · out[s] over t's slots, + residual[t] after
+// the sum where residual [n, d] is given
+void combine_forward(float* y, const float* out, const DevicePlan& plan, int d, cudaStream_t stream,
+                     const float* residual = nullptr);
 // dy [n, d] -> d_out [S, d] = gate[s] · dy[t] (fp32 or bf16), dgate [S] = <dy[t], out[s]>
 // (dgate nullptr: not computed, out not read)
 void combine_backward(float* d_out, float* dgate, const float* dy, const float* out,

@@ -21,7 +21,7 @@ void AttentionBlockActivations::resize(nn::Backend& be, const nn::AttentionConfi
   ln_out.resize(be, rows * d);
   ln_mean.resize(be, rows);
   ln_rstd.resize(be, rows);
-  qkv.resize(be, rows * 3 * d);
+  qkv.resize(be, be.attention_qkv_floats(cfg));
   saved.resize(be, be.attention_saved_floats(cfg));
   att.resize(be, rows * d);
   qkv_saved.resize(be, be.linear_saved_floats(qkv_shape(cfg), cfg.precision));
@@ -41,13 +41,12 @@ void attention_block_forward(nn::Backend& be, float* h_out, AttentionBlockActiva
   act.resize(be, cfg);
   be.layernorm_forward(act.ln_out.data(), act.ln_mean.data(), act.ln_rstd.data(), h_in, w.ln_gain,
                        w.ln_bias, rows, d);
-  be.linear_forward(act.qkv.data(), act.qkv_saved.data(), act.ln_out.data(), w.qkv_w, w.qkv_b,
-                    qkv_shape(cfg), cfg.precision);
-  be.attention_forward(act.att.data(), act.saved.data(), act.qkv.data(), cfg, valid_len);
-  // The projection lands in h_out and the residual is added in place: no temporary.
-  be.linear_forward(h_out, act.out_saved.data(), act.att.data(), w.out_w, w.out_b, out_shape(cfg),
-                    cfg.precision);
-  be.add_inplace(h_out, h_in, int64_t(rows) * d);
+  be.projected_attention_forward(act.att.data(), act.saved.data(), act.qkv.data(),
+                                 act.qkv_saved.data(), act.ln_out.data(), w.qkv_w, w.qkv_b, cfg,
+                                 valid_len);
+  // The projection lands in h_out with the residual added: no temporary.
+  be.linear_residual_forward(h_out, act.out_saved.data(), act.att.data(), w.out_w, w.out_b, h_in,
+                             out_shape(cfg), cfg.precision);
 }
 
 void attention_block_backward(nn::Backend& be, float* dh, AttentionBlockGrads& g,

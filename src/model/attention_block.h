@@ -32,7 +32,9 @@ struct AttentionBlockActivations {
   nn::Buffer<float> ln_out;   // [rows, d]
   nn::Buffer<float> ln_mean;  // [rows]
   nn::Buffer<float> ln_rstd;  // [rows]
-  nn::Buffer<float> qkv;      // [rows, 3d]
+  // [rows, 3d], or as little as the backend keeps of it (be.attention_qkv_floats(cfg); CUDA's
+  // flash attention: none, its bf16 copy is in `saved`)
+  nn::Buffer<float> qkv;
   // The attention's state for its backward: be.attention_saved_floats(cfg) floats (the CPU's
   // probabilities [batch, heads, T, T]; CUDA's flash attention the logsumexp [batch, heads, T]).
   nn::Buffer<float> saved;

@@ -334,8 +334,8 @@ std::vector<MoeOutput> Transformer::forward_trunk(const float* p, const FlatBuff
     MoeInput in{ln2, a.tokens.data(), N, training, layer_seed(seed, l), cutoffs};
     in.router = layer_router;
     in.first_token = int64_t(rank_) * N;  // ranks hold equal consecutive slices (slice_batch)
+    in.residual = h_mid;                  // added by the layer's combine: no pass over h_out
     outputs.push_back(ffn_[l].forward_async(mw, in, h_out));
-    nn_->add_inplace(h_out, h_mid, N64 * d);
   }
   nn_->layernorm_forward(a.final_out.data(), a.final_mean.data(), a.final_rstd.data(),
                          stream(2 * L), p + offsets_.final_gain, p + offsets_.final_bias, N, d);

@@ -62,7 +62,8 @@ void dispatch_backward(float* dx, const float* d_slots, const RoutingPlan& plan,
   }
 }
 
-void combine_forward(float* y, const float* out, const RoutingPlan& plan, int d) {
+void combine_forward(float* y, const float* out, const RoutingPlan& plan, int d,
+                     const float* residual) {
   const int n = plan.n_tokens;
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < n; ++t) {
@@ -73,6 +74,10 @@ void combine_forward(float* y, const float* out, const RoutingPlan& plan, int d)
       const float g = plan.slot_gate[s];
       const float* o = out + int64_t(s) * d;
       for (int c = 0; c < d; ++c) yt[c] += g * o[c];
+    }
+    if (residual) {
+      const float* r = residual + int64_t(t) * d;
+      for (int c = 0; c < d; ++c) yt[c] += r[c];
     }
   }
 }

@@ -19,8 +19,11 @@ void dispatch_forward(uint16_t* x_slots16, const float* x, const RoutingPlan& pl
 void dispatch_backward(float* dx, const float* d_slots, const RoutingPlan& plan, int d);
 
 // Combine (gated sum): out [S, d] -> y [n, d] (overwritten), y[t] = Σ gate[s] · out[s] over
-// t's slots; a token with no slot gets 0.
-void combine_forward(float* y, const float* out, const RoutingPlan& plan, int d);
+// t's slots; a token with no slot gets 0. With a residual [n, d] (or nullptr), y[t] = Σ +
+// residual[t]: the residual added after the sum, the bits of adding it to y afterwards, without
+// that pass.
+void combine_forward(float* y, const float* out, const RoutingPlan& plan, int d,
+                     const float* residual = nullptr);
 // Adjoint of combine: dy [n, d] -> d_out [S, d] = gate[s] · dy[t] (overwritten) and
 // dgate [S] = <dy[t], out[s]> (dot_fixed's order; overwritten).
 void combine_backward(float* d_out, float* dgate, const float* dy, const float* out,

@@ -102,7 +102,7 @@ SavedOperands saved_operands(const ExpertActivations& act, const float* w1, cons
 
 void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, const float* x,
                      const float* w1, const float* w2, int d, int f, Precision precision,
-                     PhaseTimes* times) {
+                     PhaseTimes* times, const float* residual) {
   phase_start(times);
   const int S = plan.slot_count();
   const bool bf16 = precision == Precision::kBf16;
@@ -155,7 +155,7 @@ void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, 
   phase_lap(times, "gemm hidden*W2");
 
   // Combine: each token sums its gated slots in expert order (fixed, so deterministic).
-  combine_forward(y, act.out.data(), plan, d);
+  combine_forward(y, act.out.data(), plan, d, residual);
   phase_lap(times, "combine");
 }
 

@@ -32,11 +32,12 @@ struct ExpertScratch {  // backward temporaries, kept to avoid reallocating ever
   Bf16Vec grad_f16;     // [S, f] kBf16: the pre-activation gradient, in bf16 only
 };
 
-// x [n, d] -> y [n, d] (overwritten); tokens with no slot get 0.
+// x [n, d] -> y [n, d] (overwritten); tokens with no slot get 0. residual [n, d] (optional) is
+// added to y by the combine (combine_forward's residual).
 // times (optional): each phase's wall time is added to it (dispatch, GEMMs, GELU, combine).
 void experts_forward(float* y, ExpertActivations& act, const RoutingPlan& plan, const float* x,
                      const float* w1, const float* w2, int d, int f, Precision precision,
-                     PhaseTimes* times = nullptr);
+                     PhaseTimes* times = nullptr, const float* residual = nullptr);
 
 // dy [n, d] -> dx [n, d] (+=), dw1 [e, d, f] (+=), dw2 [e, f, d] (+=), dgate [S] (overwritten).
 // precision must be the forward's (its bf16 copies are read).

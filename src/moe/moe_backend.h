@@ -20,10 +20,10 @@ class MoeBackend {
  public:
   virtual ~MoeBackend() = default;
   virtual const char* device() const = 0;
-  // As MoeLayer::forward_async: x [n, d] -> y [n, d] (overwritten); x, y and the weights are in
-  // the backend's memory; MoeInput::token_ids and cutoffs stay on the host. The output's
-  // auxiliary losses and statistics may still be on their way from the device: finish()
-  // completes them.
+  // As MoeLayer::forward_async: x [n, d] -> y [n, d] (overwritten, plus in.residual where
+  // given); x, y, the residual and the weights are in the backend's memory; MoeInput::token_ids and
+  // cutoffs stay on the host. The output's auxiliary losses and statistics may still be on their
+  // way from the device: finish() completes them.
   virtual MoeOutput forward(const MoeConfig& config, const MoeWeights& w, const MoeInput& in,
                             float* y) = 0;
   // Completes the output the last forward returned, waiting for the device as far as it needs

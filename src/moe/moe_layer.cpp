@@ -173,10 +173,10 @@ AuxLosses MoeLayer::run_experts(const MoeWeights& w, const MoeInput& in, Routing
   n_ = n;
   plan_ = std::move(plan);
   if (comm_)
-    experts_forward_parallel(w, in.x, y);
+    experts_forward_parallel(w, in.x, y, in.residual);
   else
     experts_forward(y, act_, plan_, in.x, w.w1, w.w2, config_.d_model, config_.d_ff,
-                    config_.precision, times_);
+                    config_.precision, times_, in.residual);
   backward_ready_ = true;
   if (!router_has_weights(config_.router) || n == 0) return {};
   phase_start(times_);

@@ -73,6 +73,10 @@ struct MoeInput {
   // Routes this call with another router over the same weights (threshold training's first steps
   // route by expert choice, which sets the cutoffs); nullopt: the layer's own router.
   std::optional<RouterKind> router = std::nullopt;
+  // [n, d] or nullptr: added to the layer's output, y = residual + FFN(x) (a block's residual
+  // connection), by the combine after its sum: the bits of adding it afterwards, without that
+  // pass over y. Its gradient is dy itself: backward does not change.
+  const float* residual = nullptr;
 };
 
 // The config a call routes by: `config`, or with MoeInput::router's router when one is given
@@ -89,7 +93,7 @@ class MoeLayer {
   explicit MoeLayer(const MoeConfig& config);
   const MoeConfig& config() const { return config_; }
 
-  // y [n, d] (overwritten)
+  // y [n, d] (overwritten; plus MoeInput::residual where given)
   MoeOutput forward(const MoeWeights& w, const MoeInput& in, float* y);
   // The same without waiting for a device: the output's auxiliary losses and statistics are
   // complete only after finish(out), called before the layer's next forward (an output never
@@ -134,7 +138,8 @@ class MoeLayer {
   void compute_scores(const MoeWeights& w, const MoeInput& in);
   AuxLosses run_experts(const MoeWeights& w, const MoeInput& in, RoutingPlan plan, float* y);
   RouteResult route_global(const MoeConfig& routing, const RouteRequest& local);
-  void experts_forward_parallel(const MoeWeights& w, const float* x, float* y);
+  void experts_forward_parallel(const MoeWeights& w, const float* x, float* y,
+                                const float* residual);
   void experts_backward_parallel(const MoeWeights& w, MoeGrads& g, const float* dy, float* dx,
                                  float* dgate);
   MoeConfig config_;

@@ -72,7 +72,8 @@ RouteResult MoeLayer::route_global(const MoeConfig& routing, const RouteRequest&
   return r;
 }
 
-void MoeLayer::experts_forward_parallel(const MoeWeights& w, const float* x, float* y) {
+void MoeLayer::experts_forward_parallel(const MoeWeights& w, const float* x, float* y,
+                                        const float* residual) {
   const int P = comm_->size(), e = config_.n_experts, el = e / P;
   const int d = config_.d_model, f = config_.d_ff, S = plan_.slot_count();
 
@@ -108,7 +109,7 @@ void MoeLayer::experts_forward_parallel(const MoeWeights& w, const float* x, flo
   slot_out_.resize(int64_t(S) * d);
   comm_->alltoallv(out.data(), recv_rows_, slot_out_.data(), send_rows_, d);
 
-  combine_forward(y, slot_out_.data(), plan_, d);  // as experts_forward combines
+  combine_forward(y, slot_out_.data(), plan_, d, residual);  // as experts_forward combines
 }
 
 void MoeLayer::experts_backward_parallel(const MoeWeights& w, MoeGrads& g, const float* dy,

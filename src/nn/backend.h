@@ -70,6 +70,14 @@ class Backend {
                                const float* inp, const float* saved, const float* weight,
                                const LinearShape& shape, Precision precision,
                                GradWrite dinp_write) = 0;
+  // linear_forward with a residual added: out = inp · weight + bias + residual [rows, out_dim]
+  // (a sublayer's output projection landing in the residual stream; out aliases neither inp nor
+  // residual). Its backward is linear_backward (the residual's gradient is dout itself). By
+  // default linear_forward, then add_inplace; a device may add the residual inside the GEMM.
+  virtual void linear_residual_forward(float* out, float* saved, const float* inp,
+                                       const float* weight, const float* bias,
+                                       const float* residual, const LinearShape& shape,
+                                       Precision precision);
   // attention.h. `saved` is what the forward keeps for its backward, opaque to the caller:
   // attention_saved_floats(cfg) floats in this backend's memory, written by the forward and read
   // by the backward of the same cfg, qkv and valid_len. By default (the CPU) the probabilities
@@ -84,6 +92,19 @@ class Backend {
   virtual void attention_backward(float* dqkv, const float* dout, const float* qkv,
                                   const float* out, const float* saved, const AttentionConfig& cfg,
                                   const int* valid_len, GradWrite dqkv_write) = 0;
+  // The attention sublayer's front as one op: qkv = inp [rows, d] · weight [d, 3d] + bias
+  // (linear_forward's, with its saved state qkv_saved), then attention_forward over qkv. A
+  // backend may keep qkv in its own form: `qkv` holds attention_qkv_floats(cfg) floats, and
+  // attention_backward gets that pointer back as its qkv; linear_backward gets qkv_saved. By
+  // default the two ops, and qkv itself [batch, T, 3·d]. (CUDA's flash attention keeps none: the
+  // projection's GEMM writes the bf16 copy the attention reads into `saved`, and the fp32 qkv is
+  // neither written nor read.)
+  virtual int64_t attention_qkv_floats(const AttentionConfig& cfg) const {
+    return int64_t(cfg.batch) * cfg.seq_len * 3 * cfg.model_dim();
+  }
+  virtual void projected_attention_forward(float* out, float* saved, float* qkv, float* qkv_saved,
+                                           const float* inp, const float* weight, const float* bias,
+                                           const AttentionConfig& cfg, const int* valid_len);
   // attention_decode.h: one query row over a KV cache (incremental decoding; no backward)
   virtual void attention_decode(float* out, const float* q, const float* keys, const float* values,
                                 const AttentionDecodeConfig& cfg) = 0;

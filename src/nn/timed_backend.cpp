@@ -83,6 +83,14 @@ void TimedBackend::linear_backward(float* dinp, float* dweight, float* dbias, co
                            dinp_write);
   });
 }
+void TimedBackend::linear_residual_forward(float* out, float* saved, const float* inp,
+                                           const float* weight, const float* bias,
+                                           const float* residual, const LinearShape& shape,
+                                           Precision precision) {
+  timed("linear", [&] {
+    inner_.linear_residual_forward(out, saved, inp, weight, bias, residual, shape, precision);
+  });
+}
 int64_t TimedBackend::attention_saved_floats(const AttentionConfig& cfg) const {
   return inner_.attention_saved_floats(cfg);
 }

@@ -134,8 +134,9 @@ double device_scratch_bytes(const TrainConfig& config, double batch, bool backwa
 }
 
 // Bytes the Transformer's own buffers and its layers hold over batch sequences. Attention's saved
-// state is counted as the probabilities [batch, H, T, T]: an over-estimate for a backend that
-// saves less (CUDA's flash attention keeps the rows' logsumexp, [batch, H, T], and a bf16 qkv).
+// state is counted as the probabilities [batch, H, T, T], and qkv in fp32: an over-estimate for a
+// backend that saves less (CUDA's flash attention keeps the rows' logsumexp, [batch, H, T], and a
+// bf16 qkv, and no fp32 qkv: nn::Backend::attention_qkv_floats).
 double model_activation_bytes(const TrainConfig& config, double batch, bool training,
                               bool backward) {
   const ModelConfig& m = config.model;

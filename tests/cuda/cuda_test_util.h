@@ -38,6 +38,14 @@ inline bool cuda_tests_must_run() {
     }                                                                                      \
   } while (0)
 
+// Whether the tests run on the emulation (tests/cudaemu), where some results are exact that a GPU
+// only gives within rounding.
+#if ECMOE_CUDA_EMULATED
+inline constexpr bool kEmulated = true;
+#else
+inline constexpr bool kEmulated = false;
+#endif
+
 inline cudaStream_t stream() { return context().stream; }
 
 template <typename T>

@@ -341,5 +341,67 @@ TEST(CudaFlashAttention, BackendChoosesTheFlashPathInBf16) {
   }
 }
 
+// The attention sublayer's front as one backend op (nn::Backend::projected_attention_forward):
+// the qkv projection, then the attention. On the flash path the projection's GEMM writes the
+// bf16 qkv straight into the attention's saved state and no fp32 qkv exists
+// (attention_qkv_floats 0); elsewhere the two ops as they are. The same results as the two ops:
+// the same bits on the emulation (a GPU may pick another GEMM kernel for a bf16 output, so there
+// within the rounding of qkv to bf16), and the backward from either forward's state the same.
+TEST(CudaFlashAttention, ProjectedAttentionIsTheProjectionThenTheAttention) {
+  ECMOE_REQUIRE_GPU();
+  const std::unique_ptr<nn::Backend> flash = make_nn_backend();
+  const std::unique_ptr<nn::Backend> cublas = make_nn_backend({.flash_attention = false});
+  for (const Shape& s : {Shape{2, 100, 3, 64, true, true}, Shape{3, 70, 2, 16, false, false}}) {
+    for (const Precision precision : {Precision::kBf16, Precision::kFp32}) {
+      for (nn::Backend* be : {flash.get(), cublas.get()}) {
+        const bool is_flash = be == flash.get() && precision == Precision::kBf16;
+        SCOPED_TRACE(describe(s) + ", " + precision_name(precision) +
+                     (is_flash ? ", flash" : ", cublas"));
+        const nn::AttentionConfig cfg = config_of(s, precision);
+        const int d = s.heads * s.head_dim, rows = s.batch * s.seq_len;
+        const nn::LinearShape shape{rows, d, 3 * d};
+        const int64_t full = int64_t(rows) * 3 * d;
+        EXPECT_EQ(be->attention_qkv_floats(cfg), is_flash ? 0 : full);
+        const Inputs in = inputs_of(s, 31);
+        const DeviceInputs gin(in);
+        const DeviceVec<float> x = to_device(random_normal(size_t(rows) * d, 32)),
+                               w = to_device(random_normal(size_t(d) * 3 * d, 33, 0.1f)),
+                               b = to_device(random_normal(size_t(3) * d, 34));
+        const size_t n_saved = size_t(be->attention_saved_floats(cfg)),
+                     n_qkv_saved = size_t(be->linear_saved_floats(shape, precision));
+        struct Run {
+          std::vector<float> out, saved, qkv_saved, dqkv;
+        };
+        const auto run = [&](bool fused) {
+          DeviceVec<float> out(size_t(rows) * d), saved(n_saved), qkv_saved(n_qkv_saved),
+              qkv(size_t(fused ? be->attention_qkv_floats(cfg) : full)),
+              dqkv{static_cast<size_t>(full)};
+          if (fused) {
+            be->projected_attention_forward(out.data(), saved.data(), qkv.data(), qkv_saved.data(),
+                                            x.data(), w.data(), b.data(), cfg, gin.valid_or_null());
+          } else {
+            be->linear_forward(qkv.data(), qkv_saved.data(), x.data(), w.data(), b.data(), shape,
+                               precision);
+            be->attention_forward(out.data(), saved.data(), qkv.data(), cfg, gin.valid_or_null());
+          }
+          be->attention_backward(dqkv.data(), gin.dout.data(), qkv.data(), out.data(), saved.data(),
+                                 cfg, gin.valid_or_null(), nn::GradWrite::kOverwrite);
+          return Run{to_host(out), to_host(saved), to_host(qkv_saved), to_host(dqkv)};
+        };
+        const Run two = run(false), one = run(true);
+        EXPECT_TRUE(same_bits(one.qkv_saved, two.qkv_saved));  // the input's bf16 copy
+        if (!is_flash || kEmulated) {  // the two ops themselves, or the emulation
+          EXPECT_TRUE(same_bits(one.out, two.out));
+          EXPECT_TRUE(same_bits(one.saved, two.saved));
+          EXPECT_TRUE(same_bits(one.dqkv, two.dqkv));
+        } else {
+          EXPECT_LE(worst_error(one.out, two.out), 2 * kBf16Step);
+          EXPECT_LE(worst_error(one.dqkv, two.dqkv), 2 * kBf16Step);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ecmoe::cuda::testing

@@ -42,6 +42,7 @@
 #include "cuda/optimizer_device.h"
 #include "cuda_test_util.h"
 #include "nn/attention.h"
+#include "nn/backend.h"
 #include "nn/cross_entropy.h"
 #include "nn/embedding.h"
 #include "nn/layernorm.h"
@@ -343,6 +344,14 @@ TEST(CudaNnOps, CrossEntropyThroughTheBackendCountsAndRefusesBadTargets) {
 
 struct GemmShape {
   int rows, in_dim, out_dim;
+  nn::LinearShape linear() const { return {rows, in_dim, out_dim}; }
+  size_t inputs() const { return size_t(rows) * in_dim; }
+  size_t weights() const { return size_t(in_dim) * out_dim; }
+  size_t outputs() const { return size_t(rows) * out_dim; }
+  std::string name() const {
+    return "rows " + std::to_string(rows) + ", in " + std::to_string(in_dim) + ", out " +
+           std::to_string(out_dim);
+  }
 };
 const GemmShape kGemmShapes[] = {{1, 33, 70}, {3, 1, 5}, {77, 100, 257}, {300, 768, 96}};
 
@@ -432,11 +441,9 @@ TEST(CudaNnOps, LinearMatchesTheCpu) {
 TEST(CudaNnOps, LinearBiasInTheGemmEpilogue) {
   ECMOE_REQUIRE_GPU();
   for (const GemmShape& s : kGemmShapes) {
-    SCOPED_TRACE("rows " + std::to_string(s.rows) + ", in " + std::to_string(s.in_dim) + ", out " +
-                 std::to_string(s.out_dim));
-    const nn::LinearShape shape{s.rows, s.in_dim, s.out_dim};
-    const size_t nx = size_t(s.rows) * s.in_dim, nw = size_t(s.in_dim) * s.out_dim,
-                 ny = size_t(s.rows) * s.out_dim;
+    SCOPED_TRACE(s.name());
+    const nn::LinearShape shape = s.linear();
+    const size_t nx = s.inputs(), nw = s.weights(), ny = s.outputs();
     const std::vector<float> x = random_normal(nx, 61), w = random_normal(nw, 62, 0.1f),
                              b = random_normal(s.out_dim, 63);
     DeviceVec<float> gx = to_device(x), gw = to_device(w), gb = to_device(b), gy(ny), ref(ny);
@@ -484,6 +491,92 @@ TEST(CudaNnOps, LinearBiasInTheGemmEpilogue) {
   batched.batch = 2;
   EXPECT_FALSE(direct.run(batched, nullptr, context()));
   EXPECT_EQ(direct.runs(), 0);
+}
+
+// The epilogue's two other outputs (cuda/gemm_bias.h), each taken by cuBLASLt and against the
+// ops they stand for on the same inputs:
+// - bf16 (linear_forward_bf16): the bf16 rounding of linear_forward's output, bitwise on the
+//   emulation (a GPU may pick another kernel for a bf16 D: there within one bf16 step);
+// - a residual (linear_residual_forward): linear_forward, then the residual added, in bf16
+//   within accumulation (the epilogue adds the residual before the bias), in fp32 bitwise (the
+//   two ops themselves); also through the backend, the same bits as the direct call, and the
+//   CPU backend's default (nn::Backend's) is the CPU's two ops bitwise.
+TEST(CudaNnOps, LinearBf16AndResidualOutputsInTheGemmEpilogue) {
+  ECMOE_REQUIRE_GPU();
+  const std::unique_ptr<nn::Backend> be = make_nn_backend();
+  for (const GemmShape& s : kGemmShapes) {
+    SCOPED_TRACE(s.name());
+    const nn::LinearShape shape = s.linear();
+    const size_t nx = s.inputs(), nw = s.weights(), ny = s.outputs();
+    const std::vector<float> x = random_normal(nx, 71), w = random_normal(nw, 72, 0.1f),
+                             b = random_normal(s.out_dim, 73), r = random_normal(ny, 74);
+    DeviceVec<float> gx = to_device(x), gw = to_device(w), gb = to_device(b), gr = to_device(r),
+                     gy(ny);
+    LinearScratch scratch;
+    cuda::linear_forward(gy.data(), nullptr, gx.data(), gw.data(), gb.data(), shape,
+                         Precision::kBf16, scratch, context());
+    const std::vector<float> y = to_host(gy);
+    // bf16 out
+    DeviceVec<uint16_t> y16(ny), want16(ny);
+    to_bf16(want16.data(), gy.data(), int64_t(ny), context().stream);
+    const int64_t runs = scratch.bias_gemm.runs();
+    cuda::linear_forward_bf16(y16.data(), nullptr, gx.data(), gw.data(), gb.data(), shape, scratch,
+                              context());
+    EXPECT_EQ(scratch.bias_gemm.runs(), runs + 1) << "cuBLASLt took no bf16-output epilogue here";
+    std::vector<float> got16(ny), want(ny);
+    {
+      const std::vector<uint16_t> g = to_host(y16), h = to_host(want16);
+      for (size_t i = 0; i < ny; ++i) got16[i] = bf16_to_float(g[i]), want[i] = bf16_to_float(h[i]);
+    }
+    if (kEmulated)
+      EXPECT_TRUE(same_bits(got16, want));
+    else
+      EXPECT_TRUE(close(got16, want, kBf16Step));
+    // Without a bias there is no epilogue to take: the fallback rounds an fp32 scratch, the bits
+    // of rounding linear_forward's output.
+    DeviceVec<float> plain(ny);
+    cuda::linear_forward(plain.data(), nullptr, gx.data(), gw.data(), nullptr, shape,
+                         Precision::kBf16, scratch, context());
+    to_bf16(want16.data(), plain.data(), int64_t(ny), context().stream);
+    cuda::linear_forward_bf16(y16.data(), nullptr, gx.data(), gw.data(), nullptr, shape, scratch,
+                              context());
+    EXPECT_EQ(to_host(y16), to_host(want16));
+    // the residual
+    std::vector<float> plus = y;
+    for (size_t i = 0; i < ny; ++i) plus[i] += r[i];
+    for (const Precision precision : {Precision::kBf16, Precision::kFp32}) {
+      SCOPED_TRACE(precision_name(precision));
+      DeviceVec<float> ref(ny), out(ny), through(ny);
+      cuda::linear_forward(ref.data(), nullptr, gx.data(), gw.data(), gb.data(), shape, precision,
+                           scratch, context());
+      cuda::add_inplace(ref.data(), gr.data(), int64_t(ny), context().stream);
+      const int64_t before = scratch.bias_gemm.runs();
+      cuda::linear_residual_forward(out.data(), nullptr, gx.data(), gw.data(), gb.data(), gr.data(),
+                                    shape, precision, scratch, context());
+      const bool bf16 = precision == Precision::kBf16;
+      EXPECT_EQ(scratch.bias_gemm.runs(), before + (bf16 ? 1 : 0));
+      const std::vector<float> got = to_host(out);
+      if (bf16) {
+        EXPECT_TRUE(close(got, to_host(ref), kBf16Accumulation));
+        EXPECT_TRUE(close(got, plus, kBf16Accumulation));
+      } else {
+        EXPECT_TRUE(same_bits(got, to_host(ref)));
+      }
+      const int64_t n_saved = be->linear_saved_floats(shape, precision);
+      DeviceVec<float> saved{static_cast<size_t>(n_saved)};
+      be->linear_residual_forward(through.data(), saved.data(), gx.data(), gw.data(), gb.data(),
+                                  gr.data(), shape, precision);
+      EXPECT_TRUE(same_bits(to_host(through), got));
+      // The CPU backend: nn::linear_forward, then the residual.
+      std::vector<float> cpu(ny), cpu_two(ny);
+      nn::cpu_backend().linear_residual_forward(cpu.data(), nullptr, x.data(), w.data(), b.data(),
+                                                r.data(), shape, precision);
+      nn::linear_forward(cpu_two.data(), x.data(), w.data(), b.data(), shape, precision);
+      nn::add_inplace(cpu_two.data(), r.data(), int64_t(ny));
+      EXPECT_TRUE(same_bits(cpu, cpu_two));
+      EXPECT_TRUE(close(got, cpu, gemm_tolerance(precision)));
+    }
+  }
 }
 
 TEST(CudaNnOps, TiedOutputMatchesTheCpu) {

@@ -120,6 +120,13 @@ TEST(CudaOps, DispatchAndCombineMatchTheCpu) {
       EXPECT_TRUE(same_bits(to_host(gd_out16), d_out16));
       EXPECT_TRUE(close(to_host(gdgate), dgate, kFp32));
       EXPECT_TRUE(same_bits(to_host(gdgate16), to_host(gdgate)));
+      // With a residual: the combine's own result plus the residual, bitwise.
+      const std::vector<float> residual = random_normal(size_t(n) * d, 9);
+      std::vector<float> want = to_host(gy);
+      for (size_t j = 0; j < want.size(); ++j) want[j] += residual[j];
+      DeviceVec<float> gres = to_device(residual), gyr(size_t(n) * d);
+      cuda::combine_forward(gyr.data(), grows.data(), dplan, d, stream(), gres.data());
+      EXPECT_TRUE(same_bits(to_host(gyr), want));
     }
   }
 }

@@ -714,6 +714,39 @@ TEST(Cudaemu, LtMatmulWithBiasMatchesAReference) {
       const double want = alpha * s + beta * double(c[size_t(i + j * m)]) + bias[size_t(i)];
       EXPECT_NEAR(got[size_t(i + j * m)], want, 1e-5 * (1 + std::abs(want)));
     }
+  // bf16 operands with a bf16 D (and C, unread at beta 0): the fp32 result rounded once. A bf16 D
+  // takes bf16 operands and a C of its own type.
+  std::vector<__nv_bfloat16> a16(a.begin(), a.end()), b16(b.begin(), b.end());
+  __nv_bfloat16 *da16 = device_copy(a16), *db16 = device_copy(b16), *dd16 = nullptr;
+  CHECK_CUDA(cudaMalloc(&dd16, c.size() * sizeof(__nv_bfloat16)));
+  cublasLtMatrixLayout_t la16 = nullptr, lb16 = nullptr, lc16 = nullptr;
+  ASSERT_EQ(cublasLtMatrixLayoutCreate(&la16, CUDA_R_16BF, k, m, k), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasLtMatrixLayoutCreate(&lb16, CUDA_R_16BF, k, n, k), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasLtMatrixLayoutCreate(&lc16, CUDA_R_16BF, m, n, m), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(
+      cublasLtMatmulAlgoGetHeuristic(lt, desc, la16, lb16, lc16, lc16, pref, 1, &result, &found),
+      CUBLAS_STATUS_SUCCESS);
+  const float zero = 0.f;
+  ASSERT_EQ(cublasLtMatmul(lt, desc, &alpha, da16, la16, db16, lb16, &zero, dd16, lc16, dd16, lc16,
+                           &result.algo, nullptr, 0, nullptr),
+            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasLtMatmulAlgoGetHeuristic(lt, desc, la16, lb16, lc, lc, pref, 1, &result, &found),
+            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasLtMatmul(lt, desc, &alpha, da16, la16, db16, lb16, &zero, dd, lc, dd, lc,
+                           &result.algo, nullptr, 0, nullptr),
+            CUBLAS_STATUS_SUCCESS);
+  {
+    const std::vector<float> wide = host_copy(dd, c.size());
+    const std::vector<__nv_bfloat16> narrow = host_copy(dd16, c.size());
+    for (size_t i = 0; i < c.size(); ++i)
+      EXPECT_EQ(narrow[i].__x, __nv_bfloat16(wide[i]).__x) << "element " << i;
+  }
+  EXPECT_EQ(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc16, lc16, pref, 1, &result, &found),
+            CUBLAS_STATUS_NOT_SUPPORTED);  // fp32 operands, bf16 D
+  EXPECT_EQ(
+      cublasLtMatmulAlgoGetHeuristic(lt, desc, la16, lb16, lc, lc16, pref, 1, &result, &found),
+      CUBLAS_STATUS_NOT_SUPPORTED);  // C and D of two types
+  for (cublasLtMatrixLayout_t l : {la16, lb16, lc16}) cublasLtMatrixLayoutDestroy(l);
   // No algorithm for what is not emulated: a ReLU epilogue, an integer bias.
   const uint32_t relu = 2;
   ASSERT_EQ(set(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, relu), CUBLAS_STATUS_SUCCESS);

@@ -92,6 +92,21 @@ class RecordingBackend final : public nn::Backend {
     cpu().linear_backward(dinp, dweight, dbias, dout, inp, saved, weight, shape, precision,
                           dinp_write);
   }
+  // The composite ops count themselves, then run as Backend's default: the ops they stand for,
+  // through this backend (so those count too).
+  void linear_residual_forward(float* out, float* saved, const float* inp, const float* weight,
+                               const float* bias, const float* residual,
+                               const nn::LinearShape& shape, Precision precision) override {
+    ++calls["linear_residual_forward"];
+    nn::Backend::linear_residual_forward(out, saved, inp, weight, bias, residual, shape, precision);
+  }
+  void projected_attention_forward(float* out, float* saved, float* qkv, float* qkv_saved,
+                                   const float* inp, const float* weight, const float* bias,
+                                   const nn::AttentionConfig& cfg, const int* valid_len) override {
+    ++calls["projected_attention_forward"];
+    nn::Backend::projected_attention_forward(out, saved, qkv, qkv_saved, inp, weight, bias, cfg,
+                                             valid_len);
+  }
   int64_t attention_saved_floats(const nn::AttentionConfig& cfg) const override {
     return cpu().attention_saved_floats(cfg);
   }

@@ -137,6 +137,32 @@ TEST(DispatchCombine, DenseReferencesAdjointsBf16AndThreads) {
   }
 }
 
+// Combine with a residual: the bits of combining, then adding the residual (at 1 and 2 threads);
+// a token without a slot gets the residual itself.
+TEST(DispatchCombine, ResidualIsAddedAfterTheSum) {
+  const int n = 24, e = 4, d = 19;
+  for (const RoutingPlan& plan : plans(n, e)) {
+    const int np = plan.n_tokens, S = plan.slot_count();
+    const std::vector<float> out = random_normal(size_t(S) * d, 3),
+                             residual = random_normal(size_t(np) * d, 5);
+    std::vector<float> want(size_t(np) * d);
+    combine_forward(want.data(), out.data(), plan, d);
+    for (size_t j = 0; j < want.size(); ++j) want[j] += residual[j];
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      std::vector<float> y(size_t(np) * d, 99.f);
+      combine_forward(y.data(), out.data(), plan, d, residual.data());
+      EXPECT_TRUE(same_bits(y, want)) << threads << " threads";
+    }
+  }
+  const std::vector<Assignment> slot = {{1, 1, 3.f}};
+  const RoutingPlan one = make_routing_plan(2, 2, GateKind::kScore, slot);
+  const std::vector<float> out = {1.f, 2.f}, residual = {0.5f, -1.f, 0.25f, 4.f};
+  std::vector<float> y(4, 7.f);
+  combine_forward(y.data(), out.data(), one, 2, residual.data());
+  EXPECT_EQ(y, (std::vector<float>{0.5f, -1.f, 3.25f, 10.f}));
+}
+
 TEST(DispatchCombine, TokensWithoutSlotsCombineToZero) {
   const std::vector<Assignment> one = {{1, 2, 3.f}};
   const RoutingPlan plan = make_routing_plan(4, 2, GateKind::kScore, one);

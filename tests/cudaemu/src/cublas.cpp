@@ -71,8 +71,9 @@ struct GemmArgs {
   int ldc;
   long long sc;
   int batch;
-  void* d = nullptr;            // where the result goes (cuBLASLt's D; nullptr: C)
-  const float* bias = nullptr;  // cuBLASLt's bias epilogue: bias[i] added to row i
+  void* d = nullptr;               // where the result goes (cuBLASLt's D; nullptr: C)
+  cudaDataType_t dt = CUDA_R_32F;  // D's type
+  const float* bias = nullptr;     // cuBLASLt's bias epilogue: bias[i] added to row i
 };
 
 // Eight interleaved partial sums, combined pairwise.
@@ -120,7 +121,10 @@ void run_gemm(const GemmArgs& g) {
         float v = g.alpha * dot;
         if (g.beta != 0.f) v += g.beta * load(g.c, g.ct, at);
         if (g.bias) v += g.bias[i];
-        store(g.d ? g.d : g.c, g.ct, at, v);
+        if (g.d)
+          store(g.d, g.dt, at, v);
+        else
+          store(g.c, g.ct, at, v);
       }
   }
 }
@@ -158,7 +162,7 @@ cublasStatus_t submit_gemm(cublasHandle_t h, const GemmArgs& g, cublasComputeTyp
   if ((g.k > 0 && (!inside(g.a, last(g.a, g.at, g.sa, g.batch, a_rows, a_cols, g.lda)) ||
                    !inside(g.b, last(g.b, g.bt, g.sb, g.batch, b_rows, b_cols, g.ldb)))) ||
       ((g.beta != 0.f || !g.d) && !inside(g.c, last(g.c, g.ct, g.sc, g.batch, g.m, g.n, g.ldc))) ||
-      (g.d && !inside(g.d, last(g.d, g.ct, g.sc, g.batch, g.m, g.n, g.ldc))) ||
+      (g.d && !inside(g.d, last(g.d, g.dt, g.sc, g.batch, g.m, g.n, g.ldc))) ||
       (g.bias && !inside(g.bias, last(g.bias, CUDA_R_32F, 0, 1, g.m, 1, 1))))
     fatal("a cuBLAS GEMM's operands are not inside device allocations (" + std::to_string(g.m) +
           "x" + std::to_string(g.n) + "x" + std::to_string(g.k) + ", batch " +
@@ -275,14 +279,16 @@ uint32_t alignment_of(const void* p) {
 }
 
 // The matmul as GemmArgs (C = D's layout), or a status saying why the emulation cannot run it:
-// one GEMM, compute 32F with fp32 scalars, bf16 or fp32 A and B of one type, fp32 C and D of one
-// shape, the default or the bias epilogue (an fp32 bias of D's rows).
+// one GEMM, compute 32F with fp32 scalars, bf16 or fp32 A and B of one type, C and D of one shape
+// and one type (fp32, or bf16 with bf16 A and B, as cuBLASLt's table), the default or the bias
+// epilogue (an fp32 bias of D's rows, for either D).
 cublasStatus_t describe(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t A,
                         cublasLtMatrixLayout_t B, cublasLtMatrixLayout_t C,
                         cublasLtMatrixLayout_t D, GemmArgs& g) {
   if (!desc || !A || !B || !C || !D) return CUBLAS_STATUS_INVALID_VALUE;
   if (desc->compute != CUBLAS_COMPUTE_32F || desc->scale != CUDA_R_32F || !operand_type(A->type) ||
-      A->type != B->type || C->type != CUDA_R_32F || D->type != CUDA_R_32F)
+      A->type != B->type || C->type != D->type || !operand_type(D->type) ||
+      (D->type == CUDA_R_16BF && A->type != CUDA_R_16BF))
     return CUBLAS_STATUS_NOT_SUPPORTED;
   const bool bias = desc->epilogue == CUBLASLT_EPILOGUE_BIAS;
   if (!bias && desc->epilogue != CUBLASLT_EPILOGUE_DEFAULT) return CUBLAS_STATUS_NOT_SUPPORTED;
@@ -301,7 +307,7 @@ cublasStatus_t describe(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t A,
   g.ta = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   g.tb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   g.m = int(m), g.n = int(n), g.k = int(k);
-  g.at = A->type, g.bt = B->type, g.ct = CUDA_R_32F;
+  g.at = A->type, g.bt = B->type, g.ct = C->type, g.dt = D->type;
   g.lda = int(A->ld), g.ldb = int(B->ld), g.ldc = int(C->ld);
   g.batch = 1;
   if (bias && !desc->bias) return CUBLAS_STATUS_INVALID_VALUE;
