@@ -66,12 +66,19 @@ void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& p
   else
     gelu_forward(act.hidden.data(), act.pre.data(), int64_t(S) * f, stream);
   phase_lap(times, ctx, "gelu");
-  expert_gemm_rows(ctx.blas, plan, false, d, f, hidden, W2, identity ? y : act.out.data(),
-                   precision);
+  // A dense layer's y = hidden · W2 (+ the residual, in bf16 in the GEMM's epilogue).
+  bool residual_added = false;
+  if (identity && residual && bf16 && f > 0) {
+    const Gemm g{.m = S, .n = d, .k = f, .a = hidden, .b = W2, .c = y};
+    residual_added = act.residual_gemm.run(g, nullptr, ctx, {nullptr, residual});
+  }
+  if (!residual_added)
+    expert_gemm_rows(ctx.blas, plan, false, d, f, hidden, W2, identity ? y : act.out.data(),
+                     precision);
   phase_lap(times, ctx, "gemm hidden*W2");
   if (!identity)
     combine_forward(y, act.out.data(), plan, d, stream, residual);
-  else if (residual)
+  else if (residual && !residual_added)
     add_inplace(y, residual, int64_t(S) * d, stream);
   phase_lap(times, ctx, "combine");
 }

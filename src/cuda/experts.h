@@ -11,6 +11,7 @@
 #include "cuda/context.h"
 #include "cuda/device_buffer.h"
 #include "cuda/device_plan.h"
+#include "cuda/gemm_bias.h"
 #include "nn/grad_write.h"
 
 namespace ecmoe::cuda {
@@ -29,6 +30,9 @@ struct DeviceExpertActivations {
   const uint16_t* w1_bf16 = nullptr;
   const uint16_t* w2_bf16 = nullptr;
   Precision precision = Precision::kFp32;
+  // bf16, a dense layer (identity plan) with a residual: its second GEMM with the residual added
+  // in cuBLASLt's epilogue (cuda/gemm_bias.h)
+  GemmBias residual_gemm;
 };
 
 struct DeviceExpertScratch {
@@ -39,8 +43,9 @@ struct DeviceExpertScratch {
 };
 
 // x [n, d] -> y [n, d] (overwritten); tokens with no slot get 0. act.out is not kept for an
-// identity plan. residual [n, d] (optional) is added to y: by the combine after its sum, or after
-// an identity plan's GEMM.
+// identity plan. residual [n, d] (optional) is added to y: by the combine after its sum, or by an
+// identity plan's second GEMM (in bf16 in its epilogue: product + residual, one rounding, the
+// bits of adding it afterwards where cuBLASLt sums as cuBLAS; else after it).
 // times (optional): each phase's time is added to it, the device synchronised at each phase's
 // end (the CPU's phase names: dispatch, each GEMM, GELU, combine and their adjoints).
 void experts_forward(float* y, DeviceExpertActivations& act, const DevicePlan& plan, const float* x,

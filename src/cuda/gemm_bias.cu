@@ -52,9 +52,11 @@ GemmBias::Plan& GemmBias::plan_for(const Key& key, const float* bias) {
   ECMOE_CUDA_CHECK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   set(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(trans_b ? CUBLAS_OP_T : CUBLAS_OP_N));
   set(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(trans_a ? CUBLAS_OP_T : CUBLAS_OP_N));
-  set(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(CUBLASLT_EPILOGUE_BIAS));
-  set(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(CUDA_R_32F));
-  set(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias));
+  if (bias) {
+    set(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(CUBLASLT_EPILOGUE_BIAS));
+    set(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(CUDA_R_32F));
+    set(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias));
+  }
   // Stored (before op) column-major shapes: its A is op(B)ᵀ = [n, k] (trans_b: [k, n]), its B is
   // op(A)ᵀ = [k, m] (trans_a: [m, k]).
   ECMOE_CUDA_CHECK(
@@ -87,8 +89,8 @@ GemmBias::Plan& GemmBias::plan_for(const Key& key, const float* bias) {
 
 bool GemmBias::run(const Gemm& g, const float* bias, const Context& ctx,
                    const GemmBiasOutput& out) {
-  if (g.batch != 1 || g.alpha != 1.f || g.beta != 0.f || !bias) return false;
-  if (out.d16 && out.residual) return false;
+  if (g.batch != 1 || g.alpha != 1.f || g.beta != 0.f) return false;
+  if ((out.d16 && out.residual) || (!bias && !out.d16 && !out.residual)) return false;
   if (g.m == 0 || g.n == 0) return true;
   const auto [lda, ldb, ldc] = leading_dims(g);
   void* d = out.d16 ? static_cast<void*>(out.d16) : static_cast<void*>(g.c);
@@ -104,14 +106,14 @@ bool GemmBias::run(const Gemm& g, const float* bias, const Context& ctx,
                 alignment_of(g.a),
                 alignment_of(g.b),
                 alignment_of(d),
-                alignment_of(bias),
+                bias ? alignment_of(bias) : 0,
                 out.residual ? alignment_of(out.residual) : 0,
                 out.d16 != nullptr};
   Plan& plan = plan_for(key, bias);
   if (!plan.ok) return false;
   // The workspace grows to what the plans ask for (none on the emulation), once per shape at most.
   if (plan.workspace > workspace_.size()) workspace_.resize(plan.workspace);
-  set(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias));
+  if (bias) set(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias));
   const float alpha = 1.f, beta = out.residual ? 1.f : 0.f;
   const cublasStatus_t status = cublasLtMatmul(
       lt_, plan.desc, &alpha, g.b, plan.a, g.a, plan.b, &beta, c, plan.c, d, plan.c, &plan.algo,

@@ -5,13 +5,15 @@
 // element is the accumulated product plus the bias, one rounding, as with beta 1 over the
 // broadcast bias.
 //
-// Two more forms of the output (GemmBiasOutput), each saving a pass over it:
+// The bias may be left out (nullptr: cuBLASLt's default epilogue) where the output takes one of
+// the two other forms (GemmBiasOutput), each saving a pass over it:
 // - bf16: D = bf16(product + bias), rounded once as it is written (cuda::to_bf16 of the fp32
 //   result gives the same bits), for a consumer that reads only the bf16 copy (the attention's
 //   qkv, cuda/nn_backend.cu);
 // - a residual: fp32 D = product + residual + bias (cuBLASLt's C, beta 1; the sum in that order),
-//   for a sublayer's output projection that lands in the residual stream: D written once, where
-//   an addition after the GEMM read D and the residual and wrote D again.
+//   for a sublayer's output projection that lands in the residual stream (and a dense FFN's
+//   second GEMM, without a bias): D written once, where an addition after the GEMM read D and the
+//   residual and wrote D again.
 //
 // Per shape and pointer alignment, the descriptors and cuBLASLt's first heuristic answer are made
 // once and kept: the same algorithm for the same call, so the same bits run to run (cuBLASLt's
@@ -45,9 +47,9 @@ class GemmBias {
   GemmBias& operator=(const GemmBias&) = delete;
   ~GemmBias();
 
-  // g (one GEMM, batch 1, alpha 1, beta 0, bf16 operands a and b) with bias [g.n] added, into g.c
-  // or as `out` says: queued on ctx.stream, true; false (nothing queued) when cuBLASLt offers no
-  // algorithm for it.
+  // g (one GEMM, batch 1, alpha 1, beta 0, bf16 operands a and b) with bias [g.n] added (nullptr:
+  // none, only with a bf16 D or a residual), into g.c or as `out` says: queued on ctx.stream,
+  // true; false (nothing queued) when cuBLASLt offers no algorithm for it.
   bool run(const Gemm& g, const float* bias, const Context& ctx, const GemmBiasOutput& out = {});
 
   // How many GEMMs run() has queued (tests: the epilogue path was taken).
@@ -62,8 +64,8 @@ class GemmBias {
     cublasLtMatmulAlgo_t algo{};
     std::size_t workspace = 0;
   };
-  // (trans_a, trans_b, m, n, k, lda, ldb, ldc, the alignments of a, b, D, bias and the residual
-  // (0: none), whether D is bf16)
+  // (trans_a, trans_b, m, n, k, lda, ldb, ldc, the alignments of a, b, D, the bias and the
+  // residual (0: none), whether D is bf16)
   using Key = std::tuple<bool, bool, int, int, int, int, int, int, int, int, int, int, int, bool>;
   Plan& plan_for(const Key& key, const float* bias);
 

@@ -495,6 +495,21 @@ TEST(CudaOps, ExpertsMatchTheCpu) {
                              gscratch, gdy.data(), gact, dplan, gw1.data(), gw2.data(), d, f,
                              context(), nullptr, nn::GradWrite::kOverwrite);
       EXPECT_TRUE(close(to_host(gdx_over), dx_zero, tol));
+      // With a residual: y plus the residual (a dense layer in bf16 adds it in its GEMM's
+      // epilogue), the bits of adding it afterwards on the emulation; the backward is unchanged.
+      const std::vector<float> residual = random_normal(size_t(n) * d, 27);
+      std::vector<float> want = to_host(gy);
+      for (size_t j = 0; j < want.size(); ++j) want[j] += residual[j];
+      DeviceVec<float> gres = to_device(residual), gyr(size_t(n) * d);
+      const int64_t lt_runs = gact.residual_gemm.runs();
+      cuda::experts_forward(gyr.data(), gact, dplan, gx.data(), gw1.data(), gw2.data(), d, f,
+                            precision, context(), nullptr, gres.data());
+      const bool in_epilogue = dplan.identity && precision == Precision::kBf16;
+      EXPECT_EQ(gact.residual_gemm.runs(), lt_runs + (in_epilogue ? 1 : 0));
+      if (!in_epilogue || kEmulated)
+        EXPECT_TRUE(same_bits(to_host(gyr), want));
+      else
+        EXPECT_TRUE(close(to_host(gyr), want, tol));
     }
   }
 }
