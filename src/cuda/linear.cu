@@ -45,7 +45,7 @@ void linear_forward_any(float* out, uint16_t* out16, const float* residual, uint
   const int64_t n_in = int64_t(s.rows) * s.in_dim, n_out = int64_t(s.rows) * s.out_dim;
   const void* a = nullptr;
   if (inp16 && precision == Precision::kBf16) {
-    to_bf16(inp16, inp, n_in, ctx.stream);
+    if (inp) to_bf16(inp16, inp, n_in, ctx.stream);  // else inp16 holds it already
     a = inp16;
   } else {
     a = operand(inp, n_in, scratch.x16, precision, ctx.stream);

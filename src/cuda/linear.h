@@ -47,6 +47,8 @@ void linear_forward(float* out, uint16_t* inp16, const float* inp, const float* 
 // bf16(inp · weight + bias), the bits of cuda::to_bf16 over linear_forward's out, rounded in the
 // GEMM's epilogue (or, where cuBLASLt takes no such epilogue, from an fp32 scratch). For a
 // consumer that reads only the bf16 copy: the fp32 output is neither written nor read.
+// inp nullptr: inp16 already holds the input's bf16 copy (written by its producer, e.g. the
+// bf16 LayerNorm), which the GEMM reads as it is.
 void linear_forward_bf16(uint16_t* out16, uint16_t* inp16, const float* inp, const float* weight,
                          const float* bias, const nn::LinearShape& shape, LinearScratch& scratch,
                          const Context& ctx);

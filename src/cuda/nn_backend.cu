@@ -137,26 +137,33 @@ class CudaNnBackend final : public nn::Backend {
     else
       cuda::attention_forward(out, saved, qkv, cfg, valid_len, attention_, ctx_);
   }
-  // On the flash path the projection's GEMM writes the bf16 qkv into saved, where the kernels
-  // read it: no fp32 qkv (on `gpu-small`, 24 bytes a token and qkv column less traffic, about
-  // 7.2 GB a step, and 302 MB a layer less memory, counted).
+  // On the flash path the LayerNorm writes its output in bf16 only, into the projection's saved
+  // state (the GEMM's operand, and its weight gradient's), and the projection's GEMM writes the
+  // bf16 qkv into the attention's saved state, where the kernels read it: no fp32 LayerNorm
+  // output and no fp32 qkv (on `gpu-small`, 8 + 24 bytes a token and d_model column a layer less
+  // traffic, about 9.7 GB a step, and 403 MB a layer less memory, counted).
+  int64_t attention_ln_floats(const nn::AttentionConfig& cfg) const override {
+    if (flash(cfg)) return 0;
+    return nn::Backend::attention_ln_floats(cfg);
+  }
   int64_t attention_qkv_floats(const nn::AttentionConfig& cfg) const override {
     if (flash(cfg)) return 0;
     return nn::Backend::attention_qkv_floats(cfg);
   }
-  void projected_attention_forward(float* out, float* saved, float* qkv, float* qkv_saved,
-                                   const float* inp, const float* weight, const float* bias,
-                                   const nn::AttentionConfig& cfg, const int* valid_len) override {
+  void attention_front_forward(float* out, const nn::AttentionFrontState& s, const float* x,
+                               const nn::AttentionFrontWeights& w, const nn::AttentionConfig& cfg,
+                               const int* valid_len) override {
     if (!flash(cfg)) {
-      nn::Backend::projected_attention_forward(out, saved, qkv, qkv_saved, inp, weight, bias, cfg,
-                                               valid_len);
+      nn::Backend::attention_front_forward(out, s, x, w, cfg, valid_len);
       return;
     }
-    const int d = cfg.model_dim();
-    cuda::linear_forward_bf16(flash_attention_qkv16(saved, cfg),
-                              reinterpret_cast<uint16_t*>(qkv_saved), inp, weight, bias,
-                              {cfg.batch * cfg.seq_len, d, 3 * d}, linear_, ctx_);
-    flash_attention_forward_saved(out, saved, cfg, valid_len, ctx_);
+    const int rows = cfg.batch * cfg.seq_len, d = cfg.model_dim();
+    uint16_t* ln16 = reinterpret_cast<uint16_t*>(s.qkv_saved);
+    cuda::layernorm_forward(ln16, s.ln_mean, s.ln_rstd, x, w.ln_gain, w.ln_bias, rows, d,
+                            ctx_.stream);
+    cuda::linear_forward_bf16(flash_attention_qkv16(s.saved, cfg), ln16, /*inp=*/nullptr, w.qkv_w,
+                              w.qkv_b, {rows, d, 3 * d}, linear_, ctx_);
+    flash_attention_forward_saved(out, s.saved, cfg, valid_len, ctx_);
   }
   // kOverwrite: the flash kernels store; the cuBLAS path adds into zeros.
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,

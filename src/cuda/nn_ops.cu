@@ -1,4 +1,5 @@
 #include <cstddef>
+#include <cstdint>
 #include <cub/device/device_radix_sort.cuh>
 
 #include "core/error.h"
@@ -29,7 +30,8 @@ int key_bits(int max_key) {
 }
 
 // A warp per row, lanes 0..15 summing as nn/reduce.h's lanes: x[i] into lane i mod 16.
-__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp,
+template <typename T>
+__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const float* inp,
                                          const float* gain, const float* bias, int rows, int dim) {
   const int lane = threadIdx.x % 32;
   const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
@@ -47,8 +49,8 @@ __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, c
     }
   const float var = combine_lanes16(sq) / float(dim);
   const float s = 1.f / sqrtf(var + nn::kLayerNormEps);
-  float* y = out + r * dim;
-  for (int i = lane; i < dim; i += 32) y[i] = fmaf((x[i] - m) * s, gain[i], bias[i]);
+  T* y = out + r * dim;
+  for (int i = lane; i < dim; i += 32) y[i] = store_as(fmaf((x[i] - m) * s, gain[i], bias[i]), y);
   if (lane == 0) {
     mean[r] = m;
     rstd[r] = s;
@@ -245,8 +247,15 @@ __global__ void scatter_add_rows_kernel(float* dst, const float* src, const int*
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gain,
                        const float* bias, int rows, int dim, cudaStream_t stream) {
   if (rows == 0 || dim == 0) return;
-  launch(layernorm_forward_kernel, blocks_for(rows, kRowsPerBlock), kThreads, 0, stream, out, mean,
-         rstd, inp, gain, bias, rows, dim);
+  launch(layernorm_forward_kernel<float>, blocks_for(rows, kRowsPerBlock), kThreads, 0, stream, out,
+         mean, rstd, inp, gain, bias, rows, dim);
+}
+void layernorm_forward(uint16_t* out16, float* mean, float* rstd, const float* inp,
+                       const float* gain, const float* bias, int rows, int dim,
+                       cudaStream_t stream) {
+  if (rows == 0 || dim == 0) return;
+  launch(layernorm_forward_kernel<uint16_t>, blocks_for(rows, kRowsPerBlock), kThreads, 0, stream,
+         out16, mean, rstd, inp, gain, bias, rows, dim);
 }
 
 void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* dout,

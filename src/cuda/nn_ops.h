@@ -34,6 +34,11 @@ struct ColumnSumScratch {
 // nn/reduce.h's order.
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gain,
                        const float* bias, int rows, int dim, cudaStream_t stream);
+// The same with the output written in bf16 only (each element rounded once: the bits of
+// cuda::to_bf16 over the fp32 output), for a GEMM that reads only its bf16 copy.
+void layernorm_forward(uint16_t* out16, float* mean, float* rstd, const float* inp,
+                       const float* gain, const float* bias, int rows, int dim,
+                       cudaStream_t stream);
 // nn::layernorm_backward: dinp [rows, dim], dgain, dbias [dim] (+=). dinp: a warp per row;
 // dgain, dbias: column sums in row chunks (above).
 void layernorm_backward(float* dinp, float* dgain, float* dbias, const float* dout,

@@ -18,7 +18,7 @@ nn::LinearShape out_shape(const nn::AttentionConfig& cfg) {
 
 void AttentionBlockActivations::resize(nn::Backend& be, const nn::AttentionConfig& cfg) {
   const int64_t rows = rows_of(cfg), d = cfg.model_dim();
-  ln_out.resize(be, rows * d);
+  ln_out.resize(be, be.attention_ln_floats(cfg));
   ln_mean.resize(be, rows);
   ln_rstd.resize(be, rows);
   qkv.resize(be, be.attention_qkv_floats(cfg));
@@ -37,13 +37,11 @@ void AttentionBlockScratch::resize(nn::Backend& be, const nn::AttentionConfig& c
 void attention_block_forward(nn::Backend& be, float* h_out, AttentionBlockActivations& act,
                              const float* h_in, const AttentionBlockWeights& w,
                              const nn::AttentionConfig& cfg, const int* valid_len) {
-  const int rows = int(rows_of(cfg)), d = cfg.model_dim();
   act.resize(be, cfg);
-  be.layernorm_forward(act.ln_out.data(), act.ln_mean.data(), act.ln_rstd.data(), h_in, w.ln_gain,
-                       w.ln_bias, rows, d);
-  be.projected_attention_forward(act.att.data(), act.saved.data(), act.qkv.data(),
-                                 act.qkv_saved.data(), act.ln_out.data(), w.qkv_w, w.qkv_b, cfg,
-                                 valid_len);
+  const nn::AttentionFrontState front{act.ln_out.data(), act.ln_mean.data(),   act.ln_rstd.data(),
+                                      act.qkv.data(),    act.qkv_saved.data(), act.saved.data()};
+  be.attention_front_forward(act.att.data(), front, h_in, {w.ln_gain, w.ln_bias, w.qkv_w, w.qkv_b},
+                             cfg, valid_len);
   // The projection lands in h_out with the residual added: no temporary.
   be.linear_residual_forward(h_out, act.out_saved.data(), act.att.data(), w.out_w, w.out_b, h_in,
                              out_shape(cfg), cfg.precision);

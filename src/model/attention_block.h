@@ -29,7 +29,9 @@ struct AttentionBlockGrads {
 // What forward keeps for backward, in the backend's memory; sized once per shape (resize to the
 // same size is free).
 struct AttentionBlockActivations {
-  nn::Buffer<float> ln_out;   // [rows, d]
+  // [rows, d], or as little as the backend keeps of it (be.attention_ln_floats(cfg); CUDA's flash
+  // path: none, the projection's bf16 copy of it is in qkv_saved)
+  nn::Buffer<float> ln_out;
   nn::Buffer<float> ln_mean;  // [rows]
   nn::Buffer<float> ln_rstd;  // [rows]
   // [rows, 3d], or as little as the backend keeps of it (be.attention_qkv_floats(cfg); CUDA's

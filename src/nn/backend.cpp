@@ -13,13 +13,13 @@ void Backend::linear_residual_forward(float* out, float* saved, const float* inp
   add_inplace(out, residual, int64_t(shape.rows) * shape.out_dim);
 }
 
-void Backend::projected_attention_forward(float* out, float* saved, float* qkv, float* qkv_saved,
-                                          const float* inp, const float* weight, const float* bias,
-                                          const AttentionConfig& cfg, const int* valid_len) {
-  const int d = cfg.model_dim();
-  linear_forward(qkv, qkv_saved, inp, weight, bias, {cfg.batch * cfg.seq_len, d, 3 * d},
-                 cfg.precision);
-  attention_forward(out, saved, qkv, cfg, valid_len);
+void Backend::attention_front_forward(float* out, const AttentionFrontState& s, const float* x,
+                                      const AttentionFrontWeights& w, const AttentionConfig& cfg,
+                                      const int* valid_len) {
+  const int rows = cfg.batch * cfg.seq_len, d = cfg.model_dim();
+  layernorm_forward(s.ln_out, s.ln_mean, s.ln_rstd, x, w.ln_gain, w.ln_bias, rows, d);
+  linear_forward(s.qkv, s.qkv_saved, s.ln_out, w.qkv_w, w.qkv_b, {rows, d, 3 * d}, cfg.precision);
+  attention_forward(out, s.saved, s.qkv, cfg, valid_len);
 }
 
 }  // namespace ecmoe::nn

@@ -17,6 +17,23 @@
 
 namespace ecmoe::nn {
 
+// The attention sublayer's front (Backend::attention_front_forward): its weights, and what it
+// keeps for the backward, all in the backend's memory.
+struct AttentionFrontWeights {
+  const float* ln_gain = nullptr;  // [d]
+  const float* ln_bias = nullptr;  // [d]
+  const float* qkv_w = nullptr;    // [d, 3d]
+  const float* qkv_b = nullptr;    // [3d]
+};
+struct AttentionFrontState {
+  float* ln_out = nullptr;     // the LayerNorm's output: attention_ln_floats(cfg) floats
+  float* ln_mean = nullptr;    // [rows]
+  float* ln_rstd = nullptr;    // [rows]
+  float* qkv = nullptr;        // attention_qkv_floats(cfg) floats
+  float* qkv_saved = nullptr;  // the projection's saved state (linear_saved_floats)
+  float* saved = nullptr;      // the attention's saved state (attention_saved_floats)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -92,19 +109,24 @@ class Backend {
   virtual void attention_backward(float* dqkv, const float* dout, const float* qkv,
                                   const float* out, const float* saved, const AttentionConfig& cfg,
                                   const int* valid_len, GradWrite dqkv_write) = 0;
-  // The attention sublayer's front as one op: qkv = inp [rows, d] · weight [d, 3d] + bias
-  // (linear_forward's, with its saved state qkv_saved), then attention_forward over qkv. A
-  // backend may keep qkv in its own form: `qkv` holds attention_qkv_floats(cfg) floats, and
-  // attention_backward gets that pointer back as its qkv; linear_backward gets qkv_saved. By
-  // default the two ops, and qkv itself [batch, T, 3·d]. (CUDA's flash attention keeps none: the
-  // projection's GEMM writes the bf16 copy the attention reads into `saved`, and the fp32 qkv is
-  // neither written nor read.)
+  // The attention sublayer's front as one op, x [rows, d] -> out [rows, d]: LayerNorm (s.ln_out,
+  // ln_mean, ln_rstd), the qkv projection of its output (linear_forward's, with its saved state
+  // s.qkv_saved), then attention_forward over qkv (s.saved). A backend may keep the LayerNorm's
+  // output and qkv in its own form: s.ln_out holds attention_ln_floats(cfg) floats and s.qkv
+  // attention_qkv_floats(cfg), and the backward gets those pointers back (linear_backward's inp,
+  // attention_backward's qkv). By default the three ops, and both in full, [rows, d] and
+  // [rows, 3d]. (CUDA's flash attention keeps neither: the LayerNorm writes the bf16 copy the
+  // projection reads and keeps for its weight gradient, the projection's GEMM writes the bf16
+  // qkv the attention reads, into `saved`, and the fp32 forms are neither written nor read.)
+  virtual int64_t attention_ln_floats(const AttentionConfig& cfg) const {
+    return int64_t(cfg.batch) * cfg.seq_len * cfg.model_dim();
+  }
   virtual int64_t attention_qkv_floats(const AttentionConfig& cfg) const {
     return int64_t(cfg.batch) * cfg.seq_len * 3 * cfg.model_dim();
   }
-  virtual void projected_attention_forward(float* out, float* saved, float* qkv, float* qkv_saved,
-                                           const float* inp, const float* weight, const float* bias,
-                                           const AttentionConfig& cfg, const int* valid_len);
+  virtual void attention_front_forward(float* out, const AttentionFrontState& s, const float* x,
+                                       const AttentionFrontWeights& w, const AttentionConfig& cfg,
+                                       const int* valid_len);
   // attention_decode.h: one query row over a KV cache (incremental decoding; no backward)
   virtual void attention_decode(float* out, const float* q, const float* keys, const float* values,
                                 const AttentionDecodeConfig& cfg) = 0;

@@ -49,9 +49,9 @@ class TimedBackend final : public Backend {
   void linear_residual_forward(float* out, float* saved, const float* inp, const float* weight,
                                const float* bias, const float* residual, const LinearShape& shape,
                                Precision precision) override;  // timed as "linear"
-  // projected_attention_forward and attention_qkv_floats are Backend's: the projection and the
-  // attention run as two ops, each timed under its own name (a device that fuses them keeps a
-  // form of qkv between them that only its fused op writes).
+  // attention_front_forward, attention_ln_floats and attention_qkv_floats are Backend's: the
+  // LayerNorm, the projection and the attention run as three ops, each timed under its own name
+  // (a device that fuses them keeps forms of their outputs that only its fused op writes).
   int64_t attention_saved_floats(const AttentionConfig& cfg) const override;  // the inner's
   void attention_forward(float* out, float* saved, const float* qkv, const AttentionConfig& cfg,
                          const int* valid_len) override;

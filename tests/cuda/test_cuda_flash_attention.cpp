@@ -39,6 +39,8 @@
 #include "cuda/nn_backend.h"
 #include "cuda_test_util.h"
 #include "nn/attention.h"
+#include "nn/backend.h"
+#include "nn/linear.h"
 
 namespace ecmoe::cuda::testing {
 namespace {
@@ -341,13 +343,15 @@ TEST(CudaFlashAttention, BackendChoosesTheFlashPathInBf16) {
   }
 }
 
-// The attention sublayer's front as one backend op (nn::Backend::projected_attention_forward):
-// the qkv projection, then the attention. On the flash path the projection's GEMM writes the
-// bf16 qkv straight into the attention's saved state and no fp32 qkv exists
-// (attention_qkv_floats 0); elsewhere the two ops as they are. The same results as the two ops:
-// the same bits on the emulation (a GPU may pick another GEMM kernel for a bf16 output, so there
-// within the rounding of qkv to bf16), and the backward from either forward's state the same.
-TEST(CudaFlashAttention, ProjectedAttentionIsTheProjectionThenTheAttention) {
+// The attention sublayer's front as one backend op (nn::Backend::attention_front_forward):
+// LayerNorm, the qkv projection, then the attention. On the flash path the LayerNorm writes only
+// the bf16 copy the projection reads (and keeps for its backward), the projection's GEMM writes
+// the bf16 qkv straight into the attention's saved state, and neither fp32 form exists
+// (attention_ln_floats and attention_qkv_floats 0); elsewhere the three ops as they are. The
+// same results as the three ops: the same bits on the emulation (a GPU may pick another GEMM
+// kernel for a bf16 output, so there within the rounding of qkv to bf16), and the backward from
+// either forward's state the same.
+TEST(CudaFlashAttention, AttentionFrontIsTheLayerNormTheProjectionAndTheAttention) {
   ECMOE_REQUIRE_GPU();
   const std::unique_ptr<nn::Backend> flash = make_nn_backend();
   const std::unique_ptr<nn::Backend> cublas = make_nn_backend({.flash_attention = false});
@@ -360,43 +364,59 @@ TEST(CudaFlashAttention, ProjectedAttentionIsTheProjectionThenTheAttention) {
         const nn::AttentionConfig cfg = config_of(s, precision);
         const int d = s.heads * s.head_dim, rows = s.batch * s.seq_len;
         const nn::LinearShape shape{rows, d, 3 * d};
-        const int64_t full = int64_t(rows) * 3 * d;
-        EXPECT_EQ(be->attention_qkv_floats(cfg), is_flash ? 0 : full);
+        const int64_t full_ln = int64_t(rows) * d, full_qkv = int64_t(rows) * 3 * d;
+        EXPECT_EQ(be->attention_ln_floats(cfg), is_flash ? 0 : full_ln);
+        EXPECT_EQ(be->attention_qkv_floats(cfg), is_flash ? 0 : full_qkv);
         const Inputs in = inputs_of(s, 31);
         const DeviceInputs gin(in);
-        const DeviceVec<float> x = to_device(random_normal(size_t(rows) * d, 32)),
+        std::vector<float> x = random_normal(size_t(full_ln), 32, 2.f);
+        for (float& v : x) v += 1.f;
+        const DeviceVec<float> gx = to_device(x), gain = to_device(random_normal(size_t(d), 35)),
+                               bias = to_device(random_normal(size_t(d), 36)),
                                w = to_device(random_normal(size_t(d) * 3 * d, 33, 0.1f)),
                                b = to_device(random_normal(size_t(3) * d, 34));
         const size_t n_saved = size_t(be->attention_saved_floats(cfg)),
                      n_qkv_saved = size_t(be->linear_saved_floats(shape, precision));
         struct Run {
-          std::vector<float> out, saved, qkv_saved, dqkv;
+          std::vector<float> out, mean, rstd, saved, qkv_saved, dqkv;
         };
         const auto run = [&](bool fused) {
-          DeviceVec<float> out(size_t(rows) * d), saved(n_saved), qkv_saved(n_qkv_saved),
-              qkv(size_t(fused ? be->attention_qkv_floats(cfg) : full)),
-              dqkv{static_cast<size_t>(full)};
+          const auto floats = [](int64_t n) { return DeviceVec<float>(static_cast<size_t>(n)); };
+          DeviceVec<float> out = floats(full_ln), mean = floats(rows), rstd = floats(rows),
+                           saved = floats(int64_t(n_saved)),
+                           qkv_saved = floats(int64_t(n_qkv_saved)),
+                           ln = floats(fused ? be->attention_ln_floats(cfg) : full_ln),
+                           qkv = floats(fused ? be->attention_qkv_floats(cfg) : full_qkv),
+                           dqkv = floats(full_qkv);
           if (fused) {
-            be->projected_attention_forward(out.data(), saved.data(), qkv.data(), qkv_saved.data(),
-                                            x.data(), w.data(), b.data(), cfg, gin.valid_or_null());
+            const nn::AttentionFrontState state{ln.data(),  mean.data(),      rstd.data(),
+                                                qkv.data(), qkv_saved.data(), saved.data()};
+            be->attention_front_forward(out.data(), state, gx.data(),
+                                        {gain.data(), bias.data(), w.data(), b.data()}, cfg,
+                                        gin.valid_or_null());
           } else {
-            be->linear_forward(qkv.data(), qkv_saved.data(), x.data(), w.data(), b.data(), shape,
+            be->layernorm_forward(ln.data(), mean.data(), rstd.data(), gx.data(), gain.data(),
+                                  bias.data(), rows, d);
+            be->linear_forward(qkv.data(), qkv_saved.data(), ln.data(), w.data(), b.data(), shape,
                                precision);
             be->attention_forward(out.data(), saved.data(), qkv.data(), cfg, gin.valid_or_null());
           }
           be->attention_backward(dqkv.data(), gin.dout.data(), qkv.data(), out.data(), saved.data(),
                                  cfg, gin.valid_or_null(), nn::GradWrite::kOverwrite);
-          return Run{to_host(out), to_host(saved), to_host(qkv_saved), to_host(dqkv)};
+          return Run{to_host(out),   to_host(mean),      to_host(rstd),
+                     to_host(saved), to_host(qkv_saved), to_host(dqkv)};
         };
-        const Run two = run(false), one = run(true);
-        EXPECT_TRUE(same_bits(one.qkv_saved, two.qkv_saved));  // the input's bf16 copy
-        if (!is_flash || kEmulated) {  // the two ops themselves, or the emulation
-          EXPECT_TRUE(same_bits(one.out, two.out));
-          EXPECT_TRUE(same_bits(one.saved, two.saved));
-          EXPECT_TRUE(same_bits(one.dqkv, two.dqkv));
+        const Run three = run(false), one = run(true);
+        EXPECT_TRUE(same_bits(one.mean, three.mean));
+        EXPECT_TRUE(same_bits(one.rstd, three.rstd));
+        EXPECT_TRUE(same_bits(one.qkv_saved, three.qkv_saved));  // the LayerNorm's bf16 output
+        if (!is_flash || kEmulated) {  // the three ops themselves, or the emulation
+          EXPECT_TRUE(same_bits(one.out, three.out));
+          EXPECT_TRUE(same_bits(one.saved, three.saved));
+          EXPECT_TRUE(same_bits(one.dqkv, three.dqkv));
         } else {
-          EXPECT_LE(worst_error(one.out, two.out), 2 * kBf16Step);
-          EXPECT_LE(worst_error(one.dqkv, two.dqkv), 2 * kBf16Step);
+          EXPECT_LE(worst_error(one.out, three.out), 2 * kBf16Step);
+          EXPECT_LE(worst_error(one.dqkv, three.dqkv), 2 * kBf16Step);
         }
       }
     }

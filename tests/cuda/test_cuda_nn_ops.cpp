@@ -92,6 +92,15 @@ TEST(CudaNnOps, LayerNormMatchesTheCpu) {
       EXPECT_TRUE(close(to_host(gout), out, kFp32));
       EXPECT_TRUE(close(to_host(gmean), mean, kFp32));
       EXPECT_TRUE(close(to_host(grstd), rstd, kFp32));
+      // In bf16 only: the fp32 output rounded, and the same statistics, bitwise.
+      DeviceVec<uint16_t> gout16(n), want16(n);
+      DeviceVec<float> gmean16(rows), grstd16(rows);
+      cuda::layernorm_forward(gout16.data(), gmean16.data(), grstd16.data(), gx.data(),
+                              ggain.data(), gbias.data(), rows, dim, stream());
+      to_bf16(want16.data(), gout.data(), int64_t(n), stream());
+      EXPECT_EQ(to_host(gout16), to_host(want16));
+      EXPECT_TRUE(same_bits(to_host(gmean16), to_host(gmean)));
+      EXPECT_TRUE(same_bits(to_host(grstd16), to_host(grstd)));
       // The backward from the CPU's saved statistics, twice: the same bits each time.
       DeviceVec<float> cmean = to_device(mean), crstd = to_device(rstd);
       ColumnSumScratch scratch;

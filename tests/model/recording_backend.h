@@ -100,12 +100,11 @@ class RecordingBackend final : public nn::Backend {
     ++calls["linear_residual_forward"];
     nn::Backend::linear_residual_forward(out, saved, inp, weight, bias, residual, shape, precision);
   }
-  void projected_attention_forward(float* out, float* saved, float* qkv, float* qkv_saved,
-                                   const float* inp, const float* weight, const float* bias,
-                                   const nn::AttentionConfig& cfg, const int* valid_len) override {
-    ++calls["projected_attention_forward"];
-    nn::Backend::projected_attention_forward(out, saved, qkv, qkv_saved, inp, weight, bias, cfg,
-                                             valid_len);
+  void attention_front_forward(float* out, const nn::AttentionFrontState& s, const float* x,
+                               const nn::AttentionFrontWeights& w, const nn::AttentionConfig& cfg,
+                               const int* valid_len) override {
+    ++calls["attention_front_forward"];
+    nn::Backend::attention_front_forward(out, s, x, w, cfg, valid_len);
   }
   int64_t attention_saved_floats(const nn::AttentionConfig& cfg) const override {
     return cpu().attention_saved_floats(cfg);

@@ -105,7 +105,7 @@ TEST(ModelNnBackend, EveryDenseOpGoesThroughTheBackendWithTheSameResults) {
                          "linear_forward",
                          "linear_residual_forward",
                          "linear_backward",
-                         "projected_attention_forward",
+                         "attention_front_forward",
                          "attention_forward",
                          "attention_backward",
                          "attention_forward causal",
@@ -118,9 +118,9 @@ TEST(ModelNnBackend, EveryDenseOpGoesThroughTheBackendWithTheSameResults) {
   // 4 steps and 4 evaluations (encoder, decoder; fp32, bf16), the pointer step, the task head's
   // step, of 3 attention blocks with 2 linear layers each.
   EXPECT_EQ(recording.calls["linear_forward"], 10 * 3 * 2);
-  // Each block's front (the qkv projection and the attention) and its output projection with the
-  // residual: one call each.
-  EXPECT_EQ(recording.calls["projected_attention_forward"], 10 * 3);
+  // Each block's front (LayerNorm, the qkv projection and the attention) and its output
+  // projection with the residual: one call each.
+  EXPECT_EQ(recording.calls["attention_front_forward"], 10 * 3);
   EXPECT_EQ(recording.calls["linear_residual_forward"], 10 * 3);
 }
 
