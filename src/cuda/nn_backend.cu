@@ -157,12 +157,12 @@ class CudaNnBackend final : public nn::Backend {
       nn::Backend::attention_front_forward(out, s, x, w, cfg, valid_len);
       return;
     }
-    const int rows = cfg.batch * cfg.seq_len, d = cfg.model_dim();
+    const nn::LinearShape shape = nn::attention_qkv_shape(cfg);
     uint16_t* ln16 = reinterpret_cast<uint16_t*>(s.qkv_saved);
-    cuda::layernorm_forward(ln16, s.ln_mean, s.ln_rstd, x, w.ln_gain, w.ln_bias, rows, d,
-                            ctx_.stream);
+    cuda::layernorm_forward(ln16, s.ln_mean, s.ln_rstd, x, w.ln_gain, w.ln_bias, shape.rows,
+                            shape.in_dim, ctx_.stream);
     cuda::linear_forward_bf16(flash_attention_qkv16(s.saved, cfg), ln16, /*inp=*/nullptr, w.qkv_w,
-                              w.qkv_b, {rows, d, 3 * d}, linear_, ctx_);
+                              w.qkv_b, shape, linear_, ctx_);
     flash_attention_forward_saved(out, s.saved, cfg, valid_len, ctx_);
   }
   // kOverwrite: the flash kernels store; the cuBLAS path adds into zeros.

@@ -7,9 +7,6 @@ namespace ecmoe {
 namespace {
 
 int64_t rows_of(const nn::AttentionConfig& cfg) { return int64_t(cfg.batch) * cfg.seq_len; }
-nn::LinearShape qkv_shape(const nn::AttentionConfig& cfg) {
-  return {int(rows_of(cfg)), cfg.model_dim(), 3 * cfg.model_dim()};
-}
 nn::LinearShape out_shape(const nn::AttentionConfig& cfg) {
   return {int(rows_of(cfg)), cfg.model_dim(), cfg.model_dim()};
 }
@@ -24,7 +21,7 @@ void AttentionBlockActivations::resize(nn::Backend& be, const nn::AttentionConfi
   qkv.resize(be, be.attention_qkv_floats(cfg));
   saved.resize(be, be.attention_saved_floats(cfg));
   att.resize(be, rows * d);
-  qkv_saved.resize(be, be.linear_saved_floats(qkv_shape(cfg), cfg.precision));
+  qkv_saved.resize(be, be.linear_saved_floats(nn::attention_qkv_shape(cfg), cfg.precision));
   out_saved.resize(be, be.linear_saved_floats(out_shape(cfg), cfg.precision));
 }
 
@@ -64,7 +61,7 @@ void attention_block_backward(nn::Backend& be, float* dh, AttentionBlockGrads& g
                         valid_len, kOverwrite);
   float* d_ln = d_att;  // d(att) is spent: reuse its buffer for d(ln_out)
   be.linear_backward(d_ln, g.qkv_w, g.qkv_b, d_qkv, act.ln_out.data(), act.qkv_saved.data(),
-                     w.qkv_w, qkv_shape(cfg), cfg.precision, kOverwrite);
+                     w.qkv_w, nn::attention_qkv_shape(cfg), cfg.precision, kOverwrite);
   // dh already holds the residual's share (dL/dh_out); the LayerNorm path adds the rest.
   be.layernorm_backward(dh, g.ln_gain, g.ln_bias, d_ln, h_in, w.ln_gain, act.ln_mean.data(),
                         act.ln_rstd.data(), rows, d);

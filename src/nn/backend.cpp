@@ -16,9 +16,10 @@ void Backend::linear_residual_forward(float* out, float* saved, const float* inp
 void Backend::attention_front_forward(float* out, const AttentionFrontState& s, const float* x,
                                       const AttentionFrontWeights& w, const AttentionConfig& cfg,
                                       const int* valid_len) {
-  const int rows = cfg.batch * cfg.seq_len, d = cfg.model_dim();
-  layernorm_forward(s.ln_out, s.ln_mean, s.ln_rstd, x, w.ln_gain, w.ln_bias, rows, d);
-  linear_forward(s.qkv, s.qkv_saved, s.ln_out, w.qkv_w, w.qkv_b, {rows, d, 3 * d}, cfg.precision);
+  const LinearShape shape = attention_qkv_shape(cfg);
+  layernorm_forward(s.ln_out, s.ln_mean, s.ln_rstd, x, w.ln_gain, w.ln_bias, shape.rows,
+                    shape.in_dim);
+  linear_forward(s.qkv, s.qkv_saved, s.ln_out, w.qkv_w, w.qkv_b, shape, cfg.precision);
   attention_forward(out, s.saved, s.qkv, cfg, valid_len);
 }
 

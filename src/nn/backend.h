@@ -25,6 +25,10 @@ struct AttentionFrontWeights {
   const float* qkv_w = nullptr;    // [d, 3d]
   const float* qkv_b = nullptr;    // [3d]
 };
+// The qkv projection's shape: {rows = batch · seq_len, d, 3d}.
+inline LinearShape attention_qkv_shape(const AttentionConfig& cfg) {
+  return {cfg.batch * cfg.seq_len, cfg.model_dim(), 3 * cfg.model_dim()};
+}
 struct AttentionFrontState {
   float* ln_out = nullptr;     // the LayerNorm's output: attention_ln_floats(cfg) floats
   float* ln_mean = nullptr;    // [rows]
@@ -119,10 +123,12 @@ class Backend {
   // projection reads and keeps for its weight gradient, the projection's GEMM writes the bf16
   // qkv the attention reads, into `saved`, and the fp32 forms are neither written nor read.)
   virtual int64_t attention_ln_floats(const AttentionConfig& cfg) const {
-    return int64_t(cfg.batch) * cfg.seq_len * cfg.model_dim();
+    const LinearShape s = attention_qkv_shape(cfg);
+    return int64_t(s.rows) * s.in_dim;
   }
   virtual int64_t attention_qkv_floats(const AttentionConfig& cfg) const {
-    return int64_t(cfg.batch) * cfg.seq_len * 3 * cfg.model_dim();
+    const LinearShape s = attention_qkv_shape(cfg);
+    return int64_t(s.rows) * s.out_dim;
   }
   virtual void attention_front_forward(float* out, const AttentionFrontState& s, const float* x,
                                        const AttentionFrontWeights& w, const AttentionConfig& cfg,

@@ -134,9 +134,10 @@ double device_scratch_bytes(const TrainConfig& config, double batch, bool backwa
 }
 
 // Bytes the Transformer's own buffers and its layers hold over batch sequences. Attention's saved
-// state is counted as the probabilities [batch, H, T, T], and qkv in fp32: an over-estimate for a
-// backend that saves less (CUDA's flash attention keeps the rows' logsumexp, [batch, H, T], and a
-// bf16 qkv, and no fp32 qkv: nn::Backend::attention_qkv_floats).
+// state is counted as the probabilities [batch, H, T, T], and the LayerNorm's output and qkv in
+// fp32: an over-estimate for a backend that saves less (CUDA's flash attention keeps the rows'
+// logsumexp, [batch, H, T], and a bf16 qkv, and neither fp32 form: nn::Backend's
+// attention_ln_floats and attention_qkv_floats).
 double model_activation_bytes(const TrainConfig& config, double batch, bool training,
                               bool backward) {
   const ModelConfig& m = config.model;
