@@ -41,7 +41,9 @@ void set_error(cudaError_t error);
 struct Counts {
   uint64_t launches = 0, gemms = 0, sorts = 0, copies_to_device = 0, copies_to_host = 0,
            memsets = 0, waits = 0;
-  uint64_t blocking_waits = 0;  // waits that had queued work to run
+  uint64_t blocking_waits = 0;          // waits that had queued work to run
+  uint64_t allocations = 0, frees = 0;  // cudaMalloc, cudaFree
+  double device_seconds = 0;  // time spent running queued work (streams.cpp's DeviceClock)
 };
 Counts& counts();
 

@@ -8,6 +8,7 @@
 // cudaMemcpy or cudaMemset waits, as CUDA's legacy default stream does, for the legacy stream
 // and the blocking streams only: work queued on a cudaStreamNonBlocking stream is not waited for.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -74,8 +75,31 @@ struct OpenMemory {
   ~OpenMemory() { close_device_memory(); }
 };
 
+// Time spent running queued work (kernels, GEMMs, sorts, copies, the emulation's checks), counted
+// once where a flush runs inside another (an event wait in a queue): the rest of the process's
+// time is the host's own, what a GPU's host would spend too (CUDAEMU_STATS).
+class DeviceClock {
+ public:
+  DeviceClock() : outermost_(depth_++ == 0), start_(std::chrono::steady_clock::now()) {}
+  ~DeviceClock() {
+    --depth_;
+    if (outermost_)
+      counts().device_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+  DeviceClock(const DeviceClock&) = delete;
+  DeviceClock& operator=(const DeviceClock&) = delete;
+
+ private:
+  static inline int depth_ = 0;
+  bool outermost_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 // Runs the stream's queued work up to sequence number `upto`; returns how many operations ran.
 uint64_t flush(CUstream_st& s, uint64_t upto = std::numeric_limits<uint64_t>::max()) {
+  if (s.ops.empty() || s.ops.front().seq > upto) return 0;
+  DeviceClock clock;
   OpenMemory open;
   uint64_t ran = 0;
   while (!s.ops.empty() && s.ops.front().seq <= upto) {
@@ -92,6 +116,7 @@ uint64_t flush(CUstream_st& s, uint64_t upto = std::numeric_limits<uint64_t>::ma
 // that of streams made without cudaStreamNonBlocking, what a synchronous cudaMemcpy or cudaMemset
 // waits for; work on a non-blocking stream stays queued, as on a GPU it may still be running).
 uint64_t flush_all(bool blocking_only = false) {
+  DeviceClock clock;
   OpenMemory open;
   uint64_t ran = 0;
   for (;;) {
@@ -125,22 +150,35 @@ bool valid_stream(cudaStream_t s) {
   return !s || std::find(streams().begin(), streams().end(), s) != streams().end();
 }
 
+std::chrono::steady_clock::time_point& first_call() {
+  static std::chrono::steady_clock::time_point t;
+  return t;
+}
+
 void print_counts() {
   const Counts& c = counts();
-  std::fprintf(
-      stderr,
-      "cudaemu: %llu kernel launches, %llu GEMMs, %llu sorts, %llu copies to the device, "
-      "%llu to the host, %llu memsets, %llu waits for the device (%llu with work queued)\n",
-      (unsigned long long)c.launches, (unsigned long long)c.gemms, (unsigned long long)c.sorts,
-      (unsigned long long)c.copies_to_device, (unsigned long long)c.copies_to_host,
-      (unsigned long long)c.memsets, (unsigned long long)c.waits,
-      (unsigned long long)c.blocking_waits);
+  std::fprintf(stderr,
+               "cudaemu: %llu kernel launches, %llu GEMMs, %llu sorts, %llu copies to the device, "
+               "%llu to the host, %llu memsets, %llu waits for the device (%llu with work queued), "
+               "%llu cudaMalloc and %llu cudaFree calls\n",
+               (unsigned long long)c.launches, (unsigned long long)c.gemms,
+               (unsigned long long)c.sorts, (unsigned long long)c.copies_to_device,
+               (unsigned long long)c.copies_to_host, (unsigned long long)c.memsets,
+               (unsigned long long)c.waits, (unsigned long long)c.blocking_waits,
+               (unsigned long long)c.allocations, (unsigned long long)c.frees);
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - first_call()).count();
+  std::fprintf(stderr,
+               "cudaemu: %.3f s since the first CUDA call: %.3f s running queued work, %.3f s "
+               "the host's own\n",
+               total, c.device_seconds, total - c.device_seconds);
 }
 
 void start() {
   static bool started = false;
   if (!started) {
     started = true;
+    first_call() = std::chrono::steady_clock::now();
     install_fault_handler();
     const char* v = std::getenv("CUDAEMU_STATS");
     if (v != nullptr && std::string(v) == "1") std::atexit(print_counts);
@@ -351,12 +389,14 @@ const char* cudaGetErrorString(cudaError_t e) {
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   Lock lock(api_lock());
   start();
+  ++counts().allocations;
   *ptr = device_alloc(bytes);
   return *ptr || bytes == 0 ? cudaSuccess : fail(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFree(void* ptr) {
   Lock lock(api_lock());
   if (!ptr) return cudaSuccess;
+  ++counts().frees;
   count_wait(flush_all());  // cudaFree waits for the device
   return device_free(ptr) ? cudaSuccess : fail(cudaErrorInvalidDevicePointer);
 }
