@@ -5,7 +5,9 @@
 # configures and builds ecmoe with -DECMOE_CUDA=ON (sm_90a); runs the CUDA tests (ctest label
 # `cuda`, failing rather than skipping without a usable GPU); compute-sanitizer on them (180 s at
 # most); `ecmoe bench layer --device cuda` beside bench/bench_layer_torch.py at issue 15's shapes;
-# `ecmoe bench train --device cuda` beside bench/bench_train_torch.py on small and gpu-small.
+# `ecmoe bench train --device cuda` beside bench/bench_train_torch.py on small and gpu-small;
+# `ecmoe bench attention --device cuda` (flash and cuBLAS paths) beside
+# bench/bench_attention_torch.py (PyTorch's SDPA) at gpu-small's attention shape.
 #   scripts/gpu-check.sh [--budget SECONDS] [--no-build] [--no-tests] [--no-sanitizer]
 #                        [--no-bench] [--compile] [--shapes "N,d,f,E ..."] [--compile-shapes "..."]
 # --budget (default $GPU_CHECK_BUDGET, else 560): every step runs under `timeout`, cut to the time
@@ -523,6 +525,63 @@ for name, text, why in peers:
     else:
         line += "; %s %s" % (name, why)
 print(line)
+PY
+)"
+  done
+
+  # The attention op alone at gpu-small's shape (64 sequences of 512, 12 heads of 64, bf16),
+  # encoder and decoder: ecmoe's flash kernels, its cuBLAS path and PyTorch's SDPA (eager;
+  # torch.compile too with --compile), each forward and backward in TFLOP/s (FlashAttention's
+  # FLOP count): how far the mma.sync kernels are from what the GPU's best attention does.
+  for mask in "" --causal; do
+    aargs=(--batch 64 --heads 12 --seq 512 --head-dim 64 --precision bf16 --repeats 10
+           --warmup 3 --json $mask)
+    flash=$(json 60 build-gpu/ecmoe bench attention --device cuda "${aargs[@]}")
+    rc=$?
+    if [[ -z "$flash" ]]; then
+      no_result "bench attention gpu-small${mask:+ causal}" "$rc"
+      continue
+    fi
+    echo "$flash" >>"$jsonl"
+    cublas=$(json 60 env ECMOE_CUDA_ATTENTION=cublas build-gpu/ecmoe bench attention --device cuda \
+             "${aargs[@]}")
+    [[ -n "$cublas" ]] && echo "$cublas" >>"$jsonl"
+    pargs=("${aargs[@]}" --device cuda)
+    cap=90
+    if ((compile)); then
+      pargs+=(--compile)
+      cap=240
+    fi
+    peer=$(json $cap python3 -m bench.bench_attention_torch "${pargs[@]}")
+    prc=$?
+    [[ -n "$peer" ]] && echo "$peer" >>"$jsonl"
+    say "bench attention gpu-small${mask:+ causal}: $(python3 - "$flash" "$cublas" "$peer" "$(status_word "$prc")" <<'PY'
+import json, sys
+
+def load(text):
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+def rate(o, prefix=""):
+    f = lambda k: o.get(prefix + k, float("nan"))
+    return "%.3f ms (fwd %.3f, bwd %.3f), %.0f TFLOP/s" % (
+        f("ms"), f("forward_ms"), f("backward_ms"), f("tflops"))
+
+flash, cublas, peer = (load(t) for t in sys.argv[1:4])
+parts = ["ecmoe %s %s" % (flash.get("path", "?"), rate(flash))]
+if cublas:
+    parts.append("ecmoe %s %s" % (cublas.get("path", "?"), rate(cublas)))
+if peer:
+    for prefix, name in (("", "torch " + peer.get("formulation", "?")),
+                         ("compile_", "torch.compile")):
+        if isinstance(peer.get(prefix + "ms"), (int, float)):
+            parts.append("%s %s (ecmoe %.2fx)" % (name, rate(peer, prefix),
+                                                 peer[prefix + "ms"] / flash["ms"]))
+else:
+    parts.append("torch peer " + sys.argv[4])
+print("; ".join(parts))
 PY
 )"
   done
