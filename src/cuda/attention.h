@@ -8,7 +8,7 @@
 // The GEMMs (Q·Kᵀ, P·V; backward Pᵀ·dO, dO·Vᵀ, dS·K, dSᵀ·Q) are cuBLAS strided-batched: one
 // call per head over every sequence (or, with more heads than sequences, per sequence over its
 // heads), so a step launches O(heads) GEMMs per layer, not O(batch). The CPU skips the masked upper
-// triangle by blocks of 32 queries; here every score is computed and the masked ones are written 0
+// triangle by blocks of 128 queries; here every score is computed and the masked ones are written 0
 // by the softmax, which adds only zeros to the later sums. The softmax and its backward run a warp
 // per query row, the row's sums in nn/reduce.h's order. Precision as the CPU's: bf16 rounds the
 // operands of every GEMM (Q, K, V, the probabilities entering P·V, dO and dS) and keeps the
