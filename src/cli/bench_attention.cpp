@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "nn/backend.h"
 #include "nn/buffer.h"
 #include "train/memory_estimate.h"
+#include "train/train_device.h"
 
 namespace ecmoe::cli {
 
@@ -69,12 +71,8 @@ void run_attention_bench(const AttentionBenchOptions& o) {
   const std::string what = "bench attention (--batch " + std::to_string(o.batch) + ", --heads " +
                            std::to_string(o.heads) + ", --seq " + std::to_string(o.seq) +
                            ", --head-dim " + std::to_string(o.head_dim) + ")";
-  const double needed = attention_bench_bytes(be, cfg);
-  const bool on_device = device && device->free_memory;
-  const double available = on_device ? device->free_memory() : available_memory_bytes();
-  ECMOE_CHECK(needed <= available, what, " needs ", format_bytes(needed), " of ",
-              on_device ? "GPU memory" : "memory", ", more than the ", format_bytes(available),
-              " available");
+  const std::optional<DeviceMemory> memory = device_memory(device);
+  check_bytes_fit(attention_bench_bytes(be, cfg), what, "", memory ? &*memory : nullptr);
 
   const int64_t rows = int64_t(o.batch) * o.seq, d = cfg.model_dim();
   const Rng rng(7, 1);
@@ -90,24 +88,18 @@ void run_attention_bench(const AttentionBenchOptions& o) {
   dout.upload(be, host_dout);
   be.synchronize();
 
-  std::vector<double> fwd_ms, bwd_ms;
-  const auto total_ms = time_runs(o.warmup, o.repeats, [&] {
-    const double t0 = now_seconds();
-    be.attention_forward(out.data(), saved.data(), qkv.data(), cfg, nullptr);
-    be.synchronize();
-    const double t1 = now_seconds();
-    be.attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), saved.data(), cfg,
-                          nullptr, nn::GradWrite::kOverwrite);
-    be.synchronize();
-    fwd_ms.push_back((t1 - t0) * 1e3);
-    bwd_ms.push_back((now_seconds() - t1) * 1e3);
-  });
-  fwd_ms.erase(fwd_ms.begin(), fwd_ms.begin() + o.warmup);
-  bwd_ms.erase(bwd_ms.begin(), bwd_ms.begin() + o.warmup);
+  const ForwardBackwardMs runs = time_forward_backward(
+      o.warmup, o.repeats,
+      [&] { be.attention_forward(out.data(), saved.data(), qkv.data(), cfg, nullptr); },
+      [&] {
+        be.attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), saved.data(), cfg,
+                              nullptr, nn::GradWrite::kOverwrite);
+      },
+      [&] { be.synchronize(); });
 
   const double fwd_flops = 4.0 * visible_pairs(cfg) * o.head_dim * o.batch * o.heads;
   const double bwd_flops = 2.5 * fwd_flops;
-  const double t = median(total_ms), tf = median(fwd_ms), tb = median(bwd_ms);
+  const double t = median(runs.total), tf = median(runs.forward), tb = median(runs.backward);
   const std::string path = attention_path(o.device, cfg);
   if (o.json) {
     const nlohmann::json j = {{"device", o.device},

@@ -43,6 +43,31 @@ std::vector<double> time_runs(int warmup, int repeats, F f) {
   return ms;
 }
 
+// forward() then backward(), sync() after each (a device's work done, so that each is timed
+// whole): `warmup` untimed rounds, then `repeats` timed ones, the wall times in ms of each round
+// and of its two halves.
+struct ForwardBackwardMs {
+  std::vector<double> total, forward, backward;
+};
+template <typename Forward, typename Backward, typename Sync>
+ForwardBackwardMs time_forward_backward(int warmup, int repeats, Forward forward, Backward backward,
+                                        Sync sync) {
+  ForwardBackwardMs ms;
+  int round = 0;
+  ms.total = time_runs(warmup, repeats, [&] {
+    const double t0 = now_seconds();
+    forward();
+    sync();
+    const double t1 = now_seconds();
+    backward();
+    sync();
+    if (round++ < warmup) return;
+    ms.forward.push_back((t1 - t0) * 1e3);
+    ms.backward.push_back((now_seconds() - t1) * 1e3);
+  });
+  return ms;
+}
+
 // The report's fields both devices share: the shape, the precision, the medians of the timed
 // runs, and the expert GEMMs alone (ours) beside the library's plain calls of the same FLOPs.
 struct LayerTimings {

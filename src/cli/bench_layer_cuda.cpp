@@ -186,19 +186,9 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
   layer.set_backend(cuda::make_moe_backend());
   layer.backend()->set_collect_stats(false);
   const MoeInput in{dxin.data(), ids.data(), n, true, 0};
-  std::vector<double> fwd_ms, bwd_ms;
-  const auto total_ms = time_runs(o.warmup, o.repeats, [&] {
-    const double t0 = now_seconds();
-    layer.forward(w, in, y.data());
-    ctx.synchronize();
-    const double t1 = now_seconds();
-    layer.backward(w, g, ddy.data(), dx.data());
-    ctx.synchronize();
-    fwd_ms.push_back((t1 - t0) * 1e3);
-    bwd_ms.push_back((now_seconds() - t1) * 1e3);
-  });
-  fwd_ms.erase(fwd_ms.begin(), fwd_ms.begin() + o.warmup);
-  bwd_ms.erase(bwd_ms.begin(), bwd_ms.begin() + o.warmup);
+  const ForwardBackwardMs runs = time_forward_backward(
+      o.warmup, o.repeats, [&] { layer.forward(w, in, y.data()); },
+      [&] { layer.backward(w, g, ddy.data(), dx.data()); }, [&] { ctx.synchronize(); });
   // The breakdown, in runs of their own (timing each phase synchronises the device).
   PhaseTimes phases;
   layer.set_phase_times(&phases);
@@ -215,7 +205,7 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
   const GemmRoofline roof = time_gemms(ctx, plan, d, f, cfg.precision, o.repeats);
   const double copy = copy_gbps(ctx, 5);
   const double flops = expert_gemm_flops(plan, d, f);
-  const double t = median(total_ms), tg = roof.expert_gemm_ms;
+  const double t = median(runs.total), tg = roof.expert_gemm_ms;
   const double outside = std::max(0.0, (t - tg) / t);
   const PhaseSummary phase_summary = summarize_phases(phases, o.repeats);
   double moving_ms = 0;
@@ -232,7 +222,8 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
   const std::string gpu = cuda::device_summary();
   if (o.json) {
     nlohmann::json j = layer_report_json(
-        o, cfg, {total_ms, fwd_ms, bwd_ms, roof.expert_gemm_ms, roof.dense_gemm_ms, flops});
+        o, cfg,
+        {runs.total, runs.forward, runs.backward, roof.expert_gemm_ms, roof.dense_gemm_ms, flops});
     j.update({{"device", "cuda"},
               {"gpu", gpu},
               {"expert_gemm_tflops", flops / tg * 1e-9},
@@ -252,7 +243,7 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
               precision_name(cfg.precision).c_str());
   std::printf("gpu: %s\n", gpu.c_str());
   std::printf("forward+backward: %.3f ms median of %d (forward %.3f, backward %.3f)\n", t,
-              o.repeats, median(fwd_ms), median(bwd_ms));
+              o.repeats, median(runs.forward), median(runs.backward));
   std::printf(
       "expert GEMMs alone: %.3f ms, %.1f TFLOP/s (as one expert: %.1f TFLOP/s; cuBLAS at 4096^3: "
       "%.1f TFLOP/s)\n",

@@ -312,11 +312,18 @@ void check_eval_memory(const TrainConfig& config, int batch_size_option) {
                {{"eval.batch_size", batch_size_option > 0 ? "--batch-size" : "eval.batch_size"}});
 }
 
+void check_bytes_fit(double bytes, const std::string& what, const std::string& parts,
+                     const DeviceMemory* device) {
+  const double available = device ? device->bytes : available_memory_bytes();
+  ECMOE_CHECK(bytes <= available, what, " needs ", format_bytes(bytes), " of ",
+              device ? device->name : std::string("memory"),
+              parts.empty() ? std::string() : " (" + parts + ")", ", more than the ",
+              format_bytes(available), " available");
+}
+
 void check_moe_layer_memory(const MoeConfig& config, double n_tokens, const std::string& what) {
   const MemoryEstimate e = estimate_moe_layer_memory(config, n_tokens);
-  const double available = available_memory_bytes();
-  ECMOE_CHECK(e.total() <= available, what, " needs ", format_bytes(e.total()), " of memory (",
-              parts_text(e), "), more than the ", format_bytes(available), " available");
+  check_bytes_fit(e.total(), what, parts_text(e));
 }
 
 }  // namespace ecmoe

@@ -61,6 +61,12 @@ void check_memory(const TrainConfig& config, bool training,
 // (0: the run's evaluation batch size).
 void check_eval_memory(const TrainConfig& config, int batch_size_option);
 
+// Throws one line when `bytes` exceed the available memory (device: that device's instead):
+// "<what> needs <bytes> of memory (<parts>), more than the <available> available" (no
+// parenthesis when `parts` is empty).
+void check_bytes_fit(double bytes, const std::string& what, const std::string& parts = "",
+                     const DeviceMemory* device = nullptr);
+
 // The same for one MoE layer (bench layer); `what` names the sizes ("--tokens 4096, --d-model
 // 1000000, ...").
 void check_moe_layer_memory(const MoeConfig& config, double n_tokens, const std::string& what);

@@ -18,14 +18,15 @@ TrainDevice host_train_device() {
           .free_memory = {}};
 }
 
+std::optional<DeviceMemory> device_memory(const TrainDevice* device) {
+  if (!device || !device->free_memory) return std::nullopt;
+  return DeviceMemory{device->free_memory(), device->name + " memory"};
+}
+
 void check_training_memory(const TrainConfig& config, const TrainDevice* device,
                            const std::vector<std::pair<std::string, std::string>>& key_names) {
-  if (device && device->free_memory) {
-    const DeviceMemory memory{device->free_memory(), device->name + " memory"};
-    check_memory(config, /*training=*/true, key_names, &memory);
-  } else {
-    check_memory(config, /*training=*/true, key_names);
-  }
+  const std::optional<DeviceMemory> memory = device_memory(device);
+  check_memory(config, /*training=*/true, key_names, memory ? &*memory : nullptr);
 }
 
 void use_device(Transformer& model, const TrainDevice& device) {

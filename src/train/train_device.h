@@ -5,6 +5,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "nn/buffer.h"
 #include "optim/adamw.h"
 #include "optim/optimizer_device.h"
+#include "train/memory_estimate.h"
 #include "train/train_config.h"
 
 namespace ecmoe {
@@ -33,6 +35,10 @@ struct TrainDevice {
 // The device path on the host: nn::cpu_backend(), host MoE layers, the host optimizer device.
 // Bitwise the plain trainer (tests/train/test_train_device.cpp), so the path is tested here.
 TrainDevice host_train_device();
+
+// What a run on `device` is checked against: its free memory now, named "<name> memory", where it
+// reports it; else nothing (the host's memory; device nullptr: the host).
+std::optional<DeviceMemory> device_memory(const TrainDevice* device);
 
 // memory_estimate.h's check_memory for training `config` where it runs: against the device's
 // free memory when it reports it (the activations live there), else the host's (device nullptr:
