@@ -2,7 +2,7 @@
 (nn/attention.h's layout: each row of qkv is q | k | v, head h at columns h·head_dim.. of each
 part), checked against a per-head float64 loop written from that description, with and without
 the causal mask. From the repository root:
-    python3 -m bench.test_bench_attention_torch"""
+    /usr/bin/python3 -m bench.test_bench_attention_torch"""
 
 import argparse
 import math

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies (with the test extras: PyTorch for the Python package,
 # whose pytest suite ctest runs as python_tests), builds, runs every test with ctest and the script
-# checks (bench/test_peer_blas.py, bench/test_bench_attention_torch.py: the peers' own tests;
+# checks (bench/test_peer_blas.py; bench/test_bench_attention_torch.py under /usr/bin/python3, whose
+# Debian PyTorch it needs: the peers' own tests;
 # scripts/check_includes.py), runs the CUDA backend's tests on cudaemu, the host emulation of CUDA
 # (scripts/test-cudaemu.sh: no GPU needed), compiles
 # everything again with clang (compile only: a second compiler and standard library catch a
@@ -31,7 +32,7 @@ scripts/build.sh
 (cd build && ctest --output-on-failure -j"$(nproc)")
 ran+=("gcc build and its $(cd build && ctest -N | sed -n 's/^Total Tests: //p') ctest tests")
 out=$(python3 -m bench.test_peer_blas 2>&1) || { echo "$out" >&2; false; }
-out=$(python3 -m bench.test_bench_attention_torch 2>&1) || { echo "$out" >&2; false; }
+out=$(/usr/bin/python3 -m bench.test_bench_attention_torch 2>&1) || { echo "$out" >&2; false; }
 python3 scripts/check_includes.py
 ran+=("bench/test_peer_blas.py" "bench/test_bench_attention_torch.py" "scripts/check_includes.py")
 if ((cudaemu)); then
