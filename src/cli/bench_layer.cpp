@@ -16,7 +16,6 @@
 #include "core/phase_times.h"
 #include "core/rng.h"
 #include "core/threads.h"
-#include "core/timer.h"
 #include "moe/expert_gemm_problems.h"
 #include "moe/moe_layer.h"
 #include "train/memory_estimate.h"
@@ -67,6 +66,12 @@ void report_parallel_layer_bench(const LayerBenchOptions& o, const dist::Comm& c
 }
 
 }  // namespace
+
+std::string layer_bench_sizes(const LayerBenchOptions& o) {
+  return "bench layer (--tokens " + std::to_string(o.tokens) + ", --d-model " +
+         std::to_string(o.d_model) + ", --d-ff " + std::to_string(o.d_ff) + ", --experts " +
+         std::to_string(o.experts) + ")";
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -153,10 +158,7 @@ void run_layer_bench(const LayerBenchOptions& o) {
     return;
   }
   const MoeConfig cfg = layer_bench_config(o);
-  check_moe_layer_memory(cfg, o.tokens,
-                         "bench layer (--tokens " + std::to_string(o.tokens) + ", --d-model " +
-                             std::to_string(o.d_model) + ", --d-ff " + std::to_string(o.d_ff) +
-                             ", --experts " + std::to_string(o.experts) + ")");
+  check_moe_layer_memory(cfg, o.tokens, layer_bench_sizes(o));
 
   const dist::Comm& c = comm();  // under mpirun: --tokens per rank, experts sharded
   TensorTable table;
@@ -179,20 +181,19 @@ void run_layer_bench(const LayerBenchOptions& o) {
   const MoeWeights w = moe_weights(params, "", cfg);
   MoeGrads g = moe_grads(grads, "", cfg);
   const MoeInput in{x.data(), ids.data(), o.tokens, true, 0};
-  std::vector<double> fwd_ms, bwd_ms;
   MoeOutput out;
   PhaseTimes phases;  // the timed runs' breakdown (the warm-up runs' is cleared)
   if (!c.parallel()) layer.set_phase_times(&phases);
   int run = 0;
-  const auto total_ms = time_runs(o.warmup, o.repeats, [&] {
-    if (++run == o.warmup + 1) phases.clear();
-    const double t0 = now_seconds();
-    out = layer.forward(w, in, y.data());
-    const double t1 = now_seconds();
-    layer.backward(w, g, dy.data(), dx.data());
-    fwd_ms.push_back((t1 - t0) * 1e3);
-    bwd_ms.push_back((now_seconds() - t1) * 1e3);
-  });
+  // The CPU's work is done when a call returns: nothing to wait for between the halves.
+  const ForwardBackwardMs ms = time_forward_backward(
+      o.warmup, o.repeats,
+      [&] {
+        if (++run == o.warmup + 1) phases.clear();
+        out = layer.forward(w, in, y.data());
+      },
+      [&] { layer.backward(w, g, dy.data(), dx.data()); }, [] {});
+  const std::vector<double>&total_ms = ms.total, &fwd_ms = ms.forward, &bwd_ms = ms.backward;
 
   if (c.parallel()) {
     report_parallel_layer_bench(o, c, total_ms, fwd_ms, bwd_ms);
@@ -273,6 +274,14 @@ void register_bench_layer(CLI::App& bench) {
   cmd->add_option("--repeats", o.repeats, "Timed runs (the median is reported)")
       ->capture_default_str();
   cmd->add_option("--warmup", o.warmup)->capture_default_str();
+  cmd->add_option("--square-gemm", o.square_gemm,
+                  "--device cuda: the roofline's reference, cuBLAS on one N x N x N product")
+      ->check(CLI::Range(1, 32768))
+      ->capture_default_str();
+  cmd->add_option("--copy-mb", o.copy_mb,
+                  "--device cuda: the roofline's device-to-device copy, in MiB")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
   cmd->add_flag("--json", o.json, "One JSON object on stdout");
   cmd->callback([] { run_layer_bench(o); });
 }

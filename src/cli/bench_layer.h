@@ -23,11 +23,15 @@ struct LayerBenchOptions {
   std::string precision = "fp32";
   std::string device = "cpu";
   int repeats = 10, warmup = 2;
+  // --device cuda's roofline: cuBLAS on one square_gemm³ product, a copy of copy_mb MiB.
+  int square_gemm = 4096, copy_mb = 1024;
   bool json = false;
 };
 
 // The layer's config from the options (validated); throws on bad values.
 MoeConfig layer_bench_config(const LayerBenchOptions& o);
+// "bench layer (--tokens 4096, --d-model 256, --d-ff 1024, --experts 8)": the sizes, for errors.
+std::string layer_bench_sizes(const LayerBenchOptions& o);
 double median(std::vector<double> v);
 
 // f() `warmup` times, then `repeats` timed runs: their wall times in ms.

@@ -1,11 +1,13 @@
 // `ecmoe bench layer --device cuda`: the MoE layer's forward+backward on the GPU (the CUDA
 // backend, cuda/moe_layer.h), median of the timed runs, with the CPU report's fields plus the
-// roofline: the expert GEMMs alone against cuBLAS at 4096³, and the bytes dispatch and combine
+// roofline: the expert GEMMs alone against cuBLAS on a square product (--square-gemm, 4096³), and
+// the bytes dispatch and combine
 // move against the device's own copy bandwidth.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #ifdef ECMOE_HAVE_CUDA
 #include <nlohmann/json.hpp>
 
+#include "cli/train_device.h"
 #include "core/phase_times.h"
 #include "core/rng.h"
 #include "core/tensor_table.h"
@@ -28,6 +31,8 @@
 #include "cuda/moe_layer.h"
 #include "moe/expert_gemm_problems.h"
 #include "moe/moe_layer.h"
+#include "train/memory_estimate.h"
+#include "train/train_device.h"
 #endif
 
 namespace ecmoe::cli {
@@ -60,11 +65,11 @@ double device_ms(const cuda::Context& ctx, int repeats, F f) {
 struct GemmRoofline {
   double expert_gemm_ms = 0;  // the layer's six expert GEMMs alone, on its plan
   double dense_gemm_ms = 0;   // the same six over all slots as one expert (one call each)
-  double peak_tflops = 0;     // cuBLAS at 4096³ in the same precision
+  double peak_tflops = 0;     // cuBLAS on one m³ product (--square-gemm) in the same precision
 };
 
 GemmRoofline time_gemms(const cuda::Context& ctx, const RoutingPlan& host_plan, int d, int f,
-                        Precision precision, int repeats) {
+                        Precision precision, int m, int repeats) {
   cuda::DevicePlan plan;
   cuda::upload_plan(plan, host_plan, ctx.stream);
   const size_t S = size_t(plan.slot_count()), e = size_t(plan.n_experts);
@@ -102,7 +107,6 @@ GemmRoofline time_gemms(const cuda::Context& ctx, const RoutingPlan& host_plan, 
   one.n_experts = 1;
   one.expert_offsets_host = {0, int(S)};
   r.dense_gemm_ms = device_ms(ctx, repeats, [&] { six_gemms(one); });
-  const int m = 4096;
   DeviceVec<unsigned char> a = operand(size_t(m) * m), b = operand(size_t(m) * m);
   DeviceVec<float> c(size_t(m) * m);
   cuda::Gemm g;
@@ -115,9 +119,18 @@ GemmRoofline time_gemms(const cuda::Context& ctx, const RoutingPlan& host_plan, 
   return r;
 }
 
-// The device's copy bandwidth: read + write bytes per second of a 1 GiB device-to-device copy.
-double copy_gbps(const cuda::Context& ctx, int repeats) {
-  const size_t bytes = size_t(1) << 30;
+// What the roofline allocates beside the layer, the larger of time_gemms' (its six GEMMs' operands
+// and results over `slots` rows, cuBLAS's square product) and copy_gbps' (two copy buffers).
+double roofline_bytes(const MoeConfig& cfg, double slots, const LayerBenchOptions& o) {
+  const double d = cfg.d_model, f = cfg.d_ff, e = cfg.expert_count(), m = o.square_gemm;
+  const double es = cfg.precision == Precision::kBf16 ? 2 : 4;
+  const double six = (es + 4) * (2 * slots * (d + f) + 2 * e * d * f),
+               square = (2 * es + 4) * m * m;
+  return std::max(six + square, 2.0 * double(o.copy_mb) * (1 << 20));
+}
+
+// The device's copy bandwidth: read + write bytes per second of a device-to-device copy.
+double copy_gbps(const cuda::Context& ctx, size_t bytes, int repeats) {
   DeviceVec<unsigned char> a(bytes), b(bytes);
   a.zero(ctx.stream);
   const double ms = device_ms(ctx, repeats, [&] {
@@ -132,6 +145,10 @@ double copy_gbps(const cuda::Context& ctx, int repeats) {
 void run_layer_bench_cuda(const LayerBenchOptions& o) {
   const MoeConfig cfg = layer_bench_config(o);
   ECMOE_CHECK(!comm().parallel(), "bench layer --device cuda: one process only (not under mpirun)");
+  const std::optional<DeviceMemory> memory = device_memory(train_device("cuda"));
+  check_moe_layer_memory(cfg, o.tokens, layer_bench_sizes(o),
+                         roofline_bytes(cfg, moe_slot_count(cfg, o.tokens, true), o),
+                         memory ? &*memory : nullptr);
   const cuda::Context& ctx = cuda::context();
   const int n = o.tokens, d = o.d_model, f = o.d_ff;
 
@@ -202,8 +219,8 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
   const MoeOutput routed = layer.forward(w, in, y.data());
   const RoutingPlan& plan = layer.plan();
 
-  const GemmRoofline roof = time_gemms(ctx, plan, d, f, cfg.precision, o.repeats);
-  const double copy = copy_gbps(ctx, 5);
+  const GemmRoofline roof = time_gemms(ctx, plan, d, f, cfg.precision, o.square_gemm, o.repeats);
+  const double copy = copy_gbps(ctx, size_t(o.copy_mb) << 20, 5);
   const double flops = expert_gemm_flops(plan, d, f);
   const double t = median(runs.total), tg = roof.expert_gemm_ms;
   const double outside = std::max(0.0, (t - tg) / t);
@@ -227,7 +244,8 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
     j.update({{"device", "cuda"},
               {"gpu", gpu},
               {"expert_gemm_tflops", flops / tg * 1e-9},
-              {"cublas_4096_tflops", roof.peak_tflops},
+              {"cublas_square_tflops", roof.peak_tflops},
+              {"square_gemm", o.square_gemm},
               {"outside_gemm_share", outside},
               {"dispatch_combine_bytes", moved},
               {"dispatch_combine_gbps", moving_gbps},
@@ -245,9 +263,9 @@ void run_layer_bench_cuda(const LayerBenchOptions& o) {
   std::printf("forward+backward: %.3f ms median of %d (forward %.3f, backward %.3f)\n", t,
               o.repeats, median(runs.forward), median(runs.backward));
   std::printf(
-      "expert GEMMs alone: %.3f ms, %.1f TFLOP/s (as one expert: %.1f TFLOP/s; cuBLAS at 4096^3: "
+      "expert GEMMs alone: %.3f ms, %.1f TFLOP/s (as one expert: %.1f TFLOP/s; cuBLAS at %d^3: "
       "%.1f TFLOP/s)\n",
-      tg, flops / tg * 1e-9, flops / roof.dense_gemm_ms * 1e-9, roof.peak_tflops);
+      tg, flops / tg * 1e-9, flops / roof.dense_gemm_ms * 1e-9, o.square_gemm, roof.peak_tflops);
   std::printf("outside expert GEMMs: %.1f%%\n", 100.0 * outside);
   std::printf("dispatch+combine+adjoints: %.1f MB at %.0f GB/s (device copy: %.0f GB/s)\n",
               moved * 1e-6, moving_gbps, copy);

@@ -16,16 +16,9 @@
 
 namespace ecmoe {
 
-namespace {
-
-constexpr double kFloat = 4, kInt = 4, kBf16 = 2;
-
-// A tensor's floats in a flat buffer: rounded up to 16 (64-byte alignment, tensor_table.h).
-double padded(double floats) { return std::ceil(floats / 16) * 16; }
-
 // Routing slots of a layer over n tokens: expert choice gives capacity·n (k = capacity·n/e per
 // expert), token choice at most choices·n, dense and hash n.
-double slot_count(const MoeConfig& c, double n, bool training) {
+double moe_slot_count(const MoeConfig& c, double n, bool training) {
   const double capacity = training ? c.capacity_factor_train : c.capacity_factor_eval;
   switch (c.router) {
     case RouterKind::kDense:
@@ -39,6 +32,13 @@ double slot_count(const MoeConfig& c, double n, bool training) {
   }
 }
 
+namespace {
+
+constexpr double kFloat = 4, kInt = 4, kBf16 = 2;
+
+// A tensor's floats in a flat buffer: rounded up to 16 (64-byte alignment, tensor_table.h).
+double padded(double floats) { return std::ceil(floats / 16) * 16; }
+
 double moe_parameter_floats(const MoeConfig& c) {
   const double d = c.d_model, f = c.d_ff, e = c.expert_count();
   double floats = 2 * padded(e * d * f);
@@ -49,7 +49,7 @@ double moe_parameter_floats(const MoeConfig& c) {
 // Bytes one MoeLayer holds after a forward (and, with backward, a backward) over n tokens.
 double moe_activation_bytes(const MoeConfig& c, double n, bool training, bool backward) {
   const double d = c.d_model, f = c.d_ff, e = c.expert_count();
-  const double S = slot_count(c, n, training);
+  const double S = moe_slot_count(c, n, training);
   const bool bf16 = c.precision == Precision::kBf16;
   double floats = 0, ints = 0, halves = 0;
   if (router_has_weights(c.router)) {
@@ -321,9 +321,11 @@ void check_bytes_fit(double bytes, const std::string& what, const std::string& p
               format_bytes(available), " available");
 }
 
-void check_moe_layer_memory(const MoeConfig& config, double n_tokens, const std::string& what) {
-  const MemoryEstimate e = estimate_moe_layer_memory(config, n_tokens);
-  check_bytes_fit(e.total(), what, parts_text(e));
+void check_moe_layer_memory(const MoeConfig& config, double n_tokens, const std::string& what,
+                            double device_scratch, const DeviceMemory* device) {
+  MemoryEstimate e = estimate_moe_layer_memory(config, n_tokens);
+  e.device_scratch = device_scratch;
+  check_bytes_fit(e.total(), what, parts_text(e), device);
 }
 
 }  // namespace ecmoe

@@ -68,7 +68,13 @@ void check_bytes_fit(double bytes, const std::string& what, const std::string& p
                      const DeviceMemory* device = nullptr);
 
 // The same for one MoE layer (bench layer); `what` names the sizes ("--tokens 4096, --d-model
-// 1000000, ...").
-void check_moe_layer_memory(const MoeConfig& config, double n_tokens, const std::string& what);
+// 1000000, ..."). On a GPU (`device`), `device_scratch` is what the benchmark allocates there
+// beside the layer.
+void check_moe_layer_memory(const MoeConfig& config, double n_tokens, const std::string& what,
+                            double device_scratch = 0, const DeviceMemory* device = nullptr);
+
+// The routing slots of one MoE layer over n tokens (expert choice: capacity·n; token choice at
+// most choices·n; dense and hash: n).
+double moe_slot_count(const MoeConfig& c, double n, bool training);
 
 }  // namespace ecmoe
