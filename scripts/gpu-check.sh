@@ -418,9 +418,9 @@ try:
     p = json.loads(sys.argv[2]) if sys.argv[2] else {}
 except ValueError:
     p = {}
-line = "ecmoe %.3f ms (fwd %.3f, bwd %.3f; expert GEMMs %.1f TFLOP/s, as one expert %.1f, cuBLAS 4096^3 %.0f; outside GEMMs %.0f%%; dispatch/combine %.0f GB/s of copy %.0f)" % (
+line = "ecmoe %.3f ms (fwd %.3f, bwd %.3f; expert GEMMs %.1f TFLOP/s, as one expert %.1f, cuBLAS %s^3 %.0f; outside GEMMs %.0f%%; dispatch/combine %.0f GB/s of copy %.0f)" % (
     num(o, "ms"), num(o, "forward_ms"), num(o, "backward_ms"), num(o, "expert_gemm_tflops"),
-    num(o, "library_gemm_gflops", 1e-3), num(o, "cublas_square_tflops"),
+    num(o, "library_gemm_gflops", 1e-3), o.get("square_gemm", "?"), num(o, "cublas_square_tflops"),
     num(o, "outside_gemm_share", 100), num(o, "dispatch_combine_gbps"), num(o, "copy_gbps"))
 ms = num(o, "ms")
 for key, name in (("index_ms", "torch eager"), ("index_compile_ms", "torch.compile")):
