@@ -287,9 +287,11 @@ if ((build)); then
     done
     finish
   fi
-  if ! step build 900 cmake --build build-gpu -j"$(nproc)" --target ecmoe test_cuda_ops \
-    test_cuda_moe_layer test_cuda_nn_ops test_cuda_model test_cuda_training test_cuda_finetune \
-    test_cuda_decode test_cuda_flash_attention test_dispatch_combine; then
+  # ecmoe, every test binary of tests/cuda (one a file: a binary left out would leave its tests
+  # out of `ctest -L cuda` without a word) and the CPU's dispatch/combine tests.
+  targets=(ecmoe test_dispatch_combine)
+  for src in tests/cuda/test_*.cpp; do targets+=("$(basename "$src" .cpp)"); done
+  if ! step build 900 cmake --build build-gpu -j"$(nproc)" --target "${targets[@]}"; then
     if ((failed)); then
       echo "gpu-check: the first errors:"
       tail -n +"$step_start" "$log" | grep -m3 -B2 -A8 error
@@ -310,6 +312,10 @@ fi
 
 # --- The CUDA tests.
 if ((tests)); then
+  for src in tests/cuda/test_*.cpp; do
+    bin=build-gpu/tests/$(basename "$src" .cpp)
+    [[ -x $bin ]] || { say "cuda tests: $bin was not built: its tests cannot run"; failed=1; }
+  done
   step "cuda tests" 300 ctest --test-dir build-gpu -L cuda --output-on-failure -j4
   rc=$?
   if ((rc != 254)); then
