@@ -1,8 +1,7 @@
 // `ecmoe bench layer --device cuda`: the MoE layer's forward+backward on the GPU (the CUDA
 // backend, cuda/moe_layer.h), median of the timed runs, with the CPU report's fields plus the
 // roofline: the expert GEMMs alone against cuBLAS on a square product (--square-gemm, 4096³), and
-// the bytes dispatch and combine
-// move against the device's own copy bandwidth.
+// the bytes dispatch and combine move against the device's own copy bandwidth (--copy-mb).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
