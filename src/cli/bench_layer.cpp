@@ -26,14 +26,16 @@ namespace {
 
 // Under mpirun: the step time (the slowest rank's median), the time inside the all-to-all calls
 // and the bytes each rank sent to other ranks, per token of the rank and per layer call
-// (forward + backward). Counters cover the warm-up runs too, so they are divided by all runs.
+// (forward + backward), over the timed runs (the counters less `at_warmup`, their values when the
+// first timed run began: the first warm-up run also connects the ranks).
 void report_parallel_layer_bench(const LayerBenchOptions& o, const dist::Comm& c,
+                                 const dist::ExchangeCounters& at_warmup,
                                  const std::vector<double>& total_ms,
                                  const std::vector<double>& fwd_ms,
                                  const std::vector<double>& bwd_ms) {
-  const int runs = o.warmup + o.repeats;
   const dist::ExchangeCounters& k = c.counters();
-  double sums[2] = {k.seconds * 1e3 / runs, double(k.bytes_sent) / runs / o.tokens};
+  double sums[2] = {(k.seconds - at_warmup.seconds) * 1e3 / o.repeats,
+                    double(k.bytes_sent - at_warmup.bytes_sent) / o.repeats / o.tokens};
   c.allreduce_sum(std::span<double>(sums, 2));
   const double ms = c.allreduce_max(median(total_ms));
   const double a2a_ms = sums[0] / c.size(), bytes = sums[1] / c.size();
@@ -185,18 +187,22 @@ void run_layer_bench(const LayerBenchOptions& o) {
   PhaseTimes phases;  // the timed runs' breakdown (the warm-up runs' is cleared)
   if (!c.parallel()) layer.set_phase_times(&phases);
   int run = 0;
+  dist::ExchangeCounters at_warmup;
   // The CPU's work is done when a call returns: nothing to wait for between the halves.
   const ForwardBackwardMs ms = time_forward_backward(
       o.warmup, o.repeats,
       [&] {
-        if (++run == o.warmup + 1) phases.clear();
+        if (++run == o.warmup + 1) {
+          phases.clear();
+          at_warmup = c.counters();
+        }
         out = layer.forward(w, in, y.data());
       },
       [&] { layer.backward(w, g, dy.data(), dx.data()); }, [] {});
   const std::vector<double>&total_ms = ms.total, &fwd_ms = ms.forward, &bwd_ms = ms.backward;
 
   if (c.parallel()) {
-    report_parallel_layer_bench(o, c, total_ms, fwd_ms, bwd_ms);
+    report_parallel_layer_bench(o, c, at_warmup, total_ms, fwd_ms, bwd_ms);
     return;
   }
   // The same expert GEMMs alone, through our tiling and through plain library calls.

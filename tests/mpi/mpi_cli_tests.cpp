@@ -156,6 +156,22 @@ TEST_F(MpiCli, CompareSuiteRunsOnTwoRanksAndKeepsFinishedRuns) {
   EXPECT_GE(count(again.err, "done before, kept"), 10) << again.err;
 }
 
+// `bench layer` under two ranks: expert choice sends exactly the rows of the slots whose expert
+// is on the other rank (each of the 4 experts takes c·n/e of a rank's n tokens; 2 are remote),
+// forward and back and the adjoints of both: 4 · c · (1/2) · d floats per token.
+TEST_F(MpiCli, BenchLayerCountsTheRowsSentToTheOtherRank) {
+  const CliRun r = ecmoe(2,
+                         "bench layer --tokens 256 --d-model 32 --d-ff 64 --experts 4 "
+                         "--capacity-factor 2 --repeats 3 --warmup 1 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  EXPECT_EQ(j["ranks"], 2);
+  EXPECT_EQ(j["tokens_per_rank"], 256);
+  EXPECT_DOUBLE_EQ(j["bytes_sent_per_token"].get<double>(), 4 * 2 * 0.5 * 32 * 4);
+  EXPECT_GT(j["all_to_all_ms"].get<double>(), 0.0);
+  EXPECT_GT(j["ms"].get<double>(), 0.0);
+}
+
 TEST_F(MpiCli, CommandsThatAreNotParallelRefuseMpirun) {
   const CliRun r = ecmoe(2, "calibrate --checkpoint " + (dir / "none.safetensors"));
   EXPECT_NE(r.status, 0);
