@@ -111,8 +111,12 @@ void register_eval(CLI::App& app) {
                 "eval --leakage: needs a decoder checkpoint (an encoder reads the whole sequence "
                 "by design)");
     const bool from_text = !args->text.files.empty();
-    const HeldOut held_out = from_text ? open_held_out_text(checkpoint, args->held_out, args->text)
-                                       : open_held_out(checkpoint, args->held_out);
+    const TrainDevice* device = train_device(args->device);
+    ECMOE_CHECK(!device || !comm().parallel(), "eval --device ", args->device,
+                " runs in one process (not under mpirun)");
+    const HeldOut held_out =
+        from_text ? open_held_out_text(checkpoint, args->held_out, args->text, device)
+                  : open_held_out(checkpoint, args->held_out, device);
 
     ModelConfig model_config = config.model;
     if (!args->router.empty()) {
@@ -131,9 +135,6 @@ void register_eval(CLI::App& app) {
     const int batches = held_out.batches;
     check_batch_splits(held_out.spec.batch_size, comm(), "--batch-size");
     const BatchSource source = held_out.source();
-    const TrainDevice* device = train_device(args->device);
-    ECMOE_CHECK(!device || !comm().parallel(), "eval --device ", args->device,
-                " runs in one process (not under mpirun)");
     EvalResult r;
     LeakageResult leak;
     const LeakageOptions leakage{batches, args->leakage_cuts, 1, 0};

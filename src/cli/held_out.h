@@ -12,6 +12,7 @@
 #include "data/token_dataset.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
+#include "train/train_device.h"
 
 namespace ecmoe::cli {
 
@@ -42,13 +43,15 @@ struct HeldOut {
 };
 
 // Opens the split and resolves the defaults; the data must have the checkpoint's tokenizer. More
-// batches than the split holds are capped, with a note on stderr (rank 0).
-HeldOut open_held_out(const Checkpoint& checkpoint, const HeldOutArgs& args);
+// batches than the split holds are capped, with a note on stderr (rank 0). The evaluation's
+// memory is checked first where it will run: on `device` (nullptr: the host).
+HeldOut open_held_out(const Checkpoint& checkpoint, const HeldOutArgs& args,
+                      const TrainDevice* device = nullptr);
 
 // The text files cut into documents (as prepare --input does), encoded with the checkpoint's
 // tokenizer, as one split named "text" (args.split unused). Without --batches, enough batches to
 // cover every token; --batches beyond that is capped as above.
 HeldOut open_held_out_text(const Checkpoint& checkpoint, const HeldOutArgs& args,
-                           const TextArgs& text);
+                           const TextArgs& text, const TrainDevice* device = nullptr);
 
 }  // namespace ecmoe::cli

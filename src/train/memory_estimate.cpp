@@ -305,11 +305,13 @@ void check_memory(const TrainConfig& config, bool training,
        format_bytes(available), " available; lower ", named.size() > 1 ? "them" : "it");
 }
 
-void check_eval_memory(const TrainConfig& config, int batch_size_option) {
+void check_eval_memory(const TrainConfig& config, int batch_size_option,
+                       const DeviceMemory* device) {
   TrainConfig sized = config;
   if (batch_size_option > 0) sized.eval.batch_size = batch_size_option;
   check_memory(sized, /*training=*/false,
-               {{"eval.batch_size", batch_size_option > 0 ? "--batch-size" : "eval.batch_size"}});
+               {{"eval.batch_size", batch_size_option > 0 ? "--batch-size" : "eval.batch_size"}},
+               device);
 }
 
 void check_bytes_fit(double bytes, const std::string& what, const std::string& parts,

@@ -58,8 +58,9 @@ void check_memory(const TrainConfig& config, bool training,
                   const DeviceMemory* device = nullptr);
 
 // check_memory for evaluating a run's checkpoint (eval, calibrate) with `--batch-size`
-// (0: the run's evaluation batch size).
-void check_eval_memory(const TrainConfig& config, int batch_size_option);
+// (0: the run's evaluation batch size); `device`: against that device's memory, as check_memory.
+void check_eval_memory(const TrainConfig& config, int batch_size_option,
+                       const DeviceMemory* device = nullptr);
 
 // Throws one line when `bytes` exceed the available memory (device: that device's instead):
 // "<what> needs <bytes> of memory (<parts>), more than the <available> available" (no

@@ -1,10 +1,12 @@
 // The commands that take --device cuda, through the real binary, each beside the same command on
 // the CPU: `train`, `eval` and `generate` (a decoder), `finetune` and `predict` (an encoder), and
-// `bench train`'s device report. The library's tests check the device paths themselves
-// (test_cuda_training.cpp, test_cuda_decode.cpp, test_cuda_finetune.cpp); these check that each
-// command reaches them and says so, with the CPU's results (fp32: within 1e-4 relative).
+// `bench train`'s device report, and `eval`'s memory check against the device. The library's tests
+// check the device paths themselves (test_cuda_training.cpp, test_cuda_decode.cpp,
+// test_cuda_finetune.cpp); these check that each command reaches them and says so, with the CPU's
+// results (fp32: within 1e-4 relative).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -76,6 +78,13 @@ TEST_F(CudaCli, TrainEvalAndGenerateOnTheDeviceAsOnTheCpu) {
   EXPECT_EQ(eval[1]["device"], "cuda");
   EXPECT_EQ(eval[1]["targets"], eval[0]["targets"]);
   expect_relative(eval[1]["loss"], eval[0]["loss"], "eval");
+  // A batch that cannot fit is refused before anything runs, against the device's memory.
+  const CliRun big =
+      run("eval --checkpoint " + checkpoint + " --batch-size 100000000 --device cuda");
+  EXPECT_EQ(big.status, 1);
+  EXPECT_TRUE(contains(big.err, "--batch-size=100000000 needs ")) << big.err;
+  EXPECT_TRUE(contains(big.err, " of cuda memory (")) << big.err;
+  EXPECT_EQ(std::count(big.err.begin(), big.err.end(), '\n'), 1) << big.err;
 
   // Greedy generation: the same text, with the KV cache on the device.
   std::string text[2];
