@@ -1,7 +1,6 @@
 #include "cli/held_out.h"
 
 #include <cstdio>
-#include <optional>
 #include <utility>
 
 #include "cli/commands.h"
@@ -10,7 +9,6 @@
 #include "data/shard_writer.h"
 #include "data/tokenizer.h"
 #include "train/eval_batches.h"
-#include "train/memory_estimate.h"
 
 namespace ecmoe::cli {
 
@@ -29,21 +27,10 @@ void add_held_out_options(CLI::App* cmd, HeldOutArgs& args) {
                   "it must have the same tokenizer");
 }
 
-namespace {
-
-// check_eval_memory where the evaluation runs: on `device`'s memory, else the host's.
-void check_held_out_memory(const TrainConfig& config, const HeldOutArgs& args,
-                           const TrainDevice* device) {
-  const std::optional<DeviceMemory> memory = device_memory(device);
-  check_eval_memory(config, args.batch_size, memory ? &*memory : nullptr);
-}
-
-}  // namespace
-
 HeldOut open_held_out(const Checkpoint& checkpoint, const HeldOutArgs& args,
                       const TrainDevice* device) {
   const TrainConfig& config = checkpoint.config();
-  check_held_out_memory(config, args, device);
+  check_evaluation_memory(config, args.batch_size, device);
   const std::string dir = checkpoint_data_dir(checkpoint, args.data);
   data::TokenDataset dataset = data::TokenDataset::open(dir, args.split);
   check_same_data(checkpoint, data_reference(dir, dataset));
@@ -62,7 +49,7 @@ HeldOut open_held_out(const Checkpoint& checkpoint, const HeldOutArgs& args,
 HeldOut open_held_out_text(const Checkpoint& checkpoint, const HeldOutArgs& args,
                            const TextArgs& text, const TrainDevice* device) {
   const TrainConfig& config = checkpoint.config();
-  check_held_out_memory(config, args, device);
+  check_evaluation_memory(config, args.batch_size, device);
   const std::string option = "--tokenizer PATH (the tokenizer of the data it was trained on)";
   const std::string tokenizer_path = checkpoint_tokenizer_path(checkpoint, text.tokenizer, option);
   const data::Tokenizer tokenizer = load_checkpoint_tokenizer(checkpoint, tokenizer_path, option);

@@ -29,6 +29,12 @@ void check_training_memory(const TrainConfig& config, const TrainDevice* device,
   check_memory(config, /*training=*/true, key_names, memory ? &*memory : nullptr);
 }
 
+void check_evaluation_memory(const TrainConfig& config, int batch_size_option,
+                             const TrainDevice* device) {
+  const std::optional<DeviceMemory> memory = device_memory(device);
+  check_eval_memory(config, batch_size_option, memory ? &*memory : nullptr);
+}
+
 void use_device(Transformer& model, const TrainDevice& device) {
   model.set_nn_backend(*device.nn);
   model.set_moe_backends(device.moe);

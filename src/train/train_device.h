@@ -45,6 +45,9 @@ std::optional<DeviceMemory> device_memory(const TrainDevice* device);
 // the host).
 void check_training_memory(const TrainConfig& config, const TrainDevice* device,
                            const std::vector<std::pair<std::string, std::string>>& key_names = {});
+// The same for evaluating a run's checkpoint: memory_estimate.h's check_eval_memory where it runs.
+void check_evaluation_memory(const TrainConfig& config, int batch_size_option,
+                             const TrainDevice* device);
 
 // The model's dense ops and MoE layers on `device` (Transformer::set_nn_backend,
 // set_moe_backends), until they are set again.
