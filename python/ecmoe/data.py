@@ -112,10 +112,12 @@ class BatchSpec:
     @classmethod
     def from_run_config(cls, config, batch_size=None):
         """From a run config (a checkpoint's "config" metadata, parsed); batch_size defaults to
-        the evaluation batch size (eval.batch_size, else batch_size)."""
+        the evaluation batch size (eval.batch_size, else the training micro-batch,
+        batch_size / grad_accum)."""
         model, data, seeds = config["model"], config.get("data", {}), config.get("seeds", {})
         if batch_size is None:
-            batch_size = config.get("eval", {}).get("batch_size", 0) or config["batch_size"]
+            batch_size = (config.get("eval", {}).get("batch_size", 0)
+                          or config["batch_size"] // config.get("grad_accum", 1))
         return cls(kind=model["kind"], batch_size=batch_size, seq_len=model["seq_len"],
                    vocab_size=model["vocab_size"],
                    **{k: data[k] for k in ("mask_prob", "mask_token_prob", "random_token_prob")

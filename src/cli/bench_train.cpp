@@ -84,7 +84,7 @@ void run(const BenchTrainArgs& args) {
 
   // Under mpirun: config.batch_size is the global batch, experts sharded (as in `ecmoe train`).
   const dist::Comm& c = comm();
-  check_batch_splits(config.batch_size, c, "batch_size");
+  check_batch_splits(config.batch_size, c, "batch_size", config.grad_accum);
   Transformer model(config.model, &c);
   FlatBuffer params(model.table()), grads(model.table());
   model.init_params(params, config.seeds.init);
@@ -103,13 +103,23 @@ void run(const BenchTrainArgs& args) {
   // One training step; `times` (profiling) gets the optimizer's time, `timed` (after the warm-up)
   // adds the gradient all-reduce and the wait for the slowest rank before it to their sums.
   const auto train_step = [&](int s, PhaseTimes* times, bool timed) {
-    const Batch batch = slice_batch(source ? source->get(s) : synthetic_batch(spec, s), c);
+    const std::vector<Batch> parts =
+        step_parts(source ? source->get(s) : synthetic_batch(spec, s), c, config.grad_accum);
     if (on_device) {
-      // As the trainer's step: everything up to the gradient norm queued before the one wait.
+      // As the trainer's step: everything up to the gradient norm queued before the one wait
+      // (one more per earlier micro-batch).
       on_device->zero_grads();
-      Transformer::PendingForward pending = model.start_forward_on_backend(
-          on_device->params(), nullptr, batch, /*training=*/true, uint64_t(s));
-      model.backward_on_backend(on_device->params(), on_device->grads());
+      const auto forward_backward = [&](const Batch& part) {
+        Transformer::PendingForward pending = model.start_forward_on_backend(
+            on_device->params(), nullptr, part, /*training=*/true, uint64_t(s));
+        model.backward_on_backend(on_device->params(), on_device->grads());
+        return pending;
+      };
+      for (size_t i = 0; i + 1 < parts.size(); ++i) {
+        Transformer::PendingForward pending = forward_backward(parts[i]);
+        model.finish_forward(pending);
+      }
+      Transformer::PendingForward pending = forward_backward(parts.back());
       if (times) on_device->wait();  // the optimizer's time alone
       const double t0 = now_seconds();
       on_device->start_clip_grad_norm(config.clip_norm);
@@ -121,13 +131,15 @@ void run(const BenchTrainArgs& args) {
       return;
     }
     grads.zero();
-    model.forward(params, batch, /*training=*/true, uint64_t(s));
-    model.backward(params, grads);
+    for (const Batch& part : parts) {
+      model.forward(params, part, /*training=*/true, uint64_t(s));
+      model.backward(params, grads);
+    }
     // The barrier separates waiting for the slowest rank from the all-reduce itself.
     const double t1 = now_seconds();
     c.barrier();
     const double t2 = now_seconds();
-    average_gradients(grads, c);
+    reduce_gradients(grads, c);
     if (timed) {
       wait_seconds += t2 - t1;
       allreduce_seconds += now_seconds() - t2;
@@ -204,6 +216,7 @@ void run(const BenchTrainArgs& args) {
     j["data"] = dataset ? config.data.dir : "synthetic";
     j["threads"] = thread_count();
     j["tokens_per_step"] = tokens_per_step;
+    j["grad_accum"] = config.grad_accum;
     j["steps"] = args.steps;
     j["warmup"] = args.warmup;
     j["median_step_seconds"] = median;
@@ -250,6 +263,9 @@ void run(const BenchTrainArgs& args) {
               : bf16_native()                            ? " native"
                                                          : " fallback",
               dataset ? config.data.dir.c_str() : "synthetic", thread_count());
+  if (config.grad_accum > 1)
+    std::printf("gradient accumulation: %d micro-batches of %d sequences a step\n",
+                config.grad_accum, config.batch_size / (c.size() * config.grad_accum));
   std::printf("parameters %lld, activated per token %.0f, %.3g training FLOPs per token\n",
               (long long)model.table().model_parameter_count(), activated_params(config.model),
               flops_per_token);

@@ -81,14 +81,18 @@ void lm_head_target_log_probs(float* out, const LmHead& head, int vocab) {
 }
 
 void lm_head_backward(nn::Backend& be, float* dh, float* dtable, LmHead& head, const float* table,
-                      const LmHeadShape& s) {
+                      const LmHeadShape& s, int64_t divisor) {
   const int m = int(head.count);
+  ECMOE_CHECK(divisor == 0 || divisor >= head.count,
+              "model backward: the step's count of targets (", divisor,
+              ") is below the batch's own (", head.count, ")");
   if (m == 0) return;
   ECMOE_CHECK(head.logits_valid, "model backward: the loss head was already differentiated");
   head.logits_valid = false;
   // In place: logits become dlogits (cross_entropy_backward writes, it does not accumulate).
   be.cross_entropy_backward(head.logits.data(), head.logits.data(), head.logsumexp.data(),
-                            head.targets_on_backend.data(), head.count, 1.f, m, s.vocab);
+                            head.targets_on_backend.data(), divisor > 0 ? divisor : head.count, 1.f,
+                            m, s.vocab);
   const nn::LinearShape shape{m, s.dim, s.vocab};
   if (m == s.rows) {
     be.tied_output_backward(dh, dtable, head.logits.data(), head.input, table, shape, s.precision);

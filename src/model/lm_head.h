@@ -57,9 +57,11 @@ int64_t lm_head_room_rows(int64_t counted, int64_t rows);
 // logits to the host when the backend is not the CPU.
 void lm_head_target_log_probs(float* out, const LmHead& head, int vocab);
 
-// Gradient of the mean cross-entropy (dloss = 1): dh [rows, dim] (+=) and dtable [vocab, dim]
-// (+=). Once per forward: the logits buffer is reused for their gradient.
+// Gradient of the cross-entropy summed over the counted rows and divided by `divisor` (0: by
+// their count, the mean's gradient; a micro-batch or a rank's slice divides by its whole step's
+// count, model/transformer.h StepShare): dh [rows, dim] (+=) and dtable [vocab, dim] (+=). Once
+// per forward: the logits buffer is reused for their gradient.
 void lm_head_backward(nn::Backend& be, float* dh, float* dtable, LmHead& head, const float* table,
-                      const LmHeadShape& shape);
+                      const LmHeadShape& shape, int64_t divisor = 0);
 
 }  // namespace ecmoe

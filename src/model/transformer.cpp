@@ -30,6 +30,7 @@ struct Transformer::Activations {
   // the checks read them.
   std::vector<int32_t> tokens;     // [B, T] copied: embedding backward needs them
   std::vector<int32_t> valid_len;  // [B] or empty
+  StepShare share;                 // the batch's part of its training step
   // Everything below is in the dense backend's memory.
   nn::Buffer<int> tokens_on_backend, valid_len_on_backend;
   // The residual stream after the embedding and after each of the 2L sublayers:
@@ -76,7 +77,7 @@ void accumulate_aux(AuxLosses& total, const AuxLosses& layer) {
 std::string Transformer::layer_prefix(int layer) { return "layers." + std::to_string(layer) + "."; }
 
 Transformer::Transformer(const ModelConfig& config, const dist::Comm* comm)
-    : config_(config), rank_(comm ? comm->rank() : 0), act_(std::make_unique<Activations>()) {
+    : config_(config), act_(std::make_unique<Activations>()) {
   config_.validate();
   const int64_t V = config_.vocab_size, T = config_.seq_len, d = config_.d_model;
   auto offset = [&](int index) { return table_.specs()[index].offset; };
@@ -272,6 +273,10 @@ std::vector<MoeOutput> Transformer::forward_trunk(const float* p, const FlatBuff
               " entries");
   ECMOE_CHECK(batch.valid_len.empty() || int(batch.valid_len.size()) == B,
               "model forward: valid_len must be empty or have one entry per sequence");
+  ECMOE_CHECK(
+      batch.share.first_token >= 0 && batch.share.step_counted >= 0 && batch.share.parts >= 1,
+      "model forward: a batch's share of its step needs first_token >= 0, step_counted "
+      ">= 0 and parts >= 1");
 
   Activations& a = *act_;
   a.backward_ready = false;
@@ -280,6 +285,7 @@ std::vector<MoeOutput> Transformer::forward_trunk(const float* p, const FlatBuff
   a.seq_len = T;
   a.tokens = batch.tokens;
   a.valid_len = batch.valid_len;
+  a.share = batch.share;
   nn::Backend& be = *nn_;
   // Bad ids and key lengths are refused here, on the host, before any backend sees them.
   nn::check_embedding_tokens(a.tokens.data(), {B, T, d, V});
@@ -333,8 +339,8 @@ std::vector<MoeOutput> Transformer::forward_trunk(const float* p, const FlatBuff
         state && state_table_.contains(cutoff_name) ? state->get(cutoff_name) : nullptr;
     MoeInput in{ln2, a.tokens.data(), N, training, layer_seed(seed, l), cutoffs};
     in.router = layer_router;
-    in.first_token = int64_t(rank_) * N;  // ranks hold equal consecutive slices (slice_batch)
-    in.residual = h_mid;                  // added by the layer's combine: no pass over h_out
+    in.first_token = batch.share.first_token;  // noise by the token's place in the whole step
+    in.residual = h_mid;                       // added by the layer's combine: no pass over h_out
     outputs.push_back(ffn_[l].forward_async(mw, in, h_out));
   }
   nn_->layernorm_forward(a.final_out.data(), a.final_mean.data(), a.final_rstd.data(),
@@ -372,9 +378,9 @@ void Transformer::backward_impl(const float* p, float* g) {
   const int64_t Nd = int64_t(a.rows()) * config_.d_model;
   a.d_tmp.resize(*nn_, Nd);
   nn_->fill(a.d_tmp.data(), Nd, 0.f);
-  lm_head_backward(*nn_, a.d_tmp.data(), g + offsets_.embed_tokens, a.head,
-                   p + offsets_.embed_tokens,
-                   {a.rows(), config_.d_model, config_.vocab_size, config_.precision});
+  lm_head_backward(
+      *nn_, a.d_tmp.data(), g + offsets_.embed_tokens, a.head, p + offsets_.embed_tokens,
+      {a.rows(), config_.d_model, config_.vocab_size, config_.precision}, a.share.step_counted);
   backward_trunk(p, g);
 }
 
@@ -422,8 +428,9 @@ void Transformer::backward_trunk(const float* p, float* g) {
     // FFN half: dh = dL/dh_out passes through the residual; the FFN path adds into it.
     const MoeWeights mw{o.router >= 0 ? p + o.router : nullptr, p + o.w1, p + o.w2};
     MoeGrads mg{o.router >= 0 ? g + o.router : nullptr, g + o.w1, g + o.w2};
-    // dtmp = dL/d(ln2_out), aux-loss gradients included: written over, not zeroed first.
-    ffn_[l].backward(mw, mg, dh, dtmp, 1.f, nn::GradWrite::kOverwrite);
+    // dtmp = dL/d(ln2_out), aux-loss gradients (the batch's share) included: written over, not
+    // zeroed first.
+    ffn_[l].backward(mw, mg, dh, dtmp, 1.f / float(a.share.parts), nn::GradWrite::kOverwrite);
     nn_->layernorm_backward(dh, g + o.ln2_gain, g + o.ln2_bias, dtmp, stream(2 * l + 1),
                             p + o.ln2_gain, a.ln2_mean.data() + int64_t(l) * N,
                             a.ln2_rstd.data() + int64_t(l) * N, N, d);

@@ -36,6 +36,18 @@
 
 namespace ecmoe {
 
+// Where a batch stands in its training step when the step's batch is cut into equal parts: MPI
+// ranks and gradient-accumulation micro-batches (train/data_parallel.h, step_parts). The
+// gradient backward gives is that of the batch's share of the step's loss, so that the parts'
+// gradients sum to the whole batch's: its cross-entropy summed over its counted positions and
+// divided by the step's count, plus its auxiliary losses divided by the number of parts (equal
+// parts: the step's auxiliary losses are their mean). The defaults: the batch is the whole step.
+struct StepShare {
+  int64_t first_token = 0;   // its first token's index in the step's batch (router jitter noise)
+  int64_t step_counted = 0;  // the step's counted targets, the cross-entropy's divisor; 0: its own
+  int parts = 1;             // parts of the step
+};
+
 // A batch of B sequences of length T (T <= seq_len), row-major [B, T].
 struct Batch {
   int batch_size = 0;
@@ -46,12 +58,15 @@ struct Batch {
   // only: they still flow through the FFNs and take part in routing (expert choice may spend
   // slots on them), so give them target -1 and prefer batches without padding for MoE.
   std::vector<int32_t> valid_len;
+  StepShare share;  // its part of a training step (the whole step by default)
   int64_t token_count() const { return int64_t(batch_size) * seq_len; }
 };
 
 struct ForwardResult {
-  double loss = 0;     // lm_loss + weighted auxiliary losses: what backward differentiates
-  double lm_loss = 0;  // mean cross-entropy over counted positions
+  // lm_loss + weighted auxiliary losses: what backward differentiates (of a part of a step, its
+  // share: StepShare)
+  double loss = 0;
+  double lm_loss = 0;  // mean cross-entropy over the batch's counted positions
   int64_t counted = 0;
   AuxLosses aux;                          // summed over MoE layers
   std::vector<RoutingStats> layer_stats;  // one per layer (dense layers included)
@@ -63,8 +78,8 @@ class Transformer {
   // experts are split over the ranks: table() declares this rank's experts only (TensorSpec::
   // full_shape gives the whole tensor), so parameters, gradients and optimizer state of the
   // experts are stored once across the job; everything else is replicated. Each rank gives
-  // forward its own tokens and gets the gradient of its own loss (average_gradients then makes
-  // the step's gradient). The communicator must outlive the model.
+  // forward its own tokens and gets the gradient of their share of the step's loss (StepShare;
+  // reduce_gradients then makes the step's gradient). The communicator must outlive the model.
   explicit Transformer(const ModelConfig& config, const dist::Comm* comm = nullptr);
   ~Transformer();
   Transformer(Transformer&&) noexcept;  // activations move with the model (heap, not copied)
@@ -89,8 +104,9 @@ class Transformer {
   // yet calibrated, or rate 1, takes the target itself.
   void update_cutoffs(FlatBuffer& state, const std::vector<RoutingStats>& layer_stats,
                       float rate) const;
-  // Gradient of the last forward's loss, accumulated (+=) into grads. Once per forward (the
-  // logits buffer becomes their gradient); params must be the forward's.
+  // Gradient of the last forward's loss (of its batch's share of the step's loss: StepShare),
+  // accumulated (+=) into grads. Once per forward (the logits buffer becomes their gradient);
+  // params must be the forward's.
   void backward(const FlatBuffer& params, FlatBuffer& grads);
 
   // The same two on parameters and gradients in the dense backend's memory (a device's copy of a
@@ -180,7 +196,6 @@ class Transformer {
                                bool training, uint64_t seed,
                                std::optional<RouterKind> router = std::nullopt);
   ModelConfig config_;
-  int rank_ = 0;  // this process's rank: where its tokens start in the whole batch
   TensorTable table_;
   TensorTable state_table_;
   std::vector<LayerOffsets> layers_;

@@ -20,7 +20,8 @@ CrossEntropyResult cross_entropy_forward(float* logsumexp, const float* logits, 
                                          int rows, int vocab);
 // WRITES (does not accumulate) dlogits [rows, vocab] = dloss · (softmax − onehot) / count at
 // counted rows and 0 at ignored rows: this is where the backward pass starts. dlogits may be the
-// logits buffer itself (in place), which saves a [rows, vocab] buffer. count is the forward's.
+// logits buffer itself (in place), which saves a [rows, vocab] buffer. count is the forward's
+// for the mean's gradient (a part of a larger batch passes the whole batch's count).
 void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
                             const int* targets, int64_t count, float dloss, int rows, int vocab);
 

@@ -36,15 +36,9 @@ constexpr const char* kRouterStatePrefix = "state.";
 const std::vector<std::string> kBookkeeping = {kStepTensor, kTokensTensor, kAdamStepTensor};
 
 // Config keys a resumed run may change (see check_resume_config).
-const std::set<std::string> kResumeMayChange = {"steps",
-                                                "out",
-                                                "log_interval",
-                                                "eval.interval",
-                                                "eval.batches",
-                                                "eval.batch_size",
-                                                "checkpoint_interval",
-                                                "data.dir",
-                                                "precision"};
+const std::set<std::string> kResumeMayChange = {
+    "steps",           "out",        "log_interval",        "eval.interval", "eval.batches",
+    "eval.batch_size", "grad_accum", "checkpoint_interval", "data.dir",      "precision"};
 
 // Metadata of the file at `path`, with errors that name it.
 std::string meta(const Metadata& m, const std::string& key, const std::string& path) {

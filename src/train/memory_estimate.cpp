@@ -210,6 +210,25 @@ std::string parts_text(const MemoryEstimate& e) {
   return s;
 }
 
+// ", or keep the batch with grad_accum=A (micro-batches of M sequences)" for the fewest
+// micro-batches that fit, if any does.
+std::string accumulation_hint(const TrainConfig& config, double available, bool on_device) {
+  const int64_t batch = config.batch_size;
+  std::vector<int64_t> divisors;
+  for (int64_t i = 1; i * i <= batch; ++i)
+    if (batch % i == 0) divisors.insert(divisors.end(), {i, batch / i});
+  std::sort(divisors.begin(), divisors.end());
+  TrainConfig changed = config;
+  for (const int64_t a : divisors) {
+    if (a <= config.grad_accum) continue;
+    changed.grad_accum = int(a);
+    if (estimate_memory(changed, true, on_device).total() <= available)
+      return ", or keep the batch with grad_accum=" + std::to_string(a) + " (micro-batches of " +
+             std::to_string(config.batch_size / a) + " sequences)";
+  }
+  return "";
+}
+
 }  // namespace
 
 MemoryEstimate estimate_memory(const TrainConfig& config, bool training, bool on_device) {
@@ -224,13 +243,15 @@ MemoryEstimate estimate_memory(const TrainConfig& config, bool training, bool on
   }
   e.gradients = sizes.parameter_floats * kFloat;
   e.optimizer = 2 * sizes.parameter_floats * kFloat;
-  // The model's buffers grow to the larger of a training step and an evaluation forward.
+  // The model's buffers grow to the larger of a training micro-batch (the whole batch without
+  // gradient accumulation) and an evaluation forward.
   const bool evaluates = config.eval.batches > 0;
+  const double micro_batch = config.micro_batch_size();
   e.activations =
-      std::max(model_activation_bytes(config, config.batch_size, true, true),
+      std::max(model_activation_bytes(config, micro_batch, true, true),
                evaluates ? model_activation_bytes(config, eval_batch, false, false) : 0.0);
   if (on_device)
-    e.device_scratch = std::max(device_scratch_bytes(config, config.batch_size, true),
+    e.device_scratch = std::max(device_scratch_bytes(config, micro_batch, true),
                                 evaluates ? device_scratch_bytes(config, eval_batch, false) : 0.0);
   return e;
 }
@@ -302,7 +323,8 @@ void check_memory(const TrainConfig& config, bool training,
   }
   fail(keys.empty() ? std::string("this config") : keys, " needs ", format_bytes(e.total()), " of ",
        device ? device->name : std::string("memory"), " (", parts_text(e), "), more than the ",
-       format_bytes(available), " available; lower ", named.size() > 1 ? "them" : "it");
+       format_bytes(available), " available; lower ", named.size() > 1 ? "them" : "it",
+       training ? accumulation_hint(config, available, on_device) : std::string());
 }
 
 void check_eval_memory(const TrainConfig& config, int batch_size_option,

@@ -24,11 +24,11 @@ struct MemoryEstimate {
   double total() const { return parameters + gradients + optimizer + activations + device_scratch; }
 };
 
-// Training (`training`: parameters, gradients, AdamW, forward and backward over batch_size
-// sequences, and evaluation forwards over eval_batch_size() sequences with the same model), or
-// evaluation alone (parameters and forward activations over eval_batch_size() sequences).
-// config.model.vocab_size must be the real one (not 0). `on_device`: the run is on a GPU, whose
-// backend needs scratch the CPU's does not.
+// Training (`training`: parameters, gradients, AdamW, forward and backward over a micro-batch of
+// batch_size / grad_accum sequences, and evaluation forwards over eval_batch_size() sequences with
+// the same model), or evaluation alone (parameters and forward activations over eval_batch_size()
+// sequences). config.model.vocab_size must be the real one (not 0). `on_device`: the run is on a
+// GPU, whose backend needs scratch the CPU's does not.
 MemoryEstimate estimate_memory(const TrainConfig& config, bool training = true,
                                bool on_device = false);
 
@@ -45,7 +45,8 @@ std::string format_bytes(double bytes);
 
 // Throws one line when estimate_memory(config, training) exceeds the available memory, naming
 // the keys responsible (those whose default would make it fit, else the largest contributors),
-// the bytes needed by part and the bytes available. `key_names` renames keys in the message
+// the bytes needed by part and the bytes available; in training, also the fewest micro-batches
+// (grad_accum) that would fit the same batch, if any. `key_names` renames keys in the message
 // (e.g. {"eval.batch_size", "--batch-size"} when a command-line option set it).
 // `device`: check against that much memory of a device instead (e.g. a GPU's free memory),
 // named in the message ("GPU memory").

@@ -96,6 +96,7 @@ void visit_fields(Visitor& v, TrainConfig& c) {
   });
   v.field("steps", c.steps);
   v.field("batch_size", c.batch_size);
+  v.field("grad_accum", c.grad_accum);
   // Kept in ModelConfig (the model's GEMMs read it), named at the top level: `--set
   // precision=bf16`.
   v.field("precision", NamedEnum<Precision>{c.model.precision, parse_precision, precision_name});
@@ -148,9 +149,14 @@ void TrainConfig::validate() const {
   schedule.validate();
   ECMOE_CHECK(steps > 0, "steps must be positive, got ", steps);
   ECMOE_CHECK(batch_size > 0, "batch_size must be positive, got ", batch_size);
+  ECMOE_CHECK(grad_accum >= 1, "grad_accum must be >= 1 (1: no accumulation), got ", grad_accum);
+  ECMOE_CHECK(batch_size % grad_accum == 0, "batch_size (", batch_size,
+              ") must be divisible by grad_accum (", grad_accum,
+              "): each micro-batch takes an equal part");
   ECMOE_CHECK(eval.interval >= 0, "eval.interval must be >= 0 (0: only at the end)");
   ECMOE_CHECK(eval.batches >= 0, "eval.batches must be >= 0 (0: no validation)");
-  ECMOE_CHECK(eval.batch_size >= 0, "eval.batch_size must be >= 0 (0: the training batch size)");
+  ECMOE_CHECK(eval.batch_size >= 0,
+              "eval.batch_size must be >= 0 (0: the training micro-batch size)");
   ECMOE_CHECK(checkpoint_interval >= 0, "checkpoint_interval must be >= 0 (0: only at the end)");
   ECMOE_CHECK(log_interval > 0, "log_interval must be positive, got ", log_interval);
   ECMOE_CHECK(!out.empty(), "out (the output folder) is empty");

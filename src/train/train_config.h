@@ -35,7 +35,7 @@ struct SeedConfig {
 struct EvalConfig {
   int64_t interval = 100;  // validate every N steps (0: only at the end)
   int batches = 8;         // fixed validation windows: batches × batch_size of them
-  int batch_size = 0;      // 0: the training batch size
+  int batch_size = 0;      // 0: the training micro-batch size (batch_size / grad_accum)
 };
 
 struct TrainConfig {
@@ -46,13 +46,19 @@ struct TrainConfig {
   LrSchedule schedule;
   int64_t steps = 1000;
   int batch_size = 32;  // sequences per step, each model.seq_len tokens
+  // Gradient accumulation: each step runs its batch as this many micro-batches of
+  // batch_size / grad_accum sequences in turn (per MPI rank: batch_size / (ranks · grad_accum)),
+  // adding their gradients, so that activations take memory for a micro-batch only; the step's
+  // loss and gradient are the whole batch's (train/data_parallel.h; docs/training.md).
+  int grad_accum = 1;
   SeedConfig seeds;
   EvalConfig eval;
   int64_t checkpoint_interval = 100;  // steps between checkpoints (0: only at the end)
   int64_t log_interval = 10;          // steps between plain progress lines (not on a terminal)
   std::string out = "runs/default";
 
-  int eval_batch_size() const { return eval.batch_size > 0 ? eval.batch_size : batch_size; }
+  int micro_batch_size() const { return grad_accum > 0 ? batch_size / grad_accum : batch_size; }
+  int eval_batch_size() const { return eval.batch_size > 0 ? eval.batch_size : micro_batch_size(); }
   // Throws ecmoe::Error naming the bad field. Checks what can be checked without the data; a
   // vocab_size of 0 (from the data) is accepted here.
   void validate() const;

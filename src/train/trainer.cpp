@@ -7,6 +7,7 @@
 #include <optional>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -112,7 +113,7 @@ RunData open_data(TrainConfig& config, const dist::Comm& comm, const TrainDevice
         dist::fingerprint(d.ref.tokenizer_checksum + "\n" + d.ref.source_id + "\n" +
                           std::to_string(d.train.size()) + "\n" + std::to_string(d.val.size())),
         "the training data");
-    check_batch_splits(config.batch_size, comm, "batch_size");
+    check_batch_splits(config.batch_size, comm, "batch_size", config.grad_accum);
     if (config.eval.batches > 0)
       check_batch_splits(config.eval_batch_size(), comm, "eval.batch_size");
   }
@@ -209,11 +210,12 @@ class TrainingRun {
   int64_t step() const { return state_.step; }
   bool done() const { return state_.step >= config_.steps; }
 
-  // Step s + 1: forward, backward, gradients averaged over ranks, cutoffs moved, clipping, AdamW.
+  // Step s + 1: forward and backward of each micro-batch (the gradients adding up), gradients
+  // summed over ranks, cutoffs moved, clipping, AdamW.
   StepOutcome train_step() {
     const double t0 = now_seconds();
     const int64_t s = state_.step;
-    const Batch batch = slice_batch(train_batches_.get(s), comm_);
+    const std::vector<Batch> parts = step_parts(train_batches_.get(s), comm_, config_.grad_accum);
     if (device_)
       device_->zero_grads();
     else
@@ -225,26 +227,34 @@ class TrainingRun {
             ? std::optional(RouterKind::kExpertChoice)
             : std::nullopt;
     const uint64_t noise = noise_.bits(uint64_t(s));
-    ForwardResult local;
+    std::vector<ForwardResult> local;
     float grad_norm = 0;
     if (device_) {
       // Forward, backward and the gradient norm are all queued before the host waits for the
       // device, once: for the norm, the last of them, by which time the loss and the layers'
-      // values are there too. The device never idles while the host queues the next part.
-      Transformer::PendingForward pending = model_.start_forward_on_backend(
-          device_->params(), &router_state_, batch, /*training=*/true, noise, router);
-      model_.backward_on_backend(device_->params(), device_->grads());
-      device_->start_clip_grad_norm(config_.clip_norm);
-      grad_norm = device_->finish_clip_grad_norm();
-      local = model_.finish_forward(pending);
+      // values are there too. The device never idles while the host queues the next part. An
+      // earlier micro-batch's values are waited for once its backward is queued.
+      for (size_t i = 0; i < parts.size(); ++i) {
+        Transformer::PendingForward pending = model_.start_forward_on_backend(
+            device_->params(), &router_state_, parts[i], /*training=*/true, noise, router);
+        model_.backward_on_backend(device_->params(), device_->grads());
+        if (i + 1 == parts.size()) {
+          device_->start_clip_grad_norm(config_.clip_norm);
+          grad_norm = device_->finish_clip_grad_norm();
+        }
+        local.push_back(model_.finish_forward(pending));
+      }
     } else {
-      local = model_.forward(params_, router_state_, batch, /*training=*/true, noise, router);
-      model_.backward(params_, grads_);
-      average_gradients(grads_, comm_);
+      for (const Batch& part : parts) {
+        local.push_back(
+            model_.forward(params_, router_state_, part, /*training=*/true, noise, router));
+        model_.backward(params_, grads_);
+      }
+      reduce_gradients(grads_, comm_);
     }
     StepOutcome out;
     // Reduced over ranks, so every rank moves its cutoffs identically.
-    out.forward = reduce_forward_result(local, comm_);
+    out.forward = reduce_forward_result(combine_parts(local), comm_);
     if (model_.has_cutoffs())
       model_.update_cutoffs(router_state_, out.forward.layer_stats, moe.threshold_ema_rate);
     if (!std::isfinite(out.forward.loss))

@@ -1,7 +1,7 @@
 // Training on the GPU through train() (train/train_device.h with the CUDA backends, what
 // `ecmoe train --device cuda` runs), on a data folder the test writes: 20 fp32 steps against the
-// same 20 on the CPU (every step's loss within 1e-4 relative), a GPU run resumed on the GPU
-// bit-identical to one never stopped, and a GPU checkpoint continued on the CPU.
+// same 20 on the CPU (every step's loss within 1e-4 relative), gradient accumulation, a GPU run
+// resumed on the GPU bit-identical to one never stopped, and a GPU checkpoint continued on the CPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -72,6 +72,38 @@ TEST_F(CudaTraining, TwentyStepsMatchTheCpu) {
     }
     ASSERT_TRUE(a.final_eval && b.final_eval);
     EXPECT_NEAR(b.final_eval->loss, a.final_eval->loss, 1e-4 * a.final_eval->loss);
+  }
+}
+
+// Gradient accumulation on the GPU (config grad_accum): two micro-batches a step, the second's
+// expert gradients added to the first's (cuda/lazy_zero_grads.h: a range's second claim in a step
+// adds), against the same on the CPU and against the GPU's run without micro-batches (routing
+// groups of one sequence, so both route alike).
+TEST_F(CudaTraining, MicroBatchesMatchTheCpuAndTheWholeBatch) {
+  TrainConfig on_cpu = tiny("accum-cpu", "expert_choice", ModelKind::kEncoder);
+  on_cpu.steps = 6;
+  on_cpu.model.moe.group_size = on_cpu.model.seq_len;
+  on_cpu.eval.batch_size = on_cpu.batch_size;
+  on_cpu.grad_accum = 2;
+  TrainConfig on_gpu = on_cpu, whole = on_cpu;
+  on_gpu.out = dir / "accum-gpu";
+  whole.out = dir / "accum-gpu-whole";
+  whole.grad_accum = 1;
+  run(on_cpu, nullptr);
+  run(on_gpu, &gpu());
+  run(whole, &gpu());
+  const auto la = train_test::train_lines(on_cpu.out + "/metrics.jsonl");
+  const auto lb = train_test::train_lines(on_gpu.out + "/metrics.jsonl");
+  const auto lw = train_test::train_lines(whole.out + "/metrics.jsonl");
+  ASSERT_EQ(la.size(), 6u);
+  ASSERT_EQ(lb.size(), 6u);
+  ASSERT_EQ(lw.size(), 6u);
+  for (std::size_t i = 0; i < la.size(); ++i) {
+    const double x = la[i]["loss"].get<double>(), y = lb[i]["loss"].get<double>();
+    const double w = lw[i]["loss"].get<double>();
+    EXPECT_NEAR(y, x, 1e-4 * std::fabs(x)) << "step " << i + 1;
+    EXPECT_NEAR(y, w, 1e-4 * std::fabs(w)) << "step " << i + 1;
+    EXPECT_EQ(lb[i]["targets"], lw[i]["targets"]) << "step " << i + 1;
   }
 }
 

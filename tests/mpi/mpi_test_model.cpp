@@ -1,15 +1,18 @@
-// Training steps under P ranks (experts sharded, the rest data-parallel) equal one process over
-// the global batch with the same routing groups (model.moe.group_size = a rank's tokens):
-// routing identical; loss, the averaged gradients and their norm equal to 1e-5 relative; each rank
-// stores and initialises only its own experts. The model is a
-// decoder so every rank counts the same number of targets: the mean of the ranks' mean losses is
-// then the global mean (an encoder's masks count differently per rank; docs/architecture.md).
-// Summation orders differ (router and attention gradients summed over ranks), hence tolerances.
+// Training steps under P ranks (experts sharded, the rest data-parallel), each rank running its
+// slice as A micro-batches (gradient accumulation), equal one process over the global batch with
+// the same routing groups (model.moe.group_size = a micro-batch's tokens): routing identical;
+// loss, the summed gradients and their norm equal to 1e-5 relative; each rank stores and
+// initialises only its own experts. The model is an encoder, whose random masks count a different
+// number of targets in each part: each part's cross-entropy is divided by the step's count
+// (StepShare), so the step's loss is the global mean and its gradient the global gradient.
+// Summation orders differ (router and attention gradients summed over parts and ranks), hence
+// tolerances.
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "../model/model_test_util.h"
 #include "mpi_test_util.h"
@@ -24,12 +27,12 @@ using mpi_test::comm;
 class MpiModel : public ::testing::TestWithParam<RouterKind> {};
 
 TEST_P(MpiModel, RanksEqualOneProcessOverTheGlobalBatch) {
-  const int P = comm().size(), b = 2, T = 10;
-  ModelConfig c = testing::tiny_config(ModelKind::kDecoder, GetParam());
+  const int P = comm().size(), b = 2, T = 10, A = 2;
+  ModelConfig c = testing::tiny_config(ModelKind::kEncoder, GetParam());
   c.moe.group_size = b * T;
   if (router_is_token_choice(GetParam())) c.moe.z_loss_weight = 1e-3f;  // both aux losses on
   c.moe.jitter = 0.1f;  // drawn by position in the global batch, so the same as one process
-  const Batch global = testing::random_batch(c, b * P, T, 3);
+  const Batch global = testing::random_batch(c, b * A * P, T, 3);
 
   Transformer ref(c);
   FlatBuffer params_ref(ref.table()), g_ref(ref.table());
@@ -51,18 +54,21 @@ TEST_P(MpiModel, RanksEqualOneProcessOverTheGlobalBatch) {
     ASSERT_EQ(0, std::memcmp(params.get(spec.name), params_ref.get(spec.name) + spec.shard_offset(),
                              sizeof(float) * size_t(spec.numel())))
         << spec.name;
-  const Batch mine = slice_batch(global, comm());
-  const ForwardResult local = model.forward(params, state, mine, true, 1);
-  model.backward(params, g);
-  average_gradients(g, comm());
-  const ForwardResult f = reduce_forward_result(local, comm());
+  std::vector<ForwardResult> local;
+  for (const Batch& part : step_parts(global, comm(), A)) {
+    local.push_back(model.forward(params, state, part, true, 1));
+    model.backward(params, g);
+  }
+  reduce_gradients(g, comm());
+  const ForwardResult f = reduce_forward_result(combine_parts(local), comm());
 
   EXPECT_NEAR(f.loss, f_ref.loss, 1e-5 * std::abs(f_ref.loss));
   EXPECT_NEAR(f.lm_loss, f_ref.lm_loss, 1e-5 * std::abs(f_ref.lm_loss));
   EXPECT_EQ(f.counted, f_ref.counted);
-  const int n = b * T;
+  const int n = b * T;  // a part's tokens; the model holds its last part's plan
+  const int last_part = comm().rank() * A + A - 1;
   for (int l = 0; l < c.n_layers; ++l) {
-    EXPECT_TRUE(mpi_test::group_slots(ref.ffn_layer(l).plan(), comm().rank() * n, n) ==
+    EXPECT_TRUE(mpi_test::group_slots(ref.ffn_layer(l).plan(), last_part * n, n) ==
                 mpi_test::group_slots(model.ffn_layer(l).plan(), 0, n))
         << "layer " << l << " routed differently on rank " << comm().rank();
     EXPECT_EQ(f.layer_stats[l].tokens_per_expert, f_ref.layer_stats[l].tokens_per_expert) << l;
