@@ -85,9 +85,18 @@ class MemoryEstimateTest : public ::testing::Test {
 };
 
 // AddressSanitizer replaces glibc's allocator, so mallinfo2 sees none of the allocations; the
-// comparisons with the real heap run in the ordinary build.
-constexpr bool kHeapCountersVisible =
+// comparisons with the real heap run in the ordinary build. g++ says so by __SANITIZE_ADDRESS__,
+// clang by __has_feature(address_sanitizer).
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ECMOE_TEST_ASAN 1
+#endif
+#endif
 #if defined(__SANITIZE_ADDRESS__)
+#define ECMOE_TEST_ASAN 1
+#endif
+constexpr bool kHeapCountersVisible =
+#if defined(ECMOE_TEST_ASAN)
     false;
 #else
     true;

@@ -144,6 +144,8 @@ TEST(TrainConfig, SetSuggestsTheKeyMeantByOtherTrainersNames) {
   expect_error([] { with({"wd=0.1"}); }, {"did you mean 'optimizer.weight_decay'"});
   expect_error([] { with({"clip=1"}); }, {"did you mean 'clip_norm'"});
   expect_error([] { with({"batch=8"}); }, {"did you mean 'batch_size'"});
+  expect_error([] { with({"gradient_accumulation_steps=4"}); }, {"did you mean 'grad_accum'"});
+  expect_error([] { with({"accumulate_grad_batches=4"}); }, {"did you mean 'grad_accum'"});
   expect_error([] { with({"optimizer.lr=0.1"}); }, {"did you mean 'schedule.peak_lr'"});
 }
 
@@ -184,6 +186,12 @@ TEST(TrainConfig, ValidationCatchesConfigsThatCannotWork) {
                {"capacity factor (eval) must be > 0"});
   expect_error([] { with({"steps=0"}).validate(); }, {"steps must be positive"});
   expect_error([] { with({"batch_size=0"}).validate(); }, {"batch_size"});
+  expect_error([] { with({"grad_accum=0"}).validate(); }, {"grad_accum must be >= 1"});
+  expect_error(
+      [] {
+        with({"batch_size=10", "grad_accum=4"}).validate();
+      },
+      {"batch_size (10) must be divisible by grad_accum (4)"});
   expect_error([] { with({"data.mask_prob=0"}).validate(); }, {"data.mask_prob"});
   expect_error([] { with({"data.mask_token_prob=0.95"}).validate(); }, {"mask_token_prob"});
   expect_error([] { with({"optimizer.beta2=1"}).validate(); }, {"beta2"});
